@@ -1,0 +1,1 @@
+//! The VMM (see issue: microvm).

@@ -1,0 +1,1 @@
+//! The report (see issue: report).

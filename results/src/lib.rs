@@ -1,0 +1,13 @@
+//! vmct results: the record schema every experiment writes and the report reads.
+//!
+//! A run directory (RUN_DIR) holds `run.json` ([`RunMeta`]: plan, versions, host environment) and one CSV
+//! per experiment ([`records`]). Units are in the field names: `_s` seconds, `_bytes` bytes,
+//! `_per_s` per second. The report is rendered from these files alone, so any run can be re-rendered.
+pub mod env;
+pub mod records;
+pub mod rundir;
+pub mod stats;
+
+pub use env::{CgroupLayout, HostEnv, KvmFlavour};
+pub use records::*;
+pub use rundir::{BackendInfo, Plan, RunDir, RunDirError, RunMeta};

@@ -1,0 +1,298 @@
+//! The run directory: `run.json` plus one CSV per record type, written and read back here.
+use crate::env::{HostEnv, LoadSnapshot};
+use crate::records::Record;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Version of the files' layout; bumped when a record changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Errors reading or writing a run directory. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum RunDirError {
+    /// The directory could not be created or written.
+    #[error("results: cannot write {path}: {source}")]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file could not be read.
+    #[error("results: cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A CSV file is malformed.
+    #[error("results: bad CSV in {path}: {source}")]
+    Csv {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: csv::Error,
+    },
+    /// run.json is malformed.
+    #[error("results: bad JSON in {path}: {source}")]
+    Json {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// run.json is missing: not a run directory.
+    #[error("results: {0} is not a vmct run directory (no run.json); pass a directory written by `vmct compare`")]
+    NotARun(PathBuf),
+}
+
+/// What the run was asked to do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Experiments run (startup, density, overhead, isolation, snapshot).
+    pub experiments: Vec<String>,
+    /// Backends requested.
+    pub backends: Vec<String>,
+    /// Whether this was `--quick`.
+    pub quick: bool,
+    /// Warm-up launches per backend.
+    pub warmup: u32,
+    /// Measured launches per backend (sequential).
+    pub startup_runs: u32,
+    /// Concurrency levels for the launch-rate measurement.
+    pub concurrency: Vec<u32>,
+    /// Density: MiB each instance holds.
+    pub density_hold_mib: u64,
+    /// Density: memory budget, bytes.
+    pub density_budget_bytes: u64,
+    /// Density: instance count limit.
+    pub density_max_instances: u32,
+    /// Overhead: repetitions per scenario.
+    pub overhead_runs: u32,
+}
+
+/// One backend as seen by this run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    /// Backend name.
+    pub name: String,
+    /// `baseline`, `ours` or `peer`.
+    pub kind: String,
+    /// Isolation model: `process`, `container` or `microvm`.
+    pub model: String,
+    /// For microVMs: `bare` or `linux`.
+    pub guest_model: Option<String>,
+    /// Whether it ran in this run.
+    pub available: bool,
+    /// Why not, when unavailable.
+    pub reason: Option<String>,
+    /// Version string (peers).
+    pub version: Option<String>,
+}
+
+/// run.json: everything needed to interpret the CSVs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// Layout version of the run directory.
+    pub schema_version: u32,
+    /// Run id (also the directory name).
+    pub id: String,
+    /// Start, seconds since the Unix epoch.
+    pub started_unix_s: f64,
+    /// End, seconds since the Unix epoch (0 while running).
+    pub finished_unix_s: f64,
+    /// vmct version.
+    pub vmct_version: String,
+    /// git commit of the source tree vmct was built from, if known.
+    pub git_commit: Option<String>,
+    /// The command line.
+    pub command: Vec<String>,
+    /// The plan.
+    pub plan: Plan,
+    /// The host.
+    pub host: HostEnv,
+    /// Backends and their availability.
+    pub backends: Vec<BackendInfo>,
+    /// Conditions that change what the numbers mean.
+    pub caveats: Vec<String>,
+    /// Load before the run.
+    pub load_before: LoadSnapshot,
+    /// Load after the run.
+    pub load_after: Option<LoadSnapshot>,
+    /// Cost of the harness's own timestamping of one event, seconds (median).
+    pub harness_timestamp_cost_s: Option<f64>,
+}
+
+/// A run directory on disk.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Create (or reuse) the directory; fails with the path if it cannot be written.
+    pub fn create(path: impl Into<PathBuf>) -> Result<RunDir, RunDirError> {
+        let path = path.into();
+        fs::create_dir_all(&path).map_err(|source| RunDirError::Write { path: path.clone(), source })?;
+        // Probe writability now rather than after minutes of measurement.
+        let probe = path.join(".vmct-write-test");
+        fs::write(&probe, b"").map_err(|source| RunDirError::Write { path: path.clone(), source })?;
+        let _ = fs::remove_file(probe);
+        Ok(RunDir { path })
+    }
+
+    /// Open an existing run directory (must contain run.json).
+    pub fn open(path: impl Into<PathBuf>) -> Result<RunDir, RunDirError> {
+        let path = path.into();
+        if !path.join("run.json").is_file() {
+            return Err(RunDirError::NotARun(path));
+        }
+        Ok(RunDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write run.json.
+    pub fn write_meta(&self, meta: &RunMeta) -> Result<(), RunDirError> {
+        let path = self.path.join("run.json");
+        let text = serde_json::to_string_pretty(meta).map_err(|source| RunDirError::Json { path: path.clone(), source })?;
+        fs::write(&path, text).map_err(|source| RunDirError::Write { path, source })
+    }
+
+    /// Read run.json.
+    pub fn read_meta(&self) -> Result<RunMeta, RunDirError> {
+        let path = self.path.join("run.json");
+        let text = fs::read_to_string(&path).map_err(|source| RunDirError::Read { path: path.clone(), source })?;
+        serde_json::from_str(&text).map_err(|source| RunDirError::Json { path, source })
+    }
+
+    /// Write all rows of one record type to its CSV (replacing it).
+    pub fn write_csv<R: Record>(&self, rows: &[R]) -> Result<(), RunDirError> {
+        let path = self.path.join(R::FILE);
+        let mut w = csv::Writer::from_path(&path).map_err(|source| RunDirError::Csv { path: path.clone(), source })?;
+        for r in rows {
+            w.serialize(r).map_err(|source| RunDirError::Csv { path: path.clone(), source })?;
+        }
+        w.flush().map_err(|source| RunDirError::Write { path, source })
+    }
+
+    /// Read one record type; a missing file is an empty list (the experiment did not run).
+    pub fn read_csv<R: Record>(&self) -> Result<Vec<R>, RunDirError> {
+        let path = self.path.join(R::FILE);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let mut r = csv::Reader::from_path(&path).map_err(|source| RunDirError::Csv { path: path.clone(), source })?;
+        r.deserialize().collect::<Result<Vec<R>, _>>().map_err(|source| RunDirError::Csv { path, source })
+    }
+
+    /// Whether the CSV of a record type exists.
+    pub fn has<R: Record>(&self) -> bool {
+        self.path.join(R::FILE).exists()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::*;
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            schema_version: SCHEMA_VERSION,
+            id: "r1".into(),
+            started_unix_s: 1.5,
+            finished_unix_s: 2.5,
+            vmct_version: "0.1.0".into(),
+            git_commit: Some("abc".into()),
+            command: vec!["vmct".into(), "compare".into()],
+            plan: Plan { experiments: vec!["startup".into()], startup_runs: 10, ..Plan::default() },
+            host: HostEnv::capture(),
+            backends: vec![BackendInfo {
+                name: "process".into(),
+                kind: "baseline".into(),
+                model: "process".into(),
+                guest_model: None,
+                available: true,
+                reason: None,
+                version: None,
+            }],
+            caveats: vec!["x".into()],
+            load_before: LoadSnapshot::capture(),
+            load_after: None,
+            harness_timestamp_cost_s: Some(2e-8),
+        }
+    }
+
+    #[test]
+    fn json_and_csv_roundtrip() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = RunDir::create(d.path().join("run")).unwrap();
+        let m = meta();
+        rd.write_meta(&m).unwrap();
+        assert_eq!(RunDir::open(rd.path()).unwrap().read_meta().unwrap(), m);
+
+        let samples = vec![
+            StartupSample { backend: "process".into(), mode: "sequential".into(), iteration: 0, warmup: true, launch_to_ready_s: 0.001, outlier: false },
+            StartupSample { backend: "microvm".into(), mode: "concurrent-4".into(), iteration: 1, warmup: false, launch_to_ready_s: 1.25e-3, outlier: true },
+        ];
+        rd.write_csv(&samples).unwrap();
+        assert_eq!(rd.read_csv::<StartupSample>().unwrap(), samples);
+
+        let steps = vec![DensityStep {
+            backend: "container".into(),
+            instances: 3,
+            mem_available_bytes: 10,
+            mem_used_delta_bytes: -5,
+            slab_bytes: 7,
+            slab_delta_bytes: 2,
+            instance_rss_bytes: None,
+            guest_mem_bytes: Some(4096),
+            vmm_overhead_bytes: None,
+            cgroup_usage_bytes: Some(1),
+            pss_bytes: None,
+            launch_s: 0.5,
+        }];
+        rd.write_csv(&steps).unwrap();
+        assert_eq!(rd.read_csv::<DensityStep>().unwrap(), steps);
+
+        let over = vec![OverheadRow {
+            backend: "microvm".into(),
+            scenario: "syscall".into(),
+            metric: String::new(),
+            unit: String::new(),
+            n: 0,
+            median: 0.0,
+            mad: 0.0,
+            min: 0.0,
+            max: 0.0,
+            ratio_to_process: None,
+            supported: false,
+            reason: "bare guest has no system calls, \"quoted\"".into(),
+        }];
+        rd.write_csv(&over).unwrap();
+        assert_eq!(rd.read_csv::<OverheadRow>().unwrap(), over);
+        assert!(rd.read_csv::<SnapshotRow>().unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let e = RunDir::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("not a vmct run directory"), "{e}");
+        let file = d.path().join("file");
+        fs::write(&file, "").unwrap();
+        let e = RunDir::create(file.join("sub")).unwrap_err().to_string();
+        assert!(e.contains("cannot write") && e.contains("file/sub"), "{e}");
+        fs::write(d.path().join("startup.csv"), "backend,mode\nx").unwrap();
+        fs::write(d.path().join("run.json"), "{").unwrap();
+        let rd = RunDir::open(d.path()).unwrap();
+        assert!(rd.read_csv::<StartupSample>().unwrap_err().to_string().contains("startup.csv"));
+        assert!(rd.read_meta().unwrap_err().to_string().contains("run.json"));
+    }
+}

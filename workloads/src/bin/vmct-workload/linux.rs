@@ -1,0 +1,140 @@
+//! The Linux platform layer: stdout messages, CLOCK_MONOTONIC, mmap'd memory, real system calls.
+use std::io::{BufRead, Read, Write};
+use workloads::protocol::Message;
+use workloads::runner::Platform;
+use workloads::scenario::Scenario;
+
+/// Platform for the static Linux binary.
+pub struct LinuxPlatform {
+    mem: Option<Mapping>,
+    line: String,
+}
+
+/// An anonymous private mapping; pages cost nothing until touched.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+impl LinuxPlatform {
+    pub fn new() -> Self {
+        LinuxPlatform { mem: None, line: String::with_capacity(256) }
+    }
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Platform for LinuxPlatform {
+    fn now_ns(&mut self) -> u64 {
+        mono_ns()
+    }
+
+    fn emit(&mut self, msg: &Message<'_>) {
+        self.line.clear();
+        let _ = msg.encode(&mut self.line);
+        // One write per message, unbuffered: the host timestamps each line on arrival.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(self.line.as_bytes());
+        let _ = out.flush();
+    }
+
+    fn memory(&mut self, bytes: usize) -> Result<&mut [u8], &'static str> {
+        if self.mem.as_ref().is_none_or(|m| m.len < bytes) {
+            self.mem = None;
+            // SAFETY: anonymous private mapping with no address hint; the result is checked.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes.max(1),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if ptr == libc::MAP_FAILED {
+                return Err("mmap of the working set failed");
+            }
+            self.mem = Some(Mapping { ptr: ptr.cast(), len: bytes.max(1) });
+        }
+        let m = self.mem.as_ref().expect("mapping exists");
+        // SAFETY: the mapping is live, at least `bytes` long, and only reachable through &mut self.
+        Ok(unsafe { std::slice::from_raw_parts_mut(m.ptr, bytes) })
+    }
+
+    fn wait_for_stop(&mut self) {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        let mut lock = stdin.lock();
+        loop {
+            line.clear();
+            match lock.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line.trim() == "stop" => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), &'static str> {
+        match *scenario {
+            Scenario::Syscall { n } => {
+                let t0 = mono_ns();
+                for _ in 0..n {
+                    // SAFETY: getpid has no arguments and cannot fail; the raw syscall bypasses any libc cache.
+                    unsafe { libc::syscall(libc::SYS_getpid) };
+                }
+                let ns = (mono_ns() - t0).max(1);
+                self.emit(&Message::Result { name: "syscall.getpid", value: n as f64 * 1e9 / ns as f64, unit: "calls/s" });
+                Ok(())
+            }
+            Scenario::Io { mib } => io(self, mib),
+            Scenario::Probe => Err("the probe catalogue is not part of this build"),
+            _ => Err("not a platform scenario"),
+        }
+    }
+}
+
+/// Write `mib` MiB, fsync, drop nothing from the cache (we measure the instance's filesystem path,
+/// not the disk), read back. Reports write+fsync and read bandwidth in bytes/s.
+fn io(p: &mut LinuxPlatform, mib: u64) -> Result<(), &'static str> {
+    let dir = std::env::var_os("VMCT_IO_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
+    let path = dir.join(format!("vmct-io-{}.dat", std::process::id()));
+    let chunk = vec![0x5au8; 1 << 20];
+    let t0 = mono_ns();
+    let mut f = std::fs::File::create(&path).map_err(|_| "cannot create the io test file in the working directory")?;
+    for _ in 0..mib {
+        f.write_all(&chunk).map_err(|_| "write failed")?;
+    }
+    f.sync_all().map_err(|_| "fsync failed")?;
+    drop(f);
+    let t1 = mono_ns();
+    let mut f = std::fs::File::open(&path).map_err(|_| "reopen failed")?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(_) => return Err("read failed"),
+        }
+    }
+    let t2 = mono_ns();
+    let _ = std::fs::remove_file(&path);
+    let bytes = (mib << 20) as f64;
+    p.emit(&Message::Result { name: "io.write_fsync", value: bytes * 1e9 / (t1 - t0).max(1) as f64, unit: "bytes/s" });
+    p.emit(&Message::Result { name: "io.read", value: total as f64 * 1e9 / (t2 - t1).max(1) as f64, unit: "bytes/s" });
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! `vmct-workload`: the static Linux build of the workload, run as a host process, as a container's
+//! entry point and as a Linux guest's /init. One scenario per invocation:
+//!
+//! ```text
+//! vmct-workload ready | idle [--hold-mib N] | cpu [--iters N] | mem [--mib N]
+//!             | syscall [--n N] | io [--mib N] | probe
+//! ```
+//! Messages go to stdout in the [`workloads::protocol`] format; `idle` waits until stdin is closed or
+//! a line `stop` arrives.
+mod linux;
+
+use std::process::ExitCode;
+use workloads::scenario::Scenario;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--help") || args.first().map(String::as_str) == Some("-h") {
+        println!("usage: vmct-workload <{}> [--flag N]", workloads::scenario::NAMES.join("|"));
+        return ExitCode::SUCCESS;
+    }
+    let scenario = match Scenario::parse(args.iter().map(String::as_str)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vmct-workload: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut platform = linux::LinuxPlatform::new();
+    let status = workloads::runner::run(&scenario, &mut platform);
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
+}

@@ -1,0 +1,221 @@
+//! Runs a [`Scenario`] on a [`Platform`]: the same control flow on every platform.
+//!
+//! Every scenario first reports `ready` (so launch-to-ready is measured the same way for all of them),
+//! then its results, then `done`. Scenarios a platform cannot run are reported as `unsupported`, never
+//! as zero.
+use crate::kernels;
+use crate::protocol::Message;
+use crate::scenario::Scenario;
+use core::fmt::Write;
+
+/// What each platform build provides to the runner.
+pub trait Platform {
+    /// The instance's own monotonic clock in nanoseconds (only differences are used).
+    fn now_ns(&mut self) -> u64;
+    /// Send one message to the host.
+    fn emit(&mut self, msg: &Message<'_>);
+    /// A writable buffer of `bytes` bytes, not yet touched (first-touch cost is measured).
+    fn memory(&mut self, bytes: usize) -> Result<&mut [u8], &'static str>;
+    /// Block until the host says stop (stdin closed, or the VMM's stop port answers).
+    fn wait_for_stop(&mut self);
+    /// Run a scenario only this platform knows (`syscall`, `io`, `probe`), emitting its results.
+    /// `Err(reason)` means unsupported on this platform.
+    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), &'static str>;
+}
+
+/// Small fixed-size string for formatting result names without allocation.
+struct Buf<const N: usize> {
+    b: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Write for Buf<N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            return Err(core::fmt::Error);
+        }
+        self.b[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn rate(work: f64, ns: u64) -> f64 {
+    work * 1e9 / (ns.max(1) as f64)
+}
+
+/// Run `scenario` to completion on `p`; returns the exit status (0 on success). Emits `done`.
+pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
+    let status = match *scenario {
+        Scenario::Ready => {
+            p.emit(&Message::Ready);
+            0
+        }
+        Scenario::Idle { hold_mib } => {
+            let bytes = (hold_mib as usize).saturating_mul(crate::MIB);
+            let held = if bytes > 0 {
+                match p.memory(bytes) {
+                    Ok(buf) => {
+                        kernels::touch_pages(buf);
+                        true
+                    }
+                    Err(reason) => {
+                        p.emit(&Message::Unsupported { what: "idle", reason });
+                        false
+                    }
+                }
+            } else {
+                true
+            };
+            if held {
+                p.emit(&Message::Ready);
+                p.wait_for_stop();
+                0
+            } else {
+                1
+            }
+        }
+        Scenario::Cpu { iters } => {
+            p.emit(&Message::Ready);
+            let t0 = p.now_ns();
+            let check = kernels::cpu_sha256_chain(iters);
+            let ns = p.now_ns() - t0;
+            p.emit(&Message::Result { name: "cpu.sha256", value: rate(iters as f64, ns), unit: "blocks/s" });
+            p.emit(&Message::Result { name: "cpu.check", value: check as f64, unit: "u32" });
+            0
+        }
+        Scenario::Mem { mib } => {
+            p.emit(&Message::Ready);
+            let bytes = (mib as usize).saturating_mul(crate::MIB);
+            let t0 = p.now_ns();
+            match p.memory(bytes) {
+                Ok(_) => {}
+                Err(reason) => {
+                    p.emit(&Message::Unsupported { what: "mem", reason });
+                    return finish(p, 1);
+                }
+            }
+            // Re-borrow per phase so the platform's clock can be read in between.
+            let pages = kernels::touch_pages(p.memory(bytes).unwrap_or(&mut []));
+            let t1 = p.now_ns();
+            let (seq_bytes, _) = kernels::seq_pass(p.memory(bytes).unwrap_or(&mut []));
+            let t2 = p.now_ns();
+            let touches = pages.max(1) * 4;
+            kernels::random_pages(p.memory(bytes).unwrap_or(&mut []), touches);
+            let t3 = p.now_ns();
+            let page = kernels::PAGE as f64;
+            p.emit(&Message::Result {
+                name: "mem.first_touch",
+                value: rate(pages as f64 * page, t1 - t0),
+                unit: "bytes/s",
+            });
+            p.emit(&Message::Result { name: "mem.seq", value: rate(seq_bytes as f64, t2 - t1), unit: "bytes/s" });
+            p.emit(&Message::Result {
+                name: "mem.random_pages",
+                value: rate(touches as f64, t3 - t2),
+                unit: "pages/s",
+            });
+            0
+        }
+        Scenario::Syscall { .. } | Scenario::Io { .. } | Scenario::Probe => {
+            p.emit(&Message::Ready);
+            match p.run_platform(scenario) {
+                Ok(()) => 0,
+                Err(reason) => {
+                    let mut name = Buf::<16> { b: [0; 16], len: 0 };
+                    let _ = name.write_str(scenario.name());
+                    let what = core::str::from_utf8(&name.b[..name.len]).unwrap_or("scenario");
+                    p.emit(&Message::Unsupported { what, reason });
+                    0
+                }
+            }
+        }
+    };
+    finish(p, status)
+}
+
+fn finish<P: Platform>(p: &mut P, status: i32) -> i32 {
+    p.emit(&Message::Done { status });
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+    use std::vec;
+    use std::vec::Vec;
+
+    struct Fake {
+        t: u64,
+        out: Vec<String>,
+        mem: Vec<u8>,
+        stopped: bool,
+    }
+
+    impl Platform for Fake {
+        fn now_ns(&mut self) -> u64 {
+            self.t += 1000;
+            self.t
+        }
+        fn emit(&mut self, msg: &Message<'_>) {
+            let mut s = String::new();
+            msg.encode(&mut s).unwrap();
+            self.out.push(s);
+        }
+        fn memory(&mut self, bytes: usize) -> Result<&mut [u8], &'static str> {
+            if self.mem.len() < bytes {
+                self.mem = vec![0; bytes];
+            }
+            Ok(&mut self.mem[..bytes])
+        }
+        fn wait_for_stop(&mut self) {
+            self.stopped = true;
+        }
+        fn run_platform(&mut self, _: &Scenario) -> Result<(), &'static str> {
+            Err("no system calls here")
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake { t: 0, out: Vec::new(), mem: Vec::new(), stopped: false }
+    }
+
+    #[test]
+    fn every_scenario_reports_ready_first_and_done_last() {
+        for s in ["ready", "idle --hold-mib 1", "cpu --iters 3", "mem --mib 1", "syscall --n 2", "io --mib 1", "probe"] {
+            let sc = Scenario::parse(s.split_whitespace()).unwrap();
+            let mut f = fake();
+            assert_eq!(run(&sc, &mut f), 0);
+            assert_eq!(f.out.first().unwrap(), "@vmct ready\n", "{s}");
+            assert_eq!(f.out.last().unwrap(), "@vmct done 0\n", "{s}");
+        }
+    }
+
+    #[test]
+    fn unsupported_scenarios_say_so_instead_of_reporting_zero() {
+        let mut f = fake();
+        run(&Scenario::Syscall { n: 5 }, &mut f);
+        assert_eq!(f.out[1], "@vmct unsupported syscall no system calls here\n");
+        assert!(!f.out.iter().any(|l| l.contains("result")));
+    }
+
+    #[test]
+    fn idle_touches_memory_and_waits() {
+        let mut f = fake();
+        run(&Scenario::Idle { hold_mib: 1 }, &mut f);
+        assert!(f.stopped);
+        assert_eq!(f.mem.iter().filter(|b| **b == 1).count(), crate::MIB / kernels::PAGE);
+    }
+
+    #[test]
+    fn cpu_reports_rate_and_check() {
+        let mut f = fake();
+        run(&Scenario::Cpu { iters: 4 }, &mut f);
+        let check = kernels::cpu_sha256_chain(4);
+        assert!(f.out.iter().any(|l| l.starts_with("@vmct result cpu.sha256 ") && l.ends_with(" blocks/s\n")));
+        assert!(f.out.contains(&std::format!("@vmct result cpu.check {check} u32\n")));
+    }
+}
