@@ -1,1 +1,4 @@
-fn main() {}
+//! `vmct`: see `vmct --help` and README.md.
+fn main() -> std::process::ExitCode {
+    harness::cli::main()
+}

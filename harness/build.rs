@@ -1,0 +1,75 @@
+//! Builds the two workload artifacts that `vmct` embeds, each in its own cargo invocation:
+//! - `vmct-workload`: the static Linux build (glibc, `+crt-static`). crt-static must not reach
+//!   proc-macro crates, so the build passes an explicit `--target`, which keeps RUSTFLAGS off host crates.
+//! - `vmct-guest`: the bare microVM guest, a freestanding ELF that needs `panic = "abort"`; it is its
+//!   own workspace (`workloads/guest`) so the workspace's test build never compiles it.
+//! Both go to `target/vmct-artifacts` (a separate target dir, so the outer cargo's lock is not contended).
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn cargo(dir: &Path, target_dir: &Path, args: &[&str], rustflags: &str) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // Start from a clean cargo environment: the outer build's variables would leak its settings.
+    for (k, _) in std::env::vars() {
+        if (k.starts_with("CARGO") && k != "CARGO_HOME") || k.starts_with("RUSTC") || k.starts_with("__CARGO") || k == "RUSTFLAGS" || k == "RUSTDOCFLAGS" || k.starts_with("DEP_") || k == "TARGET" || k == "HOST" || k == "OUT_DIR" || k == "PROFILE" || k == "OPT_LEVEL" || k == "DEBUG" || k == "NUM_JOBS" {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.current_dir(dir)
+        .args(args)
+        .args(["--release", "--target", TARGET, "--quiet"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("RUSTFLAGS", rustflags);
+    let out = cmd.output().unwrap_or_else(|e| panic!("vmct build: cannot run cargo: {e}"));
+    if !out.status.success() {
+        panic!(
+            "vmct build: `cargo {}` in {} failed:\n{}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().unwrap().to_path_buf();
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let target_dir = root.join("target/vmct-artifacts");
+
+    for p in ["workloads/src", "workloads/Cargo.toml", "workloads/guest/src", "workloads/guest/Cargo.toml", "workloads/guest/build.rs", "workloads/guest/guest.ld", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    println!("cargo:rerun-if-env-changed=VMCT_SKIP_ARTIFACTS");
+
+    // 1. The static Linux workload.
+    cargo(&root, &target_dir, &["build", "-p", "workloads", "--bin", "vmct-workload"], "-C target-feature=+crt-static -C strip=debuginfo");
+    let built = target_dir.join(TARGET).join("release/vmct-workload");
+    std::fs::copy(&built, out.join("vmct-workload")).unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
+
+    // 2. The bare guest (its own workspace; present once the microvm guest exists).
+    let guest_dir = root.join("workloads/guest");
+    let guest_out = out.join("vmct-guest");
+    if guest_dir.join("Cargo.toml").exists() {
+        let guest_target = root.join("target/vmct-guest");
+        cargo(&guest_dir, &guest_target, &["build"], "");
+        let built = guest_target.join(TARGET).join("release/vmct-guest");
+        std::fs::copy(&built, &guest_out).unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
+    } else {
+        std::fs::write(&guest_out, b"").unwrap();
+    }
+
+    // The git commit the binary was built from, for run.json.
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(&root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=VMCT_GIT_COMMIT={commit}");
+}

@@ -1,0 +1,253 @@
+//! An instance that is one host child process speaking the protocol on stdout: the process baseline,
+//! the microVM's VMM process, and the crun/runc peers all use it.
+use super::lines::{Line, LineReader};
+use super::{BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Phase, Ready};
+use crate::clock;
+use crate::memstat;
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process whose stdout and stderr both feed one protocol stream.
+pub struct ChildInstance {
+    backend: String,
+    id: String,
+    child: Option<Child>,
+    reader: LineReader,
+    launched_ns: u64,
+    spawned_ns: u64,
+    marks: Vec<(String, u64)>,
+    log: Option<std::fs::File>,
+    /// Extra memory accounting for this instance (e.g. the VMM's guest-memory split).
+    stats_fn: Option<fn(u32) -> InstanceStats>,
+    /// Run on stop/drop after the process is reaped (e.g. remove a peer's state).
+    cleanup: Option<Box<dyn FnOnce() + Send>>,
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints; the flags are valid.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both fds are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl ChildInstance {
+    /// Spawn `cmd` with stdin piped and stdout+stderr into one pipe. The launch timestamp is taken
+    /// just before the spawn.
+    pub fn spawn(backend: &str, spec: &InstanceSpec, mut cmd: Command) -> Result<ChildInstance, BackendError> {
+        let io = |context: &str| {
+            let backend = backend.to_string();
+            let context = context.to_string();
+            move |source| BackendError::Io { backend, context, source }
+        };
+        let (r, w) = pipe().map_err(io("create output pipe"))?;
+        let w2 = w.try_clone().map_err(io("dup output pipe"))?;
+        let log = match &spec.log_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(io("create log dir"))?;
+                Some(std::fs::File::create(dir.join(format!("{}.log", spec.id))).map_err(io("create log file"))?)
+            }
+            None => None,
+        };
+        cmd.stdin(Stdio::piped()).stdout(Stdio::from(w)).stderr(Stdio::from(w2));
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        let launched_ns = clock::mono_ns();
+        let child = cmd.spawn().map_err(|e| BackendError::Launch {
+            backend: backend.to_string(),
+            reason: format!("cannot start {:?}: {e}", cmd.get_program()),
+        })?;
+        let spawned_ns = clock::mono_ns();
+        // Our copies of the write ends went into `cmd`; drop it so EOF arrives when the child exits.
+        drop(cmd);
+        let reader = LineReader::new(r).map_err(io("set up output pipe"))?;
+        Ok(ChildInstance {
+            backend: backend.to_string(),
+            id: spec.id.clone(),
+            child: Some(child),
+            reader,
+            launched_ns,
+            spawned_ns,
+            marks: Vec::new(),
+            log,
+            stats_fn: None,
+            cleanup: None,
+        })
+    }
+
+    /// Use `f(pid)` for [`Instance::stats`] instead of plain RSS/PSS.
+    pub fn with_stats(mut self, f: fn(u32) -> InstanceStats) -> Self {
+        self.stats_fn = Some(f);
+        self
+    }
+
+    /// Run `f` after the process is gone (stop or drop).
+    pub fn with_cleanup(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.cleanup = Some(Box::new(f));
+        self
+    }
+
+    fn read(&mut self, timeout: Duration) -> Result<Line, BackendError> {
+        let line = self.reader.next(timeout).map_err(|source| BackendError::Io {
+            backend: self.backend.clone(),
+            context: format!("read from instance {}", self.id),
+            source,
+        })?;
+        if let Some(log) = &mut self.log {
+            match &line {
+                Line::Text(t) => {
+                    let _ = writeln!(log, "{t}");
+                }
+                Line::Event(ns, e) => {
+                    let _ = writeln!(log, "[{ns}] {e:?}");
+                }
+                _ => {}
+            }
+        }
+        Ok(line)
+    }
+
+    fn exited(&mut self, what: &'static str) -> BackendError {
+        let exit = match self.child.as_mut().map(|c| c.wait()) {
+            Some(Ok(st)) => describe(&st),
+            Some(Err(e)) => format!("wait failed: {e}"),
+            None => "already stopped".into(),
+        };
+        let tail = self.reader.tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" | ");
+        BackendError::Exited {
+            backend: self.backend.clone(),
+            id: self.id.clone(),
+            what,
+            exit,
+            log: if tail.is_empty() { String::new() } else { format!(": {tail}") },
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(f) = self.cleanup.take() {
+            f();
+        }
+    }
+}
+
+fn describe(st: &std::process::ExitStatus) -> String {
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (_, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown exit".into(),
+    }
+}
+
+impl Instance for ChildInstance {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError> {
+        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        loop {
+            let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
+            match self.read(left)? {
+                Line::Event(ready_ns, Event::Ready) => {
+                    let mut phases = Vec::new();
+                    let mut prev = self.launched_ns;
+                    if self.marks.is_empty() {
+                        phases.push(Phase { name: "spawn".into(), duration_s: clock::ns_to_s(self.spawned_ns - prev) });
+                        prev = self.spawned_ns;
+                    }
+                    for (name, ns) in &self.marks {
+                        phases.push(Phase { name: name.clone(), duration_s: clock::ns_to_s(ns.saturating_sub(prev)) });
+                        prev = *ns;
+                    }
+                    phases.push(Phase { name: "to_ready".into(), duration_s: clock::ns_to_s(ready_ns.saturating_sub(prev)) });
+                    return Ok(Ready { launched_ns: self.launched_ns, ready_ns, phases });
+                }
+                Line::Event(_, Event::Phase { name, mono_ns }) => self.marks.push((name, mono_ns)),
+                Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
+                Line::Event(..) | Line::Text(_) => {}
+                Line::Timeout => {
+                    return Err(BackendError::Timeout {
+                        backend: self.backend.clone(),
+                        id: self.id.clone(),
+                        what: "report ready",
+                        timeout,
+                    })
+                }
+            }
+        }
+    }
+
+    fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, Event)>, BackendError> {
+        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        loop {
+            let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
+            match self.read(left)? {
+                Line::Event(ns, e) => return Ok(Some((ns, e))),
+                Line::Text(_) => {}
+                Line::Eof => return Ok(None),
+                Line::Timeout => {
+                    return Err(BackendError::Timeout {
+                        backend: self.backend.clone(),
+                        id: self.id.clone(),
+                        what: "finish",
+                        timeout,
+                    })
+                }
+            }
+        }
+    }
+
+    fn stats(&mut self) -> InstanceStats {
+        let Some(pid) = self.pid() else { return InstanceStats::default() };
+        if let Some(f) = self.stats_fn {
+            return f(pid);
+        }
+        let m = memstat::proc_mem(pid).unwrap_or_default();
+        InstanceStats { rss_bytes: Some(m.rss_bytes), pss_bytes: Some(m.pss_bytes), ..Default::default() }
+    }
+
+    fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {
+        let Some(child) = self.child.as_mut() else { return Ok(ExitInfo::default()) };
+        drop(child.stdin.take());
+        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if clock::mono_ns() < deadline => std::thread::sleep(Duration::from_micros(200)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    break child.wait().ok();
+                }
+                Err(_) => break None,
+            }
+        };
+        self.child = None;
+        self.finish();
+        Ok(ExitInfo {
+            status: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            oom_killed: false,
+            error: None,
+        })
+    }
+}
+
+impl Drop for ChildInstance {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,1 @@
+//! The `container` backend (placeholder until the container issue lands).

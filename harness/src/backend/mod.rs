@@ -1,0 +1,277 @@
+//! Backends: one trait, one implementation per way of running the workload.
+//!
+//! | backend | model | what it launches |
+//! |---|---|---|
+//! | `process` | process (baseline) | `vmct-workload` as a plain child process |
+//! | `microvm` | microVM, bare guest | one VMM process per VM (`vmct __vmm`), the workload at guest CPL3 |
+//! | `container` / `container-privileged` | container | our runtime (crate `container`) |
+//! | `crun` / `runc` | container (peer) | the same image through a generated OCI bundle |
+//!
+//! Every [`Instance`] owns what it created (process, VM, cgroup, mounts): dropping it without
+//! [`Instance::stop`] kills and removes everything.
+pub mod child;
+pub mod container;
+pub mod microvm;
+pub mod peers;
+pub mod lines;
+pub mod process;
+
+use crate::clock;
+use std::path::PathBuf;
+use std::time::Duration;
+use workloads::protocol::{Message, ProbeOutcome};
+use workloads::scenario::Scenario;
+
+/// Name prefix of every kernel object and file the harness creates; `vmct gc` looks for it.
+pub const NAME_PREFIX: &str = "vmct";
+
+/// Errors from launching or talking to an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot run on this host; the reason says why and what would fix it.
+    #[error("{backend}: unavailable: {reason}")]
+    Unavailable {
+        /// Backend name.
+        backend: String,
+        /// Why.
+        reason: String,
+    },
+    /// Launch failed.
+    #[error("{backend}: launch failed: {reason}")]
+    Launch {
+        /// Backend name.
+        backend: String,
+        /// Why.
+        reason: String,
+    },
+    /// The instance did not report within the timeout.
+    #[error("{backend}: instance {id} did not {what} within {timeout:?}")]
+    Timeout {
+        /// Backend name.
+        backend: String,
+        /// Instance id.
+        id: String,
+        /// What was awaited (`report ready`, `finish`).
+        what: &'static str,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The instance ended before reporting what was awaited.
+    #[error("{backend}: instance {id} exited before it {what} ({exit}){log}")]
+    Exited {
+        /// Backend name.
+        backend: String,
+        /// Instance id.
+        id: String,
+        /// What was awaited.
+        what: &'static str,
+        /// Exit description.
+        exit: String,
+        /// Tail of its error output, if any (prefixed with ": ").
+        log: String,
+    },
+    /// I/O with the instance failed.
+    #[error("{backend}: {context}: {source}")]
+    Io {
+        /// Backend name.
+        backend: String,
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// What to run and with which limits.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// Unique id, starting with [`NAME_PREFIX`] (used for cgroup, hostname, log file names).
+    pub id: String,
+    /// The workload scenario.
+    pub scenario: Scenario,
+    /// Memory limit (containers: cgroup limit; microVMs: guest memory size), bytes. None = backend default.
+    pub mem_limit_bytes: Option<u64>,
+    /// CPU quota in CPUs (e.g. 0.5). None = unlimited.
+    pub cpu_quota: Option<f64>,
+    /// Maximum number of processes (containers). None = backend default.
+    pub pids_limit: Option<u64>,
+    /// vCPUs (microVMs).
+    pub vcpus: u32,
+    /// Directory for this instance's logs (stdout/stderr or console). None = discard.
+    pub log_dir: Option<PathBuf>,
+    /// Extra environment for the workload (e.g. probe canary locations).
+    pub env: Vec<(String, String)>,
+}
+
+impl InstanceSpec {
+    /// A spec with defaults: no limits, one vCPU, no logs.
+    pub fn new(id: impl Into<String>, scenario: Scenario) -> InstanceSpec {
+        InstanceSpec {
+            id: id.into(),
+            scenario,
+            mem_limit_bytes: None,
+            cpu_quota: None,
+            pids_limit: None,
+            vcpus: 1,
+            log_dir: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A phase of a launch, as the backend measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// Phase name.
+    pub name: String,
+    /// Duration, seconds.
+    pub duration_s: f64,
+}
+
+/// The `ready` message arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ready {
+    /// Host CLOCK_MONOTONIC when the launch was requested, ns.
+    pub launched_ns: u64,
+    /// Host CLOCK_MONOTONIC when `ready` arrived, ns.
+    pub ready_ns: u64,
+    /// Phases the backend reports, in order (they need not add up to the total).
+    pub phases: Vec<Phase>,
+}
+
+impl Ready {
+    /// Launch-to-ready, seconds.
+    pub fn launch_to_ready_s(&self) -> f64 {
+        clock::ns_to_s(self.ready_ns.saturating_sub(self.launched_ns))
+    }
+}
+
+/// A protocol message owned by the harness, with its host arrival time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `ready`.
+    Ready,
+    /// `result`.
+    Result {
+        /// Metric.
+        name: String,
+        /// Value.
+        value: f64,
+        /// Unit.
+        unit: String,
+    },
+    /// `probe`.
+    Probe {
+        /// Probe id.
+        id: String,
+        /// Outcome.
+        outcome: ProbeOutcome,
+        /// Detail.
+        detail: String,
+    },
+    /// `unsupported`.
+    Unsupported {
+        /// What.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// `phase` (host-side components only).
+    Phase {
+        /// Name.
+        name: String,
+        /// Host CLOCK_MONOTONIC ns.
+        mono_ns: u64,
+    },
+    /// `done`.
+    Done {
+        /// Status.
+        status: i32,
+    },
+}
+
+impl From<&Message<'_>> for Event {
+    fn from(m: &Message<'_>) -> Event {
+        match *m {
+            Message::Ready => Event::Ready,
+            Message::Result { name, value, unit } => Event::Result { name: name.into(), value, unit: unit.into() },
+            Message::Probe { id, outcome, detail } => Event::Probe { id: id.into(), outcome, detail: detail.into() },
+            Message::Unsupported { what, reason } => Event::Unsupported { what: what.into(), reason: reason.into() },
+            Message::Phase { name, mono_ns } => Event::Phase { name: name.into(), mono_ns },
+            Message::Done { status } => Event::Done { status },
+        }
+    }
+}
+
+/// Memory accounting of one live instance; None where the backend has no such figure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceStats {
+    /// RSS of the instance's host processes (VMM, or container init), bytes.
+    pub rss_bytes: Option<u64>,
+    /// PSS of the instance's host processes, bytes.
+    pub pss_bytes: Option<u64>,
+    /// Guest memory resident (microVMs), bytes.
+    pub guest_mem_bytes: Option<u64>,
+    /// VMM RSS excluding guest memory (microVMs), bytes.
+    pub vmm_overhead_bytes: Option<u64>,
+    /// cgroup memory usage (containers), bytes.
+    pub cgroup_usage_bytes: Option<u64>,
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExitInfo {
+    /// Exit status, if it exited.
+    pub status: Option<i32>,
+    /// Terminating signal, if killed.
+    pub signal: Option<i32>,
+    /// The memory limit killed it.
+    pub oom_killed: bool,
+    /// A typed error description for abnormal ends (e.g. a VM exit the VMM does not handle).
+    pub error: Option<String>,
+}
+
+/// One way of running the workload.
+pub trait Backend: Send + Sync {
+    /// Backend name as used on the command line and in results.
+    fn name(&self) -> &str;
+    /// Kind, model and availability on this host.
+    fn info(&self) -> results::BackendInfo;
+    /// Start an instance; returns as soon as it is launched (not ready).
+    fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError>;
+}
+
+/// A running instance. Dropping it kills it and removes everything it created.
+pub trait Instance: Send {
+    /// Instance id.
+    fn id(&self) -> &str;
+    /// Host pid of the instance's main process (VMM or container init), if any.
+    fn pid(&self) -> Option<u32>;
+    /// Wait for `ready`; returns launch and ready timestamps and phases.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError>;
+    /// Next message after `ready` (results, probes, done); None at end of stream.
+    fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, Event)>, BackendError>;
+    /// Memory accounting now.
+    fn stats(&mut self) -> InstanceStats;
+    /// Tell the workload to stop (close its stdin), wait up to `timeout`, then kill; clean up.
+    fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError>;
+}
+
+/// Collect everything after `ready` until `done` or end of stream.
+pub fn collect_events(inst: &mut dyn Instance, timeout: Duration) -> Result<Vec<Event>, BackendError> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match inst.next_event(left)? {
+            None => return Ok(out),
+            Some((_, e)) => {
+                let done = matches!(e, Event::Done { .. });
+                out.push(e);
+                if done {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+}

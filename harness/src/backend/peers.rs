@@ -1,0 +1,1 @@
+//! Peer runtimes crun and runc (placeholder until the container issue lands).

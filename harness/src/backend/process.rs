@@ -1,0 +1,44 @@
+//! The `process` backend: the workload as a plain host child process, the baseline every other
+//! backend is compared with.
+use super::child::ChildInstance;
+use super::{Backend, BackendError, Instance, InstanceSpec};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs `vmct-workload` directly.
+pub struct ProcessBackend {
+    workload: PathBuf,
+    work_dir: PathBuf,
+}
+
+impl ProcessBackend {
+    /// `workload`: the static workload binary; `work_dir`: its working directory (the `io` scenario
+    /// writes there).
+    pub fn new(workload: PathBuf, work_dir: PathBuf) -> ProcessBackend {
+        ProcessBackend { workload, work_dir }
+    }
+}
+
+impl Backend for ProcessBackend {
+    fn name(&self) -> &str {
+        "process"
+    }
+
+    fn info(&self) -> results::BackendInfo {
+        results::BackendInfo {
+            name: "process".into(),
+            kind: "baseline".into(),
+            model: "process".into(),
+            guest_model: None,
+            available: true,
+            reason: None,
+            version: None,
+        }
+    }
+
+    fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let mut cmd = Command::new(&self.workload);
+        cmd.args(spec.scenario.to_string().split_whitespace()).current_dir(&self.work_dir);
+        Ok(Box::new(ChildInstance::spawn(self.name(), spec, cmd)?))
+    }
+}

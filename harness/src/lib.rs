@@ -1,0 +1,10 @@
+//! vmct harness: runs one workload as a microVM, a container and a plain process (plus peer runtimes),
+//! measures startup, density, overhead and isolation, and writes a run directory the report renders.
+//!
+//! The CLI ([`cli`]) is thin: experiments ([`experiments`]) drive [`backend::Backend`]s.
+pub mod artifacts;
+pub mod backend;
+pub mod clock;
+pub mod memstat;
+pub mod cli;
+pub mod privileged;
