@@ -14,7 +14,20 @@ fn cargo(dir: &Path, target_dir: &Path, args: &[&str], rustflags: &str) {
     let mut cmd = Command::new(cargo);
     // Start from a clean cargo environment: the outer build's variables would leak its settings.
     for (k, _) in std::env::vars() {
-        if (k.starts_with("CARGO") && k != "CARGO_HOME") || k.starts_with("RUSTC") || k.starts_with("__CARGO") || k == "RUSTFLAGS" || k == "RUSTDOCFLAGS" || k.starts_with("DEP_") || k == "TARGET" || k == "HOST" || k == "OUT_DIR" || k == "PROFILE" || k == "OPT_LEVEL" || k == "DEBUG" || k == "NUM_JOBS" {
+        if (k.starts_with("CARGO") && k != "CARGO_HOME")
+            || k.starts_with("RUSTC")
+            || k.starts_with("__CARGO")
+            || k == "RUSTFLAGS"
+            || k == "RUSTDOCFLAGS"
+            || k.starts_with("DEP_")
+            || k == "TARGET"
+            || k == "HOST"
+            || k == "OUT_DIR"
+            || k == "PROFILE"
+            || k == "OPT_LEVEL"
+            || k == "DEBUG"
+            || k == "NUM_JOBS"
+        {
             cmd.env_remove(&k);
         }
     }
@@ -40,15 +53,29 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let target_dir = root.join("target/vmct-artifacts");
 
-    for p in ["workloads/src", "workloads/Cargo.toml", "workloads/guest/src", "workloads/guest/Cargo.toml", "workloads/guest/build.rs", "workloads/guest/guest.ld", "Cargo.lock"] {
+    for p in [
+        "workloads/src",
+        "workloads/Cargo.toml",
+        "workloads/guest/src",
+        "workloads/guest/Cargo.toml",
+        "workloads/guest/build.rs",
+        "workloads/guest/guest.ld",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=VMCT_SKIP_ARTIFACTS");
 
     // 1. The static Linux workload.
-    cargo(&root, &target_dir, &["build", "-p", "workloads", "--bin", "vmct-workload"], "-C target-feature=+crt-static -C strip=debuginfo");
+    cargo(
+        &root,
+        &target_dir,
+        &["build", "-p", "workloads", "--bin", "vmct-workload"],
+        "-C target-feature=+crt-static -C strip=debuginfo",
+    );
     let built = target_dir.join(TARGET).join("release/vmct-workload");
-    std::fs::copy(&built, out.join("vmct-workload")).unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
+    std::fs::copy(&built, out.join("vmct-workload"))
+        .unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
 
     // 2. The bare guest (its own workspace; present once the microvm guest exists).
     let guest_dir = root.join("workloads/guest");

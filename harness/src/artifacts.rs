@@ -31,7 +31,9 @@ pub enum ArtifactError {
         path: PathBuf,
     },
     /// The guest was not built into this binary.
-    #[error("artifacts: this vmct was built without the bare guest image; rebuild from a full checkout or set VMCT_GUEST")]
+    #[error(
+        "artifacts: this vmct was built without the bare guest image; rebuild from a full checkout or set VMCT_GUEST"
+    )]
     NoGuest,
 }
 

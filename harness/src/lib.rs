@@ -4,7 +4,7 @@
 //! The CLI ([`cli`]) is thin: experiments ([`experiments`]) drive [`backend::Backend`]s.
 pub mod artifacts;
 pub mod backend;
+pub mod cli;
 pub mod clock;
 pub mod memstat;
-pub mod cli;
 pub mod privileged;

@@ -145,7 +145,12 @@ impl LoadSnapshot {
                 Some((v.get(7).copied().unwrap_or(0.0) / 100.0, v.iter().take(8).sum::<f64>() / 100.0))
             })
             .unwrap_or((0.0, 0.0));
-        LoadSnapshot { loadavg_1m, steal_s, total_cpu_s, mem_available_bytes: meminfo_bytes("MemAvailable").unwrap_or(0) }
+        LoadSnapshot {
+            loadavg_1m,
+            steal_s,
+            total_cpu_s,
+            mem_available_bytes: meminfo_bytes("MemAvailable").unwrap_or(0),
+        }
     }
 }
 
@@ -206,9 +211,12 @@ impl HostEnv {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())
+            })
             .unwrap_or_else(|| "unknown".into());
-        let virtualized = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+        let virtualized =
+            cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
         let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let read = |p: &str| fs::read_to_string(p).map(|s| s.trim().to_string()).ok();
         HostEnv {
@@ -239,7 +247,9 @@ impl HostEnv {
             _ => {}
         }
         if self.cgroup == CgroupLayout::Hybrid {
-            c.push("cgroups are hybrid (v1 controllers plus a v2 mount): container limits use the v1 controllers.".into());
+            c.push(
+                "cgroups are hybrid (v1 controllers plus a v2 mount): container limits use the v1 controllers.".into(),
+            );
         }
         if let Some(g) = &self.cpufreq_governor {
             if g != "performance" {
@@ -247,7 +257,10 @@ impl HostEnv {
             }
         }
         if self.virtualized {
-            c.push("The host is itself a virtual machine: other tenants can steal CPU time (see steal before/after).".into());
+            c.push(
+                "The host is itself a virtual machine: other tenants can steal CPU time (see steal before/after)."
+                    .into(),
+            );
         }
         c
     }

@@ -160,7 +160,8 @@ impl RunDir {
     /// Write run.json.
     pub fn write_meta(&self, meta: &RunMeta) -> Result<(), RunDirError> {
         let path = self.path.join("run.json");
-        let text = serde_json::to_string_pretty(meta).map_err(|source| RunDirError::Json { path: path.clone(), source })?;
+        let text =
+            serde_json::to_string_pretty(meta).map_err(|source| RunDirError::Json { path: path.clone(), source })?;
         fs::write(&path, text).map_err(|source| RunDirError::Write { path, source })
     }
 
@@ -238,8 +239,22 @@ mod tests {
         assert_eq!(RunDir::open(rd.path()).unwrap().read_meta().unwrap(), m);
 
         let samples = vec![
-            StartupSample { backend: "process".into(), mode: "sequential".into(), iteration: 0, warmup: true, launch_to_ready_s: 0.001, outlier: false },
-            StartupSample { backend: "microvm".into(), mode: "concurrent-4".into(), iteration: 1, warmup: false, launch_to_ready_s: 1.25e-3, outlier: true },
+            StartupSample {
+                backend: "process".into(),
+                mode: "sequential".into(),
+                iteration: 0,
+                warmup: true,
+                launch_to_ready_s: 0.001,
+                outlier: false,
+            },
+            StartupSample {
+                backend: "microvm".into(),
+                mode: "concurrent-4".into(),
+                iteration: 1,
+                warmup: false,
+                launch_to_ready_s: 1.25e-3,
+                outlier: true,
+            },
         ];
         rd.write_csv(&samples).unwrap();
         assert_eq!(rd.read_csv::<StartupSample>().unwrap(), samples);

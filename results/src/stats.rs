@@ -56,10 +56,8 @@ pub fn summarize(xs: &[f64]) -> Option<Summary> {
     let dev: Vec<f64> = xs.iter().map(|x| (x - med).abs()).collect();
     let mad = median(&dev);
     let scaled = 1.4826 * mad;
-    let outlier = xs
-        .iter()
-        .map(|x| if scaled > 0.0 { (x - med).abs() > OUTLIER_MADS * scaled } else { false })
-        .collect();
+    let outlier =
+        xs.iter().map(|x| if scaled > 0.0 { (x - med).abs() > OUTLIER_MADS * scaled } else { false }).collect();
     Some(Summary {
         n: xs.len(),
         median: med,

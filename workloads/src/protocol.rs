@@ -235,7 +235,11 @@ mod tests {
         roundtrip(Message::Ready);
         roundtrip(Message::Result { name: "cpu.sha256", value: 1234.5, unit: "blocks/s" });
         roundtrip(Message::Result { name: "x", value: 1e-9, unit: "s" });
-        roundtrip(Message::Probe { id: "fs.canary", outcome: ProbeOutcome::Reached, detail: "read 16 bytes from /tmp/x" });
+        roundtrip(Message::Probe {
+            id: "fs.canary",
+            outcome: ProbeOutcome::Reached,
+            detail: "read 16 bytes from /tmp/x",
+        });
         roundtrip(Message::Probe { id: "p", outcome: ProbeOutcome::Blocked, detail: "" });
         roundtrip(Message::Unsupported { what: "syscall", reason: "bare guest has no system calls" });
         roundtrip(Message::Phase { name: "vm_create", mono_ns: 18_446_744_073_709_551_615 });

@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn every_scenario_reports_ready_first_and_done_last() {
-        for s in ["ready", "idle --hold-mib 1", "cpu --iters 3", "mem --mib 1", "syscall --n 2", "io --mib 1", "probe"] {
+        for s in ["ready", "idle --hold-mib 1", "cpu --iters 3", "mem --mib 1", "syscall --n 2", "io --mib 1", "probe"]
+        {
             let sc = Scenario::parse(s.split_whitespace()).unwrap();
             let mut f = fake();
             assert_eq!(run(&sc, &mut f), 0);

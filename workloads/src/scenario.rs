@@ -162,11 +162,11 @@ impl Scenario {
                 Some(v) => v,
                 None => words.next().ok_or(ScenarioError::MissingValue(flag))?,
             };
-            let n: u64 = v
-                .parse()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or(ScenarioError::BadValue { flag, value: v, range: (min, max) })?;
+            let n: u64 = v.parse().ok().filter(|n| (min..=max).contains(n)).ok_or(ScenarioError::BadValue {
+                flag,
+                value: v,
+                range: (min, max),
+            })?;
             value = Some(n);
         }
         let param = || value.or_else(|| spec(canonical).map(|s| s.3)).unwrap_or(0);
@@ -243,7 +243,8 @@ mod tests {
 
     #[test]
     fn display_roundtrips() {
-        for s in ["ready", "idle --hold-mib 3", "cpu --iters 9", "mem --mib 1", "syscall --n 4", "io --mib 2", "probe"] {
+        for s in ["ready", "idle --hold-mib 3", "cpu --iters 9", "mem --mib 1", "syscall --n 4", "io --mib 2", "probe"]
+        {
             assert_eq!(p(s).unwrap().to_string(), s);
         }
     }

@@ -173,7 +173,10 @@ impl Instance for ChildInstance {
                         phases.push(Phase { name: name.clone(), duration_s: clock::ns_to_s(ns.saturating_sub(prev)) });
                         prev = *ns;
                     }
-                    phases.push(Phase { name: "to_ready".into(), duration_s: clock::ns_to_s(ready_ns.saturating_sub(prev)) });
+                    phases.push(Phase {
+                        name: "to_ready".into(),
+                        duration_s: clock::ns_to_s(ready_ns.saturating_sub(prev)),
+                    });
                     return Ok(Ready { launched_ns: self.launched_ns, ready_ns, phases });
                 }
                 Line::Event(_, Event::Phase { name, mono_ns }) => self.marks.push((name, mono_ns)),

@@ -151,7 +151,9 @@ mod tests {
         assert_eq!(lr.next(Duration::ZERO).unwrap(), Line::Text("hello".into()));
         assert!(matches!(lr.next(Duration::ZERO).unwrap(), Line::Event(_, Event::Ready)));
         match lr.next(Duration::ZERO).unwrap() {
-            Line::Event(_, Event::Result { name, value, unit }) => assert_eq!((name.as_str(), value, unit.as_str()), ("a", 1.5, "s")),
+            Line::Event(_, Event::Result { name, value, unit }) => {
+                assert_eq!((name.as_str(), value, unit.as_str()), ("a", 1.5, "s"))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(lr.next(Duration::from_millis(5)).unwrap(), Line::Timeout);

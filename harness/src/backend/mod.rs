@@ -11,9 +11,9 @@
 //! [`Instance::stop`] kills and removes everything.
 pub mod child;
 pub mod container;
+pub mod lines;
 pub mod microvm;
 pub mod peers;
-pub mod lines;
 pub mod process;
 
 use crate::clock;

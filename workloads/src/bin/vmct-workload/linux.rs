@@ -97,7 +97,11 @@ impl Platform for LinuxPlatform {
                     unsafe { libc::syscall(libc::SYS_getpid) };
                 }
                 let ns = (mono_ns() - t0).max(1);
-                self.emit(&Message::Result { name: "syscall.getpid", value: n as f64 * 1e9 / ns as f64, unit: "calls/s" });
+                self.emit(&Message::Result {
+                    name: "syscall.getpid",
+                    value: n as f64 * 1e9 / ns as f64,
+                    unit: "calls/s",
+                });
                 Ok(())
             }
             Scenario::Io { mib } => io(self, mib),
