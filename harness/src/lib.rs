@@ -5,6 +5,12 @@
 pub mod artifacts;
 pub mod backend;
 pub mod cli;
+pub mod compare;
 pub mod clock;
 pub mod memstat;
 pub mod privileged;
+pub mod experiments;
+pub mod gc;
+pub mod interrupt;
+pub mod progress;
+pub mod units;

@@ -15,6 +15,7 @@ pub mod lines;
 pub mod microvm;
 pub mod peers;
 pub mod process;
+pub mod registry;
 
 use crate::clock;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ use workloads::scenario::Scenario;
 
 /// Name prefix of every kernel object and file the harness creates; `vmct gc` looks for it.
 pub const NAME_PREFIX: &str = "vmct";
+
+/// Environment variable carrying the pid of the harness that owns an instance (see `vmct gc`).
+pub const OWNER_ENV: &str = "VMCT_OWNER";
 
 /// Errors from launching or talking to an instance.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +118,8 @@ impl InstanceSpec {
             pids_limit: None,
             vcpus: 1,
             log_dir: None,
-            env: Vec::new(),
+            // Lets `vmct gc` tell leftovers of a dead harness from instances of a live one.
+            env: vec![(OWNER_ENV.to_string(), std::process::id().to_string())],
         }
     }
 }

@@ -1,0 +1,31 @@
+//! Every backend vmct knows, in report order, with its availability on this host.
+use super::Backend;
+use std::path::Path;
+
+/// All backends: process baseline, our microVM and container runtimes, then peers.
+pub fn all(workload: &Path, work_dir: &Path) -> Vec<Box<dyn Backend>> {
+    let mut v: Vec<Box<dyn Backend>> =
+        vec![Box::new(super::process::ProcessBackend::new(workload.to_path_buf(), work_dir.to_path_buf()))];
+    v.extend(extra(workload));
+    v
+}
+
+fn extra(_workload: &Path) -> Vec<Box<dyn Backend>> {
+    Vec::new()
+}
+
+/// Names of all backends (for `--backends` validation and help).
+pub fn names(backends: &[Box<dyn Backend>]) -> Vec<String> {
+    backends.iter().map(|b| b.name().to_string()).collect()
+}
+
+/// Select backends by name; unknown names are an error naming the valid ones.
+pub fn select(backends: Vec<Box<dyn Backend>>, wanted: &[String]) -> Result<Vec<Box<dyn Backend>>, String> {
+    let valid = names(&backends);
+    for w in wanted {
+        if !valid.contains(w) {
+            return Err(format!("unknown backend '{w}'; valid backends: {}", valid.join(", ")));
+        }
+    }
+    Ok(backends.into_iter().filter(|b| wanted.iter().any(|w| w == b.name())).collect())
+}

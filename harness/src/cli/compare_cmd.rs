@@ -1,0 +1,134 @@
+//! `vmct compare`: the main job.
+use super::UsageError;
+use crate::backend::registry;
+use crate::compare::{self, Settings, EXPERIMENTS};
+use crate::progress::Mode;
+use crate::units::{human_bytes, human_secs, parse_size};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `vmct compare`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side")]
+pub struct CompareArgs {
+    /// Two earlier run directories to compare instead of running experiments.
+    #[arg(value_name = "RUN_DIR", num_args = 0..=2)]
+    pub runs: Vec<PathBuf>,
+    /// A short plan that finishes in under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Comma-separated backends (default: every available one).
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Vec<String>,
+    /// Comma-separated experiments: startup, overhead, density, isolation (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub experiments: Vec<String>,
+    /// Measured sequential launches per backend.
+    #[arg(long)]
+    pub runs_per_backend: Option<u32>,
+    /// Warm-up launches per backend.
+    #[arg(long)]
+    pub warmup: Option<u32>,
+    /// Density: memory budget for the sweep (default: half of MemAvailable), e.g. 8GiB.
+    #[arg(long)]
+    pub density_budget: Option<String>,
+    /// Density: stop at this many instances per backend.
+    #[arg(long)]
+    pub density_max: Option<u32>,
+    /// Density: MiB each idle instance touches and holds.
+    #[arg(long)]
+    pub hold_mib: Option<u64>,
+    /// Output directory (default: results/runs/<run id>).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Do not render the HTML report at the end.
+    #[arg(long)]
+    pub no_report: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print a JSON summary at the end instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run the command.
+pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
+    if !a.runs.is_empty() {
+        return Err(UsageError(
+            "comparing two run directories is not available yet; pass no RUN_DIR to run experiments".into(),
+        )
+        .into());
+    }
+    let avail = results::env::meminfo_bytes("MemAvailable").unwrap_or(4 << 30);
+    let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
+    if !a.experiments.is_empty() {
+        for e in &a.experiments {
+            if !EXPERIMENTS.contains(&e.as_str()) {
+                return Err(UsageError(format!("unknown experiment '{e}'; valid experiments: {}", EXPERIMENTS.join(", "))).into());
+            }
+        }
+        s.experiments = a.experiments.clone();
+    }
+    if let Some(n) = a.runs_per_backend {
+        if n == 0 {
+            return Err(UsageError("invalid value '0' for '--runs-per-backend': expected at least 1".into()).into());
+        }
+        s.startup.runs = n;
+    }
+    if let Some(w) = a.warmup {
+        s.startup.warmup = w;
+    }
+    if let Some(b) = &a.density_budget {
+        s.density.budget_bytes = parse_size(b).map_err(|e| UsageError(format!("--density-budget: {e}")))?;
+        if s.density.budget_bytes == 0 {
+            return Err(UsageError("--density-budget must be above 0".into()).into());
+        }
+    }
+    if let Some(m) = a.density_max {
+        if m == 0 || m > 100_000 {
+            return Err(UsageError(format!("invalid value '{m}' for '--density-max': expected 1 to 100000")).into());
+        }
+        s.density.max_instances = m;
+    }
+    if let Some(h) = a.hold_mib {
+        if h > 1 << 20 {
+            return Err(UsageError(format!("invalid value '{h}' for '--hold-mib': expected at most 1048576")).into());
+        }
+        s.density.hold_mib = h;
+    }
+    let (workload, work_dir) = super::workload_and_workdir()?;
+    let mut backends = registry::all(&workload, &work_dir);
+    if !a.backends.is_empty() {
+        backends = registry::select(backends, &a.backends).map_err(UsageError)?;
+    }
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(compare::new_run_id()));
+    let mode = Mode::auto(a.quiet);
+    let host = super::env_cmd::host_env(&backends);
+    crate::progress::note(mode, &format!("vmct compare: writing {}", out.display()));
+    let outcome = compare::run(&backends, &s, out, argv.to_vec(), host, mode)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        if !outcome.startup_medians.is_empty() {
+            println!("\nlaunch-to-ready (sequential, median):");
+            for (b, m, n) in &outcome.startup_medians {
+                println!("  {b:<22} {:>10}   (n={n})", human_secs(*m));
+            }
+        }
+        if !outcome.density.is_empty() {
+            println!("\ndensity (host memory per instance, fitted):");
+            for (b, n, slope) in &outcome.density {
+                println!("  {b:<22} {:>12}   ({n} instances)", human_bytes(*slope));
+            }
+        }
+        for f in &outcome.failures {
+            println!("warning: {f}");
+        }
+        println!("\nrun directory: {}", outcome.run_dir.display());
+        if let Some(r) = &outcome.report {
+            println!("report: {}", r.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

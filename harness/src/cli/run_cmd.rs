@@ -1,0 +1,207 @@
+//! `vmct run`: one instance, its messages and timings.
+use super::UsageError;
+use crate::backend::{registry, Event, InstanceSpec};
+use crate::units::{human_secs, parse_duration, parse_size};
+use anyhow::Context;
+use std::process::ExitCode;
+use std::time::Duration;
+use workloads::scenario::Scenario;
+
+/// Arguments of `vmct run`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  vmct run --backend process --workload cpu --json\n  vmct run --backend microvm --workload idle --hold-mib 64 --hold-for 5s\n  vmct run --backend container --workload 'mem --mib 32'")]
+pub struct RunArgs {
+    /// Backend: process, microvm, container, container-privileged, container-userns, crun, runc.
+    #[arg(long, short, default_value = "process")]
+    pub backend: String,
+    /// Workload: ready, idle, cpu, mem, syscall, io, probe (flags may follow in quotes: 'cpu --iters 5').
+    #[arg(long, short, default_value = "ready")]
+    pub workload: String,
+    /// cpu: SHA-256 block compressions.
+    #[arg(long, allow_hyphen_values = true)]
+    pub iters: Option<String>,
+    /// mem/io: MiB to touch or write.
+    #[arg(long, allow_hyphen_values = true)]
+    pub mib: Option<String>,
+    /// idle: MiB to touch and hold.
+    #[arg(long, allow_hyphen_values = true)]
+    pub hold_mib: Option<String>,
+    /// syscall: round trips.
+    #[arg(long, allow_hyphen_values = true)]
+    pub n: Option<String>,
+    /// Memory limit (containers) or guest memory (microVMs), e.g. 256MiB.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// CPU quota in CPUs, e.g. 0.5.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum processes (containers).
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// vCPUs (microVMs).
+    #[arg(long, default_value_t = 1)]
+    pub vcpus: u32,
+    /// How long to keep an `idle` instance alive after it is ready (Ctrl-C stops it early).
+    #[arg(long, default_value = "0s")]
+    pub hold_for: String,
+    /// Give up if the instance has not finished after this long.
+    #[arg(long, default_value = "120s")]
+    pub timeout: String,
+    /// Write the instance's output to DIR/<id>.log.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Scenario words from `--workload` plus the per-scenario flags.
+pub fn scenario_of(a: &RunArgs) -> Result<Scenario, UsageError> {
+    let mut words: Vec<String> = a.workload.split_whitespace().map(String::from).collect();
+    for (flag, v) in [("--iters", &a.iters), ("--mib", &a.mib), ("--hold-mib", &a.hold_mib), ("--n", &a.n)] {
+        if let Some(v) = v {
+            words.push(flag.into());
+            words.push(v.clone());
+        }
+    }
+    Scenario::parse(words.iter().map(String::as_str)).map_err(|e| UsageError(e.to_string()))
+}
+
+#[derive(serde::Serialize)]
+struct RunReport {
+    backend: String,
+    id: String,
+    workload: String,
+    launch_to_ready_s: f64,
+    phases: Vec<(String, f64)>,
+    results: Vec<serde_json::Value>,
+    probes: Vec<serde_json::Value>,
+    unsupported: Vec<serde_json::Value>,
+    stats: serde_json::Value,
+    exit_status: Option<i32>,
+    exit_signal: Option<i32>,
+    oom_killed: bool,
+    error: Option<String>,
+}
+
+/// Run the command.
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let scenario = scenario_of(&a)?;
+    let timeout = parse_duration(&a.timeout).map_err(UsageError)?;
+    let hold_for = parse_duration(&a.hold_for).map_err(UsageError)?;
+    let mem = a.mem.as_deref().map(parse_size).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
+    if let Some(c) = a.cpus {
+        if !(c > 0.0 && c <= 1024.0) {
+            return Err(UsageError(format!("invalid value '{c}' for '--cpus': expected a number of CPUs above 0")).into());
+        }
+    }
+    let (workload, work_dir) = super::workload_and_workdir()?;
+    let all = registry::all(&workload, &work_dir);
+    let backend = registry::select(all, std::slice::from_ref(&a.backend)).map_err(UsageError)?.remove(0);
+    let info = backend.info();
+    if !info.available {
+        anyhow::bail!("backend {} is not available here: {}", info.name, info.reason.unwrap_or_default());
+    }
+    let mut spec = InstanceSpec::new(crate::experiments::next_id(), scenario);
+    spec.mem_limit_bytes = mem;
+    spec.cpu_quota = a.cpus;
+    spec.pids_limit = a.pids;
+    spec.vcpus = a.vcpus;
+    spec.log_dir = a.log_dir.clone();
+
+    let mut inst = backend.launch(&spec).with_context(|| format!("launching {} on {}", scenario, a.backend))?;
+    let ready = inst.wait_ready(timeout)?;
+    let mut rep = RunReport {
+        backend: a.backend.clone(),
+        id: spec.id.clone(),
+        workload: scenario.to_string(),
+        launch_to_ready_s: ready.launch_to_ready_s(),
+        phases: ready.phases.iter().map(|p| (p.name.clone(), p.duration_s)).collect(),
+        results: vec![],
+        probes: vec![],
+        unsupported: vec![],
+        stats: serde_json::Value::Null,
+        exit_status: None,
+        exit_signal: None,
+        oom_killed: false,
+        error: None,
+    };
+    if !a.json {
+        println!("backend   {}  (instance {})", a.backend, spec.id);
+        println!("workload  {scenario}");
+        let ph: Vec<String> = ready.phases.iter().map(|p| format!("{} {}", p.name, human_secs(p.duration_s))).collect();
+        println!("ready     {}  ({})", human_secs(rep.launch_to_ready_s), ph.join(", "));
+    }
+    let stats = inst.stats();
+    rep.stats = serde_json::json!({
+        "rss_bytes": stats.rss_bytes, "pss_bytes": stats.pss_bytes, "guest_mem_bytes": stats.guest_mem_bytes,
+        "vmm_overhead_bytes": stats.vmm_overhead_bytes, "cgroup_usage_bytes": stats.cgroup_usage_bytes,
+    });
+    if matches!(scenario, Scenario::Idle { .. }) {
+        if !a.json {
+            let f = |v: Option<u64>| v.map(|b| crate::units::human_bytes(b as f64)).unwrap_or_else(|| "-".into());
+            println!(
+                "memory    rss {}  pss {}  guest {}  vmm overhead {}  cgroup {}",
+                f(stats.rss_bytes),
+                f(stats.pss_bytes),
+                f(stats.guest_mem_bytes),
+                f(stats.vmm_overhead_bytes),
+                f(stats.cgroup_usage_bytes)
+            );
+        }
+        let until = std::time::Instant::now() + hold_for;
+        while std::time::Instant::now() < until && !crate::interrupt::requested() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some((ns, e)) = inst.next_event(left)? else { break };
+            let t = crate::clock::ns_to_s(ns.saturating_sub(ready.launched_ns));
+            match e {
+                Event::Result { name, value, unit } => {
+                    if !a.json {
+                        println!("result    {name} = {value:.6e} {unit}   (at +{})", human_secs(t));
+                    }
+                    rep.results.push(serde_json::json!({"name": name, "value": value, "unit": unit, "at_s": t}));
+                }
+                Event::Probe { id, outcome, detail } => {
+                    if !a.json {
+                        println!("probe     {id:<28} {:<8} {detail}", outcome.as_str());
+                    }
+                    rep.probes.push(serde_json::json!({"id": id, "outcome": outcome.as_str(), "detail": detail}));
+                }
+                Event::Unsupported { what, reason } => {
+                    if !a.json {
+                        println!("unsupported {what}: {reason}");
+                    }
+                    rep.unsupported.push(serde_json::json!({"what": what, "reason": reason}));
+                }
+                Event::Done { status } => {
+                    rep.exit_status = Some(status);
+                    break;
+                }
+                Event::Ready | Event::Phase { .. } => {}
+            }
+        }
+    }
+    let exit = inst.stop(Duration::from_secs(5))?;
+    rep.exit_status = rep.exit_status.or(exit.status);
+    rep.exit_signal = exit.signal;
+    rep.oom_killed = exit.oom_killed;
+    rep.error = exit.error.clone();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        match (&exit.error, exit.oom_killed, rep.exit_status, exit.signal) {
+            (Some(err), _, _, _) => println!("ended     {err}"),
+            (_, true, _, _) => println!("ended     OOM-killed by the memory limit"),
+            (_, _, Some(s), _) => println!("done      status {s}"),
+            (_, _, _, Some(sig)) => println!("ended     killed by signal {sig}"),
+            _ => println!("ended"),
+        }
+    }
+    let ok = exit.error.is_none() && !exit.oom_killed && rep.exit_status.unwrap_or(0) == 0;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

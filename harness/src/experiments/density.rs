@@ -1,0 +1,216 @@
+//! Density: start `idle --hold-mib W` instances one after another, keeping all alive, until a memory
+//! budget or a count limit; record host MemAvailable/Slab and the newest instance's own accounting
+//! after each step; fit the per-instance cost; tear everything down.
+use super::{launch_ready, spec, ExperimentError};
+use crate::backend::{Backend, Instance};
+use crate::progress::{Mode, Task};
+use results::stats;
+use results::{DensityFit, DensityStep};
+use std::time::{Duration, Instant};
+use workloads::scenario::Scenario;
+
+/// Host memory readings (a trait so the sweep logic is testable without a host).
+pub trait HostMeter {
+    /// MemAvailable, bytes.
+    fn mem_available(&self) -> u64;
+    /// Slab, bytes.
+    fn slab(&self) -> u64;
+}
+
+/// Reads /proc/meminfo.
+pub struct ProcMeter;
+
+impl HostMeter for ProcMeter {
+    fn mem_available(&self) -> u64 {
+        results::env::meminfo_bytes("MemAvailable").unwrap_or(0)
+    }
+    fn slab(&self) -> u64 {
+        results::env::meminfo_bytes("Slab").unwrap_or(0)
+    }
+}
+
+/// What to sweep.
+#[derive(Debug, Clone)]
+pub struct DensityPlan {
+    /// MiB each instance touches and holds.
+    pub hold_mib: u64,
+    /// Stop once host memory used by the sweep reaches this many bytes.
+    pub budget_bytes: u64,
+    /// Stop at this many instances.
+    pub max_instances: u32,
+    /// Never let MemAvailable fall below this many bytes (host safety floor).
+    pub floor_bytes: u64,
+    /// Per-launch timeout.
+    pub timeout: Duration,
+}
+
+/// The sweep's records.
+#[derive(Debug)]
+pub struct DensityOutput {
+    /// One row per step.
+    pub steps: Vec<DensityStep>,
+    /// The fit.
+    pub fit: DensityFit,
+}
+
+/// Fit per-instance cost from steps (slope of MemAvailable drop vs instances).
+pub fn fit(backend: &str, hold_mib: u64, steps: &[DensityStep], stop_reason: String, teardown_s: f64) -> DensityFit {
+    let pts: Vec<(f64, f64)> = steps.iter().map(|s| (s.instances as f64, s.mem_used_delta_bytes as f64)).collect();
+    let slab: Vec<(f64, f64)> = steps.iter().map(|s| (s.instances as f64, s.slab_delta_bytes as f64)).collect();
+    let line = stats::fit_line(&pts);
+    let slope = line.map_or(f64::NAN, |l| l.slope);
+    let overheads: Vec<f64> = steps.iter().filter_map(|s| s.vmm_overhead_bytes.map(|v| v as f64)).collect();
+    let tail: Vec<f64> = steps.iter().rev().take(10).map(|s| s.launch_s).collect();
+    DensityFit {
+        backend: backend.into(),
+        hold_mib,
+        instances: steps.last().map_or(0, |s| s.instances),
+        stop_reason,
+        slope_bytes: slope,
+        intercept_bytes: line.map_or(f64::NAN, |l| l.intercept),
+        r2: line.map_or(f64::NAN, |l| l.r2),
+        slab_slope_bytes: stats::fit_line(&slab).map_or(f64::NAN, |l| l.slope),
+        vmm_overhead_bytes: (!overheads.is_empty()).then(|| stats::median(&overheads)),
+        instances_per_gib: if slope > 0.0 { (1u64 << 30) as f64 / slope } else { f64::NAN },
+        launch_at_max_s: if tail.is_empty() { f64::NAN } else { stats::median(&tail) },
+        teardown_s,
+    }
+}
+
+/// Run the sweep on one backend.
+pub fn sweep(backend: &dyn Backend, plan: &DensityPlan, meter: &dyn HostMeter, mode: Mode) -> Result<DensityOutput, ExperimentError> {
+    let name = backend.name().to_string();
+    let mut task = Task::new(mode, format!("density {name}"), plan.max_instances as u64);
+    let avail0 = meter.mem_available();
+    let slab0 = meter.slab();
+    let mut alive: Vec<Box<dyn Instance>> = Vec::with_capacity(plan.max_instances as usize);
+    let mut steps = Vec::with_capacity(plan.max_instances as usize);
+    let mut stop_reason = "count".to_string();
+    let scenario = Scenario::Idle { hold_mib: plan.hold_mib };
+    while alive.len() < plan.max_instances as usize {
+        if crate::interrupt::requested() {
+            stop_reason = "interrupted".into();
+            break;
+        }
+        let (mut inst, ready) = match launch_ready(backend, spec(scenario), plan.timeout) {
+            Ok(x) => x,
+            Err(e) => {
+                stop_reason = format!("error: {e}");
+                break;
+            }
+        };
+        let st = inst.stats();
+        alive.push(inst);
+        let avail = meter.mem_available();
+        let slab = meter.slab();
+        let used = avail0 as i64 - avail as i64;
+        steps.push(DensityStep {
+            backend: name.clone(),
+            instances: alive.len() as u32,
+            mem_available_bytes: avail,
+            mem_used_delta_bytes: used,
+            slab_bytes: slab,
+            slab_delta_bytes: slab as i64 - slab0 as i64,
+            instance_rss_bytes: st.rss_bytes,
+            guest_mem_bytes: st.guest_mem_bytes,
+            vmm_overhead_bytes: st.vmm_overhead_bytes,
+            cgroup_usage_bytes: st.cgroup_usage_bytes,
+            pss_bytes: st.pss_bytes,
+            launch_s: ready.launch_to_ready_s(),
+        });
+        task.inc();
+        if used > 0 && used as u64 >= plan.budget_bytes {
+            stop_reason = "budget".into();
+            break;
+        }
+        if avail < plan.floor_bytes {
+            stop_reason = "host memory floor".into();
+            break;
+        }
+    }
+    task.message("tearing down");
+    let t0 = Instant::now();
+    let mut stop_errors = 0;
+    for mut inst in alive.drain(..) {
+        if inst.stop(Duration::from_secs(5)).is_err() {
+            stop_errors += 1;
+        }
+    }
+    let teardown_s = t0.elapsed().as_secs_f64();
+    if stop_errors > 0 {
+        stop_reason.push_str(&format!(" ({stop_errors} instances needed a kill on teardown)"));
+    }
+    let fit = fit(&name, plan.hold_mib, &steps, stop_reason, teardown_s);
+    task.finish(&format!("{} instances, {} per instance", fit.instances, crate::units::human_bytes(fit.slope_bytes)));
+    if crate::interrupt::requested() {
+        return Err(crate::interrupt::Interrupted.into());
+    }
+    Ok(DensityOutput { steps, fit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiments::fake::FakeBackend;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    struct FakeMeter {
+        total: u64,
+        used: Arc<AtomicI64>,
+    }
+
+    impl HostMeter for FakeMeter {
+        fn mem_available(&self) -> u64 {
+            self.total - self.used.load(Ordering::SeqCst) as u64
+        }
+        fn slab(&self) -> u64 {
+            1000 + self.used.load(Ordering::SeqCst) as u64 / 100
+        }
+    }
+
+    fn plan(budget: u64, max: u32) -> DensityPlan {
+        DensityPlan { hold_mib: 1, budget_bytes: budget, max_instances: max, floor_bytes: 0, timeout: Duration::from_secs(1) }
+    }
+
+    #[test]
+    fn stops_at_the_budget_fits_the_slope_and_tears_down() {
+        let b = FakeBackend::new("fake", 4 << 20);
+        let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
+        let out = sweep(&b, &plan(40 << 20, 1000), &m, Mode::Quiet).unwrap();
+        assert_eq!(out.fit.instances, 10);
+        assert_eq!(out.fit.stop_reason, "budget");
+        assert!((out.fit.slope_bytes - (4 << 20) as f64).abs() < 1.0);
+        assert!((out.fit.instances_per_gib - 256.0).abs() < 1e-6);
+        assert!((out.fit.slab_slope_bytes - (4 << 20) as f64 / 100.0).abs() < 1.0);
+        assert_eq!(out.steps.len(), 10);
+        assert_eq!(b.used.load(Ordering::SeqCst), 0, "all instances stopped");
+    }
+
+    #[test]
+    fn stops_at_the_count_limit_or_on_error() {
+        let b = FakeBackend::new("fake", 1 << 20);
+        let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
+        let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
+        assert_eq!((out.fit.instances, out.fit.stop_reason.as_str()), (25, "count"));
+
+        let mut b = FakeBackend::new("fake", 1 << 20);
+        b.fail_after = Some(7);
+        let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
+        let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
+        assert_eq!(out.fit.instances, 7);
+        assert!(out.fit.stop_reason.starts_with("error:") && out.fit.stop_reason.contains("fake limit"));
+        assert_eq!(b.used.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn respects_the_host_safety_floor() {
+        let b = FakeBackend::new("fake", 100 << 20);
+        let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
+        let mut p = plan(u64::MAX, 1000);
+        p.floor_bytes = 600 << 20;
+        let out = sweep(&b, &p, &m, Mode::Quiet).unwrap();
+        assert_eq!(out.fit.stop_reason, "host memory floor");
+        assert_eq!(out.fit.instances, 5);
+    }
+}

@@ -1,0 +1,138 @@
+//! Overhead: the `cpu`, `mem`, `syscall` and `io` scenarios on each backend, as ratios to the process
+//! baseline measured in the same run. A scenario a backend cannot run is a row with `supported=false`
+//! and the reason, never a zero.
+use super::{launch_ready, spec, ExperimentError};
+use crate::backend::{collect_events, Backend, Event};
+use crate::progress::{Mode, Task};
+use results::stats;
+use results::OverheadRow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use workloads::scenario::Scenario;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct OverheadPlan {
+    /// Scenarios with their sizes.
+    pub scenarios: Vec<Scenario>,
+    /// Repetitions of each.
+    pub runs: u32,
+    /// Per-run timeout.
+    pub timeout: Duration,
+}
+
+/// Run all scenarios on one backend; rows without ratios (see [`add_ratios`]).
+pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec<OverheadRow>, ExperimentError> {
+    let name = backend.name().to_string();
+    let mut task = Task::new(mode, format!("overhead {name}"), (plan.scenarios.len() as u32 * plan.runs) as u64);
+    let mut rows = Vec::new();
+    for sc in &plan.scenarios {
+        // metric -> (unit, values)
+        let mut metrics: BTreeMap<String, (String, Vec<f64>)> = BTreeMap::new();
+        let mut unsupported: Option<String> = None;
+        for _ in 0..plan.runs {
+            crate::interrupt::check()?;
+            let (mut inst, _) = launch_ready(backend, spec(*sc), plan.timeout)?;
+            let events = collect_events(inst.as_mut(), plan.timeout)?;
+            inst.stop(plan.timeout)?;
+            task.inc();
+            for e in events {
+                match e {
+                    Event::Result { name, value, unit } => metrics.entry(name).or_insert_with(|| (unit, Vec::new())).1.push(value),
+                    Event::Unsupported { reason, .. } => unsupported = Some(reason),
+                    _ => {}
+                }
+            }
+            if unsupported.is_some() {
+                break;
+            }
+        }
+        if let Some(reason) = unsupported {
+            rows.push(OverheadRow {
+                backend: name.clone(),
+                scenario: sc.name().into(),
+                metric: String::new(),
+                unit: String::new(),
+                n: 0,
+                median: f64::NAN,
+                mad: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+                ratio_to_process: None,
+                supported: false,
+                reason,
+            });
+            continue;
+        }
+        for (metric, (unit, values)) in metrics {
+            let Some(s) = stats::summarize(&values) else { continue };
+            rows.push(OverheadRow {
+                backend: name.clone(),
+                scenario: sc.name().into(),
+                metric,
+                unit,
+                n: s.n as u32,
+                median: s.median,
+                mad: s.mad,
+                min: s.min,
+                max: s.max,
+                ratio_to_process: None,
+                supported: true,
+                reason: String::new(),
+            });
+        }
+    }
+    task.finish("");
+    Ok(rows)
+}
+
+/// Fill `ratio_to_process` (median / process median of the same metric). Check values (unit `u32`)
+/// get a ratio too: 1.0 means the backend computed exactly what the process did.
+pub fn add_ratios(rows: &mut [OverheadRow]) {
+    let base: BTreeMap<String, f64> = rows
+        .iter()
+        .filter(|r| r.backend == "process" && r.supported)
+        .map(|r| (r.metric.clone(), r.median))
+        .collect();
+    for r in rows.iter_mut().filter(|r| r.supported) {
+        r.ratio_to_process = base.get(&r.metric).filter(|b| **b != 0.0).map(|b| r.median / b);
+    }
+}
+
+/// Metrics whose check value differs from the process baseline (a correctness failure).
+pub fn check_mismatches(rows: &[OverheadRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.unit == "u32" && r.ratio_to_process.is_some_and(|x| x != 1.0))
+        .map(|r| format!("{} computed a different {} than the process baseline", r.backend, r.metric))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiments::fake::FakeBackend;
+
+    #[test]
+    fn ratios_against_the_process_baseline_and_unsupported_rows() {
+        let mut p = FakeBackend::new("process", 1);
+        p.rate = 200.0;
+        let mut v = FakeBackend::new("vm", 1);
+        v.rate = 100.0;
+        v.supports_syscall = false;
+        let plan = OverheadPlan {
+            scenarios: vec![Scenario::Cpu { iters: 1 }, Scenario::Syscall { n: 1 }],
+            runs: 3,
+            timeout: Duration::from_secs(1),
+        };
+        let mut rows = run(&p, &plan, Mode::Quiet).unwrap();
+        rows.extend(run(&v, &plan, Mode::Quiet).unwrap());
+        add_ratios(&mut rows);
+        let get = |b: &str, m: &str| rows.iter().find(|r| r.backend == b && r.metric == m).unwrap();
+        assert_eq!(get("vm", "cpu.sha256").ratio_to_process, Some(0.5));
+        assert_eq!(get("vm", "cpu.sha256").n, 3);
+        assert_eq!(get("process", "syscall.getpid").ratio_to_process, Some(1.0));
+        let uns = rows.iter().find(|r| r.backend == "vm" && r.scenario == "syscall").unwrap();
+        assert!(!uns.supported && uns.reason == "no syscalls" && uns.median.is_nan());
+        assert!(check_mismatches(&rows).is_empty());
+    }
+}

@@ -1,0 +1,106 @@
+//! The CLI as a user meets it: exit codes, clear errors, JSON output, a quick compare.
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn vmct() -> Command {
+    Command::cargo_bin("vmct").unwrap()
+}
+
+#[test]
+fn help_explains_the_commands() {
+    vmct()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("compare").and(predicate::str::contains("microVM")).and(predicate::str::contains("gc")));
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_clear_error() {
+    vmct().args(["run", "--bogus"]).assert().code(2).stderr(predicate::str::contains("unexpected argument '--bogus'"));
+    vmct()
+        .args(["run", "--workload", "frobnicate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown workload 'frobnicate'").and(predicate::str::contains("valid workloads: ready, idle, cpu")));
+    for bad in ["0", "-5", "99999999999999"] {
+        vmct()
+            .args(["run", "--workload", "mem", "--mib", bad])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("invalid value '{bad}' for '--mib'")));
+    }
+    vmct()
+        .args(["run", "--backend", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown backend 'nope'; valid backends: process"));
+    vmct().args(["run", "--mem", "64Q"]).assert().code(2).stderr(predicate::str::contains("invalid size '64Q'"));
+    vmct()
+        .args(["compare", "--experiments", "startup,teleport"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown experiment 'teleport'"));
+}
+
+#[test]
+fn run_prints_a_json_result_for_the_process_backend() {
+    let out = vmct().args(["run", "--backend", "process", "--workload", "cpu", "--iters", "1000", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "process");
+    assert!(v["launch_to_ready_s"].as_f64().unwrap() > 0.0);
+    let r = v["results"].as_array().unwrap();
+    assert!(r.iter().any(|x| x["name"] == "cpu.sha256" && x["unit"] == "blocks/s" && x["value"].as_f64().unwrap() > 0.0));
+    assert_eq!(v["exit_status"], 0);
+}
+
+#[test]
+fn unwritable_output_dir_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("f");
+    std::fs::write(&file, "").unwrap();
+    vmct()
+        .args(["compare", "--quick", "--backends", "process", "--experiments", "startup", "--out"])
+        .arg(file.join("run"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot write").and(predicate::str::contains("f/run")));
+}
+
+#[test]
+fn quick_compare_on_the_process_backend_writes_a_run_dir() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    vmct()
+        .args(["compare", "--quick", "--quiet", "--backends", "process", "--density-max", "5", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("launch-to-ready"));
+    let rd = results::RunDir::open(&out).unwrap();
+    let meta = rd.read_meta().unwrap();
+    assert_eq!(meta.backends[0].name, "process");
+    let sums: Vec<results::StartupSummary> = rd.read_csv().unwrap();
+    let seq = sums.iter().find(|s| s.mode == "sequential").unwrap();
+    assert_eq!(seq.n, 30);
+    assert!(seq.median_s > 0.0 && seq.p99_s >= seq.median_s);
+    let fits: Vec<results::DensityFit> = rd.read_csv().unwrap();
+    assert_eq!(fits[0].instances, 5);
+    let over: Vec<results::OverheadRow> = rd.read_csv().unwrap();
+    assert!(over.iter().any(|r| r.metric == "syscall.getpid" && r.ratio_to_process == Some(1.0)));
+}
+
+#[test]
+fn env_reports_kvm_and_guest_models() {
+    let out = vmct().args(["env", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["host"]["kvm"].is_string());
+    let models = v["guest_models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    if v["host"]["kvm"] == "kvm_pvm" {
+        assert_eq!(models[1]["available"], false);
+        assert!(models[1]["reason"].as_str().unwrap().contains("kvm_pvm cannot run guest userspace"));
+    }
+}

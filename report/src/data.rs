@@ -1,0 +1,176 @@
+//! Everything the report reads from one run directory, loaded once: run.json plus each CSV, with "absent" (the
+//! experiment did not run) kept apart from "present but empty".
+use results::{
+    BlastRow, DensityFit, DensityStep, IsolationRow, OverheadRow, PhaseSample, Record, RunDir, RunDirError, RunMeta,
+    SnapshotRow, StartupSample, StartupSummary,
+};
+use std::path::PathBuf;
+
+/// One run, loaded. `None` means the CSV file is absent.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// run.json.
+    pub meta: RunMeta,
+    /// startup.csv.
+    pub startup: Option<Vec<StartupSample>>,
+    /// startup_phases.csv.
+    pub phases: Option<Vec<PhaseSample>>,
+    /// startup_summary.csv.
+    pub startup_summary: Option<Vec<StartupSummary>>,
+    /// density.csv.
+    pub density: Option<Vec<DensityStep>>,
+    /// density_summary.csv.
+    pub density_fit: Option<Vec<DensityFit>>,
+    /// overhead.csv.
+    pub overhead: Option<Vec<OverheadRow>>,
+    /// isolation.csv.
+    pub isolation: Option<Vec<IsolationRow>>,
+    /// blast.csv.
+    pub blast: Option<Vec<BlastRow>>,
+    /// snapshot.csv.
+    pub snapshot: Option<Vec<SnapshotRow>>,
+}
+
+fn opt<R: Record>(rd: &RunDir) -> Result<Option<Vec<R>>, RunDirError> {
+    if rd.has::<R>() {
+        rd.read_csv::<R>().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The isolation model of a backend, with the microVM guest model split out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Model {
+    /// Plain host process (the baseline).
+    Process,
+    /// Namespaced container (ours or a peer runtime).
+    Container,
+    /// MicroVM, bare guest model.
+    MicrovmBare,
+    /// MicroVM, linux guest model.
+    MicrovmLinux,
+}
+
+impl Model {
+    /// Words for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Model::Process => "process",
+            Model::Container => "container",
+            Model::MicrovmBare => "microVM (bare guest)",
+            Model::MicrovmLinux => "microVM (linux guest)",
+        }
+    }
+}
+
+impl RunData {
+    /// Read run.json and every CSV.
+    pub fn load(rd: &RunDir) -> Result<RunData, RunDirError> {
+        Ok(RunData {
+            dir: rd.path().to_path_buf(),
+            meta: rd.read_meta()?,
+            startup: opt(rd)?,
+            phases: opt(rd)?,
+            startup_summary: opt(rd)?,
+            density: opt(rd)?,
+            density_fit: opt(rd)?,
+            overhead: opt(rd)?,
+            isolation: opt(rd)?,
+            blast: opt(rd)?,
+            snapshot: opt(rd)?,
+        })
+    }
+
+    /// The model of a backend: from run.json when listed there, else guessed from its name.
+    pub fn model(&self, backend: &str) -> Model {
+        match self.meta.backends.iter().find(|b| b.name == backend) {
+            Some(b) => match b.model.as_str() {
+                "process" => Model::Process,
+                "microvm" if b.guest_model.as_deref() == Some("linux") => Model::MicrovmLinux,
+                "microvm" => Model::MicrovmBare,
+                _ => Model::Container,
+            },
+            None if backend == "process" => Model::Process,
+            None if backend.starts_with("microvm-linux") => Model::MicrovmLinux,
+            None if backend.starts_with("microvm") => Model::MicrovmBare,
+            None => Model::Container,
+        }
+    }
+
+    /// All backend names: run.json's order first, then any that only appear in a CSV.
+    pub fn backends(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.meta.backends.iter().map(|b| b.name.clone()).collect();
+        let mut add = |n: &str| {
+            if !names.iter().any(|x| x == n) {
+                names.push(n.to_string());
+            }
+        };
+        for s in self.startup_summary.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.density_fit.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.overhead.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.isolation.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.blast.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.snapshot.iter().flatten() {
+            add(&s.backend);
+        }
+        names
+    }
+
+    /// Order `xs` by the backend order of [`RunData::backends`].
+    pub fn backend_rank(&self, backend: &str) -> usize {
+        self.backends().iter().position(|b| b == backend).unwrap_or(usize::MAX)
+    }
+
+    /// The sequential startup summary of a backend (or its first summary when no sequential mode exists).
+    pub fn startup_of(&self, backend: &str) -> Option<&StartupSummary> {
+        let rows = self.startup_summary.as_ref()?;
+        rows.iter()
+            .find(|s| s.backend == backend && s.mode == "sequential")
+            .or_else(|| rows.iter().find(|s| s.backend == backend && !s.mode.starts_with("concurrent")))
+    }
+
+    /// Why an experiment's CSV is absent, in words, from what run.json says.
+    pub fn why_absent(&self, experiment: &str) -> String {
+        let exps = &self.meta.plan.experiments;
+        if !exps.iter().any(|e| e == experiment) {
+            if exps.is_empty() {
+                "the plan in run.json lists no experiments".to_string()
+            } else {
+                format!("not in this run's plan (experiments: {})", exps.join(", "))
+            }
+        } else if self.meta.finished_unix_s == 0.0 {
+            "planned, but the run did not finish (run.json has no end time)".to_string()
+        } else {
+            "planned, but no results file was written; see the caveats above".to_string()
+        }
+    }
+
+    /// Host label: "hostname (N cores, X GiB)".
+    pub fn host_label(&self) -> String {
+        let h = &self.meta.host;
+        format!(
+            "{} ({} cores, {})",
+            if h.hostname.is_empty() { "unknown host" } else { &h.hostname },
+            h.cores,
+            crate::units::fmt_bytes(h.mem_total_bytes as f64)
+        )
+    }
+}
+
+/// Parse the K of a `concurrent-K` mode.
+pub fn concurrency_of(mode: &str) -> Option<u32> {
+    mode.strip_prefix("concurrent-")?.parse().ok()
+}

@@ -1,0 +1,168 @@
+//! Parsing and formatting of sizes and durations, for the planner's command line and the report's tables.
+//!
+//! Sizes: a number (fractions allowed) followed by `B`, `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024). The short
+//! forms `K`, `M`, `G`, `T` also mean powers of 1024 (as in `docker run -m 512M`); `KB`, `MB`, `GB`, `TB` are SI
+//! (powers of 1000). Units are case-insensitive. Durations: a number followed by `ns`, `us` (or `µs`), `ms`, `s`
+//! or `min`.
+use std::time::Duration;
+
+/// Errors parsing a size or a duration; the message names the offending text and the accepted units.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UnitsError {
+    /// Not a number followed by a size unit.
+    #[error("invalid size '{0}': expected a number with unit B, KiB, MiB, GiB, TiB (e.g. 256GiB, 128MiB, 512M)")]
+    Size(String),
+    /// Not a number followed by a duration unit.
+    #[error("invalid duration '{0}': expected a number with unit ns, us, ms, s, min (e.g. 50ms, 2s, 500us)")]
+    Duration(String),
+}
+
+const KIB: f64 = 1024.0;
+
+/// Split "12.5GiB" into (12.5, "GiB"); None when the number part is missing or malformed.
+fn split_number(text: &str) -> Option<(f64, &str)> {
+    let t = text.trim();
+    let end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(end);
+    let v: f64 = num.parse().ok()?;
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    Some((v, unit.trim()))
+}
+
+/// Parse a size such as `256GiB`, `128MiB`, `512M` or `4096B` into bytes.
+pub fn parse_size(text: &str) -> Result<u64, UnitsError> {
+    let err = || UnitsError::Size(text.to_string());
+    let (v, unit) = split_number(text).ok_or_else(err)?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "b" => 1.0,
+        "k" | "kib" => KIB,
+        "m" | "mib" => KIB * KIB,
+        "g" | "gib" => KIB * KIB * KIB,
+        "t" | "tib" => KIB * KIB * KIB * KIB,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return Err(err()),
+    };
+    let bytes = (v * mult).round();
+    if bytes > u64::MAX as f64 {
+        return Err(err());
+    }
+    Ok(bytes as u64)
+}
+
+/// Parse a duration such as `50ms`, `2s`, `500us` or `1.5min`.
+pub fn parse_duration(text: &str) -> Result<Duration, UnitsError> {
+    let err = || UnitsError::Duration(text.to_string());
+    let (v, unit) = split_number(text).ok_or_else(err)?;
+    let secs = match unit {
+        "ns" => v * 1e-9,
+        "us" | "µs" | "μs" => v * 1e-6,
+        "ms" => v * 1e-3,
+        "s" => v,
+        "min" => v * 60.0,
+        _ => return Err(err()),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| err())
+}
+
+/// Format bytes with a binary unit and three significant digits (`1.50 GiB`, `640 KiB`, `12 B`).
+pub fn fmt_bytes(bytes: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v.abs() >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{} B", v.round())
+    } else {
+        format!("{} {}", sig3(v), units[i])
+    }
+}
+
+/// Format seconds with a human unit and three significant digits (`850 µs`, `12.3 ms`, `1.20 s`).
+pub fn fmt_secs(s: f64) -> String {
+    if !s.is_finite() {
+        return "n/a".into();
+    }
+    let a = s.abs();
+    if a == 0.0 {
+        "0 s".into()
+    } else if a < 1e-6 {
+        format!("{} ns", sig3(s * 1e9))
+    } else if a < 1e-3 {
+        format!("{} µs", sig3(s * 1e6))
+    } else if a < 1.0 {
+        format!("{} ms", sig3(s * 1e3))
+    } else {
+        format!("{} s", sig3(s))
+    }
+}
+
+/// Three significant digits, no exponent (`0.0123`, `1.23`, `123`, `12300`).
+pub fn sig3(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let mag = v.abs().log10().floor() as i32;
+    let decimals = (2 - mag).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("256GiB").unwrap(), 256 << 30);
+        assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5gib").unwrap(), 3 << 29);
+        assert_eq!(parse_size("4096B").unwrap(), 4096);
+        assert_eq!(parse_size(" 2 TiB ").unwrap(), 2 << 40);
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+    }
+
+    #[test]
+    fn rejects_bad_sizes_with_a_clear_message() {
+        let e = parse_size("64Q").unwrap_err().to_string();
+        assert!(e.starts_with("invalid size '64Q': expected a number with unit B, KiB, MiB, GiB, TiB"), "{e}");
+        for bad in ["", "GiB", "12", "-1GiB", "1.2.3MiB", "1e3MiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500us").unwrap(), Duration::from_micros(500));
+        assert_eq!(parse_duration("500µs").unwrap(), Duration::from_micros(500));
+        assert_eq!(parse_duration("1.5min").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ns").unwrap(), Duration::from_nanos(250));
+        let e = parse_duration("50").unwrap_err().to_string();
+        assert!(e.contains("invalid duration '50'") && e.contains("ms"), "{e}");
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn formats_numbers_for_people() {
+        assert_eq!(fmt_secs(0.0123), "12.3 ms");
+        assert_eq!(fmt_secs(0.00085), "850 µs");
+        assert_eq!(fmt_secs(1.2), "1.20 s");
+        assert_eq!(fmt_bytes(1536.0 * 1024.0 * 1024.0), "1.50 GiB");
+        assert_eq!(fmt_bytes(12.0), "12 B");
+        assert_eq!(sig3(123.456), "123");
+        assert_eq!(sig3(0.012345), "0.0123");
+    }
+}
