@@ -14,3 +14,4 @@ pub mod gc;
 pub mod interrupt;
 pub mod progress;
 pub mod units;
+

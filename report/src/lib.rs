@@ -1,1 +1,62 @@
-//! The report (see issue: report).
+//! vmct's report: one self-contained HTML page per run (inline SVG charts drawn with plotters, inline CSS, no
+//! network), a capacity planner, verdicts on the classic container-vs-VM claims, and run comparison.
+//!
+//! Everything is derived from the files of a run directory (`run.json` and the CSVs defined by [`results`]), so
+//! any run can be re-rendered:
+//!
+//! ```no_run
+//! let run = results::RunDir::open("results/runs/2024-05-01T12-00-00")?;
+//! let page = report::render(&run)?;
+//! println!("{}", page.display());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+pub mod charts;
+pub mod compare;
+pub mod data;
+#[doc(hidden)]
+pub mod fixture;
+pub mod html;
+pub mod palette;
+pub mod planner;
+mod render;
+pub mod sections;
+pub mod timefmt;
+pub mod units;
+pub mod verdicts;
+
+pub use compare::{compare, deltas, DeltaRow, RunDeltas};
+pub use planner::{plan, BackendPlan, PlanError, PlanInput, PlanOutput, Recommendation};
+pub use units::{parse_duration, parse_size, UnitsError};
+pub use verdicts::{ClaimVerdict, Verdict};
+
+use std::path::PathBuf;
+
+/// Errors rendering a report or a comparison.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The run directory could not be read.
+    #[error("report: {0}")]
+    Run(#[from] results::RunDirError),
+    /// A chart could not be drawn.
+    #[error(transparent)]
+    Chart(#[from] charts::ChartError),
+    /// An output file could not be written.
+    #[error("report: cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Render RUN_DIR/report.html (plus one .svg per chart in RUN_DIR) and return the report's path.
+pub fn render(run: &results::RunDir) -> Result<PathBuf, ReportError> {
+    let data = data::RunData::load(run)?;
+    render::render_run(&data)
+}
+
+/// The verdicts on the classic claims for a run (the same ones the report shows).
+pub fn verdicts(run: &results::RunDir) -> Result<Vec<ClaimVerdict>, ReportError> {
+    Ok(verdicts::verdicts(&data::RunData::load(run)?))
+}

@@ -117,6 +117,16 @@ pub fn sig3(v: f64) -> String {
     format!("{v:.decimals$}")
 }
 
+/// Axis tick label: up to three significant digits without trailing zeros (`80`, `0.5`, `12.5`).
+pub fn tick(v: f64) -> String {
+    let s = sig3(v);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +174,6 @@ mod tests {
         assert_eq!(fmt_bytes(12.0), "12 B");
         assert_eq!(sig3(123.456), "123");
         assert_eq!(sig3(0.012345), "0.0123");
+        assert_eq!((tick(80.0), tick(0.5), tick(12.5)), ("80".to_string(), "0.5".to_string(), "12.5".to_string()));
     }
 }

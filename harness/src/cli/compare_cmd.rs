@@ -54,11 +54,10 @@ pub struct CompareArgs {
 
 /// Run the command.
 pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
-    if !a.runs.is_empty() {
-        return Err(UsageError(
-            "comparing two run directories is not available yet; pass no RUN_DIR to run experiments".into(),
-        )
-        .into());
+    match a.runs.as_slice() {
+        [] => {}
+        [x, y] => return super::report_cmd::compare_runs(x, y, a.json),
+        _ => return Err(UsageError("pass two run directories to compare (RUN_A RUN_B), or none to run experiments".into()).into()),
     }
     let avail = results::env::meminfo_bytes("MemAvailable").unwrap_or(4 << 30);
     let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
@@ -106,7 +105,14 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     let mode = Mode::auto(a.quiet);
     let host = super::env_cmd::host_env(&backends);
     crate::progress::note(mode, &format!("vmct compare: writing {}", out.display()));
-    let outcome = compare::run(&backends, &s, out, argv.to_vec(), host, mode)?;
+    let mut outcome = compare::run(&backends, &s, out, argv.to_vec(), host, mode)?;
+    if !a.no_report {
+        let rd = results::RunDir::open(&outcome.run_dir)?;
+        match report::render(&rd) {
+            Ok(p) => outcome.report = Some(p),
+            Err(e) => outcome.failures.push(format!("report: {e}")),
+        }
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {

@@ -3,6 +3,7 @@
 mod compare_cmd;
 mod env_cmd;
 mod gc_cmd;
+mod report_cmd;
 mod run_cmd;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,10 @@ pub enum Command {
     Run(run_cmd::RunArgs),
     /// Show what this host supports: KVM flavour, cgroup layout, backends and why some cannot run.
     Env(env_cmd::EnvArgs),
+    /// Render (or re-render) the HTML report of a run directory.
+    Report(report_cmd::ReportArgs),
+    /// Capacity planner: how many instances of each model fit a host, and which meets a startup SLO.
+    Plan(report_cmd::PlanArgs),
     /// Remove leftovers (processes, cgroups, mounts, network namespaces) of a killed vmct run.
     Gc(gc_cmd::GcArgs),
 }
@@ -55,6 +60,8 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run_cmd::run(a),
         Command::Env(a) => env_cmd::run(a),
         Command::Gc(a) => gc_cmd::run(a),
+        Command::Report(a) => report_cmd::report(a),
+        Command::Plan(a) => report_cmd::plan(a),
     };
     match result {
         Ok(code) => code,

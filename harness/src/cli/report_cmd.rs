@@ -1,0 +1,92 @@
+//! `vmct report` and `vmct plan`: read a run directory, never re-measure.
+use super::UsageError;
+use anyhow::Context;
+use results::RunDir;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `vmct report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run directory to render (written by `vmct compare`).
+    pub run_dir: PathBuf,
+    /// Also write a side-by-side comparison against this earlier run (RUN_DIR/compare.html).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// Arguments of `vmct plan`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --slo-p99 50ms results/runs/<id>")]
+pub struct PlanArgs {
+    /// The run directory whose measurements to plan with.
+    pub run_dir: PathBuf,
+    /// Memory of the target host, e.g. 256GiB (default: this host's).
+    #[arg(long)]
+    pub host_mem: Option<String>,
+    /// Cores of the target host (default: this host's).
+    #[arg(long)]
+    pub cores: Option<u32>,
+    /// Memory each instance's workload itself uses, e.g. 128MiB.
+    #[arg(long, default_value = "128MiB")]
+    pub working_set: String,
+    /// Startup SLO: launch-to-ready p99 must be at most this, e.g. 50ms.
+    #[arg(long, default_value = "50ms")]
+    pub slo_p99: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn open(p: &PathBuf) -> anyhow::Result<RunDir> {
+    RunDir::open(p).map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// `vmct report`.
+pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let rd = open(&a.run_dir)?;
+    let path = report::render(&rd).with_context(|| format!("rendering {}", a.run_dir.display()))?;
+    println!("report: {}", path.display());
+    if let Some(b) = &a.baseline {
+        let base = open(b)?;
+        let cmp = report::compare(&base, &rd, rd.path())?;
+        println!("comparison with {}: {}", b.display(), cmp.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vmct plan`.
+pub fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
+    let rd = open(&a.run_dir)?;
+    let host_mem_bytes = match &a.host_mem {
+        Some(s) => crate::units::parse_size(s).map_err(|e| UsageError(format!("--host-mem: {e}")))?,
+        None => results::env::meminfo_bytes("MemTotal").unwrap_or(0),
+    };
+    let cores = a.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
+    if host_mem_bytes == 0 || cores == 0 {
+        return Err(UsageError("--host-mem and --cores must be above 0".into()).into());
+    }
+    let working_set_bytes =
+        crate::units::parse_size(&a.working_set).map_err(|e| UsageError(format!("--working-set: {e}")))?;
+    let slo = crate::units::parse_duration(&a.slo_p99).map_err(|e| UsageError(format!("--slo-p99: {e}")))?;
+    let input = report::PlanInput { host_mem_bytes, cores, working_set_bytes, slo_p99_s: slo.as_secs_f64() };
+    let out = report::plan(&rd, &input)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{out}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vmct compare RUN_A RUN_B`.
+pub fn compare_runs(a: &PathBuf, b: &PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let (ra, rb) = (open(a)?, open(b)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report::deltas(&ra, &rb)?)?);
+    } else {
+        let path = report::compare(&ra, &rb, rb.path())?;
+        println!("comparison: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

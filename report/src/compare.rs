@@ -1,0 +1,376 @@
+//! Comparison of two runs (two hosts, two versions): side-by-side deltas of startup medians and p99s, density
+//! slopes, overhead ratios, isolation failures, blast-radius slowdowns and save times, as data (for `--json`)
+//! and as one self-contained HTML page.
+use crate::data::RunData;
+use crate::html::{backend, esc, page, section, table};
+use crate::timefmt::utc;
+use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::ReportError;
+use results::RunDir;
+use serde::Serialize;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Which run and host one side of the comparison is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSide {
+    /// Run id.
+    pub id: String,
+    /// Run directory.
+    pub dir: String,
+    /// Host label (name, cores, memory).
+    pub host: String,
+    /// KVM flavour.
+    pub kvm: String,
+    /// cgroup layout.
+    pub cgroup: String,
+    /// vmct version.
+    pub vmct_version: String,
+    /// git commit, if known.
+    pub git_commit: Option<String>,
+    /// Start date, UTC.
+    pub started: String,
+}
+
+/// One compared figure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeltaRow {
+    /// `startup`, `density`, `overhead`, `isolation`, `blast`, `snapshot`.
+    pub section: String,
+    /// Backend name (with `/profile` for isolation).
+    pub backend: String,
+    /// What is compared (`median sequential`, `slope`, `cpu.sha256 ratio`, ...).
+    pub metric: String,
+    /// Unit of `a` and `b` (`s`, `bytes`, `ratio`, `count`, `1/GiB`).
+    pub unit: String,
+    /// Value in run A.
+    pub a: Option<f64>,
+    /// Value in run B.
+    pub b: Option<f64>,
+    /// Why a side has no value (e.g. `unsupported: bare guest has no system calls`).
+    pub a_note: Option<String>,
+    /// Why B has no value.
+    pub b_note: Option<String>,
+    /// b - a.
+    pub delta: Option<f64>,
+    /// (b - a) / a * 100.
+    pub delta_pct: Option<f64>,
+    /// Whether a lower value is better (None when the direction is not known).
+    pub lower_is_better: Option<bool>,
+}
+
+impl DeltaRow {
+    /// Whether B is better than A (None when unknown or equal).
+    pub fn b_better(&self) -> Option<bool> {
+        let d = self.delta?;
+        if d == 0.0 {
+            return None;
+        }
+        Some((d < 0.0) == self.lower_is_better?)
+    }
+}
+
+/// The deltas of two runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunDeltas {
+    /// Run A (the baseline).
+    pub a: RunSide,
+    /// Run B.
+    pub b: RunSide,
+    /// Every figure present in either run.
+    pub rows: Vec<DeltaRow>,
+}
+
+fn side(r: &RunData) -> RunSide {
+    RunSide {
+        id: r.meta.id.clone(),
+        dir: fs::canonicalize(&r.dir).unwrap_or_else(|_| r.dir.clone()).display().to_string(),
+        host: r.host_label(),
+        kvm: r.meta.host.kvm.as_str().into(),
+        cgroup: r.meta.host.cgroup.as_str().into(),
+        vmct_version: r.meta.vmct_version.clone(),
+        git_commit: r.meta.git_commit.clone(),
+        started: utc(r.meta.started_unix_s),
+    }
+}
+
+/// A figure keyed by (section, backend, metric) with its value or a note saying why there is none.
+type Fig = ((String, String, String), String, Option<bool>, Result<f64, String>);
+
+fn figures(r: &RunData) -> Vec<Fig> {
+    let mut v: Vec<Fig> = Vec::new();
+    let k = |s: &str, b: &str, m: &str| (s.to_string(), b.to_string(), m.to_string());
+    for s in r.startup_summary.iter().flatten() {
+        v.push((k("startup", &s.backend, &format!("median {}", s.mode)), "s".into(), Some(true), Ok(s.median_s)));
+        v.push((k("startup", &s.backend, &format!("p99 {}", s.mode)), "s".into(), Some(true), Ok(s.p99_s)));
+    }
+    for f in r.density_fit.iter().flatten() {
+        v.push((k("density", &f.backend, "per-instance slope"), "bytes".into(), Some(true), Ok(f.slope_bytes)));
+        v.push((k("density", &f.backend, "instances per GiB"), "1/GiB".into(), Some(false), Ok(f.instances_per_gib)));
+    }
+    for o in r.overhead.iter().flatten() {
+        let metric = if o.metric.is_empty() { o.scenario.clone() } else { o.metric.clone() };
+        let dir = if o.unit.ends_with("/s") {
+            Some(false)
+        } else if ["s", "ms", "us", "µs", "ns"].contains(&o.unit.as_str()) {
+            Some(true)
+        } else {
+            None
+        };
+        let val = match (o.supported, o.ratio_to_process) {
+            (true, Some(x)) => Ok(x),
+            (true, None) => Err("no process baseline".to_string()),
+            (false, _) => Err(format!("unsupported: {}", o.reason)),
+        };
+        v.push((k("overhead", &o.backend, &format!("{metric} ratio to process")), "ratio".into(), dir, val));
+    }
+    let mut iso: Vec<(String, f64)> = Vec::new();
+    for i in r.isolation.iter().flatten() {
+        let key = format!("{}/{}", i.backend, i.profile);
+        match iso.iter_mut().find(|x| x.0 == key) {
+            Some(x) => x.1 += f64::from(u8::from(i.failure)),
+            None => iso.push((key, f64::from(u8::from(i.failure)))),
+        }
+    }
+    for (b, n) in iso {
+        v.push((k("isolation", &b, "failures"), "count".into(), Some(true), Ok(n)));
+    }
+    for b in r.blast.iter().flatten() {
+        let m = format!("slowdown next to {}{}", b.neighbour, if b.limited { " (limited)" } else { "" });
+        v.push((k("blast", &b.backend, &m), "ratio".into(), Some(true), Ok(b.slowdown)));
+    }
+    for s in r.snapshot.iter().flatten() {
+        v.push((k("snapshot", &s.backend, &format!("save {} MiB", s.dirty_mib)), "s".into(), Some(true), Ok(s.save_s)));
+    }
+    v
+}
+
+fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
+    let fa = figures(a);
+    let fb = figures(b);
+    let mut keys: Vec<(String, String, String)> = fa.iter().map(|f| f.0.clone()).collect();
+    for f in &fb {
+        if !keys.contains(&f.0) {
+            keys.push(f.0.clone());
+        }
+    }
+    let absent = |r: &RunData, sec: &str| {
+        let has = match sec {
+            "startup" => r.startup_summary.is_some(),
+            "density" => r.density_fit.is_some(),
+            "overhead" => r.overhead.is_some(),
+            "isolation" => r.isolation.is_some(),
+            "blast" => r.blast.is_some(),
+            _ => r.snapshot.is_some(),
+        };
+        if has {
+            "not measured for this backend".to_string()
+        } else {
+            "not run in this run".to_string()
+        }
+    };
+    let rows = keys
+        .into_iter()
+        .map(|key| {
+            let ga = fa.iter().find(|f| f.0 == key);
+            let gb = fb.iter().find(|f| f.0 == key);
+            let g = ga.or(gb).expect("key comes from one side");
+            let val = |x: Option<&Fig>, r: &RunData| match x {
+                Some((_, _, _, Ok(v))) => (Some(*v), None),
+                Some((_, _, _, Err(n))) => (None, Some(n.clone())),
+                None => (None, Some(absent(r, &key.0))),
+            };
+            let (av, an) = val(ga, a);
+            let (bv, bn) = val(gb, b);
+            let delta = av.zip(bv).map(|(x, y)| y - x);
+            DeltaRow {
+                section: key.0.clone(),
+                backend: key.1.clone(),
+                metric: key.2.clone(),
+                unit: g.1.clone(),
+                a: av,
+                b: bv,
+                a_note: an,
+                b_note: bn,
+                delta,
+                delta_pct: av.zip(delta).filter(|(x, _)| *x != 0.0).map(|(x, d)| d / x * 100.0),
+                lower_is_better: g.2,
+            }
+        })
+        .collect();
+    RunDeltas { a: side(a), b: side(b), rows }
+}
+
+/// The deltas of run B against run A, as data (for `vmct compare --json`).
+pub fn deltas(a: &RunDir, b: &RunDir) -> Result<RunDeltas, ReportError> {
+    Ok(deltas_of(&RunData::load(a)?, &RunData::load(b)?))
+}
+
+fn fmt_val(v: f64, unit: &str) -> String {
+    match unit {
+        "s" => fmt_secs(v),
+        "bytes" => fmt_bytes(v),
+        "ratio" => format!("{}×", sig3(v)),
+        "count" => format!("{v:.0}"),
+        _ => sig3(v),
+    }
+}
+
+/// Write the comparison page and return its path. `out` is a directory (the page is `out/compare.html`) or a
+/// file path ending in `.html`.
+pub fn compare(a: &RunDir, b: &RunDir, out: &Path) -> Result<PathBuf, ReportError> {
+    let d = deltas(a, b)?;
+    let path = if out.extension().is_some_and(|e| e == "html") { out.to_path_buf() } else { out.join("compare.html") };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|source| ReportError::Write { path: parent.to_path_buf(), source })?;
+    }
+    fs::write(&path, compare_html(&d)).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+    Ok(path)
+}
+
+/// The comparison page's HTML.
+pub fn compare_html(d: &RunDeltas) -> String {
+    let side_rows: Vec<Vec<String>> = [
+        ("run", d.a.id.clone(), d.b.id.clone()),
+        ("directory", d.a.dir.clone(), d.b.dir.clone()),
+        ("host", d.a.host.clone(), d.b.host.clone()),
+        ("KVM flavour", d.a.kvm.clone(), d.b.kvm.clone()),
+        ("cgroup layout", d.a.cgroup.clone(), d.b.cgroup.clone()),
+        ("vmct", d.a.vmct_version.clone(), d.b.vmct_version.clone()),
+        (
+            "git commit",
+            d.a.git_commit.clone().unwrap_or_else(|| "unknown".into()),
+            d.b.git_commit.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+        ("started", d.a.started.clone(), d.b.started.clone()),
+    ]
+    .into_iter()
+    .map(|(k, a, b)| vec![esc(k), esc(&a), esc(&b)])
+    .collect();
+    let mut body = format!(
+        "<header class=\"top\"><h1>vmct comparison</h1><p class=\"sub\">A = <b>{}</b> on {} · B = <b>{}</b> on {} · \
+         Δ = B − A; <span class=\"down\">green</span> = B better, <span class=\"up\">red</span> = B worse</p>\
+         </header>",
+        esc(&d.a.id),
+        esc(&d.a.host),
+        esc(&d.b.id),
+        esc(&d.b.host)
+    );
+    body.push_str(&section("runs", "Runs", &table(&["", "A", "B"], &side_rows)));
+    let link = |dir: &str, sec: &str| {
+        let file = match sec {
+            "startup" => "startup_summary.csv",
+            "density" => "density_summary.csv",
+            "overhead" => "overhead.csv",
+            "isolation" => "isolation.csv",
+            "blast" => "blast.csv",
+            _ => "snapshot.csv",
+        };
+        format!("{}/{}", dir.trim_end_matches('/'), file)
+    };
+    for (sec, title) in [
+        ("startup", "Startup"),
+        ("density", "Density"),
+        ("overhead", "Overhead vs the process baseline"),
+        ("isolation", "Isolation failures"),
+        ("blast", "Blast radius"),
+        ("snapshot", "Saving state"),
+    ] {
+        let rows: Vec<Vec<String>> = d
+            .rows
+            .iter()
+            .filter(|r| r.section == sec)
+            .map(|r| {
+                let cell = |v: Option<f64>, note: &Option<String>, dir: &str| match v {
+                    Some(v) => {
+                        format!("<a class=\"n\" href=\"{}\">{}</a>", esc(&link(dir, sec)), esc(&fmt_val(v, &r.unit)))
+                    }
+                    None => format!("<span class=\"na\">{}</span>", esc(note.as_deref().unwrap_or("-"))),
+                };
+                let class = match r.b_better() {
+                    Some(true) => "down",
+                    Some(false) => "up",
+                    None => "",
+                };
+                let delta = match (r.delta, r.delta_pct) {
+                    (Some(dv), Some(p)) => format!(
+                        "{}{} ({:+.1}%)",
+                        if dv >= 0.0 { "+" } else { "−" },
+                        esc(&fmt_val(dv.abs(), &r.unit)),
+                        p
+                    ),
+                    (Some(dv), None) => {
+                        format!("{}{}", if dv >= 0.0 { "+" } else { "−" }, esc(&fmt_val(dv.abs(), &r.unit)))
+                    }
+                    _ => "<span class=\"na\">-</span>".into(),
+                };
+                vec![
+                    backend(r.backend.split('/').next().unwrap_or(&r.backend))
+                        + &esc(r.backend.find('/').map_or("", |i| &r.backend[i..])),
+                    esc(&r.metric),
+                    cell(r.a, &r.a_note, &d.a.dir),
+                    cell(r.b, &r.b_note, &d.b.dir),
+                    format!("<span class=\"{class}\">{delta}</span>"),
+                ]
+            })
+            .collect();
+        let html = if rows.is_empty() {
+            "<p class=\"notrun\">Not run in either run.</p>".to_string()
+        } else {
+            table(&["backend", "figure", "A", "B", "Δ (B − A)"], &rows)
+        };
+        body.push_str(&section(sec, title, &html));
+    }
+    body.push_str(&format!(
+        "<footer>Generated by <code>vmct compare</code> from {} and {}. Numbers link to the CSV they came from.</footer>",
+        esc(&d.a.dir),
+        esc(&d.b.dir)
+    ));
+    page(&format!("vmct comparison: {} vs {}", d.a.id, d.b.id), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use results::{Record, StartupSummary};
+
+    #[test]
+    fn compares_two_runs_as_data_and_html() {
+        let d = tempfile::tempdir().unwrap();
+        let a = crate::fixture::write(&d.path().join("a")).unwrap();
+        let b = crate::fixture::write(&d.path().join("b")).unwrap();
+        let mut rows: Vec<StartupSummary> = b.read_csv().unwrap();
+        for r in &mut rows {
+            r.median_s *= 2.0;
+        }
+        rows.retain(|r| r.backend != "crun");
+        b.write_csv(&rows).unwrap();
+        std::fs::remove_file(b.path().join(results::SnapshotRow::FILE)).unwrap();
+
+        let dl = deltas(&a, &b).unwrap();
+        let row = |backend: &str, metric: &str| {
+            dl.rows.iter().find(|r| r.backend == backend && r.metric == metric).unwrap().clone()
+        };
+        let c = row("container", "median sequential");
+        assert!((c.delta_pct.unwrap() - 100.0).abs() < 1e-9);
+        assert_eq!(c.b_better(), Some(false));
+        let crun = row("crun", "median sequential");
+        assert_eq!((crun.b, crun.b_note.as_deref()), (None, Some("not measured for this backend")));
+        let snap = row("microvm", "save 16 MiB");
+        assert_eq!(snap.b_note.as_deref(), Some("not run in this run"));
+        let unsup = row("microvm", "syscall ratio to process");
+        assert!(unsup.a_note.unwrap().starts_with("unsupported: bare guest"));
+        assert_eq!(row("container/default", "failures").delta, Some(0.0));
+        serde_json::to_string(&dl).unwrap();
+
+        let page = compare(&a, &b, d.path()).unwrap();
+        assert_eq!(page, d.path().join("compare.html"));
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.contains("+100.0%") && html.contains("class=\"up\""));
+        assert!(html.contains(&format!("{}/startup_summary.csv", dl.a.dir)));
+        assert!(!html.contains("http://") && !html.contains("https://"));
+        let file = compare(&a, &b, &d.path().join("out/x.html")).unwrap();
+        assert!(file.ends_with("out/x.html") && file.exists());
+        assert_eq!(StartupSummary::FILE, "startup_summary.csv");
+    }
+}

@@ -1,0 +1,323 @@
+//! A small, deterministic, complete run directory for tests (ours and the CLI's) and for previewing the report:
+//! every CSV present, kvm_pvm host, microVM (bare) faster to start than containers, one privileged container
+//! leaking, a fork-loop neighbour hurting a container victim. Not part of the stable API.
+use results::env::LoadSnapshot;
+use results::stats::{fit_line, summarize};
+use results::*;
+use std::path::Path;
+
+/// Deterministic noise in [-1, 1).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+}
+
+fn backend(name: &str, kind: &str, model: &str, guest: Option<&str>, available: bool) -> BackendInfo {
+    BackendInfo {
+        name: name.into(),
+        kind: kind.into(),
+        model: model.into(),
+        guest_model: guest.map(Into::into),
+        available,
+        reason: (!available).then(|| "kvm_pvm cannot run a linux guest's userspace".to_string()),
+        version: (kind == "peer").then(|| format!("{name} version 1.2.3")),
+    }
+}
+
+/// The fixture's run.json.
+pub fn meta() -> RunMeta {
+    let host = HostEnv {
+        hostname: "fixture-host".into(),
+        cpu_model: "Fixture CPU @ 2.0GHz".into(),
+        cores: 2,
+        mem_total_bytes: 24 << 30,
+        kernel: "6.1.0-fixture".into(),
+        kvm: KvmFlavour::KvmPvm,
+        cgroup: CgroupLayout::Hybrid,
+        cpufreq_governor: None,
+        virtualized: true,
+        peers: vec![results::env::PeerInfo {
+            name: "crun".into(),
+            path: "/usr/bin/crun".into(),
+            version: "crun version 1.2.3".into(),
+        }],
+    };
+    let caveats = host.caveats();
+    RunMeta {
+        schema_version: results::rundir::SCHEMA_VERSION,
+        id: "fixture-run".into(),
+        started_unix_s: 1_700_000_000.0,
+        finished_unix_s: 1_700_000_600.0,
+        vmct_version: "0.1.0".into(),
+        git_commit: Some("0123abc".into()),
+        command: vec!["vmct".into(), "compare".into(), "--quick".into()],
+        plan: Plan {
+            experiments: ["startup", "density", "overhead", "isolation", "blast", "snapshot"]
+                .map(String::from)
+                .to_vec(),
+            backends: vec![],
+            quick: true,
+            warmup: 2,
+            startup_runs: 20,
+            concurrency: vec![2, 4],
+            density_hold_mib: 16,
+            density_budget_bytes: 2 << 30,
+            density_max_instances: 10,
+            overhead_runs: 5,
+        },
+        host,
+        backends: vec![
+            backend("process", "baseline", "process", None, true),
+            backend("microvm", "ours", "microvm", Some("bare"), true),
+            backend("microvm-linux", "ours", "microvm", Some("linux"), false),
+            backend("container", "ours", "container", None, true),
+            backend("container-privileged", "ours", "container", None, true),
+            backend("crun", "peer", "container", None, true),
+        ],
+        caveats,
+        load_before: LoadSnapshot {
+            loadavg_1m: 0.4,
+            steal_s: 10.0,
+            total_cpu_s: 1000.0,
+            mem_available_bytes: 20 << 30,
+        },
+        load_after: Some(LoadSnapshot {
+            loadavg_1m: 1.2,
+            steal_s: 12.0,
+            total_cpu_s: 2200.0,
+            mem_available_bytes: 20 << 30,
+        }),
+        harness_timestamp_cost_s: Some(2.5e-8),
+    }
+}
+
+/// Typical startup (seconds) of each fixture backend.
+pub const STARTUP_S: &[(&str, f64)] =
+    &[("process", 0.0011), ("microvm", 0.0032), ("container", 0.024), ("container-privileged", 0.021), ("crun", 0.043)];
+
+/// Write the whole fixture into `dir` (created if needed) and return it.
+pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
+    let rd = RunDir::create(dir)?;
+    rd.write_meta(&meta())?;
+    let mut rng = Lcg(42);
+    let mut samples = Vec::new();
+    let mut summaries = Vec::new();
+    let mut phases = Vec::new();
+    for &(b, base) in STARTUP_S {
+        for (mode, runs, slow) in [("sequential", 20u32, 1.0), ("concurrent-2", 8, 1.3), ("concurrent-4", 8, 1.9)] {
+            let mut xs = Vec::new();
+            for i in 0..runs + 2 {
+                let warm = mode == "sequential" && i < 2;
+                let mut v = base * slow * (1.0 + 0.08 * rng.next());
+                if i == runs + 1 && mode == "sequential" {
+                    v *= 2.5; // one slow launch: the p99 tail
+                }
+                if !warm {
+                    xs.push(v);
+                }
+                samples.push(StartupSample {
+                    backend: b.into(),
+                    mode: mode.into(),
+                    iteration: i,
+                    warmup: warm,
+                    launch_to_ready_s: v,
+                    outlier: false,
+                });
+                if mode == "sequential" && !warm {
+                    let names: &[(&str, f64)] = match b {
+                        "microvm" => &[
+                            ("vm_create", 0.2),
+                            ("memory", 0.15),
+                            ("load", 0.2),
+                            ("vcpu_setup", 0.1),
+                            ("guest_to_ready", 0.35),
+                        ],
+                        "process" => &[("spawn", 0.7), ("ready", 0.3)],
+                        "crun" => &[],
+                        _ => &[
+                            ("clone", 0.1),
+                            ("cgroup", 0.25),
+                            ("rootfs", 0.3),
+                            ("pivot_root", 0.05),
+                            ("exec", 0.2),
+                            ("ready", 0.1),
+                        ],
+                    };
+                    for (p, share) in names {
+                        phases.push(PhaseSample {
+                            backend: b.into(),
+                            mode: mode.into(),
+                            iteration: i,
+                            phase: (*p).into(),
+                            duration_s: v * share,
+                        });
+                    }
+                }
+            }
+            let s = summarize(&xs).expect("samples");
+            let k = mode.strip_prefix("concurrent-").and_then(|k| k.parse::<f64>().ok());
+            summaries.push(StartupSummary {
+                backend: b.into(),
+                mode: mode.into(),
+                n: s.n as u32,
+                median_s: s.median,
+                p90_s: s.p90,
+                p99_s: s.p99,
+                min_s: s.min,
+                max_s: s.max,
+                mean_s: s.mean,
+                mad_s: s.mad,
+                outliers: s.outlier.iter().filter(|o| **o).count() as u32,
+                launches_per_s: k.map(|k| k / s.mean),
+            });
+        }
+    }
+    rd.write_csv(&samples)?;
+    rd.write_csv(&phases)?;
+    rd.write_csv(&summaries)?;
+
+    let mut steps = Vec::new();
+    let mut fits = Vec::new();
+    for (b, per_mib, fixed_mib) in [("process", 17.0, 1.0), ("microvm", 19.5, 3.0), ("container", 18.2, 6.0)] {
+        let mut pts = Vec::new();
+        for n in 1..=10u32 {
+            let used = ((per_mib * f64::from(n) + fixed_mib + 0.3 * rng.next()) * 1048576.0) as i64;
+            pts.push((f64::from(n), used as f64));
+            steps.push(DensityStep {
+                backend: b.into(),
+                instances: n,
+                mem_available_bytes: (20u64 << 30) - used as u64,
+                mem_used_delta_bytes: used,
+                slab_bytes: 300 << 20,
+                slab_delta_bytes: i64::from(n) * 200_000,
+                instance_rss_bytes: Some(17 << 20),
+                guest_mem_bytes: (b == "microvm").then_some(16 << 20),
+                vmm_overhead_bytes: (b == "microvm").then_some(3 << 20),
+                cgroup_usage_bytes: (b == "container").then_some(17 << 20),
+                pss_bytes: Some(17 << 20),
+                launch_s: 0.01,
+            });
+        }
+        let f = fit_line(&pts).expect("fit");
+        fits.push(DensityFit {
+            backend: b.into(),
+            hold_mib: 16,
+            instances: 10,
+            stop_reason: "count".into(),
+            slope_bytes: f.slope,
+            intercept_bytes: f.intercept,
+            r2: f.r2,
+            slab_slope_bytes: 200_000.0,
+            vmm_overhead_bytes: (b == "microvm").then_some(3.0 * 1048576.0),
+            instances_per_gib: 1073741824.0 / f.slope,
+            launch_at_max_s: 0.012,
+            teardown_s: 0.2,
+        });
+    }
+    rd.write_csv(&steps)?;
+    rd.write_csv(&fits)?;
+
+    let mut over = Vec::new();
+    for (b, r) in [("process", 1.0), ("microvm", 1.02), ("container", 1.01), ("crun", 1.01)] {
+        for (scen, metric, unit, base) in [
+            ("cpu", "cpu.sha256", "s", 0.5),
+            ("mem", "mem.seq", "GB/s", 9.0),
+            ("syscall", "syscall.getpid", "ns", 60.0),
+        ] {
+            if b == "microvm" && scen == "syscall" {
+                over.push(OverheadRow {
+                    backend: b.into(),
+                    scenario: scen.into(),
+                    metric: String::new(),
+                    unit: String::new(),
+                    n: 0,
+                    median: 0.0,
+                    mad: 0.0,
+                    min: 0.0,
+                    max: 0.0,
+                    ratio_to_process: None,
+                    supported: false,
+                    reason: "bare guest has no system calls".into(),
+                });
+                continue;
+            }
+            let ratio = if scen == "syscall" && b != "process" { r * 1.4 } else { r };
+            over.push(OverheadRow {
+                backend: b.into(),
+                scenario: scen.into(),
+                metric: metric.into(),
+                unit: unit.into(),
+                n: 5,
+                median: base * ratio,
+                mad: base * 0.01,
+                min: base * ratio * 0.98,
+                max: base * ratio * 1.03,
+                ratio_to_process: Some(ratio),
+                supported: true,
+                reason: String::new(),
+            });
+        }
+    }
+    rd.write_csv(&over)?;
+
+    let probes =
+        ["read_host_canary", "write_host_file", "signal_neighbour", "reach_host_net", "read_kernel_log", "load_module"];
+    let mut iso = Vec::new();
+    for (b, profile, fails) in [
+        ("microvm", "default", &[][..]),
+        ("container", "default", &["read_kernel_log"][..]),
+        ("container-privileged", "privileged", &["read_kernel_log", "load_module", "write_host_file"][..]),
+        ("crun", "default", &["read_kernel_log"][..]),
+    ] {
+        for p in probes {
+            let failure = fails.contains(&p);
+            iso.push(IsolationRow {
+                backend: b.into(),
+                profile: profile.into(),
+                probe: p.into(),
+                outcome: if failure { "reached" } else { "blocked" }.into(),
+                detail: if failure { "read 4 KiB <kmsg> & \"friends\"".into() } else { "EPERM".into() },
+                host_check: if p == "write_host_file" { "canary unchanged".into() } else { String::new() },
+                failure,
+            });
+        }
+    }
+    rd.write_csv(&iso)?;
+
+    let mut blast = Vec::new();
+    for (b, hit) in [("microvm", 1.05), ("container", 1.2)] {
+        for (n, limited, extra) in [("cpu-hog", true, 1.0f64), ("memory-hog", true, 1.1), ("fork-loop", false, 2.7)] {
+            let s = if b == "container" && n == "fork-loop" { hit * extra } else { 1.0 + (hit - 1.0) * extra.min(1.1) };
+            blast.push(BlastRow {
+                backend: b.into(),
+                neighbour: n.into(),
+                limited,
+                victim_alone_s: 0.010,
+                victim_with_neighbour_s: 0.010 * s,
+                slowdown: s,
+                victim_ok: true,
+            });
+        }
+    }
+    rd.write_csv(&blast)?;
+
+    let mut snaps = Vec::new();
+    for (b, save_per_mib, bytes_per_mib) in [("container", 0.0030, 1.0), ("microvm", 0.0012, 1.05)] {
+        for dirty in [16u64, 64] {
+            snaps.push(SnapshotRow {
+                backend: b.into(),
+                dirty_mib: dirty,
+                save_s: 0.004 + save_per_mib * dirty as f64,
+                save_bytes: (bytes_per_mib * (dirty << 20) as f64) as u64,
+                restore_s: if b == "microvm" { 0.0021 } else { 0.019 },
+                cold_start_s: if b == "microvm" { 0.0032 } else { 0.024 },
+                shared_bytes: (b == "microvm").then_some(dirty << 20),
+            });
+        }
+    }
+    rd.write_csv(&snaps)?;
+    Ok(rd)
+}

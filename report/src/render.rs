@@ -1,0 +1,466 @@
+//! The report page: header, headline summary, host and caveats, verdicts, experiment sections, planner, footer.
+use crate::data::RunData;
+use crate::html::{backend, esc, num, page, section, table};
+use crate::planner::{plan_data, PlanInput, PlanOutput};
+use crate::sections;
+use crate::timefmt::utc;
+use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::verdicts::verdicts;
+use crate::ReportError;
+use results::Record;
+use std::fs;
+use std::path::PathBuf;
+
+/// Render RUN_DIR/report.html and one .svg per chart; returns the report's path.
+pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
+    let secs = vec![
+        sections::startup(run)?,
+        sections::density(run)?,
+        sections::overhead(run)?,
+        sections::isolation(run),
+        sections::blast(run)?,
+        sections::snapshot(run)?,
+    ];
+    let plan = plan_data(run, &PlanInput::default_for(run));
+    let mut body = header(run);
+    body.push_str(&summary_cards(run, plan.as_ref().ok()));
+    body.push_str(&host_section(run));
+    body.push_str(&verdict_section(run));
+    for s in &secs {
+        body.push_str(&s.html);
+    }
+    body.push_str(&planner_section(plan));
+    body.push_str(&footer(run));
+    let html = page(&format!("vmct report: {} on {}", run.meta.id, run.host_label()), &body);
+    for c in secs.iter().flat_map(|s| &s.charts) {
+        let path = run.dir.join(&c.file);
+        fs::write(&path, &c.svg).map_err(|source| ReportError::Write { path, source })?;
+    }
+    let path = run.dir.join("report.html");
+    fs::write(&path, html).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+    Ok(path)
+}
+
+fn header(run: &RunData) -> String {
+    let m = &run.meta;
+    format!(
+        "<header class=\"top\"><h1>vmct report</h1><p class=\"sub\">Run <b>{}</b> on <b>{}</b> · {} · vmct {}{} · \
+         KVM <b>{}</b> · cgroups <b>{}</b></p>\
+         <nav class=\"toc\"><a href=\"#host\">Host</a><a href=\"#verdicts\">Verdicts</a><a href=\"#startup\">Startup</a>\
+         <a href=\"#density\">Density</a><a href=\"#overhead\">Overhead</a><a href=\"#isolation\">Isolation</a>\
+         <a href=\"#blast\">Blast radius</a><a href=\"#snapshot\">Saving state</a><a href=\"#planner\">Capacity \
+         planner</a></nav></header>\n",
+        esc(&m.id),
+        esc(&run.host_label()),
+        esc(&utc(m.started_unix_s)),
+        esc(&m.vmct_version),
+        m.git_commit.as_deref().map_or(String::new(), |c| format!(" ({})", esc(c))),
+        esc(m.host.kvm.as_str()),
+        esc(m.host.cgroup.as_str()),
+    )
+}
+
+fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
+    let mut o = String::from("<div class=\"cards\">");
+    let med = sections::startup_medians(run);
+    o.push_str("<div class=\"card\"><h3>Median startup (sequential)</h3>");
+    if med.is_empty() {
+        o.push_str("<p class=\"na\">not run in this run</p>");
+    } else {
+        o.push_str("<table>");
+        for (b, m) in &med {
+            o.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                backend(b),
+                num(&fmt_secs(*m), results::StartupSummary::FILE)
+            ));
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("</div><div class=\"card\"><h3>Instances per GiB of host memory</h3>");
+    match &run.density_fit {
+        Some(f) if !f.is_empty() => {
+            o.push_str("<table>");
+            let mut f = f.clone();
+            f.sort_by_key(|x| run.backend_rank(&x.backend));
+            for x in &f {
+                o.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td class=\"na\">{} each</td></tr>",
+                    backend(&x.backend),
+                    num(&sig3(x.instances_per_gib), results::DensityFit::FILE),
+                    num(&fmt_bytes(x.slope_bytes), results::DensityFit::FILE)
+                ));
+            }
+            o.push_str("</table>");
+        }
+        _ => o.push_str("<p class=\"na\">not run in this run</p>"),
+    }
+    o.push_str("</div><div class=\"card\"><h3>Isolation failures</h3>");
+    match &run.isolation {
+        Some(rows) => {
+            let total = rows.iter().filter(|r| r.failure).count();
+            o.push_str(&format!(
+                "<div class=\"big {}\">{}</div><table>",
+                if total > 0 { "up" } else { "down" },
+                num(&total.to_string(), results::IsolationRow::FILE)
+            ));
+            for (b, n) in sections::failures_by_backend(run).values() {
+                o.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"{}\">{}</td></tr>",
+                    backend(b),
+                    if *n > 0 { "up" } else { "down" },
+                    num(&n.to_string(), results::IsolationRow::FILE)
+                ));
+            }
+            o.push_str("</table>");
+        }
+        None => o.push_str("<p class=\"na\">not run in this run</p>"),
+    }
+    o.push_str("</div>");
+    if let Some(r) = plan.and_then(|p| p.recommended.as_ref()) {
+        o.push_str(&format!(
+            "<div class=\"card\"><h3>Planner pick (this host, 128 MiB, p99 ≤ 50 ms)</h3><div class=\"big\">{}</div>\
+             <p>{}</p><p><a href=\"#planner\">details and assumptions</a></p></div>",
+            backend(&r.backend),
+            esc(&r.why)
+        ));
+    }
+    o.push_str("</div>\n");
+    o
+}
+
+fn host_section(run: &RunData) -> String {
+    let m = &run.meta;
+    let h = &m.host;
+    let load = |l: &results::env::LoadSnapshot| {
+        format!("load {} · MemAvailable {}", sig3(l.loadavg_1m), fmt_bytes(l.mem_available_bytes as f64))
+    };
+    let steal = m.load_after.as_ref().and_then(|a| {
+        let dt = a.total_cpu_s - m.load_before.total_cpu_s;
+        (dt > 0.0).then(|| (a.steal_s - m.load_before.steal_s) / dt * 100.0)
+    });
+    let kv: Vec<(&str, String)> = vec![
+        ("host", esc(&h.hostname)),
+        ("CPU", esc(&h.cpu_model)),
+        ("cores", h.cores.to_string()),
+        ("memory", fmt_bytes(h.mem_total_bytes as f64)),
+        ("kernel", esc(&h.kernel)),
+        ("KVM flavour", format!("<b>{}</b>", esc(h.kvm.as_str()))),
+        ("cgroup layout", format!("<b>{}</b>", esc(h.cgroup.as_str()))),
+        ("CPU governor", esc(h.cpufreq_governor.as_deref().unwrap_or("not exposed"))),
+        ("virtualized host", if h.virtualized { "yes".into() } else { "no".into() }),
+        ("before the run", load(&m.load_before)),
+        ("after the run", m.load_after.as_ref().map_or("not recorded".into(), load)),
+        ("CPU steal during the run", steal.map_or("not recorded".into(), |s| format!("{s:.2}%"))),
+        ("harness timestamp cost", m.harness_timestamp_cost_s.map_or("not recorded".into(), fmt_secs)),
+        ("vmct", format!("{} · commit {}", esc(&m.vmct_version), esc(m.git_commit.as_deref().unwrap_or("unknown")))),
+        ("started", esc(&utc(m.started_unix_s))),
+        ("finished", if m.finished_unix_s > 0.0 { esc(&utc(m.finished_unix_s)) } else { "did not finish".into() }),
+        ("command", format!("<code>{}</code>", esc(&m.command.join(" ")))),
+        (
+            "plan",
+            esc(&format!(
+                "experiments: {}; {} warm-up + {} measured launches; concurrency {:?}; density {} MiB per instance, \
+                 budget {}, max {}; overhead runs {}{}",
+                m.plan.experiments.join(", "),
+                m.plan.warmup,
+                m.plan.startup_runs,
+                m.plan.concurrency,
+                m.plan.density_hold_mib,
+                fmt_bytes(m.plan.density_budget_bytes as f64),
+                m.plan.density_max_instances,
+                m.plan.overhead_runs,
+                if m.plan.quick { " (--quick)" } else { "" }
+            )),
+        ),
+    ];
+    let mut body = String::from("<div class=\"tw\"><table class=\"kv\">");
+    for (k, v) in kv {
+        body.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(k), v));
+    }
+    body.push_str("</table></div>");
+    body.push_str("<h3>Caveats</h3>");
+    if m.caveats.is_empty() {
+        body.push_str("<p class=\"na\">none recorded</p>");
+    } else {
+        body.push_str("<ul class=\"caveats\">");
+        for c in &m.caveats {
+            body.push_str(&format!("<li>{}</li>", esc(c)));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str("<h3>Backends</h3>");
+    let rows: Vec<Vec<String>> = m
+        .backends
+        .iter()
+        .map(|b| {
+            vec![
+                backend(&b.name),
+                esc(&b.kind),
+                esc(&b.model),
+                esc(b.guest_model.as_deref().unwrap_or("-")),
+                if b.available {
+                    "<span class=\"pass\">ran</span>".into()
+                } else {
+                    format!(
+                        "<span class=\"unsup\">unavailable: {}</span>",
+                        esc(b.reason.as_deref().unwrap_or("no reason given"))
+                    )
+                },
+                esc(b.version.as_deref().unwrap_or("-")),
+            ]
+        })
+        .collect();
+    body.push_str(&table(&["backend", "kind", "model", "guest model", "status", "version"], &rows));
+    if !h.peers.is_empty() {
+        let rows: Vec<Vec<String>> = h
+            .peers
+            .iter()
+            .map(|p| vec![esc(&p.name), format!("<code>{}</code>", esc(&p.path)), esc(&p.version)])
+            .collect();
+        body.push_str("<h3>Peers found on the host</h3>");
+        body.push_str(&table(&["peer", "path", "version"], &rows));
+    }
+    section("host", "Host and run", &body)
+}
+
+fn verdict_section(run: &RunData) -> String {
+    let mut rows = Vec::new();
+    for v in verdicts(run) {
+        let ev: String = v.evidence.iter().map(|e| format!("<li>{}</li>", esc(e))).collect();
+        rows.push(vec![
+            format!("<b>{}</b>", esc(v.claim)),
+            format!("<span class=\"verdict {}\">{}</span>", v.verdict.css(), esc(v.verdict.label())),
+            format!("<ul class=\"ev\">{ev}</ul><a class=\"n\" href=\"{0}\">{0}</a>", esc(v.source)),
+        ]);
+    }
+    let body = format!(
+        "<p>Each classic claim is checked against this run's measurements: the best container backend measured \
+         against each microVM guest model measured.</p>{}",
+        table(&["claim", "verdict", "evidence"], &rows)
+    );
+    section("verdicts", "Verdicts on the classic claims", &body)
+}
+
+fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> String {
+    let p = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            return section(
+                "planner",
+                "Capacity planner",
+                &format!("<p class=\"notrun\">Not run in this run: {}</p>", esc(&e.to_string())),
+            )
+        }
+    };
+    let dcsv = results::DensityFit::FILE;
+    let scsv = results::StartupSummary::FILE;
+    let dash = || "<span class=\"na\">-</span>".to_string();
+    let rows: Vec<Vec<String>> = p
+        .backends
+        .iter()
+        .map(|b| {
+            vec![
+                backend(&b.backend),
+                esc(&b.model),
+                b.overhead_per_instance_bytes.map_or_else(dash, |v| num(&fmt_bytes(v), dcsv)),
+                b.mem_per_instance_bytes.map_or_else(dash, |v| num(&fmt_bytes(v), dcsv)),
+                b.fit_by_memory.map_or_else(dash, |n| {
+                    format!(
+                        "{}{}",
+                        num(&n.to_string(), dcsv),
+                        if b.extrapolated { " <span class=\"unsup\">extrapolated</span>" } else { "" }
+                    )
+                }),
+                b.effective_cores.map_or_else(
+                    || "<span class=\"na\">not measured</span>".into(),
+                    |c| num(&sig3(c), results::OverheadRow::FILE),
+                ),
+                b.p99_startup_s.map_or_else(dash, |v| num(&fmt_secs(v), scsv)),
+                match b.meets_slo {
+                    Some(true) => "<span class=\"pass\">yes</span>".into(),
+                    Some(false) => "<span class=\"fail\">no</span>".into(),
+                    None => dash(),
+                },
+                b.isolation_failures.map_or_else(dash, |n| num(&n.to_string(), results::IsolationRow::FILE)),
+            ]
+        })
+        .collect();
+    let mut body = format!(
+        "<p>For <b>{}</b> of host memory, <b>{}</b> cores, a <b>{}</b> working set per instance and a p99 startup \
+         SLO of <b>{}</b> (this host; change them with <code>vmct plan --host-mem 256GiB --cores 64 --working-set \
+         128MiB --slo-p99 50ms RUN_DIR</code>).</p>",
+        fmt_bytes(p.input.host_mem_bytes as f64),
+        p.input.cores,
+        fmt_bytes(p.input.working_set_bytes as f64),
+        fmt_secs(p.input.slo_p99_s)
+    );
+    body.push_str(&table(
+        &[
+            "backend",
+            "model",
+            "overhead/instance",
+            "memory/instance",
+            "fit by memory",
+            "effective cores",
+            "p99 startup",
+            "meets SLO",
+            "isolation failures",
+        ],
+        &rows,
+    ));
+    body.push_str(&match &p.recommended {
+        Some(r) => format!("<p><b>Recommended:</b> {} ({}): {}.</p>", backend(&r.backend), esc(&r.model), esc(&r.why)),
+        None => {
+            "<p><b>Recommended:</b> none: no isolating backend meets the SLO without isolation failures.</p>".into()
+        }
+    });
+    let notes: Vec<String> = p
+        .backends
+        .iter()
+        .flat_map(|b| b.notes.iter().map(move |n| format!("<li>{}: {}</li>", esc(&b.backend), esc(n))))
+        .collect();
+    if !notes.is_empty() {
+        body.push_str(&format!("<h3>Extrapolations and notes</h3><ul>{}</ul>", notes.concat()));
+    }
+    body.push_str("<h3>Assumptions</h3><ul>");
+    for a in &p.assumptions {
+        body.push_str(&format!("<li>{}</li>", esc(a)));
+    }
+    body.push_str("</ul>");
+    section("planner", "Capacity planner", &body)
+}
+
+fn footer(run: &RunData) -> String {
+    let files: Vec<&str> = [
+        results::StartupSample::FILE,
+        results::PhaseSample::FILE,
+        results::StartupSummary::FILE,
+        results::DensityStep::FILE,
+        results::DensityFit::FILE,
+        results::OverheadRow::FILE,
+        results::IsolationRow::FILE,
+        results::BlastRow::FILE,
+        results::SnapshotRow::FILE,
+    ]
+    .into_iter()
+    .filter(|f| run.dir.join(f).exists())
+    .collect();
+    let links: Vec<String> =
+        std::iter::once("run.json").chain(files).map(|f| format!("<a href=\"{0}\">{0}</a>", esc(f))).collect();
+    format!(
+        "<footer>Generated by <code>vmct report</code> from run <b>{}</b> measured on <b>{}</b> ({}), \
+         directory <code>{}</code>. Every number links to the file it came from: {}. Re-render any time with \
+         <code>vmct report RUN_DIR</code>.</footer>",
+        esc(&run.meta.id),
+        esc(&run.host_label()),
+        esc(&utc(run.meta.started_unix_s)),
+        esc(&run.dir.display().to_string()),
+        links.join(" · ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::units::{fmt_bytes, fmt_secs};
+    use results::{DensityFit, Record, RunDir, StartupSummary};
+    use std::fs;
+
+    fn rendered() -> (tempfile::TempDir, RunDir, String) {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(&d.path().join("run")).unwrap();
+        let path = crate::render(&rd).unwrap();
+        assert_eq!(path, rd.path().join("report.html"));
+        let html = fs::read_to_string(&path).unwrap();
+        (d, rd, html)
+    }
+
+    #[test]
+    fn every_section_and_chart_is_present() {
+        let (_d, rd, html) = rendered();
+        for id in ["host", "verdicts", "startup", "density", "overhead", "isolation", "blast", "snapshot", "planner"] {
+            assert!(html.contains(&format!("<section id=\"{id}\">")), "section {id} missing");
+        }
+        let charts = ["startup_cdf", "startup_phases", "launch_rate", "density", "overhead", "blast", "snapshot"];
+        for c in charts {
+            let file = format!("{c}.svg");
+            assert!(html.contains(&format!("href=\"{file}\"")), "{file} not linked");
+            let svg = fs::read_to_string(rd.path().join(&file)).unwrap();
+            assert!(svg.starts_with("<svg") && svg.contains("<title>"), "{file}");
+        }
+        assert_eq!(html.matches("<svg").count(), charts.len());
+        assert!(!html.contains("not run in this run") && !html.contains("Not run in this run"));
+        // Host summary and caveats.
+        for s in ["fixture-host", "kvm_pvm", "hybrid", "Fixture CPU", "6.1.0-fixture", "0123abc", "2023-11-14", "0.17%"]
+        {
+            assert!(html.contains(s), "{s} missing");
+        }
+        assert!(html.contains("kvm_pvm (nested, no VT-x/AMD-V)"));
+        assert!(html.contains("unavailable: kvm_pvm cannot run a linux guest"));
+    }
+
+    #[test]
+    fn numbers_match_their_csv_and_link_to_it() {
+        let (_d, rd, html) = rendered();
+        for s in rd.read_csv::<StartupSummary>().unwrap() {
+            for v in [s.median_s, s.p99_s] {
+                let cell =
+                    format!("href=\"startup_summary.csv\" title=\"from startup_summary.csv\">{}</a>", fmt_secs(v));
+                assert!(html.contains(&cell), "{} {}: {cell}", s.backend, s.mode);
+            }
+        }
+        for f in rd.read_csv::<DensityFit>().unwrap() {
+            assert!(html.contains(&format!("\"from density_summary.csv\">{}</a>", fmt_bytes(f.slope_bytes))));
+        }
+        // Every linked file exists in the run directory.
+        for part in html.split("href=\"").skip(1) {
+            let target = &part[..part.find('"').unwrap()];
+            if target.starts_with('#') {
+                continue;
+            }
+            assert!(rd.path().join(target).exists(), "dangling link {target}");
+        }
+        assert!(!html.contains("http://") && !html.contains("https://"), "network reference in the page");
+        assert!(!html.contains("<script"), "no scripts");
+    }
+
+    #[test]
+    fn text_from_csvs_is_escaped() {
+        let (_d, _rd, html) = rendered();
+        assert!(html.contains("read 4 KiB &lt;kmsg&gt; &amp; &quot;friends&quot;"));
+        assert!(!html.contains("<kmsg>"));
+    }
+
+    #[test]
+    fn unsupported_overhead_shows_the_reason_not_zero() {
+        let (_d, _rd, html) = rendered();
+        assert!(html.contains("unsupported: bare guest has no system calls"));
+    }
+
+    #[test]
+    fn missing_csvs_give_not_run_sections() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        for f in
+            [results::BlastRow::FILE, results::SnapshotRow::FILE, StartupSummary::FILE, results::StartupSample::FILE]
+        {
+            fs::remove_file(rd.path().join(f)).unwrap();
+        }
+        let mut meta = rd.read_meta().unwrap();
+        meta.plan.experiments.retain(|e| e != "snapshot");
+        rd.write_meta(&meta).unwrap();
+        let html = fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        let sec = |id: &str| {
+            let start = html.find(&format!("<section id=\"{id}\">")).unwrap();
+            html[start..start + html[start..].find("</section>").unwrap()].to_string()
+        };
+        assert!(
+            sec("snapshot").contains("Not run in this run") && sec("snapshot").contains("not in this run&#39;s plan")
+        );
+        assert!(sec("blast").contains("Not run in this run") && sec("blast").contains("no results file was written"));
+        assert!(sec("startup").contains("Not run in this run"));
+        assert!(sec("density").contains("<svg"));
+        assert!(sec("verdicts").contains("not measured in this run"));
+        assert_eq!(html.matches("<svg").count(), 2, "density and overhead charts only");
+    }
+}

@@ -1,0 +1,647 @@
+//! The experiment sections of the report: startup, density, overhead, isolation, blast radius, snapshot. Each
+//! returns its HTML and the charts it drew; a section whose CSV is absent says "not run in this run" and why.
+use crate::charts::bars::{bar_chart, Bar, BarChart};
+use crate::charts::cdf::{startup_cdf, CdfSeries};
+use crate::charts::lines::{xy_chart, XyChart, XySeries};
+use crate::charts::{Chart, ChartError};
+use crate::data::{concurrency_of, RunData};
+use crate::html::{backend, esc, figure, not_run, num, section, table};
+use crate::palette::{backend_color, phase_color};
+use crate::units::{fmt_bytes, fmt_secs, sig3};
+use results::Record;
+use std::collections::BTreeMap;
+
+/// A rendered section: HTML plus the charts it embeds (also written as .svg files).
+#[derive(Debug, Default)]
+pub struct Section {
+    /// The `<section>` HTML.
+    pub html: String,
+    /// Charts drawn for it.
+    pub charts: Vec<Chart>,
+}
+
+fn absent(id: &str, title: &str, csv: &str, run: &RunData, experiment: &str) -> Section {
+    Section { html: section(id, title, &not_run(csv, &run.why_absent(experiment))), charts: Vec::new() }
+}
+
+fn sorted_backends<T>(run: &RunData, rows: &mut [T], key: impl Fn(&T) -> &str) {
+    rows.sort_by_key(|r| run.backend_rank(key(r)));
+}
+
+/// Startup: summary table, CDF, phases, launch rate.
+pub fn startup(run: &RunData) -> Result<Section, ChartError> {
+    const TITLE: &str = "Startup";
+    let Some(summary) = &run.startup_summary else {
+        return Ok(absent("startup", TITLE, results::StartupSummary::FILE, run, "startup"));
+    };
+    let samples = &run.startup;
+    let csv = results::StartupSummary::FILE;
+    let mut out = Section::default();
+    let mut body = String::from(
+        "<p>Launch-to-ready: host monotonic time from \"launch requested\" to the workload's <code>ready</code> \
+         message. Warm-up launches are excluded; outliers (MAD rule) are flagged, never dropped.</p>",
+    );
+    let mut rows = summary.clone();
+    rows.sort_by_key(|r| (run.backend_rank(&r.backend), concurrency_of(&r.mode).unwrap_or(0)));
+    let t: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                backend(&r.backend),
+                format!("<span class=\"nw\">{}</span>", esc(&r.mode)),
+                num(&r.n.to_string(), csv),
+                num(&fmt_secs(r.median_s), csv),
+                num(&fmt_secs(r.p90_s), csv),
+                num(&fmt_secs(r.p99_s), csv),
+                num(&fmt_secs(r.min_s), csv),
+                num(&fmt_secs(r.max_s), csv),
+                num(&fmt_secs(r.mad_s), csv),
+                num(&r.outliers.to_string(), csv),
+                r.launches_per_s.map_or("<span class=\"na\">-</span>".into(), |v| num(&sig3(v), csv)),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &["backend", "mode", "n", "median", "p90", "p99", "min", "max", "MAD", "outliers", "launches/s"],
+        &t,
+    ));
+
+    // CDF of the sequential (else first) mode.
+    let samples = samples.as_deref().unwrap_or(&[]);
+    let mode = if samples.iter().any(|s| s.mode == "sequential") {
+        "sequential".to_string()
+    } else {
+        samples.first().map(|s| s.mode.clone()).unwrap_or_default()
+    };
+    let series: Vec<CdfSeries> = run
+        .backends()
+        .into_iter()
+        .map(|b| CdfSeries {
+            samples_s: samples
+                .iter()
+                .filter(|s| s.backend == b && s.mode == mode && !s.warmup)
+                .map(|s| s.launch_to_ready_s)
+                .collect(),
+            backend: b,
+        })
+        .collect();
+    body.push_str("<h3>Distribution</h3>");
+    match startup_cdf(&series, &mode)? {
+        Some(c) => {
+            body.push_str(&figure(&c, results::StartupSample::FILE));
+            out.charts.push(c);
+        }
+        None => body.push_str(&not_run(results::StartupSample::FILE, "no per-launch samples to draw a CDF from")),
+    }
+
+    // Phases: median per (backend, phase), stacked.
+    body.push_str("<h3>Where the time goes</h3>");
+    match &run.phases {
+        None => body.push_str(&not_run(results::PhaseSample::FILE, "the backends reported no phases")),
+        Some(phases) => {
+            let (sec, charts) = phase_chart(run, phases)?;
+            body.push_str(&sec);
+            out.charts.extend(charts);
+        }
+    }
+
+    // Launch rate vs concurrency.
+    body.push_str("<h3>Launch rate under concurrency</h3>");
+    let series: Vec<XySeries> = run
+        .backends()
+        .into_iter()
+        .map(|b| {
+            let pts: Vec<(f64, f64, u32)> = rows
+                .iter()
+                .filter(|r| r.backend == b)
+                .filter_map(|r| {
+                    let k = concurrency_of(&r.mode).or((r.mode == "sequential").then_some(1))?;
+                    Some((f64::from(k), r.launches_per_s?, r.n))
+                })
+                .collect();
+            let n: u32 = pts.iter().map(|p| p.2).sum();
+            XySeries {
+                legend: format!("{b} (n={n})"),
+                backend: b,
+                points: pts.iter().map(|p| (p.0, p.1)).collect(),
+                fit: None,
+            }
+        })
+        .collect();
+    let total: u32 = rows.iter().filter(|r| r.launches_per_s.is_some()).map(|r| r.n).sum();
+    let spec = XyChart {
+        file: "launch_rate.svg".into(),
+        title: format!("Launch rate vs concurrency (n = {total} launches)"),
+        x_desc: "concurrent launchers".into(),
+        y_desc: "launches completed per second (1/s, log scale)".into(),
+        series,
+        connect: true,
+        log_y: true,
+        integer_x: true,
+    };
+    match xy_chart(&spec)? {
+        Some(c) => {
+            body.push_str(&figure(&c, csv));
+            out.charts.push(c);
+        }
+        None => body.push_str(&not_run(csv, "no concurrent launch measurements (no launches/s in the summary)")),
+    }
+    out.html = section("startup", TITLE, &body);
+    Ok(out)
+}
+
+fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String, Vec<Chart>), ChartError> {
+    let csv = results::PhaseSample::FILE;
+    let mode_ok = |m: &str| m == "sequential" || !phases.iter().any(|p| p.mode == "sequential");
+    let mut phase_order: Vec<String> = Vec::new();
+    for p in phases.iter().filter(|p| mode_ok(&p.mode)) {
+        if !phase_order.contains(&p.phase) {
+            phase_order.push(p.phase.clone());
+        }
+    }
+    let mut bars = Vec::new();
+    let mut rows = Vec::new();
+    let mut total = 0usize;
+    for b in run.backends() {
+        let mine: Vec<&results::PhaseSample> = phases.iter().filter(|p| p.backend == b && mode_ok(&p.mode)).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut launches: Vec<u32> = mine.iter().map(|p| p.iteration).collect();
+        launches.sort();
+        launches.dedup();
+        total += launches.len();
+        // This backend's phases in the order it reported them; colours follow the global phase order.
+        let mut own: Vec<&str> = Vec::new();
+        for p in &mine {
+            if !own.contains(&p.phase.as_str()) {
+                own.push(&p.phase);
+            }
+        }
+        let mut segs = Vec::new();
+        for ph in own {
+            let pi = phase_order.iter().position(|x| x == ph).unwrap_or(0);
+            let v: Vec<f64> = mine.iter().filter(|p| p.phase == ph).map(|p| p.duration_s).collect();
+            let med = results::stats::median(&v);
+            segs.push((med * 1e3, phase_color(pi)));
+            rows.push(vec![backend(&b), esc(ph), num(&v.len().to_string(), csv), num(&fmt_secs(med), csv)]);
+        }
+        bars.push(Bar { label: format!("{b} (n={})", launches.len()), segments: segs });
+    }
+    let spec = BarChart {
+        file: "startup_phases.svg".into(),
+        title: format!("Startup phases: median per phase, stacked (n = {total} launches)"),
+        x_desc: "time (ms)".into(),
+        legend: phase_order.iter().enumerate().map(|(i, p)| (p.clone(), phase_color(i))).collect(),
+        bars,
+        reference: None,
+    };
+    let mut html = String::new();
+    let mut charts = Vec::new();
+    if let Some(c) = bar_chart(&spec)? {
+        html.push_str(&figure(&c, csv));
+        charts.push(c);
+    }
+    html.push_str("<details><summary>Phase medians as a table</summary>");
+    html.push_str(&table(&["backend", "phase", "n", "median"], &rows));
+    html.push_str("</details>");
+    Ok((html, charts))
+}
+
+/// Density: memory used vs instances with the fitted per-instance cost.
+pub fn density(run: &RunData) -> Result<Section, ChartError> {
+    const TITLE: &str = "Density";
+    let (steps, fits) = (&run.density, &run.density_fit);
+    if steps.is_none() && fits.is_none() {
+        return Ok(absent("density", TITLE, results::DensityFit::FILE, run, "density"));
+    }
+    let steps = steps.as_deref().unwrap_or(&[]);
+    let fits = fits.as_deref().unwrap_or(&[]);
+    let csv = results::DensityFit::FILE;
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    let mut out = Section::default();
+    let mut body = String::from(
+        "<p>Host memory used (drop in <code>MemAvailable</code>) as concurrent instances are added, with the \
+         least-squares line whose slope is the per-instance cost. Each instance holds the working set given in \
+         the table.</p>",
+    );
+    let series: Vec<XySeries> = run
+        .backends()
+        .into_iter()
+        .filter_map(|b| {
+            let pts: Vec<(f64, f64)> = steps
+                .iter()
+                .filter(|s| s.backend == b)
+                .map(|s| (f64::from(s.instances), mib(s.mem_used_delta_bytes as f64)))
+                .collect();
+            let fit = fits.iter().find(|f| f.backend == b);
+            if pts.is_empty() {
+                return None;
+            }
+            let legend = match fit {
+                Some(f) => format!("{b}: {} MiB/instance (n={})", sig3(mib(f.slope_bytes)), pts.len()),
+                None => format!("{b} (n={})", pts.len()),
+            };
+            Some(XySeries {
+                backend: b,
+                legend,
+                points: pts,
+                fit: fit.map(|f| (mib(f.slope_bytes), mib(f.intercept_bytes))),
+            })
+        })
+        .collect();
+    let n: usize = series.iter().map(|s| s.points.len()).sum();
+    let spec = XyChart {
+        file: "density.svg".into(),
+        title: format!("Host memory used vs instances (n = {n} steps; dashed = fit)"),
+        x_desc: "instances alive".into(),
+        y_desc: "host memory used (MiB)".into(),
+        series,
+        connect: false,
+        log_y: false,
+        integer_x: true,
+    };
+    match xy_chart(&spec)? {
+        Some(c) => {
+            body.push_str(&figure(&c, results::DensityStep::FILE));
+            out.charts.push(c);
+        }
+        None => body.push_str(&not_run(results::DensityStep::FILE, "no per-step density measurements")),
+    }
+    let mut fits = fits.to_vec();
+    sorted_backends(run, &mut fits, |f| &f.backend);
+    let rows: Vec<Vec<String>> = fits
+        .iter()
+        .map(|f| {
+            vec![
+                backend(&f.backend),
+                num(&format!("{} MiB", f.hold_mib), csv),
+                num(&f.instances.to_string(), csv),
+                esc(&f.stop_reason),
+                num(&fmt_bytes(f.slope_bytes), csv),
+                num(&sig3(f.r2), csv),
+                num(&fmt_bytes(f.slab_slope_bytes), csv),
+                f.vmm_overhead_bytes.map_or("<span class=\"na\">-</span>".into(), |v| num(&fmt_bytes(v), csv)),
+                num(&sig3(f.instances_per_gib), csv),
+                num(&fmt_secs(f.launch_at_max_s), csv),
+                num(&fmt_secs(f.teardown_s), csv),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        body.push_str(&not_run(csv, "no fitted per-instance cost"));
+    } else {
+        body.push_str(&table(
+            &[
+                "backend",
+                "held",
+                "instances",
+                "stopped by",
+                "per instance",
+                "r²",
+                "slab/instance",
+                "VMM overhead",
+                "instances/GiB",
+                "launch at max",
+                "teardown",
+            ],
+            &rows,
+        ));
+    }
+    out.html = section("density", TITLE, &body);
+    Ok(out)
+}
+
+/// Overhead: ratios to the process baseline, unsupported shown with the reason.
+pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
+    const TITLE: &str = "Overhead vs the process baseline";
+    let Some(rows) = &run.overhead else {
+        return Ok(absent("overhead", TITLE, results::OverheadRow::FILE, run, "overhead"));
+    };
+    let csv = results::OverheadRow::FILE;
+    let mut out = Section::default();
+    let mut body = String::from(
+        "<p>Median of each scenario's metric divided by the process baseline's median in the same run \
+         (1.0 = same as a plain process; for time-like metrics higher is slower, for throughput metrics lower \
+         is slower; the unit says which).</p>",
+    );
+    let backends: Vec<String> = run.backends().into_iter().filter(|b| rows.iter().any(|r| &r.backend == b)).collect();
+    // Rows of the pivot: (scenario, metric) of supported measurements.
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for r in rows.iter().filter(|r| r.supported) {
+        if !keys.iter().any(|k| k.0 == r.scenario && k.1 == r.metric) {
+            keys.push((r.scenario.clone(), r.metric.clone(), r.unit.clone()));
+        }
+    }
+    for r in rows.iter().filter(|r| !r.supported) {
+        if !keys.iter().any(|k| k.0 == r.scenario) {
+            keys.push((r.scenario.clone(), String::new(), String::new()));
+        }
+    }
+    let mut t = Vec::new();
+    for (scen, metric, unit) in &keys {
+        let mut row = vec![esc(scen), format!("<code>{}</code> {}", esc(metric), esc(unit))];
+        for b in &backends {
+            let cell = match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
+                Some(r) if r.supported => {
+                    let ratio = r.ratio_to_process.map_or("-".into(), |x| format!("{}×", sig3(x)));
+                    format!(
+                        "{} <span class=\"na\">({} {}, n={})</span>",
+                        num(&ratio, csv),
+                        num(&sig3(r.median), csv),
+                        esc(&r.unit),
+                        r.n
+                    )
+                }
+                _ => match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && !r.supported) {
+                    Some(r) => format!("<span class=\"unsup\">unsupported: {}</span>", esc(&r.reason)),
+                    None => "<span class=\"na\">not measured</span>".into(),
+                },
+            };
+            row.push(cell);
+        }
+        t.push(row);
+    }
+    let mut headers: Vec<&str> = vec!["scenario", "metric"];
+    let hb: Vec<String> = backends.clone();
+    headers.extend(hb.iter().map(String::as_str));
+    body.push_str(&table(&headers, &t));
+
+    let mut bars = Vec::new();
+    let mut n = 0;
+    for (scen, metric, _) in keys.iter().filter(|k| !k.1.is_empty()) {
+        for b in &backends {
+            if let Some(r) = rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
+                if let (true, Some(x)) = (r.supported, r.ratio_to_process) {
+                    n += r.n;
+                    bars.push(Bar { label: format!("{metric} · {b}"), segments: vec![(x, backend_color(b))] });
+                }
+            }
+        }
+    }
+    let legend: Vec<(String, plotters::style::RGBColor)> = backends
+        .iter()
+        .filter(|b| rows.iter().any(|r| &r.backend == *b && r.supported && r.ratio_to_process.is_some()))
+        .map(|b| (b.clone(), backend_color(b)))
+        .collect();
+    let spec = BarChart {
+        file: "overhead.svg".into(),
+        title: format!("Overhead ratio to the process baseline (n = {n} runs)"),
+        x_desc: "median / process median (ratio, 1 = baseline)".into(),
+        legend,
+        bars,
+        reference: Some((1.0, "process baseline = 1".into())),
+    };
+    if let Some(c) = bar_chart(&spec)? {
+        body.push_str(&figure(&c, csv));
+        out.charts.push(c);
+    }
+    out.html = section("overhead", TITLE, &body);
+    Ok(out)
+}
+
+/// Isolation: the probe x backend/profile matrix with failures highlighted.
+pub fn isolation(run: &RunData) -> Section {
+    const TITLE: &str = "Isolation";
+    let Some(rows) = &run.isolation else {
+        return absent("isolation", TITLE, results::IsolationRow::FILE, run, "isolation");
+    };
+    let csv = results::IsolationRow::FILE;
+    let mut cols: Vec<(String, String)> = Vec::new();
+    let mut probes: Vec<String> = Vec::new();
+    let mut sorted = rows.clone();
+    sorted.sort_by_key(|r| run.backend_rank(&r.backend));
+    for r in &sorted {
+        if !cols.iter().any(|c| c.0 == r.backend && c.1 == r.profile) {
+            cols.push((r.backend.clone(), r.profile.clone()));
+        }
+        if !probes.contains(&r.probe) {
+            probes.push(r.probe.clone());
+        }
+    }
+    let failures = rows.iter().filter(|r| r.failure).count();
+    let mut body = format!(
+        "<p>Each probe runs inside the instance against canaries the host planted; a <b>failure</b> (red) is a \
+         probe that read, changed or reached host or neighbour state. <b>{}</b> failure{} in {} probe runs.</p>",
+        num(&failures.to_string(), csv),
+        if failures == 1 { "" } else { "s" },
+        num(&rows.len().to_string(), csv)
+    );
+    let mut o = String::from("<div class=\"tw\"><table class=\"matrix\"><thead><tr><th>probe</th>");
+    for (b, p) in &cols {
+        o.push_str(&format!("<th>{}<br><span class=\"na\">{}</span></th>", backend(b), esc(p)));
+    }
+    o.push_str("</tr></thead><tbody>");
+    for probe in &probes {
+        o.push_str(&format!("<tr><td><code>{}</code></td>", esc(probe)));
+        for (b, p) in &cols {
+            match rows.iter().find(|r| &r.backend == b && &r.profile == p && &r.probe == probe) {
+                Some(r) => {
+                    let class = if r.failure {
+                        "fail"
+                    } else if r.outcome == "blocked" {
+                        "pass"
+                    } else {
+                        "na"
+                    };
+                    let tip = if r.host_check.is_empty() {
+                        r.detail.clone()
+                    } else {
+                        format!("{}; host check: {}", r.detail, r.host_check)
+                    };
+                    o.push_str(&format!(
+                        "<td class=\"{class}\" title=\"{}\"><a class=\"n\" href=\"{csv}\">{}{}</a></td>",
+                        esc(&tip),
+                        esc(&r.outcome),
+                        if r.failure { " ✗" } else { "" }
+                    ));
+                }
+                None => o.push_str("<td class=\"na\">-</td>"),
+            }
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("<tr><th>failures</th>");
+    for (b, p) in &cols {
+        let f = rows.iter().filter(|r| &r.backend == b && &r.profile == p && r.failure).count();
+        o.push_str(&format!("<th class=\"{}\">{}</th>", if f > 0 { "fail" } else { "pass" }, num(&f.to_string(), csv)));
+    }
+    o.push_str("</tr></tbody></table></div>");
+    body.push_str(&o);
+    let fails: Vec<Vec<String>> = sorted
+        .iter()
+        .filter(|r| r.failure)
+        .map(|r| {
+            vec![
+                backend(&r.backend),
+                esc(&r.profile),
+                format!("<code>{}</code>", esc(&r.probe)),
+                esc(&r.detail),
+                esc(&r.host_check),
+            ]
+        })
+        .collect();
+    if !fails.is_empty() {
+        body.push_str("<h3>What the failing probes reached</h3>");
+        body.push_str(&table(&["backend", "profile", "probe", "probe saw", "host check"], &fails));
+    }
+    Section { html: section("isolation", TITLE, &body), charts: Vec::new() }
+}
+
+/// Blast radius: victim slowdowns under noisy or faulting neighbours.
+pub fn blast(run: &RunData) -> Result<Section, ChartError> {
+    const TITLE: &str = "Blast radius";
+    let Some(rows) = &run.blast else {
+        let exp = if run.meta.plan.experiments.iter().any(|e| e == "blast") { "blast" } else { "isolation" };
+        return Ok(absent("blast", TITLE, results::BlastRow::FILE, run, exp));
+    };
+    let csv = results::BlastRow::FILE;
+    let mut rows = rows.clone();
+    sorted_backends(run, &mut rows, |r| &r.backend);
+    let mut body = String::from(
+        "<p>Latency of a victim instance alone and next to a noisy or faulting neighbour; slowdown = with / \
+         alone.</p>",
+    );
+    let t: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                backend(&r.backend),
+                esc(&r.neighbour),
+                if r.limited { "yes".into() } else { "no".into() },
+                num(&fmt_secs(r.victim_alone_s), csv),
+                num(&fmt_secs(r.victim_with_neighbour_s), csv),
+                format!(
+                    "<span class=\"{}\">{}</span>",
+                    if r.slowdown >= crate::verdicts::HARM_SLOWDOWN { "fail" } else { "" },
+                    num(&format!("{}×", sig3(r.slowdown)), csv)
+                ),
+                if r.victim_ok {
+                    "<span class=\"pass\">yes</span>".into()
+                } else {
+                    "<span class=\"fail\">no</span>".into()
+                },
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &["backend", "neighbour", "limited", "victim alone", "with neighbour", "slowdown", "victim ok"],
+        &t,
+    ));
+    let bars: Vec<Bar> = rows
+        .iter()
+        .map(|r| Bar {
+            label: format!("{} ({}) · {}", r.neighbour, if r.limited { "limited" } else { "unlimited" }, r.backend),
+            segments: vec![(r.slowdown, backend_color(&r.backend))],
+        })
+        .collect();
+    let mut legend_b: Vec<String> = Vec::new();
+    for r in &rows {
+        if !legend_b.contains(&r.backend) {
+            legend_b.push(r.backend.clone());
+        }
+    }
+    let spec = BarChart {
+        file: "blast.svg".into(),
+        title: format!("Victim slowdown next to a neighbour (n = {} pairs)", rows.len()),
+        x_desc: "victim latency with neighbour / alone (ratio)".into(),
+        legend: legend_b.iter().map(|b| (b.clone(), backend_color(b))).collect(),
+        bars,
+        reference: Some((1.0, "no slowdown = 1".into())),
+    };
+    let mut out = Section::default();
+    if let Some(c) = bar_chart(&spec)? {
+        body.push_str(&figure(&c, csv));
+        out.charts.push(c);
+    }
+    out.html = section("blast", TITLE, &body);
+    Ok(out)
+}
+
+/// Snapshot/commit: cost of saving and restoring state.
+pub fn snapshot(run: &RunData) -> Result<Section, ChartError> {
+    const TITLE: &str = "Saving state: commit and snapshot";
+    let Some(rows) = &run.snapshot else {
+        return Ok(absent("snapshot", TITLE, results::SnapshotRow::FILE, run, "snapshot"));
+    };
+    let csv = results::SnapshotRow::FILE;
+    let mut rows = rows.clone();
+    sorted_backends(run, &mut rows, |r| &r.backend);
+    let mut body = String::from(
+        "<p>Containers save state by committing their upper directory as a layer; microVMs by snapshotting guest \
+         memory and device state. Restore is launch-to-ready from the saved state.</p>",
+    );
+    let t: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                backend(&r.backend),
+                num(&format!("{} MiB", r.dirty_mib), csv),
+                num(&fmt_secs(r.save_s), csv),
+                num(&fmt_bytes(r.save_bytes as f64), csv),
+                num(&fmt_secs(r.restore_s), csv),
+                num(&fmt_secs(r.cold_start_s), csv),
+                if r.cold_start_s > 0.0 {
+                    num(&format!("{}×", sig3(r.restore_s / r.cold_start_s)), csv)
+                } else {
+                    "-".into()
+                },
+                r.shared_bytes.map_or("<span class=\"na\">-</span>".into(), |b| num(&fmt_bytes(b as f64), csv)),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &[
+            "backend",
+            "dirtied",
+            "save time",
+            "bytes written",
+            "restore to ready",
+            "cold start",
+            "restore / cold",
+            "shared after restore",
+        ],
+        &t,
+    ));
+    let mut legend_b: Vec<String> = Vec::new();
+    let mut bars = Vec::new();
+    for r in &rows {
+        if !legend_b.contains(&r.backend) {
+            legend_b.push(r.backend.clone());
+        }
+        bars.push(Bar {
+            label: format!("{} · {} MiB dirty", r.backend, r.dirty_mib),
+            segments: vec![(r.save_s * 1e3, backend_color(&r.backend))],
+        });
+    }
+    let spec = BarChart {
+        file: "snapshot.svg".into(),
+        title: format!("Time to save state (n = {} saves)", rows.len()),
+        x_desc: "save time (ms)".into(),
+        legend: legend_b.iter().map(|b| (b.clone(), backend_color(b))).collect(),
+        bars,
+        reference: None,
+    };
+    let mut out = Section::default();
+    if let Some(c) = bar_chart(&spec)? {
+        body.push_str(&figure(&c, csv));
+        out.charts.push(c);
+    }
+    out.html = section("snapshot", TITLE, &body);
+    Ok(out)
+}
+
+/// Median sequential startup per backend, for the summary cards: (backend, median_s).
+pub fn startup_medians(run: &RunData) -> Vec<(String, f64)> {
+    run.backends().into_iter().filter_map(|b| run.startup_of(&b).map(|s| (b, s.median_s))).collect()
+}
+
+/// Isolation failures per backend (all profiles), for the summary cards.
+pub fn failures_by_backend(run: &RunData) -> BTreeMap<usize, (String, usize)> {
+    let mut m = BTreeMap::new();
+    for r in run.isolation.iter().flatten() {
+        let e = m.entry(run.backend_rank(&r.backend)).or_insert((r.backend.clone(), 0));
+        e.1 += usize::from(r.failure);
+    }
+    m
+}

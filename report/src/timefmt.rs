@@ -1,0 +1,35 @@
+//! UTC date formatting for run timestamps (seconds since the Unix epoch), without a date library.
+
+/// `2024-05-01 12:34:56 UTC`, or `unknown` for 0 / non-finite values.
+pub fn utc(unix_s: f64) -> String {
+    if !unix_s.is_finite() || unix_s <= 0.0 {
+        return "unknown".into();
+    }
+    let secs = unix_s.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_known_dates() {
+        assert_eq!(super::utc(0.0), "unknown");
+        assert_eq!(super::utc(1_700_000_000.5), "2023-11-14 22:13:20 UTC");
+        assert_eq!(super::utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+    }
+}
