@@ -12,6 +12,7 @@ pub mod privileged;
 pub mod experiments;
 pub mod gc;
 pub mod interrupt;
+pub mod logs;
 pub mod progress;
 pub mod units;
 

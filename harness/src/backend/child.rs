@@ -4,7 +4,6 @@ use super::lines::{Line, LineReader};
 use super::{BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Phase, Ready};
 use crate::clock;
 use crate::memstat;
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +18,6 @@ pub struct ChildInstance {
     launched_ns: u64,
     spawned_ns: u64,
     marks: Vec<(String, u64)>,
-    log: Option<std::fs::File>,
     /// Extra memory accounting for this instance (e.g. the VMM's guest-memory split).
     stats_fn: Option<fn(u32) -> InstanceStats>,
     /// Run on stop/drop after the process is reaped (e.g. remove a peer's state).
@@ -66,7 +64,10 @@ impl ChildInstance {
         let spawned_ns = clock::mono_ns();
         // Our copies of the write ends went into `cmd`; drop it so EOF arrives when the child exits.
         drop(cmd);
-        let reader = LineReader::new(r).map_err(io("set up output pipe"))?;
+        let mut reader = LineReader::new(r).map_err(io("set up output pipe"))?;
+        if let Some(f) = log {
+            reader = reader.tee(f);
+        }
         Ok(ChildInstance {
             backend: backend.to_string(),
             id: spec.id.clone(),
@@ -75,7 +76,6 @@ impl ChildInstance {
             launched_ns,
             spawned_ns,
             marks: Vec::new(),
-            log,
             stats_fn: None,
             cleanup: None,
         })
@@ -94,23 +94,11 @@ impl ChildInstance {
     }
 
     fn read(&mut self, timeout: Duration) -> Result<Line, BackendError> {
-        let line = self.reader.next(timeout).map_err(|source| BackendError::Io {
+        self.reader.next(timeout).map_err(|source| BackendError::Io {
             backend: self.backend.clone(),
             context: format!("read from instance {}", self.id),
             source,
-        })?;
-        if let Some(log) = &mut self.log {
-            match &line {
-                Line::Text(t) => {
-                    let _ = writeln!(log, "{t}");
-                }
-                Line::Event(ns, e) => {
-                    let _ = writeln!(log, "[{ns}] {e:?}");
-                }
-                _ => {}
-            }
-        }
-        Ok(line)
+        })
     }
 
     fn exited(&mut self, what: &'static str) -> BackendError {
@@ -239,6 +227,8 @@ impl Instance for ChildInstance {
             }
         };
         self.child = None;
+        // Drain what the instance wrote before it exited (its log gets the last lines too).
+        while let Ok(Line::Event(..) | Line::Text(_)) = self.reader.next(Duration::ZERO) {}
         self.finish();
         Ok(ExitInfo {
             status: status.and_then(|s| s.code()),

@@ -29,6 +29,8 @@ pub struct LineReader {
     eof: bool,
     /// Last non-protocol lines seen (for error messages), at most 20.
     pub tail: Vec<String>,
+    /// Raw copy of everything read (the instance's log file), if any.
+    tee: Option<std::fs::File>,
 }
 
 impl LineReader {
@@ -43,7 +45,13 @@ impl LineReader {
         if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(LineReader { fd, buf: Vec::with_capacity(512), eof: false, tail: Vec::new() })
+        Ok(LineReader { fd, buf: Vec::with_capacity(512), eof: false, tail: Vec::new(), tee: None })
+    }
+
+    /// Also append every byte read to `file` (the instance's log).
+    pub fn tee(mut self, file: std::fs::File) -> Self {
+        self.tee = Some(file);
+        self
     }
 
     /// The next line, waiting at most `timeout`.
@@ -111,6 +119,10 @@ impl LineReader {
             let n = unsafe { libc::read(self.fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
             if n > 0 {
                 self.buf.extend_from_slice(&chunk[..n as usize]);
+                if let Some(f) = &mut self.tee {
+                    use std::io::Write;
+                    let _ = f.write_all(&chunk[..n as usize]);
+                }
                 if (n as usize) < chunk.len() {
                     return Ok(());
                 }

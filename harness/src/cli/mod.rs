@@ -3,6 +3,7 @@
 mod compare_cmd;
 mod env_cmd;
 mod gc_cmd;
+mod logs_cmd;
 mod report_cmd;
 mod run_cmd;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Run(run_cmd::RunArgs),
     /// Show what this host supports: KVM flavour, cgroup layout, backends and why some cannot run.
     Env(env_cmd::EnvArgs),
+    /// Print the output of an instance started by `vmct run` (running or finished); `--follow` tails it.
+    Logs(logs_cmd::LogsArgs),
     /// Render (or re-render) the HTML report of a run directory.
     Report(report_cmd::ReportArgs),
     /// Capacity planner: how many instances of each model fit a host, and which meets a startup SLO.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Env(a) => env_cmd::run(a),
         Command::Gc(a) => gc_cmd::run(a),
         Command::Report(a) => report_cmd::report(a),
+        Command::Logs(a) => logs_cmd::run(a),
         Command::Plan(a) => report_cmd::plan(a),
     };
     match result {

@@ -47,7 +47,7 @@ pub struct RunArgs {
     /// Give up if the instance has not finished after this long.
     #[arg(long, default_value = "120s")]
     pub timeout: String,
-    /// Write the instance's output to DIR/<id>.log.
+    /// Write the instance's output to DIR/<id>.log (default: vmct's log directory, read by `vmct logs`).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<std::path::PathBuf>,
     /// Print one JSON object instead of text.
@@ -107,7 +107,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     spec.cpu_quota = a.cpus;
     spec.pids_limit = a.pids;
     spec.vcpus = a.vcpus;
-    spec.log_dir = a.log_dir.clone();
+    spec.log_dir = Some(a.log_dir.clone().unwrap_or_else(crate::logs::dir));
+    let mut record = crate::logs::LogRecord {
+        id: spec.id.clone(),
+        backend: a.backend.clone(),
+        workload: scenario.to_string(),
+        owner_pid: std::process::id(),
+        started_unix_s: crate::logs::unix_now(),
+        ended_unix_s: None,
+        exit: None,
+    };
+    if a.log_dir.is_none() {
+        let _ = record.save();
+    }
 
     let mut inst = backend.launch(&spec).with_context(|| format!("launching {} on {}", scenario, a.backend))?;
     let ready = inst.wait_ready(timeout)?;
@@ -201,6 +213,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             (_, _, _, Some(sig)) => println!("ended     killed by signal {sig}"),
             _ => println!("ended"),
         }
+    }
+    if a.log_dir.is_none() {
+        record.ended_unix_s = Some(crate::logs::unix_now());
+        record.exit = Some(match (&exit.error, exit.oom_killed, rep.exit_status, exit.signal) {
+            (Some(e), _, _, _) => e.clone(),
+            (_, true, _, _) => "oom-killed".into(),
+            (_, _, Some(s), _) => format!("exited {s}"),
+            (_, _, _, Some(sig)) => format!("signal {sig}"),
+            _ => "ended".into(),
+        });
+        let _ = record.save();
     }
     let ok = exit.error.is_none() && !exit.oom_killed && rep.exit_status.unwrap_or(0) == 0;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
