@@ -37,7 +37,9 @@ fn launch_to_ready(c: &mut Criterion) {
 fn harness_bookkeeping(c: &mut Criterion) {
     c.bench_function("timestamp_one_event", |b| b.iter(harness::clock::mono_ns));
     c.bench_function("decode_one_message", |b| {
-        b.iter(|| workloads::protocol::Message::decode(std::hint::black_box("@vmct result cpu.sha256 5384651.79 blocks/s\n")))
+        b.iter(|| {
+            workloads::protocol::Message::decode(std::hint::black_box("@vmct result cpu.sha256 5384651.79 blocks/s\n"))
+        })
     });
 }
 

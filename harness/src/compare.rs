@@ -178,7 +178,8 @@ pub fn run(
     let usable: Vec<&dyn Backend> =
         backends.iter().zip(&infos).filter(|(_, i)| i.available).map(|(b, _)| b.as_ref()).collect();
     if usable.is_empty() {
-        let why = infos.iter().map(|i| format!("{}: {}", i.name, i.reason.clone().unwrap_or_default())).collect::<Vec<_>>();
+        let why =
+            infos.iter().map(|i| format!("{}: {}", i.name, i.reason.clone().unwrap_or_default())).collect::<Vec<_>>();
         return Err(CompareError::NoBackends(why.join("; ")));
     }
     for i in infos.iter().filter(|i| !i.available) {
@@ -263,8 +264,55 @@ pub fn run(
         }
     }
 
-    meta.load_after = Some(LoadSnapshot::capture());
+    let after = LoadSnapshot::capture();
+    meta.caveats.extend(load_caveats(&meta.load_before, &after, meta.host.cores));
+    meta.load_after = Some(after);
     meta.finished_unix_s = unix_now();
     rd.write_meta(&meta)?;
     Ok(Outcome { run_dir: out, report: None, failures, startup_medians, density: density_out })
+}
+
+/// Caveats from load measured before and after the run: other work on the host, or CPU stolen by the
+/// hypervisor, changes what the timings mean.
+pub fn load_caveats(before: &LoadSnapshot, after: &LoadSnapshot, cores: u32) -> Vec<String> {
+    let mut c = Vec::new();
+    let busy = 0.5 * cores as f64;
+    if before.loadavg_1m > busy {
+        c.push(format!(
+            "The host was busy before the run (1-minute load {:.2} on {cores} cores): timings include contention.",
+            before.loadavg_1m
+        ));
+    }
+    let total = after.total_cpu_s - before.total_cpu_s;
+    let steal = after.steal_s - before.steal_s;
+    if total > 0.0 && steal / total > 0.02 {
+        c.push(format!(
+            "{:.1}% of CPU time was stolen by the hypervisor during the run: other tenants competed for the CPUs.",
+            100.0 * steal / total
+        ));
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_and_steal_become_caveats() {
+        let b = LoadSnapshot { loadavg_1m: 3.0, steal_s: 10.0, total_cpu_s: 100.0, mem_available_bytes: 0 };
+        let a = LoadSnapshot { loadavg_1m: 1.0, steal_s: 15.0, total_cpu_s: 200.0, mem_available_bytes: 0 };
+        let c = load_caveats(&b, &a, 2);
+        assert_eq!(c.len(), 2);
+        assert!(c[0].contains("load 3.00") && c[1].contains("5.0% of CPU time was stolen"));
+        let quiet = LoadSnapshot { loadavg_1m: 0.1, ..a.clone() };
+        assert!(load_caveats(&quiet, &quiet, 2).is_empty());
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20261128-143000-".len() + std::process::id().to_string().len());
+        assert!(id.starts_with("20"));
+    }
 }

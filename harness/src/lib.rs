@@ -5,14 +5,13 @@
 pub mod artifacts;
 pub mod backend;
 pub mod cli;
-pub mod compare;
 pub mod clock;
-pub mod memstat;
-pub mod privileged;
+pub mod compare;
 pub mod experiments;
 pub mod gc;
 pub mod interrupt;
 pub mod logs;
+pub mod memstat;
+pub mod privileged;
 pub mod progress;
 pub mod units;
-

@@ -67,7 +67,8 @@ impl Task {
             b.inc(1);
         } else if self.mode == Mode::Lines && self.last_line.elapsed() > Duration::from_secs(5) {
             self.last_line = Instant::now();
-            let eta = self.started.elapsed().as_secs_f64() / self.done as f64 * (self.total - self.done.min(self.total)) as f64;
+            let eta = self.started.elapsed().as_secs_f64() / self.done as f64
+                * (self.total - self.done.min(self.total)) as f64;
             eprintln!("{}: {}/{} (eta {:.0}s)", self.label, self.done, self.total, eta);
         }
     }

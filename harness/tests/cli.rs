@@ -8,21 +8,20 @@ fn vmct() -> Command {
 
 #[test]
 fn help_explains_the_commands() {
-    vmct()
-        .arg("--help")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("compare").and(predicate::str::contains("microVM")).and(predicate::str::contains("gc")));
+    vmct().arg("--help").assert().success().stdout(
+        predicate::str::contains("compare")
+            .and(predicate::str::contains("microVM"))
+            .and(predicate::str::contains("gc")),
+    );
 }
 
 #[test]
 fn bad_arguments_exit_2_with_a_clear_error() {
     vmct().args(["run", "--bogus"]).assert().code(2).stderr(predicate::str::contains("unexpected argument '--bogus'"));
-    vmct()
-        .args(["run", "--workload", "frobnicate"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("unknown workload 'frobnicate'").and(predicate::str::contains("valid workloads: ready, idle, cpu")));
+    vmct().args(["run", "--workload", "frobnicate"]).assert().code(2).stderr(
+        predicate::str::contains("unknown workload 'frobnicate'")
+            .and(predicate::str::contains("valid workloads: ready, idle, cpu")),
+    );
     for bad in ["0", "-5", "99999999999999"] {
         vmct()
             .args(["run", "--workload", "mem", "--mib", bad])
@@ -45,13 +44,18 @@ fn bad_arguments_exit_2_with_a_clear_error() {
 
 #[test]
 fn run_prints_a_json_result_for_the_process_backend() {
-    let out = vmct().args(["run", "--backend", "process", "--workload", "cpu", "--iters", "1000", "--json"]).output().unwrap();
+    let out = vmct()
+        .args(["run", "--backend", "process", "--workload", "cpu", "--iters", "1000", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["backend"], "process");
     assert!(v["launch_to_ready_s"].as_f64().unwrap() > 0.0);
     let r = v["results"].as_array().unwrap();
-    assert!(r.iter().any(|x| x["name"] == "cpu.sha256" && x["unit"] == "blocks/s" && x["value"].as_f64().unwrap() > 0.0));
+    assert!(r
+        .iter()
+        .any(|x| x["name"] == "cpu.sha256" && x["unit"] == "blocks/s" && x["value"].as_f64().unwrap() > 0.0));
     assert_eq!(v["exit_status"], 0);
 }
 

@@ -215,6 +215,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             instances_per_gib: 1073741824.0 / f.slope,
             launch_at_max_s: 0.012,
             teardown_s: 0.2,
+            harness_step_s: Some(1e-4),
         });
     }
     rd.write_csv(&steps)?;

@@ -374,6 +374,7 @@ mod tests {
             instances_per_gib: 1024.0 / slope_mib,
             launch_at_max_s: 0.01,
             teardown_s: 0.1,
+            harness_step_s: None,
         }
     }
 

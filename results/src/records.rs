@@ -148,6 +148,10 @@ pub struct DensityFit {
     pub launch_at_max_s: f64,
     /// Seconds to tear all instances down.
     pub teardown_s: f64,
+    /// Median time the harness spent on its own bookkeeping per step (stats and host meter reads),
+    /// seconds: shows the sweep's own cost does not grow with N.
+    #[serde(default)]
+    pub harness_step_s: Option<f64>,
 }
 record!(DensityFit, "density_summary.csv");
 

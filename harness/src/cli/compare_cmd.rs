@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 /// Arguments of `vmct compare`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side")]
+#[command(
+    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side"
+)]
 pub struct CompareArgs {
     /// Two earlier run directories to compare instead of running experiments.
     #[arg(value_name = "RUN_DIR", num_args = 0..=2)]
@@ -57,14 +59,23 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     match a.runs.as_slice() {
         [] => {}
         [x, y] => return super::report_cmd::compare_runs(x, y, a.json),
-        _ => return Err(UsageError("pass two run directories to compare (RUN_A RUN_B), or none to run experiments".into()).into()),
+        _ => {
+            return Err(UsageError(
+                "pass two run directories to compare (RUN_A RUN_B), or none to run experiments".into(),
+            )
+            .into())
+        }
     }
     let avail = results::env::meminfo_bytes("MemAvailable").unwrap_or(4 << 30);
     let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
     if !a.experiments.is_empty() {
         for e in &a.experiments {
             if !EXPERIMENTS.contains(&e.as_str()) {
-                return Err(UsageError(format!("unknown experiment '{e}'; valid experiments: {}", EXPERIMENTS.join(", "))).into());
+                return Err(UsageError(format!(
+                    "unknown experiment '{e}'; valid experiments: {}",
+                    EXPERIMENTS.join(", ")
+                ))
+                .into());
             }
         }
         s.experiments = a.experiments.clone();

@@ -42,7 +42,12 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("host      {} ({} cores, {})", host.cpu_model, host.cores, crate::units::human_bytes(host.mem_total_bytes as f64));
+    println!(
+        "host      {} ({} cores, {})",
+        host.cpu_model,
+        host.cores,
+        crate::units::human_bytes(host.mem_total_bytes as f64)
+    );
     println!("kernel    {}", host.kernel);
     println!("kvm       {}", host.kvm.as_str());
     println!("cgroups   {}", host.cgroup.as_str());
@@ -76,7 +81,9 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
 pub fn guest_models(host: &HostEnv) -> Vec<(&'static str, bool, String)> {
     use results::KvmFlavour;
     let bare = match host.kvm {
-        KvmFlavour::None => (false, "no usable /dev/kvm (load kvm_intel/kvm_amd or run as a user in the kvm group)".to_string()),
+        KvmFlavour::None => {
+            (false, "no usable /dev/kvm (load kvm_intel/kvm_amd or run as a user in the kvm group)".to_string())
+        }
         _ => (true, String::new()),
     };
     let linux = match host.kvm {

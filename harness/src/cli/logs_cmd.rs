@@ -30,7 +30,8 @@ pub fn run(a: LogsArgs) -> anyhow::Result<ExitCode> {
             println!("no instances yet: `vmct run` records its instances' logs in {}", crate::logs::dir().display());
         }
         for r in all.iter().rev().take(30).rev() {
-            let state = if r.running() { "running".to_string() } else { r.exit.clone().unwrap_or_else(|| "ended".into()) };
+            let state =
+                if r.running() { "running".to_string() } else { r.exit.clone().unwrap_or_else(|| "ended".into()) };
             println!("{:<22} {:<22} {:<28} {}", r.id, r.backend, r.workload, state);
         }
         return Ok(ExitCode::SUCCESS);

@@ -17,7 +17,9 @@ pub struct ReportArgs {
 
 /// Arguments of `vmct plan`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --slo-p99 50ms results/runs/<id>")]
+#[command(
+    after_help = "Example:\n  vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --slo-p99 50ms results/runs/<id>"
+)]
 pub struct PlanArgs {
     /// The run directory whose measurements to plan with.
     pub run_dir: PathBuf,

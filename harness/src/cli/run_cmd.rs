@@ -9,7 +9,9 @@ use workloads::scenario::Scenario;
 
 /// Arguments of `vmct run`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  vmct run --backend process --workload cpu --json\n  vmct run --backend microvm --workload idle --hold-mib 64 --hold-for 5s\n  vmct run --backend container --workload 'mem --mib 32'")]
+#[command(
+    after_help = "Examples:\n  vmct run --backend process --workload cpu --json\n  vmct run --backend microvm --workload idle --hold-mib 64 --hold-for 5s\n  vmct run --backend container --workload 'mem --mib 32'"
+)]
 pub struct RunArgs {
     /// Backend: process, microvm, container, container-privileged, container-userns, crun, runc.
     #[arg(long, short, default_value = "process")]
@@ -92,7 +94,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mem = a.mem.as_deref().map(parse_size).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
     if let Some(c) = a.cpus {
         if !(c > 0.0 && c <= 1024.0) {
-            return Err(UsageError(format!("invalid value '{c}' for '--cpus': expected a number of CPUs above 0")).into());
+            return Err(
+                UsageError(format!("invalid value '{c}' for '--cpus': expected a number of CPUs above 0")).into()
+            );
         }
     }
     let (workload, work_dir) = super::workload_and_workdir()?;

@@ -54,7 +54,14 @@ pub struct DensityOutput {
 }
 
 /// Fit per-instance cost from steps (slope of MemAvailable drop vs instances).
-pub fn fit(backend: &str, hold_mib: u64, steps: &[DensityStep], stop_reason: String, teardown_s: f64) -> DensityFit {
+pub fn fit(
+    backend: &str,
+    hold_mib: u64,
+    steps: &[DensityStep],
+    stop_reason: String,
+    teardown_s: f64,
+    bookkeeping_s: &[f64],
+) -> DensityFit {
     let pts: Vec<(f64, f64)> = steps.iter().map(|s| (s.instances as f64, s.mem_used_delta_bytes as f64)).collect();
     let slab: Vec<(f64, f64)> = steps.iter().map(|s| (s.instances as f64, s.slab_delta_bytes as f64)).collect();
     let line = stats::fit_line(&pts);
@@ -74,11 +81,17 @@ pub fn fit(backend: &str, hold_mib: u64, steps: &[DensityStep], stop_reason: Str
         instances_per_gib: if slope > 0.0 { (1u64 << 30) as f64 / slope } else { f64::NAN },
         launch_at_max_s: if tail.is_empty() { f64::NAN } else { stats::median(&tail) },
         teardown_s,
+        harness_step_s: (!bookkeeping_s.is_empty()).then(|| stats::median(bookkeeping_s)),
     }
 }
 
 /// Run the sweep on one backend.
-pub fn sweep(backend: &dyn Backend, plan: &DensityPlan, meter: &dyn HostMeter, mode: Mode) -> Result<DensityOutput, ExperimentError> {
+pub fn sweep(
+    backend: &dyn Backend,
+    plan: &DensityPlan,
+    meter: &dyn HostMeter,
+    mode: Mode,
+) -> Result<DensityOutput, ExperimentError> {
     let name = backend.name().to_string();
     let mut task = Task::new(mode, format!("density {name}"), plan.max_instances as u64);
     let avail0 = meter.mem_available();
@@ -87,6 +100,7 @@ pub fn sweep(backend: &dyn Backend, plan: &DensityPlan, meter: &dyn HostMeter, m
     let mut steps = Vec::with_capacity(plan.max_instances as usize);
     let mut stop_reason = "count".to_string();
     let scenario = Scenario::Idle { hold_mib: plan.hold_mib };
+    let mut bookkeeping = Vec::with_capacity(plan.max_instances as usize);
     while alive.len() < plan.max_instances as usize {
         if crate::interrupt::requested() {
             stop_reason = "interrupted".into();
@@ -99,10 +113,12 @@ pub fn sweep(backend: &dyn Backend, plan: &DensityPlan, meter: &dyn HostMeter, m
                 break;
             }
         };
+        let t_book = Instant::now();
         let st = inst.stats();
         alive.push(inst);
         let avail = meter.mem_available();
         let slab = meter.slab();
+        bookkeeping.push(t_book.elapsed().as_secs_f64());
         let used = avail0 as i64 - avail as i64;
         steps.push(DensityStep {
             backend: name.clone(),
@@ -140,7 +156,7 @@ pub fn sweep(backend: &dyn Backend, plan: &DensityPlan, meter: &dyn HostMeter, m
     if stop_errors > 0 {
         stop_reason.push_str(&format!(" ({stop_errors} instances needed a kill on teardown)"));
     }
-    let fit = fit(&name, plan.hold_mib, &steps, stop_reason, teardown_s);
+    let fit = fit(&name, plan.hold_mib, &steps, stop_reason, teardown_s, &bookkeeping);
     task.finish(&format!("{} instances, {} per instance", fit.instances, crate::units::human_bytes(fit.slope_bytes)));
     if crate::interrupt::requested() {
         return Err(crate::interrupt::Interrupted.into());
@@ -170,7 +186,13 @@ mod tests {
     }
 
     fn plan(budget: u64, max: u32) -> DensityPlan {
-        DensityPlan { hold_mib: 1, budget_bytes: budget, max_instances: max, floor_bytes: 0, timeout: Duration::from_secs(1) }
+        DensityPlan {
+            hold_mib: 1,
+            budget_bytes: budget,
+            max_instances: max,
+            floor_bytes: 0,
+            timeout: Duration::from_secs(1),
+        }
     }
 
     #[test]

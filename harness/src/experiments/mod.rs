@@ -128,9 +128,11 @@ pub(crate) mod fake {
                     events.push(Event::Result { name: "cpu.sha256".into(), value: self.rate, unit: "blocks/s".into() });
                     events.push(Event::Result { name: "cpu.check".into(), value: 7.0, unit: "u32".into() });
                 }
-                Scenario::Syscall { .. } => {
-                    events.push(Event::Result { name: "syscall.getpid".into(), value: self.rate, unit: "calls/s".into() })
-                }
+                Scenario::Syscall { .. } => events.push(Event::Result {
+                    name: "syscall.getpid".into(),
+                    value: self.rate,
+                    unit: "calls/s".into(),
+                }),
                 _ => {}
             }
             events.push(Event::Done { status: 0 });
@@ -156,7 +158,11 @@ pub(crate) mod fake {
         fn wait_ready(&mut self, _: Duration) -> Result<Ready, BackendError> {
             let t = crate::clock::mono_ns();
             let _ = self.scenario;
-            Ok(Ready { launched_ns: t, ready_ns: t + 1_000_000, phases: vec![Phase { name: "all".into(), duration_s: 1e-3 }] })
+            Ok(Ready {
+                launched_ns: t,
+                ready_ns: t + 1_000_000,
+                phases: vec![Phase { name: "all".into(), duration_s: 1e-3 }],
+            })
         }
         fn next_event(&mut self, _: Duration) -> Result<Option<(u64, Event)>, BackendError> {
             Ok(self.events.pop().map(|e| (0, e)))

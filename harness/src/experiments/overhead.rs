@@ -38,7 +38,9 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
             task.inc();
             for e in events {
                 match e {
-                    Event::Result { name, value, unit } => metrics.entry(name).or_insert_with(|| (unit, Vec::new())).1.push(value),
+                    Event::Result { name, value, unit } => {
+                        metrics.entry(name).or_insert_with(|| (unit, Vec::new())).1.push(value)
+                    }
                     Event::Unsupported { reason, .. } => unsupported = Some(reason),
                     _ => {}
                 }
@@ -89,11 +91,8 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
 /// Fill `ratio_to_process` (median / process median of the same metric). Check values (unit `u32`)
 /// get a ratio too: 1.0 means the backend computed exactly what the process did.
 pub fn add_ratios(rows: &mut [OverheadRow]) {
-    let base: BTreeMap<String, f64> = rows
-        .iter()
-        .filter(|r| r.backend == "process" && r.supported)
-        .map(|r| (r.metric.clone(), r.median))
-        .collect();
+    let base: BTreeMap<String, f64> =
+        rows.iter().filter(|r| r.backend == "process" && r.supported).map(|r| (r.metric.clone(), r.median)).collect();
     for r in rows.iter_mut().filter(|r| r.supported) {
         r.ratio_to_process = base.get(&r.metric).filter(|b| **b != 0.0).map(|b| r.median / b);
     }

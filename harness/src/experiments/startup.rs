@@ -61,7 +61,12 @@ fn record(out: &mut StartupOutput, backend: &str, mode: &str, iteration: u32, wa
 }
 
 /// Summarise the non-warm-up samples of one mode and flag their outliers in place.
-pub fn summarize_mode(samples: &mut [StartupSample], backend: &str, mode: &str, wall_s: Option<f64>) -> Option<StartupSummary> {
+pub fn summarize_mode(
+    samples: &mut [StartupSample],
+    backend: &str,
+    mode: &str,
+    wall_s: Option<f64>,
+) -> Option<StartupSummary> {
     let idx: Vec<usize> = samples
         .iter()
         .enumerate()
@@ -163,7 +168,13 @@ mod tests {
     #[test]
     fn records_cold_warmup_sequential_and_concurrent() {
         let b = FakeBackend::new("fake", 1);
-        let plan = StartupPlan { warmup: 2, runs: 5, concurrency: vec![1, 3], concurrent_launches: 6, timeout: Duration::from_secs(1) };
+        let plan = StartupPlan {
+            warmup: 2,
+            runs: 5,
+            concurrency: vec![1, 3],
+            concurrent_launches: 6,
+            timeout: Duration::from_secs(1),
+        };
         let out = run(&b, &plan, Mode::Quiet).unwrap();
         let count = |m: &str, w: bool| out.samples.iter().filter(|s| s.mode == m && s.warmup == w).count();
         assert_eq!(count("cold", false), 1);
@@ -183,7 +194,13 @@ mod tests {
     fn a_failing_backend_ends_with_its_error() {
         let mut b = FakeBackend::new("fake", 1);
         b.fail_after = Some(3);
-        let plan = StartupPlan { warmup: 1, runs: 10, concurrency: vec![], concurrent_launches: 0, timeout: Duration::from_secs(1) };
+        let plan = StartupPlan {
+            warmup: 1,
+            runs: 10,
+            concurrency: vec![],
+            concurrent_launches: 0,
+            timeout: Duration::from_secs(1),
+        };
         let e = run(&b, &plan, Mode::Quiet).unwrap_err().to_string();
         assert!(e.contains("fake limit"), "{e}");
     }
