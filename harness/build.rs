@@ -1,9 +1,13 @@
-//! Builds the two workload artifacts that `vmct` embeds, each in its own cargo invocation:
+//! Builds the artifacts that `vmct` embeds:
 //! - `vmct-workload`: the static Linux build (glibc, `+crt-static`). crt-static must not reach
 //!   proc-macro crates, so the build passes an explicit `--target`, which keeps RUSTFLAGS off host crates.
+//! - `vmct-vmm`: the static VMM launcher of the microvm backend (one VM per process), built with the
+//!   workload in the same invocation.
 //! - `vmct-guest`: the bare microVM guest, a freestanding ELF that needs `panic = "abort"`; it is its
 //!   own workspace (`workloads/guest`) so the workspace's test build never compiles it.
-//! Both go to `target/vmct-artifacts` (a separate target dir, so the outer cargo's lock is not contended).
+//!
+//! They go to `target/vmct-artifacts` and `target/vmct-guest` (separate target dirs, so the outer
+//! cargo's lock is not contended).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -60,29 +64,34 @@ fn main() {
         "workloads/guest/Cargo.toml",
         "workloads/guest/build.rs",
         "workloads/guest/guest.ld",
+        "workloads/guest/.cargo/config.toml",
+        "microvm/src",
+        "microvm/Cargo.toml",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=VMCT_SKIP_ARTIFACTS");
 
-    // 1. The static Linux workload.
+    // 1. The static Linux workload and the static one-VM-per-process VMM (`vmct-vmm`, crate microvm).
     cargo(
         &root,
         &target_dir,
-        &["build", "-p", "workloads", "--bin", "vmct-workload"],
+        &["build", "-p", "workloads", "--bin", "vmct-workload", "-p", "microvm", "--bin", "vmct-vmm"],
         "-C target-feature=+crt-static -C strip=debuginfo",
     );
-    let built = target_dir.join(TARGET).join("release/vmct-workload");
-    std::fs::copy(&built, out.join("vmct-workload"))
-        .unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
+    for bin in ["vmct-workload", "vmct-vmm"] {
+        let built = target_dir.join(TARGET).join("release").join(bin);
+        std::fs::copy(&built, out.join(bin)).unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
+    }
 
     // 2. The bare guest (its own workspace; present once the microvm guest exists).
     let guest_dir = root.join("workloads/guest");
     let guest_out = out.join("vmct-guest");
     if guest_dir.join("Cargo.toml").exists() {
         let guest_target = root.join("target/vmct-guest");
-        cargo(&guest_dir, &guest_target, &["build"], "");
+        // relocation-model=static: a non-PIE image at a fixed address (see workloads/guest/build.rs).
+        cargo(&guest_dir, &guest_target, &["build"], "-C relocation-model=static");
         let built = guest_target.join(TARGET).join("release/vmct-guest");
         std::fs::copy(&built, &guest_out).unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
     } else {

@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 /// The static Linux workload (`vmct-workload`).
 pub static WORKLOAD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vmct-workload"));
+/// The static VMM launcher (`vmct-vmm`, one microVM per process).
+pub static VMM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vmct-vmm"));
 /// The bare microVM guest ELF (empty if it was not built).
 pub static GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vmct-guest"));
 /// The git commit `vmct` was built from (empty outside a git checkout).
@@ -78,10 +80,54 @@ fn write_executable(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8])
     use std::os::unix::fs::PermissionsExt;
     let err = |source| ArtifactError::Write { path: path.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    // Unique per process and call: tests extract the same artifact from several threads at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".tmp-{}-{seq}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Path of an executable copy of the static VMM (`VMCT_VMM` overrides it).
+pub fn vmm_path() -> Result<PathBuf, ArtifactError> {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    extracted(&PATH, "VMCT_VMM", "vmct-vmm", VMM)
+}
+
+/// Path of a file holding the bare guest ELF, for the VMM process: `VMCT_GUEST` if set, else the
+/// embedded image written to the cache.
+pub fn guest_path() -> Result<PathBuf, ArtifactError> {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    if GUEST.is_empty() && std::env::var_os("VMCT_GUEST").is_none() {
+        return Err(ArtifactError::NoGuest);
+    }
+    extracted(&PATH, "VMCT_GUEST", "vmct-guest", GUEST)
+}
+
+/// `var` if set (must exist), else `bytes` written once to the cache as `name` (keyed by content).
+fn extracted(
+    cell: &'static OnceLock<PathBuf>,
+    var: &'static str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, ArtifactError> {
+    if let Some(p) = cell.get() {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os(var) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(ArtifactError::Override { var, path: p });
+        }
+        return Ok(cell.get_or_init(|| p).clone());
+    }
+    let dir = cache_dir().join(format!("artifacts/{:016x}", content_hash(bytes)));
+    let path = dir.join(name);
+    if !path.is_file() {
+        write_executable(&dir, &path, bytes)?;
+    }
+    Ok(cell.get_or_init(|| path).clone())
 }
 
 /// The bare guest ELF: `VMCT_GUEST` if set, else the embedded one.

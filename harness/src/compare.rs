@@ -37,6 +37,8 @@ pub struct Settings {
     pub density: density::DensityPlan,
     /// Overhead plan.
     pub overhead: overhead::OverheadPlan,
+    /// Blast-radius settings (None: probes only).
+    pub blast: Option<crate::isolation::blast::BlastOptions>,
     /// Whether this is the quick preset.
     pub quick: bool,
 }
@@ -70,6 +72,13 @@ impl Settings {
                 runs: 2,
                 timeout: Duration::from_secs(60),
             },
+            blast: Some(crate::isolation::blast::BlastOptions {
+                victim_iters: 50_000,
+                rounds: 2,
+                hog_secs: 10.0,
+                hog_mib: 256,
+                ..Default::default()
+            }),
             quick: true,
         }
     }
@@ -102,6 +111,7 @@ impl Settings {
                 runs: 5,
                 timeout: Duration::from_secs(120),
             },
+            blast: Some(crate::isolation::blast::BlastOptions { hog_secs: 20.0, rounds: 3, ..Default::default() }),
             quick: false,
         }
     }
@@ -264,12 +274,44 @@ pub fn run(
         }
     }
 
+    if wants("isolation") {
+        match isolation(&usable, settings, mode) {
+            Ok(o) => {
+                rd.write_csv(&o.rows)?;
+                rd.write_csv(&o.blast)?;
+                for n in o.notes {
+                    progress::note(mode, &format!("isolation: {n}"));
+                }
+            }
+            Err(crate::isolation::IsolationError::Interrupted(i)) => return Err(i.into()),
+            Err(e) => {
+                let msg = format!("isolation: {e}");
+                progress::note(mode, &format!("warning: {msg}"));
+                failures.push(msg);
+            }
+        }
+    }
+
     let after = LoadSnapshot::capture();
     meta.caveats.extend(load_caveats(&meta.load_before, &after, meta.host.cores));
     meta.load_after = Some(after);
     meta.finished_unix_s = unix_now();
     rd.write_meta(&meta)?;
     Ok(Outcome { run_dir: out, report: None, failures, startup_medians, density: density_out })
+}
+
+/// The isolation experiment (probe catalogue + blast radius) on the usable backends.
+pub fn isolation(
+    backends: &[&dyn Backend],
+    settings: &Settings,
+    mode: Mode,
+) -> Result<crate::isolation::IsolationOutcome, crate::isolation::IsolationError> {
+    let workload =
+        crate::artifacts::workload_path().map_err(|e| crate::isolation::IsolationError::Setup(e.to_string()))?;
+    let work_dir = crate::artifacts::cache_dir().join("work");
+    let mut opts = crate::isolation::IsolationOptions::new(workload, work_dir);
+    opts.blast = settings.blast.clone();
+    crate::isolation::run_isolation(backends, &opts, &|m| progress::note(mode, m))
 }
 
 /// Caveats from load measured before and after the run: other work on the host, or CPU stolen by the

@@ -10,6 +10,7 @@ pub mod compare;
 pub mod experiments;
 pub mod gc;
 pub mod interrupt;
+pub mod isolation;
 pub mod logs;
 pub mod memstat;
 pub mod privileged;

@@ -11,7 +11,9 @@ pub fn all(workload: &Path, work_dir: &Path) -> Vec<Box<dyn Backend>> {
 }
 
 fn extra(_workload: &Path) -> Vec<Box<dyn Backend>> {
-    Vec::new()
+    let mut v = Vec::new();
+    v.extend(super::microvm::backends());
+    v
 }
 
 /// Names of all backends (for `--backends` validation and help).

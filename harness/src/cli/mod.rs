@@ -3,6 +3,7 @@
 mod compare_cmd;
 mod env_cmd;
 mod gc_cmd;
+mod isolation_cmd;
 mod logs_cmd;
 mod report_cmd;
 mod run_cmd;
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run every experiment on every available backend and write a report (the main job).
     Compare(compare_cmd::CompareArgs),
+    /// Run the isolation probes and the noisy-neighbour experiment on every backend.
+    Isolation(isolation_cmd::IsolationArgs),
     /// Launch one instance on one backend and print its messages and timings.
     Run(run_cmd::RunArgs),
     /// Show what this host supports: KVM flavour, cgroup layout, backends and why some cannot run.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(a) => compare_cmd::run(a, &args),
         Command::Run(a) => run_cmd::run(a),
+        Command::Isolation(a) => isolation_cmd::run(a, &args),
         Command::Env(a) => env_cmd::run(a),
         Command::Gc(a) => gc_cmd::run(a),
         Command::Report(a) => report_cmd::report(a),

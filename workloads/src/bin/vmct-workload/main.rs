@@ -7,7 +7,9 @@
 //! ```
 //! Messages go to stdout in the [`workloads::protocol`] format; `idle` waits until stdin is closed or
 //! a line `stop` arrives.
+mod hog;
 mod linux;
+mod probes;
 
 use std::process::ExitCode;
 use workloads::scenario::Scenario;
@@ -17,6 +19,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--help") || args.first().map(String::as_str) == Some("-h") {
         println!("usage: vmct-workload <{}> [--flag N]", workloads::scenario::NAMES.join("|"));
         return ExitCode::SUCCESS;
+    }
+    if let Some(status) = hog::run_if_requested(&mut linux::LinuxPlatform::new()) {
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
     }
     let scenario = match Scenario::parse(args.iter().map(String::as_str)) {
         Ok(s) => s,

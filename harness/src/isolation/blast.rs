@@ -1,0 +1,260 @@
+//! Blast radius: how much a noisy or failing neighbour slows a victim instance on the same backend.
+//!
+//! The victim runs `cpu --iters N` instances back to back; its latency is the in-instance compute time
+//! (`iters / cpu.sha256 rate`), so launch cost does not dilute the effect. It is measured alone, then
+//! while one neighbour runs a memory hog, a CPU hog or a fork loop (the workload's `VMCT_HOG` modes),
+//! each without and with limits (`mem_limit_bytes`, `cpu_quota`, `pids_limit`); containers add an
+//! OOM-killed neighbour (a memory hog above its limit). Every hog is bounded: time (`hog_secs`, and it
+//! is killed when the victim is done), size (at most a quarter of MemAvailable), and processes
+//! (`fork_max` live children at most, fewer under the pids limit).
+use super::IsolationError;
+use crate::backend::{collect_events, Backend, Event, Instance, InstanceSpec};
+use results::BlastRow;
+use std::time::Duration;
+use workloads::scenario::Scenario;
+
+/// Blast-radius options.
+#[derive(Debug, Clone)]
+pub struct BlastOptions {
+    /// SHA-256 blocks per victim run.
+    pub victim_iters: u64,
+    /// Victim runs per condition (median reported).
+    pub rounds: usize,
+    /// Upper bound on a hog's lifetime, seconds.
+    pub hog_secs: f64,
+    /// Memory hog size, MiB (capped at MemAvailable/4).
+    pub hog_mib: u64,
+    /// Memory limit of a limited neighbour, bytes.
+    pub limit_mem_bytes: u64,
+    /// CPU quota of a limited neighbour, CPUs.
+    pub limit_cpu: f64,
+    /// Pids limit of a limited neighbour.
+    pub limit_pids: u64,
+    /// Most live children of the fork loop.
+    pub fork_max: u64,
+    /// Per-instance timeout.
+    pub timeout: Duration,
+}
+
+impl Default for BlastOptions {
+    fn default() -> Self {
+        BlastOptions {
+            victim_iters: 200_000,
+            rounds: 5,
+            hog_secs: 60.0,
+            hog_mib: 1024,
+            limit_mem_bytes: 128 << 20,
+            limit_cpu: 0.5,
+            limit_pids: 32,
+            fork_max: 256,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One neighbour case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Neighbour {
+    /// Memory hog.
+    MemoryHog,
+    /// CPU hog (one spinning thread per CPU).
+    CpuHog,
+    /// Fork loop.
+    ForkLoop,
+    /// Memory hog above its memory limit: the kernel OOM-kills it (containers).
+    Oom,
+}
+
+impl Neighbour {
+    /// Name in `blast.csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Neighbour::MemoryHog => "memory-hog",
+            Neighbour::CpuHog => "cpu-hog",
+            Neighbour::ForkLoop => "fork-loop",
+            Neighbour::Oom => "oom",
+        }
+    }
+}
+
+fn is_container(backend: &str) -> bool {
+    backend.starts_with("container") || backend == "crun" || backend == "runc"
+}
+
+/// The neighbour cases that apply to `backend`, and notes on those that do not.
+pub fn cases(backend: &str) -> (Vec<(Neighbour, bool)>, Vec<String>) {
+    let mut v = Vec::new();
+    let mut notes = Vec::new();
+    for n in [Neighbour::MemoryHog, Neighbour::CpuHog, Neighbour::ForkLoop] {
+        v.push((n, false));
+        if backend == "process" {
+            continue;
+        }
+        v.push((n, true));
+    }
+    if backend == "process" {
+        notes.push("blast: process: limited cases skipped (the process backend applies no limits)".into());
+    }
+    if is_container(backend) {
+        v.push((Neighbour::Oom, true));
+    } else {
+        notes.push(format!("blast: {backend}: oom case skipped (applies to containers only)"));
+    }
+    if backend == "microvm" {
+        v.retain(|(n, _)| *n != Neighbour::ForkLoop);
+        notes.push("blast: microvm: fork-loop skipped (a bare guest has no processes)".into());
+        notes.push(
+            "blast: microvm: faulting/runaway guest skipped: the microvm backend exposes no way to launch a \
+             faulting guest through the Backend trait, and the bare guest has no VMCT_HOG modes"
+                .into(),
+        );
+    }
+    (v, notes)
+}
+
+/// MemAvailable in MiB.
+fn mem_available_mib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let l = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(l.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
+}
+
+/// The neighbour's spec for a case.
+pub fn neighbour_spec(n: Neighbour, limited: bool, o: &BlastOptions) -> InstanceSpec {
+    let mib = o.hog_mib.min(mem_available_mib().map_or(512, |m| m / 4)).max(16);
+    // The Linux workload runs the VMCT_HOG mode and ignores the scenario; a platform without hog modes
+    // (the bare guest) runs the scenario, which hogs the same resource, bounded by size or count.
+    let scenario = match n {
+        Neighbour::MemoryHog => Scenario::Idle { hold_mib: mib },
+        Neighbour::Oom => Scenario::Idle { hold_mib: ((o.limit_mem_bytes >> 20) * 2).max(64).min(mib) },
+        Neighbour::CpuHog => Scenario::Cpu { iters: (o.hog_secs.min(120.0) * 5e6) as u64 },
+        Neighbour::ForkLoop => Scenario::Ready,
+    };
+    let mut s = InstanceSpec::new(crate::experiments::next_id(), scenario);
+    let (kind, extra): (&str, Vec<(&str, String)>) = match n {
+        Neighbour::MemoryHog => ("mem", vec![("VMCT_HOG_MIB", mib.to_string())]),
+        Neighbour::Oom => ("mem", vec![("VMCT_HOG_MIB", ((o.limit_mem_bytes >> 20) * 2).max(64).min(mib).to_string())]),
+        Neighbour::CpuHog => ("cpu", vec![]),
+        Neighbour::ForkLoop => ("fork", vec![("VMCT_HOG_PROCS", o.fork_max.min(512).to_string())]),
+    };
+    s.env.push(("VMCT_HOG".into(), kind.into()));
+    s.env.push(("VMCT_HOG_SECS".into(), o.hog_secs.min(120.0).to_string()));
+    for (k, v) in extra {
+        s.env.push((k.into(), v));
+    }
+    if limited {
+        s.mem_limit_bytes = Some(o.limit_mem_bytes);
+        s.cpu_quota = Some(o.limit_cpu);
+        s.pids_limit = Some(o.limit_pids);
+    }
+    s
+}
+
+/// One victim run: in-instance compute seconds, or None if it failed.
+fn victim_once(backend: &dyn Backend, o: &BlastOptions) -> Option<f64> {
+    let spec = InstanceSpec::new(crate::experiments::next_id(), Scenario::Cpu { iters: o.victim_iters });
+    let mut inst = backend.launch(&spec).ok()?;
+    inst.wait_ready(o.timeout).ok()?;
+    let ev = collect_events(inst.as_mut(), o.timeout).ok()?;
+    let _ = inst.stop(Duration::from_secs(2));
+    ev.iter().find_map(|e| match e {
+        Event::Result { name, value, .. } if name == "cpu.sha256" && *value > 0.0 => {
+            Some(o.victim_iters as f64 / value)
+        }
+        _ => None,
+    })
+}
+
+/// `rounds` victim runs; (median seconds, all ok).
+fn victim(backend: &dyn Backend, o: &BlastOptions) -> (f64, bool) {
+    let mut v = Vec::new();
+    let mut ok = true;
+    for _ in 0..o.rounds.max(1) {
+        match victim_once(backend, o) {
+            Some(s) => v.push(s),
+            None => ok = false,
+        }
+    }
+    (if v.is_empty() { f64::NAN } else { results::stats::median(&v) }, ok)
+}
+
+/// Run every case on `backend`; returns rows and notes (skipped cases, neighbour launch failures).
+pub fn run_blast(
+    backend: &dyn Backend,
+    o: &BlastOptions,
+    progress: &dyn Fn(&str),
+) -> Result<(Vec<BlastRow>, Vec<String>), IsolationError> {
+    let name = backend.name().to_string();
+    let (cases, mut notes) = cases(&name);
+    progress(&format!("blast: {name}: victim alone"));
+    let (alone, alone_ok) = victim(backend, o);
+    if !alone_ok && alone.is_nan() {
+        notes.push(format!("blast: {name}: the victim cannot run alone; no blast rows"));
+        return Ok((Vec::new(), notes));
+    }
+    let mut rows = Vec::new();
+    for (n, limited) in cases {
+        crate::interrupt::check()?;
+        progress(&format!("blast: {name}: victim with {}{}", n.name(), if limited { " (limited)" } else { "" }));
+        let spec = neighbour_spec(n, limited, o);
+        let mut hog: Box<dyn Instance> = match backend.launch(&spec) {
+            Ok(h) => h,
+            Err(e) => {
+                notes.push(format!("blast: {name}: {} neighbour failed to launch: {e}", n.name()));
+                continue;
+            }
+        };
+        // An OOM neighbour may die before (or instead of) reporting ready; that is the point.
+        let ready = hog.wait_ready(o.timeout);
+        if let (Err(e), false) = (&ready, n == Neighbour::Oom) {
+            notes.push(format!("blast: {name}: {} neighbour did not get ready: {e}", n.name()));
+        }
+        let (with, ok) = victim(backend, o);
+        let exit = hog.stop(Duration::from_millis(200));
+        if n == Neighbour::Oom {
+            let killed = exit.as_ref().is_ok_and(|x| x.oom_killed || x.signal == Some(libc::SIGKILL));
+            notes.push(format!("blast: {name}: oom neighbour exit {exit:?} (oom kill observed: {killed})"));
+        }
+        rows.push(BlastRow {
+            backend: name.clone(),
+            neighbour: n.name().into(),
+            limited,
+            victim_alone_s: alone,
+            victim_with_neighbour_s: with,
+            slowdown: with / alone,
+            victim_ok: ok,
+        });
+    }
+    Ok((rows, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_per_backend() {
+        let (p, notes) = cases("process");
+        assert!(p.iter().all(|(_, l)| !l));
+        assert!(notes.iter().any(|n| n.contains("no limits")));
+        let (c, _) = cases("container");
+        assert!(c.contains(&(Neighbour::Oom, true)));
+        assert!(c.contains(&(Neighbour::ForkLoop, true)));
+        let (m, notes) = cases("microvm");
+        assert!(notes.iter().any(|n| n.contains("faulting")));
+        assert!(!m.iter().any(|(n, _)| *n == Neighbour::ForkLoop));
+    }
+
+    #[test]
+    fn hogs_are_bounded() {
+        let o = BlastOptions { hog_mib: 1 << 20, hog_secs: 1e9, fork_max: 1 << 20, ..Default::default() };
+        let s = neighbour_spec(Neighbour::MemoryHog, true, &o);
+        let get = |k: &str| s.env.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
+        assert!(get("VMCT_HOG_MIB").parse::<u64>().unwrap() <= mem_available_mib().unwrap_or(2048) / 4 + 16);
+        assert_eq!(get("VMCT_HOG_SECS"), "120");
+        assert_eq!(s.pids_limit, Some(32));
+        let f = neighbour_spec(Neighbour::ForkLoop, false, &o);
+        assert!(f.env.iter().any(|(k, v)| k == "VMCT_HOG_PROCS" && v == "512"));
+        assert_eq!(f.pids_limit, None);
+    }
+}

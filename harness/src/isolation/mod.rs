@@ -1,0 +1,422 @@
+//! Isolation experiment: host canaries, the probe catalogue on every backend, host-side verification,
+//! and blast radius ([`blast`]).
+//!
+//! For each backend: take the host lock, plant fresh [`canary::Canaries`], launch one instance of the
+//! `probe` scenario with the canary locations in its environment, collect its `probe` messages, stop
+//! it, then check every canary from the host side (restoring any changed host value) and turn both into
+//! [`results::IsolationRow`]s. A failure is any probe that read, changed or reached host or neighbour
+//! state, as confirmed by the host check where one exists (hostname, domainname, sysctl, listener,
+//! escape cgroup). `process` is the no-isolation baseline: probes that are blocked on the baseline too
+//! are host-wide denials (e.g. `/dev/vda` is not openable even on the host) and are marked as such,
+//! never credited to a backend's isolation.
+//!
+//! ```no_run
+//! # use harness::isolation::*;
+//! # fn f(backends: &[&dyn harness::backend::Backend]) -> Result<(), IsolationError> {
+//! let opts = IsolationOptions::new(harness::artifacts::workload_path().unwrap(), std::env::temp_dir());
+//! let out = run_isolation(backends, &opts, &|msg| eprintln!("{msg}"))?;
+//! // run_dir.write_csv(&out.rows)?; run_dir.write_csv(&out.blast)?;
+//! # Ok(()) }
+//! ```
+pub mod blast;
+pub mod canary;
+
+use crate::backend::{collect_events, Backend, BackendError, Event, InstanceSpec};
+use canary::{Canaries, CanaryError, HostChecks, HostLock};
+use results::IsolationRow;
+use std::path::PathBuf;
+use std::time::Duration;
+use workloads::protocol::ProbeOutcome;
+use workloads::scenario::Scenario;
+
+/// Name of the no-isolation baseline backend.
+pub const BASELINE: &str = "process";
+
+/// Errors that stop the isolation experiment (a backend failing to launch is a row, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum IsolationError {
+    /// Canaries could not be planted.
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
+    /// The user pressed Ctrl-C.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+    /// The workload binary or a working directory could not be prepared.
+    #[error("isolation: setup failed: {0}")]
+    Setup(String),
+}
+
+/// Options of the isolation experiment.
+#[derive(Debug, Clone)]
+pub struct IsolationOptions {
+    /// The static workload binary (for the process baseline when `process` is not among the backends).
+    pub workload: PathBuf,
+    /// Working directory of the baseline process.
+    pub work_dir: PathBuf,
+    /// Per-instance timeout (ready, and all probes).
+    pub timeout: Duration,
+    /// Where instance logs go (None: discarded).
+    pub log_dir: Option<PathBuf>,
+    /// Run the `process` baseline even if it is not in the backend list (its rows are included).
+    pub baseline: bool,
+    /// Only these probe ids (None: the whole catalogue).
+    pub probes: Option<Vec<String>>,
+    /// Blast-radius experiment (None: skipped).
+    pub blast: Option<blast::BlastOptions>,
+}
+
+impl IsolationOptions {
+    /// Defaults: 120 s per instance, baseline on, all probes, blast radius with its defaults.
+    pub fn new(workload: PathBuf, work_dir: PathBuf) -> IsolationOptions {
+        IsolationOptions {
+            workload,
+            work_dir,
+            timeout: Duration::from_secs(120),
+            log_dir: None,
+            baseline: true,
+            probes: None,
+            blast: Some(blast::BlastOptions::default()),
+        }
+    }
+}
+
+/// Everything the experiment produced.
+#[derive(Debug, Clone, Default)]
+pub struct IsolationOutcome {
+    /// `isolation.csv`.
+    pub rows: Vec<IsolationRow>,
+    /// `blast.csv`.
+    pub blast: Vec<results::BlastRow>,
+    /// Things the user should know (restore failures, skipped blast cases with reasons).
+    pub notes: Vec<String>,
+}
+
+impl IsolationOutcome {
+    /// Number of failures per backend, in backend order.
+    pub fn failures(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<(String, usize)> = Vec::new();
+        for r in &self.rows {
+            match v.iter_mut().find(|(b, _)| *b == r.backend) {
+                Some(e) => e.1 += r.failure as usize,
+                None => v.push((r.backend.clone(), r.failure as usize)),
+            }
+        }
+        v
+    }
+}
+
+/// Profile label of a backend for the matrix.
+pub fn profile_of(backend: &str) -> &'static str {
+    match backend {
+        "process" => "none (baseline, no isolation)",
+        "container" => "default",
+        "container-privileged" => "privileged",
+        "container-userns" => "userns",
+        "crun" | "runc" => "runtime defaults",
+        "microvm" => "bare",
+        _ => "default",
+    }
+}
+
+/// Run the probe catalogue on every backend (baseline first), then the blast radius.
+pub fn run_isolation(
+    backends: &[&dyn Backend],
+    opts: &IsolationOptions,
+    progress: &dyn Fn(&str),
+) -> Result<IsolationOutcome, IsolationError> {
+    let mut out = IsolationOutcome::default();
+    let own_baseline;
+    let mut order: Vec<&dyn Backend> = Vec::new();
+    match backends.iter().find(|b| b.name() == BASELINE) {
+        Some(b) => order.push(*b),
+        None if opts.baseline => {
+            own_baseline = crate::backend::process::ProcessBackend::new(opts.workload.clone(), opts.work_dir.clone());
+            order.push(&own_baseline);
+        }
+        None => {}
+    }
+    order.extend(backends.iter().copied().filter(|b| b.name() != BASELINE));
+    let mut baseline_rows: Vec<IsolationRow> = Vec::new();
+    for b in &order {
+        crate::interrupt::check()?;
+        progress(&format!("isolation: probing {}", b.name()));
+        let (mut rows, notes) = probe_backend(*b, opts, &baseline_rows)?;
+        out.notes.extend(notes);
+        if b.name() == BASELINE {
+            baseline_rows = rows.clone();
+        } else {
+            annotate_with_baseline(&mut rows, &baseline_rows);
+        }
+        let fails = rows.iter().filter(|r| r.failure).count();
+        progress(&format!("isolation: {}: {} probes, {fails} failures", b.name(), rows.len()));
+        out.rows.extend(rows);
+    }
+    if let Some(bo) = &opts.blast {
+        for b in &order {
+            crate::interrupt::check()?;
+            let (rows, notes) = blast::run_blast(*b, bo, progress)?;
+            out.blast.extend(rows);
+            out.notes.extend(notes);
+        }
+    }
+    Ok(out)
+}
+
+/// Run the catalogue on one backend with fresh canaries; returns rows and notes. Launch failures and
+/// `unsupported` answers become rows (one per baseline probe id, or one `launch` row).
+pub fn probe_backend(
+    backend: &dyn Backend,
+    opts: &IsolationOptions,
+    baseline: &[IsolationRow],
+) -> Result<(Vec<IsolationRow>, Vec<String>), IsolationError> {
+    let _lock = HostLock::acquire(Duration::from_secs(300))?;
+    let canaries = Canaries::plant()?;
+    let mut spec = InstanceSpec::new(crate::experiments::next_id(), Scenario::Probe);
+    spec.env.extend(canaries.env());
+    if let Some(p) = &opts.probes {
+        spec.env.push((canary::ENV_ONLY.to_string(), p.join(",")));
+    }
+    spec.log_dir = opts.log_dir.clone();
+    let events = run_instance(backend, &spec, opts.timeout);
+    let checks = canaries.check();
+    drop(canaries);
+    let mut notes: Vec<String> =
+        checks.restore_errors.iter().map(|e| format!("isolation: {}: {e}", backend.name())).collect();
+    let rows = match events {
+        Ok(ev) => classify(backend.name(), &ev, &checks, baseline),
+        Err((outcome, reason)) => {
+            notes.push(format!("isolation: {}: {outcome}: {reason}", backend.name()));
+            let mut rows = not_run(backend.name(), outcome, &reason, baseline);
+            rows.extend(uncovered(backend.name(), &rows, &checks));
+            rows
+        }
+    };
+    Ok((rows, notes))
+}
+
+/// Launch, wait for ready, collect, stop. `Err((outcome, reason))` when the instance never ran the
+/// catalogue (`unsupported` for an unavailable backend, `error` for a failed launch).
+fn run_instance(
+    backend: &dyn Backend,
+    spec: &InstanceSpec,
+    timeout: Duration,
+) -> Result<Vec<Event>, (&'static str, String)> {
+    let mut inst = match backend.launch(spec) {
+        Ok(i) => i,
+        Err(BackendError::Unavailable { reason, .. }) => return Err(("unsupported", reason)),
+        Err(e) => return Err(("error", e.to_string())),
+    };
+    let res = inst.wait_ready(timeout).and_then(|_| collect_events(inst.as_mut(), timeout));
+    let exit = inst.stop(Duration::from_secs(5));
+    match res {
+        Ok(ev) => Ok(ev),
+        Err(e) => Err(("error", format!("{e}; exit {exit:?}"))),
+    }
+}
+
+/// Rows for a backend that did not run the catalogue.
+fn not_run(backend: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
+    let ids: Vec<String> = baseline.iter().map(|r| r.probe.clone()).collect();
+    let ids = if ids.is_empty() { vec!["launch".to_string()] } else { ids };
+    ids.into_iter()
+        .map(|probe| IsolationRow {
+            backend: backend.into(),
+            profile: profile_of(backend).into(),
+            probe,
+            outcome: outcome.into(),
+            detail: reason.into(),
+            host_check: String::new(),
+            failure: false,
+        })
+        .collect()
+}
+
+/// Turn one instance's events and the host checks into rows.
+pub fn classify(backend: &str, events: &[Event], checks: &HostChecks, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
+    let mut rows = Vec::new();
+    for e in events {
+        match e {
+            Event::Probe { id, outcome, detail } => {
+                let (host_check, failure) = judge(id, *outcome, checks);
+                rows.push(IsolationRow {
+                    backend: backend.into(),
+                    profile: profile_of(backend).into(),
+                    probe: id.clone(),
+                    outcome: outcome.as_str().into(),
+                    detail: detail.clone(),
+                    host_check,
+                    failure,
+                });
+            }
+            Event::Unsupported { what, reason } if what == "probe" => {
+                rows.extend(not_run(backend, "unsupported", reason, baseline));
+            }
+            _ => {}
+        }
+    }
+    let extra = uncovered(backend, &rows, checks);
+    rows.extend(extra);
+    rows
+}
+
+/// The host-side verdict for probe `id`: (host_check text, failure).
+pub fn judge(id: &str, outcome: ProbeOutcome, c: &HostChecks) -> (String, bool) {
+    let reached = outcome == ProbeOutcome::Reached;
+    let changed = |what: &str, v: &Option<String>| match v {
+        Some(v) => (format!("host {what} changed to '{v}': detected and restored"), true),
+        None if reached => (format!("host {what} unchanged (the probe's change stayed inside the instance)"), false),
+        None => (format!("host {what} unchanged"), false),
+    };
+    match id {
+        "fs.host_canary" if !c.file_intact => ("canary file modified or removed".into(), true),
+        "fs.host_canary" => ("canary file intact".into(), reached),
+        "net.host_loopback" => (
+            format!(
+                "listener got {} connection(s) carrying the nonce, {} other(s)",
+                c.listener_hits, c.listener_others
+            ),
+            reached || c.listener_hits > 0,
+        ),
+        "uts.hostname" => changed("hostname", &c.hostname_changed),
+        "uts.domainname" => changed("domainname", &c.domainname_changed),
+        "sysctl.host_write" => changed(&format!("sysctl {}", canary::SYSCTL), &c.sysctl_changed),
+        "cgroup.escape" => match c.cgroup_entered {
+            Some(true) => ("a process entered the host escape cgroup".into(), true),
+            Some(false) => ("host escape cgroup never entered".into(), false),
+            None => ("no host-side trace available; probe report used".into(), reached),
+        },
+        _ if id.starts_with("info.") || id.starts_with("census.") => {
+            ("information only (shared-kernel surface), not counted as a failure".into(), false)
+        }
+        _ => (String::new(), reached),
+    }
+}
+
+/// Rows for host-side detections no probe row covers (e.g. the instance died before reporting).
+fn uncovered(backend: &str, rows: &[IsolationRow], c: &HostChecks) -> Vec<IsolationRow> {
+    let has = |id: &str| rows.iter().any(|r| r.probe == id);
+    let mut v = Vec::new();
+    let mut add = |probe: &str, check: String| {
+        v.push(IsolationRow {
+            backend: backend.into(),
+            profile: profile_of(backend).into(),
+            probe: probe.into(),
+            outcome: "reached".into(),
+            detail: "detected from the host side only".into(),
+            host_check: check,
+            failure: true,
+        })
+    };
+    if let (Some(h), false) = (&c.hostname_changed, has("uts.hostname")) {
+        add("uts.hostname", format!("host hostname changed to '{h}': restored"));
+    }
+    if let (Some(h), false) = (&c.domainname_changed, has("uts.domainname")) {
+        add("uts.domainname", format!("host domainname changed to '{h}': restored"));
+    }
+    if let (Some(h), false) = (&c.sysctl_changed, has("sysctl.host_write")) {
+        add("sysctl.host_write", format!("host sysctl changed to '{h}': restored"));
+    }
+    if c.listener_hits > 0 && !has("net.host_loopback") {
+        add("net.host_loopback", format!("listener got {} connection(s) carrying the nonce", c.listener_hits));
+    }
+    if !c.file_intact && !has("fs.host_canary") {
+        add("fs.host_canary", "canary file modified or removed".into());
+    }
+    v
+}
+
+/// Mark probes blocked (or undecided) on a backend that are blocked on the baseline too: a host-wide
+/// denial, not isolation.
+pub fn annotate_with_baseline(rows: &mut [IsolationRow], baseline: &[IsolationRow]) {
+    for r in rows.iter_mut().filter(|r| r.outcome == "blocked" || r.outcome == "error") {
+        if let Some(b) = baseline.iter().find(|b| b.probe == r.probe) {
+            if b.outcome == "blocked" || b.outcome == "error" {
+                let note = format!("{} on the host itself too: a host-wide denial, not isolation", b.outcome);
+                r.host_check = if r.host_check.is_empty() { note } else { format!("{}; {note}", r.host_check) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(id: &str, o: ProbeOutcome) -> Event {
+        Event::Probe { id: id.into(), outcome: o, detail: "d".into() }
+    }
+
+    #[test]
+    fn host_checks_decide_where_they_exist() {
+        let clean = HostChecks { file_intact: true, ..Default::default() };
+        // A probe that changed only its own namespace is not a failure when the host is unchanged.
+        assert!(!judge("uts.hostname", ProbeOutcome::Reached, &clean).1);
+        let dirty = HostChecks { hostname_changed: Some("x".into()), file_intact: true, ..Default::default() };
+        let (txt, fail) = judge("uts.hostname", ProbeOutcome::Blocked, &dirty);
+        assert!(fail && txt.contains("restored"));
+        assert!(
+            judge(
+                "sysctl.host_write",
+                ProbeOutcome::Blocked,
+                &HostChecks { sysctl_changed: Some("46".into()), ..clean.clone() }
+            )
+            .1
+        );
+        assert!(judge("net.host_loopback", ProbeOutcome::Blocked, &HostChecks { listener_hits: 1, ..clean.clone() }).1);
+        assert!(
+            judge("cgroup.escape", ProbeOutcome::Blocked, &HostChecks { cgroup_entered: Some(true), ..clean.clone() })
+                .1
+        );
+        assert!(judge("fs.host_canary", ProbeOutcome::Blocked, &HostChecks::default()).1, "tampered canary");
+    }
+
+    #[test]
+    fn reached_is_a_failure_except_information() {
+        let c = HostChecks { file_intact: true, ..Default::default() };
+        assert!(judge("pid.host_visible", ProbeOutcome::Reached, &c).1);
+        assert!(!judge("pid.host_visible", ProbeOutcome::Blocked, &c).1);
+        assert!(!judge("pid.host_visible", ProbeOutcome::Error, &c).1);
+        assert!(!judge("info.kernel", ProbeOutcome::Reached, &c).1);
+        assert!(!judge("census.syscalls", ProbeOutcome::Reached, &c).1);
+    }
+
+    #[test]
+    fn unsupported_and_host_only_detections_become_rows() {
+        let c = HostChecks { file_intact: true, sysctl_changed: Some("46".into()), ..Default::default() };
+        let ev = vec![
+            Event::Unsupported { what: "probe".into(), reason: "no syscalls".into() },
+            probe("x.y", ProbeOutcome::Blocked),
+        ];
+        let rows = classify("microvm", &ev, &c, &[]);
+        assert!(rows.iter().any(|r| r.outcome == "unsupported" && r.probe == "launch"));
+        assert!(rows.iter().any(|r| r.probe == "sysctl.host_write" && r.failure));
+        assert_eq!(rows[0].profile, "bare");
+    }
+
+    #[test]
+    fn baseline_denials_are_marked_host_wide() {
+        let c = HostChecks { file_intact: true, ..Default::default() };
+        let base = classify("process", &[probe("dev.mem", ProbeOutcome::Blocked)], &c, &[]);
+        let mut rows = classify(
+            "container",
+            &[probe("dev.mem", ProbeOutcome::Blocked), probe("dev.kvm", ProbeOutcome::Blocked)],
+            &c,
+            &base,
+        );
+        annotate_with_baseline(&mut rows, &base);
+        assert!(rows[0].host_check.contains("host-wide"));
+        assert!(rows[1].host_check.is_empty());
+        assert_eq!(base[0].profile, "none (baseline, no isolation)");
+    }
+
+    #[test]
+    fn failures_are_counted_per_backend() {
+        let c = HostChecks { file_intact: true, ..Default::default() };
+        let mut out = IsolationOutcome {
+            rows: classify("process", &[probe("pid.host_visible", ProbeOutcome::Reached)], &c, &[]),
+            ..Default::default()
+        };
+        out.rows.extend(classify("container", &[probe("pid.host_visible", ProbeOutcome::Blocked)], &c, &[]));
+        assert_eq!(out.failures(), vec![("process".into(), 1), ("container".into(), 0)]);
+    }
+}

@@ -1,0 +1,234 @@
+//! Isolation probes against real setups (needs root): the process baseline is the deliberately weakest
+//! setup, so every key probe must report `reached` there and the host-side checks must detect and undo
+//! the changes; then the container profiles when the container backends are built in.
+use harness::backend::{registry, Backend};
+use harness::isolation::{self, canary, IsolationOptions};
+use harness::privileged::{gate, Need};
+use results::IsolationRow;
+use std::path::PathBuf;
+
+fn opts() -> IsolationOptions {
+    // One writer for the cached workload binary (tests run in parallel threads).
+    static W: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let workload = W.get_or_init(|| harness::artifacts::workload_path().expect("workload binary")).clone();
+    let mut o = IsolationOptions::new(workload, std::env::temp_dir());
+    o.blast = None;
+    o
+}
+
+fn row<'a>(rows: &'a [IsolationRow], id: &str) -> &'a IsolationRow {
+    rows.iter().find(|r| r.probe == id).unwrap_or_else(|| panic!("no row for {id}: {rows:#?}"))
+}
+
+fn host_state() -> (String, String, String) {
+    let r = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    (r("/proc/sys/kernel/hostname"), r("/proc/sys/kernel/domainname"), r(canary::SYSCTL))
+}
+
+fn leftovers() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for dir in [std::env::temp_dir(), PathBuf::from("/sys/fs/cgroup/pids"), PathBuf::from("/sys/fs/cgroup")] {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("vmct-canary-") || n.starts_with("vmct-escape-") || n.starts_with("vmct-probe-") {
+                v.push(e.path());
+            }
+        }
+    }
+    v
+}
+
+fn backend(name: &str) -> Option<Box<dyn Backend>> {
+    let o = opts();
+    registry::all(&o.workload, &o.work_dir).into_iter().find(|b| b.name() == name)
+}
+
+#[test]
+fn every_key_probe_detects_the_unisolated_process_baseline_and_the_host_undoes_it() {
+    if !gate("isolation process baseline", &[Need::Root]) {
+        return;
+    }
+    let before = host_state();
+    let b = backend("process").expect("process backend");
+    let (rows, notes) = isolation::probe_backend(b.as_ref(), &opts(), &[]).expect("probe run");
+    for r in &rows {
+        eprintln!("{:<20} {:<8} fail={:<5} {} | {}", r.probe, r.outcome, r.failure, r.detail, r.host_check);
+    }
+    assert_eq!(host_state(), before, "host values restored");
+    assert!(leftovers().is_empty(), "leftovers: {:?}", leftovers());
+    assert!(notes.is_empty(), "{notes:?}");
+    for id in [
+        "fs.host_canary",
+        "pid.host_visible",
+        "pid.ptrace_host",
+        "net.host_loopback",
+        "net.raw_socket",
+        "uts.hostname",
+        "uts.domainname",
+        "sysctl.host_write",
+        "mount.tmpfs",
+        "mount.proc",
+        "mount.sysfs",
+        "dev.block",
+        "dev.mknod_block",
+        "caps.raise",
+        "clock.settime",
+        "keyring.add_key",
+        "cgroup.escape",
+        "cgroup.raise_limit",
+    ] {
+        let r = row(&rows, id);
+        assert_eq!(r.outcome, "reached", "{id} on the unisolated baseline: {r:?}");
+        assert!(r.failure, "{id} counted as a failure: {r:?}");
+    }
+    if std::path::Path::new("/dev/kvm").exists() {
+        assert_eq!(row(&rows, "dev.kvm").outcome, "reached");
+    }
+    // Host-side detection, not just the probe's word.
+    assert!(row(&rows, "uts.hostname").host_check.contains("restored"), "{rows:#?}");
+    assert!(row(&rows, "sysctl.host_write").host_check.contains("restored"));
+    assert!(row(&rows, "net.host_loopback").host_check.starts_with("listener got 1"));
+    assert!(row(&rows, "cgroup.escape").host_check.contains("entered"));
+    // Information rows are never failures; the census found a real surface.
+    assert!(!row(&rows, "info.kernel").failure);
+    let census = row(&rows, "census.syscalls");
+    assert!(!census.failure && census.detail.starts_with("reachable="), "{census:?}");
+}
+
+#[test]
+fn container_profiles_when_available() {
+    if !gate("isolation container profiles", &[Need::Root]) {
+        return;
+    }
+    let o = opts();
+    let base = backend("process").expect("process backend");
+    let Some(default) = backend("container") else {
+        eprintln!("skipped container profiles: no `container` backend in this build yet");
+        return;
+    };
+    let before = host_state();
+    let (baseline, _) = isolation::probe_backend(base.as_ref(), &o, &[]).unwrap();
+    let (mut rows, notes) = isolation::probe_backend(default.as_ref(), &o, &baseline).unwrap();
+    isolation::annotate_with_baseline(&mut rows, &baseline);
+    assert_eq!(host_state(), before);
+    if rows.iter().all(|r| r.outcome == "unsupported") {
+        eprintln!("skipped: container unavailable here: {:?}", rows.first());
+        return;
+    }
+    let fails: Vec<&IsolationRow> = rows.iter().filter(|r| r.failure).collect();
+    assert!(fails.is_empty(), "container default must show no failures: {fails:#?}\nnotes {notes:?}");
+    assert_eq!(row(&rows, "fs.host_canary").outcome, "blocked");
+    assert_eq!(row(&rows, "net.host_loopback").outcome, "blocked");
+
+    if let Some(p) = backend("container-privileged") {
+        let (rows, _) = isolation::probe_backend(p.as_ref(), &o, &baseline).unwrap();
+        assert_eq!(host_state(), before, "privileged changes undone");
+        let fails: Vec<&str> = rows.iter().filter(|r| r.failure).map(|r| r.probe.as_str()).collect();
+        assert!(!fails.is_empty(), "privileged profile must show real failures: {rows:#?}");
+        eprintln!("container-privileged failures: {fails:?}");
+    }
+    assert!(leftovers().is_empty(), "leftovers: {:?}", leftovers());
+}
+
+#[test]
+fn blast_radius_on_the_process_backend_is_bounded_and_reported() {
+    if !gate("blast radius process", &[Need::Root]) {
+        return;
+    }
+    let b = backend("process").expect("process backend");
+    let bo = isolation::blast::BlastOptions {
+        victim_iters: 20_000,
+        rounds: 2,
+        hog_secs: 20.0,
+        hog_mib: 64,
+        fork_max: 32,
+        ..Default::default()
+    };
+    let (rows, notes) = isolation::blast::run_blast(b.as_ref(), &bo, &|m| eprintln!("{m}")).unwrap();
+    eprintln!("{rows:#?}\n{notes:#?}");
+    assert_eq!(rows.len(), 3, "{rows:#?} {notes:?}");
+    for r in &rows {
+        assert!(r.victim_ok && r.slowdown.is_finite() && r.slowdown > 0.0, "{r:?}");
+    }
+}
+
+/// A namespaces-only sandbox (`unshare` with pid, mount, uts, net, ipc, cgroup namespaces; still root in
+/// the host user namespace, host filesystem, writable /proc/sys): a deliberately weakened container.
+struct UnshareBackend(PathBuf);
+
+impl Backend for UnshareBackend {
+    fn name(&self) -> &str {
+        "unshare"
+    }
+    fn info(&self) -> results::BackendInfo {
+        results::BackendInfo {
+            name: "unshare".into(),
+            kind: "test".into(),
+            model: "container".into(),
+            guest_model: None,
+            available: true,
+            reason: None,
+            version: None,
+        }
+    }
+    fn launch(
+        &self,
+        spec: &harness::backend::InstanceSpec,
+    ) -> Result<Box<dyn harness::backend::Instance>, harness::backend::BackendError> {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--fork", "--pid", "--mount-proc", "--uts", "--net", "--ipc", "--mount", "--cgroup"])
+            .arg(&self.0)
+            .args(spec.scenario.to_string().split_whitespace());
+        Ok(Box::new(harness::backend::child::ChildInstance::spawn("unshare", spec, cmd)?))
+    }
+}
+
+#[test]
+fn namespaces_alone_block_namespaced_probes_but_not_the_sysctl_write() {
+    if !gate("isolation unshare sandbox", &[Need::Root]) {
+        return;
+    }
+    if std::process::Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: no unshare binary");
+        return;
+    }
+    let o = opts();
+    let before = host_state();
+    let (rows, _) = isolation::probe_backend(&UnshareBackend(o.workload.clone()), &o, &[]).unwrap();
+    for r in &rows {
+        eprintln!("{:<20} {:<8} fail={:<5} {} | {}", r.probe, r.outcome, r.failure, r.detail, r.host_check);
+    }
+    assert_eq!(host_state(), before, "host values restored");
+    for id in ["pid.host_visible", "pid.ptrace_host", "net.host_loopback"] {
+        assert_eq!(row(&rows, id).outcome, "blocked", "{id}");
+    }
+    for id in ["uts.hostname", "uts.domainname", "net.raw_socket", "mount.tmpfs", "net.host_loopback"] {
+        assert!(!row(&rows, id).failure, "{id} stays inside its namespace: {:?}", row(&rows, id));
+    }
+    // Same filesystem, same user namespace, writable /proc/sys: real failures the host detects.
+    assert!(row(&rows, "fs.host_canary").failure);
+    let s = row(&rows, "sysctl.host_write");
+    assert!(s.failure && s.host_check.contains("restored"), "{s:?}");
+    assert!(leftovers().is_empty(), "leftovers: {:?}", leftovers());
+}
+
+#[test]
+fn run_isolation_adds_the_baseline_and_marks_host_wide_denials() {
+    if !gate("isolation run_isolation", &[Need::Root]) {
+        return;
+    }
+    let o = opts();
+    let sandbox = UnshareBackend(o.workload.clone());
+    let out = isolation::run_isolation(&[&sandbox], &o, &|m| eprintln!("{m}")).unwrap();
+    let backends: Vec<(String, usize)> = out.failures();
+    assert_eq!(backends.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["process", "unshare"]);
+    assert!(backends[0].1 > backends[1].1, "the baseline fails more probes: {backends:?}");
+    let base = out.rows.iter().find(|r| r.backend == "process").unwrap();
+    assert_eq!(base.profile, "none (baseline, no isolation)");
+    // /dev/vda is denied on this host even to the baseline: a blocked dev.mem/dev.* row in the
+    // sandbox that the host blocks too must say so.
+    for r in out.rows.iter().filter(|r| r.backend == "unshare" && r.outcome == "blocked") {
+        let b = out.rows.iter().find(|b| b.backend == "process" && b.probe == r.probe).unwrap();
+        assert_eq!(b.outcome == "blocked", r.host_check.contains("host-wide"), "{r:?} vs {b:?}");
+    }
+}

@@ -1,0 +1,222 @@
+//! The microvm backend end to end: one VMM process per VM booting the bare guest, through the same
+//! `Backend`/`Instance` API the experiments use. Needs /dev/kvm (skips without it unless
+//! `VMCT_REQUIRE_PRIVILEGED=1`).
+use harness::backend::microvm::{backends, MicrovmBackend};
+use harness::backend::{collect_events, Backend, Event, InstanceSpec};
+use harness::privileged::{gate, Need};
+use std::time::Duration;
+use workloads::protocol::ProbeOutcome;
+use workloads::scenario::Scenario;
+
+const T: Duration = Duration::from_secs(30);
+
+fn spec(id: &str, words: &str) -> InstanceSpec {
+    InstanceSpec::new(format!("vmct-test-{id}"), Scenario::parse(words.split_whitespace()).unwrap())
+}
+
+fn results(events: &[Event]) -> Vec<(String, f64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Result { name, value, .. } => Some((name.clone(), *value)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_scenario_boots_and_reports() {
+    if !gate("every_scenario_boots_and_reports", &[Need::Kvm]) {
+        return;
+    }
+    let b = MicrovmBackend::default();
+    assert!(b.info().available, "{:?}", b.info().reason);
+
+    // ready: phases from the VMM, then done 0.
+    let mut i = b.launch(&spec("ready", "ready")).unwrap();
+    let r = i.wait_ready(T).unwrap();
+    let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+    for want in ["vmm_start", "kvm_open", "vm_create", "memory", "load", "vcpu_setup", "first_exit", "ready"] {
+        assert!(names.contains(&want), "phase {want} missing from {names:?}");
+    }
+    assert!(r.launch_to_ready_s() > 0.0 && r.launch_to_ready_s() < 5.0);
+    let ev = collect_events(i.as_mut(), T).unwrap();
+    assert_eq!(ev.last(), Some(&Event::Done { status: 0 }), "{ev:?}");
+    let exit = i.stop(T).unwrap();
+    assert_eq!((exit.status, exit.error), (Some(0), None));
+
+    // cpu: ops/s and the same check value as the host kernels compute.
+    let mut i = b.launch(&spec("cpu", "cpu --iters 20000")).unwrap();
+    i.wait_ready(T).unwrap();
+    let res = results(&collect_events(i.as_mut(), T).unwrap());
+    let check = workloads::kernels::cpu_sha256_chain(20000) as f64;
+    assert!(res.iter().any(|(n, v)| n == "cpu.sha256" && *v > 0.0), "{res:?}");
+    assert!(res.contains(&("cpu.check".to_string(), check)), "{res:?}");
+    i.stop(T).unwrap();
+
+    // mem: three bandwidth figures.
+    let mut i = b.launch(&spec("mem", "mem --mib 4")).unwrap();
+    i.wait_ready(T).unwrap();
+    let res = results(&collect_events(i.as_mut(), T).unwrap());
+    for m in ["mem.first_touch", "mem.seq", "mem.random_pages"] {
+        assert!(res.iter().any(|(n, v)| n == m && *v > 0.0), "{m}: {res:?}");
+    }
+    i.stop(T).unwrap();
+
+    // syscall / io: unsupported, never zero.
+    for (id, words) in [("syscall", "syscall --n 5"), ("io", "io --mib 1")] {
+        let mut i = b.launch(&spec(id, words)).unwrap();
+        i.wait_ready(T).unwrap();
+        let ev = collect_events(i.as_mut(), T).unwrap();
+        assert!(
+            ev.iter().any(
+                |e| matches!(e, Event::Unsupported { what, reason } if what == id && reason.contains("bare guest"))
+            ),
+            "{ev:?}"
+        );
+        assert!(results(&ev).is_empty());
+        i.stop(T).unwrap();
+    }
+}
+
+#[test]
+fn idle_holds_memory_until_stopped_and_splits_guest_from_vmm_memory() {
+    if !gate("idle_holds_memory_until_stopped_and_splits_guest_from_vmm_memory", &[Need::Kvm]) {
+        return;
+    }
+    let b = &backends()[0];
+    let mut i = b.launch(&spec("idle", "idle --hold-mib 8")).unwrap();
+    i.wait_ready(T).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // Still running: it waits for stop.
+    assert!(i.next_event(Duration::from_millis(100)).is_err());
+    let s = i.stats();
+    let guest = s.guest_mem_bytes.unwrap();
+    assert!(guest >= 8 << 20, "guest memory resident {guest}");
+    let overhead = s.vmm_overhead_bytes.unwrap();
+    assert!(overhead > 0 && overhead < 16 << 20, "vmm overhead {overhead}");
+    let exit = i.stop(T).unwrap();
+    assert_eq!(exit.status, Some(0));
+}
+
+fn misbehave(hook: &str, watchdog_ms: Option<u64>) -> (Option<i32>, Option<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(hook, "ready");
+    s.env.push(("VMCT_GUEST_TEST_HOOK".into(), hook.into()));
+    if let Some(ms) = watchdog_ms {
+        s.env.push(("VMCT_VM_WATCHDOG_MS".into(), ms.to_string()));
+    }
+    s.log_dir = Some(dir.path().to_path_buf());
+    let mut i = MicrovmBackend::default().launch(&s).unwrap();
+    i.wait_ready(T).unwrap();
+    let _ = collect_events(i.as_mut(), T).unwrap();
+    let exit = i.stop(T).unwrap();
+    let log = std::fs::read_to_string(dir.path().join(format!("{}.log", s.id))).unwrap();
+    (exit.status, exit.error, log)
+}
+
+#[test]
+fn misbehaving_guests_end_with_typed_errors_and_the_harness_carries_on() {
+    if !gate("misbehaving_guests_end_with_typed_errors_and_the_harness_carries_on", &[Need::Kvm]) {
+        return;
+    }
+    let cases = [
+        ("fault-ud", "guest_exception", "#UD invalid opcode"),
+        ("unknown-port", "unknown_port", "unknown port 0x604"),
+        ("unmapped-read", "guest_exception", "#PF page fault"),
+        ("mmio-write", "mmio", "guest MMIO write"),
+    ];
+    for (hook, kind, text) in cases {
+        let (status, error, log) = misbehave(hook, None);
+        assert_eq!(
+            harness::backend::microvm::describe_exit(status.unwrap()).as_deref(),
+            Some(format!("vm ended abnormally: {kind} (see the instance log)").as_str()),
+            "{hook}: {log}"
+        );
+        assert!(error.unwrap().contains(kind));
+        assert!(log.contains(text) && log.contains("at rip 0x"), "{hook}: {log}");
+    }
+    let t = std::time::Instant::now();
+    let (_, error, log) = misbehave("loop-forever", Some(300));
+    assert!(error.unwrap().contains("watchdog"), "{log}");
+    assert!(log.contains("watchdog: guest still running after 300ms"), "{log}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // The harness carries on: a healthy VM right after.
+    let mut i = MicrovmBackend::default().launch(&spec("after", "ready")).unwrap();
+    i.wait_ready(T).unwrap();
+    assert_eq!(i.stop(T).unwrap().status, Some(0));
+}
+
+#[test]
+fn probe_scenario_reports_guest_probes() {
+    if !gate("probe_scenario_reports_guest_probes", &[Need::Kvm]) {
+        return;
+    }
+    let mut i = MicrovmBackend::default().launch(&spec("probe", "probe")).unwrap();
+    i.wait_ready(T).unwrap();
+    let ev = collect_events(i.as_mut(), T).unwrap();
+    let probes: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Probe { id, outcome, detail } => Some((id.clone(), *outcome, detail.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(!probes.is_empty(), "{ev:?}");
+    for (id, outcome, detail) in &probes {
+        assert!(id.starts_with("guest."), "{id}");
+        assert_eq!(*outcome, ProbeOutcome::Blocked, "{id}: {detail}");
+    }
+    assert_eq!(ev.last(), Some(&Event::Done { status: 0 }));
+    assert_eq!(i.stop(T).unwrap().status, Some(0));
+}
+
+/// Launch-to-ready distribution and VMM overhead, printed (speed targets are reported, not asserted):
+/// `cargo test -p harness --test microvm -- --ignored --nocapture measure`.
+#[test]
+#[ignore]
+fn measure_launch_to_ready_and_overhead() {
+    if !gate("measure_launch_to_ready_and_overhead", &[Need::Kvm]) {
+        return;
+    }
+    let n: usize = std::env::var("VMCT_MEASURE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let b = MicrovmBackend::default();
+    let mut samples = Vec::with_capacity(n);
+    let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for k in 0..n + 10 {
+        let mut i = b.launch(&spec("measure", "ready")).unwrap();
+        let r = i.wait_ready(T).unwrap();
+        i.stop(T).unwrap();
+        if k >= 10 {
+            samples.push(r.launch_to_ready_s() * 1e3);
+            for p in r.phases {
+                phases.entry(p.name).or_default().push(p.duration_s * 1e6);
+            }
+        }
+    }
+    let q = |v: &mut Vec<f64>, f: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * f).round() as usize]
+    };
+    println!(
+        "launch-to-ready over {n} launches: median {:.3} ms, p99 {:.3} ms, min {:.3} ms, max {:.3} ms",
+        q(&mut samples, 0.5),
+        q(&mut samples, 0.99),
+        q(&mut samples, 0.0),
+        q(&mut samples, 1.0)
+    );
+    for (name, mut v) in phases {
+        println!("  phase {name:<11} median {:>8.1} us", q(&mut v, 0.5));
+    }
+    let mut i = b.launch(&spec("measure-idle", "idle")).unwrap();
+    i.wait_ready(T).unwrap();
+    let s = i.stats();
+    println!(
+        "idle VM: rss {} KiB, guest memory resident {} KiB, VMM overhead {} KiB, pss {} KiB",
+        s.rss_bytes.unwrap() / 1024,
+        s.guest_mem_bytes.unwrap() / 1024,
+        s.vmm_overhead_bytes.unwrap() / 1024,
+        s.pss_bytes.unwrap() / 1024
+    );
+    i.stop(T).unwrap();
+}

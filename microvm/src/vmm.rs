@@ -1,0 +1,216 @@
+//! The VMM process: one VM per process, protocol lines on stdout, "stop" on stdin.
+//!
+//! ```text
+//! vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...
+//! ```
+//! stdout carries `@vmct phase NAME MONO_NS` lines (vmm_start, kvm_open, vm_create, memory, load,
+//! vcpu_setup, first_exit, ready; done before the guest's last lines), then the guest's protocol
+//! lines. The guest's `idle` wait ends when stdin reaches EOF or reads a `stop` line. On an abnormal end
+//! the VMM prints `vmct-vmm: error: ...` on stderr and exits with the error's code
+//! ([`crate::vm::exit_code_kind`] maps it back to a kind). `VMCT_VM_WATCHDOG_MS` and
+//! `VMCT_GUEST_TEST_HOOK` in the environment override the flags (so a harness can set them per instance).
+use crate::layout::hooks;
+use crate::loader::Image;
+use crate::sys;
+use crate::vm::{Host, Vm, VmConfig, VmError};
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+/// Exit code for command-line errors.
+pub const USAGE_EXIT: u8 = 2;
+
+/// Command-line errors of the VMM process.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// A flag is unknown or lacks its value.
+    #[error("vmct-vmm: {0}\nusage: vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...")]
+    Usage(String),
+    /// The guest image cannot be read.
+    #[error("vmct-vmm: cannot read guest image {path}: {source}")]
+    Guest {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    /// Guest ELF path.
+    pub guest: String,
+    /// VM configuration.
+    pub config: VmConfig,
+}
+
+fn hook_number(name: &str) -> Result<u32, ArgsError> {
+    hooks::NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as u32)
+        .ok_or_else(|| ArgsError::Usage(format!("unknown test hook '{name}'; valid: {}", hooks::NAMES.join(", "))))
+}
+
+/// Parse the VMM command line (without the program name); `env` looks up overriding variables.
+pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Args, ArgsError> {
+    let mut config = VmConfig::new("");
+    let mut guest = None;
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    let num = |flag: &str, v: Option<&String>| -> Result<u64, ArgsError> {
+        let v = v.ok_or_else(|| ArgsError::Usage(format!("{flag} needs a value")))?;
+        v.parse().map_err(|_| ArgsError::Usage(format!("{flag}: '{v}' is not a whole number")))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--guest" => {
+                guest = Some(it.next().ok_or_else(|| ArgsError::Usage("--guest needs a path".into()))?.clone())
+            }
+            "--mem-mib" => config.mem_bytes = num(a, it.next())?.saturating_mul(1 << 20),
+            "--vcpus" => config.vcpus = u32::try_from(num(a, it.next())?).unwrap_or(u32::MAX),
+            "--watchdog-ms" => config.watchdog = Some(Duration::from_millis(num(a, it.next())?)),
+            "--probe" => config.probe_mode = true,
+            "--test-hook" => {
+                config.test_hook =
+                    hook_number(it.next().ok_or_else(|| ArgsError::Usage("--test-hook needs a name".into()))?)?
+            }
+            "--" => {
+                words.extend(it.by_ref().cloned());
+            }
+            other => return Err(ArgsError::Usage(format!("unknown argument '{other}'"))),
+        }
+    }
+    if let Some(ms) = env("VMCT_VM_WATCHDOG_MS") {
+        config.watchdog = Some(Duration::from_millis(num("VMCT_VM_WATCHDOG_MS", Some(&ms))?));
+    }
+    if let Some(h) = env("VMCT_GUEST_TEST_HOOK") {
+        config.test_hook = hook_number(&h)?;
+    }
+    config.args = words.join(" ");
+    let guest = guest.ok_or_else(|| ArgsError::Usage("--guest PATH is required".into()))?;
+    if config.args.is_empty() {
+        return Err(ArgsError::Usage("no scenario words after --".into()));
+    }
+    Ok(Args { guest, config })
+}
+
+/// The process [`Host`]: phases are buffered and written with the next guest output in one write.
+struct StdioHost {
+    pending: String,
+}
+
+impl StdioHost {
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        // The harness reading our stdout may be gone; there is nobody left to tell.
+        let _ = out.write_all(self.pending.as_bytes()).and_then(|_| out.flush());
+        self.pending.clear();
+    }
+}
+
+impl Host for StdioHost {
+    fn phase(&mut self, name: &'static str, mono_ns: u64) {
+        self.pending.push_str(&format!("@vmct phase {name} {mono_ns}\n"));
+    }
+    fn output(&mut self, lines: &str) {
+        self.pending.push_str(lines);
+        self.flush();
+    }
+    fn wait_for_stop(&mut self) {
+        self.flush();
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match stdin.lock().read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line.trim() == "stop" => return,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Run one VM as this process; returns the process exit code (the guest's status, or an error code).
+pub fn main(args: &[String]) -> u8 {
+    let start = sys::mono_ns();
+    let args = match parse_args(args, |k| std::env::var(k).ok()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return USAGE_EXIT;
+        }
+    };
+    let image = match std::fs::read(&args.guest) {
+        Ok(b) => b,
+        Err(source) => {
+            eprintln!("{}", ArgsError::Guest { path: args.guest.clone(), source });
+            return USAGE_EXIT;
+        }
+    };
+    let mut host = StdioHost { pending: String::with_capacity(1024) };
+    host.phase("vmm_start", start);
+    let result = Vm::boot(args.config, Image::Elf(&image)).and_then(|mut vm| {
+        for (name, ns) in vm.timeline.marks.clone() {
+            host.phase(name, ns);
+        }
+        vm.run(&mut host)
+    });
+    host.flush();
+    match result {
+        Ok(status) => u8::try_from(status).unwrap_or(1),
+        Err(e) => report(&e),
+    }
+}
+
+fn report(e: &VmError) -> u8 {
+    eprintln!("vmct-vmm: error: {} [{}]", e, e.kind());
+    e.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_flags_words_and_env_overrides() {
+        let a = parse_args(
+            &s(&["--guest", "/g", "--mem-mib", "32", "--vcpus", "2", "--probe", "--", "cpu", "--iters", "5"]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(a.guest, "/g");
+        assert_eq!(a.config.mem_bytes, 32 << 20);
+        assert_eq!(a.config.vcpus, 2);
+        assert!(a.config.probe_mode);
+        assert_eq!(a.config.args, "cpu --iters 5");
+        let env = |k: &str| match k {
+            "VMCT_VM_WATCHDOG_MS" => Some("250".to_string()),
+            "VMCT_GUEST_TEST_HOOK" => Some("loop-forever".to_string()),
+            _ => None,
+        };
+        let a = parse_args(&s(&["--guest", "/g", "--", "ready"]), env).unwrap();
+        assert_eq!(a.config.watchdog, Some(Duration::from_millis(250)));
+        assert_eq!(a.config.test_hook, hooks::LOOP_FOREVER);
+    }
+
+    #[test]
+    fn bad_command_lines_say_what_is_wrong() {
+        let e = parse_args(&s(&["--", "ready"]), |_| None).unwrap_err().to_string();
+        assert!(e.contains("--guest PATH is required"), "{e}");
+        let e = parse_args(&s(&["--guest", "/g", "--mem-mib", "x", "--", "ready"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("'x' is not a whole number"));
+        let e = parse_args(&s(&["--guest", "/g", "--test-hook", "nope", "--", "ready"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("valid: none, fault-ud"));
+        let e = parse_args(&s(&["--guest", "/g"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("no scenario words"));
+    }
+}
