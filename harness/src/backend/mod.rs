@@ -236,6 +236,17 @@ pub struct ExitInfo {
     pub error: Option<String>,
 }
 
+/// State saved from a running instance (a VM snapshot or a container commit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    /// Where the state lives (snapshot directory, or the committed image/layer).
+    pub path: PathBuf,
+    /// Bytes written to save it (allocated on disk, holes excluded).
+    pub bytes: u64,
+    /// Host seconds the instance was paused or busy saving.
+    pub duration_s: f64,
+}
+
 /// One way of running the workload.
 pub trait Backend: Send + Sync {
     /// Backend name as used on the command line and in results.
@@ -244,6 +255,12 @@ pub trait Backend: Send + Sync {
     fn info(&self) -> results::BackendInfo;
     /// Start an instance; returns as soon as it is launched (not ready).
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError>;
+    /// Start an instance from state saved by [`Instance::save_state`] (VM restore, or a container
+    /// started from the committed image). The instance reports `ready` again when it runs.
+    fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let _ = (saved, spec);
+        Err(BackendError::Unavailable { backend: self.name().into(), reason: "cannot restore saved state".into() })
+    }
 }
 
 /// A running instance. Dropping it kills it and removes everything it created.
@@ -260,6 +277,11 @@ pub trait Instance: Send {
     fn stats(&mut self) -> InstanceStats;
     /// Tell the workload to stop (close its stdin), wait up to `timeout`, then kill; clean up.
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError>;
+    /// Save the running instance's state under `dir` (VM snapshot; container commit) and keep running.
+    fn save_state(&mut self, dir: &std::path::Path) -> Result<Saved, BackendError> {
+        let _ = dir;
+        Err(BackendError::Unavailable { backend: self.id().into(), reason: "cannot save state".into() })
+    }
 }
 
 /// Collect everything after `ready` until `done` or end of stream.
