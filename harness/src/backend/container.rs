@@ -1,1 +1,252 @@
-//! The `container` backend (placeholder until the container issue lands).
+//! The `container` backends: our runtime (crate `container`) with three profiles.
+//!
+//! | backend | profile |
+//! |---|---|
+//! | `container` | default: pid/mount/uts/ipc/net/cgroup namespaces, Docker's default caps, no_new_privs, seccomp |
+//! | `container-privileged` | Docker's `--privileged`: no user namespace, all caps, no seccomp |
+//! | `container-userns` | default plus a user namespace |
+//!
+//! All share one base image (the workload binary and the mount points it needs), built once under
+//! [`image_root`]. The workload's stdout+stderr come back through one pipe that is streamed to the
+//! harness and copied to `<log_dir>/<id>.log`.
+use super::lines::{Line, LineReader};
+use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Phase, Ready};
+use crate::clock;
+use crate::memstat;
+use container::{ContainerSpec, Image, Limits, Profile, Runtime};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Path of the workload inside the image.
+pub const WORKLOAD_IN_IMAGE: &str = "/bin/vmct-workload";
+
+/// Where images are built: `<cache>/images` when every ancestor of the cache dir is world-traversable
+/// (a user-namespaced container root must reach its layers), else `/var/tmp/vmct/images`.
+pub fn image_root() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = crate::artifacts::cache_dir();
+    let traversable = cache
+        .ancestors()
+        .filter(|a| a.exists())
+        .all(|a| a.metadata().is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    if traversable {
+        cache.join("images")
+    } else {
+        PathBuf::from("/var/tmp/vmct/images")
+    }
+}
+
+/// The shared base image for `workload` (built once, keyed by the workload's content).
+pub fn base_image(workload: &Path) -> Result<Image, String> {
+    let bytes = std::fs::read(workload).map_err(|e| format!("cannot read workload {}: {e}", workload.display()))?;
+    let hash = crate::artifacts::content_hash(&bytes);
+    let dest = image_root().join(format!("base-{hash:016x}"));
+    let owner = Some((container::USERNS_BASE, container::USERNS_BASE));
+    let layer = container::image::build_layer(&dest, &[(workload, WORKLOAD_IN_IMAGE)], owner).map_err(|e| e.to_string())?;
+    let mut img = Image::open(vec![layer], vec![WORKLOAD_IN_IMAGE.into()]).map_err(|e| e.to_string())?;
+    // The `io` scenario writes into its working directory: the container's own (overlay) filesystem.
+    img.cwd = "/work".into();
+    Ok(img)
+}
+
+/// `container`, `container-privileged` and `container-userns`.
+pub fn backends(workload: &Path) -> Vec<Box<dyn Backend>> {
+    [("container", Profile::Default), ("container-privileged", Profile::Privileged), ("container-userns", Profile::Userns)]
+        .into_iter()
+        .map(|(name, profile)| Box::new(ContainerBackend::new(name, profile, workload)) as Box<dyn Backend>)
+        .collect()
+}
+
+/// One profile of our runtime.
+pub struct ContainerBackend {
+    name: &'static str,
+    profile: Profile,
+    workload: PathBuf,
+    runtime: Mutex<Option<Result<Arc<Runtime>, String>>>,
+}
+
+impl ContainerBackend {
+    /// A backend named `name` running `workload` with `profile` (the runtime is set up on first use).
+    pub fn new(name: &'static str, profile: Profile, workload: &Path) -> ContainerBackend {
+        ContainerBackend { name, profile, workload: workload.to_path_buf(), runtime: Mutex::new(None) }
+    }
+
+    /// The runtime (image built, cgroups detected, seccomp compiled), or why it is unavailable.
+    pub fn runtime(&self) -> Result<Arc<Runtime>, String> {
+        let mut g = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        g.get_or_insert_with(|| {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                return Err("needs root (cgroups, mounts, namespaces); run vmct as root".into());
+            }
+            let img = base_image(&self.workload)?;
+            Runtime::new(img, self.profile).map(Arc::new).map_err(|e| e.to_string())
+        })
+        .clone()
+    }
+}
+
+impl Backend for ContainerBackend {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn info(&self) -> results::BackendInfo {
+        let rt = self.runtime();
+        results::BackendInfo {
+            name: self.name.into(),
+            kind: "ours".into(),
+            model: "container".into(),
+            guest_model: None,
+            available: rt.is_ok(),
+            reason: rt.as_ref().err().cloned(),
+            version: rt.ok().map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
+        }
+    }
+
+    fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let launched_ns = clock::mono_ns();
+        let rt = self.runtime().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
+        let launch_err = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
+        let mut cs = ContainerSpec::new(spec.id.clone(), spec.scenario.to_string().split_whitespace().map(String::from).collect());
+        cs.env = spec.env.clone();
+        cs.limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
+        let log = match &spec.log_dir {
+            Some(dir) => {
+                let io = |context: &str| {
+                    let backend = self.name.to_string();
+                    let context = format!("{context} {}", dir.display());
+                    move |source| BackendError::Io { backend, context, source }
+                };
+                std::fs::create_dir_all(dir).map_err(io("create log dir"))?;
+                Some(std::fs::File::create(dir.join(format!("{}.log", spec.id))).map_err(io("create log file in"))?)
+            }
+            None => None,
+        };
+        let mut c = rt.start(&cs).map_err(|e| launch_err(e.to_string()))?;
+        let out = c.take_stdout().ok_or_else(|| launch_err("no stdout pipe".into()))?;
+        let mut reader = LineReader::new(out).map_err(|source| BackendError::Io {
+            backend: self.name.into(),
+            context: "set up output pipe".into(),
+            source,
+        })?;
+        if let Some(f) = log {
+            reader = reader.tee(f);
+        }
+        Ok(Box::new(ContainerInstance { backend: self.name.into(), id: spec.id.clone(), c: Some(c), reader, launched_ns }))
+    }
+}
+
+/// A running container of ours.
+pub struct ContainerInstance {
+    backend: String,
+    id: String,
+    c: Option<container::Container>,
+    reader: LineReader,
+    launched_ns: u64,
+}
+
+impl ContainerInstance {
+    fn read(&mut self, timeout: Duration) -> Result<Line, BackendError> {
+        self.reader.next(timeout).map_err(|source| BackendError::Io {
+            backend: self.backend.clone(),
+            context: format!("read from container {}", self.id),
+            source,
+        })
+    }
+
+    fn timeout(&self, what: &'static str, timeout: Duration) -> BackendError {
+        BackendError::Timeout { backend: self.backend.clone(), id: self.id.clone(), what, timeout }
+    }
+
+    fn exited(&mut self, what: &'static str) -> BackendError {
+        let exit = match self.c.as_mut().and_then(|c| c.wait(Duration::from_secs(2))) {
+            Some(container::sys::WaitStatus::Exited(s)) => format!("exit status {s}"),
+            Some(container::sys::WaitStatus::Signaled(s)) => format!("killed by signal {s}"),
+            None => "still running, output closed".into(),
+        };
+        let oom = self.c.as_ref().and_then(|c| c.oom_kills()).unwrap_or(0);
+        let exit = if oom > 0 { format!("{exit}, OOM-killed") } else { exit };
+        let tail = self.reader.tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" | ");
+        BackendError::Exited {
+            backend: self.backend.clone(),
+            id: self.id.clone(),
+            what,
+            exit,
+            log: if tail.is_empty() { String::new() } else { format!(": {tail}") },
+        }
+    }
+}
+
+impl Instance for ContainerInstance {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.c.as_ref().map(|c| c.pid())
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError> {
+        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        loop {
+            let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
+            match self.read(left)? {
+                Line::Event(ready_ns, Event::Ready) => {
+                    let t = self.c.as_ref().map(|c| c.timings.clone()).unwrap_or_default();
+                    // The backend's own launch stamp (before the runtime lookup) starts the clock.
+                    let t = container::Timings { launched_ns: self.launched_ns.min(t.launched_ns), ..t };
+                    let mut phases: Vec<Phase> =
+                        t.phases().into_iter().map(|(n, d)| Phase { name: n.into(), duration_s: d }).collect();
+                    phases.push(Phase {
+                        name: "to_ready".into(),
+                        duration_s: clock::ns_to_s(ready_ns.saturating_sub(t.exec_ns())),
+                    });
+                    return Ok(Ready { launched_ns: t.launched_ns, ready_ns, phases });
+                }
+                Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
+                Line::Event(..) | Line::Text(_) => {}
+                Line::Timeout => return Err(self.timeout("report ready", timeout)),
+            }
+        }
+    }
+
+    fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, Event)>, BackendError> {
+        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        loop {
+            let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
+            match self.read(left)? {
+                Line::Event(ns, e) => return Ok(Some((ns, e))),
+                Line::Text(_) => {}
+                Line::Eof => return Ok(None),
+                Line::Timeout => return Err(self.timeout("finish", timeout)),
+            }
+        }
+    }
+
+    fn stats(&mut self) -> InstanceStats {
+        let Some(c) = &self.c else { return InstanceStats::default() };
+        let m = memstat::proc_mem(c.pid());
+        InstanceStats {
+            rss_bytes: m.map(|m| m.rss_bytes),
+            pss_bytes: m.map(|m| m.pss_bytes),
+            cgroup_usage_bytes: c.usage_bytes(),
+            ..Default::default()
+        }
+    }
+
+    fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {
+        let Some(mut c) = self.c.take() else { return Ok(ExitInfo::default()) };
+        let r = c.stop(timeout);
+        // Drain what the container wrote before it ended (its log gets the last lines too).
+        while let Ok(Line::Event(..) | Line::Text(_)) = self.reader.next(Duration::ZERO) {}
+        let exit = r.map_err(|e| BackendError::Launch { backend: self.backend.clone(), reason: e.to_string() })?;
+        Ok(ExitInfo {
+            status: exit.status,
+            signal: exit.signal,
+            oom_killed: exit.oom_killed,
+            error: exit.oom_killed.then(|| "OOM-killed by the memory limit".to_string()),
+        })
+    }
+}

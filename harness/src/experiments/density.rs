@@ -85,6 +85,21 @@ pub fn fit(
     }
 }
 
+/// Wait (at most 3 s) until MemAvailable stops moving by more than 1 MiB per 100 ms, so memory freed
+/// by the previous sweep's teardown is not counted against this one; returns the settled value.
+pub fn settle(meter: &dyn HostMeter) -> u64 {
+    let mut prev = meter.mem_available();
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = meter.mem_available();
+        if now.abs_diff(prev) < 1 << 20 {
+            return now;
+        }
+        prev = now;
+    }
+    prev
+}
+
 /// Run the sweep on one backend.
 pub fn sweep(
     backend: &dyn Backend,
@@ -94,7 +109,7 @@ pub fn sweep(
 ) -> Result<DensityOutput, ExperimentError> {
     let name = backend.name().to_string();
     let mut task = Task::new(mode, format!("density {name}"), plan.max_instances as u64);
-    let avail0 = meter.mem_available();
+    let avail0 = settle(meter);
     let slab0 = meter.slab();
     let mut alive: Vec<Box<dyn Instance>> = Vec::with_capacity(plan.max_instances as usize);
     let mut steps = Vec::with_capacity(plan.max_instances as usize);
