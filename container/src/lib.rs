@@ -1,1 +1,43 @@
-//! The container runtime (see issue: container).
+//! vmct's container runtime: images of read-only layers with a copy-on-write overlayfs rootfs per
+//! container, new pid/mount/uts/ipc/net/cgroup (and optionally user) namespaces, cgroups v1/v2/hybrid
+//! limits, pivot_root, dropped capabilities, no_new_privs, a default seccomp filter, private or
+//! bridged networking, captured output, and cleanup of every object it creates.
+//!
+//! ```no_run
+//! use container::{ContainerSpec, Image, Profile, Runtime};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let image = Image::open(vec!["/var/tmp/vmct/images/base".into()], vec!["/bin/vmct-workload".into()])?;
+//! let rt = Runtime::new(image, Profile::Default)?;           // detects cgroups, compiles seccomp
+//! let mut c = rt.start(&ContainerSpec::new("vmct-demo", vec!["ready".into()]))?;
+//! let _stdout = c.take_stdout();                            // the workload protocol
+//! let exit = c.stop(std::time::Duration::from_secs(5))?;    // removes cgroup and private dirs
+//! assert!(!exit.oom_killed);
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: [`image`] (layers), [`runtime`] (parent side of the start sequence, the [`Container`]
+//! handle), [`init`] (the child's named stages and the typed channel), [`cgroup`] (v1/v2 behind one
+//! trait), [`security`] (caps, seccomp), [`net`], [`limits`], [`oci`] (configs for crun/runc), [`gc`],
+//! and [`sys`] (all `unsafe`).
+pub mod cgroup;
+pub mod gc;
+pub mod image;
+pub mod init;
+pub mod limits;
+pub mod net;
+pub mod oci;
+pub mod runtime;
+pub mod security;
+pub mod sys;
+
+pub use gc::{gc, gc_in, GcReport};
+pub use image::{Image, ImageError};
+pub use limits::{parse_cpus, parse_size, LimitError, Limits};
+pub use net::NetMode;
+pub use runtime::{
+    Container, ContainerSpec, Exit, Output, Profile, Runtime, RuntimeError, Timings, DEFAULT_STATE_ROOT, USERNS_BASE,
+    USERNS_SIZE,
+};
+
+/// Name prefix of every object the runtime creates for the harness (bridge namespace, veths).
+pub const NAME_PREFIX: &str = "vmct";

@@ -1,7 +1,7 @@
 //! `vmct compare`: one plan run on every available backend, written to a run directory, rendered as a
 //! report. Partial results are written after each experiment, so an interrupted run still has data.
 use crate::backend::Backend;
-use crate::experiments::{density, overhead, startup, ExperimentError};
+use crate::experiments::{density, overhead, snapshot, startup, ExperimentError};
 use crate::progress::{self, Mode};
 use results::env::LoadSnapshot;
 use results::{HostEnv, Plan, RunDir, RunMeta};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use workloads::scenario::Scenario;
 
 /// The experiments `compare` can run.
-pub const EXPERIMENTS: &[&str] = &["startup", "overhead", "density", "isolation"];
+pub const EXPERIMENTS: &[&str] = &["startup", "overhead", "density", "isolation", "snapshot"];
 
 /// Errors that stop the whole run (a failing backend only stops its own experiment).
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub struct Settings {
     pub density: density::DensityPlan,
     /// Overhead plan.
     pub overhead: overhead::OverheadPlan,
+    /// Snapshot plan.
+    pub snapshot: snapshot::SnapshotPlan,
     /// Blast-radius settings (None: probes only).
     pub blast: Option<crate::isolation::blast::BlastOptions>,
     /// Whether this is the quick preset.
@@ -72,6 +74,7 @@ impl Settings {
                 runs: 2,
                 timeout: Duration::from_secs(60),
             },
+            snapshot: snapshot::SnapshotPlan::quick(),
             blast: Some(crate::isolation::blast::BlastOptions {
                 victim_iters: 50_000,
                 rounds: 2,
@@ -111,6 +114,7 @@ impl Settings {
                 runs: 5,
                 timeout: Duration::from_secs(120),
             },
+            snapshot: snapshot::SnapshotPlan::default_plan(),
             blast: Some(crate::isolation::blast::BlastOptions { hog_secs: 20.0, rounds: 3, ..Default::default() }),
             quick: false,
         }
@@ -213,15 +217,6 @@ pub fn run(
     };
     rd.write_meta(&meta)?;
     let mut failures = Vec::new();
-    let mut fail = |what: &str, b: &dyn Backend, e: ExperimentError| -> Result<(), CompareError> {
-        if let ExperimentError::Interrupted(i) = e {
-            return Err(i.into());
-        }
-        let msg = format!("{what} on {}: {e}", b.name());
-        progress::note(mode, &format!("warning: {msg}"));
-        failures.push(msg);
-        Ok(())
-    };
     let wants = |e: &str| settings.experiments.iter().any(|x| x == e);
 
     let mut startup_medians = Vec::new();
@@ -234,7 +229,7 @@ pub fn run(
                     phases.extend(o.phases);
                     sums.extend(o.summaries);
                 }
-                Err(e) => fail("startup", *b, e)?,
+                Err(e) => record_failure(&mut failures, mode, "startup", *b, e)?,
             }
             rd.write_csv(&samples)?;
             rd.write_csv(&phases)?;
@@ -249,7 +244,7 @@ pub fn run(
         for b in &usable {
             match overhead::run(*b, &settings.overhead, mode) {
                 Ok(r) => rows.extend(r),
-                Err(e) => fail("overhead", *b, e)?,
+                Err(e) => record_failure(&mut failures, mode, "overhead", *b, e)?,
             }
         }
         overhead::add_ratios(&mut rows);
@@ -267,7 +262,7 @@ pub fn run(
                     steps.extend(o.steps);
                     fits.push(o.fit);
                 }
-                Err(e) => fail("density", *b, e)?,
+                Err(e) => record_failure(&mut failures, mode, "density", *b, e)?,
             }
             rd.write_csv(&steps)?;
             rd.write_csv(&fits)?;
@@ -292,12 +287,40 @@ pub fn run(
         }
     }
 
+    if wants("snapshot") {
+        let mut rows = Vec::new();
+        for b in &usable {
+            match snapshot::run(*b, &settings.snapshot, mode) {
+                Ok(r) => rows.extend(r),
+                Err(e) => record_failure(&mut failures, mode, "snapshot", *b, e)?,
+            }
+            rd.write_csv(&rows)?;
+        }
+    }
+
     let after = LoadSnapshot::capture();
     meta.caveats.extend(load_caveats(&meta.load_before, &after, meta.host.cores));
     meta.load_after = Some(after);
     meta.finished_unix_s = unix_now();
     rd.write_meta(&meta)?;
     Ok(Outcome { run_dir: out, report: None, failures, startup_medians, density: density_out })
+}
+
+/// Note a backend's failed experiment and go on; a Ctrl-C stops the whole run.
+fn record_failure(
+    failures: &mut Vec<String>,
+    mode: Mode,
+    what: &str,
+    b: &dyn Backend,
+    e: ExperimentError,
+) -> Result<(), CompareError> {
+    if let ExperimentError::Interrupted(i) = e {
+        return Err(i.into());
+    }
+    let msg = format!("{what} on {}: {e}", b.name());
+    progress::note(mode, &format!("warning: {msg}"));
+    failures.push(msg);
+    Ok(())
 }
 
 /// The isolation experiment (probe catalogue + blast radius) on the usable backends.

@@ -11,6 +11,7 @@ pub mod experiments;
 pub mod gc;
 pub mod interrupt;
 pub mod isolation;
+pub mod kernel;
 pub mod logs;
 pub mod memstat;
 pub mod privileged;

@@ -117,12 +117,30 @@ pub mod ports {
     pub const DOORBELL: u16 = 0x0600;
     /// OUT (u32 status): the guest is finished; the VMM forwards the mailbox and ends the VM.
     pub const EXIT: u16 = 0x0601;
-    /// IN (u32): blocks until the host says stop (stdin closed or `stop`); reads 0.
+    /// IN (u32): blocks until the host says stop (stdin closed or `stop`) or asks for a snapshot;
+    /// reads one of [`super::wait`] (0 = stop).
     pub const WAIT_STOP: u16 = 0x0602;
     /// OUT from the ring-0 exception stubs: the exception frame is on the kernel stack (RSP).
     pub const FAULT: u16 = 0x0603;
     /// First port outside the map, used by probes and tests to hit an unknown port.
     pub const FIRST_UNMAPPED: u16 = 0x0604;
+}
+
+/// What a read of [`ports::WAIT_STOP`] returns: why the wait ended.
+///
+/// A snapshot is two rounds: the VMM answers [`wait::SNAPSHOT_PREPARE`] (the guest records a checksum
+/// of the memory it holds and waits again), then saves the VM at that second wait. The saved vCPU has
+/// the read completed with [`wait::RESTORED`], so a VM restored from the snapshot resumes right after
+/// the read, checks its memory and reports `ready` again; the running VM gets [`wait::SNAPSHOT_DONE`].
+pub mod wait {
+    /// Stop: finish the scenario.
+    pub const STOP: u32 = 0;
+    /// This VM was just restored from a snapshot: report `ready`, check held memory, wait again.
+    pub const RESTORED: u32 = 1;
+    /// A snapshot is about to be taken: record a checksum of held memory, wait again.
+    pub const SNAPSHOT_PREPARE: u32 = 2;
+    /// The snapshot was written (this is the original VM): wait again.
+    pub const SNAPSHOT_DONE: u32 = 3;
 }
 
 /// [`BootInfo::magic`]: "VMCTBOOT".

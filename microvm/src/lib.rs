@@ -17,11 +17,13 @@
 //!
 //! Modules: [`layout`] (addresses, port map, boot-info block), [`arch`] (descriptor tables, stubs,
 //! page tables), [`loader`], [`vm`] (boot + run loop + typed exit errors), [`vmm`] (the one-VM-per-process
-//! entry point behind the `vmct-vmm` binary), [`status`] (KVM flavour, guest models), [`sys`] (the only
+//! entry point behind the `vmct-vmm` binary), [`snapshot`] (save a paused VM, restore copy-on-write), [`status`] (KVM flavour, guest models), [`sys`] (the only
 //! `unsafe` code).
 pub mod arch;
 pub mod layout;
+pub mod linux;
 pub mod loader;
+pub mod snapshot;
 pub mod status;
 pub mod sys;
 pub mod vm;

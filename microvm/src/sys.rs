@@ -30,6 +30,14 @@ pub enum SysError {
     /// Creating or arming the watchdog timer failed.
     #[error("microvm: watchdog timer: {0}")]
     Timer(std::io::Error),
+    /// `mincore` on guest memory failed.
+    #[error("microvm: mincore on guest memory ({len} bytes) failed: {source}")]
+    Mincore {
+        /// Length of the range.
+        len: usize,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 // SAFETY: BootInfo is repr(C), made only of integers and a byte array, with no padding (its size,
@@ -67,6 +75,29 @@ pub fn memfd(name: &std::ffi::CStr, size: u64) -> Result<File, SysError> {
     let file = unsafe { File::from_raw_fd(fd) };
     file.set_len(size).map_err(SysError::Memfd)?;
     Ok(file)
+}
+
+/// Which pages of guest memory `[0, len)` are resident (page-cache or anonymous pages exist for them):
+/// for a memfd, the pages the guest or the VMM touched; for a private file mapping (a restored VM),
+/// the pages of the file in the page cache plus the copied-on-write ones. One flag per 4 KiB page.
+pub fn resident_pages(mem: &vm_memory::GuestMemoryMmap, len: usize) -> Result<Vec<bool>, SysError> {
+    use vm_memory::{GuestAddress, GuestMemoryBackend};
+    let host = mem
+        .get_host_address(GuestAddress(0))
+        .map_err(|e| SysError::Mincore { len, source: std::io::Error::other(e.to_string()) })?;
+    let region_len = mem.iter().next().map_or(0, |r| vm_memory::GuestMemoryRegion::len(r) as usize);
+    if len > region_len {
+        return Err(SysError::Mincore { len, source: std::io::Error::from_raw_os_error(libc::EINVAL) });
+    }
+    let pages = len.div_ceil(crate::layout::PAGE_SIZE as usize);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `host..host+len` lies inside the first region's live mapping (checked above), which is
+    // page aligned (mmap); `vec` has one byte per page of that range, as mincore requires.
+    let rc = unsafe { libc::mincore(host.cast(), len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(SysError::Mincore { len, source: std::io::Error::last_os_error() });
+    }
+    Ok(vec.into_iter().map(|b| b & 1 == 1).collect())
 }
 
 /// Host CLOCK_MONOTONIC in nanoseconds (the clock of every vmct timestamp).

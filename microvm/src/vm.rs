@@ -19,8 +19,10 @@
 use crate::arch;
 use crate::layout::{self, ports, probe_exit, BootInfo, ProbeArea};
 use crate::loader::{self, Image, LoadError, Loaded};
+use crate::snapshot::SnapshotError;
 use crate::sys::{self, SysError, ThreadTimer};
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
+use std::path::PathBuf;
 use std::time::Duration;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -187,11 +189,15 @@ pub enum VmError {
         /// Claimed length.
         len: u32,
     },
+    /// A snapshot to restore from could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 impl VmError {
     /// Short kind name: `unknown_port`, `mmio`, `hlt`, `shutdown`, `internal_error`, `fail_entry`,
-    /// `unexpected_exit`, `guest_exception`, `watchdog`, `mailbox`, `kvm_unavailable`, `setup`.
+    /// `unexpected_exit`, `guest_exception`, `watchdog`, `mailbox`, `kvm_unavailable`, `setup`,
+    /// `snapshot` (a snapshot to restore from is unreadable).
     pub fn kind(&self) -> &'static str {
         match self {
             VmError::UnknownPort { .. } => "unknown_port",
@@ -206,6 +212,7 @@ impl VmError {
             VmError::Mailbox { .. } => "mailbox",
             VmError::KvmMissing | VmError::KvmAccess(_) | VmError::KvmApi(_) | VmError::KvmCap(_) => "kvm_unavailable",
             VmError::Config(_) => "config",
+            VmError::Snapshot(_) => "snapshot",
             _ => "setup",
         }
     }
@@ -231,6 +238,7 @@ pub const EXIT_CODES: &[&str] = &[
     "guest_exception",
     "watchdog",
     "mailbox",
+    "snapshot",
 ];
 
 /// The error kind of a VMM process exit code, if it is one of ours.
@@ -260,6 +268,15 @@ impl Timeline {
     }
 }
 
+/// What the host answers while the guest waits on [`ports::WAIT_STOP`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCommand {
+    /// End the wait: the guest finishes its scenario.
+    Stop,
+    /// Save a snapshot of the VM into this directory, then keep waiting.
+    Snapshot(PathBuf),
+}
+
 /// What the run loop needs from whoever runs the VM (the VMM process, a test, a bench).
 pub trait Host {
     /// A run-loop phase was reached (`first_exit`, `ready`, `done`) at host CLOCK_MONOTONIC `mono_ns`.
@@ -268,6 +285,12 @@ pub trait Host {
     fn output(&mut self, lines: &str);
     /// Block until the guest should stop (the guest is waiting on [`ports::WAIT_STOP`]).
     fn wait_for_stop(&mut self);
+    /// Block until the host has a command for a guest waiting on [`ports::WAIT_STOP`]. The default
+    /// only knows [`HostCommand::Stop`] (after [`Host::wait_for_stop`]).
+    fn wait_for_command(&mut self) -> HostCommand {
+        self.wait_for_stop();
+        HostCommand::Stop
+    }
 }
 
 /// A [`Host`] that collects everything in memory (tests, benches); `wait_for_stop` returns at once.
@@ -291,16 +314,18 @@ impl Host for CollectHost {
 
 /// A booted microVM. Field order is drop order: vCPUs, then the VM fd, then guest memory.
 pub struct Vm {
-    vcpus: Vec<VcpuFd>,
+    pub(crate) vcpus: Vec<VcpuFd>,
     _vm: VmFd,
     _kvm: Kvm,
-    mem: GuestMemoryMmap,
-    config: VmConfig,
-    loaded: Loaded,
-    tsc_khz: u32,
+    pub(crate) mem: GuestMemoryMmap,
+    pub(crate) config: VmConfig,
+    pub(crate) loaded: Loaded,
+    pub(crate) tsc_khz: u32,
     /// Host timestamps of every phase so far.
     pub timeline: Timeline,
     ready_seen: bool,
+    /// A snapshot asked for: saved at the guest's next stop-port read (see [`layout::wait`]).
+    pending_snapshot: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -360,6 +385,7 @@ enum Step {
     Out { port: u16, value: u32, size: usize },
     In { port: u16, size: usize },
     WaitedStop,
+    Snapshot(PathBuf),
     Mmio { addr: u64, write: bool, size: usize },
     Hlt,
     Shutdown,
@@ -432,7 +458,33 @@ impl Vm {
         vcpus[0].set_regs(&trampoline_regs()).map_err(|source| VmError::Setup { what: "KVM_SET_REGS", source })?;
         timeline.mark("vcpu_setup");
 
-        Ok(Vm { vcpus, _vm: vm, _kvm: kvm, mem, config, loaded, tsc_khz, timeline, ready_seen: false })
+        Ok(Vm::assemble(vcpus, vm, kvm, mem, config, loaded, tsc_khz, timeline))
+    }
+
+    /// A VM from its parts (boot and restore), not yet run.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        vcpus: Vec<VcpuFd>,
+        vm: VmFd,
+        kvm: Kvm,
+        mem: GuestMemoryMmap,
+        config: VmConfig,
+        loaded: Loaded,
+        tsc_khz: u32,
+        timeline: Timeline,
+    ) -> Vm {
+        Vm {
+            vcpus,
+            _vm: vm,
+            _kvm: kvm,
+            mem,
+            config,
+            loaded,
+            tsc_khz,
+            timeline,
+            ready_seen: false,
+            pending_snapshot: None,
+        }
     }
 
     /// The guest's TSC frequency in kHz as KVM reports it (0 if unknown).
@@ -475,11 +527,25 @@ impl Vm {
                     Step::Out { port, value: u32::from_le_bytes(b), size: data.len() }
                 }
                 Ok(VcpuExit::IoIn(port, data)) if port == ports::WAIT_STOP => {
-                    data.fill(0);
                     arm(false)?;
-                    host.wait_for_stop();
+                    let step = if let Some(dir) = self.pending_snapshot.take() {
+                        // Second round: the guest has recorded its checksum. The saved vCPU's read
+                        // returns RESTORED; save_snapshot then changes ours to SNAPSHOT_DONE.
+                        data.copy_from_slice(&layout::wait::RESTORED.to_le_bytes()[..data.len().min(4)]);
+                        Step::Snapshot(dir)
+                    } else {
+                        let reply = match host.wait_for_command() {
+                            HostCommand::Stop => layout::wait::STOP,
+                            HostCommand::Snapshot(dir) => {
+                                self.pending_snapshot = Some(dir);
+                                layout::wait::SNAPSHOT_PREPARE
+                            }
+                        };
+                        data.copy_from_slice(&reply.to_le_bytes()[..data.len().min(4)]);
+                        Step::WaitedStop
+                    };
                     deadline = arm(true)?;
-                    Step::WaitedStop
+                    step
                 }
                 Ok(VcpuExit::IoIn(port, data)) => {
                     data.fill(0xff);
@@ -523,6 +589,13 @@ impl Vm {
                     }
                 }
                 Step::WaitedStop => {}
+                Step::Snapshot(dir) => {
+                    let lines = match self.save_snapshot(&dir) {
+                        Ok(info) => info.protocol_lines(),
+                        Err(e) => crate::snapshot::failure_line(&e),
+                    };
+                    host.output(&lines);
+                }
                 Step::Mmio { addr, write, size } => {
                     if !self.probe_record(probe_exit::MMIO, addr)? {
                         let dir = if write { "write" } else { "read" };
@@ -569,8 +642,8 @@ impl Vm {
                 host.phase("ready", ns);
             }
             // Phase lines carry host timestamps: only the VMM writes them.
-            if line.starts_with("@vmct phase") {
-                out.push_str("guest sent a phase line (dropped): ");
+            if line.starts_with("@vmct phase") || line.starts_with("@vmct result snapshot.") {
+                out.push_str("guest sent a VMM-only line (dropped): ");
             }
             out.push_str(line);
             out.push('\n');

@@ -2,17 +2,22 @@
 //!
 //! ```text
 //! vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...
+//! vmct-vmm --restore DIR [--watchdog-ms N]
 //! ```
 //! stdout carries `@vmct phase NAME MONO_NS` lines (vmm_start, kvm_open, vm_create, memory, load,
 //! vcpu_setup, first_exit, ready; done before the guest's last lines), then the guest's protocol
-//! lines. The guest's `idle` wait ends when stdin reaches EOF or reads a `stop` line. On an abnormal end
+//! lines. The guest's `idle` wait ends when stdin reaches EOF or reads a `stop` line; a `snapshot DIR`
+//! line saves the VM into DIR (see [`crate::snapshot`]), answers with `@vmct result snapshot.* ...` lines
+//! ending with `snapshot.bytes` (or one `@vmct unsupported snapshot REASON` line) and keeps waiting.
+//! `--restore DIR` starts a VM from such a snapshot instead of booting one: it reports `ready` again
+//! and continues where the snapshotted VM was. On an abnormal end
 //! the VMM prints `vmct-vmm: error: ...` on stderr and exits with the error's code
 //! ([`crate::vm::exit_code_kind`] maps it back to a kind). `VMCT_VM_WATCHDOG_MS` and
 //! `VMCT_GUEST_TEST_HOOK` in the environment override the flags (so a harness can set them per instance).
 use crate::layout::hooks;
 use crate::loader::Image;
 use crate::sys;
-use crate::vm::{Host, Vm, VmConfig, VmError};
+use crate::vm::{Host, HostCommand, Vm, VmConfig, VmError};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -23,7 +28,7 @@ pub const USAGE_EXIT: u8 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
     /// A flag is unknown or lacks its value.
-    #[error("vmct-vmm: {0}\nusage: vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...")]
+    #[error("vmct-vmm: {0}\nusage: vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...\n       vmct-vmm --restore DIR [--watchdog-ms N]")]
     Usage(String),
     /// The guest image cannot be read.
     #[error("vmct-vmm: cannot read guest image {path}: {source}")]
@@ -38,10 +43,12 @@ pub enum ArgsError {
 /// Parsed command line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Args {
-    /// Guest ELF path.
+    /// Guest ELF path (empty with `--restore`).
     pub guest: String,
-    /// VM configuration.
+    /// VM configuration (with `--restore`, only the watchdog is used, and only if given).
     pub config: VmConfig,
+    /// Snapshot directory to restore from instead of booting.
+    pub restore: Option<String>,
 }
 
 fn hook_number(name: &str) -> Result<u32, ArgsError> {
@@ -56,6 +63,8 @@ fn hook_number(name: &str) -> Result<u32, ArgsError> {
 pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Args, ArgsError> {
     let mut config = VmConfig::new("");
     let mut guest = None;
+    let mut restore = None;
+    let mut watchdog_set = false;
     let mut words = Vec::new();
     let mut it = args.iter();
     let num = |flag: &str, v: Option<&String>| -> Result<u64, ArgsError> {
@@ -69,7 +78,13 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
             }
             "--mem-mib" => config.mem_bytes = num(a, it.next())?.saturating_mul(1 << 20),
             "--vcpus" => config.vcpus = u32::try_from(num(a, it.next())?).unwrap_or(u32::MAX),
-            "--watchdog-ms" => config.watchdog = Some(Duration::from_millis(num(a, it.next())?)),
+            "--watchdog-ms" => {
+                config.watchdog = Some(Duration::from_millis(num(a, it.next())?));
+                watchdog_set = true;
+            }
+            "--restore" => {
+                restore = Some(it.next().ok_or_else(|| ArgsError::Usage("--restore needs a directory".into()))?.clone())
+            }
             "--probe" => config.probe_mode = true,
             "--test-hook" => {
                 config.test_hook =
@@ -83,16 +98,26 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
     }
     if let Some(ms) = env("VMCT_VM_WATCHDOG_MS") {
         config.watchdog = Some(Duration::from_millis(num("VMCT_VM_WATCHDOG_MS", Some(&ms))?));
+        watchdog_set = true;
     }
     if let Some(h) = env("VMCT_GUEST_TEST_HOOK") {
         config.test_hook = hook_number(&h)?;
     }
     config.args = words.join(" ");
+    if let Some(dir) = restore {
+        if guest.is_some() || !config.args.is_empty() {
+            return Err(ArgsError::Usage("--restore DIR takes no --guest and no scenario words".into()));
+        }
+        if !watchdog_set {
+            config.watchdog = None;
+        }
+        return Ok(Args { guest: String::new(), config, restore: Some(dir) });
+    }
     let guest = guest.ok_or_else(|| ArgsError::Usage("--guest PATH is required".into()))?;
     if config.args.is_empty() {
         return Err(ArgsError::Usage("no scenario words after --".into()));
     }
-    Ok(Args { guest, config })
+    Ok(Args { guest, config, restore: None })
 }
 
 /// The process [`Host`]: phases are buffered and written with the next guest output in one write.
@@ -121,17 +146,33 @@ impl Host for StdioHost {
         self.flush();
     }
     fn wait_for_stop(&mut self) {
+        while self.wait_for_command() != HostCommand::Stop {}
+    }
+    fn wait_for_command(&mut self) -> HostCommand {
         self.flush();
         let stdin = std::io::stdin();
         let mut line = String::new();
         loop {
             line.clear();
             match stdin.lock().read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line.trim() == "stop" => return,
-                Ok(_) => {}
+                Ok(0) | Err(_) => return HostCommand::Stop,
+                Ok(_) => {
+                    if let Some(c) = parse_command(&line) {
+                        return c;
+                    }
+                }
             }
         }
+    }
+}
+
+/// A command line on the VMM's stdin: `stop`, or `snapshot DIR`; None for anything else (ignored).
+pub fn parse_command(line: &str) -> Option<HostCommand> {
+    let line = line.trim();
+    match line.split_once(' ') {
+        None if line == "stop" => Some(HostCommand::Stop),
+        Some(("snapshot", dir)) if !dir.trim().is_empty() => Some(HostCommand::Snapshot(dir.trim().into())),
+        _ => None,
     }
 }
 
@@ -145,16 +186,25 @@ pub fn main(args: &[String]) -> u8 {
             return USAGE_EXIT;
         }
     };
-    let image = match std::fs::read(&args.guest) {
-        Ok(b) => b,
-        Err(source) => {
-            eprintln!("{}", ArgsError::Guest { path: args.guest.clone(), source });
-            return USAGE_EXIT;
+    let mut host = StdioHost { pending: String::with_capacity(1024) };
+    let vm = match &args.restore {
+        Some(dir) => {
+            host.phase("vmm_start", start);
+            Vm::restore(std::path::Path::new(dir), args.config.watchdog)
+        }
+        None => {
+            let image = match std::fs::read(&args.guest) {
+                Ok(b) => b,
+                Err(source) => {
+                    eprintln!("{}", ArgsError::Guest { path: args.guest.clone(), source });
+                    return USAGE_EXIT;
+                }
+            };
+            host.phase("vmm_start", start);
+            Vm::boot(args.config, Image::Elf(&image))
         }
     };
-    let mut host = StdioHost { pending: String::with_capacity(1024) };
-    host.phase("vmm_start", start);
-    let result = Vm::boot(args.config, Image::Elf(&image)).and_then(|mut vm| {
+    let result = vm.and_then(|mut vm| {
         for (name, ns) in vm.timeline.marks.clone() {
             host.phase(name, ns);
         }
@@ -212,5 +262,23 @@ mod tests {
         assert!(e.to_string().contains("valid: none, fault-ud"));
         let e = parse_args(&s(&["--guest", "/g"]), |_| None).unwrap_err();
         assert!(e.to_string().contains("no scenario words"));
+        let e = parse_args(&s(&["--restore", "/d", "--", "idle"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("--restore DIR takes no --guest"), "{e}");
+    }
+
+    #[test]
+    fn restore_needs_only_a_directory_and_keeps_the_snapshot_watchdog_unless_given() {
+        let a = parse_args(&s(&["--restore", "/snap"]), |_| None).unwrap();
+        assert_eq!((a.restore.as_deref(), a.config.watchdog), (Some("/snap"), None));
+        let a = parse_args(&s(&["--restore", "/snap", "--watchdog-ms", "5"]), |_| None).unwrap();
+        assert_eq!(a.config.watchdog, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn stdin_commands_are_stop_and_snapshot() {
+        assert_eq!(parse_command("stop\n"), Some(HostCommand::Stop));
+        assert_eq!(parse_command("snapshot /tmp/a b\n"), Some(HostCommand::Snapshot("/tmp/a b".into())));
+        assert_eq!(parse_command("snapshot \n"), None);
+        assert_eq!(parse_command("hello\n"), None);
     }
 }

@@ -93,6 +93,23 @@ impl ChildInstance {
         self
     }
 
+    /// Write one command line (a newline is added) to the child's stdin, e.g. the VMM's
+    /// `snapshot DIR`; read the reply with [`Instance::next_event`].
+    pub fn send_line(&mut self, line: &str) -> Result<(), BackendError> {
+        use std::io::Write;
+        let io = |source| BackendError::Io {
+            backend: self.backend.clone(),
+            context: format!("write a command to instance {}", self.id),
+            source,
+        };
+        let stdin = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdin.as_mut())
+            .ok_or_else(|| io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "instance stopped")))?;
+        stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush()).map_err(io)
+    }
+
     fn read(&mut self, timeout: Duration) -> Result<Line, BackendError> {
         self.reader.next(timeout).map_err(|source| BackendError::Io {
             backend: self.backend.clone(),

@@ -43,7 +43,8 @@ pub fn base_image(workload: &Path) -> Result<Image, String> {
     let hash = crate::artifacts::content_hash(&bytes);
     let dest = image_root().join(format!("base-{hash:016x}"));
     let owner = Some((container::USERNS_BASE, container::USERNS_BASE));
-    let layer = container::image::build_layer(&dest, &[(workload, WORKLOAD_IN_IMAGE)], owner).map_err(|e| e.to_string())?;
+    let layer =
+        container::image::build_layer(&dest, &[(workload, WORKLOAD_IN_IMAGE)], owner).map_err(|e| e.to_string())?;
     let mut img = Image::open(vec![layer], vec![WORKLOAD_IN_IMAGE.into()]).map_err(|e| e.to_string())?;
     // The `io` scenario writes into its working directory: the container's own (overlay) filesystem.
     img.cwd = "/work".into();
@@ -52,10 +53,14 @@ pub fn base_image(workload: &Path) -> Result<Image, String> {
 
 /// `container`, `container-privileged` and `container-userns`.
 pub fn backends(workload: &Path) -> Vec<Box<dyn Backend>> {
-    [("container", Profile::Default), ("container-privileged", Profile::Privileged), ("container-userns", Profile::Userns)]
-        .into_iter()
-        .map(|(name, profile)| Box::new(ContainerBackend::new(name, profile, workload)) as Box<dyn Backend>)
-        .collect()
+    [
+        ("container", Profile::Default),
+        ("container-privileged", Profile::Privileged),
+        ("container-userns", Profile::Userns),
+    ]
+    .into_iter()
+    .map(|(name, profile)| Box::new(ContainerBackend::new(name, profile, workload)) as Box<dyn Backend>)
+    .collect()
 }
 
 /// One profile of our runtime.
@@ -109,7 +114,10 @@ impl Backend for ContainerBackend {
         let launched_ns = clock::mono_ns();
         let rt = self.runtime().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
         let launch_err = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
-        let mut cs = ContainerSpec::new(spec.id.clone(), spec.scenario.to_string().split_whitespace().map(String::from).collect());
+        let mut cs = ContainerSpec::new(
+            spec.id.clone(),
+            spec.scenario.to_string().split_whitespace().map(String::from).collect(),
+        );
         cs.env = spec.env.clone();
         cs.limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
         let log = match &spec.log_dir {
@@ -134,7 +142,13 @@ impl Backend for ContainerBackend {
         if let Some(f) = log {
             reader = reader.tee(f);
         }
-        Ok(Box::new(ContainerInstance { backend: self.name.into(), id: spec.id.clone(), c: Some(c), reader, launched_ns }))
+        Ok(Box::new(ContainerInstance {
+            backend: self.name.into(),
+            id: spec.id.clone(),
+            c: Some(c),
+            reader,
+            launched_ns,
+        }))
     }
 }
 

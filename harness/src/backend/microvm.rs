@@ -11,7 +11,7 @@
 //! error kind (`guest_exception`, `unknown_port`, `mmio`, `watchdog`, ...), reported in
 //! [`ExitInfo::error`]; the full message is in the instance log.
 use super::child::ChildInstance;
-use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready};
+use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready, Saved};
 use crate::artifacts;
 use crate::memstat;
 use std::process::{Command, ExitCode};
@@ -24,6 +24,15 @@ pub const NAME: &str = "microvm";
 
 /// Name of the guest-memory mapping in the VMM's /proc/PID/smaps (a memfd).
 pub const GUEST_MAPPING: &str = "/memfd:vmct-guest";
+
+/// How long a VMM may take to save a snapshot before [`Instance::save_state`] gives up.
+pub const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// True for the smaps header line of guest memory: the memfd of a booted VM, or the snapshot memory
+/// file a restored VM maps copy-on-write.
+pub fn is_guest_mapping(header: &str) -> bool {
+    header.contains(GUEST_MAPPING) || header.contains(&format!("/{}", microvm::snapshot::MEMORY_FILE))
+}
 
 /// Guest memory beyond the scenario's working set when the spec sets no memory limit: the image,
 /// its stack and the VMM's structures live in the first 4 MiB.
@@ -60,7 +69,7 @@ pub fn guest_mem_bytes(mem_limit: Option<u64>, scenario: &Scenario) -> u64 {
 pub fn vmm_stats(pid: u32) -> InstanceStats {
     let Some(m) = memstat::proc_mem(pid) else { return InstanceStats::default() };
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let guest = memstat::smaps_rss_where(&smaps, |h| h.contains(GUEST_MAPPING));
+    let guest = memstat::smaps_rss_where(&smaps, is_guest_mapping);
     InstanceStats {
         rss_bytes: Some(m.rss_bytes),
         pss_bytes: Some(m.pss_bytes),
@@ -81,13 +90,13 @@ impl MicrovmBackend {
         self.available.get_or_init(|| microvm::status::kvm_status().bare)
     }
 
-    fn command(&self, spec: &InstanceSpec) -> Result<Command, BackendError> {
+    /// The VMM command without arguments (`vmct-vmm`, or `vmct __vmm` with `VMCT_VMM_LAUNCH=reexec`).
+    fn vmm_command(&self) -> Result<Command, BackendError> {
         let unavailable = |e: artifacts::ArtifactError| BackendError::Unavailable {
             backend: NAME.to_string(),
             reason: e.to_string(),
         };
-        let guest = artifacts::guest_path().map_err(unavailable)?;
-        let mut cmd = if std::env::var("VMCT_VMM_LAUNCH").is_ok_and(|v| v == "reexec") {
+        Ok(if std::env::var("VMCT_VMM_LAUNCH").is_ok_and(|v| v == "reexec") {
             let exe = std::env::current_exe().map_err(|e| BackendError::Launch {
                 backend: NAME.to_string(),
                 reason: format!("cannot find the vmct binary to re-exec: {e}"),
@@ -97,7 +106,13 @@ impl MicrovmBackend {
             c
         } else {
             Command::new(artifacts::vmm_path().map_err(unavailable)?)
-        };
+        })
+    }
+
+    fn command(&self, spec: &InstanceSpec) -> Result<Command, BackendError> {
+        let guest = artifacts::guest_path()
+            .map_err(|e| BackendError::Unavailable { backend: NAME.to_string(), reason: e.to_string() })?;
+        let mut cmd = self.vmm_command()?;
         let mem_mib = guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario).div_ceil(1 << 20);
         cmd.arg("--guest").arg(guest);
         cmd.args(["--mem-mib", &mem_mib.to_string(), "--vcpus", &spec.vcpus.max(1).to_string()]);
@@ -132,6 +147,20 @@ impl Backend for MicrovmBackend {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
         }
         let cmd = self.command(spec)?;
+        let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
+        Ok(Box::new(MicrovmInstance { inner: child }))
+    }
+
+    /// A new VMM restoring the snapshot in `saved.path` (`vmct-vmm --restore DIR`): guest memory is the
+    /// snapshot's memory file mapped copy-on-write; the guest reports `ready` again, then
+    /// `restore.memory_ok`. Only `spec.id`, `spec.log_dir` and `spec.env` are used: the VM's shape is
+    /// the snapshot's.
+    fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        if let Err(reason) = self.availability() {
+            return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
+        }
+        let mut cmd = self.vmm_command()?;
+        cmd.arg("--restore").arg(&saved.path);
         let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
         Ok(Box::new(MicrovmInstance { inner: child }))
     }
@@ -173,6 +202,34 @@ impl Instance for MicrovmInstance {
         }
         Ok(info)
     }
+
+    /// Snapshot the VM into `dir` (the VMM pauses it while the guest waits for stop, as in `idle`,
+    /// writes `dir`, and lets it go on). `duration_s` is the pause the VMM measured; `bytes` what it
+    /// wrote (memory pages without holes, plus the state file).
+    fn save_state(&mut self, dir: &std::path::Path) -> Result<Saved, BackendError> {
+        self.inner.send_line(&format!("snapshot {}", dir.display()))?;
+        let id = self.id().to_string();
+        let failed = |reason: String| BackendError::Save { backend: NAME.into(), id: id.clone(), reason };
+        let mut save_s = None;
+        loop {
+            match self.inner.next_event(SAVE_TIMEOUT)? {
+                Some((_, Event::Result { name, value, .. })) if name == "snapshot.save_s" => save_s = Some(value),
+                Some((_, Event::Result { name, value, .. })) if name == "snapshot.bytes" => {
+                    return Ok(Saved {
+                        path: dir.to_path_buf(),
+                        bytes: value as u64,
+                        duration_s: save_s.unwrap_or(0.0),
+                    })
+                }
+                Some((_, Event::Unsupported { what, reason })) if what == "snapshot" => return Err(failed(reason)),
+                Some((_, Event::Done { status })) => {
+                    return Err(failed(format!("the guest finished (status {status}) instead of pausing")))
+                }
+                Some(_) => {}
+                None => return Err(failed("the VMM exited while saving".into())),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +251,13 @@ mod tests {
         let code = microvm::vm::VmError::Hlt { rip: 0 }.exit_code() as i32;
         assert_eq!(describe_exit(code).unwrap(), "vm ended abnormally: hlt (see the instance log)");
         assert!(describe_exit(2).unwrap().contains("bad command line"));
+    }
+
+    #[test]
+    fn guest_memory_is_the_memfd_or_the_snapshot_file() {
+        assert!(is_guest_mapping("7f00-7f10 rw-s 00000000 00:01 5  /memfd:vmct-guest (deleted)"));
+        assert!(is_guest_mapping("7f00-7f10 rw-p 00000000 fe:00 9  /tmp/vmct-x/snap/vmct-guest.mem"));
+        assert!(!is_guest_mapping("7f00-7f10 r-xp 00000000 fe:00 9  /root/.cache/vmct/vmct-vmm"));
     }
 
     #[test]

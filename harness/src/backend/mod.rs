@@ -13,6 +13,7 @@ pub mod child;
 pub mod container;
 pub mod lines;
 pub mod microvm;
+pub mod microvm_linux;
 pub mod peers;
 pub mod process;
 pub mod registry;
@@ -73,6 +74,16 @@ pub enum BackendError {
         exit: String,
         /// Tail of its error output, if any (prefixed with ": ").
         log: String,
+    },
+    /// Saving a running instance's state (snapshot, commit) failed; the instance may still run.
+    #[error("{backend}: saving the state of {id} failed: {reason}")]
+    Save {
+        /// Backend name.
+        backend: String,
+        /// Instance id.
+        id: String,
+        /// Why.
+        reason: String,
     },
     /// I/O with the instance failed.
     #[error("{backend}: {context}: {source}")]

@@ -13,6 +13,7 @@ pub fn all(workload: &Path, work_dir: &Path) -> Vec<Box<dyn Backend>> {
 fn extra(_workload: &Path) -> Vec<Box<dyn Backend>> {
     let mut v = Vec::new();
     v.extend(super::microvm::backends());
+    v.push(super::microvm_linux::backend());
     v
 }
 

@@ -4,6 +4,7 @@ mod compare_cmd;
 mod env_cmd;
 mod gc_cmd;
 mod isolation_cmd;
+mod kernel_cmd;
 mod logs_cmd;
 mod report_cmd;
 mod run_cmd;
@@ -42,6 +43,8 @@ pub enum Command {
     Report(report_cmd::ReportArgs),
     /// Capacity planner: how many instances of each model fit a host, and which meets a startup SLO.
     Plan(report_cmd::PlanArgs),
+    /// Build or locate the linux guest model's kernel.
+    Kernel(kernel_cmd::KernelArgs),
     /// Remove leftovers (processes, cgroups, mounts, network namespaces) of a killed vmct run.
     Gc(gc_cmd::GcArgs),
 }
@@ -58,6 +61,9 @@ pub fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("__vmm") {
         return crate::backend::microvm::vmm_main(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("__vmm-linux") {
+        return crate::backend::microvm_linux::vmm_linux_main(&args[2..]);
+    }
     let cli = Cli::parse();
     crate::interrupt::install();
     raise_fd_limit();
@@ -69,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Gc(a) => gc_cmd::run(a),
         Command::Report(a) => report_cmd::report(a),
         Command::Logs(a) => logs_cmd::run(a),
+        Command::Kernel(a) => kernel_cmd::run(a),
         Command::Plan(a) => report_cmd::plan(a),
     };
     match result {

@@ -103,6 +103,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let all = registry::all(&workload, &work_dir);
     let backend = registry::select(all, std::slice::from_ref(&a.backend)).map_err(UsageError)?.remove(0);
     let info = backend.info();
+    if !info.available && info.name == "microvm-linux" && results::KvmFlavour::detect() == results::KvmFlavour::KvmPvm {
+        // Boot as far as this host allows and measure it, then say plainly why userspace cannot run.
+        let fb = crate::backend::microvm_linux::probe(None, timeout.min(Duration::from_secs(30)))?;
+        println!("{}", fb.summary());
+        return Ok(ExitCode::from(1));
+    }
     if !info.available {
         anyhow::bail!("backend {} is not available here: {}", info.name, info.reason.unwrap_or_default());
     }

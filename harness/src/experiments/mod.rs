@@ -1,8 +1,9 @@
-//! The experiments `vmct compare` runs on every backend: [`startup`], [`density`], [`overhead`]
+//! The experiments `vmct compare` runs on every backend: [`startup`], [`density`], [`overhead`], [`snapshot`]
 //! (isolation lives in `crate::isolation`). Each takes backends through the [`Backend`] trait only, so
 //! tests drive them with a fake backend.
 pub mod density;
 pub mod overhead;
+pub mod snapshot;
 pub mod startup;
 
 use crate::backend::{Backend, BackendError, Instance, InstanceSpec, Ready};
@@ -73,6 +74,8 @@ pub(crate) mod fake {
         pub launched: AtomicU64,
         pub supports_syscall: bool,
         pub rate: f64,
+        /// Instances can save state (working set + 4 KiB bytes) and the backend restores it.
+        pub saves: bool,
     }
 
     impl FakeBackend {
@@ -85,6 +88,7 @@ pub(crate) mod fake {
                 launched: AtomicU64::new(0),
                 supports_syscall: true,
                 rate: 100.0,
+                saves: false,
             }
         }
     }
@@ -96,6 +100,7 @@ pub(crate) mod fake {
         per_instance: i64,
         events: Vec<Event>,
         alive: bool,
+        saves: bool,
     }
 
     impl Backend for FakeBackend {
@@ -144,7 +149,18 @@ pub(crate) mod fake {
                 per_instance: self.per_instance,
                 events,
                 alive: true,
+                saves: self.saves,
             }))
+        }
+        fn restore(
+            &self,
+            saved: &crate::backend::Saved,
+            spec: &InstanceSpec,
+        ) -> Result<Box<dyn Instance>, BackendError> {
+            if !self.saves || !saved.path.exists() {
+                return Err(BackendError::Unavailable { backend: self.name.clone(), reason: "fake".into() });
+            }
+            self.launch(spec)
         }
     }
 
@@ -175,6 +191,16 @@ pub(crate) mod fake {
                 self.used.fetch_sub(self.per_instance, Ordering::SeqCst);
             }
             Ok(ExitInfo { status: Some(0), ..Default::default() })
+        }
+        fn save_state(&mut self, dir: &std::path::Path) -> Result<crate::backend::Saved, BackendError> {
+            if !self.saves {
+                return Err(BackendError::Unavailable { backend: self.id.clone(), reason: "fake".into() });
+            }
+            Ok(crate::backend::Saved {
+                path: dir.to_path_buf(),
+                bytes: self.scenario.working_set_bytes() + 4096,
+                duration_s: 0.01,
+            })
         }
     }
 

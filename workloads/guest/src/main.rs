@@ -143,6 +143,10 @@ pub struct Guest {
     tsc_khz: u64,
     heap_start: u64,
     heap_end: u64,
+    /// Bytes of heap handed out by `memory` (the memory a snapshot must keep intact).
+    held: usize,
+    /// Checksum of the held memory recorded when a snapshot was prepared.
+    saved_sum: Option<u64>,
 }
 
 impl Guest {
@@ -150,7 +154,30 @@ impl Guest {
         // Only the symbol's address is used (taking it is safe).
         let image_end = core::ptr::addr_of!(__image_end) as u64;
         let heap_start = layout::align_up(info.heap_start.max(image_end), layout::PAGE_SIZE);
-        Guest { tsc_khz: info.tsc_khz.max(1), heap_start, heap_end: info.heap_end }
+        Guest { tsc_khz: info.tsc_khz.max(1), heap_start, heap_end: info.heap_end, held: 0, saved_sum: None }
+    }
+
+    /// Checksum of the held memory (four FNV-1a style lanes over 64-bit words, so it runs at memory
+    /// speed rather than at the latency of one multiply chain).
+    fn held_checksum(&self) -> u64 {
+        const P: u64 = 0x0000_0100_0000_01b3;
+        let mut lanes = [0xcbf2_9ce4_8422_2325u64; 4];
+        // SAFETY: heap_start..heap_start+held was handed out by `memory` and is guest RAM; the
+        // runner's borrow of it has ended (we are waiting for stop).
+        let buf = unsafe { core::slice::from_raw_parts(self.heap_start as *const u8, self.held) };
+        let mut chunks = buf.chunks_exact(32);
+        for c in &mut chunks {
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&c[i * 8..i * 8 + 8]);
+                *lane = (*lane ^ u64::from_le_bytes(w)).wrapping_mul(P);
+            }
+        }
+        let mut h = lanes.iter().fold(self.held as u64, |a, l| (a ^ l).wrapping_mul(P));
+        for b in chunks.remainder() {
+            h = (h ^ *b as u64).wrapping_mul(P);
+        }
+        h
     }
 
     /// Send one message: buffered in the mailbox; `ready` is forwarded at once (startup is measured
@@ -183,14 +210,31 @@ impl Platform for Guest {
         if bytes as u64 > self.heap_end.saturating_sub(self.heap_start) {
             return Err("guest memory too small for this size: give the microVM more memory");
         }
+        self.held = self.held.max(bytes);
         // SAFETY: heap_start..heap_start+bytes is guest RAM above the image, mapped user read/write,
         // and used by nothing else; the runner holds at most one borrow at a time.
         Ok(unsafe { core::slice::from_raw_parts_mut(self.heap_start as *mut u8, bytes) })
     }
 
+    /// Wait on the stop port until it says stop; in between, take part in snapshots (see
+    /// `layout::wait`): record a checksum of held memory before one is saved, and after a restore
+    /// report `ready` again, then `restore.memory_ok` (1 if the held memory is intact).
     fn wait_for_stop(&mut self) {
-        Mailbox::flush();
-        inl(ports::WAIT_STOP);
+        loop {
+            Mailbox::flush();
+            match inl(ports::WAIT_STOP) {
+                layout::wait::SNAPSHOT_PREPARE => self.saved_sum = Some(self.held_checksum()),
+                layout::wait::SNAPSHOT_DONE => {}
+                layout::wait::RESTORED => {
+                    self.send(&Message::Ready);
+                    let ok = self.saved_sum == Some(self.held_checksum());
+                    let value = if ok { 1.0 } else { 0.0 };
+                    self.send(&Message::Result { name: "restore.memory_ok", value, unit: "bool" });
+                    self.send(&Message::Result { name: "restore.held_bytes", value: self.held as f64, unit: "bytes" });
+                }
+                _ => return,
+            }
+        }
     }
 
     fn run_platform(&mut self, scenario: &Scenario) -> Result<(), &'static str> {

@@ -8,6 +8,7 @@
 //! Messages go to stdout in the [`workloads::protocol`] format; `idle` waits until stdin is closed or
 //! a line `stop` arrives.
 mod hog;
+mod init;
 mod linux;
 mod probes;
 
@@ -15,22 +16,30 @@ use std::process::ExitCode;
 use workloads::scenario::Scenario;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    if init::is_guest_init() {
+        // /init of a linux-guest microVM: scenario from the kernel command line, VM ends after it.
+        init::finish(run(init::start()));
+    }
+    ExitCode::from(run(std::env::args().skip(1).collect()))
+}
+
+/// Run the scenario given by `args`; returns the exit status.
+fn run(args: Vec<String>) -> u8 {
     if args.first().map(String::as_str) == Some("--help") || args.first().map(String::as_str) == Some("-h") {
         println!("usage: vmct-workload <{}> [--flag N]", workloads::scenario::NAMES.join("|"));
-        return ExitCode::SUCCESS;
+        return 0;
     }
     if let Some(status) = hog::run_if_requested(&mut linux::LinuxPlatform::new()) {
-        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+        return u8::try_from(status).unwrap_or(1);
     }
     let scenario = match Scenario::parse(args.iter().map(String::as_str)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vmct-workload: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let mut platform = linux::LinuxPlatform::new();
     let status = workloads::runner::run(&scenario, &mut platform);
-    ExitCode::from(u8::try_from(status).unwrap_or(1))
+    u8::try_from(status).unwrap_or(1)
 }

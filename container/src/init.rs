@@ -1,0 +1,519 @@
+//! The container init: what the cloned child does between `clone3` and `execve`, as named stages,
+//! and the typed parent/child channel.
+//!
+//! The parent builds an [`InitPlan`] (every path, string and BPF program prepared in advance); the child
+//! only walks it through [`Sys`], so nothing allocates after clone.
+//!
+//! Order (each numbered step is a [`Stage`]; the child reports a timestamp after rootfs and pivot):
+//! 1. `Stdio`: dup2 the stdio pipes to 0, 1, 2.
+//! 2. `Sync` (user namespace only): wait for the parent's `Go` (uid/gid maps written, cgroup
+//!    attached), then become root in the namespace.
+//! 3. `Rootfs`: make every mount private, mount the overlay (inside the child's own mount namespace, so
+//!    no host mount can leak), then proc, sysfs, /dev (tmpfs + nodes), devpts, /tmp.
+//! 4. `Pivot`: chdir to the new root, `pivot_root(".", ".")`, detach the old root, chdir "/".
+//! 5. `Hostname`, `Network` (loopback up).
+//! 6. `Sync` (no user namespace): wait for `Go` (cgroup attached).
+//! 7. `CgroupNs`: unshare the cgroup namespace now that the child is in its cgroup (so the namespace
+//!    is rooted there), then chdir to the working directory.
+//! 8. `Caps` (drop to the profile's set), `NoNewPrivs`, `Seccomp` (then report it), `Exec`.
+use crate::sys::{Errno, Sys};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+/// A named stage of the init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    /// Redirect stdio.
+    Stdio = 1,
+    /// Wait for the parent.
+    Sync = 2,
+    /// Become root in the user namespace.
+    Identity = 3,
+    /// Mount the root filesystem.
+    Rootfs = 4,
+    /// pivot_root and detach the old root.
+    Pivot = 5,
+    /// Set the hostname.
+    Hostname = 6,
+    /// Bring up loopback.
+    Network = 7,
+    /// New cgroup namespace, working directory.
+    CgroupNs = 8,
+    /// Drop capabilities.
+    Caps = 9,
+    /// PR_SET_NO_NEW_PRIVS.
+    NoNewPrivs = 10,
+    /// Install seccomp.
+    Seccomp = 11,
+    /// execve.
+    Exec = 12,
+}
+
+impl Stage {
+    /// Name as used in phases and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Stdio => "stdio",
+            Stage::Sync => "sync",
+            Stage::Identity => "identity",
+            Stage::Rootfs => "rootfs",
+            Stage::Pivot => "pivot",
+            Stage::Hostname => "hostname",
+            Stage::Network => "network",
+            Stage::CgroupNs => "cgroupns",
+            Stage::Caps => "caps",
+            Stage::NoNewPrivs => "no_new_privs",
+            Stage::Seccomp => "seccomp",
+            Stage::Exec => "exec",
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Stage> {
+        use Stage::*;
+        [Stdio, Sync, Identity, Rootfs, Pivot, Hostname, Network, CgroupNs, Caps, NoNewPrivs, Seccomp, Exec]
+            .into_iter()
+            .find(|s| *s as u8 == v)
+    }
+}
+
+/// A message from the child to the parent (fixed 16 bytes, written atomically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildMsg {
+    /// The child finished `stage` at host monotonic `ns`.
+    Reached {
+        /// Stage.
+        stage: Stage,
+        /// Timestamp.
+        ns: u64,
+    },
+    /// Step `op` (index into the plan's ops, or 0) of `stage` failed with `errno`.
+    Failed {
+        /// Stage.
+        stage: Stage,
+        /// Op index.
+        op: u16,
+        /// errno.
+        errno: Errno,
+    },
+}
+
+/// Size of an encoded [`ChildMsg`].
+pub const MSG_LEN: usize = 16;
+
+impl ChildMsg {
+    /// Encode.
+    pub fn encode(&self) -> [u8; MSG_LEN] {
+        let mut b = [0u8; MSG_LEN];
+        match *self {
+            ChildMsg::Reached { stage, ns } => {
+                b[0] = 1;
+                b[1] = stage as u8;
+                b[8..].copy_from_slice(&ns.to_le_bytes());
+            }
+            ChildMsg::Failed { stage, op, errno } => {
+                b[0] = 2;
+                b[1] = stage as u8;
+                b[2..4].copy_from_slice(&op.to_le_bytes());
+                b[4..8].copy_from_slice(&errno.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    /// Decode; None for garbage.
+    pub fn decode(b: &[u8; MSG_LEN]) -> Option<ChildMsg> {
+        let stage = Stage::from_u8(b[1])?;
+        match b[0] {
+            1 => Some(ChildMsg::Reached { stage, ns: u64::from_le_bytes(b[8..].try_into().ok()?) }),
+            2 => Some(ChildMsg::Failed {
+                stage,
+                op: u16::from_le_bytes([b[2], b[3]]),
+                errno: i32::from_le_bytes(b[4..8].try_into().ok()?),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The parent's one message to the child: go on (cgroup attached, maps written).
+pub const GO: u8 = 0x60;
+
+/// One filesystem step of the rootfs/pivot stages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// mount(2).
+    Mount {
+        /// Source.
+        src: Option<CString>,
+        /// Target.
+        target: CString,
+        /// Filesystem type.
+        fstype: Option<CString>,
+        /// MS_* flags.
+        flags: u64,
+        /// Data.
+        data: Option<CString>,
+    },
+    /// mkdir (EEXIST ok).
+    Mkdir(CString, u32),
+    /// mknod.
+    Mknod(CString, u32, u64),
+    /// Empty file (bind target).
+    Touch(CString),
+    /// symlink(target, link).
+    Symlink(CString, CString),
+    /// chdir.
+    Chdir(CString),
+    /// pivot_root(".", ".").
+    PivotRoot,
+    /// umount2(".", MNT_DETACH): drop the old root stacked under ".".
+    DetachOldRoot,
+}
+
+impl Op {
+    /// For error messages.
+    pub fn describe(&self) -> String {
+        let s = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            Op::Mount { src, target, fstype, data, .. } => format!(
+                "mount {} ({}) on {}{}",
+                src.as_ref().map(s).unwrap_or_default(),
+                fstype.as_ref().map(s).unwrap_or_else(|| "bind/propagation".into()),
+                s(target),
+                data.as_ref().map(|d| format!(" with '{}'", s(d))).unwrap_or_default()
+            ),
+            Op::Mkdir(p, _) => format!("mkdir {}", s(p)),
+            Op::Mknod(p, ..) => format!("mknod {}", s(p)),
+            Op::Touch(p) => format!("create {}", s(p)),
+            Op::Symlink(t, l) => format!("symlink {} -> {}", s(l), s(t)),
+            Op::Chdir(p) => format!("chdir {}", s(p)),
+            Op::PivotRoot => "pivot_root(\".\", \".\")".into(),
+            Op::DetachOldRoot => "detach the old root".into(),
+        }
+    }
+
+    fn run<S: Sys + ?Sized>(&self, sys: &S) -> Result<(), Errno> {
+        match self {
+            Op::Mount { src, target, fstype, flags, data } => {
+                sys.mount(src.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
+            }
+            Op::Mkdir(p, m) => sys.mkdir(p, *m),
+            Op::Mknod(p, m, d) => sys.mknod(p, *m, *d),
+            Op::Touch(p) => sys.touch(p),
+            Op::Symlink(t, l) => sys.symlink(t, l),
+            Op::Chdir(p) => sys.chdir(p),
+            Op::PivotRoot => sys.pivot_root_dot(),
+            Op::DetachOldRoot => sys.umount2(c".", libc::MNT_DETACH),
+        }
+    }
+}
+
+/// Everything the child needs, prepared by the parent.
+#[derive(Debug)]
+pub struct InitPlan {
+    /// Child's stdio: fds to dup2 onto 0, 1, 2.
+    pub stdio: [RawFd; 3],
+    /// Channel: child writes [`ChildMsg`]s here.
+    pub to_parent: RawFd,
+    /// Channel: child reads [`GO`] here.
+    pub from_parent: RawFd,
+    /// Wait for Go before the rootfs (user namespace) instead of after the network stage.
+    pub early_sync: bool,
+    /// setresuid/gid(0) after the early sync.
+    pub become_root: bool,
+    /// Rootfs ops, then pivot ops (`pivot_from` is the index of the first pivot op).
+    pub ops: Vec<Op>,
+    /// Index of the first op of the pivot stage.
+    pub pivot_from: usize,
+    /// Hostname.
+    pub hostname: CString,
+    /// Bring lo up.
+    pub loopback: bool,
+    /// unshare(CLONE_NEWCGROUP) after attach.
+    pub cgroup_ns: bool,
+    /// Working directory inside the container.
+    pub cwd: CString,
+    /// Capability plan; None keeps everything (privileged).
+    pub caps: Option<crate::security::CapsPlan>,
+    /// Set no_new_privs.
+    pub no_new_privs: bool,
+    /// Seccomp programs, installed in order.
+    pub seccomp: std::sync::Arc<Vec<seccompiler::BpfProgram>>,
+    /// Program path.
+    pub exec_path: CString,
+    /// argv storage (pointed to by `argv_ptrs`).
+    pub argv: Vec<CString>,
+    /// envp storage.
+    pub envp: Vec<CString>,
+}
+
+/// Null-terminated pointer array over `v`.
+pub fn ptrs(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+/// Run the plan; returns only on failure (after exec succeeded the process image is gone).
+/// `argv`/`envp` are [`ptrs`] of the plan's vectors, built by the parent before clone.
+pub fn run<S: Sys + ?Sized>(
+    sys: &S,
+    p: &InitPlan,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ChildMsg {
+    let fail = |stage: Stage, op: usize, errno: Errno| ChildMsg::Failed { stage, op: op as u16, errno };
+    macro_rules! step {
+        ($stage:expr, $e:expr) => {
+            if let Err(errno) = $e {
+                return fail($stage, 0, errno);
+            }
+        };
+    }
+    let reached = |stage: Stage| {
+        let _ = sys.write(p.to_parent, &ChildMsg::Reached { stage, ns: sys.now_ns() }.encode());
+    };
+    let sync = || -> Result<(), Errno> {
+        let mut b = [0u8; 1];
+        match sys.read_exact(p.from_parent, &mut b) {
+            Ok(true) if b[0] == GO => Ok(()),
+            Ok(_) => Err(libc::ECANCELED),
+            Err(e) => Err(e),
+        }
+    };
+    for (i, fd) in p.stdio.iter().enumerate() {
+        step!(Stage::Stdio, sys.dup2(*fd, i as RawFd));
+    }
+    if p.early_sync {
+        step!(Stage::Sync, sync());
+    }
+    if p.become_root {
+        step!(Stage::Identity, sys.become_root());
+    }
+    for (i, op) in p.ops.iter().enumerate() {
+        if i == p.pivot_from {
+            reached(Stage::Rootfs);
+        }
+        let stage = if i < p.pivot_from { Stage::Rootfs } else { Stage::Pivot };
+        if let Err(errno) = op.run(sys) {
+            return fail(stage, i, errno);
+        }
+    }
+    reached(Stage::Pivot);
+    step!(Stage::Hostname, sys.sethostname(&p.hostname));
+    if p.loopback {
+        step!(Stage::Network, sys.loopback_up());
+    }
+    if !p.early_sync {
+        step!(Stage::Sync, sync());
+    }
+    if p.cgroup_ns {
+        step!(Stage::CgroupNs, sys.unshare(libc::CLONE_NEWCGROUP));
+    }
+    step!(Stage::CgroupNs, sys.chdir(&p.cwd));
+    if let Some(c) = &p.caps {
+        for cap in &c.drop_bounding {
+            step!(Stage::Caps, sys.capbset_drop(*cap));
+        }
+        step!(Stage::Caps, sys.capset(c.mask));
+    }
+    if p.no_new_privs {
+        step!(Stage::NoNewPrivs, sys.no_new_privs());
+    }
+    for prog in p.seccomp.iter() {
+        step!(Stage::Seccomp, sys.seccomp(prog));
+    }
+    // Tells the parent that everything before exec worked: EOF after this means exec succeeded.
+    reached(Stage::Seccomp);
+    fail(Stage::Exec, 0, sys.execve(&p.exec_path, argv, envp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::ffi::CStr;
+
+    /// Records calls; fails the call whose description contains `fail_on`.
+    #[derive(Default)]
+    struct Fake {
+        log: RefCell<Vec<String>>,
+        fail_on: Option<&'static str>,
+    }
+
+    impl Fake {
+        fn rec(&self, s: String) -> Result<(), Errno> {
+            let fail = self.fail_on.is_some_and(|f| s.contains(f));
+            self.log.borrow_mut().push(s);
+            if fail {
+                Err(libc::ENOENT)
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Sys for Fake {
+        fn mount(&self, s: Option<&CStr>, t: &CStr, f: Option<&CStr>, _: u64, _: Option<&CStr>) -> Result<(), Errno> {
+            self.rec(format!("mount {:?} {:?} {:?}", s, t, f))
+        }
+        fn umount2(&self, t: &CStr, _: i32) -> Result<(), Errno> {
+            self.rec(format!("umount {t:?}"))
+        }
+        fn mkdir(&self, p: &CStr, _: u32) -> Result<(), Errno> {
+            self.rec(format!("mkdir {p:?}"))
+        }
+        fn mknod(&self, p: &CStr, _: u32, _: u64) -> Result<(), Errno> {
+            self.rec(format!("mknod {p:?}"))
+        }
+        fn touch(&self, p: &CStr) -> Result<(), Errno> {
+            self.rec(format!("touch {p:?}"))
+        }
+        fn symlink(&self, t: &CStr, l: &CStr) -> Result<(), Errno> {
+            self.rec(format!("symlink {t:?} {l:?}"))
+        }
+        fn chdir(&self, p: &CStr) -> Result<(), Errno> {
+            self.rec(format!("chdir {p:?}"))
+        }
+        fn pivot_root_dot(&self) -> Result<(), Errno> {
+            self.rec("pivot_root".into())
+        }
+        fn sethostname(&self, n: &CStr) -> Result<(), Errno> {
+            self.rec(format!("hostname {n:?}"))
+        }
+        fn loopback_up(&self) -> Result<(), Errno> {
+            self.rec("lo up".into())
+        }
+        fn become_root(&self) -> Result<(), Errno> {
+            self.rec("become_root".into())
+        }
+        fn unshare(&self, f: i32) -> Result<(), Errno> {
+            self.rec(format!("unshare {f:#x}"))
+        }
+        fn dup2(&self, a: RawFd, b: RawFd) -> Result<(), Errno> {
+            self.rec(format!("dup2 {a} {b}"))
+        }
+        fn capbset_drop(&self, c: u32) -> Result<(), Errno> {
+            self.rec(format!("bset_drop {c}"))
+        }
+        fn capset(&self, m: u64) -> Result<(), Errno> {
+            self.rec(format!("capset {m:#x}"))
+        }
+        fn no_new_privs(&self) -> Result<(), Errno> {
+            self.rec("nnp".into())
+        }
+        fn seccomp(&self, p: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+            self.rec(format!("seccomp {}", p.len()))
+        }
+        fn execve(&self, p: &CStr, _: &[*const libc::c_char], _: &[*const libc::c_char]) -> Errno {
+            let _ = self.rec(format!("execve {p:?}"));
+            libc::ENOENT
+        }
+        fn write(&self, _: RawFd, b: &[u8]) -> Result<(), Errno> {
+            let m = ChildMsg::decode(b.try_into().unwrap()).unwrap();
+            if let ChildMsg::Reached { stage, .. } = m {
+                self.log.borrow_mut().push(format!("reached {}", stage.name()));
+            }
+            Ok(())
+        }
+        fn read_exact(&self, _: RawFd, b: &mut [u8]) -> Result<bool, Errno> {
+            self.log.borrow_mut().push("sync".into());
+            b[0] = GO;
+            Ok(true)
+        }
+        fn now_ns(&self) -> u64 {
+            42
+        }
+    }
+
+    fn plan(userns: bool) -> InitPlan {
+        let c = |s: &str| CString::new(s).unwrap();
+        InitPlan {
+            stdio: [3, 4, 4],
+            to_parent: 5,
+            from_parent: 6,
+            early_sync: userns,
+            become_root: userns,
+            ops: vec![
+                Op::Mount { src: None, target: c("/"), fstype: None, flags: 0, data: None },
+                Op::Mount {
+                    src: Some(c("overlay")),
+                    target: c("/r"),
+                    fstype: Some(c("overlay")),
+                    flags: 0,
+                    data: None,
+                },
+                Op::Chdir(c("/r")),
+                Op::PivotRoot,
+                Op::DetachOldRoot,
+            ],
+            pivot_from: 2,
+            hostname: c("vmct-x"),
+            loopback: true,
+            cgroup_ns: true,
+            cwd: c("/work"),
+            caps: Some(crate::security::CapsPlan { drop_bounding: vec![21], mask: 1 }),
+            no_new_privs: true,
+            seccomp: std::sync::Arc::new(vec![vec![seccompiler::sock_filter { code: 6, jt: 0, jf: 0, k: 0 }]]),
+            exec_path: c("/bin/w"),
+            argv: vec![c("w")],
+            envp: vec![],
+        }
+    }
+
+    #[test]
+    fn stages_run_in_order() {
+        let f = Fake::default();
+        let p = plan(false);
+        let m = run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        assert_eq!(m, ChildMsg::Failed { stage: Stage::Exec, op: 0, errno: libc::ENOENT });
+        let log = f.log.borrow();
+        let pos = |s: &str| log.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("{s} in {log:?}"));
+        assert!(pos("dup2") < pos("mount None"));
+        assert!(pos("mount Some(\"overlay\")") < pos("reached rootfs"));
+        assert!(pos("reached rootfs") < pos("pivot_root"));
+        assert!(pos("pivot_root") < pos("umount \".\""));
+        assert!(pos("reached pivot") < pos("hostname"));
+        assert!(pos("lo up") < pos("sync"));
+        // The cgroup namespace is created only after the parent attached the cgroup (sync).
+        assert!(pos("sync") < pos("unshare 0x2000000"));
+        assert!(pos("bset_drop") < pos("capset"));
+        assert!(pos("capset") < pos("nnp"));
+        assert!(pos("nnp") < pos("seccomp"));
+        assert!(pos("seccomp") < pos("reached seccomp"));
+        assert!(pos("reached seccomp") < pos("execve"));
+        assert!(!log.iter().any(|l| l == "become_root"));
+    }
+
+    #[test]
+    fn userns_syncs_first_and_becomes_root() {
+        let f = Fake::default();
+        let p = plan(true);
+        run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        let log = f.log.borrow();
+        let pos = |s: &str| log.iter().position(|l| l.starts_with(s)).unwrap();
+        assert!(pos("sync") < pos("become_root"));
+        assert!(pos("become_root") < pos("mount"));
+        assert_eq!(log.iter().filter(|l| *l == "sync").count(), 1);
+    }
+
+    #[test]
+    fn failure_names_stage_and_op() {
+        let f = Fake { fail_on: Some("overlay"), ..Default::default() };
+        let p = plan(false);
+        let m = run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        assert_eq!(m, ChildMsg::Failed { stage: Stage::Rootfs, op: 1, errno: libc::ENOENT });
+        assert!(p.ops[1].describe().contains("overlay"));
+        assert!(!f.log.borrow().iter().any(|l| l.starts_with("execve")));
+    }
+
+    #[test]
+    fn messages_roundtrip() {
+        for m in [
+            ChildMsg::Reached { stage: Stage::Pivot, ns: u64::MAX - 3 },
+            ChildMsg::Failed { stage: Stage::Seccomp, op: 7, errno: libc::EPERM },
+        ] {
+            assert_eq!(ChildMsg::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(ChildMsg::decode(&[0; MSG_LEN]), None);
+    }
+}

@@ -1,0 +1,544 @@
+//! Our container runtime and the crun/runc peers end to end, through the same `Backend`/`Instance` API
+//! the experiments use. Needs root (skips without it unless `VMCT_REQUIRE_PRIVILEGED=1`).
+use harness::backend::container::backends;
+use harness::backend::{collect_events, Backend, Event, InstanceSpec};
+use harness::privileged::{gate, required, Need};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use workloads::scenario::Scenario;
+
+const T: Duration = Duration::from_secs(30);
+
+fn workload() -> PathBuf {
+    harness::artifacts::workload_path().unwrap()
+}
+
+fn spec(id: &str, words: &str) -> InstanceSpec {
+    InstanceSpec::new(format!("vmct-t{}-{id}", std::process::id()), Scenario::parse(words.split_whitespace()).unwrap())
+}
+
+fn backend(name: &str) -> Box<dyn Backend> {
+    let w = workload();
+    backends(&w).into_iter().chain(harness::backend::peers::backends(&w)).find(|b| b.name() == name).unwrap()
+}
+
+fn results(ev: &[Event]) -> Vec<(String, f64)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::Result { name, value, .. } => Some((name.clone(), *value)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn default_profile_runs_ready_and_cpu() {
+    if !gate("default_profile_runs_ready_and_cpu", &[Need::Root]) {
+        return;
+    }
+    let b = backend("container");
+    assert!(b.info().available, "{:?}", b.info().reason);
+    let mut i = b.launch(&spec("ready", "ready")).unwrap();
+    let r = i.wait_ready(T).unwrap();
+    let names: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+    for want in ["prepare", "cgroup", "clone", "rootfs", "pivot", "attach", "exec", "to_ready"] {
+        assert!(names.contains(&want), "phase {want} missing from {names:?}");
+    }
+    let ev = collect_events(i.as_mut(), T).unwrap();
+    assert_eq!(ev.last(), Some(&Event::Done { status: 0 }), "{ev:?}");
+    let exit = i.stop(T).unwrap();
+    assert_eq!((exit.status, exit.oom_killed), (Some(0), false));
+
+    let mut i = b.launch(&spec("cpu", "cpu --iters 20000")).unwrap();
+    i.wait_ready(T).unwrap();
+    let ev = collect_events(i.as_mut(), T).unwrap();
+    assert!(!results(&ev).is_empty(), "{ev:?}");
+    assert_eq!(i.stop(T).unwrap().status, Some(0));
+}
+
+#[test]
+fn every_profile_and_io_run() {
+    if !gate("every_profile_and_io_run", &[Need::Root]) {
+        return;
+    }
+    for name in ["container", "container-privileged", "container-userns"] {
+        let b = backend(name);
+        let mut i = b.launch(&spec(&format!("io-{name}"), "io --mib 2")).unwrap();
+        i.wait_ready(T).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ev = collect_events(i.as_mut(), T).unwrap();
+        assert!(results(&ev).iter().any(|(n, _)| n == "io.read"), "{name}: {ev:?}");
+        let st = i.stats();
+        assert!(st.cgroup_usage_bytes.is_some(), "{name}: {st:?}");
+        assert_eq!(i.stop(T).unwrap().status, Some(0), "{name}");
+    }
+}
+
+fn ns_links(pid: u32) -> Vec<(String, String)> {
+    ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user"]
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap().display().to_string()))
+        .collect()
+}
+
+#[test]
+fn namespaces_differ_from_the_hosts() {
+    if !gate("namespaces_differ_from_the_hosts", &[Need::Root]) {
+        return;
+    }
+    let host = ns_links(std::process::id());
+    for (name, user_differs) in [("container", false), ("container-privileged", false), ("container-userns", true)] {
+        let b = backend(name);
+        let mut i = b.launch(&spec(&format!("ns-{name}"), "idle --hold-mib 1")).unwrap();
+        i.wait_ready(T).unwrap();
+        let pid = i.pid().unwrap();
+        let theirs = ns_links(pid);
+        for ((n, h), (_, c)) in host.iter().zip(&theirs) {
+            if n == "user" {
+                assert_eq!(h != c, user_differs, "{name}: user ns {h} vs {c}");
+            } else {
+                assert_ne!(h, c, "{name}: {n} namespace is the host's");
+            }
+        }
+        // The cgroup namespace is rooted at the container's own cgroup.
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/root/proc/self/cgroup")).unwrap_or_default();
+        assert!(cg.is_empty() || cg.lines().any(|l| l.ends_with(":/")), "{name}: {cg}");
+        assert_eq!(i.stop(T).unwrap().status, Some(0), "{name}");
+    }
+}
+
+#[test]
+fn memory_limit_oom_kills_a_hog_and_reports_it() {
+    if !gate("memory_limit_oom_kills_a_hog_and_reports_it", &[Need::Root]) {
+        return;
+    }
+    for name in ["container", "container-userns"] {
+        let b = backend(name);
+        let mut s = spec(&format!("oom-{name}"), "ready");
+        s.mem_limit_bytes = Some(32 << 20);
+        s.env.extend([("VMCT_HOG".into(), "mem".into()), ("VMCT_HOG_MIB".into(), "256".into())]);
+        let mut i = b.launch(&s).unwrap();
+        // The hog touches 256 MiB before `ready`: the limit kills it first.
+        assert!(i.wait_ready(T).is_err(), "{name}: hog reported ready under a 32 MiB limit");
+        let exit = i.stop(T).unwrap();
+        assert!(exit.oom_killed, "{name}: {exit:?}");
+        assert_eq!(exit.signal, Some(libc::SIGKILL), "{name}: {exit:?}");
+    }
+}
+
+#[test]
+fn pids_limit_stops_a_fork_loop() {
+    if !gate("pids_limit_stops_a_fork_loop", &[Need::Root]) {
+        return;
+    }
+    let b = backend("container");
+    let mut s = spec("pids", "ready");
+    s.pids_limit = Some(8);
+    s.env.extend([
+        ("VMCT_HOG".into(), "fork".into()),
+        ("VMCT_HOG_PROCS".into(), "64".into()),
+        ("VMCT_HOG_SECS".into(), "1".into()),
+    ]);
+    let mut i = b.launch(&s).unwrap();
+    i.wait_ready(T).unwrap();
+    let ev = collect_events(i.as_mut(), T).unwrap();
+    let r = results(&ev);
+    let failures = r.iter().find(|(n, _)| n == "hog.fork_failures").map(|(_, v)| *v).unwrap_or(0.0);
+    assert!(failures > 0.0, "pids.max did not stop any fork: {r:?}");
+    i.stop(T).unwrap();
+}
+
+/// A busybox-static image layer (for shell-driven checks), or None if busybox is not installed.
+fn busybox_image(dir: &Path) -> Option<container::Image> {
+    let bb = Path::new("/bin/busybox");
+    if !bb.exists() {
+        assert!(!required(), "busybox-static is needed (apt-get install busybox-static)");
+        eprintln!("skipped busybox checks: /bin/busybox missing (apt-get install busybox-static)");
+        return None;
+    }
+    let layer = container::image::build_layer(&dir.join("bb"), &[(bb, "/bin/busybox")], None).unwrap();
+    std::fs::write(layer.join("etc/base.txt"), "base\n").unwrap();
+    Some(container::Image::open(vec![layer], vec!["/bin/busybox".into()]).unwrap())
+}
+
+#[test]
+fn cow_leaves_the_base_layer_untouched_and_logs_are_captured() {
+    if !gate("cow_leaves_the_base_layer_untouched_and_logs_are_captured", &[Need::Root]) {
+        return;
+    }
+    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
+    let Some(img) = busybox_image(t.path()) else { return };
+    let base = img.layers[0].clone();
+    let rt = container::Runtime::new(img, container::Profile::Default).unwrap();
+    let log = t.path().join("out.log");
+    let mut s = container::ContainerSpec::new(
+        format!("vmct-t{}-cow", std::process::id()),
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "echo changed >> /etc/base.txt; touch /bin/new; cat /etc/base.txt; echo oops >&2".into(),
+        ],
+    );
+    s.stdout = container::Output::File(log.clone());
+    let mut c = rt.start(&s).unwrap();
+    let exit = c.stop(T).unwrap();
+    assert_eq!(exit.status, Some(0));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "base\nchanged\noops\n");
+    assert_eq!(std::fs::read_to_string(base.join("etc/base.txt")).unwrap(), "base\n");
+    assert!(!base.join("bin/new").exists());
+    // Two containers share the base and do not see each other's writes.
+    s.id = format!("vmct-t{}-cow2", std::process::id());
+    s.args = vec!["sh".into(), "-c".into(), "test ! -e /bin/new && cat /etc/base.txt".into()];
+    let mut c = rt.start(&s).unwrap();
+    assert_eq!(c.stop(T).unwrap().status, Some(0));
+    assert!(std::fs::read_to_string(&log).unwrap().ends_with("oops\nbase\n"));
+
+    // Harness logs: the protocol is streamed and copied to <log_dir>/<id>.log.
+    let b = backend("container");
+    let mut hs = spec("logs", "ready");
+    hs.log_dir = Some(t.path().join("logs"));
+    let mut i = b.launch(&hs).unwrap();
+    i.wait_ready(T).unwrap();
+    collect_events(i.as_mut(), T).unwrap();
+    i.stop(T).unwrap();
+    let text = std::fs::read_to_string(t.path().join(format!("logs/{}.log", hs.id))).unwrap();
+    assert!(text.contains("@vmct ready") && text.contains("@vmct done 0"), "{text}");
+}
+
+#[test]
+fn seccomp_and_caps_apply_in_the_default_profile_only() {
+    if !gate("seccomp_and_caps_apply_in_the_default_profile_only", &[Need::Root]) {
+        return;
+    }
+    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
+    let Some(img) = busybox_image(t.path()) else { return };
+    for (profile, want) in [(container::Profile::Default, 1), (container::Profile::Privileged, 0)] {
+        let rt = container::Runtime::new(img.clone(), profile).unwrap();
+        let log = t.path().join(format!("{}.log", profile.name()));
+        let mut s = container::ContainerSpec::new(
+            format!("vmct-t{}-sec-{}", std::process::id(), profile.name()),
+            vec![
+                "sh".into(),
+                "-c".into(),
+                "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; hostname".into(),
+            ],
+        );
+        s.stdout = container::Output::File(log.clone());
+        let mut c = rt.start(&s).unwrap();
+        assert_eq!(c.stop(T).unwrap().status, Some(0));
+        let out = std::fs::read_to_string(&log).unwrap();
+        assert!(out.contains(&format!("Seccomp:\t{}", want * 2)), "{out}");
+        assert!(out.contains(&format!("NoNewPrivs:\t{want}")), "{out}");
+        assert!(out.contains(&s.id), "hostname: {out}");
+        if want == 1 {
+            assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+        }
+    }
+}
+
+/// Objects whose name starts with `prefix`: mounts, cgroups, bridge netns, links, state dirs.
+fn leak_counts(prefix: &str) -> Vec<(&'static str, usize)> {
+    let mounts =
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(prefix)).count();
+    let cgroups = walkdir_depth("/sys/fs/cgroup", 5)
+        .iter()
+        .filter(|e| e.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+        .count();
+    let count = |dir: &str, pre: &str| {
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(pre)).count())
+            .unwrap_or(0)
+    };
+    vec![
+        ("mounts", mounts),
+        ("cgroups", cgroups),
+        ("netns", count("/run/netns", &format!("vmct-net-{}", std::process::id()))),
+        ("links", count("/sys/class/net", "vmct")),
+        ("state dirs", count(container::DEFAULT_STATE_ROOT, prefix)),
+        ("processes", processes_with(prefix)),
+    ]
+}
+
+/// Processes whose hostname-bearing environment names `prefix` (none of ours should outlive a run).
+fn processes_with(prefix: &str) -> usize {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return 0 };
+    rd.flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|p| p.to_string_lossy().contains(prefix)))
+        .count()
+}
+
+fn walkdir_depth(root: &str, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![(PathBuf::from(root), 0)];
+    while let Some((d, n)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+                if n < depth {
+                    stack.push((e.path(), n + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_object_left_after_1000_runs() {
+    if !gate("no_object_left_after_1000_runs", &[Need::Root]) {
+        return;
+    }
+    let n: usize = std::env::var("VMCT_LEAK_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let b = backend("container");
+    let prefix = format!("vmct-t{}-leak", std::process::id());
+    let zero: Vec<(&str, usize)> = leak_counts(&prefix).into_iter().map(|(k, _)| (k, 0)).collect();
+    assert_eq!(leak_counts(&prefix), zero);
+    for k in 0..n {
+        let mut i = b.launch(&spec(&format!("leak-{k}"), "ready")).unwrap();
+        i.wait_ready(T).unwrap();
+        i.stop(T).unwrap();
+    }
+    // A launch dropped without stop must clean up too.
+    let mut i = b.launch(&spec("leak-drop", "idle --hold-mib 1")).unwrap();
+    i.wait_ready(T).unwrap();
+    drop(i);
+    assert_eq!(leak_counts(&prefix), zero, "after {n} runs");
+}
+
+#[test]
+fn clear_errors_for_bad_rootfs_limits_and_missing_runtime() {
+    if !gate("clear_errors_for_bad_rootfs_limits_and_missing_runtime", &[Need::Root]) {
+        return;
+    }
+    let e = container::Image::open(vec!["/nonexistent/vmct-rootfs".into()], vec!["/bin/w".into()]).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/vmct-rootfs") && e.to_string().contains("missing rootfs"), "{e}");
+    let e = container::parse_size("64Q").unwrap_err();
+    assert!(e.to_string().contains("'64Q'") && e.to_string().contains("64M"), "{e}");
+    let b = backend("container");
+    let mut s = spec("badlimit", "ready");
+    s.pids_limit = Some(0);
+    let e = b.launch(&s).err().expect("pids limit 0 must be refused").to_string();
+    assert!(e.contains("pids limit must be greater than zero"), "{e}");
+    s.pids_limit = None;
+    s.mem_limit_bytes = Some(4096);
+    let e = b.launch(&s).err().unwrap().to_string();
+    assert!(e.contains("4096"), "{e}");
+    let missing = harness::backend::peers::PeerBackend::new("vmct-no-such-runtime", &workload());
+    let info = missing.info();
+    assert!(!info.available);
+    assert!(info.reason.unwrap().contains("vmct-no-such-runtime not found in PATH; install it with apt-get install"));
+    let e = missing.launch(&spec("nort", "ready")).err().unwrap().to_string();
+    assert!(e.contains("not found in PATH"), "{e}");
+}
+
+#[test]
+fn peers_launch_ready_when_installed() {
+    if !gate("peers_launch_ready_when_installed", &[Need::Root]) {
+        return;
+    }
+    for name in ["crun", "runc"] {
+        let b = backend(name);
+        let info = b.info();
+        if !info.available {
+            assert!(!required(), "{name}: {:?}", info.reason);
+            eprintln!("skipped {name}: {:?}", info.reason);
+            continue;
+        }
+        assert!(info.version.as_deref().unwrap_or("").contains(name), "{info:?}");
+        let mut i = b.launch(&spec(&format!("peer-{name}"), "ready")).unwrap();
+        i.wait_ready(T).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ev = collect_events(i.as_mut(), T).unwrap();
+        assert_eq!(ev.last(), Some(&Event::Done { status: 0 }), "{name}: {ev:?}");
+        assert_eq!(i.stop(T).unwrap().status, Some(0), "{name}");
+        // Limits and OOM through the peer too.
+        let mut s = spec(&format!("peer-oom-{name}"), "ready");
+        s.mem_limit_bytes = Some(32 << 20);
+        s.env.extend([("VMCT_HOG".into(), "mem".into()), ("VMCT_HOG_MIB".into(), "256".into())]);
+        let mut i = b.launch(&s).unwrap();
+        assert!(i.wait_ready(T).is_err(), "{name}");
+        assert!(i.stop(T).unwrap().oom_killed, "{name}");
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Launch-to-ready of every container-model backend, interleaved (one launch of each per round), for
+/// the closing figures: `cargo test -p harness --test container -- --ignored --nocapture side_by_side`.
+/// `VMCT_SIDE_BY_SIDE_N` rounds (default 200). Timings are reported, never asserted.
+#[test]
+#[ignore]
+fn side_by_side_launch_to_ready() {
+    if !gate("side_by_side_launch_to_ready", &[Need::Root]) {
+        return;
+    }
+    let n: usize = std::env::var("VMCT_SIDE_BY_SIDE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let names = ["container", "container-privileged", "container-userns", "crun", "runc"];
+    let bs: Vec<Box<dyn Backend>> = names.iter().map(|n| backend(n)).filter(|b| b.info().available).collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); bs.len()];
+    let mut phases: Vec<std::collections::BTreeMap<String, Vec<f64>>> = vec![Default::default(); bs.len()];
+    let mem_before = meminfo();
+    for round in 0..n + 5 {
+        for (k, b) in bs.iter().enumerate() {
+            let mut i = b.launch(&spec(&format!("sbs-{}-{round}", b.name()), "ready")).unwrap();
+            let r = i.wait_ready(T).unwrap();
+            i.stop(T).unwrap();
+            if round >= 5 {
+                samples[k].push(r.launch_to_ready_s() * 1e3);
+                for p in r.phases {
+                    phases[k].entry(p.name).or_default().push(p.duration_s * 1e3);
+                }
+            }
+        }
+    }
+    println!("launch-to-ready, ms, {n} launches each (after 5 warm-up rounds), interleaved:");
+    println!("{:<22} {:>8} {:>8} {:>8} {:>8}", "backend", "median", "p90", "p99", "min");
+    for (k, b) in bs.iter().enumerate() {
+        let mut v = samples[k].clone();
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{:<22} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+            b.name(),
+            percentile(&v, 0.5),
+            percentile(&v, 0.9),
+            percentile(&v, 0.99),
+            v[0]
+        );
+        let ph: Vec<String> = phases[k]
+            .iter()
+            .map(|(name, v)| {
+                let mut v = v.clone();
+                v.sort_by(f64::total_cmp);
+                format!("{name}={:.3}", percentile(&v, 0.5))
+            })
+            .collect();
+        println!("    median phases (ms): {}", ph.join(" "));
+    }
+    let _ = mem_before;
+}
+
+/// (MemAvailable, Slab) in kB.
+fn meminfo() -> (u64, u64) {
+    let t = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let f = |k: &str| {
+        t.lines().find_map(|l| l.strip_prefix(k)?.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    };
+    (f("MemAvailable:"), f("Slab:"))
+}
+
+/// Per-container kernel+user memory of N idle containers of each backend, from MemAvailable and Slab
+/// deltas and cgroup usage: `cargo test -p harness --test container -- --ignored --nocapture density`.
+#[test]
+#[ignore]
+fn density_memory_per_container() {
+    if !gate("density_memory_per_container", &[Need::Root]) {
+        return;
+    }
+    let n: usize = std::env::var("VMCT_DENSITY_N").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    for name in ["container", "container-privileged", "crun", "runc"] {
+        let b = backend(name);
+        if !b.info().available {
+            continue;
+        }
+        let drop_caches = || {
+            let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        drop_caches();
+        let (a0, s0) = meminfo();
+        let mut insts = Vec::new();
+        for k in 0..n {
+            let mut i = b.launch(&spec(&format!("dens-{name}-{k}"), "idle --hold-mib 0")).unwrap();
+            i.wait_ready(T).unwrap();
+            insts.push(i);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (a1, s1) = meminfo();
+        let mut usage = 0u64;
+        let mut pss = 0u64;
+        for i in insts.iter_mut() {
+            let st = i.stats();
+            usage += st.cgroup_usage_bytes.unwrap_or(0);
+            pss += st.pss_bytes.unwrap_or(0);
+        }
+        for mut i in insts {
+            i.stop(T).unwrap();
+        }
+        println!(
+            "{name:<22} n={n}: MemAvailable -{:.0} kB/ctr, Slab +{:.0} kB/ctr, cgroup usage {:.0} kB/ctr, init PSS {:.0} kB/ctr",
+            (a0 as f64 - a1 as f64) / n as f64,
+            (s1 as f64 - s0 as f64) / n as f64,
+            usage as f64 / 1024.0 / n as f64,
+            pss as f64 / 1024.0 / n as f64
+        );
+    }
+}
+
+#[test]
+fn bridge_network_gives_a_private_address_and_loopback_is_up() {
+    if !gate("bridge_network_gives_a_private_address_and_loopback_is_up", &[Need::Root]) {
+        return;
+    }
+    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
+    let Some(img) = busybox_image(t.path()) else { return };
+    let script = "ip -4 addr show lo | grep -q 'inet 127.0.0.1' && ip -4 addr show eth0 && ping -c1 -W2 10.213.0.1";
+    let run = |rt: &container::Runtime, id: &str| {
+        let log = t.path().join(format!("{id}.log"));
+        let mut s = container::ContainerSpec::new(
+            format!("vmct-t{}-{id}", std::process::id()),
+            vec!["sh".into(), "-c".into(), script.into()],
+        );
+        s.stdout = container::Output::File(log.clone());
+        let mut c = rt.start(&s).unwrap();
+        let addr = c.address();
+        let st = c.stop(T).unwrap().status;
+        (st, addr, std::fs::read_to_string(&log).unwrap())
+    };
+    // Private (default): loopback only, so the ping has nowhere to go.
+    let rt = container::Runtime::new(img.clone(), container::Profile::Default).unwrap();
+    let (st, addr, out) = run(&rt, "net-private");
+    assert_ne!(st, Some(0), "{out}");
+    assert_eq!(addr, None);
+    // Bridge: eth0 with a 10.213/16 address that reaches the bridge in the project's namespace.
+    let rt = rt.with_network(container::NetMode::Bridge).unwrap();
+    let (st, addr, out) = run(&rt, "net-bridge");
+    assert_eq!(st, Some(0), "{out}");
+    let addr = addr.unwrap();
+    assert_eq!(addr.octets()[..2], [10, 213]);
+    assert!(out.contains(&addr.to_string()), "{out}");
+    let netns = format!("vmct-net-{}", std::process::id());
+    assert!(Path::new("/run/netns").join(&netns).exists());
+    drop(rt);
+    assert!(!Path::new("/run/netns").join(&netns).exists(), "bridge namespace left behind");
+}
+
+#[test]
+fn gc_removes_leftovers_by_prefix() {
+    if !gate("gc_removes_leftovers_by_prefix", &[Need::Root]) {
+        return;
+    }
+    let prefix = format!("vmct-t{}-gc", std::process::id());
+    // A leftover cgroup with a stray process (orphaned: its parent is gone), and a private dir.
+    let rt = container::Runtime::new(
+        harness::backend::container::base_image(&workload()).unwrap(),
+        container::Profile::Default,
+    )
+    .unwrap();
+    let mut c = rt.start(&container::ContainerSpec::new(format!("{prefix}-1"), vec!["idle".into()])).unwrap();
+    let cg = c.cgroup_dirs().unwrap().dirs[0].1.clone();
+    let dir = c.state_dir().unwrap().to_path_buf();
+    // The container's runtime is alive (this test): gc keeps it.
+    let r = container::gc(&prefix);
+    assert!(r.kept.iter().any(|k| k.contains(&prefix)), "{r:?}");
+    assert!(cg.exists() && dir.exists());
+    c.stop(T).unwrap();
+    // Leftovers without processes: an empty cgroup and a private dir.
+    std::fs::create_dir(&cg).unwrap();
+    std::fs::create_dir_all(dir.join("upper/x")).unwrap();
+    let r = container::gc(&prefix);
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert!(!cg.exists() && !dir.exists(), "{r:?}");
+    assert_eq!(r.removed.len(), 2, "{r:?}");
+}
