@@ -381,7 +381,11 @@ fn side_by_side_launch_to_ready() {
     let mut phases: Vec<std::collections::BTreeMap<String, Vec<f64>>> = vec![Default::default(); bs.len()];
     let mem_before = meminfo();
     for round in 0..n + 5 {
-        for (k, b) in bs.iter().enumerate() {
+        // Rotate the order every round: a launch right after another runtime's teardown can wait for an
+        // RCU grace period in the kernel's cgroup migration lock, and no backend should always pay it.
+        for j in 0..bs.len() {
+            let k = (j + round) % bs.len();
+            let b = &bs[k];
             let mut i = b.launch(&spec(&format!("sbs-{}-{round}", b.name()), "ready")).unwrap();
             let r = i.wait_ready(T).unwrap();
             i.stop(T).unwrap();
@@ -393,7 +397,7 @@ fn side_by_side_launch_to_ready() {
             }
         }
     }
-    println!("launch-to-ready, ms, {n} launches each (after 5 warm-up rounds), interleaved:");
+    println!("launch-to-ready, ms, {n} launches each (after 5 warm-up rounds), interleaved, order rotated:");
     println!("{:<22} {:>8} {:>8} {:>8} {:>8}", "backend", "median", "p90", "p99", "min");
     for (k, b) in bs.iter().enumerate() {
         let mut v = samples[k].clone();

@@ -16,6 +16,7 @@ pub mod microvm;
 pub mod microvm_linux;
 pub mod peers;
 pub mod process;
+pub mod vmm_peers;
 pub mod registry;
 
 use crate::clock;

@@ -17,6 +17,15 @@ fn extra(_workload: &Path) -> Vec<Box<dyn Backend>> {
     v
 }
 
+/// All backends plus the peer VMMs the user pointed at (`--peer NAME=PATH`).
+pub fn all_with_peers(workload: &Path, work_dir: &Path, peers: &[(String, std::path::PathBuf)]) -> Vec<Box<dyn Backend>> {
+    let mut v = all(workload, work_dir);
+    for (name, path) in peers {
+        v.push(super::vmm_peers::backend(name, path, workload));
+    }
+    v
+}
+
 /// Names of all backends (for `--backends` validation and help).
 pub fn names(backends: &[Box<dyn Backend>]) -> Vec<String> {
     backends.iter().map(|b| b.name().to_string()).collect()

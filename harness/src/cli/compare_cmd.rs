@@ -22,7 +22,7 @@ pub struct CompareArgs {
     /// Comma-separated backends (default: every available one).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Comma-separated experiments: startup, overhead, density, isolation (default: all).
+    /// Comma-separated experiments: startup, overhead, density, isolation, snapshot (default: all).
     #[arg(long, value_delimiter = ',')]
     pub experiments: Vec<String>,
     /// Measured sequential launches per backend.
@@ -52,6 +52,9 @@ pub struct CompareArgs {
     /// Print a JSON summary at the end instead of text.
     #[arg(long)]
     pub json: bool,
+    /// A peer VMM to measure beside ours: qemu=PATH or firecracker=PATH (boots the linux guest model).
+    #[arg(long, value_name = "NAME=PATH", value_parser = crate::backend::vmm_peers::parse_peer)]
+    pub peer: Vec<(String, std::path::PathBuf)>,
 }
 
 /// Run the command.
@@ -108,7 +111,7 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
         s.density.hold_mib = h;
     }
     let (workload, work_dir) = super::workload_and_workdir()?;
-    let mut backends = registry::all(&workload, &work_dir);
+    let mut backends = registry::all_with_peers(&workload, &work_dir, &a.peer);
     if !a.backends.is_empty() {
         backends = registry::select(backends, &a.backends).map_err(UsageError)?;
     }

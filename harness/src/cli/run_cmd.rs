@@ -55,6 +55,9 @@ pub struct RunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// A peer VMM to measure beside ours: qemu=PATH or firecracker=PATH (boots the linux guest model).
+    #[arg(long, value_name = "NAME=PATH", value_parser = crate::backend::vmm_peers::parse_peer)]
+    pub peer: Vec<(String, std::path::PathBuf)>,
 }
 
 /// Scenario words from `--workload` plus the per-scenario flags.
@@ -100,7 +103,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (workload, work_dir) = super::workload_and_workdir()?;
-    let all = registry::all(&workload, &work_dir);
+    let all = registry::all_with_peers(&workload, &work_dir, &a.peer);
     let backend = registry::select(all, std::slice::from_ref(&a.backend)).map_err(UsageError)?.remove(0);
     let info = backend.info();
     if !info.available && info.name == "microvm-linux" && results::KvmFlavour::detect() == results::KvmFlavour::KvmPvm {
