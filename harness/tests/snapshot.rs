@@ -81,7 +81,15 @@ fn a_snapshotted_idle_vm_restores_twice_with_its_memory_intact_and_shared() {
     assert!(shared >= 7 << 20, "shared {shared} bytes; a {sa:?} b {sb:?}");
     assert!(sa.guest_mem_bytes.unwrap() >= 8 << 20, "{sa:?}");
 
-    for mut i in [a, b2] {
+    // A restored VM can be snapshotted again (its memory is now a private file mapping).
+    let dir2 = Dir(std::env::temp_dir().join(format!("vmct-test-snapshot2-{}", std::process::id())));
+    let saved2 = a.save_state(&dir2.0).unwrap();
+    let mut c = b.restore(&saved2, &spec("c")).unwrap();
+    c.wait_ready(T).unwrap();
+    let res = restore_results(c.as_mut());
+    assert!(res.contains(&("restore.memory_ok".into(), 1.0)), "{res:?}");
+
+    for mut i in [a, b2, c] {
         let exit = i.stop(T).unwrap();
         assert_eq!((exit.status, exit.error), (Some(0), None));
     }

@@ -434,7 +434,7 @@ impl Vm {
             memory_bytes,
             state_bytes: json.len() as u64,
             resident_pages,
-            pause_s: sys::mono_ns().saturating_sub(t0) as f64 * 1e-9,
+            pause_s: sys::mono_ns().saturating_sub(t0) as f64 / 1e9,
         })
     }
 
