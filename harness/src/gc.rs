@@ -54,5 +54,14 @@ pub fn collect(dry_run: bool) -> GcReport {
         }
         rep.removed.push(what);
     }
+    if dry_run {
+        rep.kept.push("kernel objects (cgroups, netns, veths, container state) are only listed when removed; run without --dry-run".into());
+    } else {
+        // Cgroups, network namespaces, veths and per-container state named with the prefix.
+        let c = container::gc(crate::backend::NAME_PREFIX);
+        rep.removed.extend(c.removed);
+        rep.kept.extend(c.kept);
+        rep.errors.extend(c.errors);
+    }
     rep
 }

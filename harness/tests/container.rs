@@ -380,7 +380,25 @@ fn side_by_side_launch_to_ready() {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); bs.len()];
     let mut phases: Vec<std::collections::BTreeMap<String, Vec<f64>>> = vec![Default::default(); bs.len()];
     let mem_before = meminfo();
-    for round in 0..n + 5 {
+    // VMCT_SIDE_BY_SIDE_MODE=blocks: each backend's launches back to back (after the others'), the
+    // steady state of a sweep; default: interleaved with the order rotated every round.
+    let blocks = std::env::var("VMCT_SIDE_BY_SIDE_MODE").is_ok_and(|m| m == "blocks");
+    if blocks {
+        for (k, b) in bs.iter().enumerate() {
+            for round in 0..n + 5 {
+                let mut i = b.launch(&spec(&format!("sbs-{}-{round}", b.name()), "ready")).unwrap();
+                let r = i.wait_ready(T).unwrap();
+                i.stop(T).unwrap();
+                if round >= 5 {
+                    samples[k].push(r.launch_to_ready_s() * 1e3);
+                    for p in r.phases {
+                        phases[k].entry(p.name).or_default().push(p.duration_s * 1e3);
+                    }
+                }
+            }
+        }
+    }
+    for round in 0..if blocks { 0 } else { n + 5 } {
         // Rotate the order every round: a launch right after another runtime's teardown can wait for an
         // RCU grace period in the kernel's cgroup migration lock, and no backend should always pay it.
         for j in 0..bs.len() {
@@ -397,7 +415,8 @@ fn side_by_side_launch_to_ready() {
             }
         }
     }
-    println!("launch-to-ready, ms, {n} launches each (after 5 warm-up rounds), interleaved, order rotated:");
+    let mode = if blocks { "back to back per backend" } else { "interleaved, order rotated" };
+    println!("launch-to-ready, ms, {n} launches each (after 5 warm-up launches), {mode}:");
     println!("{:<22} {:>8} {:>8} {:>8} {:>8}", "backend", "median", "p90", "p99", "min");
     for (k, b) in bs.iter().enumerate() {
         let mut v = samples[k].clone();

@@ -10,10 +10,12 @@ pub fn all(workload: &Path, work_dir: &Path) -> Vec<Box<dyn Backend>> {
     v
 }
 
-fn extra(_workload: &Path) -> Vec<Box<dyn Backend>> {
+fn extra(workload: &Path) -> Vec<Box<dyn Backend>> {
     let mut v = Vec::new();
     v.extend(super::microvm::backends());
     v.push(super::microvm_linux::backend());
+    v.extend(super::container::backends(workload));
+    v.extend(super::peers::backends(workload));
     v
 }
 
