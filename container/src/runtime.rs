@@ -518,8 +518,25 @@ pub fn build_ops(image: &Image, profile: Profile, rootfs: &Path, upper: &Path, w
             MS_NOSUID | MS_NODEV | MS_NOEXEC | if profile == Profile::Privileged { 0 } else { MS_RDONLY },
             None,
         ),
-        m("tmpfs", r("dev"), Some("tmpfs"), MS_NOSUID | MS_STRICTATIME, Some("mode=755,size=65536k")),
     ];
+    if profile != Profile::Privileged {
+        // Docker's read-only paths: host-wide kernel knobs stay readable but not writable, even for the
+        // container's root (sysctls such as fs.* are not namespaced and are guarded only by file mode).
+        use libc::MS_REMOUNT;
+        let ro = ["proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs"];
+        // The container's proc is the same kernel's: skip what this kernel does not have.
+        for p in ro.into_iter().filter(|p| Path::new("/").join(p).exists()) {
+            ops.push(m(&format!("{}", rootfs.join(p).display()), r(p), None, MS_BIND | MS_REC, None));
+            ops.push(Op::Mount {
+                src: None,
+                target: r(p),
+                fstype: None,
+                flags: MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                data: None,
+            });
+        }
+    }
+    ops.push(m("tmpfs", r("dev"), Some("tmpfs"), MS_NOSUID | MS_STRICTATIME, Some("mode=755,size=65536k")));
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("urandom", 1, 9), ("tty", 5, 0)] {
         let target = r(&format!("dev/{name}"));
         if userns {
