@@ -178,10 +178,14 @@ impl Sys for Real {
     }
 
     fn become_root(&self) -> Result<(), Errno> {
+        // Raw system calls, not glibc's setresgid/setresuid: in a multi-threaded parent glibc's wrappers
+        // broadcast the change to every thread it knows of (nptl "setxid") and wait for them. The child
+        // of clone3 has one thread but inherits glibc's thread list, so the wrapper would wait forever
+        // (seen with concurrent launchers: the container-userns child hung in futex_wait).
         // SAFETY: plain syscalls with integer arguments.
-        check(unsafe { libc::setresgid(0, 0, 0) } as _)?;
+        check(unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } as _)?;
         // SAFETY: as above.
-        check(unsafe { libc::setresuid(0, 0, 0) } as _)
+        check(unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } as _)
     }
 
     fn unshare(&self, flags: i32) -> Result<(), Errno> {
