@@ -111,7 +111,20 @@ pub enum RuntimeError {
         /// Its wait status.
         status: Option<WaitStatus>,
     },
+    /// The init stopped reporting before exec (it is killed and removed).
+    #[error("container {id}: init reported nothing for {secs} s after stage '{last}': killed")]
+    StartTimeout {
+        /// Id.
+        id: String,
+        /// The last stage reached.
+        last: &'static str,
+        /// Seconds waited.
+        secs: u64,
+    },
 }
+
+/// How long the parent waits for each stage report of a starting container.
+pub const STAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Security/isolation profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,11 +391,18 @@ impl Runtime {
         // 5. exec: the channel closes (close-on-exec) when the entry point replaced the init.
         let mut buf = [0u8; init::MSG_LEN];
         let mut before_exec = false;
+        let mut last = "attach";
         loop {
+            // A child that hangs (it must not, but a bug or a stuck kernel call would) must not hang
+            // the harness: the Container guard kills and removes it on return.
+            if !sys::poll_in(c2p_r.as_raw_fd(), STAGE_TIMEOUT.as_millis() as i32).unwrap_or(true) {
+                return Err(RuntimeError::StartTimeout { id, last, secs: STAGE_TIMEOUT.as_secs() });
+            }
             match sys::Sys::read_exact(&sys::Real, c2p_r.as_raw_fd(), &mut buf) {
                 Ok(true) => match ChildMsg::decode(&buf) {
                     Some(ChildMsg::Reached { stage, ns }) => {
                         before_exec |= stage == Stage::Seccomp;
+                        last = stage.name();
                         c.mark(stage.name(), ns)
                     }
                     Some(ChildMsg::Failed { stage, op, errno }) => {
