@@ -67,9 +67,15 @@ pub fn guest_mem_bytes(mem_limit: Option<u64>, scenario: &Scenario) -> u64 {
 
 /// Guest memory resident vs VMM overhead of the VMM process `pid`, from /proc/PID/smaps.
 pub fn vmm_stats(pid: u32) -> InstanceStats {
+    split_guest_memory(pid, is_guest_mapping)
+}
+
+/// RSS/PSS of a VMM process with its resident guest memory (mappings matching `is_guest`, from
+/// /proc/PID/smaps) split from the VMM's own overhead. Shared by both guest models.
+pub fn split_guest_memory(pid: u32, is_guest: impl FnMut(&str) -> bool) -> InstanceStats {
     let Some(m) = memstat::proc_mem(pid) else { return InstanceStats::default() };
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let guest = memstat::smaps_rss_where(&smaps, is_guest_mapping);
+    let guest = memstat::smaps_rss_where(&smaps, is_guest);
     InstanceStats {
         rss_bytes: Some(m.rss_bytes),
         pss_bytes: Some(m.pss_bytes),

@@ -11,7 +11,7 @@
 //! port write), then `to_ready`.
 use super::child::ChildInstance;
 use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready};
-use crate::{artifacts, kernel, memstat};
+use crate::{artifacts, kernel};
 use microvm::linux::{self as linux, initramfs, ProbeOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -98,17 +98,8 @@ pub fn initramfs_for(workload: &Path) -> Result<PathBuf, String> {
 
 /// Guest memory resident vs VMM overhead of a VMM process, from /proc/PID/smaps.
 pub fn vmm_stats(pid: u32) -> InstanceStats {
-    let Some(m) = memstat::proc_mem(pid) else { return InstanceStats::default() };
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let name = format!("/memfd:{}", linux::vm::GUEST_MEMFD_NAME);
-    let guest = memstat::smaps_rss_where(&smaps, |h| h.contains(&name));
-    InstanceStats {
-        rss_bytes: Some(m.rss_bytes),
-        pss_bytes: Some(m.pss_bytes),
-        guest_mem_bytes: Some(guest),
-        vmm_overhead_bytes: Some(m.rss_bytes.saturating_sub(guest)),
-        cgroup_usage_bytes: None,
-    }
+    super::microvm::split_guest_memory(pid, |h| h.contains(&name))
 }
 
 /// The error description for a VMM exit status, if it is not a plain workload status.

@@ -16,8 +16,8 @@ pub mod microvm;
 pub mod microvm_linux;
 pub mod peers;
 pub mod process;
-pub mod vmm_peers;
 pub mod registry;
+pub mod vmm_peers;
 
 use crate::clock;
 use std::path::PathBuf;

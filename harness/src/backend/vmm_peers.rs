@@ -73,19 +73,29 @@ impl Backend for VmmPeer {
             .map_err(|reason| BackendError::Unavailable { backend: self.name.clone(), reason })?;
         let initrd = super::microvm_linux::initramfs_for(&self.workload).map_err(fail)?;
         let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
-        let append = cmdline(&CmdlineOptions { workload_args: args, ..Default::default() }).map_err(|e| fail(e.to_string()))?;
+        let append =
+            cmdline(&CmdlineOptions { workload_args: args, ..Default::default() }).map_err(|e| fail(e.to_string()))?;
         let mem_mib = super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20;
         let cmd = match self.name.as_str() {
             "qemu" => {
                 let mut c = Command::new(&self.path);
-                c.args(["-M", "microvm", "-enable-kvm", "-cpu", "host", "-nodefaults", "-no-user-config", "-nographic"])
-                    .args(["-serial", "stdio", "-no-reboot", "-m", &format!("{mem_mib}M")])
-                    .args(["-smp", &spec.vcpus.to_string()])
-                    .arg("-kernel")
-                    .arg(&kernel)
-                    .arg("-initrd")
-                    .arg(&initrd)
-                    .args(["-append", &append]);
+                c.args([
+                    "-M",
+                    "microvm",
+                    "-enable-kvm",
+                    "-cpu",
+                    "host",
+                    "-nodefaults",
+                    "-no-user-config",
+                    "-nographic",
+                ])
+                .args(["-serial", "stdio", "-no-reboot", "-m", &format!("{mem_mib}M")])
+                .args(["-smp", &spec.vcpus.to_string()])
+                .arg("-kernel")
+                .arg(&kernel)
+                .arg("-initrd")
+                .arg(&initrd)
+                .args(["-append", &append]);
                 c
             }
             _ => {
@@ -97,7 +107,8 @@ impl Backend for VmmPeer {
                     "machine-config": {"vcpu_count": spec.vcpus, "mem_size_mib": mem_mib},
                 });
                 let path = dir.join("config.json");
-                std::fs::write(&path, cfg.to_string()).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+                std::fs::write(&path, cfg.to_string())
+                    .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
                 let mut c = Command::new(&self.path);
                 c.arg("--no-api").arg("--config-file").arg(&path);
                 let inst = ChildInstance::spawn(&self.name, spec, c)?.with_cleanup(move || {
