@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! Container start benchmarks (root only; prints a skip line otherwise):
 //! - `start/clone_pivot_exec`: `Runtime::start` through clone, rootfs, pivot_root, cgroup attach, caps,
 //!   seccomp and exec (returns when exec succeeded);
@@ -35,7 +36,7 @@ fn bench(c: &mut Criterion) {
     };
     let rt = Runtime::new(img, Profile::Default).expect("runtime");
     let mut n = 0u64;
-    let mut spec = |n: &mut u64| {
+    let spec = |n: &mut u64| {
         *n += 1;
         let mut s = ContainerSpec::new(format!("vmct-bench-{}-{n}", std::process::id()), args.clone());
         s.stdout = Output::Pipe;

@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! Launch-to-ready of every available backend, side by side in one criterion group (run:
 //! `cargo bench -p harness --bench launch`; criterion's report lands in target/criterion/).
 //! Only launch -> ready is timed; stopping the instance happens outside the measured time.

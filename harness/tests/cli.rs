@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! The CLI as a user meets it: exit codes, clear errors, JSON output, a quick compare.
 use assert_cmd::Command;
 use predicates::prelude::*;

@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! Our container runtime and the crun/runc peers end to end, through the same `Backend`/`Instance` API
 //! the experiments use. Needs root (skips without it unless `VMCT_REQUIRE_PRIVILEGED=1`).
 use harness::backend::container::backends;

@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! Isolation probes against real setups (needs root): the process baseline is the deliberately weakest
 //! setup, so every key probe must report `reached` there and the host-side checks must detect and undo
 //! the changes; then the container profiles when the container backends are built in.

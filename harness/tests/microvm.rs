@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! The microvm backend end to end: one VMM process per VM booting the bare guest, through the same
 //! `Backend`/`Instance` API the experiments use. Needs /dev/kvm (skips without it unless
 //! `VMCT_REQUIRE_PRIVILEGED=1`).

@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! The linux guest model (`microvm-linux`) on this host: the guest kernel boots far enough to print its
 //! first console line; the initramfs has a runnable /init; on VT-x/AMD-V hosts the backend runs the
 //! workload end to end. Needs /dev/kvm (skips without it unless `VMCT_REQUIRE_PRIVILEGED=1`).

@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! MicroVM snapshot and restore end to end, through the `Backend`/`Instance` API: a VM snapshotted in
 //! the middle of `idle --hold-mib 8` restores, reports ready again with its held memory intact, and two
 //! VMs restored from one snapshot share its pages. Needs /dev/kvm (skips without it unless

@@ -66,7 +66,7 @@ pub fn run(a: KernelArgs) -> anyhow::Result<ExitCode> {
                     } else if let Some(b) = &bar {
                         b.set_message(l.trim().to_string());
                         b.tick();
-                    } else if lines % 200 == 0 {
+                    } else if lines.is_multiple_of(200) {
                         eprintln!("kernel: {lines} make lines, {:.0}s", t0.elapsed().as_secs_f64());
                     }
                 }
