@@ -20,6 +20,7 @@
 //! trait), [`security`] (caps, seccomp), [`net`], [`limits`], [`oci`] (configs for crun/runc), [`gc`],
 //! and [`sys`] (all `unsafe`).
 pub mod cgroup;
+pub mod commit;
 pub mod gc;
 pub mod image;
 pub mod init;

@@ -566,3 +566,40 @@ fn gc_removes_leftovers_by_prefix() {
     assert!(!cg.exists() && !dir.exists(), "{r:?}");
     assert_eq!(r.removed.len(), 2, "{r:?}");
 }
+
+#[test]
+fn commit_carries_new_and_deleted_files_into_a_new_image() {
+    if !gate("commit_carries_new_and_deleted_files_into_a_new_image", &[Need::Root]) {
+        return;
+    }
+    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
+    let Some(img) = busybox_image(t.path()) else { return };
+    let base = img.layers[0].clone();
+    std::fs::write(base.join("etc/doomed.txt"), "delete me\n").unwrap();
+    let rt = container::Runtime::new(img.clone(), container::Profile::Default).unwrap();
+    let mut s = container::ContainerSpec::new(
+        format!("vmct-t{}-commit", std::process::id()),
+        vec!["sh".into(), "-c".into(), "echo added > /etc/added.txt && rm /etc/doomed.txt".into()],
+    );
+    let mut c = rt.start(&s).unwrap();
+    assert!(c.wait(T).is_some(), "the writer finished");
+    let upper = c.state_dir().unwrap().join("upper");
+    let layer = container::commit::commit(&upper, &t.path().join("commit")).unwrap();
+    assert_eq!(c.stop(T).unwrap().status, Some(0));
+    assert_eq!(layer.whiteouts, 1);
+    assert!(layer.tar_bytes > 0);
+
+    // A new image: the old layers plus the committed one.
+    let img2 = container::Image::open(vec![base.clone(), layer.dir.clone()], img.entry.clone()).unwrap();
+    let rt2 = container::Runtime::new(img2, container::Profile::Default).unwrap();
+    let log = t.path().join("out.log");
+    s.id = format!("vmct-t{}-commit2", std::process::id());
+    s.args = vec!["sh".into(), "-c".into(), "cat /etc/added.txt; test ! -e /etc/doomed.txt && echo gone".into()];
+    s.stdout = container::Output::File(log.clone());
+    let mut c2 = rt2.start(&s).unwrap();
+    assert_eq!(c2.stop(T).unwrap().status, Some(0));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "added\ngone\n");
+    // The base layer is unchanged.
+    assert_eq!(std::fs::read_to_string(base.join("etc/doomed.txt")).unwrap(), "delete me\n");
+    assert!(!base.join("etc/added.txt").exists());
+}

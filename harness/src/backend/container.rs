@@ -69,12 +69,20 @@ pub struct ContainerBackend {
     profile: Profile,
     workload: PathBuf,
     runtime: Mutex<Option<Result<Arc<Runtime>, String>>>,
+    /// Runtimes of images made from committed layers (`restore`), by layer path.
+    committed: Mutex<Vec<(PathBuf, Arc<Runtime>)>>,
 }
 
 impl ContainerBackend {
     /// A backend named `name` running `workload` with `profile` (the runtime is set up on first use).
     pub fn new(name: &'static str, profile: Profile, workload: &Path) -> ContainerBackend {
-        ContainerBackend { name, profile, workload: workload.to_path_buf(), runtime: Mutex::new(None) }
+        ContainerBackend {
+            name,
+            profile,
+            workload: workload.to_path_buf(),
+            runtime: Mutex::new(None),
+            committed: Mutex::new(Vec::new()),
+        }
     }
 
     /// The runtime (image built, cgroups detected, seccomp compiled), or why it is unavailable.
@@ -113,6 +121,40 @@ impl Backend for ContainerBackend {
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let launched_ns = clock::mono_ns();
         let rt = self.runtime().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
+        self.launch_on(&rt, spec, launched_ns)
+    }
+
+    /// Start a container from a committed layer: the base image's layers plus `saved.path` on top.
+    fn restore(&self, saved: &super::Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let launched_ns = clock::mono_ns();
+        let unavailable = |reason: String| BackendError::Unavailable { backend: self.name.into(), reason };
+        let rt = {
+            let mut g = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+            match g.iter().find(|(p, _)| *p == saved.path) {
+                Some((_, rt)) => rt.clone(),
+                None => {
+                    let base = self.runtime().map_err(unavailable)?;
+                    let mut layers = base.image().layers.clone();
+                    layers.push(saved.path.clone());
+                    let img =
+                        Image::open(layers, base.image().entry.clone()).map_err(|e| unavailable(e.to_string()))?;
+                    let rt = Arc::new(Runtime::new(img, self.profile).map_err(|e| unavailable(e.to_string()))?);
+                    g.push((saved.path.clone(), rt.clone()));
+                    rt
+                }
+            }
+        };
+        self.launch_on(&rt, spec, launched_ns)
+    }
+}
+
+impl ContainerBackend {
+    fn launch_on(
+        &self,
+        rt: &Runtime,
+        spec: &InstanceSpec,
+        launched_ns: u64,
+    ) -> Result<Box<dyn Instance>, BackendError> {
         let launch_err = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
         let mut cs = ContainerSpec::new(
             spec.id.clone(),
@@ -248,6 +290,17 @@ impl Instance for ContainerInstance {
             cgroup_usage_bytes: c.usage_bytes(),
             ..Default::default()
         }
+    }
+
+    /// Commit: the container's upper dir becomes a read-only layer (`dir/layer.tar` + `dir/layer/`); the
+    /// container keeps running. `bytes` is the layer tar's size.
+    fn save_state(&mut self, dir: &Path) -> Result<super::Saved, BackendError> {
+        let err = |reason: String| BackendError::Save { backend: self.backend.clone(), id: self.id.clone(), reason };
+        let c = self.c.as_ref().ok_or_else(|| err("the container has stopped".into()))?;
+        let upper = c.state_dir().ok_or_else(|| err("the container has no state dir".into()))?.join("upper");
+        let t0 = std::time::Instant::now();
+        let layer = container::commit::commit(&upper, dir).map_err(|e| err(e.to_string()))?;
+        Ok(super::Saved { path: layer.dir, bytes: layer.tar_bytes, duration_s: t0.elapsed().as_secs_f64() })
     }
 
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {

@@ -131,7 +131,10 @@ fn settle(inst: &mut dyn Instance, settle: Duration, backend: &str) -> Result<()
 /// One repetition at `mib`; `Ok(None)` if the backend cannot save state.
 fn once(backend: &dyn Backend, plan: &SnapshotPlan, mib: u64) -> Result<Option<Sample>, ExperimentError> {
     let scenario = Scenario::Idle { hold_mib: mib };
-    let (mut cold, ready) = launch_ready(backend, spec(scenario), plan.timeout)?;
+    // The same dirty working set as files too: a container commit saves files, a VM snapshot memory.
+    let mut cold_spec = spec(scenario);
+    cold_spec.env.push(("VMCT_DIRTY_FILE_MIB".into(), mib.to_string()));
+    let (mut cold, ready) = launch_ready(backend, cold_spec, plan.timeout)?;
     let cold_start_s = ready.launch_to_ready_s();
     let dir = TempDir::new(cold.id())?;
     let saved = match cold.save_state(dir.path()) {

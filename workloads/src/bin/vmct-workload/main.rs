@@ -39,7 +39,32 @@ fn run(args: Vec<String>) -> u8 {
             return 2;
         }
     };
+    if let Err(e) = dirty_files() {
+        eprintln!("vmct-workload: {e}");
+        return 1;
+    }
     let mut platform = linux::LinuxPlatform::new();
     let status = workloads::runner::run(&scenario, &mut platform);
     u8::try_from(status).unwrap_or(1)
+}
+
+/// `VMCT_DIRTY_FILE_MIB=N`: write N MiB to `vmct-dirty.dat` in the working directory before the
+/// scenario, so the instance has file state to save (the snapshot experiment's container commit).
+fn dirty_files() -> Result<(), String> {
+    let Some(v) = std::env::var_os("VMCT_DIRTY_FILE_MIB") else { return Ok(()) };
+    let mib: u64 = v
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n <= workloads::scenario::MAX_MIB)
+        .ok_or_else(|| format!("VMCT_DIRTY_FILE_MIB={v:?}: expected a whole number of MiB"))?;
+    if mib == 0 {
+        return Ok(());
+    }
+    use std::io::Write;
+    let mut f = std::fs::File::create("vmct-dirty.dat").map_err(|e| format!("cannot create vmct-dirty.dat: {e}"))?;
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    for _ in 0..mib {
+        f.write_all(&chunk).map_err(|e| format!("cannot write vmct-dirty.dat: {e}"))?;
+    }
+    Ok(())
 }
