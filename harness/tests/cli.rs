@@ -109,3 +109,37 @@ fn env_reports_kvm_and_guest_models() {
         assert!(models[1]["reason"].as_str().unwrap().contains("kvm_pvm cannot run guest userspace"));
     }
 }
+
+#[test]
+fn commit_a_running_container_and_start_from_the_image() {
+    if !harness::privileged::gate(
+        "commit_a_running_container_and_start_from_the_image",
+        &[harness::privileged::Need::Root],
+    ) {
+        return;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("vmct");
+    let mut idle = std::process::Command::new(&bin)
+        .args(["run", "--backend", "container", "--workload", "idle", "--hold-for", "20s", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The id is the newest `vmct logs` record owned by that process.
+    let id = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            harness::logs::LogRecord::all().into_iter().rev().find(|r| r.owner_pid == idle.id()).map(|r| r.id)
+        })
+        .expect("the idle container is recorded");
+    let name = format!("vmct-test-img-{}", std::process::id());
+    vmct().args(["commit", &id, &name]).assert().success().stdout(predicate::str::contains(format!("as image {name}")));
+    vmct().args(["images"]).assert().success().stdout(predicate::str::contains(&name));
+    vmct().args(["commit", &id, &name]).assert().code(2).stderr(predicate::str::contains("exists already"));
+    vmct().args(["commit", "vmct-nope", "x"]).assert().code(2).stderr(predicate::str::contains("no running container"));
+    // SIGTERM: `vmct run` stops its container and cleans up (SIGKILL would leave it to `vmct gc`).
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(idle.id() as i32, libc::SIGTERM) };
+    assert!(idle.wait().unwrap().success());
+    vmct().args(["run", "--backend", "container", "--image", &name, "--workload", "ready"]).assert().success();
+    std::fs::remove_dir_all(harness::images::store().join(&name)).unwrap();
+}

@@ -51,16 +51,23 @@ pub fn base_image(workload: &Path) -> Result<Image, String> {
     Ok(img)
 }
 
+const PROFILES: [(&str, Profile); 3] = [
+    ("container", Profile::Default),
+    ("container-privileged", Profile::Privileged),
+    ("container-userns", Profile::Userns),
+];
+
 /// `container`, `container-privileged` and `container-userns`.
 pub fn backends(workload: &Path) -> Vec<Box<dyn Backend>> {
-    [
-        ("container", Profile::Default),
-        ("container-privileged", Profile::Privileged),
-        ("container-userns", Profile::Userns),
-    ]
-    .into_iter()
-    .map(|(name, profile)| Box::new(ContainerBackend::new(name, profile, workload)) as Box<dyn Backend>)
-    .collect()
+    PROFILES
+        .into_iter()
+        .map(|(name, profile)| Box::new(ContainerBackend::new(name, profile, workload)) as Box<dyn Backend>)
+        .collect()
+}
+
+/// The container backend called `name`, if it is one of ours.
+pub fn by_name(name: &str, workload: &Path) -> Option<ContainerBackend> {
+    PROFILES.into_iter().find(|(n, _)| *n == name).map(|(n, p)| ContainerBackend::new(n, p, workload))
 }
 
 /// One profile of our runtime.
@@ -69,8 +76,8 @@ pub struct ContainerBackend {
     profile: Profile,
     workload: PathBuf,
     runtime: Mutex<Option<Result<Arc<Runtime>, String>>>,
-    /// Runtimes of images made from committed layers (`restore`), by layer path.
-    committed: Mutex<Vec<(PathBuf, Arc<Runtime>)>>,
+    /// Runtimes of images made from committed layers (`restore`, `--image`), by layer list.
+    committed: Mutex<Vec<(Vec<PathBuf>, Arc<Runtime>)>>,
 }
 
 impl ContainerBackend {
@@ -127,24 +134,43 @@ impl Backend for ContainerBackend {
     /// Start a container from a committed layer: the base image's layers plus `saved.path` on top.
     fn restore(&self, saved: &super::Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let launched_ns = clock::mono_ns();
+        let base = self.runtime().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
+        let mut layers = base.image().layers.clone();
+        layers.push(saved.path.clone());
+        self.launch_layers(layers, spec, launched_ns)
+    }
+}
+
+impl ContainerBackend {
+    /// Start a container of the image made of `layers` (bottom first) with the base image's entry point;
+    /// runtimes of such images are kept for later launches.
+    pub fn launch_layers(
+        &self,
+        layers: Vec<PathBuf>,
+        spec: &InstanceSpec,
+        launched_ns: u64,
+    ) -> Result<Box<dyn Instance>, BackendError> {
         let unavailable = |reason: String| BackendError::Unavailable { backend: self.name.into(), reason };
         let rt = {
             let mut g = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-            match g.iter().find(|(p, _)| *p == saved.path) {
+            match g.iter().find(|(l, _)| *l == layers) {
                 Some((_, rt)) => rt.clone(),
                 None => {
                     let base = self.runtime().map_err(unavailable)?;
-                    let mut layers = base.image().layers.clone();
-                    layers.push(saved.path.clone());
-                    let img =
-                        Image::open(layers, base.image().entry.clone()).map_err(|e| unavailable(e.to_string()))?;
+                    let img = Image::open(layers.clone(), base.image().entry.clone())
+                        .map_err(|e| unavailable(e.to_string()))?;
                     let rt = Arc::new(Runtime::new(img, self.profile).map_err(|e| unavailable(e.to_string()))?);
-                    g.push((saved.path.clone(), rt.clone()));
+                    g.push((layers, rt.clone()));
                     rt
                 }
             }
         };
         self.launch_on(&rt, spec, launched_ns)
+    }
+
+    /// The base image's layers (bottom first).
+    pub fn base_layers(&self) -> Result<Vec<PathBuf>, String> {
+        Ok(self.runtime()?.image().layers.clone())
     }
 }
 

@@ -3,6 +3,7 @@
 mod compare_cmd;
 mod env_cmd;
 mod gc_cmd;
+mod images_cmd;
 mod isolation_cmd;
 mod kernel_cmd;
 mod logs_cmd;
@@ -45,6 +46,10 @@ pub enum Command {
     Plan(report_cmd::PlanArgs),
     /// Build or locate the linux guest model's kernel.
     Kernel(kernel_cmd::KernelArgs),
+    /// Save a running container's filesystem changes as a new image (a layer on top of its image).
+    Commit(images_cmd::CommitArgs),
+    /// List images with their layers, sizes and bytes shared between them.
+    Images(images_cmd::ImagesArgs),
     /// Remove leftovers (processes, cgroups, mounts, network namespaces) of a killed vmct run.
     Gc(gc_cmd::GcArgs),
 }
@@ -64,6 +69,9 @@ pub fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("__vmm-linux") {
         return crate::backend::microvm_linux::vmm_linux_main(&args[2..]);
     }
+    // Like other Unix tools, end quietly when a reader such as `head` closes the pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     crate::interrupt::install();
     raise_fd_limit();
@@ -75,6 +83,8 @@ pub fn main() -> ExitCode {
         Command::Gc(a) => gc_cmd::run(a),
         Command::Report(a) => report_cmd::report(a),
         Command::Logs(a) => logs_cmd::run(a),
+        Command::Commit(a) => images_cmd::commit(a),
+        Command::Images(a) => images_cmd::list(a),
         Command::Kernel(a) => kernel_cmd::run(a),
         Command::Plan(a) => report_cmd::plan(a),
     };

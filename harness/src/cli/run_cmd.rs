@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Give up if the instance has not finished after this long.
     #[arg(long, default_value = "120s")]
     pub timeout: String,
+    /// Container backends: start from this committed image (see `vmct images`).
+    #[arg(long)]
+    pub image: Option<String>,
     /// Write the instance's output to DIR/<id>.log (default: vmct's log directory, read by `vmct logs`).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<std::path::PathBuf>,
@@ -134,7 +137,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         let _ = record.save();
     }
 
-    let mut inst = backend.launch(&spec).with_context(|| format!("launching {} on {}", scenario, a.backend))?;
+    let mut inst = match &a.image {
+        None => backend.launch(&spec),
+        Some(name) => {
+            let layers = crate::images::load(name).map_err(|e| UsageError(e.to_string()))?.layers;
+            let cb = crate::backend::container::by_name(&a.backend, &workload).ok_or_else(|| {
+                UsageError(format!(
+                    "--image needs a container backend (container, container-privileged, container-userns), not '{}'",
+                    a.backend
+                ))
+            })?;
+            cb.launch_layers(layers, &spec, crate::clock::mono_ns())
+        }
+    }
+    .with_context(|| format!("launching {} on {}", scenario, a.backend))?;
     let ready = inst.wait_ready(timeout)?;
     let mut rep = RunReport {
         backend: a.backend.clone(),

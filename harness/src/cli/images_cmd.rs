@@ -1,0 +1,104 @@
+//! `vmct commit` and `vmct images`: container state saved as layers.
+use super::UsageError;
+use crate::images;
+use std::process::ExitCode;
+
+/// Arguments of `vmct commit`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  vmct run --backend container --workload idle --hold-for 60s &   # note its instance id\n  vmct commit vmct-1234-0 my-image\n  vmct run --backend container --image my-image --workload ready"
+)]
+pub struct CommitArgs {
+    /// Id of a running container started by `vmct run` (see `vmct logs`).
+    pub id: String,
+    /// Name of the new image.
+    pub name: String,
+    /// The image the container was started from (default: the base image).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `vmct images`.
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The base image's layers.
+pub(crate) fn base_layers() -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let (workload, _) = super::workload_and_workdir()?;
+    let b = crate::backend::container::by_name("container", &workload).expect("container backend exists");
+    b.base_layers().map_err(|e| anyhow::anyhow!("the base image is unavailable: {e}"))
+}
+
+/// `vmct commit`.
+pub fn commit(a: CommitArgs) -> anyhow::Result<ExitCode> {
+    let layers = match &a.from {
+        Some(n) => images::load(n).map_err(|e| UsageError(e.to_string()))?.layers,
+        None => base_layers()?,
+    };
+    let t0 = std::time::Instant::now();
+    let rec = images::commit(&a.id, &a.name, layers).map_err(|e| match e {
+        images::ImagesError::Io { .. } | images::ImagesError::Commit(_) => anyhow::Error::from(e),
+        other => UsageError(other.to_string()).into(),
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rec)?);
+    } else {
+        println!(
+            "committed {} as image {} in {}: new layer {} ({} deletions), {} layers in all",
+            a.id,
+            rec.name,
+            crate::units::human_secs(t0.elapsed().as_secs_f64()),
+            crate::units::human_bytes(rec.layer_tar_bytes as f64),
+            rec.whiteouts,
+            rec.layers.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vmct images`.
+pub fn list(a: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let base = base_layers()?;
+    let imgs = images::list();
+    let mut uses: std::collections::BTreeMap<std::path::PathBuf, usize> = Default::default();
+    for l in base.iter().chain(imgs.iter().flat_map(|i| i.layers.iter())) {
+        *uses.entry(l.clone()).or_default() += 1;
+    }
+    let sizes: std::collections::BTreeMap<_, _> = uses.keys().map(|l| (l.clone(), images::dir_bytes(l))).collect();
+    let rows: Vec<serde_json::Value> = std::iter::once(("base".to_string(), base.clone()))
+        .chain(imgs.iter().map(|i| (i.name.clone(), i.layers.clone())))
+        .map(|(name, layers)| {
+            let total: u64 = layers.iter().map(|l| sizes[l]).sum();
+            let shared: u64 = layers.iter().filter(|l| uses[*l] > 1).map(|l| sizes[l]).sum();
+            serde_json::json!({"name": name, "layers": layers, "bytes": total, "shared_bytes": shared})
+        })
+        .collect();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<24} {:>7} {:>12} {:>14}", "IMAGE", "LAYERS", "SIZE", "SHARED");
+    for r in &rows {
+        println!(
+            "{:<24} {:>7} {:>12} {:>14}",
+            r["name"].as_str().unwrap_or(""),
+            r["layers"].as_array().map_or(0, |l| l.len()),
+            crate::units::human_bytes(r["bytes"].as_u64().unwrap_or(0) as f64),
+            crate::units::human_bytes(r["shared_bytes"].as_u64().unwrap_or(0) as f64)
+        );
+    }
+    let unique: u64 = sizes.values().sum();
+    println!(
+        "\non disk: {} in {} distinct layers (shared layers counted once)",
+        crate::units::human_bytes(unique as f64),
+        sizes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
