@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Give up if the instance has not finished after this long.
     #[arg(long, default_value = "120s")]
     pub timeout: String,
+    /// microVM guest model: bare (default) or linux (same as `--backend microvm-linux`).
+    #[arg(long, value_parser = ["bare", "linux"])]
+    pub guest: Option<String>,
     /// Container backends: start from this committed image (see `vmct images`).
     #[arg(long)]
     pub image: Option<String>,
@@ -107,7 +110,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (workload, work_dir) = super::workload_and_workdir()?;
     let all = registry::all_with_peers(&workload, &work_dir, &a.peer);
-    let backend = registry::select(all, std::slice::from_ref(&a.backend)).map_err(UsageError)?.remove(0);
+    let name = match (a.backend.as_str(), a.guest.as_deref()) {
+        ("microvm", Some("linux")) => "microvm-linux".to_string(),
+        ("microvm" | "microvm-linux", _) | (_, None) => a.backend.clone(),
+        (b, Some(_)) => return Err(UsageError(format!("--guest applies to the microvm backend, not '{b}'")).into()),
+    };
+    let backend = registry::select(all, std::slice::from_ref(&name)).map_err(UsageError)?.remove(0);
     let info = backend.info();
     if !info.available && info.name == "microvm-linux" && results::KvmFlavour::detect() == results::KvmFlavour::KvmPvm {
         // Boot as far as this host allows and measure it, then say plainly why userspace cannot run.
