@@ -13,6 +13,9 @@ pub enum ImageError {
     /// A layer directory is missing.
     #[error("image: layer {0} does not exist or is not a directory (missing rootfs?)")]
     MissingLayer(PathBuf),
+    /// The same layer twice (overlayfs refuses it with ELOOP).
+    #[error("image: layer {0} is listed twice; overlayfs cannot stack a directory on itself")]
+    DuplicateLayer(PathBuf),
     /// A layer path cannot go into overlayfs options.
     #[error("image: layer path {0} contains ',', ':' or a NUL byte, which overlayfs options cannot carry")]
     BadLayerPath(PathBuf),
@@ -72,6 +75,9 @@ impl Image {
             if s.contains([',', ':', '\0']) {
                 return Err(ImageError::BadLayerPath(l));
             }
+            if abs.contains(&l) {
+                return Err(ImageError::DuplicateLayer(l));
+            }
             abs.push(l);
         }
         let e0 = entry.first().cloned().unwrap_or_default();
@@ -110,6 +116,17 @@ pub const BASE_DIRS: &[&str] = &["bin", "etc", "work", "run", "var/tmp"];
 /// to copy files up). Built in a temporary sibling and renamed into place, so concurrent builders and
 /// crashes never leave a half-built layer at `dest`. Returns `dest`.
 pub fn build_layer(dest: &Path, files: &[(&Path, &str)], owner: Option<(u32, u32)>) -> Result<PathBuf, ImageError> {
+    build_layer_with(dest, files, &[], owner)
+}
+
+/// [`build_layer`] plus symbolic links given as (path in the image, link target), e.g.
+/// `("/bin/sh", "busybox")`. Links whose path is also a file of `files` are skipped.
+pub fn build_layer_with(
+    dest: &Path,
+    files: &[(&Path, &str)],
+    links: &[(&str, &str)],
+    owner: Option<(u32, u32)>,
+) -> Result<PathBuf, ImageError> {
     if dest.join(".complete").is_file() {
         return Ok(dest.to_path_buf());
     }
@@ -139,6 +156,17 @@ pub fn build_layer(dest: &Path, files: &[(&Path, &str)], owner: Option<(u32, u32
             std::fs::create_dir_all(d).map_err(err(d))?;
         }
         std::fs::copy(src, &p).map_err(err(&p))?;
+        all.push(p);
+    }
+    for (inside, target) in links {
+        let p = tmp.join(inside.trim_start_matches('/'));
+        if files.iter().any(|(_, f)| f.trim_start_matches('/') == inside.trim_start_matches('/')) {
+            continue;
+        }
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(err(d))?;
+        }
+        std::os::unix::fs::symlink(target, &p).map_err(err(&p))?;
         all.push(p);
     }
     {
@@ -215,6 +243,18 @@ mod tests {
     }
 
     #[test]
+    fn builds_links() {
+        let t = tempfile::tempdir().unwrap();
+        let exe = t.path().join("exe");
+        std::fs::write(&exe, b"#!").unwrap();
+        let dest = t.path().join("bb");
+        build_layer_with(&dest, &[(&exe, "/bin/busybox")], &[("/bin/sh", "busybox"), ("/bin/busybox", "x")], None)
+            .unwrap();
+        assert_eq!(std::fs::read_link(dest.join("bin/sh")).unwrap(), Path::new("busybox"));
+        assert!(dest.join("bin/busybox").symlink_metadata().unwrap().is_file(), "a file wins over a link");
+    }
+
+    #[test]
     fn clear_errors() {
         let t = tempfile::tempdir().unwrap();
         let e = Image::open(vec![t.path().join("nope")], vec!["/bin/w".into()]).unwrap_err();
@@ -223,6 +263,10 @@ mod tests {
         let e = Image::open(vec![t.path().into()], vec!["/bin/w".into()]).unwrap_err();
         assert!(matches!(e, ImageError::MissingEntry { .. }), "{e}");
         assert!(matches!(Image::open(vec![], vec![]), Err(ImageError::NoLayers)));
+        let good = t.path().join("good");
+        layer(&good, true);
+        let twice = Image::open(vec![good.clone(), good], vec!["/bin/w".into()]).unwrap_err();
+        assert!(matches!(twice, ImageError::DuplicateLayer(_)), "{twice}");
         let bad = t.path().join("a:b");
         layer(&bad, true);
         assert!(matches!(Image::open(vec![bad], vec!["/bin/w".into()]), Err(ImageError::BadLayerPath(_))));

@@ -214,6 +214,8 @@ impl Op {
 pub struct InitPlan {
     /// Child's stdio: fds to dup2 onto 0, 1, 2.
     pub stdio: [RawFd; 3],
+    /// stdin is a pty slave: start a session and make it the controlling terminal.
+    pub ctty: bool,
     /// Channel: child writes [`ChildMsg`]s here.
     pub to_parent: RawFd,
     /// Channel: child reads [`GO`] here.
@@ -282,6 +284,9 @@ pub fn run<S: Sys + ?Sized>(
     };
     for (i, fd) in p.stdio.iter().enumerate() {
         step!(Stage::Stdio, sys.dup2(*fd, i as RawFd));
+    }
+    if p.ctty {
+        step!(Stage::Stdio, sys.set_ctty(0));
     }
     if p.early_sync {
         step!(Stage::Sync, sync());
@@ -392,6 +397,9 @@ mod tests {
         fn dup2(&self, a: RawFd, b: RawFd) -> Result<(), Errno> {
             self.rec(format!("dup2 {a} {b}"))
         }
+        fn set_ctty(&self, fd: RawFd) -> Result<(), Errno> {
+            self.rec(format!("ctty {fd}"))
+        }
         fn capbset_drop(&self, c: u32) -> Result<(), Errno> {
             self.rec(format!("bset_drop {c}"))
         }
@@ -429,6 +437,7 @@ mod tests {
         let c = |s: &str| CString::new(s).unwrap();
         InitPlan {
             stdio: [3, 4, 4],
+            ctty: false,
             to_parent: 5,
             from_parent: 6,
             early_sync: userns,
@@ -482,6 +491,19 @@ mod tests {
         assert!(pos("seccomp") < pos("reached seccomp"));
         assert!(pos("reached seccomp") < pos("execve"));
         assert!(!log.iter().any(|l| l == "become_root"));
+        assert!(!log.iter().any(|l| l.starts_with("ctty")), "no terminal asked for");
+    }
+
+    #[test]
+    fn a_terminal_becomes_the_controlling_tty_after_stdio() {
+        let f = Fake::default();
+        let mut p = plan(false);
+        p.ctty = true;
+        run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        let log = f.log.borrow();
+        let last_dup = log.iter().rposition(|l| l.starts_with("dup2")).unwrap();
+        let ctty = log.iter().position(|l| l == "ctty 0").unwrap_or_else(|| panic!("ctty 0 in {log:?}"));
+        assert!(last_dup < ctty && ctty < log.iter().position(|l| l.starts_with("mount")).unwrap());
     }
 
     #[test]

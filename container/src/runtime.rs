@@ -178,6 +178,10 @@ pub struct ContainerSpec {
     pub stdout: Output,
     /// stderr.
     pub stderr: Output,
+    /// Give the container a terminal: a new pty whose slave is its stdin, stdout and stderr and its
+    /// controlling terminal (`stdout`/`stderr` are then ignored); take the master end with
+    /// [`Container::take_terminal`].
+    pub terminal: bool,
 }
 
 impl ContainerSpec {
@@ -190,6 +194,7 @@ impl ContainerSpec {
             limits: Limits::default(),
             stdout: Output::Pipe,
             stderr: Output::SameAsStdout,
+            terminal: false,
         }
     }
 }
@@ -294,6 +299,7 @@ impl Runtime {
             stdin: None,
             stdout: None,
             stderr: None,
+            terminal: None,
             cgroups: self.cgroups.clone(),
             cg: None,
             state_dir: None,
@@ -324,10 +330,18 @@ impl Runtime {
         }
         let (c2p_r, c2p_w) = sys::pipe().map_err(io("create pipe", &dir))?;
         let (p2c_r, p2c_w) = sys::pipe().map_err(io("create pipe", &dir))?;
-        let (stdin_r, stdin_w) = sys::pipe().map_err(io("create pipe", &dir))?;
-        let (out_child, out_parent) = open_output(&spec.stdout, None).map_err(io("open stdout for", &dir))?;
-        let (err_child, err_parent) =
-            open_output(&spec.stderr, Some(&out_child)).map_err(io("open stderr for", &dir))?;
+        let (stdin_r, stdin_w, out_child, out_parent, err_child, err_parent, master) = if spec.terminal {
+            let (master, slave) = sys::openpty().map_err(io("open a pty for", &dir))?;
+            let dup = |what| slave.try_clone().map_err(io(what, &dir));
+            let (a, b) = (dup("dup pty for")?, dup("dup pty for")?);
+            (slave, None, a, None, b, None, Some(master))
+        } else {
+            let (stdin_r, stdin_w) = sys::pipe().map_err(io("create pipe", &dir))?;
+            let (out_child, out_parent) = open_output(&spec.stdout, None).map_err(io("open stdout for", &dir))?;
+            let (err_child, err_parent) =
+                open_output(&spec.stderr, Some(&out_child)).map_err(io("open stderr for", &dir))?;
+            (stdin_r, Some(stdin_w), out_child, out_parent, err_child, err_parent, None)
+        };
         let plan = self.plan(spec, &rootfs, &upper, &work, [&stdin_r, &out_child, &err_child], &c2p_w, &p2c_r);
         let argv = init::ptrs(&plan.argv);
         let envp = init::ptrs(&plan.envp);
@@ -361,7 +375,8 @@ impl Runtime {
         c.pidfd = Some(cloned.pidfd);
         c.mark("clone", sys::mono_ns());
         drop((c2p_w, p2c_r, stdin_r, out_child, err_child, plan));
-        c.stdin = Some(stdin_w);
+        c.stdin = stdin_w;
+        c.terminal = master;
         c.stdout = out_parent;
         c.stderr = err_parent;
 
@@ -384,8 +399,11 @@ impl Runtime {
             }
         }
         let go = [init::GO];
-        sys::Sys::write(&sys::Real, p2c_w.as_raw_fd(), &go)
-            .map_err(|e| io("signal", &dir)(std::io::Error::from_raw_os_error(e)))?;
+        match sys::write_no_sigpipe(p2c_w.as_raw_fd(), &go) {
+            // EPIPE: the child already failed; its message on the channel says where (read below).
+            Ok(()) | Err(libc::EPIPE) => {}
+            Err(e) => return Err(io("signal", &dir)(std::io::Error::from_raw_os_error(e))),
+        }
         c.mark("attach", sys::mono_ns());
 
         // 5. exec: the channel closes (close-on-exec) when the entry point replaced the init.
@@ -460,6 +478,7 @@ impl Runtime {
             self.image.env.iter().chain(spec.env.iter()).map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect();
         InitPlan {
             stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
+            ctty: spec.terminal,
             to_parent: to_parent.as_raw_fd(),
             from_parent: from_parent.as_raw_fd(),
             early_sync: userns,
@@ -642,6 +661,7 @@ pub struct Container {
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
     cgroups: Arc<dyn Cgroups>,
     cg: Option<CgroupDirs>,
     state_dir: Option<PathBuf>,
@@ -674,6 +694,11 @@ impl Container {
     /// The read end of stderr (with [`Output::Pipe`]), once.
     pub fn take_stderr(&mut self) -> Option<OwnedFd> {
         self.stderr.take()
+    }
+
+    /// The master end of the container's pty (with [`ContainerSpec::terminal`]), once.
+    pub fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.terminal.take()
     }
 
     /// Close the container's stdin (the workload's `idle` scenario ends then).

@@ -68,6 +68,8 @@ pub trait Sys {
     fn unshare(&self, flags: i32) -> Result<(), Errno>;
     /// dup2(2) (clears close-on-exec on `to`).
     fn dup2(&self, from: RawFd, to: RawFd) -> Result<(), Errno>;
+    /// setsid(2), then make the terminal on `fd` the controlling terminal (TIOCSCTTY).
+    fn set_ctty(&self, fd: RawFd) -> Result<(), Errno>;
     /// Drop capability `cap` from the bounding set.
     fn capbset_drop(&self, cap: u32) -> Result<(), Errno>;
     /// Clear the ambient set and set effective = permitted = inheritable = `mask` (capset v3).
@@ -203,6 +205,13 @@ impl Sys for Real {
         check(unsafe { libc::dup2(from, to) } as _)
     }
 
+    fn set_ctty(&self, fd: RawFd) -> Result<(), Errno> {
+        // SAFETY: setsid takes no arguments.
+        check(unsafe { libc::setsid() } as _)?;
+        // SAFETY: ioctl with an integer argument (0: do not steal a terminal owned by another session).
+        check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } as _)
+    }
+
     fn capbset_drop(&self, cap: u32) -> Result<(), Errno> {
         // SAFETY: prctl with integer arguments.
         check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } as _)
@@ -290,6 +299,51 @@ impl Sys for Real {
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
+}
+
+/// write(2) all of `buf` without raising SIGPIPE when the reader is gone (EPIPE is returned instead):
+/// SIGPIPE is blocked in this thread for the call and a SIGPIPE it caused is consumed, so a host
+/// process that keeps SIGPIPE's default action (to end quietly in a closed pipeline) is not killed
+/// when a container dies before reading its start signal.
+pub fn write_no_sigpipe(fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
+    // SAFETY: sigset_t is plain data; every pointer below is to a local, valid for the call.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let r = Sys::write(&Real, fd, buf);
+        if r == Err(libc::EPIPE) && !was_pending {
+            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
+}
+
+/// A new pty, both ends close-on-exec: (master, slave).
+pub fn openpty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds into the given ints; name, termios and winsize may be null.
+    let rc =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openpty returned two fresh fds that nobody else owns.
+    let (m, s) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [master, slave] {
+        // SAFETY: fcntl on an fd we own; no memory involved.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((m, s))
 }
 
 /// A pipe with both ends close-on-exec: (read, write).

@@ -1,4 +1,4 @@
-//! Ctrl-C / SIGTERM handling: the first signal sets a flag that every experiment loop checks, so the
+//! Ctrl-C / SIGTERM / SIGHUP handling: the first signal sets a flag that every experiment loop checks, so the
 //! run unwinds through its Drop guards (processes, VMs, cgroups, mounts removed) instead of dying
 //! with objects left on the host. A second signal exits at once (then `vmct gc` cleans up).
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +12,9 @@ extern "C" fn on_signal(_sig: libc::c_int) {
     }
 }
 
-/// Install the handlers for SIGINT and SIGTERM.
+/// Install the handlers for SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session).
 pub fn install() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }

@@ -17,4 +17,5 @@ pub mod logs;
 pub mod memstat;
 pub mod privileged;
 pub mod progress;
+pub mod shell;
 pub mod units;

@@ -9,6 +9,7 @@ mod kernel_cmd;
 mod logs_cmd;
 mod report_cmd;
 mod run_cmd;
+mod shell_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -48,8 +49,12 @@ pub enum Command {
     Kernel(kernel_cmd::KernelArgs),
     /// Save a running container's filesystem changes as a new image (a layer on top of its image).
     Commit(images_cmd::CommitArgs),
-    /// List images with their layers, sizes and bytes shared between them.
+    /// List images with their layers, sizes and bytes shared between them (`--rm` removes).
     Images(images_cmd::ImagesArgs),
+    /// Build an image from a spec file (base image, files to add, entry point), cached by content hash.
+    Build(images_cmd::BuildArgs),
+    /// Start a container with a terminal (pty): a shell, or a command, like `docker run -it`.
+    Shell(shell_cmd::ShellArgs),
     /// Remove leftovers (processes, cgroups, mounts, network namespaces) of a killed vmct run.
     Gc(gc_cmd::GcArgs),
 }
@@ -85,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Logs(a) => logs_cmd::run(a),
         Command::Commit(a) => images_cmd::commit(a),
         Command::Images(a) => images_cmd::list(a),
+        Command::Build(a) => images_cmd::build(a),
+        Command::Shell(a) => shell_cmd::run(a),
         Command::Kernel(a) => kernel_cmd::run(a),
         Command::Plan(a) => report_cmd::plan(a),
     };

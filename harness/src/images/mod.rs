@@ -1,6 +1,11 @@
-//! Committed images for `vmct commit`, `vmct images` and `vmct run --image`: each image is a directory
-//! `<image root>/committed/<name>/` holding `image.json` (its layers, bottom first) and the committed
-//! layer (`layer.tar` in OCI form, `layer/` unpacked for overlayfs).
+//! The image store for `vmct commit`, `vmct build`, `vmct images`, `vmct run --image` and
+//! `vmct shell --image`: each image is a directory `<image root>/committed/<name>/` holding
+//! `image.json` (its layers, bottom first). A committed image also holds its layer there (`layer.tar`
+//! in OCI form, `layer/` unpacked for overlayfs); a built image points at a content-addressed layer
+//! (see [`build`]). [`busybox`] packs the optional shell layer.
+pub mod build;
+pub mod busybox;
+
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -39,7 +44,8 @@ pub struct ImageRecord {
     pub name: String,
     /// Layer directories, bottom first.
     pub layers: Vec<PathBuf>,
-    /// The container it was committed from.
+    /// The container it was committed from (empty for built images).
+    #[serde(default)]
     pub from_container: String,
     /// Size of the committed layer's tar, bytes.
     pub layer_tar_bytes: u64,
@@ -47,6 +53,15 @@ pub struct ImageRecord {
     pub whiteouts: usize,
     /// Creation time, seconds since the epoch.
     pub created_unix_s: f64,
+    /// Entry point (built images that set one); `vmct shell --image` runs it by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<Vec<String>>,
+    /// The spec file a built image came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<PathBuf>,
+    /// Content digest of a built image (SHA-256, hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Where committed images live.
@@ -54,7 +69,7 @@ pub fn store() -> PathBuf {
     crate::backend::container::image_root().join("committed")
 }
 
-fn valid(name: &str) -> bool {
+pub(crate) fn valid(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -84,11 +99,45 @@ pub fn commit(id: &str, name: &str, layers: Vec<PathBuf>) -> Result<ImageRecord,
         layer_tar_bytes: layer.tar_bytes,
         whiteouts: layer.whiteouts,
         created_unix_s: crate::logs::unix_now(),
+        entry: None,
+        spec: None,
+        digest: None,
     };
-    let path = dir.join("image.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&rec).expect("serializable"))
-        .map_err(|source| ImagesError::Io { path, source })?;
+    write_record(&dir, &rec)?;
     Ok(rec)
+}
+
+/// Write `dir/image.json` (atomically: a temporary file renamed over the old one).
+pub(crate) fn write_record(dir: &Path, rec: &ImageRecord) -> Result<(), ImagesError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ImagesError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(".image.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(rec).expect("serializable")).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, dir.join("image.json")).map_err(io(dir))
+}
+
+/// Remove image `name`, then every content-addressed build layer no remaining image uses.
+/// Returns the bytes freed.
+pub fn remove(name: &str) -> Result<u64, ImagesError> {
+    if !valid(name) {
+        return Err(ImagesError::BadName(name.into()));
+    }
+    load(name)?;
+    let dir = store().join(name);
+    let mut freed = dir_bytes(&dir);
+    std::fs::remove_dir_all(&dir).map_err(|source| ImagesError::Io { path: dir.clone(), source })?;
+    let used: std::collections::BTreeSet<PathBuf> = list().into_iter().flat_map(|i| i.layers).collect();
+    let layers = crate::backend::container::image_root().join("layers");
+    for e in std::fs::read_dir(&layers).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with("sha256-") && !used.contains(&e.path()) {
+            freed += dir_bytes(&e.path());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(freed)
 }
 
 /// Load image `name`.
