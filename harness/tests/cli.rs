@@ -97,6 +97,40 @@ fn quick_compare_on_the_process_backend_writes_a_run_dir() {
 }
 
 #[test]
+fn several_runs_merge_into_one_page() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = ["a", "b", "c"].iter().map(|n| d.path().join(n)).collect();
+    for dir in &dirs {
+        report::fixture::write(dir).unwrap();
+    }
+    let out = d.path().join("merged");
+    vmct()
+        .arg("compare")
+        .args(&dirs)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("merged report of 3 runs"));
+    let html = std::fs::read_to_string(out.join("merged.html")).unwrap();
+    assert!(html.contains("3 runs merged") && html.contains("merged_startup.svg"));
+    let json = vmct().args(["report", "--merge", "--json"]).args(&dirs[..2]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+    assert!(v["rows"].as_array().unwrap().iter().any(|r| r["section"] == "density"));
+    vmct().arg("report").args(&dirs[..2]).assert().code(2).stderr(predicate::str::contains("add --merge"));
+    vmct().arg("compare").arg(&dirs[0]).assert().code(2).stderr(predicate::str::contains("two or more"));
+    vmct()
+        .args(["report", "--merge", "--out"])
+        .arg(d.path().join("x.html"))
+        .arg(&dirs[0])
+        .arg(d.path().join("nope"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nope"));
+}
+
+#[test]
 fn env_reports_kvm_and_guest_models() {
     let out = vmct().args(["env", "--json"]).output().unwrap();
     assert!(out.status.success());

@@ -81,7 +81,7 @@ pub struct RunDeltas {
     pub rows: Vec<DeltaRow>,
 }
 
-fn side(r: &RunData) -> RunSide {
+pub(crate) fn side(r: &RunData) -> RunSide {
     RunSide {
         id: r.meta.id.clone(),
         dir: fs::canonicalize(&r.dir).unwrap_or_else(|_| r.dir.clone()).display().to_string(),
@@ -95,9 +95,9 @@ fn side(r: &RunData) -> RunSide {
 }
 
 /// A figure keyed by (section, backend, metric) with its value or a note saying why there is none.
-type Fig = ((String, String, String), String, Option<bool>, Result<f64, String>);
+pub(crate) type Fig = ((String, String, String), String, Option<bool>, Result<f64, String>);
 
-fn figures(r: &RunData) -> Vec<Fig> {
+pub(crate) fn figures(r: &RunData) -> Vec<Fig> {
     let mut v: Vec<Fig> = Vec::new();
     let k = |s: &str, b: &str, m: &str| (s.to_string(), b.to_string(), m.to_string());
     for s in r.startup_summary.iter().flatten() {

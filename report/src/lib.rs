@@ -1,5 +1,6 @@
 //! vmct's report: one self-contained HTML page per run (inline SVG charts drawn with plotters, inline CSS, no
-//! network), a capacity planner, verdicts on the classic container-vs-VM claims, and run comparison.
+//! network), a capacity planner, verdicts on the classic container-vs-VM claims, run comparison, and several runs
+//! (hosts) merged into one page.
 //!
 //! Everything is derived from the files of a run directory (`run.json` and the CSVs defined by [`results`]), so
 //! any run can be re-rendered:
@@ -16,6 +17,7 @@ pub mod data;
 #[doc(hidden)]
 pub mod fixture;
 pub mod html;
+pub mod merge;
 pub mod palette;
 pub mod planner;
 mod render;
@@ -25,6 +27,7 @@ pub mod units;
 pub mod verdicts;
 
 pub use compare::{compare, deltas, DeltaRow, RunDeltas};
+pub use merge::{merge, merged, MergedRow, MergedRuns};
 pub use planner::{plan, BackendPlan, PlanError, PlanInput, PlanOutput, Recommendation};
 pub use units::{parse_duration, parse_size, UnitsError};
 pub use verdicts::{ClaimVerdict, Verdict};

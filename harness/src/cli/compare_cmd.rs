@@ -10,11 +10,12 @@ use std::process::ExitCode;
 /// Arguments of `vmct compare`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side"
+    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page"
 )]
 pub struct CompareArgs {
-    /// Two earlier run directories to compare instead of running experiments.
-    #[arg(value_name = "RUN_DIR", num_args = 0..=2)]
+    /// Earlier run directories instead of running experiments: two give a comparison with deltas
+    /// (RUN_B/compare.html), three or more a merged page (as `vmct report --merge`).
+    #[arg(value_name = "RUN_DIR", num_args = 0..)]
     pub runs: Vec<PathBuf>,
     /// A short plan that finishes in under a minute.
     #[arg(long)]
@@ -62,12 +63,14 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     match a.runs.as_slice() {
         [] => {}
         [x, y] => return super::report_cmd::compare_runs(x, y, a.json),
-        _ => {
+        [_] => {
             return Err(UsageError(
-                "pass two run directories to compare (RUN_A RUN_B), or none to run experiments".into(),
+                "pass two or more run directories to compare (RUN_A RUN_B [RUN_C ...]), or none to run experiments"
+                    .into(),
             )
             .into())
         }
+        many => return super::report_cmd::merge_runs(many, a.out.clone(), a.json),
     }
     let avail = results::env::meminfo_bytes("MemAvailable").unwrap_or(4 << 30);
     let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };

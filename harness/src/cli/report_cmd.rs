@@ -7,12 +7,25 @@ use std::process::ExitCode;
 
 /// Arguments of `vmct report`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  vmct report results/runs/<id>                       # re-render one run's report.html\n  vmct report results/runs/<new> --baseline results/runs/<old>   # plus compare.html with deltas\n  vmct report --merge hostA/run hostB/run hostC/run   # several hosts in one page (report/out/merged-<time>/)"
+)]
 pub struct ReportArgs {
-    /// The run directory to render (written by `vmct compare`).
-    pub run_dir: PathBuf,
+    /// The run directory to render (written by `vmct compare`); with --merge, two or more.
+    #[arg(value_name = "RUN_DIR", required = true, num_args = 1..)]
+    pub run_dirs: Vec<PathBuf>,
     /// Also write a side-by-side comparison against this earlier run (RUN_DIR/compare.html).
-    #[arg(long, value_name = "RUN_DIR")]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "merge")]
     pub baseline: Option<PathBuf>,
+    /// Merge the run directories (e.g. one per host) into one page: merged.html with a column per run.
+    #[arg(long)]
+    pub merge: bool,
+    /// With --merge: where to write (a directory, or a file ending in .html); default report/out/merged-<time>/.
+    #[arg(long, value_name = "PATH", requires = "merge")]
+    pub out: Option<PathBuf>,
+    /// With --merge: print the merged figures as JSON instead of writing the page.
+    #[arg(long, requires = "merge")]
+    pub json: bool,
 }
 
 /// Arguments of `vmct plan`.
@@ -46,8 +59,18 @@ fn open(p: &PathBuf) -> anyhow::Result<RunDir> {
 
 /// `vmct report`.
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let rd = open(&a.run_dir)?;
-    let path = report::render(&rd).with_context(|| format!("rendering {}", a.run_dir.display()))?;
+    if a.merge {
+        return merge_runs(&a.run_dirs, a.out, a.json);
+    }
+    let [run_dir] = a.run_dirs.as_slice() else {
+        return Err(UsageError(format!(
+            "{} run directories given: render one, or add --merge to merge several into one page",
+            a.run_dirs.len()
+        ))
+        .into());
+    };
+    let rd = open(run_dir)?;
+    let path = report::render(&rd).with_context(|| format!("rendering {}", run_dir.display()))?;
     println!("report: {}", path.display());
     if let Some(b) = &a.baseline {
         let base = open(b)?;
@@ -90,5 +113,22 @@ pub fn compare_runs(a: &PathBuf, b: &PathBuf, json: bool) -> anyhow::Result<Exit
         let path = report::compare(&ra, &rb, rb.path())?;
         println!("comparison: {}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vmct report --merge RUN...` and `vmct compare RUN_A RUN_B RUN_C...`: several runs in one page.
+pub fn merge_runs(dirs: &[PathBuf], out: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    if dirs.len() < 2 {
+        return Err(UsageError("--merge needs two or more run directories".into()).into());
+    }
+    let runs = dirs.iter().map(open).collect::<anyhow::Result<Vec<RunDir>>>()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report::merged(&runs)?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out =
+        out.unwrap_or_else(|| PathBuf::from("report/out").join(format!("merged-{}", crate::compare::new_run_id())));
+    let path = report::merge(&runs, &out)?;
+    println!("merged report of {} runs: {}", runs.len(), path.display());
     Ok(ExitCode::SUCCESS)
 }

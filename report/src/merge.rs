@@ -1,0 +1,339 @@
+//! Several runs (typically one per host) merged into one page: a column per run for every figure the
+//! comparison knows (startup, density, overhead, isolation, blast radius, saving state), the best value of each
+//! row marked, bar charts of startup medians and density slopes grouped by backend with a colour per host, and
+//! links to each run's own report and CSVs. Two runs are better served by [`crate::compare`], which adds deltas.
+use crate::charts::bars::{bar_chart, Bar, BarChart};
+use crate::compare::{figures, side, RunSide};
+use crate::data::RunData;
+use crate::html::{backend, esc, figure, page, section, table};
+use crate::ReportError;
+use plotters::style::RGBColor;
+use results::RunDir;
+use serde::Serialize;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One figure across every merged run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergedRow {
+    /// `startup`, `density`, `overhead`, `isolation`, `blast`, `snapshot`.
+    pub section: String,
+    /// Backend name (with `/profile` for isolation).
+    pub backend: String,
+    /// What the figure is (`median sequential`, `per-instance slope`, ...).
+    pub metric: String,
+    /// Unit of the values (`s`, `bytes`, `ratio`, `count`, `1/GiB`).
+    pub unit: String,
+    /// One value per run, in the order of [`MergedRuns::runs`].
+    pub values: Vec<Option<f64>>,
+    /// Why a run has no value.
+    pub notes: Vec<Option<String>>,
+    /// Whether a lower value is better (None when the direction is not known).
+    pub lower_is_better: Option<bool>,
+    /// Index of the best run for this figure, when known and there are two values or more.
+    pub best: Option<usize>,
+}
+
+/// Several runs side by side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergedRuns {
+    /// The runs, in the order given.
+    pub runs: Vec<RunSide>,
+    /// Every figure present in any run.
+    pub rows: Vec<MergedRow>,
+}
+
+/// Merge `runs` (at least one) as data, for `--json`.
+pub fn merged(runs: &[RunDir]) -> Result<MergedRuns, ReportError> {
+    let data: Vec<RunData> = runs.iter().map(RunData::load).collect::<Result<_, _>>()?;
+    Ok(merged_of(&data))
+}
+
+fn merged_of(data: &[RunData]) -> MergedRuns {
+    let figs: Vec<_> = data.iter().map(figures).collect();
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for f in figs.iter().flatten() {
+        if !keys.contains(&f.0) {
+            keys.push(f.0.clone());
+        }
+    }
+    let rows = keys
+        .into_iter()
+        .map(|key| {
+            let found: Vec<_> = figs.iter().map(|fs| fs.iter().find(|f| f.0 == key)).collect();
+            let any = found.iter().flatten().next().expect("key comes from some run");
+            let (unit, lower) = (any.1.clone(), any.2);
+            let values: Vec<Option<f64>> = found.iter().map(|f| f.and_then(|f| f.3.as_ref().ok().copied())).collect();
+            let notes = found
+                .iter()
+                .map(|f| match f {
+                    Some((_, _, _, Err(n))) => Some(n.clone()),
+                    Some(_) => None,
+                    None => Some("not measured in this run".to_string()),
+                })
+                .collect();
+            let present: Vec<(usize, f64)> = values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect();
+            let best = match lower {
+                Some(lower) if present.len() >= 2 => {
+                    let cmp = |a: &&(usize, f64), b: &&(usize, f64)| a.1.total_cmp(&b.1);
+                    let pick = if lower { present.iter().min_by(cmp) } else { present.iter().max_by(cmp) };
+                    // No "best" when every run measured the same value.
+                    pick.filter(|p| present.iter().any(|q| q.1 != p.1)).map(|p| p.0)
+                }
+                _ => None,
+            };
+            MergedRow {
+                section: key.0,
+                backend: key.1,
+                metric: key.2,
+                unit,
+                values,
+                notes,
+                lower_is_better: lower,
+                best,
+            }
+        })
+        .collect();
+    MergedRuns { runs: data.iter().map(side).collect(), rows }
+}
+
+/// Write the merged page for `runs` and return its path. `out` is a directory (the page is
+/// `out/merged.html`, the charts' SVGs beside it) or a file path ending in `.html`.
+pub fn merge(runs: &[RunDir], out: &Path) -> Result<PathBuf, ReportError> {
+    let data: Vec<RunData> = runs.iter().map(RunData::load).collect::<Result<_, _>>()?;
+    let m = merged_of(&data);
+    let path = if out.extension().is_some_and(|e| e == "html") { out.to_path_buf() } else { out.join("merged.html") };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    fs::create_dir_all(&dir).map_err(|source| ReportError::Write { path: dir.clone(), source })?;
+    let charts = charts(&m)?;
+    for c in &charts {
+        let p = dir.join(&c.file);
+        fs::write(&p, &c.svg).map_err(|source| ReportError::Write { path: p, source })?;
+    }
+    fs::write(&path, merged_html(&m, &charts)).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+    Ok(path)
+}
+
+/// A distinct colour per run (hosts are not backends, so the backend palette does not apply).
+fn run_color(i: usize) -> RGBColor {
+    const C: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    C[i % C.len()]
+}
+
+fn run_label(m: &MergedRuns, i: usize) -> String {
+    format!("{} · {}", m.runs[i].host, m.runs[i].id)
+}
+
+/// Startup medians and density slopes, one bar per (backend, run).
+fn charts(m: &MergedRuns) -> Result<Vec<crate::charts::Chart>, ReportError> {
+    let legend: Vec<(String, RGBColor)> = (0..m.runs.len()).map(|i| (run_label(m, i), run_color(i))).collect();
+    let mut out = Vec::new();
+    for (file, metric, x_desc, scale, title) in [
+        (
+            "merged_startup.svg",
+            "median sequential",
+            "launch-to-ready, median (ms)",
+            1e3,
+            "Startup median per backend and run (sequential launches)",
+        ),
+        (
+            "merged_density.svg",
+            "per-instance slope",
+            "host memory per instance (MiB)",
+            1.0 / (1024.0 * 1024.0),
+            "Density: fitted host memory per instance, per backend and run",
+        ),
+    ] {
+        let mut bars = Vec::new();
+        for r in m.rows.iter().filter(|r| r.metric == metric) {
+            for (i, v) in r.values.iter().enumerate() {
+                if let Some(v) = v {
+                    bars.push(Bar {
+                        label: format!("{} #{}", r.backend, i + 1),
+                        segments: vec![(v * scale, run_color(i))],
+                    });
+                }
+            }
+        }
+        let spec = BarChart {
+            file: file.into(),
+            title: format!("{title} ({} runs)", m.runs.len()),
+            x_desc: x_desc.into(),
+            legend: legend.iter().enumerate().map(|(i, (l, c))| (format!("#{} {l}", i + 1), *c)).collect(),
+            bars,
+            reference: None,
+        };
+        out.extend(bar_chart(&spec)?);
+    }
+    Ok(out)
+}
+
+fn fmt_val(v: f64, unit: &str) -> String {
+    use crate::units::{fmt_bytes, fmt_secs, sig3};
+    match unit {
+        "s" => fmt_secs(v),
+        "bytes" => fmt_bytes(v),
+        "ratio" => format!("{}×", sig3(v)),
+        "count" => format!("{v:.0}"),
+        _ => sig3(v),
+    }
+}
+
+fn csv_of(sec: &str) -> &'static str {
+    match sec {
+        "startup" => "startup_summary.csv",
+        "density" => "density_summary.csv",
+        "overhead" => "overhead.csv",
+        "isolation" => "isolation.csv",
+        "blast" => "blast.csv",
+        _ => "snapshot.csv",
+    }
+}
+
+/// The merged page's HTML (`charts` as returned by drawing them; may be empty).
+pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
+    let cols: Vec<String> = (0..m.runs.len()).map(|i| format!("#{}", i + 1)).collect();
+    let mut headers: Vec<&str> = vec![""];
+    headers.extend(cols.iter().map(String::as_str));
+    let field = |f: &dyn Fn(&RunSide) -> String| m.runs.iter().map(|r| esc(&f(r))).collect::<Vec<_>>();
+    let mut run_rows: Vec<Vec<String>> = Vec::new();
+    for (k, vals) in [
+        ("run", field(&|r| r.id.clone())),
+        ("host", field(&|r| r.host.clone())),
+        ("KVM flavour", field(&|r| r.kvm.clone())),
+        ("cgroup layout", field(&|r| r.cgroup.clone())),
+        ("vmct", field(&|r| r.vmct_version.clone())),
+        ("git commit", field(&|r| r.git_commit.clone().unwrap_or_else(|| "unknown".into()))),
+        ("started", field(&|r| r.started.clone())),
+    ] {
+        run_rows.push(std::iter::once(esc(k)).chain(vals).collect());
+    }
+    run_rows.push(
+        std::iter::once("report".to_string())
+            .chain(m.runs.iter().map(|r| {
+                let p = format!("{}/report.html", r.dir.trim_end_matches('/'));
+                format!("<a href=\"{}\">report.html</a>", esc(&p))
+            }))
+            .collect(),
+    );
+    let hosts: std::collections::BTreeSet<&str> = m.runs.iter().map(|r| r.host.as_str()).collect();
+    let mut body = format!(
+        "<header class=\"top\"><h1>vmct: {} runs merged</h1><p class=\"sub\">{} distinct host(s): {} · one column \
+         per run · <span class=\"down\">green</span> = best of the row</p></header>",
+        m.runs.len(),
+        hosts.len(),
+        esc(&hosts.iter().copied().collect::<Vec<_>>().join("; "))
+    );
+    body.push_str(&section("runs", "Runs and hosts", &table(&headers, &run_rows)));
+    if !charts.is_empty() {
+        let figs: String = charts
+            .iter()
+            .map(|c| figure(c, if c.file.contains("density") { "density_summary.csv" } else { "startup_summary.csv" }))
+            .collect();
+        body.push_str(&section("charts", "Startup and density by host", &figs));
+    }
+    let mut fig_headers: Vec<&str> = vec!["backend", "figure"];
+    fig_headers.extend(cols.iter().map(String::as_str));
+    for (sec, title) in [
+        ("startup", "Startup"),
+        ("density", "Density"),
+        ("overhead", "Overhead vs the process baseline"),
+        ("isolation", "Isolation failures"),
+        ("blast", "Blast radius"),
+        ("snapshot", "Saving state"),
+    ] {
+        let rows: Vec<Vec<String>> = m
+            .rows
+            .iter()
+            .filter(|r| r.section == sec)
+            .map(|r| {
+                let mut cells = vec![
+                    backend(r.backend.split('/').next().unwrap_or(&r.backend))
+                        + &esc(r.backend.find('/').map_or("", |i| &r.backend[i..])),
+                    esc(&r.metric),
+                ];
+                for (i, v) in r.values.iter().enumerate() {
+                    cells.push(match v {
+                        Some(v) => {
+                            let href = format!("{}/{}", m.runs[i].dir.trim_end_matches('/'), csv_of(sec));
+                            let class = if r.best == Some(i) { "n down" } else { "n" };
+                            format!("<a class=\"{class}\" href=\"{}\">{}</a>", esc(&href), esc(&fmt_val(*v, &r.unit)))
+                        }
+                        None => format!("<span class=\"na\">{}</span>", esc(r.notes[i].as_deref().unwrap_or("-"))),
+                    });
+                }
+                cells
+            })
+            .collect();
+        let html = if rows.is_empty() {
+            "<p class=\"notrun\">Not run in any of these runs.</p>".to_string()
+        } else {
+            table(&fig_headers, &rows)
+        };
+        body.push_str(&section(sec, title, &html));
+    }
+    body.push_str(&format!(
+        "<footer>Generated by <code>vmct report --merge</code> from {} run directories. Numbers link to the CSV \
+         they came from; each run's own report has its sample counts and caveats.</footer>",
+        m.runs.len()
+    ));
+    page(&format!("vmct: {} runs merged", m.runs.len()), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use results::StartupSummary;
+
+    #[test]
+    fn merges_three_runs_with_best_values_charts_and_links() {
+        let d = tempfile::tempdir().unwrap();
+        let runs: Vec<RunDir> =
+            ["a", "b", "c"].iter().map(|n| crate::fixture::write(&d.path().join(n)).unwrap()).collect();
+        // Run b is twice as slow to start; run c did not measure crun.
+        let mut rows: Vec<StartupSummary> = runs[1].read_csv().unwrap();
+        for r in &mut rows {
+            r.median_s *= 2.0;
+        }
+        runs[1].write_csv(&rows).unwrap();
+        let mut rows: Vec<StartupSummary> = runs[2].read_csv().unwrap();
+        rows.retain(|r| r.backend != "crun");
+        for r in &mut rows {
+            r.median_s *= 0.5;
+        }
+        runs[2].write_csv(&rows).unwrap();
+
+        let m = merged(&runs).unwrap();
+        assert_eq!(m.runs.len(), 3);
+        let row = |b: &str, metric: &str| m.rows.iter().find(|r| r.backend == b && r.metric == metric).unwrap();
+        let c = row("container", "median sequential");
+        assert_eq!(c.best, Some(2), "the fastest run is marked");
+        assert!((c.values[1].unwrap() / c.values[0].unwrap() - 2.0).abs() < 1e-9);
+        let crun = row("crun", "median sequential");
+        assert_eq!((crun.values[2], crun.notes[2].as_deref()), (None, Some("not measured in this run")));
+        assert_eq!(row("container/default", "failures").best, None, "equal values have no best");
+        serde_json::to_string(&m).unwrap();
+
+        let out = d.path().join("merged");
+        let page = merge(&runs, &out).unwrap();
+        assert_eq!(page, out.join("merged.html"));
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.contains("3 runs merged") && html.contains("<svg"));
+        assert!(out.join("merged_startup.svg").exists() && out.join("merged_density.svg").exists());
+        for r in &m.runs {
+            assert!(html.contains(&format!("{}/report.html", r.dir)));
+            assert!(html.contains(&format!("{}/startup_summary.csv", r.dir)));
+        }
+        assert!(html.contains("class=\"n down\""));
+        assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+}
