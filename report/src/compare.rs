@@ -206,13 +206,26 @@ pub fn deltas(a: &RunDir, b: &RunDir) -> Result<RunDeltas, ReportError> {
     Ok(deltas_of(&RunData::load(a)?, &RunData::load(b)?))
 }
 
-fn fmt_val(v: f64, unit: &str) -> String {
+/// A figure's value in its unit, for a table cell.
+pub(crate) fn fmt_val(v: f64, unit: &str) -> String {
     match unit {
         "s" => fmt_secs(v),
         "bytes" => fmt_bytes(v),
         "ratio" => format!("{}×", sig3(v)),
         "count" => format!("{v:.0}"),
         _ => sig3(v),
+    }
+}
+
+/// The CSV a section's figures come from.
+pub(crate) fn csv_of(section: &str) -> &'static str {
+    match section {
+        "startup" => "startup_summary.csv",
+        "density" => "density_summary.csv",
+        "overhead" => "overhead.csv",
+        "isolation" => "isolation.csv",
+        "blast" => "blast.csv",
+        _ => "snapshot.csv",
     }
 }
 
@@ -257,17 +270,7 @@ pub fn compare_html(d: &RunDeltas) -> String {
         esc(&d.b.host)
     );
     body.push_str(&section("runs", "Runs", &table(&["", "A", "B"], &side_rows)));
-    let link = |dir: &str, sec: &str| {
-        let file = match sec {
-            "startup" => "startup_summary.csv",
-            "density" => "density_summary.csv",
-            "overhead" => "overhead.csv",
-            "isolation" => "isolation.csv",
-            "blast" => "blast.csv",
-            _ => "snapshot.csv",
-        };
-        format!("{}/{}", dir.trim_end_matches('/'), file)
-    };
+    let link = |dir: &str, sec: &str| format!("{}/{}", dir.trim_end_matches('/'), csv_of(sec));
     for (sec, title) in [
         ("startup", "Startup"),
         ("density", "Density"),

@@ -3,7 +3,7 @@
 //! row marked, bar charts of startup medians and density slopes grouped by backend with a colour per host, and
 //! links to each run's own report and CSVs. Two runs are better served by [`crate::compare`], which adds deltas.
 use crate::charts::bars::{bar_chart, Bar, BarChart};
-use crate::compare::{figures, side, RunSide};
+use crate::compare::{csv_of, figures, fmt_val, side, RunSide};
 use crate::data::RunData;
 use crate::html::{backend, esc, figure, page, section, table};
 use crate::ReportError;
@@ -175,28 +175,6 @@ fn charts(m: &MergedRuns) -> Result<Vec<crate::charts::Chart>, ReportError> {
         out.extend(bar_chart(&spec)?);
     }
     Ok(out)
-}
-
-fn fmt_val(v: f64, unit: &str) -> String {
-    use crate::units::{fmt_bytes, fmt_secs, sig3};
-    match unit {
-        "s" => fmt_secs(v),
-        "bytes" => fmt_bytes(v),
-        "ratio" => format!("{}×", sig3(v)),
-        "count" => format!("{v:.0}"),
-        _ => sig3(v),
-    }
-}
-
-fn csv_of(sec: &str) -> &'static str {
-    match sec {
-        "startup" => "startup_summary.csv",
-        "density" => "density_summary.csv",
-        "overhead" => "overhead.csv",
-        "isolation" => "isolation.csv",
-        "blast" => "blast.csv",
-        _ => "snapshot.csv",
-    }
 }
 
 /// The merged page's HTML (`charts` as returned by drawing them; may be empty).
