@@ -217,6 +217,16 @@ pub(crate) fn fmt_val(v: f64, unit: &str) -> String {
     }
 }
 
+/// The sections of a comparison or merged page: (id, title), in page order.
+pub(crate) const SECTIONS: [(&str, &str); 6] = [
+    ("startup", "Startup"),
+    ("density", "Density"),
+    ("overhead", "Overhead vs the process baseline"),
+    ("isolation", "Isolation failures"),
+    ("blast", "Blast radius"),
+    ("snapshot", "Saving state"),
+];
+
 /// The CSV a section's figures come from.
 pub(crate) fn csv_of(section: &str) -> &'static str {
     match section {
@@ -271,14 +281,7 @@ pub fn compare_html(d: &RunDeltas) -> String {
     );
     body.push_str(&section("runs", "Runs", &table(&["", "A", "B"], &side_rows)));
     let link = |dir: &str, sec: &str| format!("{}/{}", dir.trim_end_matches('/'), csv_of(sec));
-    for (sec, title) in [
-        ("startup", "Startup"),
-        ("density", "Density"),
-        ("overhead", "Overhead vs the process baseline"),
-        ("isolation", "Isolation failures"),
-        ("blast", "Blast radius"),
-        ("snapshot", "Saving state"),
-    ] {
+    for (sec, title) in SECTIONS {
         let rows: Vec<Vec<String>> = d
             .rows
             .iter()

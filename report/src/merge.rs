@@ -3,7 +3,7 @@
 //! row marked, bar charts of startup medians and density slopes grouped by backend with a colour per host, and
 //! links to each run's own report and CSVs. Two runs are better served by [`crate::compare`], which adds deltas.
 use crate::charts::bars::{bar_chart, Bar, BarChart};
-use crate::compare::{csv_of, figures, fmt_val, side, RunSide};
+use crate::compare::{csv_of, figures, fmt_val, side, RunSide, SECTIONS};
 use crate::data::RunData;
 use crate::html::{backend, esc, figure, page, section, table};
 use crate::ReportError;
@@ -221,14 +221,7 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
     }
     let mut fig_headers: Vec<&str> = vec!["backend", "figure"];
     fig_headers.extend(cols.iter().map(String::as_str));
-    for (sec, title) in [
-        ("startup", "Startup"),
-        ("density", "Density"),
-        ("overhead", "Overhead vs the process baseline"),
-        ("isolation", "Isolation failures"),
-        ("blast", "Blast radius"),
-        ("snapshot", "Saving state"),
-    ] {
+    for (sec, title) in SECTIONS {
         let rows: Vec<Vec<String>> = m
             .rows
             .iter()
