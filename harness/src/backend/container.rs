@@ -326,7 +326,12 @@ impl Instance for ContainerInstance {
         let upper = c.state_dir().ok_or_else(|| err("the container has no state dir".into()))?.join("upper");
         let t0 = std::time::Instant::now();
         let layer = container::commit::commit(&upper, dir).map_err(|e| err(e.to_string()))?;
-        Ok(super::Saved { path: layer.dir, bytes: layer.tar_bytes, duration_s: t0.elapsed().as_secs_f64() })
+        Ok(super::Saved {
+            path: layer.dir,
+            bytes: layer.tar_bytes,
+            duration_s: t0.elapsed().as_secs_f64(),
+            checks_restore: false,
+        })
     }
 
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {

@@ -225,6 +225,7 @@ impl Instance for MicrovmInstance {
                         path: dir.to_path_buf(),
                         bytes: value as u64,
                         duration_s: save_s.unwrap_or(0.0),
+                        checks_restore: true,
                     })
                 }
                 Some((_, Event::Unsupported { what, reason })) if what == "snapshot" => return Err(failed(reason)),

@@ -257,6 +257,9 @@ pub struct Saved {
     pub bytes: u64,
     /// Host seconds the instance was paused or busy saving.
     pub duration_s: f64,
+    /// Instances restored from it report `restore.memory_ok` once they have checked the restored
+    /// memory (microVMs); the snapshot experiment waits for that before measuring sharing.
+    pub checks_restore: bool,
 }
 
 /// One way of running the workload.

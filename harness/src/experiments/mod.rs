@@ -200,6 +200,7 @@ pub(crate) mod fake {
                 path: dir.to_path_buf(),
                 bytes: self.scenario.working_set_bytes() + 4096,
                 duration_s: 0.01,
+                checks_restore: false,
             })
         }
     }

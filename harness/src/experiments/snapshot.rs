@@ -31,8 +31,8 @@ pub struct SnapshotPlan {
     pub runs: u32,
     /// Per-instance timeout (launch, ready, save, stop).
     pub timeout: Duration,
-    /// How long to wait for a restored instance to settle (`restore.memory_ok`) before measuring
-    /// sharing; backends that send no such message cost this much per restore.
+    /// How long to wait at most for a restored instance to settle (`restore.memory_ok`) before
+    /// measuring sharing; only for saved states whose instances send it ([`crate::backend::Saved::checks_restore`]).
     pub settle: Duration,
 }
 
@@ -151,8 +151,10 @@ fn once(backend: &dyn Backend, plan: &SnapshotPlan, mib: u64) -> Result<Option<S
     let restore_s = a.wait_ready(plan.timeout)?.launch_to_ready_s();
     let mut b = backend.restore(&saved, &spec(scenario))?;
     b.wait_ready(plan.timeout)?;
-    settle(a.as_mut(), plan.settle, backend.name())?;
-    settle(b.as_mut(), plan.settle, backend.name())?;
+    if saved.checks_restore {
+        settle(a.as_mut(), plan.settle, backend.name())?;
+        settle(b.as_mut(), plan.settle, backend.name())?;
+    }
     let shared_bytes = shared_between(&a.stats(), &b.stats());
     a.stop(plan.timeout)?;
     b.stop(plan.timeout)?;
