@@ -105,7 +105,7 @@ pub fn merge(runs: &[RunDir], out: &Path) -> Result<PathBuf, ReportError> {
     let path = if out.extension().is_some_and(|e| e == "html") { out.to_path_buf() } else { out.join("merged.html") };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     fs::create_dir_all(&dir).map_err(|source| ReportError::Write { path: dir.clone(), source })?;
-    let charts = charts(&m)?;
+    let charts = charts(&m, &data)?;
     for c in &charts {
         let p = dir.join(&c.file);
         fs::write(&p, &c.svg).map_err(|source| ReportError::Write { path: p, source })?;
@@ -129,13 +129,30 @@ fn run_color(i: usize) -> RGBColor {
     C[i % C.len()]
 }
 
+/// Short legend label: run id and host name (the runs table has the host's full description).
 fn run_label(m: &MergedRuns, i: usize) -> String {
-    format!("{} · {}", m.runs[i].host, m.runs[i].id)
+    let host = m.runs[i].host.split(" (").next().unwrap_or_default();
+    format!("{} @ {host}", m.runs[i].id)
 }
 
 /// Startup medians and density slopes, one bar per (backend, run).
-fn charts(m: &MergedRuns) -> Result<Vec<crate::charts::Chart>, ReportError> {
-    let legend: Vec<(String, RGBColor)> = (0..m.runs.len()).map(|i| (run_label(m, i), run_color(i))).collect();
+/// Sample counts of run `r` for a chart's legend: sequential launches per backend, or instances per density sweep.
+fn samples(r: &RunData, density: bool) -> String {
+    let ns: Vec<u32> = if density {
+        r.density_fit.iter().flatten().map(|f| f.instances).collect()
+    } else {
+        r.startup_summary.iter().flatten().filter(|s| s.mode == "sequential").map(|s| s.n as u32).collect()
+    };
+    let (lo, hi) = (ns.iter().min(), ns.iter().max());
+    let what = if density { "instances" } else { "launches" };
+    match (lo, hi) {
+        (Some(l), Some(h)) if l == h => format!("n={l} {what}"),
+        (Some(l), Some(h)) => format!("n={l}-{h} {what}"),
+        _ => "not measured".into(),
+    }
+}
+
+fn charts(m: &MergedRuns, data: &[RunData]) -> Result<Vec<crate::charts::Chart>, ReportError> {
     let mut out = Vec::new();
     for (file, metric, x_desc, scale, title) in [
         (
@@ -168,7 +185,12 @@ fn charts(m: &MergedRuns) -> Result<Vec<crate::charts::Chart>, ReportError> {
             file: file.into(),
             title: format!("{title} ({} runs)", m.runs.len()),
             x_desc: x_desc.into(),
-            legend: legend.iter().enumerate().map(|(i, (l, c))| (format!("#{} {l}", i + 1), *c)).collect(),
+            legend: (0..m.runs.len())
+                .map(|i| {
+                    let n = samples(&data[i], file.contains("density"));
+                    (format!("#{} {}, {n}", i + 1, run_label(m, i)), run_color(i))
+                })
+                .collect(),
             bars,
             reference: None,
         };
