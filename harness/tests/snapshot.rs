@@ -105,7 +105,7 @@ fn restoring_a_missing_or_foreign_snapshot_fails_with_a_typed_error() {
     let dir = Dir(std::env::temp_dir().join(format!("vmct-test-badsnap-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
     std::fs::write(dir.0.join(microvm::snapshot::STATE_FILE), br#"{"magic":"other","version":1}"#).unwrap();
-    let saved = harness::backend::Saved { path: dir.0.clone(), bytes: 0, duration_s: 0.0 };
+    let saved = harness::backend::Saved { path: dir.0.clone(), bytes: 0, duration_s: 0.0, checks_restore: true };
     let mut i = b.restore(&saved, &spec("bad")).unwrap();
     assert!(i.wait_ready(T).is_err());
     let exit = i.stop(T).unwrap();
