@@ -134,10 +134,12 @@ pub fn remove(dirs: &CgroupDirs) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Remove one cgroup directory: kill its processes, retry rmdir for up to about 2 s.
+/// Remove one cgroup directory: kill its processes, retry rmdir for up to about 10 s (a v1 memory
+/// cgroup can stay busy for seconds while the kernel offlines it during a mass teardown; two of
+/// about 10,000 outlived a 2 s limit in a default-plan run on this project's hosts).
 pub fn remove_dir(d: &Path) -> Result<(), CgroupError> {
     let mut delay = std::time::Duration::from_micros(100);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match fs::remove_dir(d) {
             Ok(()) => return Ok(()),
@@ -147,7 +149,7 @@ pub fn remove_dir(d: &Path) -> Result<(), CgroupError> {
                     let _ = crate::sys::kill(pid, libc::SIGKILL);
                 }
                 std::thread::sleep(delay);
-                delay = (delay * 2).min(std::time::Duration::from_millis(20));
+                delay = (delay * 2).min(std::time::Duration::from_millis(50));
             }
             Err(source) => return Err(CgroupError::Remove { path: d.to_path_buf(), source }),
         }

@@ -1,5 +1,6 @@
 //! Leftover collection for `vmct gc`: processes of dead harness runs (found by the `VMCT_OWNER`
-//! variable every instance carries), and kernel objects named with the project prefix (delegated to
+//! variable every instance carries), host values a killed isolation run left changed (from its
+//! [`crate::isolation::journal`]), and kernel objects named with the project prefix (delegated to
 //! the runtimes that create them).
 use crate::backend::OWNER_ENV;
 use std::fs;
@@ -54,6 +55,10 @@ pub fn collect(dry_run: bool) -> GcReport {
         }
         rep.removed.push(what);
     }
+    let j = crate::isolation::journal::recover_in(std::path::Path::new(crate::isolation::journal::DIR), dry_run);
+    rep.removed.extend(j.removed);
+    rep.kept.extend(j.kept);
+    rep.errors.extend(j.errors);
     if dry_run {
         rep.kept.push("kernel objects (cgroups, netns, veths, container state) are only listed when removed; run without --dry-run".into());
     } else {

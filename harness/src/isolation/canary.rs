@@ -344,6 +344,8 @@ pub struct Canaries {
     cgroup: Option<EscapeCgroup>,
     host_ns: String,
     host_keyring: Option<i64>,
+    /// Last, so it is removed only after the host values above restored themselves on drop.
+    _journal: Option<super::journal::JournalGuard>,
 }
 
 impl Canaries {
@@ -371,6 +373,23 @@ impl Canaries {
         // SAFETY: KEYCTL_GET_KEYRING_ID (0) of KEY_SPEC_USER_KEYRING (-4) without creating it; integers only.
         let kr = unsafe { libc::syscall(libc::SYS_keyctl, 0, -4, 0) };
         std::mem::forget(guard);
+        let hostname = HostValue::snapshot("hostname", "/proc/sys/kernel/hostname");
+        let domainname = HostValue::snapshot("domainname", "/proc/sys/kernel/domainname");
+        let sysctl = HostValue::snapshot("sysctl", SYSCTL);
+        let journal = super::journal::Journal {
+            owner_pid: std::process::id(),
+            canary_dir: dir.clone(),
+            values: [&hostname, &domainname, &sysctl]
+                .iter()
+                .filter_map(|v| {
+                    let original = v.original.clone()?;
+                    Some(super::journal::SavedValue { what: v.what.into(), path: v.path.clone(), original })
+                })
+                .collect(),
+        };
+        // Only root can change these values (and write /run); without a journal a SIGKILLed run
+        // leaves them to the user, which `vmct gc` would otherwise fix.
+        let journal = super::journal::write_in(Path::new(super::journal::DIR), &journal).ok();
         Ok(Canaries {
             cgroup: EscapeCgroup::create(&nonce),
             nonce,
@@ -378,11 +397,12 @@ impl Canaries {
             file,
             listener,
             sleeper,
-            hostname: HostValue::snapshot("hostname", "/proc/sys/kernel/hostname"),
-            domainname: HostValue::snapshot("domainname", "/proc/sys/kernel/domainname"),
-            sysctl: HostValue::snapshot("sysctl", SYSCTL),
+            hostname,
+            domainname,
+            sysctl,
             host_ns,
             host_keyring: (kr > 0).then_some(kr),
+            _journal: journal,
         })
     }
 

@@ -20,6 +20,7 @@
 //! ```
 pub mod blast;
 pub mod canary;
+pub mod journal;
 
 use crate::backend::{collect_events, Backend, BackendError, Event, InstanceSpec};
 use canary::{Canaries, CanaryError, HostChecks, HostLock};
