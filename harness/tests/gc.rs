@@ -1,0 +1,48 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
+//! `vmct gc` after a run killed with SIGKILL (no Drop guard ran): the host values the isolation canaries
+//! journaled are put back, and the journal, canary directory and instances are gone. Its own test binary, so
+//! no other isolation run is in flight while gc restores host values.
+use harness::privileged::{gate, Need};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn host_values() -> Vec<String> {
+    ["/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname", harness::isolation::canary::SYSCTL]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run() {
+    if !gate("gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run", &[Need::Root]) {
+        return;
+    }
+    let before = host_values();
+    let vmct = assert_cmd::cargo::cargo_bin("vmct");
+    let mut run = Command::new(&vmct)
+        .args(["isolation", "--backends", "process", "--no-blast"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = Path::new(harness::isolation::journal::DIR).join(format!("host-values-{}.json", run.id()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !journal.exists() {
+        assert!(Instant::now() < deadline, "the isolation run never planted its canaries");
+        assert!(run.try_wait().unwrap().is_none(), "the isolation run ended before planting canaries");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Change a journaled value the way a probe that escaped would, then kill the run without cleanup.
+    std::fs::write("/proc/sys/kernel/domainname", "vmct-gc-test\n").unwrap();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let j: harness::isolation::journal::Journal = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+    let out = Command::new(&vmct).arg("gc").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("domainname /proc/sys/kernel/domainname restored"), "{text}");
+    assert_eq!(host_values(), before, "gc put every journaled value back");
+    assert!(!journal.exists() && !j.canary_dir.exists(), "{text}");
+}
