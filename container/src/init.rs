@@ -48,6 +48,8 @@ pub enum Stage {
     Seccomp = 11,
     /// execve.
     Exec = 12,
+    /// Open the terminal in the container's devpts and hand its master to the parent.
+    Terminal = 13,
 }
 
 impl Stage {
@@ -66,12 +68,13 @@ impl Stage {
             Stage::NoNewPrivs => "no_new_privs",
             Stage::Seccomp => "seccomp",
             Stage::Exec => "exec",
+            Stage::Terminal => "terminal",
         }
     }
 
     fn from_u8(v: u8) -> Option<Stage> {
         use Stage::*;
-        [Stdio, Sync, Identity, Rootfs, Pivot, Hostname, Network, CgroupNs, Caps, NoNewPrivs, Seccomp, Exec]
+        [Stdio, Sync, Identity, Rootfs, Pivot, Hostname, Network, CgroupNs, Caps, NoNewPrivs, Seccomp, Exec, Terminal]
             .into_iter()
             .find(|s| *s as u8 == v)
     }
@@ -214,8 +217,9 @@ impl Op {
 pub struct InitPlan {
     /// Child's stdio: fds to dup2 onto 0, 1, 2.
     pub stdio: [RawFd; 3],
-    /// stdin is a pty slave: start a session and make it the controlling terminal.
-    pub ctty: bool,
+    /// Unix socket to the parent: after the pivot, open a terminal in the container's devpts, send
+    /// its master here and make it stdio and the controlling terminal ([`Sys::terminal`]).
+    pub terminal_sock: Option<RawFd>,
     /// Channel: child writes [`ChildMsg`]s here.
     pub to_parent: RawFd,
     /// Channel: child reads [`GO`] here.
@@ -285,9 +289,6 @@ pub fn run<S: Sys + ?Sized>(
     for (i, fd) in p.stdio.iter().enumerate() {
         step!(Stage::Stdio, sys.dup2(*fd, i as RawFd));
     }
-    if p.ctty {
-        step!(Stage::Stdio, sys.set_ctty(0));
-    }
     if p.early_sync {
         step!(Stage::Sync, sync());
     }
@@ -304,6 +305,9 @@ pub fn run<S: Sys + ?Sized>(
         }
     }
     reached(Stage::Pivot);
+    if let Some(sock) = p.terminal_sock {
+        step!(Stage::Terminal, sys.terminal(sock));
+    }
     step!(Stage::Hostname, sys.sethostname(&p.hostname));
     if p.loopback {
         step!(Stage::Network, sys.loopback_up());
@@ -397,8 +401,8 @@ mod tests {
         fn dup2(&self, a: RawFd, b: RawFd) -> Result<(), Errno> {
             self.rec(format!("dup2 {a} {b}"))
         }
-        fn set_ctty(&self, fd: RawFd) -> Result<(), Errno> {
-            self.rec(format!("ctty {fd}"))
+        fn terminal(&self, sock: RawFd) -> Result<(), Errno> {
+            self.rec(format!("terminal {sock}"))
         }
         fn capbset_drop(&self, c: u32) -> Result<(), Errno> {
             self.rec(format!("bset_drop {c}"))
@@ -437,7 +441,7 @@ mod tests {
         let c = |s: &str| CString::new(s).unwrap();
         InitPlan {
             stdio: [3, 4, 4],
-            ctty: false,
+            terminal_sock: None,
             to_parent: 5,
             from_parent: 6,
             early_sync: userns,
@@ -491,19 +495,19 @@ mod tests {
         assert!(pos("seccomp") < pos("reached seccomp"));
         assert!(pos("reached seccomp") < pos("execve"));
         assert!(!log.iter().any(|l| l == "become_root"));
-        assert!(!log.iter().any(|l| l.starts_with("ctty")), "no terminal asked for");
+        assert!(!log.iter().any(|l| l.starts_with("terminal")), "no terminal asked for");
     }
 
     #[test]
-    fn a_terminal_becomes_the_controlling_tty_after_stdio() {
+    fn a_terminal_is_opened_after_the_pivot_in_the_containers_devpts() {
         let f = Fake::default();
         let mut p = plan(false);
-        p.ctty = true;
+        p.terminal_sock = Some(9);
         run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
         let log = f.log.borrow();
-        let last_dup = log.iter().rposition(|l| l.starts_with("dup2")).unwrap();
-        let ctty = log.iter().position(|l| l == "ctty 0").unwrap_or_else(|| panic!("ctty 0 in {log:?}"));
-        assert!(last_dup < ctty && ctty < log.iter().position(|l| l.starts_with("mount")).unwrap());
+        let pos = |s: &str| log.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("{s} in {log:?}"));
+        assert!(pos("reached pivot") < pos("terminal 9"));
+        assert!(pos("terminal 9") < pos("hostname") && pos("terminal 9") < pos("seccomp"));
     }
 
     #[test]

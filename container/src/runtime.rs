@@ -178,9 +178,9 @@ pub struct ContainerSpec {
     pub stdout: Output,
     /// stderr.
     pub stderr: Output,
-    /// Give the container a terminal: a new pty whose slave is its stdin, stdout and stderr and its
-    /// controlling terminal (`stdout`/`stderr` are then ignored); take the master end with
-    /// [`Container::take_terminal`].
+    /// Give the container a terminal: a pty opened by the init in the container's own devpts (so
+    /// `tty` and `/dev/pts` inside see it) whose peer is its stdin, stdout, stderr and controlling
+    /// terminal (`stdout`/`stderr` are then ignored); take the master with [`Container::take_terminal`].
     pub terminal: bool,
 }
 
@@ -330,19 +330,15 @@ impl Runtime {
         }
         let (c2p_r, c2p_w) = sys::pipe().map_err(io("create pipe", &dir))?;
         let (p2c_r, p2c_w) = sys::pipe().map_err(io("create pipe", &dir))?;
-        let (stdin_r, stdin_w, out_child, out_parent, err_child, err_parent, master) = if spec.terminal {
-            let (master, slave) = sys::openpty().map_err(io("open a pty for", &dir))?;
-            let dup = |what| slave.try_clone().map_err(io(what, &dir));
-            let (a, b) = (dup("dup pty for")?, dup("dup pty for")?);
-            (slave, None, a, None, b, None, Some(master))
-        } else {
-            let (stdin_r, stdin_w) = sys::pipe().map_err(io("create pipe", &dir))?;
-            let (out_child, out_parent) = open_output(&spec.stdout, None).map_err(io("open stdout for", &dir))?;
-            let (err_child, err_parent) =
-                open_output(&spec.stderr, Some(&out_child)).map_err(io("open stderr for", &dir))?;
-            (stdin_r, Some(stdin_w), out_child, out_parent, err_child, err_parent, None)
-        };
-        let plan = self.plan(spec, &rootfs, &upper, &work, [&stdin_r, &out_child, &err_child], &c2p_w, &p2c_r);
+        let (stdin_r, stdin_w) = sys::pipe().map_err(io("create pipe", &dir))?;
+        // With a terminal, stdio is /dev/null until the init replaces it with the terminal's peer.
+        let (stdout, stderr) =
+            if spec.terminal { (&Output::Null, &Output::Null) } else { (&spec.stdout, &spec.stderr) };
+        let (out_child, out_parent) = open_output(stdout, None).map_err(io("open stdout for", &dir))?;
+        let (err_child, err_parent) = open_output(stderr, Some(&out_child)).map_err(io("open stderr for", &dir))?;
+        let term = if spec.terminal { Some(sys::socketpair().map_err(io("create socket pair", &dir))?) } else { None };
+        let mut plan = self.plan(spec, &rootfs, &upper, &work, [&stdin_r, &out_child, &err_child], &c2p_w, &p2c_r);
+        plan.terminal_sock = term.as_ref().map(|(_, child)| child.as_raw_fd());
         let argv = init::ptrs(&plan.argv);
         let envp = init::ptrs(&plan.envp);
         c.mark("prepare", sys::mono_ns());
@@ -375,8 +371,8 @@ impl Runtime {
         c.pidfd = Some(cloned.pidfd);
         c.mark("clone", sys::mono_ns());
         drop((c2p_w, p2c_r, stdin_r, out_child, err_child, plan));
-        c.stdin = stdin_w;
-        c.terminal = master;
+        let term_parent = term.map(|(parent, _child)| parent);
+        c.stdin = Some(stdin_w);
         c.stdout = out_parent;
         c.stderr = err_parent;
 
@@ -444,6 +440,14 @@ impl Runtime {
             let st = c.wait(Duration::from_secs(1));
             return Err(RuntimeError::InitDied { id, status: st });
         }
+        if let Some(sock) = &term_parent {
+            // The init sent the master before exec, so it is queued on the socket by now.
+            c.terminal = sys::recv_fd(sock.as_raw_fd()).map_err(io("receive the terminal of", &dir))?;
+            if c.terminal.is_none() {
+                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "the init sent no terminal");
+                return Err(io("receive the terminal of", &dir)(e));
+            }
+        }
         c.mark("exec", sys::mono_ns());
         drop(p2c_w);
         Ok(c)
@@ -478,7 +482,7 @@ impl Runtime {
             self.image.env.iter().chain(spec.env.iter()).map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect();
         InitPlan {
             stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
-            ctty: spec.terminal,
+            terminal_sock: None,
             to_parent: to_parent.as_raw_fd(),
             from_parent: from_parent.as_raw_fd(),
             early_sync: userns,

@@ -68,8 +68,11 @@ pub trait Sys {
     fn unshare(&self, flags: i32) -> Result<(), Errno>;
     /// dup2(2) (clears close-on-exec on `to`).
     fn dup2(&self, from: RawFd, to: RawFd) -> Result<(), Errno>;
-    /// setsid(2), then make the terminal on `fd` the controlling terminal (TIOCSCTTY).
-    fn set_ctty(&self, fd: RawFd) -> Result<(), Errno>;
+    /// Give the process a terminal from the container's own devpts (after the pivot): open
+    /// `/dev/ptmx`, unlock it, open its peer, send the master to the parent over the unix socket
+    /// `sock` (SCM_RIGHTS, like runc's console socket), make the peer stdin/stdout/stderr, start a
+    /// session and make the peer its controlling terminal.
+    fn terminal(&self, sock: RawFd) -> Result<(), Errno>;
     /// Drop capability `cap` from the bounding set.
     fn capbset_drop(&self, cap: u32) -> Result<(), Errno>;
     /// Clear the ambient set and set effective = permitted = inheritable = `mask` (capset v3).
@@ -205,11 +208,29 @@ impl Sys for Real {
         check(unsafe { libc::dup2(from, to) } as _)
     }
 
-    fn set_ctty(&self, fd: RawFd) -> Result<(), Errno> {
+    fn terminal(&self, sock: RawFd) -> Result<(), Errno> {
+        // SAFETY: a NUL-terminated literal path and integer flags.
+        let master = unsafe { libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        check(master as _)?;
+        let unlock: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK reads an int from a valid pointer.
+        check(unsafe { libc::ioctl(master, libc::TIOCSPTLCK, &unlock) } as _)?;
+        // SAFETY: TIOCGPTPEER takes open flags and returns a new fd for the peer (Linux 4.13+).
+        let slave = unsafe { libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY) };
+        check(slave as _)?;
+        send_fd(sock, master)?;
+        // SAFETY: closing an fd this function opened.
+        unsafe { libc::close(master) };
+        for to in 0..3 {
+            // SAFETY: integer arguments.
+            check(unsafe { libc::dup2(slave, to) } as _)?;
+        }
+        // SAFETY: closing an fd this function opened (0-2 keep their copies).
+        unsafe { libc::close(slave) };
         // SAFETY: setsid takes no arguments.
         check(unsafe { libc::setsid() } as _)?;
         // SAFETY: ioctl with an integer argument (0: do not steal a terminal owned by another session).
-        check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } as _)
+        check(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } as _)
     }
 
     fn capbset_drop(&self, cap: u32) -> Result<(), Errno> {
@@ -326,24 +347,66 @@ pub fn write_no_sigpipe(fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
     }
 }
 
-/// A new pty, both ends close-on-exec: (master, slave).
-pub fn openpty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two fds into the given ints; name, termios and winsize may be null.
-    let rc =
-        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
-    if rc != 0 {
+/// Send `fd` with one data byte over the unix socket `sock` (SCM_RIGHTS); no allocation, so the
+/// container init may call it.
+fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
+    let byte = [b'T'];
+    let mut iov = libc::iovec { iov_base: byte.as_ptr() as *mut libc::c_void, iov_len: 1 };
+    // Room for one cmsghdr carrying one int (CMSG_SPACE(4) is 24 on 64-bit Linux), 8-byte aligned.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain data; every pointer set below points to a live local, and the
+    // CMSG_* helpers compute offsets inside `cbuf`, which is large enough for one int.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+        check(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as _)
+    }
+}
+
+/// Receive one fd sent by [`Sys::terminal`] on `sock`, without blocking; `Ok(None)` if none is queued.
+pub fn recv_fd(sock: RawFd) -> std::io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: as in `send_fd`; recvmsg writes at most `msg_controllen` bytes into `cbuf`, and an fd
+    // received with SCM_RIGHTS is new in this process and owned by nobody else.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        let n = libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC);
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if n == 0 || cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return Ok(None);
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
+}
+
+/// A connected pair of unix stream sockets, both close-on-exec.
+pub fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: socketpair writes two fds into `fds`.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: openpty returned two fresh fds that nobody else owns.
-    let (m, s) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    for fd in [master, slave] {
-        // SAFETY: fcntl on an fd we own; no memory involved.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((m, s))
+    // SAFETY: socketpair returned two fresh fds that nobody else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// A pipe with both ends close-on-exec: (read, write).

@@ -1,8 +1,9 @@
 //! `vmct shell`: a container with a real terminal, like `docker run -it`.
 //!
-//! The runtime gives the container a new pty (the slave is its stdin/stdout/stderr and controlling
-//! terminal, see [`container::ContainerSpec::terminal`]); this module relays bytes between the user's
-//! terminal and the pty master. With a terminal on our stdin it is switched to raw mode, so Ctrl-C,
+//! The container's init opens a pty in the container's own devpts (its peer becomes stdin, stdout,
+//! stderr and the controlling terminal) and passes the master back over a socket, like runc's console
+//! socket (see [`container::ContainerSpec::terminal`]); this module relays bytes between the user's
+//! terminal and that master. With a terminal on our stdin it is switched to raw mode, so Ctrl-C,
 //! Ctrl-Z and arrow keys travel as bytes to the container's line discipline, which signals the
 //! container's foreground process group; the window size is copied on start and on every SIGWINCH.
 //! Without a terminal (a pipe) input is forwarded as is and end of input becomes Ctrl-D.

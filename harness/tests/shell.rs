@@ -66,10 +66,12 @@ fn shell_in_a_terminal_runs_commands_takes_ctrl_c_and_window_size_and_returns_th
     let mut seen = String::new();
     read_until(&master, &mut seen, "# ", 30);
     // A command and its output; the window size of the user's terminal reached the container's pty.
-    type_in(&master, "stty size; echo out-$((6*7)); hostname\r");
+    type_in(&master, "stty size; tty; echo out-$((6*7)); hostname\r");
     read_until(&master, &mut seen, "out-42", 15);
     read_until(&master, &mut seen, "vmct-shell-", 5);
     assert!(seen.contains("33 111"), "window size not passed on:\n{seen}");
+    // The terminal lives in the container's own devpts instance.
+    assert!(seen.contains("/dev/pts/0"), "`tty` inside does not name the container's pty:\n{seen}");
     // Ctrl-C reaches the container's foreground job: `sleep 600` ends and the shell prompts again.
     type_in(&master, "sleep 600\r");
     read_until(&master, &mut seen, "sleep 600", 5);
