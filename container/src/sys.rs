@@ -347,6 +347,17 @@ pub fn write_no_sigpipe(fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
     }
 }
 
+/// A msghdr over one iovec with `cbuf` (8-byte aligned, 32 bytes) as its whole control buffer.
+fn msghdr(iov: &mut libc::iovec, cbuf: &mut [u64; 4]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data (pointers and integers) for which all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(cbuf);
+    msg
+}
+
 /// Send `fd` with one data byte over the unix socket `sock` (SCM_RIGHTS); no allocation, so the
 /// container init may call it.
 fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
@@ -354,13 +365,10 @@ fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
     let mut iov = libc::iovec { iov_base: byte.as_ptr() as *mut libc::c_void, iov_len: 1 };
     // Room for one cmsghdr carrying one int (CMSG_SPACE(4) is 24 on 64-bit Linux), 8-byte aligned.
     let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr is plain data; every pointer set below points to a live local, and the
-    // CMSG_* helpers compute offsets inside `cbuf`, which is large enough for one int.
+    let mut msg = msghdr(&mut iov, &mut cbuf);
+    // SAFETY: `msg` points to live locals; the CMSG_* helpers compute offsets inside `cbuf`, which
+    // is large enough for one int.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
@@ -376,14 +384,10 @@ pub fn recv_fd(sock: RawFd) -> std::io::Result<Option<OwnedFd>> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
     let mut cbuf = [0u64; 4];
-    // SAFETY: as in `send_fd`; recvmsg writes at most `msg_controllen` bytes into `cbuf`, and an fd
-    // received with SCM_RIGHTS is new in this process and owned by nobody else.
+    let mut msg = msghdr(&mut iov, &mut cbuf);
+    // SAFETY: `msg` points to live locals; recvmsg writes at most `msg_controllen` bytes into `cbuf`,
+    // and an fd received with SCM_RIGHTS is new in this process and owned by nobody else.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
         let n = libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             let e = std::io::Error::last_os_error();
