@@ -84,7 +84,9 @@ pub fn run(req: &ShellRequest) -> Result<i32, ShellError> {
     };
     // SAFETY: restoring the default disposition has no preconditions.
     unsafe { libc::signal(libc::SIGWINCH, libc::SIG_DFL) };
-    let exit: Exit = c.stop(Duration::from_secs(2))?;
+    // After the pty closed the container has ended or is ending; when interrupted, do not wait.
+    let grace = if matches!(relayed, Err(ShellError::Interrupted)) { Duration::ZERO } else { Duration::from_secs(2) };
+    let exit: Exit = c.stop(grace)?;
     relayed?;
     Ok(exit.status.unwrap_or_else(|| 128 + exit.signal.unwrap_or(0)))
 }
