@@ -216,6 +216,8 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             launch_at_max_s: 0.012,
             teardown_s: 0.2,
             harness_step_s: Some(1e-4),
+            fit_from_instances: Some(1),
+            drift_bytes_per_s: Some(0.0),
         });
     }
     rd.write_csv(&steps)?;

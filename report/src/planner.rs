@@ -375,6 +375,8 @@ mod tests {
             launch_at_max_s: 0.01,
             teardown_s: 0.1,
             harness_step_s: None,
+            fit_from_instances: None,
+            drift_bytes_per_s: None,
         }
     }
 

@@ -223,7 +223,10 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
     let mut body = String::from(
         "<p>Host memory used (drop in <code>MemAvailable</code>) as concurrent instances are added, with the \
          least-squares line whose slope is the per-instance cost. Each instance holds the working set given in \
-         the table.</p>",
+         the table. Long sweeps are fitted over their upper half (<i>fitted over</i>): after a large teardown a \
+         host can hand memory back for tens of seconds, which makes the first instances of the next sweep look \
+         nearly free; <i>drift at start</i> is how fast <code>MemAvailable</code> was still moving when the \
+         sweep began (the sweep waits up to 10 s for it to fall under 4 MiB/s).</p>",
     );
     let series: Vec<XySeries> = run
         .backends()
@@ -280,6 +283,12 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 esc(&f.stop_reason),
                 num(&fmt_bytes(f.slope_bytes), csv),
                 num(&sig3(f.r2), csv),
+                f.fit_from_instances.map_or("<span class=\"na\">all</span>".into(), |from| {
+                    num(&format!("{from}–{}", f.instances), csv)
+                }),
+                f.drift_bytes_per_s.map_or("<span class=\"na\">-</span>".into(), |d| {
+                    num(&format!("{}{}/s", if d < 0.0 { "−" } else { "+" }, fmt_bytes(d.abs())), csv)
+                }),
                 num(&fmt_bytes(f.slab_slope_bytes), csv),
                 f.vmm_overhead_bytes.map_or("<span class=\"na\">-</span>".into(), |v| num(&fmt_bytes(v), csv)),
                 num(&sig3(f.instances_per_gib), csv),
@@ -299,6 +308,8 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 "stopped by",
                 "per instance",
                 "r²",
+                "fitted over",
+                "drift at start",
                 "slab/instance",
                 "VMM overhead",
                 "instances/GiB",

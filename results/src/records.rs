@@ -152,6 +152,13 @@ pub struct DensityFit {
     /// seconds: shows the sweep's own cost does not grow with N.
     #[serde(default)]
     pub harness_step_s: Option<f64>,
+    /// The fit uses steps with at least this many instances (the upper half of long sweeps).
+    #[serde(default)]
+    pub fit_from_instances: Option<u32>,
+    /// How fast MemAvailable was still moving when the sweep started, bytes/s (positive: memory
+    /// coming back to the host from earlier work).
+    #[serde(default)]
+    pub drift_bytes_per_s: Option<f64>,
 }
 record!(DensityFit, "density_summary.csv");
 

@@ -1,6 +1,13 @@
 //! Density: start `idle --hold-mib W` instances one after another, keeping all alive, until a memory
 //! budget or a count limit; record host MemAvailable/Slab and the newest instance's own accounting
 //! after each step; fit the per-instance cost; tear everything down.
+//!
+//! Host memory drifts after a large teardown: on this project's hosts MemAvailable kept rising by
+//! 10-25 MiB/s for over a minute after 1000 instances were stopped, so the first few hundred instances
+//! of the next sweep read as nearly free (a microVM sweep right after another sweep fitted 3.9 MiB per
+//! instance, 4.9 MiB when run first). Two defences: [`settle`] waits (at most 10 s) until the drift is
+//! under 4 MiB/s and records what it measured, and [`fit`] uses the upper half of the sweep
+//! (instances N/2..N) when there are at least [`UPPER_HALF_MIN_STEPS`] steps.
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{Backend, Instance};
 use crate::progress::{Mode, Task};
@@ -53,7 +60,11 @@ pub struct DensityOutput {
     pub fit: DensityFit,
 }
 
-/// Fit per-instance cost from steps (slope of MemAvailable drop vs instances).
+/// Sweeps with at least this many steps are fitted over their upper half only.
+pub const UPPER_HALF_MIN_STEPS: usize = 20;
+
+/// Fit per-instance cost from steps (slope of MemAvailable drop vs instances), over the upper half of
+/// the sweep when it is long enough (see the module docs); `drift` is what [`settle`] measured.
 pub fn fit(
     backend: &str,
     hold_mib: u64,
@@ -61,9 +72,13 @@ pub fn fit(
     stop_reason: String,
     teardown_s: f64,
     bookkeeping_s: &[f64],
+    drift_bytes_per_s: f64,
 ) -> DensityFit {
-    let pts: Vec<(f64, f64)> = steps.iter().map(|s| (s.instances as f64, s.mem_used_delta_bytes as f64)).collect();
-    let slab: Vec<(f64, f64)> = steps.iter().map(|s| (s.instances as f64, s.slab_delta_bytes as f64)).collect();
+    let last = steps.last().map_or(0, |s| s.instances);
+    let from = if steps.len() >= UPPER_HALF_MIN_STEPS { last / 2 + 1 } else { 1 };
+    let used = steps.iter().filter(|s| s.instances >= from);
+    let pts: Vec<(f64, f64)> = used.clone().map(|s| (s.instances as f64, s.mem_used_delta_bytes as f64)).collect();
+    let slab: Vec<(f64, f64)> = used.map(|s| (s.instances as f64, s.slab_delta_bytes as f64)).collect();
     let line = stats::fit_line(&pts);
     let slope = line.map_or(f64::NAN, |l| l.slope);
     let overheads: Vec<f64> = steps.iter().filter_map(|s| s.vmm_overhead_bytes.map(|v| v as f64)).collect();
@@ -82,22 +97,34 @@ pub fn fit(
         launch_at_max_s: if tail.is_empty() { f64::NAN } else { stats::median(&tail) },
         teardown_s,
         harness_step_s: (!bookkeeping_s.is_empty()).then(|| stats::median(bookkeeping_s)),
+        fit_from_instances: Some(from),
+        drift_bytes_per_s: drift_bytes_per_s.is_finite().then_some(drift_bytes_per_s),
     }
 }
 
-/// Wait (at most 3 s) until MemAvailable stops moving by more than 1 MiB per 100 ms, so memory freed
-/// by the previous sweep's teardown is not counted against this one; returns the settled value.
-pub fn settle(meter: &dyn HostMeter) -> u64 {
-    let mut prev = meter.mem_available();
-    for _ in 0..30 {
+/// Drift below which host memory counts as settled, bytes per second.
+pub const SETTLED_DRIFT: f64 = 4.0 * 1024.0 * 1024.0;
+
+/// Wait (at most 10 s) until MemAvailable moved by less than [`SETTLED_DRIFT`] over the last second,
+/// so memory the previous sweep's teardown hands back is not counted against this one. Returns the
+/// settled MemAvailable and the drift over that last second, bytes/s (positive: memory coming back).
+pub fn settle(meter: &dyn HostMeter) -> (u64, f64) {
+    let start = Instant::now();
+    let mut window = std::collections::VecDeque::from([meter.mem_available()]);
+    loop {
         std::thread::sleep(Duration::from_millis(100));
         let now = meter.mem_available();
-        if now.abs_diff(prev) < 1 << 20 {
-            return now;
+        window.push_back(now);
+        if window.len() > 11 {
+            window.pop_front();
         }
-        prev = now;
+        if window.len() == 11 {
+            let drift = now as f64 - window[0] as f64;
+            if drift.abs() < SETTLED_DRIFT || start.elapsed() >= Duration::from_secs(10) {
+                return (now, drift);
+            }
+        }
     }
-    prev
 }
 
 /// Run the sweep on one backend.
@@ -109,7 +136,7 @@ pub fn sweep(
 ) -> Result<DensityOutput, ExperimentError> {
     let name = backend.name().to_string();
     let mut task = Task::new(mode, format!("density {name}"), plan.max_instances as u64);
-    let avail0 = settle(meter);
+    let (avail0, drift) = settle(meter);
     let slab0 = meter.slab();
     let mut alive: Vec<Box<dyn Instance>> = Vec::with_capacity(plan.max_instances as usize);
     let mut steps = Vec::with_capacity(plan.max_instances as usize);
@@ -171,7 +198,7 @@ pub fn sweep(
     if stop_errors > 0 {
         stop_reason.push_str(&format!(" ({stop_errors} instances needed a kill on teardown)"));
     }
-    let fit = fit(&name, plan.hold_mib, &steps, stop_reason, teardown_s, &bookkeeping);
+    let fit = fit(&name, plan.hold_mib, &steps, stop_reason, teardown_s, &bookkeeping, drift);
     task.finish(&format!("{} instances, {} per instance", fit.instances, crate::units::human_bytes(fit.slope_bytes)));
     if crate::interrupt::requested() {
         return Err(crate::interrupt::Interrupted.into());
@@ -221,7 +248,41 @@ mod tests {
         assert!((out.fit.instances_per_gib - 256.0).abs() < 1e-6);
         assert!((out.fit.slab_slope_bytes - (4 << 20) as f64 / 100.0).abs() < 1.0);
         assert_eq!(out.steps.len(), 10);
+        assert_eq!(out.fit.fit_from_instances, Some(1), "short sweeps are fitted whole");
+        assert_eq!(out.fit.drift_bytes_per_s, Some(0.0));
         assert_eq!(b.used.load(Ordering::SeqCst), 0, "all instances stopped");
+    }
+
+    fn step(instances: u32, used: i64) -> DensityStep {
+        DensityStep {
+            backend: "b".into(),
+            instances,
+            mem_available_bytes: 0,
+            mem_used_delta_bytes: used,
+            slab_bytes: 0,
+            slab_delta_bytes: 0,
+            instance_rss_bytes: None,
+            guest_mem_bytes: None,
+            vmm_overhead_bytes: None,
+            cgroup_usage_bytes: None,
+            pss_bytes: None,
+            launch_s: 0.001,
+        }
+    }
+
+    #[test]
+    fn long_sweeps_are_fitted_over_their_upper_half() {
+        // 5 MiB per instance, but the host handed back memory during the first 20 instances.
+        let mib = 1i64 << 20;
+        let steps: Vec<DensityStep> = (1..=40)
+            .map(|n| step(n, if n <= 20 { n as i64 * mib } else { 20 * mib + (n as i64 - 20) * 5 * mib }))
+            .collect();
+        let f = fit("b", 4, &steps, "count".into(), 0.0, &[], 3e6);
+        assert_eq!(f.fit_from_instances, Some(21));
+        assert!((f.slope_bytes - 5.0 * mib as f64).abs() < 1.0, "{}", f.slope_bytes);
+        assert_eq!(f.drift_bytes_per_s, Some(3e6));
+        let whole = fit("b", 4, &steps[..19], "count".into(), 0.0, &[], f64::NAN);
+        assert_eq!((whole.fit_from_instances, whole.drift_bytes_per_s), (Some(1), None));
     }
 
     #[test]
