@@ -175,5 +175,12 @@ fn commit_a_running_container_and_start_from_the_image() {
     unsafe { libc::kill(idle.id() as i32, libc::SIGTERM) };
     assert!(idle.wait().unwrap().success());
     vmct().args(["run", "--backend", "container", "--image", &name, "--workload", "ready"]).assert().success();
-    std::fs::remove_dir_all(harness::images::store().join(&name)).unwrap();
+    // An image built on the committed one keeps it from being removed until it is removed itself.
+    let t = tempfile::tempdir().unwrap();
+    let spec = t.path().join("child.toml");
+    std::fs::write(&spec, format!("name = \"{name}-child\"\nfrom = \"{name}\"\n")).unwrap();
+    vmct().arg("build").arg(&spec).assert().success();
+    vmct().args(["images", "--rm", &name]).assert().code(2).stderr(predicate::str::contains("remove '"));
+    vmct().args(["images", "--rm", &format!("{name}-child"), &name]).assert().success();
+    assert!(harness::images::load(&name).is_err());
 }

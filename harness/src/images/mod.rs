@@ -24,6 +24,14 @@ pub enum ImagesError {
     /// The image exists.
     #[error("images: image '{0}' exists already; pick another name")]
     Exists(String),
+    /// Another image is built on this one's layer.
+    #[error("images: image '{image}' holds a layer image '{user}' uses; remove '{user}' first")]
+    InUse {
+        /// The image to remove.
+        image: String,
+        /// An image using its layer.
+        user: String,
+    },
     /// Commit failed.
     #[error(transparent)]
     Commit(#[from] container::commit::CommitError),
@@ -127,6 +135,9 @@ pub fn remove(name: &str) -> Result<u64, ImagesError> {
     }
     load(name)?;
     let dir = store().join(name);
+    if let Some(user) = list().into_iter().find(|i| i.name != name && i.layers.iter().any(|l| l.starts_with(&dir))) {
+        return Err(ImagesError::InUse { image: name.into(), user: user.name });
+    }
     let mut freed = dir_bytes(&dir);
     std::fs::remove_dir_all(&dir).map_err(|source| ImagesError::Io { path: dir.clone(), source })?;
     let used: std::collections::BTreeSet<PathBuf> = list().into_iter().flat_map(|i| i.layers).collect();
