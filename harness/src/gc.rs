@@ -29,6 +29,46 @@ fn owner_of(pid: u32) -> Option<u32> {
     })
 }
 
+/// Where the workload's isolation probes make their scratch directories (`vmct-probe-<what>-<pid>`).
+pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
+
+/// Scratch directories of probe processes that were killed before they could remove them (a mount
+/// point they may still carry is detached first; a directory that stays a mount point is reported).
+fn probe_dirs(bases: &[&std::path::Path], dry_run: bool, rep: &mut GcReport) {
+    use std::os::unix::fs::MetadataExt;
+    for base in bases {
+        let Ok(base_dev) = fs::metadata(base).map(|m| m.dev()) else { continue };
+        for e in fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("vmct-probe-").and_then(|r| r.rsplit('-').next()?.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = e.path();
+            if alive(pid) {
+                rep.kept.push(format!("probe directory {} of running pid {pid}", path.display()));
+                continue;
+            }
+            let what = format!("probe directory {} of dead pid {pid}", path.display());
+            if !dry_run {
+                if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+                    // SAFETY: a valid NUL-terminated path; fails harmlessly when nothing is mounted there.
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+                if fs::metadata(&path).map(|m| m.dev()).ok() != Some(base_dev) {
+                    rep.errors.push(format!("{what}: still a mount point"));
+                    continue;
+                }
+                if let Err(e) = fs::remove_dir_all(&path) {
+                    rep.errors.push(format!("{what}: {e}"));
+                    continue;
+                }
+            }
+            rep.removed.push(what);
+        }
+    }
+}
+
 /// Find and (unless `dry_run`) remove leftovers.
 pub fn collect(dry_run: bool) -> GcReport {
     let mut rep = GcReport::default();
@@ -55,6 +95,7 @@ pub fn collect(dry_run: bool) -> GcReport {
         }
         rep.removed.push(what);
     }
+    probe_dirs(&PROBE_DIR_BASES.map(std::path::Path::new), dry_run, &mut rep);
     let j = crate::isolation::journal::recover_in(std::path::Path::new(crate::isolation::journal::DIR), dry_run);
     rep.removed.extend(j.removed);
     rep.kept.extend(j.kept);
@@ -69,4 +110,28 @@ pub fn collect(dry_run: bool) -> GcReport {
         rep.errors.extend(c.errors);
     }
     rep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_dirs_of_dead_pids_are_removed_and_live_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22, so this pid is never alive.
+        let dead = t.path().join("vmct-probe-mknod-4194305");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("vda"), b"").unwrap();
+        let live = t.path().join(format!("vmct-probe-proc-{}", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        std::fs::create_dir(t.path().join("vmct-probe-not-a-pid")).unwrap();
+        let mut rep = GcReport::default();
+        probe_dirs(&[t.path()], true, &mut rep);
+        assert!(dead.exists() && rep.removed.len() == 1, "dry run lists only: {rep:?}");
+        let mut rep = GcReport::default();
+        probe_dirs(&[t.path()], false, &mut rep);
+        assert!(!dead.exists() && live.exists(), "{rep:?}");
+        assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (1, 1, 0), "{rep:?}");
+    }
 }

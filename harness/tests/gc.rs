@@ -34,6 +34,19 @@ fn gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run() 
         assert!(run.try_wait().unwrap().is_none(), "the isolation run ended before planting canaries");
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Let its probe instance start (a child of the run), so the kill also leaves a probe mid-way.
+    let has_child = || {
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+            ppid == Some(run.id())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has_child() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(20));
     // Change a journaled value the way a probe that escaped would, then kill the run without cleanup.
     std::fs::write("/proc/sys/kernel/domainname", "vmct-gc-test\n").unwrap();
     run.kill().unwrap();
@@ -45,4 +58,11 @@ fn gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run() 
     assert!(text.contains("domainname /proc/sys/kernel/domainname restored"), "{text}");
     assert_eq!(host_values(), before, "gc put every journaled value back");
     assert!(!journal.exists() && !j.canary_dir.exists(), "{text}");
+    // The killed run's probe process (if it had started) was killed by gc; its scratch dirs are gone too.
+    for base in harness::gc::PROBE_DIR_BASES {
+        for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(!n.starts_with("vmct-probe-"), "left behind: {base}/{n}\n{text}");
+        }
+    }
 }
