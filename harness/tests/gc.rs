@@ -21,8 +21,10 @@ fn gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run() 
     }
     let before = host_values();
     let vmct = assert_cmd::cargo::cargo_bin("vmct");
+    let out = tempfile::tempdir().unwrap();
     let mut run = Command::new(&vmct)
-        .args(["isolation", "--backends", "process", "--no-blast"])
+        .args(["isolation", "--backends", "process", "--no-blast", "--out"])
+        .arg(out.path().join("run"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
