@@ -329,7 +329,9 @@ impl Runtime {
             }
         }
         let (c2p_r, c2p_w) = sys::pipe().map_err(io("create pipe", &dir))?;
-        let (p2c_r, p2c_w) = sys::pipe().map_err(io("create pipe", &dir))?;
+        // A socket rather than a pipe for the start byte: send(MSG_NOSIGNAL) reports a child that died
+        // early as EPIPE without raising SIGPIPE in the harness.
+        let (p2c_w, p2c_r) = sys::socketpair().map_err(io("create socket pair", &dir))?;
         let (stdin_r, stdin_w) = sys::pipe().map_err(io("create pipe", &dir))?;
         // With a terminal, stdio is /dev/null until the init replaces it with the terminal's peer.
         let (stdout, stderr) =
@@ -395,7 +397,7 @@ impl Runtime {
             }
         }
         let go = [init::GO];
-        match sys::write_no_sigpipe(p2c_w.as_raw_fd(), &go) {
+        match sys::send_nosignal(p2c_w.as_raw_fd(), &go) {
             // EPIPE: the child already failed; its message on the channel says where (read below).
             Ok(()) | Err(libc::EPIPE) => {}
             Err(e) => return Err(io("signal", &dir)(std::io::Error::from_raw_os_error(e))),

@@ -322,29 +322,19 @@ pub fn exit_child(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// write(2) all of `buf` without raising SIGPIPE when the reader is gone (EPIPE is returned instead):
-/// SIGPIPE is blocked in this thread for the call and a SIGPIPE it caused is consumed, so a host
-/// process that keeps SIGPIPE's default action (to end quietly in a closed pipeline) is not killed
-/// when a container dies before reading its start signal.
-pub fn write_no_sigpipe(fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
-    // SAFETY: sigset_t is plain data; every pointer below is to a local, valid for the call.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        let mut pending: libc::sigset_t = std::mem::zeroed();
-        libc::sigpending(&mut pending);
-        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
-        let r = Sys::write(&Real, fd, buf);
-        if r == Err(libc::EPIPE) && !was_pending {
-            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
-        }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        r
+/// send(2) `buf` on a socket without raising SIGPIPE when the peer is gone (EPIPE is returned
+/// instead), so a host process that keeps SIGPIPE's default action (to end quietly in a closed
+/// pipeline) is not killed when a container dies before reading its start byte.
+pub fn send_nosignal(sock: RawFd, buf: &[u8]) -> Result<(), Errno> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call.
+    let n = unsafe { libc::send(sock, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(errno());
     }
+    if n as usize != buf.len() {
+        return Err(libc::EIO);
+    }
+    Ok(())
 }
 
 /// A msghdr over one iovec with `cbuf` (8-byte aligned, 32 bytes) as its whole control buffer.
