@@ -572,7 +572,8 @@ mod tests {
 
         let mut meta = report::fixture::meta();
         let good = serde_json::to_value(odd_plan()).unwrap();
-        let cases: [(&str, fn(&mut serde_json::Value)); 5] = [
+        type Spoil = fn(&mut serde_json::Value);
+        let cases: [(&str, Spoil); 5] = [
             ("unknown field `extra`", |v| v["startup"]["extra"] = 1.into()),
             ("missing field `timeout_s`", |v| {
                 v["density"].as_object_mut().unwrap().remove("timeout_s");
