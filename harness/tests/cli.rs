@@ -189,26 +189,23 @@ fn commit_a_running_container_and_start_from_the_image() {
 fn compare_plan_replays_a_recorded_run_and_rejects_bad_plans() {
     let d = tempfile::tempdir().unwrap();
     // Bad path, bad JSON, an old run.json: exit 2 naming the file.
-    let missing = d.path().join("missing/run.json");
-    vmct().args(["compare", "--plan"]).arg(&missing).assert().code(2).stderr(
-        predicate::str::contains(missing.to_string_lossy().as_ref()).and(predicate::str::contains("cannot read")),
-    );
     let garbage = d.path().join("garbage.json");
     std::fs::write(&garbage, "{not json").unwrap();
-    vmct()
-        .args(["compare", "--plan"])
-        .arg(&garbage)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("garbage.json").and(predicate::str::contains("not a vmct run.json")));
     let old = d.path().join("old");
     report::fixture::write(&old).unwrap();
-    vmct()
-        .args(["compare", "--plan"])
-        .arg(&old)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("older vmct").and(predicate::str::contains("old/run.json")));
+    let cases = [
+        (d.path().join("missing/run.json"), "missing/run.json", "cannot read"),
+        (garbage, "garbage.json", "not a vmct run.json"),
+        (old.clone(), "old/run.json", "older vmct"),
+    ];
+    for (path, file, why) in cases {
+        vmct()
+            .args(["compare", "--plan"])
+            .arg(&path)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(file).and(predicate::str::contains(why)));
+    }
     // A flag that changes the plan cannot be combined with it: exit 2 naming the flag.
     for flag in [&["--quick"][..], &["--backends", "process"], &["--runs-per-backend", "3"]] {
         vmct()
