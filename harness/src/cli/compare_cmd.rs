@@ -200,3 +200,22 @@ fn settings_from_flags(a: &CompareArgs, avail: u64) -> anyhow::Result<Settings> 
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Args;
+
+    /// Every argument of `vmct compare` either changes the plan (so `--plan` refuses it) or is one of
+    /// the few that only change where and how the run reports.
+    #[test]
+    fn every_plan_changing_flag_conflicts_with_plan() {
+        let cmd = CompareArgs::augment_args(clap::Command::new("compare"));
+        let mut ids: Vec<&str> = cmd.get_arguments().map(|a| a.get_id().as_str()).collect();
+        ids.retain(|id| !["plan", "out", "no_report", "quiet", "json"].contains(id));
+        ids.sort();
+        let mut plan_flags = PLAN_FLAGS.to_vec();
+        plan_flags.sort();
+        assert_eq!(ids, plan_flags);
+    }
+}
