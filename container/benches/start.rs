@@ -26,7 +26,7 @@ fn image() -> Option<(Image, Vec<String>)> {
 }
 
 fn bench(c: &mut Criterion) {
-    if container::sys::euid() != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped container start benches: needs root");
         return;
     }

@@ -151,8 +151,7 @@ mod tests {
 
     #[test]
     fn whiteouts_roundtrip_through_the_oci_tar() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped whiteouts_roundtrip_through_the_oci_tar: needs root for mknod");
             return;
         }

@@ -18,7 +18,8 @@
 //! Module map: [`image`] (layers), [`runtime`] (parent side of the start sequence, the [`Container`]
 //! handle), [`init`] (the child's named stages and the typed channel), [`cgroup`] (v1/v2 behind one
 //! trait), [`security`] (caps, seccomp), [`net`], [`limits`], [`oci`] (configs for crun/runc), [`gc`],
-//! and [`sys`] (all `unsafe`).
+//! and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
+//! [`sys::clone_fork`] in [`runtime`] and the overlay xattr and whiteout calls in [`commit`]).
 pub mod cgroup;
 pub mod commit;
 pub mod gc;

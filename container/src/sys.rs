@@ -544,12 +544,6 @@ pub fn chown(path: &CStr, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Effective uid.
-pub fn euid() -> u32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() }
-}
-
 /// Description of an errno, e.g. "No such file or directory (os error 2)".
 pub fn strerror(e: Errno) -> String {
     std::io::Error::from_raw_os_error(e).to_string()

@@ -1,11 +1,16 @@
 //! `vmct compare`: one plan run on every available backend, written to a run directory, rendered as a
 //! report. Partial results are written after each experiment, so an interrupted run still has data.
+//!
+//! run.json keeps the whole plan ([`Settings`], field `full_plan`; JSON conventions in
+//! `crate::experiments`) beside the older summary `plan`, and [`load_plan`] reads it back for
+//! `vmct compare --plan`, which re-runs exactly that plan.
+use crate::backend::vmm_peers::{self, Peer};
 use crate::backend::Backend;
 use crate::experiments::{density, overhead, snapshot, startup, ExperimentError};
 use crate::progress::{self, Mode};
 use results::env::LoadSnapshot;
 use results::{HostEnv, Plan, RunDir, RunMeta};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
@@ -24,13 +29,49 @@ pub enum CompareError {
     /// No backend can run here.
     #[error("no selected backend is available on this host: {0}")]
     NoBackends(String),
+    /// The plan could not be written as JSON.
+    #[error("cannot record the plan in run.json: {0}")]
+    PlanJson(#[source] serde_json::Error),
+    /// A plan file (`--plan`) could not be read, is not a run.json, or holds an invalid plan.
+    #[error("--plan {path}: {reason}")]
+    BadPlan {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and what would be valid.
+        reason: String,
+    },
+    /// A run.json written before the whole plan was recorded: it cannot be replayed exactly.
+    #[error(
+        "--plan {path}: this run.json was written by an older vmct and records only a summary of its plan \
+         (no `full_plan`), so it cannot be re-run exactly. The nearest command is:\n  {nearest}\n\
+         (timeouts, concurrency levels, overhead sizes, snapshot and blast settings and --peer paths were not \
+         recorded and would come from the preset)"
+    )]
+    NotReplayable {
+        /// The file.
+        path: PathBuf,
+        /// The nearest `vmct compare` command line, from the recorded summary.
+        nearest: String,
+    },
 }
 
+/// Most instances `--density-max` (and a replayed plan) may ask for per backend.
+pub const MAX_DENSITY_INSTANCES: u32 = 100_000;
+
 /// The knobs of a run; [`Settings::quick`] and [`Settings::default_plan`] are the two presets.
-#[derive(Debug, Clone)]
+///
+/// Stored whole in run.json as `full_plan` (durations as seconds in `*_s` fields, scenarios as their
+/// words; see `crate::experiments`); unknown fields are rejected when it is read back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Experiments to run, from [`EXPERIMENTS`].
     pub experiments: Vec<String>,
+    /// Backends to run, by name (empty: every backend the host offers). run.json records the backends
+    /// the run considered, available or not.
+    pub backends: Vec<String>,
+    /// Peer VMMs to run beside ours (`--peer NAME=PATH`).
+    pub peers: Vec<Peer>,
     /// Startup plan.
     pub startup: startup::StartupPlan,
     /// Density plan.
@@ -50,6 +91,8 @@ impl Settings {
     pub fn quick(mem_available: u64) -> Settings {
         Settings {
             experiments: EXPERIMENTS.iter().map(|s| s.to_string()).collect(),
+            backends: Vec::new(),
+            peers: Vec::new(),
             startup: startup::StartupPlan {
                 warmup: 3,
                 runs: 30,
@@ -61,7 +104,7 @@ impl Settings {
                 hold_mib: 4,
                 budget_bytes: mem_available / 2,
                 max_instances: 40,
-                floor_bytes: floor(mem_available),
+                floor_bytes: host_floor_bytes(mem_available),
                 timeout: Duration::from_secs(20),
             },
             overhead: overhead::OverheadPlan {
@@ -90,6 +133,8 @@ impl Settings {
     pub fn default_plan(mem_available: u64) -> Settings {
         Settings {
             experiments: EXPERIMENTS.iter().map(|s| s.to_string()).collect(),
+            backends: Vec::new(),
+            peers: Vec::new(),
             startup: startup::StartupPlan {
                 warmup: 10,
                 runs: 300,
@@ -101,7 +146,7 @@ impl Settings {
                 hold_mib: 4,
                 budget_bytes: mem_available / 2,
                 max_instances: 1000,
-                floor_bytes: floor(mem_available),
+                floor_bytes: host_floor_bytes(mem_available),
                 timeout: Duration::from_secs(30),
             },
             overhead: overhead::OverheadPlan {
@@ -120,11 +165,11 @@ impl Settings {
         }
     }
 
-    /// The plan as recorded in run.json.
-    pub fn to_plan(&self, backends: &[String]) -> Plan {
+    /// The summary of the plan recorded in run.json's `plan` (the report reads it).
+    pub fn to_plan(&self) -> Plan {
         Plan {
             experiments: self.experiments.clone(),
-            backends: backends.to_vec(),
+            backends: self.backends.clone(),
             quick: self.quick,
             warmup: self.startup.warmup,
             startup_runs: self.startup.runs,
@@ -135,28 +180,99 @@ impl Settings {
             overhead_runs: self.overhead.runs,
         }
     }
+
+    /// Check a plan read from a file: every value in the range the CLI flags accept. The error names
+    /// the field and the valid values.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.experiments.is_empty() {
+            return Err(format!("experiments is empty; valid experiments: {}", EXPERIMENTS.join(", ")));
+        }
+        if let Some(e) = self.experiments.iter().find(|e| !EXPERIMENTS.contains(&e.as_str())) {
+            return Err(format!("unknown experiment '{e}'; valid experiments: {}", EXPERIMENTS.join(", ")));
+        }
+        if self.startup.runs == 0 {
+            return Err("startup.runs is 0: expected at least 1".into());
+        }
+        if !(1..=MAX_DENSITY_INSTANCES).contains(&self.density.max_instances) {
+            return Err(format!(
+                "density.max_instances is {}: expected 1 to {MAX_DENSITY_INSTANCES}",
+                self.density.max_instances
+            ));
+        }
+        if self.density.hold_mib > workloads::scenario::MAX_MIB {
+            return Err(format!(
+                "density.hold_mib is {}: expected at most {}",
+                self.density.hold_mib,
+                workloads::scenario::MAX_MIB
+            ));
+        }
+        if self.density.budget_bytes == 0 {
+            return Err("density.budget_bytes is 0: expected above 0".into());
+        }
+        self.peers.iter().try_for_each(vmm_peers::check_peer)
+    }
 }
 
-/// Keep at least a quarter of available memory (and 1 GiB) free whatever the budget says.
-fn floor(mem_available: u64) -> u64 {
+/// Read the whole plan recorded in a run directory or its run.json, for `vmct compare --plan`. The
+/// plan comes back as it was run, except `density.floor_bytes`, a host safety limit the caller
+/// recomputes for this host ([`host_floor_bytes`]).
+///
+/// Errors: [`CompareError::BadPlan`] (unreadable file, not a run.json, invalid plan; names the file),
+/// [`CompareError::NotReplayable`] (a run.json of an older vmct without `full_plan`).
+pub fn load_plan(path: &Path) -> Result<Settings, CompareError> {
+    let file = if path.is_dir() { path.join("run.json") } else { path.to_path_buf() };
+    let bad = |reason: String| CompareError::BadPlan { path: file.clone(), reason };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        bad(format!("cannot read it ({e}); pass a run directory written by `vmct compare` or its run.json"))
+    })?;
+    let meta: RunMeta = serde_json::from_str(&text).map_err(|e| bad(format!("not a vmct run.json: {e}")))?;
+    let Some(full) = meta.full_plan else {
+        return Err(CompareError::NotReplayable { path: file, nearest: nearest_command(&meta.plan) });
+    };
+    let s: Settings = serde_json::from_value(full).map_err(|e| bad(format!("invalid full_plan: {e}")))?;
+    s.validate().map_err(|e| bad(format!("invalid full_plan: {e}")))?;
+    Ok(s)
+}
+
+/// The `vmct compare` command line nearest to a plan summary (for run.json files without `full_plan`).
+fn nearest_command(p: &Plan) -> String {
+    let mut c = String::from("vmct compare");
+    if p.quick {
+        c.push_str(" --quick");
+    }
+    if !p.backends.is_empty() {
+        c.push_str(&format!(" --backends {}", p.backends.join(",")));
+    }
+    // Only names this vmct knows (older runs listed "blast", now part of "isolation").
+    let known: Vec<&str> = p.experiments.iter().map(String::as_str).filter(|e| EXPERIMENTS.contains(e)).collect();
+    if !known.is_empty() {
+        c.push_str(&format!(" --experiments {}", known.join(",")));
+    }
+    c.push_str(&format!(
+        " --warmup {} --runs-per-backend {} --density-budget {}B --density-max {} --hold-mib {}",
+        p.warmup, p.startup_runs, p.density_budget_bytes, p.density_max_instances, p.density_hold_mib
+    ));
+    c
+}
+
+/// The density sweep's host safety floor on a host with `mem_available` bytes available: at least a
+/// quarter of it (and 1 GiB) stays free whatever the budget says.
+pub fn host_floor_bytes(mem_available: u64) -> u64 {
     (mem_available / 4).max(1 << 30).min(mem_available)
 }
 
 /// A new run id: UTC date-time plus the harness pid.
 pub fn new_run_id() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (d, s) = (secs / 86400, secs % 86400);
-    // Civil date from days since the epoch (H. Hinnant's algorithm).
-    let z = d as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{}", s / 3600, s % 3600 / 60, s % 60, std::process::id())
+    run_id_at(secs, std::process::id())
+}
+
+/// The run id of a run started `unix_s` seconds after the epoch by harness `pid`:
+/// `YYYYMMDD-HHMMSS-<pid>`, UTC, so ids of one host sort by start time.
+fn run_id_at(unix_s: u64, pid: u32) -> String {
+    let (d, s) = (unix_s / 86_400, unix_s % 86_400);
+    let (year, month, day) = report::timefmt::civil_from_days(d as i64);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{pid}", s / 3600, s % 3600 / 60, s % 60)
 }
 
 fn unix_now() -> f64 {
@@ -199,6 +315,7 @@ pub fn run(
     for i in infos.iter().filter(|i| !i.available) {
         progress::note(mode, &format!("skipping {}: {}", i.name, i.reason.as_deref().unwrap_or("unavailable")));
     }
+    let recorded = Settings { backends: infos.iter().map(|i| i.name.clone()).collect(), ..settings.clone() };
     let mut meta = RunMeta {
         schema_version: results::rundir::SCHEMA_VERSION,
         id: out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -207,13 +324,14 @@ pub fn run(
         vmct_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: Some(crate::artifacts::GIT_COMMIT.to_string()).filter(|s| !s.is_empty()),
         command,
-        plan: settings.to_plan(&infos.iter().map(|i| i.name.clone()).collect::<Vec<_>>()),
+        plan: recorded.to_plan(),
         caveats: host.caveats(),
         host,
         backends: infos,
         load_before: LoadSnapshot::capture(),
         load_after: None,
         harness_timestamp_cost_s: Some(crate::experiments::timestamp_cost_s(10_000)),
+        full_plan: Some(serde_json::to_value(&recorded).map_err(CompareError::PlanJson)?),
     };
     rd.write_meta(&meta)?;
     let mut failures = Vec::new();
@@ -362,6 +480,7 @@ pub fn load_caveats(before: &LoadSnapshot, after: &LoadSnapshot, cores: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use results::RunDir;
 
     #[test]
     fn load_and_steal_become_caveats() {
@@ -374,10 +493,119 @@ mod tests {
         assert!(load_caveats(&quiet, &quiet, 2).is_empty());
     }
 
+    /// A plan with a non-preset value in every section, fractional durations included.
+    fn odd_plan() -> Settings {
+        let mut s = Settings::quick(8 << 30);
+        s.experiments = vec!["startup".into()];
+        s.peers = vec![Peer { vmm: vmm_peers::PeerVmm::Firecracker, path: "/bin/sh".into() }];
+        s.startup.runs = 3;
+        s.startup.concurrency = vec![2, 3];
+        s.startup.concurrent_launches = 4;
+        s.startup.timeout = Duration::from_millis(1500);
+        s.density.hold_mib = 3;
+        s.density.timeout = Duration::from_nanos(1);
+        s.overhead.scenarios = vec![Scenario::Cpu { iters: 7 }, Scenario::Io { mib: 2 }];
+        s.overhead.timeout = Duration::from_secs_f64(0.1);
+        s.snapshot.dirty_mib = vec![5];
+        s.snapshot.settle = Duration::from_millis(10);
+        s.blast = Some(crate::isolation::blast::BlastOptions { hog_secs: 0.3, limit_cpu: 0.7, ..Default::default() });
+        s
+    }
+
+    #[test]
+    fn replayed_plan_equals_the_original() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("run");
+        let backends: Vec<Box<dyn Backend>> =
+            vec![Box::new(crate::experiments::fake::FakeBackend::new("fake", 1 << 20))];
+        let plan = odd_plan();
+        let host = HostEnv::capture();
+        run(&backends, &plan, out.clone(), vec!["vmct".into()], host, Mode::Quiet).unwrap();
+        let written: RunMeta = RunDir::open(&out).unwrap().read_meta().unwrap();
+        let original = written.full_plan.clone().unwrap();
+        // What was run is what was recorded, with the backends the run considered filled in.
+        let expected = Settings { backends: vec!["fake".into()], ..plan };
+        assert_eq!(original, serde_json::to_value(&expected).unwrap());
+        assert_eq!(written.plan, expected.to_plan());
+        // Read back from the directory and from run.json: the same plan, the same JSON.
+        for path in [out.clone(), out.join("run.json")] {
+            let replayed = load_plan(&path).unwrap();
+            assert_eq!(replayed, expected);
+            assert_eq!(serde_json::to_value(&replayed).unwrap(), original);
+        }
+        // The conventions: seconds in `*_s` fields, scenarios as words, blast's hog time as `hog_s`.
+        assert_eq!(original["startup"]["timeout_s"], 1.5);
+        assert_eq!(original["snapshot"]["settle_s"], 0.01);
+        assert_eq!(original["overhead"]["scenarios"][0], "cpu --iters 7");
+        assert_eq!(original["blast"]["hog_s"], 0.3);
+        assert_eq!(original["peers"][0]["vmm"], "firecracker");
+        // Both presets round-trip too.
+        for p in [Settings::quick(1 << 30), Settings::default_plan(64 << 30)] {
+            let v = serde_json::to_value(&p).unwrap();
+            assert_eq!(serde_json::from_value::<Settings>(v).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn an_old_run_json_without_the_whole_plan_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        report::fixture::write(d.path()).unwrap();
+        let e = load_plan(d.path()).unwrap_err();
+        assert!(matches!(e, CompareError::NotReplayable { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("run.json") && msg.contains("older vmct") && msg.contains("cannot be re-run"), "{msg}");
+        let nearest = "vmct compare --quick --experiments startup,density,overhead,isolation,snapshot --warmup 2 \
+                       --runs-per-backend 20 --density-budget 2147483648B --density-max 10 --hold-mib 16\n";
+        assert!(msg.contains(nearest), "{msg}");
+    }
+
+    #[test]
+    fn bad_plan_files_name_the_file_and_the_field() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("nope.json");
+        let e = load_plan(&missing).unwrap_err().to_string();
+        assert!(e.contains("nope.json") && e.contains("cannot read"), "{e}");
+        let garbage = d.path().join("garbage.json");
+        std::fs::write(&garbage, "{").unwrap();
+        let e = load_plan(&garbage).unwrap_err().to_string();
+        assert!(e.contains("garbage.json") && e.contains("not a vmct run.json"), "{e}");
+
+        let mut meta = report::fixture::meta();
+        let good = serde_json::to_value(odd_plan()).unwrap();
+        type Spoil = fn(&mut serde_json::Value);
+        let cases: [(&str, Spoil); 5] = [
+            ("unknown field `extra`", |v| v["startup"]["extra"] = 1.into()),
+            ("missing field `timeout_s`", |v| {
+                v["density"].as_object_mut().unwrap().remove("timeout_s");
+            }),
+            ("invalid duration -1 s", |v| v["overhead"]["timeout_s"] = (-1.0).into()),
+            ("unknown workload 'teleport'", |v| v["overhead"]["scenarios"][0] = "teleport".into()),
+            ("startup.runs is 0", |v| v["startup"]["runs"] = 0.into()),
+        ];
+        let file = d.path().join("run.json");
+        for (want, spoil) in cases {
+            let mut v = good.clone();
+            spoil(&mut v);
+            meta.full_plan = Some(v);
+            RunDir::create(d.path()).unwrap().write_meta(&meta).unwrap();
+            let e = load_plan(&file).unwrap_err();
+            assert!(matches!(e, CompareError::BadPlan { .. }), "{e:?}");
+            let e = e.to_string();
+            assert!(e.contains(&*file.to_string_lossy()) && e.contains(want), "{want}: {e}");
+        }
+    }
+
     #[test]
     fn run_ids_sort_by_time() {
+        // 2023-11-14 22:13:20 UTC; one second, one day, one year later (and a shorter pid) sort after it.
+        let t = 1_700_000_000;
+        let first = run_id_at(t, 40_000);
+        assert_eq!(first, "20231114-221320-40000");
+        for later in [run_id_at(t + 1, 7), run_id_at(t + 86_400, 7), run_id_at(t + 366 * 86_400, 7)] {
+            assert!(later > first, "{later} <= {first}");
+        }
+        assert_eq!(run_id_at(951_782_400, 1), "20000229-000000-1");
         let id = new_run_id();
         assert_eq!(id.len(), "20261128-143000-".len() + std::process::id().to_string().len());
-        assert!(id.starts_with("20"));
     }
 }

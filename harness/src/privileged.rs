@@ -5,8 +5,7 @@
 
 /// Is the requirement met? `Err(reason)` if not.
 pub fn check(need: Need) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     match need {
         Need::Root if !root => Err("needs root".into()),
         Need::Kvm => std::fs::OpenOptions::new()

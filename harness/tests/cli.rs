@@ -184,3 +184,63 @@ fn commit_a_running_container_and_start_from_the_image() {
     vmct().args(["images", "--rm", &format!("{name}-child"), &name]).assert().success();
     assert!(harness::images::load(&name).is_err());
 }
+
+#[test]
+fn compare_plan_replays_a_recorded_run_and_rejects_bad_plans() {
+    let d = tempfile::tempdir().unwrap();
+    // Bad path, bad JSON, an old run.json: exit 2 naming the file.
+    let garbage = d.path().join("garbage.json");
+    std::fs::write(&garbage, "{not json").unwrap();
+    let old = d.path().join("old");
+    report::fixture::write(&old).unwrap();
+    let cases = [
+        (d.path().join("missing/run.json"), "missing/run.json", "cannot read"),
+        (garbage, "garbage.json", "not a vmct run.json"),
+        (old.clone(), "old/run.json", "older vmct"),
+    ];
+    for (path, file, why) in cases {
+        vmct()
+            .args(["compare", "--plan"])
+            .arg(&path)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(file).and(predicate::str::contains(why)));
+    }
+    // A flag that changes the plan cannot be combined with it: exit 2 naming the flag.
+    for flag in [&["--quick"][..], &["--backends", "process"], &["--runs-per-backend", "3"]] {
+        vmct()
+            .args(["compare", "--plan"])
+            .arg(&old)
+            .args(flag)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("cannot be used with").and(predicate::str::contains(flag[0])));
+    }
+
+    // A real replay (process backend, startup only): the new run records the same plan, except the
+    // density safety floor, which is recomputed for the host the replay runs on.
+    let first = d.path().join("first");
+    vmct()
+        .args(["compare", "--quick", "--quiet", "--no-report", "--backends", "process", "--experiments", "startup"])
+        .args(["--runs-per-backend", "3", "--warmup", "1", "--out"])
+        .arg(&first)
+        .assert()
+        .success();
+    let again = d.path().join("again");
+    vmct()
+        .args(["compare", "--quiet", "--no-report", "--plan"])
+        .arg(first.join("run.json"))
+        .arg("--out")
+        .arg(&again)
+        .assert()
+        .success();
+    let plan_of = |dir: &std::path::Path| {
+        let mut p = results::RunDir::open(dir).unwrap().read_meta().unwrap().full_plan.unwrap();
+        p["density"].as_object_mut().unwrap().remove("floor_bytes").unwrap();
+        p
+    };
+    assert_eq!(plan_of(&again), plan_of(&first));
+    assert_eq!(plan_of(&first)["startup"]["runs"], 3);
+    let sums: Vec<results::StartupSummary> = results::RunDir::open(&again).unwrap().read_csv().unwrap();
+    assert_eq!(sums.iter().find(|s| s.mode == "sequential").unwrap().n, 3);
+}

@@ -17,8 +17,8 @@
 //!
 //! Modules: [`layout`] (addresses, port map, boot-info block), [`arch`] (descriptor tables, stubs,
 //! page tables), [`loader`], [`vm`] (boot + run loop + typed exit errors), [`vmm`] (the one-VM-per-process
-//! entry point behind the `vmct-vmm` binary), [`snapshot`] (save a paused VM, restore copy-on-write), [`status`] (KVM flavour, guest models), [`sys`] (the only
-//! `unsafe` code).
+//! entry point behind the `vmct-vmm` binary), [`snapshot`] (save a paused VM, restore copy-on-write), [`status`] (KVM flavour, guest models), [`sys`] and [`linux::sys`] (the
+//! only `unsafe` code, one module per guest model).
 pub mod arch;
 pub mod layout;
 pub mod linux;

@@ -1,5 +1,6 @@
-//! The only module with `unsafe`: a memory slot registration, a memfd, a thread-directed watchdog
-//! timer, and the plain-data marker for the boot-info block. Everything else in the crate is safe code.
+//! The bare guest model's `unsafe` code: a memory slot registration, a memfd, a thread-directed watchdog
+//! timer, and the plain-data marker for the boot-info block. With [`crate::linux::sys`] (the linux
+//! guest model's) the only `unsafe` in the crate; everything else is safe code.
 use crate::layout::{BootInfo, ProbeArea};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;

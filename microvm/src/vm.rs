@@ -334,7 +334,7 @@ impl std::fmt::Debug for Vm {
     }
 }
 
-/// Open /dev/kvm and check it is usable (API version 12, user memory, immediate exit).
+/// Open /dev/kvm and check it is usable (API version 12, user memory regions).
 pub fn open_kvm() -> Result<Kvm, VmError> {
     let kvm = Kvm::new().map_err(|e| match e.errno() {
         libc::ENOENT => VmError::KvmMissing,

@@ -91,6 +91,7 @@ pub fn meta() -> RunMeta {
             mem_available_bytes: 20 << 30,
         }),
         harness_timestamp_cost_s: Some(2.5e-8),
+        full_plan: None,
     }
 }
 

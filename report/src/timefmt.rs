@@ -11,8 +11,10 @@ pub fn utc(unix_s: f64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// (year, month 1-12, day 1-31) of the UTC day `z` days after 1970-01-01 (negative: before), by
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar). vmct's one date routine:
+/// the harness's run ids use it too.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

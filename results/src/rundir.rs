@@ -123,6 +123,12 @@ pub struct RunMeta {
     pub load_after: Option<LoadSnapshot>,
     /// Cost of the harness's own timestamping of one event, seconds (median).
     pub harness_timestamp_cost_s: Option<f64>,
+    /// The whole plan, enough to re-run it (`vmct compare --plan`): the harness's `compare::Settings`
+    /// as JSON, which the harness reads and validates. Durations are seconds in fields named `*_s`,
+    /// workload scenarios their words (`"cpu --iters 100000"`). None in run.json files written before
+    /// it was recorded (absent in the file; [`RunMeta::plan`] is the summary every run has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_plan: Option<serde_json::Value>,
 }
 
 /// A run directory on disk.
@@ -227,7 +233,20 @@ mod tests {
             load_before: LoadSnapshot::capture(),
             load_after: None,
             harness_timestamp_cost_s: Some(2e-8),
+            full_plan: Some(serde_json::json!({"experiments": ["startup"], "startup": {"timeout_s": 20.0}})),
         }
+    }
+
+    #[test]
+    fn run_json_without_the_whole_plan_reads_and_writes_back_unchanged() {
+        let m = RunMeta { full_plan: None, ..meta() };
+        let old = serde_json::to_string_pretty(&m).unwrap();
+        assert!(!old.contains("full_plan"), "{old}");
+        let back: RunMeta = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.full_plan, None);
+        assert_eq!(serde_json::to_string_pretty(&back).unwrap(), old);
+        let with = serde_json::to_string_pretty(&meta()).unwrap();
+        assert!(with.contains("\"full_plan\"") && with.contains("\"timeout_s\": 20.0"), "{with}");
     }
 
     #[test]

@@ -96,8 +96,7 @@ impl ContainerBackend {
     pub fn runtime(&self) -> Result<Arc<Runtime>, String> {
         let mut g = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
         g.get_or_insert_with(|| {
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } != 0 {
+            if !nix::unistd::geteuid().is_root() {
                 return Err("needs root (cgroups, mounts, namespaces); run vmct as root".into());
             }
             let img = base_image(&self.workload)?;

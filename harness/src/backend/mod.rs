@@ -4,8 +4,12 @@
 //! |---|---|---|
 //! | `process` | process (baseline) | `vmct-workload` as a plain child process |
 //! | `microvm` | microVM, bare guest | one VMM process per VM (`vmct __vmm`), the workload at guest CPL3 |
-//! | `container` / `container-privileged` | container | our runtime (crate `container`) |
+//! | `microvm-linux` | microVM, linux guest | one VMM process per VM (`vmct __vmm-linux`), a Linux kernel with the workload as /init |
+//! | `container` / `container-privileged` / `container-userns` | container | our runtime (crate `container`) with its default, privileged or user-namespace profile |
 //! | `crun` / `runc` | container (peer) | the same image through a generated OCI bundle |
+//! | `qemu` / `firecracker` (only with `--peer NAME=PATH`) | microVM, linux guest (peer) | the peer VMM booting the same kernel and initramfs as `microvm-linux` |
+//!
+//! (A unit test checks this table against [`registry`] and [`vmm_peers::NAMES`].)
 //!
 //! Every [`Instance`] owns what it created (process, VM, cgroup, mounts): dropping it without
 //! [`Instance::stop`] kills and removes everything.
@@ -315,5 +319,27 @@ pub fn collect_events(inst: &mut dyn Instance, timeout: Duration) -> Result<Vec<
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The module doc's table lists exactly the backends the registry offers plus the peer VMMs.
+    #[test]
+    fn the_backend_table_names_every_backend() {
+        let doc: Vec<&str> = include_str!("mod.rs").lines().map_while(|l| l.strip_prefix("//!")).collect();
+        let listed: Vec<&str> = doc
+            .iter()
+            .filter(|l| l.starts_with(" | `"))
+            .flat_map(|l| l.split('|').nth(1).unwrap_or("").split('`').skip(1).step_by(2))
+            .filter(|n| !n.starts_with("--")) // `--peer NAME=PATH` is how, not which
+            .collect();
+        let dir = std::path::Path::new("/nonexistent");
+        let mut offered = super::registry::names(&super::registry::all(dir, dir));
+        offered.extend(super::vmm_peers::NAMES.iter().map(|n| n.to_string()));
+        let mut l: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+        l.sort();
+        offered.sort();
+        assert_eq!(l, offered);
     }
 }

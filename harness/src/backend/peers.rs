@@ -65,8 +65,7 @@ impl PeerBackend {
                 .ok_or_else(|| format!("{} not found in PATH; install it with apt-get install {pkg}", self.name))?;
             let out = Command::new(&bin).arg("--version").output().map_err(|e| format!("{}: {e}", bin.display()))?;
             let version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string();
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } != 0 {
+            if !nix::unistd::geteuid().is_root() {
                 return Err("needs root (cgroups, mounts); run vmct as root".into());
             }
             let image = super::container::base_image(&self.workload)?;

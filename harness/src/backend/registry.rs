@@ -20,14 +20,10 @@ fn extra(workload: &Path) -> Vec<Box<dyn Backend>> {
 }
 
 /// All backends plus the peer VMMs the user pointed at (`--peer NAME=PATH`).
-pub fn all_with_peers(
-    workload: &Path,
-    work_dir: &Path,
-    peers: &[(String, std::path::PathBuf)],
-) -> Vec<Box<dyn Backend>> {
+pub fn all_with_peers(workload: &Path, work_dir: &Path, peers: &[super::vmm_peers::Peer]) -> Vec<Box<dyn Backend>> {
     let mut v = all(workload, work_dir);
-    for (name, path) in peers {
-        v.push(super::vmm_peers::backend(name, path, workload));
+    for p in peers {
+        v.push(super::vmm_peers::backend(p, workload));
     }
     v
 }

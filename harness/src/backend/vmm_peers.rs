@@ -10,31 +10,74 @@ use std::process::Command;
 /// Peer VMM names `--peer` accepts.
 pub const NAMES: &[&str] = &["qemu", "firecracker"];
 
+/// The peer VMMs vmct knows how to drive (the closed set behind [`NAMES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerVmm {
+    /// QEMU's `microvm` machine type (`qemu-system-x86_64 -M microvm`).
+    Qemu,
+    /// Firecracker, configured with `--no-api --config-file`.
+    Firecracker,
+}
+
+impl PeerVmm {
+    /// Every peer VMM, in [`NAMES`] order.
+    pub const ALL: [PeerVmm; 2] = [PeerVmm::Qemu, PeerVmm::Firecracker];
+
+    /// The name: the backend's name and the `NAME` of `--peer NAME=PATH`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerVmm::Qemu => "qemu",
+            PeerVmm::Firecracker => "firecracker",
+        }
+    }
+
+    /// The peer called `name`, if any.
+    pub fn from_name(name: &str) -> Option<PeerVmm> {
+        PeerVmm::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// A peer VMM binary the user pointed at (`--peer NAME=PATH`); part of the run's plan in run.json.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Which VMM.
+    pub vmm: PeerVmm,
+    /// Its binary.
+    pub path: PathBuf,
+}
+
 /// Parse `NAME=PATH`; the error names the input and the valid names.
-pub fn parse_peer(s: &str) -> Result<(String, PathBuf), String> {
+pub fn parse_peer(s: &str) -> Result<Peer, String> {
     let (name, path) = s
         .split_once('=')
         .ok_or_else(|| format!("invalid peer '{s}': expected NAME=PATH with NAME one of {}", NAMES.join(", ")))?;
-    if !NAMES.contains(&name) {
-        return Err(format!("unknown peer '{name}' in '{s}': valid peers: {}", NAMES.join(", ")));
+    let vmm = PeerVmm::from_name(name)
+        .ok_or_else(|| format!("unknown peer '{name}' in '{s}': valid peers: {}", NAMES.join(", ")))?;
+    let peer = Peer { vmm, path: PathBuf::from(path) };
+    check_peer(&peer)?;
+    Ok(peer)
+}
+
+/// Check that the peer's binary exists (also for peers read back from a recorded plan).
+pub fn check_peer(peer: &Peer) -> Result<(), String> {
+    if !peer.path.is_file() {
+        return Err(format!("peer {}: {} does not exist or is not a file", peer.vmm.name(), peer.path.display()));
     }
-    let path = PathBuf::from(path);
-    if !path.is_file() {
-        return Err(format!("peer {name}: {} does not exist or is not a file", path.display()));
-    }
-    Ok((name.to_string(), path))
+    Ok(())
 }
 
 /// A peer VMM.
 pub struct VmmPeer {
-    name: String,
+    vmm: PeerVmm,
     path: PathBuf,
     workload: PathBuf,
 }
 
-/// The backend for `name` at `path`.
-pub fn backend(name: &str, path: &Path, workload: &Path) -> Box<dyn Backend> {
-    Box::new(VmmPeer { name: name.into(), path: path.into(), workload: workload.into() })
+/// The backend for `peer`.
+pub fn backend(peer: &Peer, workload: &Path) -> Box<dyn Backend> {
+    Box::new(VmmPeer { vmm: peer.vmm, path: peer.path.clone(), workload: workload.into() })
 }
 
 impl VmmPeer {
@@ -45,19 +88,21 @@ impl VmmPeer {
 
     fn unavailable(&self) -> Option<String> {
         // The peers boot the same guest as microvm-linux: what stops it stops them.
-        super::microvm_linux::availability().err().map(|r| format!("{} boots the linux guest model: {r}", self.name))
+        super::microvm_linux::availability()
+            .err()
+            .map(|r| format!("{} boots the linux guest model: {r}", self.vmm.name()))
     }
 }
 
 impl Backend for VmmPeer {
     fn name(&self) -> &str {
-        &self.name
+        self.vmm.name()
     }
 
     fn info(&self) -> results::BackendInfo {
         let reason = self.unavailable();
         results::BackendInfo {
-            name: self.name.clone(),
+            name: self.vmm.name().into(),
             kind: "peer".into(),
             model: "microvm".into(),
             guest_model: Some("linux".into()),
@@ -68,16 +113,17 @@ impl Backend for VmmPeer {
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
-        let fail = |reason: String| BackendError::Launch { backend: self.name.clone(), reason };
+        let name = self.vmm.name();
+        let fail = |reason: String| BackendError::Launch { backend: name.into(), reason };
         let kernel = super::microvm_linux::availability()
-            .map_err(|reason| BackendError::Unavailable { backend: self.name.clone(), reason })?;
+            .map_err(|reason| BackendError::Unavailable { backend: name.into(), reason })?;
         let initrd = super::microvm_linux::initramfs_for(&self.workload).map_err(fail)?;
         let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
         let append =
             cmdline(&CmdlineOptions { workload_args: args, ..Default::default() }).map_err(|e| fail(e.to_string()))?;
         let mem_mib = super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20;
-        let cmd = match self.name.as_str() {
-            "qemu" => {
+        let cmd = match self.vmm {
+            PeerVmm::Qemu => {
                 let mut c = Command::new(&self.path);
                 c.args([
                     "-M",
@@ -98,7 +144,7 @@ impl Backend for VmmPeer {
                 .args(["-append", &append]);
                 c
             }
-            _ => {
+            PeerVmm::Firecracker => {
                 let dir = std::env::temp_dir().join(format!("{}-fc", spec.id));
                 std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
                 let cfg = serde_json::json!({
@@ -111,13 +157,13 @@ impl Backend for VmmPeer {
                     .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
                 let mut c = Command::new(&self.path);
                 c.arg("--no-api").arg("--config-file").arg(&path);
-                let inst = ChildInstance::spawn(&self.name, spec, c)?.with_cleanup(move || {
+                let inst = ChildInstance::spawn(name, spec, c)?.with_cleanup(move || {
                     let _ = std::fs::remove_dir_all(&dir);
                 });
                 return Ok(Box::new(inst));
             }
         };
-        Ok(Box::new(ChildInstance::spawn(&self.name, spec, cmd)?))
+        Ok(Box::new(ChildInstance::spawn(name, spec, cmd)?))
     }
 }
 
@@ -130,6 +176,16 @@ mod tests {
         assert!(parse_peer("qemu").unwrap_err().contains("expected NAME=PATH"));
         assert!(parse_peer("bochs=/bin/sh").unwrap_err().contains("unknown peer 'bochs'"));
         assert!(parse_peer("qemu=/nonexistent/qemu").unwrap_err().contains("does not exist"));
-        assert_eq!(parse_peer("qemu=/bin/sh").unwrap(), ("qemu".to_string(), PathBuf::from("/bin/sh")));
+        assert_eq!(parse_peer("qemu=/bin/sh").unwrap(), Peer { vmm: PeerVmm::Qemu, path: PathBuf::from("/bin/sh") });
+        assert_eq!(parse_peer("firecracker=/bin/sh").unwrap().vmm, PeerVmm::Firecracker);
+    }
+
+    #[test]
+    fn names_are_the_closed_set() {
+        let names: Vec<&str> = PeerVmm::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(names, NAMES);
+        for p in PeerVmm::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Arguments of `vmct compare`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page"
+    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page\n  vmct compare --plan RUN_DIR       # re-run exactly the plan recorded in RUN_DIR/run.json"
 )]
 pub struct CompareArgs {
     /// Earlier run directories instead of running experiments: two give a comparison with deltas
@@ -55,8 +55,27 @@ pub struct CompareArgs {
     pub json: bool,
     /// A peer VMM to measure beside ours: qemu=PATH or firecracker=PATH (boots the linux guest model).
     #[arg(long, value_name = "NAME=PATH", value_parser = crate::backend::vmm_peers::parse_peer)]
-    pub peer: Vec<(String, std::path::PathBuf)>,
+    pub peer: Vec<crate::backend::vmm_peers::Peer>,
+    /// Re-run exactly the plan an earlier run recorded (its backends, peers, experiments, sizes,
+    /// timeouts): a run directory or its run.json. Only the density safety floor is recomputed for this
+    /// host. Flags that change the plan cannot be combined with it.
+    #[arg(long, value_name = "RUN_DIR|RUN_JSON", conflicts_with_all = PLAN_FLAGS)]
+    pub plan: Option<PathBuf>,
 }
+
+/// The arguments a recorded plan fixes (ids of clap's `conflicts_with_all` for `--plan`).
+const PLAN_FLAGS: [&str; 10] = [
+    "runs",
+    "quick",
+    "backends",
+    "experiments",
+    "runs_per_backend",
+    "warmup",
+    "density_budget",
+    "density_max",
+    "hold_mib",
+    "peer",
+];
 
 /// Run the command.
 pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
@@ -73,50 +92,21 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
         many => return super::report_cmd::merge_runs(many, a.out.clone(), a.json),
     }
     let avail = results::env::meminfo_bytes("MemAvailable").unwrap_or(4 << 30);
-    let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
-    if !a.experiments.is_empty() {
-        for e in &a.experiments {
-            if !EXPERIMENTS.contains(&e.as_str()) {
-                return Err(UsageError(format!(
-                    "unknown experiment '{e}'; valid experiments: {}",
-                    EXPERIMENTS.join(", ")
-                ))
-                .into());
-            }
+    let s = match &a.plan {
+        Some(p) => {
+            let mut s = compare::load_plan(p).map_err(|e| UsageError(e.to_string()))?;
+            s.density.floor_bytes = compare::host_floor_bytes(avail);
+            s
         }
-        s.experiments = a.experiments.clone();
-    }
-    if let Some(n) = a.runs_per_backend {
-        if n == 0 {
-            return Err(UsageError("invalid value '0' for '--runs-per-backend': expected at least 1".into()).into());
-        }
-        s.startup.runs = n;
-    }
-    if let Some(w) = a.warmup {
-        s.startup.warmup = w;
-    }
-    if let Some(b) = &a.density_budget {
-        s.density.budget_bytes = parse_size(b).map_err(|e| UsageError(format!("--density-budget: {e}")))?;
-        if s.density.budget_bytes == 0 {
-            return Err(UsageError("--density-budget must be above 0".into()).into());
-        }
-    }
-    if let Some(m) = a.density_max {
-        if m == 0 || m > 100_000 {
-            return Err(UsageError(format!("invalid value '{m}' for '--density-max': expected 1 to 100000")).into());
-        }
-        s.density.max_instances = m;
-    }
-    if let Some(h) = a.hold_mib {
-        if h > 1 << 20 {
-            return Err(UsageError(format!("invalid value '{h}' for '--hold-mib': expected at most 1048576")).into());
-        }
-        s.density.hold_mib = h;
-    }
+        None => settings_from_flags(&a, avail)?,
+    };
     let (workload, work_dir) = super::workload_and_workdir()?;
-    let mut backends = registry::all_with_peers(&workload, &work_dir, &a.peer);
-    if !a.backends.is_empty() {
-        backends = registry::select(backends, &a.backends).map_err(UsageError)?;
+    let mut backends = registry::all_with_peers(&workload, &work_dir, &s.peers);
+    if !s.backends.is_empty() {
+        backends = registry::select(backends, &s.backends).map_err(|e| match &a.plan {
+            Some(p) => UsageError(format!("--plan {}: {e}", p.display())),
+            None => UsageError(e),
+        })?;
     }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(compare::new_run_id()));
     let mode = Mode::auto(a.quiet);
@@ -154,4 +144,78 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan from a preset (`--quick` or the default) and the flags that change it.
+fn settings_from_flags(a: &CompareArgs, avail: u64) -> anyhow::Result<Settings> {
+    let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
+    s.backends = a.backends.clone();
+    s.peers = a.peer.clone();
+    if !a.experiments.is_empty() {
+        for e in &a.experiments {
+            if !EXPERIMENTS.contains(&e.as_str()) {
+                return Err(UsageError(format!(
+                    "unknown experiment '{e}'; valid experiments: {}",
+                    EXPERIMENTS.join(", ")
+                ))
+                .into());
+            }
+        }
+        s.experiments = a.experiments.clone();
+    }
+    if let Some(n) = a.runs_per_backend {
+        if n == 0 {
+            return Err(UsageError("invalid value '0' for '--runs-per-backend': expected at least 1".into()).into());
+        }
+        s.startup.runs = n;
+    }
+    if let Some(w) = a.warmup {
+        s.startup.warmup = w;
+    }
+    if let Some(b) = &a.density_budget {
+        s.density.budget_bytes = parse_size(b).map_err(|e| UsageError(format!("--density-budget: {e}")))?;
+        if s.density.budget_bytes == 0 {
+            return Err(UsageError("--density-budget must be above 0".into()).into());
+        }
+    }
+    if let Some(m) = a.density_max {
+        if m == 0 || m > compare::MAX_DENSITY_INSTANCES {
+            return Err(UsageError(format!(
+                "invalid value '{m}' for '--density-max': expected 1 to {}",
+                compare::MAX_DENSITY_INSTANCES
+            ))
+            .into());
+        }
+        s.density.max_instances = m;
+    }
+    if let Some(h) = a.hold_mib {
+        if h > workloads::scenario::MAX_MIB {
+            return Err(UsageError(format!(
+                "invalid value '{h}' for '--hold-mib': expected at most {}",
+                workloads::scenario::MAX_MIB
+            ))
+            .into());
+        }
+        s.density.hold_mib = h;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Args;
+
+    /// Every argument of `vmct compare` either changes the plan (so `--plan` refuses it) or is one of
+    /// the few that only change where and how the run reports.
+    #[test]
+    fn every_plan_changing_flag_conflicts_with_plan() {
+        let cmd = CompareArgs::augment_args(clap::Command::new("compare"));
+        let mut ids: Vec<&str> = cmd.get_arguments().map(|a| a.get_id().as_str()).collect();
+        ids.retain(|id| !["plan", "out", "no_report", "quiet", "json"].contains(id));
+        ids.sort();
+        let mut plan_flags = PLAN_FLAGS.to_vec();
+        plan_flags.sort();
+        assert_eq!(ids, plan_flags);
+    }
 }

@@ -63,7 +63,7 @@ pub struct RunArgs {
     pub json: bool,
     /// A peer VMM to measure beside ours: qemu=PATH or firecracker=PATH (boots the linux guest model).
     #[arg(long, value_name = "NAME=PATH", value_parser = crate::backend::vmm_peers::parse_peer)]
-    pub peer: Vec<(String, std::path::PathBuf)>,
+    pub peer: Vec<crate::backend::vmm_peers::Peer>,
 }
 
 /// Scenario words from `--workload` plus the per-scenario flags.

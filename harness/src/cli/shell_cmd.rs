@@ -52,8 +52,7 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     };
     let mem =
         a.mem.as_deref().map(crate::units::parse_size).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("vmct shell needs root (namespaces, cgroups, mounts); run it as root");
     }
     let (mut layers, entry) = match &a.image {

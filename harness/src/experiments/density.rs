@@ -37,7 +37,8 @@ impl HostMeter for ProcMeter {
 }
 
 /// What to sweep.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DensityPlan {
     /// MiB each instance touches and holds.
     pub hold_mib: u64,
@@ -45,9 +46,11 @@ pub struct DensityPlan {
     pub budget_bytes: u64,
     /// Stop at this many instances.
     pub max_instances: u32,
-    /// Never let MemAvailable fall below this many bytes (host safety floor).
+    /// Never let MemAvailable fall below this many bytes (host safety floor). Recorded with the plan,
+    /// but a replay (`vmct compare --plan`) recomputes it for the host it runs on.
     pub floor_bytes: u64,
-    /// Per-launch timeout.
+    /// Per-launch timeout (JSON: `timeout_s`, seconds).
+    #[serde(rename = "timeout_s", with = "super::duration_s")]
     pub timeout: Duration,
 }
 

@@ -1,6 +1,13 @@
 //! The experiments `vmct compare` runs on every backend: [`startup`], [`density`], [`overhead`], [`snapshot`]
 //! (isolation lives in `crate::isolation`). Each takes backends through the [`Backend`] trait only, so
 //! tests drive them with a fake backend.
+//!
+//! The plan structs ([`startup::StartupPlan`], [`density::DensityPlan`], [`overhead::OverheadPlan`],
+//! [`snapshot::SnapshotPlan`], and `crate::isolation::blast::BlastOptions`) are serde types stored whole
+//! in run.json (`full_plan`, see `crate::compare::Settings`). One convention for their JSON: a duration is
+//! a number of seconds in a field whose name ends in `_s` ([`duration_s`]), a scenario is the words
+//! `vmct-workload` takes, e.g. `"cpu --iters 100000"` ([`scenario_words`]); unknown fields are rejected
+//! so a replay never drops a setting silently.
 pub mod density;
 pub mod overhead;
 pub mod snapshot;
@@ -45,6 +52,55 @@ pub fn spec(scenario: Scenario) -> InstanceSpec {
     InstanceSpec::new(next_id(), scenario)
 }
 
+/// Serde for a [`Duration`] as a number of seconds (JSON `20.0`, `0.01`); name the field `..._s`.
+/// Reading rounds to the nanosecond, so written values read back exactly; a negative, non-finite or
+/// too large number is an error naming the value.
+pub mod duration_s {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Write `d` as seconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    /// Read seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        from_secs(secs).ok_or_else(|| {
+            serde::de::Error::custom(format!("invalid duration {secs} s: expected a finite number of seconds >= 0"))
+        })
+    }
+
+    /// `secs` rounded to the nanosecond, or None when negative, not finite or out of range.
+    pub fn from_secs(secs: f64) -> Option<Duration> {
+        let ns = (secs * 1e9).round();
+        // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast below in range.
+        (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| Duration::from_nanos(ns as u64))
+    }
+}
+
+/// Serde for a list of [`Scenario`]s as the words `vmct-workload` takes (`"cpu --iters 1000"`), parsed
+/// back with [`Scenario::parse`] so a bad word or size is an error naming it.
+pub mod scenario_words {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use workloads::scenario::Scenario;
+
+    /// Write each scenario as its words.
+    pub fn serialize<S: Serializer>(v: &[Scenario], s: S) -> Result<S::Ok, S::Error> {
+        v.iter().map(|sc| sc.to_string()).collect::<Vec<_>>().serialize(s)
+    }
+
+    /// Parse each scenario's words.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Scenario>, D::Error> {
+        let words = Vec::<String>::deserialize(d)?;
+        words
+            .iter()
+            .map(|w| Scenario::parse(w.split_whitespace()).map_err(|e| serde::de::Error::custom(format!("'{w}': {e}"))))
+            .collect()
+    }
+}
+
 /// Cost of the harness timestamping one event (median of `n` back-to-back clock reads), seconds.
 pub fn timestamp_cost_s(n: usize) -> f64 {
     let mut d = Vec::with_capacity(n);
@@ -54,6 +110,44 @@ pub fn timestamp_cost_s(n: usize) -> f64 {
         d.push((b - a) as f64 * 1e-9);
     }
     results::stats::median(&d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_seconds_and_read_back_exactly() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct T {
+            #[serde(rename = "t_s", with = "duration_s")]
+            t: Duration,
+        }
+        for t in [Duration::ZERO, Duration::from_nanos(1), Duration::from_millis(10), Duration::from_secs(120)] {
+            let v = serde_json::to_value(T { t }).unwrap();
+            assert_eq!(v["t_s"], t.as_secs_f64());
+            assert_eq!(serde_json::from_value::<T>(v).unwrap().t, t);
+        }
+        for bad in ["-0.5", "1e30"] {
+            let e = serde_json::from_str::<T>(&format!("{{\"t_s\": {bad}}}")).unwrap_err().to_string();
+            assert!(e.contains("invalid duration"), "{e}");
+        }
+    }
+
+    #[test]
+    fn scenarios_are_their_words() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct T {
+            #[serde(with = "scenario_words")]
+            s: Vec<Scenario>,
+        }
+        let t = T { s: vec![Scenario::Ready, Scenario::Mem { mib: 3 }] };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v, serde_json::json!({"s": ["ready", "mem --mib 3"]}));
+        assert_eq!(serde_json::from_value::<T>(v).unwrap(), t);
+        let e = serde_json::from_str::<T>(r#"{"s": ["mem --mib 0"]}"#).unwrap_err().to_string();
+        assert!(e.contains("'mem --mib 0'") && e.contains("invalid value '0'"), "{e}");
+    }
 }
 
 #[cfg(test)]

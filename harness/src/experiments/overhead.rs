@@ -11,13 +11,16 @@ use std::time::Duration;
 use workloads::scenario::Scenario;
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OverheadPlan {
-    /// Scenarios with their sizes.
+    /// Scenarios with their sizes (JSON: their words, e.g. `"cpu --iters 100000"`).
+    #[serde(with = "super::scenario_words")]
     pub scenarios: Vec<Scenario>,
     /// Repetitions of each.
     pub runs: u32,
-    /// Per-run timeout.
+    /// Per-run timeout (JSON: `timeout_s`, seconds).
+    #[serde(rename = "timeout_s", with = "super::duration_s")]
     pub timeout: Duration,
 }
 

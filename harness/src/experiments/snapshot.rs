@@ -23,16 +23,20 @@ use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
 /// What to measure.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SnapshotPlan {
     /// Dirty working sets, MiB.
     pub dirty_mib: Vec<u64>,
     /// Repetitions per working set (medians are recorded).
     pub runs: u32,
-    /// Per-instance timeout (launch, ready, save, stop).
+    /// Per-instance timeout (launch, ready, save, stop) (JSON: `timeout_s`, seconds).
+    #[serde(rename = "timeout_s", with = "super::duration_s")]
     pub timeout: Duration,
     /// How long to wait at most for a restored instance to settle (`restore.memory_ok`) before
-    /// measuring sharing; only for saved states whose instances send it ([`crate::backend::Saved::checks_restore`]).
+    /// measuring sharing; only for saved states whose instances send it ([`crate::backend::Saved::checks_restore`])
+    /// (JSON: `settle_s`, seconds).
+    #[serde(rename = "settle_s", with = "super::duration_s")]
     pub settle: Duration,
 }
 

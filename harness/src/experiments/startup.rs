@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
 /// What to measure.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StartupPlan {
     /// Warm-up launches (recorded, excluded from statistics).
     pub warmup: u32,
@@ -19,7 +20,8 @@ pub struct StartupPlan {
     pub concurrency: Vec<u32>,
     /// Launches per concurrency level.
     pub concurrent_launches: u32,
-    /// Per-launch timeout.
+    /// Per-launch timeout (JSON: `timeout_s`, seconds).
+    #[serde(rename = "timeout_s", with = "super::duration_s")]
     pub timeout: Duration,
 }
 

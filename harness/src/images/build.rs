@@ -245,8 +245,7 @@ fn build_layer(dest: &Path, sources: &[(PathBuf, &str)]) -> Result<(), BuildErro
             copy_tree(src, &to)?;
         }
         // A user-namespaced container root (host uid USERNS_BASE) must be able to copy files up.
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if nix::unistd::geteuid().is_root() {
             chown_tree(&tmp, container::USERNS_BASE)?;
         }
         std::fs::write(tmp.join(".complete"), "").map_err(io("cannot write", &tmp))?;

@@ -13,14 +13,16 @@ use results::BlastRow;
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
-/// Blast-radius options.
-#[derive(Debug, Clone)]
+/// Blast-radius options (part of the run's plan in run.json, see `crate::experiments`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlastOptions {
     /// SHA-256 blocks per victim run.
     pub victim_iters: u64,
     /// Victim runs per condition (median reported).
     pub rounds: usize,
-    /// Upper bound on a hog's lifetime, seconds.
+    /// Upper bound on a hog's lifetime, seconds (JSON: `hog_s`).
+    #[serde(rename = "hog_s")]
     pub hog_secs: f64,
     /// Memory hog size, MiB (capped at MemAvailable/4).
     pub hog_mib: u64,
@@ -32,7 +34,8 @@ pub struct BlastOptions {
     pub limit_pids: u64,
     /// Most live children of the fork loop.
     pub fork_max: u64,
-    /// Per-instance timeout.
+    /// Per-instance timeout (JSON: `timeout_s`, seconds).
+    #[serde(rename = "timeout_s", with = "crate::experiments::duration_s")]
     pub timeout: Duration,
 }
 
