@@ -324,3 +324,34 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
     rd.write_csv(&snaps)?;
     Ok(rd)
 }
+
+/// Write the fixture into `dir`, then degrade it the way broken runs do (issue 17, case 9): the `container`
+/// sequential startup is a single launch of 0 s; `container-privileged` has a single 0.5 ms launch (plausible,
+/// but one sample, faster than every microVM); no concurrent startup mode was measured (startup_summary.csv is
+/// present without launch rates); the `microvm` density fit has a NaN slope and the `container` fit a negative
+/// one (-1074 instances per GiB).
+pub fn write_degenerate(dir: &Path) -> Result<RunDir, RunDirError> {
+    let rd = write(dir)?;
+    let mut rows: Vec<StartupSummary> = rd.read_csv()?;
+    rows.retain(|r| r.mode == "sequential");
+    for r in &mut rows {
+        let single = match r.backend.as_str() {
+            "container" => 0.0,
+            "container-privileged" => 0.0005,
+            _ => continue,
+        };
+        (r.n, r.median_s, r.p90_s, r.p99_s, r.min_s, r.max_s, r.mean_s, r.mad_s) =
+            (1, single, single, single, single, single, single, 0.0);
+    }
+    rd.write_csv(&rows)?;
+    let mut fits: Vec<DensityFit> = rd.read_csv()?;
+    for f in &mut fits {
+        match f.backend.as_str() {
+            "microvm" => (f.slope_bytes, f.instances_per_gib, f.r2) = (f64::NAN, f64::NAN, f64::NAN),
+            "container" => (f.slope_bytes, f.instances_per_gib) = (-999_750.0, 1073741824.0 / -999_750.0),
+            _ => {}
+        }
+    }
+    rd.write_csv(&fits)?;
+    Ok(rd)
+}

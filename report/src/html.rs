@@ -23,6 +23,19 @@ pub fn num(text: &str, csv: &str) -> String {
     format!("<a class=\"n\" href=\"{}\" title=\"from {}\">{}</a>", esc(csv), esc(csv), esc(text))
 }
 
+/// A figure's table cell, judged by [`crate::validity`]: the number linking to its CSV when valid; the number
+/// plus the reason when it rests on too few samples (shown, never compared); only the reason when the value is
+/// not a possible measurement.
+pub fn checked(fig: &crate::validity::Figure, fmt: impl Fn(f64) -> String, csv: &str) -> String {
+    match fig.check() {
+        Ok(v) => num(&fmt(v), csv),
+        Err(flaw) if flaw.shows_value() => {
+            format!("{} <span class=\"flaw\">({})</span>", num(&fmt(fig.value), csv), esc(&flaw.to_string()))
+        }
+        Err(flaw) => format!("<a class=\"flaw\" href=\"{}\">{}</a>", esc(csv), esc(&flaw.describe(fmt))),
+    }
+}
+
 /// A coloured swatch plus the backend name.
 pub fn backend(name: &str) -> String {
     format!(
@@ -55,9 +68,16 @@ pub fn section(id: &str, title: &str, body: &str) -> String {
     format!("<section id=\"{}\"><h2>{}</h2>{}</section>\n", esc(id), esc(title), body)
 }
 
-/// The "not run in this run" body of a section whose CSV is absent.
+/// The "not run in this run" body of a section whose CSV is absent. For a CSV that is present but has nothing
+/// usable, use [`no_rows`].
 pub fn not_run(csv: &str, why: &str) -> String {
     format!("<p class=\"notrun\">Not run in this run: <code>{}</code> is absent ({}).</p>", esc(csv), esc(why))
+}
+
+/// The body of a section or chart whose CSV is present but holds no usable rows (`why` says which were
+/// missing or refused).
+pub fn no_rows(csv: &str, why: &str) -> String {
+    format!("<p class=\"notrun\">Nothing to show: <code>{}</code> is present but {}.</p>", esc(csv), esc(why))
 }
 
 /// A figure holding an inline SVG chart, with a link to the standalone .svg file and the CSV.
@@ -110,6 +130,7 @@ a.n:hover{color:var(--acc);border-bottom-color:var(--acc)}
 .pass{color:var(--ok)}
 .na{color:var(--mut);font-style:italic}
 .unsup{color:var(--warn);font-style:italic}
+.flaw{color:var(--bad);font-style:italic;font-size:12px;white-space:normal;text-decoration:none}
 .notrun{color:var(--mut);background:var(--alt);border-left:4px solid var(--line);padding:8px 12px}
 .caveats li{margin:3px 0}
 .caveats{background:var(--warnbg);border:1px solid #f0d999;border-radius:6px;padding:8px 12px 8px 30px}

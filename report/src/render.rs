@@ -1,10 +1,11 @@
 //! The report page: header, headline summary, host and caveats, verdicts, experiment sections, planner, footer.
 use crate::data::RunData;
-use crate::html::{backend, esc, num, page, section, table};
+use crate::html::{backend, checked, esc, num, page, section, table};
 use crate::planner::{plan_data, PlanInput, PlanOutput};
 use crate::sections;
 use crate::timefmt::utc;
 use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::validity;
 use crate::verdicts::verdicts;
 use crate::ReportError;
 use results::Record;
@@ -62,17 +63,25 @@ fn header(run: &RunData) -> String {
 
 fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
     let mut o = String::from("<div class=\"cards\">");
-    let med = sections::startup_medians(run);
+    // What a card says when its CSV has nothing to show.
+    let nothing = |present: bool, csv: &str| {
+        if present {
+            format!("<p class=\"na\">{} has no rows</p>", esc(csv))
+        } else {
+            "<p class=\"na\">not run in this run</p>".to_string()
+        }
+    };
+    let med = validity::startup_medians(run);
     o.push_str("<div class=\"card\"><h3>Median startup (sequential)</h3>");
     if med.is_empty() {
-        o.push_str("<p class=\"na\">not run in this run</p>");
+        o.push_str(&nothing(run.startup_summary.is_some(), results::StartupSummary::FILE));
     } else {
         o.push_str("<table>");
         for (b, m) in &med {
             o.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td></tr>",
                 backend(b),
-                num(&fmt_secs(*m), results::StartupSummary::FILE)
+                checked(m, fmt_secs, results::StartupSummary::FILE)
             ));
         }
         o.push_str("</table>");
@@ -84,19 +93,28 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
             let mut f = f.clone();
             f.sort_by_key(|x| run.backend_rank(&x.backend));
             for x in &f {
+                let csv = results::DensityFit::FILE;
+                let per_gib = validity::instances_per_gib(x);
+                let slope = validity::density_slope(x);
+                // The per-instance cost only when both figures stand; otherwise the reason says it all.
+                let each = if per_gib.shown().is_some() && slope.shown().is_some() {
+                    format!("<td class=\"na\">{} each</td>", num(&fmt_bytes(x.slope_bytes), csv))
+                } else {
+                    String::new()
+                };
                 o.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td class=\"na\">{} each</td></tr>",
+                    "<tr><td>{}</td><td>{}</td>{each}</tr>",
                     backend(&x.backend),
-                    num(&sig3(x.instances_per_gib), results::DensityFit::FILE),
-                    num(&fmt_bytes(x.slope_bytes), results::DensityFit::FILE)
+                    checked(&per_gib, sig3, csv)
                 ));
             }
             o.push_str("</table>");
         }
-        _ => o.push_str("<p class=\"na\">not run in this run</p>"),
+        f => o.push_str(&nothing(f.is_some(), results::DensityFit::FILE)),
     }
     o.push_str("</div><div class=\"card\"><h3>Isolation failures</h3>");
     match &run.isolation {
+        Some(rows) if rows.is_empty() => o.push_str(&nothing(true, results::IsolationRow::FILE)),
         Some(rows) => {
             let total = rows.iter().filter(|r| r.failure).count();
             o.push_str(&format!(
@@ -462,5 +480,72 @@ mod tests {
         assert!(sec("density").contains("<svg"));
         assert!(sec("verdicts").contains("not measured in this run"));
         assert_eq!(html.matches("<svg").count(), 2, "density and overhead charts only");
+    }
+
+    /// The HTML of one `<section id=...>` of a page.
+    fn section_of(html: &str, id: &str) -> String {
+        let start = html.find(&format!("<section id=\"{id}\">")).unwrap();
+        html[start..start + html[start..].find("</section>").unwrap()].to_string()
+    }
+
+    /// The table row of a backend inside `html` (the first one).
+    fn row_of(html: &str, backend: &str) -> String {
+        let start = html.find(&format!("</span>{backend}</span>")).unwrap_or_else(|| panic!("{backend} row"));
+        let row = &html[html[..start].rfind("<tr>").unwrap()..];
+        row[..row.find("</tr>").unwrap()].to_string()
+    }
+
+    #[test]
+    fn degenerate_figures_are_marked_in_the_headline_and_never_win() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write_degenerate(d.path()).unwrap();
+        let html = fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        let cards = &html[html.find("<div class=\"cards\">").unwrap()..html.find("<section id=\"host\">").unwrap()];
+        assert!(!cards.contains("NaN B") && !cards.contains(">-1074<"), "raw invalid figures in the cards: {cards}");
+        let card = |title: &str| {
+            let c = &cards[cards.find(title).unwrap()..];
+            c[..c.find("</div>").unwrap()].to_string()
+        };
+        let density = card("Instances per GiB");
+        assert!(row_of(&density, "microvm").contains("invalid: NaN (not a finite number)"), "{density}");
+        assert!(row_of(&density, "container").contains("invalid: -1074 (must be greater than zero)"), "{density}");
+        assert!(row_of(&density, "process").contains(" each"), "valid rows keep their per-instance cost");
+        let startup = card("Median startup");
+        assert!(row_of(&startup, "container").contains("invalid: 0 s (must be greater than zero)"), "{startup}");
+        let single = row_of(&startup, "container-privileged");
+        assert!(single.contains("500 µs") && single.contains("n = 1: too few samples to compare"), "{single}");
+        // The verdict is decided by valid figures only: the bare microVM starts faster than every container
+        // with more than one launch.
+        let v = crate::verdicts::verdicts(&crate::data::RunData::load(&rd).unwrap());
+        let start = v.iter().find(|c| c.id == "start_faster").unwrap();
+        assert_eq!(start.verdict, crate::Verdict::DoesNotHold, "{:?}", start.evidence);
+        assert!(start.evidence.iter().any(|e| e.starts_with("left out: container-privileged")), "{:?}", start.evidence);
+        let density_v = v.iter().find(|c| c.id == "density").unwrap();
+        assert_eq!(density_v.verdict, crate::Verdict::NotMeasured, "{:?}", density_v.evidence);
+        // A present CSV without usable rows is not called absent.
+        let startup_sec = section_of(&html, "startup");
+        assert!(!startup_sec.contains("is absent"), "{startup_sec}");
+        assert!(startup_sec.contains("<code>startup_summary.csv</code> is present but has no concurrent-launch row"));
+        // The planner refuses the same figures with the same words.
+        let planner = section_of(&html, "planner");
+        assert!(planner.contains("density slope invalid: NaN (not a finite number): cannot plan memory"), "{planner}");
+        assert!(planner.contains("p99 startup invalid: 0 s (must be greater than zero)"), "{planner}");
+        assert!(planner.contains("container-privileged: p99 startup n = 1: too few samples to compare"), "{planner}");
+    }
+
+    #[test]
+    fn empty_csvs_are_not_called_absent_and_claim_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        rd.write_csv::<results::IsolationRow>(&[]).unwrap();
+        rd.write_csv::<results::BlastRow>(&[]).unwrap();
+        rd.write_csv::<results::PhaseSample>(&[]).unwrap();
+        let html = fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        for id in ["isolation", "blast"] {
+            let sec = section_of(&html, id);
+            assert!(sec.contains("is present but has no rows") && !sec.contains("absent"), "{sec}");
+        }
+        assert!(section_of(&html, "startup").contains("<code>startup_phases.csv</code> is present but"));
+        assert!(html.contains("isolation.csv has no rows"), "the isolation card does not claim 0 failures");
     }
 }
