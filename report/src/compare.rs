@@ -4,7 +4,7 @@
 use crate::data::RunData;
 use crate::html::{backend, esc, page, section, table};
 use crate::timefmt::utc;
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::fmt_value;
 use crate::validity::{self, Figure};
 use crate::ReportError;
 use results::RunDir;
@@ -107,7 +107,7 @@ pub(crate) fn judged(f: &Result<Figure, String>, unit: &str) -> (Option<f64>, Op
         Ok(fig) => match fig.check() {
             Ok(v) => (Some(v), None),
             Err(flaw) if flaw.shows_value() => (Some(fig.value), Some(flaw.to_string())),
-            Err(flaw) => (None, Some(flaw.describe(|v| fmt_val(v, unit)))),
+            Err(flaw) => (None, Some(flaw.describe(|v| fmt_value(v, unit)))),
         },
         Err(note) => (None, Some(note.clone())),
     }
@@ -227,26 +227,15 @@ pub fn deltas(a: &RunDir, b: &RunDir) -> Result<RunDeltas, ReportError> {
     Ok(deltas_of(&RunData::load(a)?, &RunData::load(b)?))
 }
 
-/// A figure's value in its unit, for a table cell.
-pub(crate) fn fmt_val(v: f64, unit: &str) -> String {
-    match unit {
-        "s" => fmt_secs(v),
-        "bytes" => fmt_bytes(v),
-        "ratio" => format!("{}×", sig3(v)),
-        "count" => format!("{v:.0}"),
-        _ => sig3(v),
-    }
-}
-
 /// A comparison or merged page's cell: the value linking to its CSV, with the note (too few samples) marked
 /// after it, or only the note when there is no value.
 pub(crate) fn figure_cell(v: Option<f64>, note: &Option<String>, href: &str, unit: &str) -> String {
     match (v, note) {
-        (Some(v), None) => format!("<a class=\"n\" href=\"{}\">{}</a>", esc(href), esc(&fmt_val(v, unit))),
+        (Some(v), None) => format!("<a class=\"n\" href=\"{}\">{}</a>", esc(href), esc(&fmt_value(v, unit))),
         (Some(v), Some(n)) => format!(
             "<a class=\"n\" href=\"{}\">{}</a> <span class=\"flaw\">({})</span>",
             esc(href),
-            esc(&fmt_val(v, unit)),
+            esc(&fmt_value(v, unit)),
             esc(n)
         ),
         (None, n) => format!("<span class=\"na\">{}</span>", esc(n.as_deref().unwrap_or("-"))),
@@ -334,11 +323,11 @@ pub fn compare_html(d: &RunDeltas) -> String {
                     (Some(dv), Some(p)) => format!(
                         "{}{} ({:+.1}%)",
                         if dv >= 0.0 { "+" } else { "−" },
-                        esc(&fmt_val(dv.abs(), &r.unit)),
+                        esc(&fmt_value(dv.abs(), &r.unit)),
                         p
                     ),
                     (Some(dv), None) => {
-                        format!("{}{}", if dv >= 0.0 { "+" } else { "−" }, esc(&fmt_val(dv.abs(), &r.unit)))
+                        format!("{}{}", if dv >= 0.0 { "+" } else { "−" }, esc(&fmt_value(dv.abs(), &r.unit)))
                     }
                     _ => "<span class=\"na\">-</span>".into(),
                 };
@@ -430,7 +419,7 @@ mod tests {
         let nan = row("microvm", "per-instance slope");
         assert_eq!((nan.b, nan.b_note.as_deref()), (None, Some("invalid: NaN (not a finite number)")));
         let neg = row("container", "instances per GiB");
-        assert_eq!(neg.b_note.as_deref(), Some("invalid: -1074 (must be greater than zero)"));
+        assert_eq!(neg.b_note.as_deref(), Some("invalid: -1.07 k (must be greater than zero)"));
         let html = compare_html(&dl);
         assert!(html.contains("500 µs</a> <span class=\"flaw\">(n = 1: too few samples to compare)</span>"));
         assert!(!html.contains("NaN B") && !html.contains("−100.0%"), "no delta against an invalid figure");

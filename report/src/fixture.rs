@@ -227,7 +227,9 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
     for (b, r) in [("process", 1.0), ("microvm", 1.02), ("container", 1.01), ("crun", 1.01)] {
         for (scen, metric, unit, base) in [
             ("cpu", "cpu.sha256", "s", 0.5),
-            ("mem", "mem.seq", "GB/s", 9.0),
+            // The workload's result: must equal the process baseline's (ratio exactly 1).
+            ("cpu", "cpu.check", "u32", 1851441976.0),
+            ("mem", "mem.seq", "bytes/s", 2577775405.0),
             ("syscall", "syscall.getpid", "ns", 60.0),
         ] {
             if b == "microvm" && scen == "syscall" {
@@ -247,7 +249,11 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 });
                 continue;
             }
-            let ratio = if scen == "syscall" && b != "process" { r * 1.4 } else { r };
+            let ratio = match (scen, unit) {
+                (_, "u32") => 1.0,
+                ("syscall", _) if b != "process" => r * 1.4,
+                _ => r,
+            };
             over.push(OverheadRow {
                 backend: b.into(),
                 scenario: scen.into(),
@@ -255,9 +261,9 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 unit: unit.into(),
                 n: 5,
                 median: base * ratio,
-                mad: base * 0.01,
-                min: base * ratio * 0.98,
-                max: base * ratio * 1.03,
+                mad: if unit == "u32" { 0.0 } else { base * 0.01 },
+                min: if unit == "u32" { base } else { base * ratio * 0.98 },
+                max: if unit == "u32" { base } else { base * ratio * 1.03 },
                 ratio_to_process: Some(ratio),
                 supported: true,
                 reason: String::new(),

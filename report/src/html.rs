@@ -111,10 +111,15 @@ h3{font-size:16px;margin:22px 0 6px}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--alt);padding:1px 4px;border-radius:3px}
 nav.toc{display:flex;flex-wrap:wrap;gap:6px 14px;font-size:14px;margin:10px 0 0}
 nav.toc a{color:var(--acc);text-decoration:none}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:14px;margin:18px 0}
-.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:var(--alt)}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:14px;margin:18px 0}
+.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:var(--alt);min-width:0;overflow-wrap:anywhere}
 .card h3{margin:0 0 8px;font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:var(--mut)}
-.card .big{font-size:26px;font-weight:650}
+.card .big{font-size:26px;font-weight:650;line-height:1.25}
+.card .big .nw{white-space:normal}
+.crow{display:flex;flex-wrap:wrap;justify-content:space-between;gap:0 10px;font-size:14px;padding:2px 0}
+.crow .k{min-width:0}
+.crow .v{margin-left:auto;text-align:right;min-width:0}
+.crow .flaw,.crow .na{font-size:12.5px}
 .card table{font-size:14px}
 .card td{padding:2px 8px 2px 0;border:0;white-space:nowrap}
 .tw{overflow-x:auto;margin:8px 0 14px}

@@ -352,7 +352,7 @@ mod tests {
         let zero = row("container", "median sequential");
         assert_eq!((zero.best, zero.values[1]), (Some(0), None), "{zero:?}");
         let neg = row("container", "instances per GiB");
-        assert_eq!(neg.notes[1].as_deref(), Some("invalid: -1074 (must be greater than zero)"));
+        assert_eq!(neg.notes[1].as_deref(), Some("invalid: -1.07 k (must be greater than zero)"));
         assert_eq!(neg.best, None, "the two valid runs measured the same value");
         let html = merged_html(&m, &[]);
         assert!(html.contains("<span class=\"flaw\">(n = 1: too few samples to compare)</span>"));

@@ -4,7 +4,7 @@ use crate::html::{backend, checked, esc, num, page, section, table};
 use crate::planner::{plan_data, PlanInput, PlanOutput};
 use crate::sections;
 use crate::timefmt::utc;
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use crate::verdicts::verdicts;
 use crate::ReportError;
@@ -61,6 +61,12 @@ fn header(run: &RunData) -> String {
     )
 }
 
+/// One entry of a headline card: the backend on the left, its value on the right; a value too wide to fit beside
+/// the name (a long reason) wraps onto its own line instead of running past the card's border.
+fn card_row(name: &str, value: &str, class: &str) -> String {
+    format!("<div class=\"crow\"><span class=\"k\">{name}</span><span class=\"v {class}\">{value}</span></div>")
+}
+
 fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
     let mut o = String::from("<div class=\"cards\">");
     // What a card says when its CSV has nothing to show.
@@ -76,20 +82,13 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
     if med.is_empty() {
         o.push_str(&nothing(run.startup_summary.is_some(), results::StartupSummary::FILE));
     } else {
-        o.push_str("<table>");
         for (b, m) in &med {
-            o.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td></tr>",
-                backend(b),
-                checked(m, fmt_secs, results::StartupSummary::FILE)
-            ));
+            o.push_str(&card_row(&backend(b), &checked(m, fmt_secs, results::StartupSummary::FILE), ""));
         }
-        o.push_str("</table>");
     }
-    o.push_str("</div><div class=\"card\"><h3>Instances per GiB of host memory</h3>");
+    o.push_str("</div><div class=\"card\"><h3>Instances per GiB of host memory (memory each)</h3>");
     match &run.density_fit {
         Some(f) if !f.is_empty() => {
-            o.push_str("<table>");
             let mut f = f.clone();
             f.sort_by_key(|x| run.backend_rank(&x.backend));
             for x in &f {
@@ -98,17 +97,13 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
                 let slope = validity::density_slope(x);
                 // The per-instance cost only when both figures stand; otherwise the reason says it all.
                 let each = if per_gib.shown().is_some() && slope.shown().is_some() {
-                    format!("<td class=\"na\">{} each</td>", num(&fmt_bytes(x.slope_bytes), csv))
+                    format!(" <span class=\"na\">({})</span>", num(&fmt_bytes(x.slope_bytes), csv))
                 } else {
                     String::new()
                 };
-                o.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td>{each}</tr>",
-                    backend(&x.backend),
-                    checked(&per_gib, sig3, csv)
-                ));
+                let value = checked(&per_gib, |v| fmt_value(v, "1/GiB"), csv) + &each;
+                o.push_str(&card_row(&backend(&x.backend), &value, ""));
             }
-            o.push_str("</table>");
         }
         f => o.push_str(&nothing(f.is_some(), results::DensityFit::FILE)),
     }
@@ -118,19 +113,14 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
         Some(rows) => {
             let total = rows.iter().filter(|r| r.failure).count();
             o.push_str(&format!(
-                "<div class=\"big {}\">{}</div><table>",
+                "<div class=\"big {}\">{}</div>",
                 if total > 0 { "up" } else { "down" },
                 num(&total.to_string(), results::IsolationRow::FILE)
             ));
             for (b, n) in sections::failures_by_backend(run).values() {
-                o.push_str(&format!(
-                    "<tr><td>{}</td><td class=\"{}\">{}</td></tr>",
-                    backend(b),
-                    if *n > 0 { "up" } else { "down" },
-                    num(&n.to_string(), results::IsolationRow::FILE)
-                ));
+                let class = if *n > 0 { "up" } else { "down" };
+                o.push_str(&card_row(&backend(b), &num(&n.to_string(), results::IsolationRow::FILE), class));
             }
-            o.push_str("</table>");
         }
         None => o.push_str("<p class=\"na\">not run in this run</p>"),
     }
@@ -292,7 +282,7 @@ fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> Strin
                 }),
                 b.effective_cores.map_or_else(
                     || "<span class=\"na\">not measured</span>".into(),
-                    |c| num(&sig3(c), results::OverheadRow::FILE),
+                    |c| num(&fmt_value(c, ""), results::OverheadRow::FILE),
                 ),
                 b.p99_startup_s.map_or_else(dash, |v| num(&fmt_secs(v), scsv)),
                 match b.meets_slo {
@@ -488,11 +478,11 @@ mod tests {
         html[start..start + html[start..].find("</section>").unwrap()].to_string()
     }
 
-    /// The table row of a backend inside `html` (the first one).
+    /// The card entry of a backend inside `html` (the first one).
     fn row_of(html: &str, backend: &str) -> String {
         let start = html.find(&format!("</span>{backend}</span>")).unwrap_or_else(|| panic!("{backend} row"));
-        let row = &html[html[..start].rfind("<tr>").unwrap()..];
-        row[..row.find("</tr>").unwrap()].to_string()
+        let row = &html[html[..start].rfind("<div class=\"crow\">").unwrap()..];
+        row[..row.find("</span></div>").unwrap()].to_string()
     }
 
     #[test]
@@ -504,12 +494,12 @@ mod tests {
         assert!(!cards.contains("NaN B") && !cards.contains(">-1074<"), "raw invalid figures in the cards: {cards}");
         let card = |title: &str| {
             let c = &cards[cards.find(title).unwrap()..];
-            c[..c.find("</div>").unwrap()].to_string()
+            c[..c.find("</div><div class=\"card\">").unwrap()].to_string()
         };
         let density = card("Instances per GiB");
         assert!(row_of(&density, "microvm").contains("invalid: NaN (not a finite number)"), "{density}");
-        assert!(row_of(&density, "container").contains("invalid: -1074 (must be greater than zero)"), "{density}");
-        assert!(row_of(&density, "process").contains(" each"), "valid rows keep their per-instance cost");
+        assert!(row_of(&density, "container").contains("invalid: -1.07 k (must be greater than zero)"), "{density}");
+        assert!(row_of(&density, "process").contains("MiB</a>)"), "valid rows keep their per-instance cost");
         let startup = card("Median startup");
         assert!(row_of(&startup, "container").contains("invalid: 0 s (must be greater than zero)"), "{startup}");
         let single = row_of(&startup, "container-privileged");
@@ -547,5 +537,22 @@ mod tests {
         }
         assert!(section_of(&html, "startup").contains("<code>startup_phases.csv</code> is present but"));
         assert!(html.contains("isolation.csv has no rows"), "the isolation card does not claim 0 failures");
+    }
+
+    #[test]
+    fn table_numbers_are_readable_with_units() {
+        let (_d, _rd, html) = rendered();
+        let overhead = section_of(&html, "overhead");
+        for raw in ["1851441976", "2577775405", "u32,"] {
+            assert!(!overhead.contains(raw), "raw value {raw} in the overhead table");
+        }
+        assert!(overhead.contains(">2.40 GiB/s</a>") && overhead.contains(">60.0 ns</a>"), "{overhead}");
+        assert!(overhead.contains(">0x6e5ac338</a>") && overhead.contains("same as process"));
+        // Every number linking to a CSV has at most four digits in a row (three significant digits, a unit).
+        for part in html.split("<a class=\"n\"").skip(1) {
+            let text = &part[part.find('>').unwrap() + 1..part.find("</a>").unwrap()];
+            let longest = text.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+            assert!(longest <= 4 || text.starts_with("0x"), "unreadable number {text:?}");
+        }
     }
 }

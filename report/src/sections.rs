@@ -9,7 +9,7 @@ use crate::charts::{Chart, ChartError};
 use crate::data::{concurrency_of, RunData};
 use crate::html::{backend, checked, esc, figure, no_rows, not_run, num, section, table};
 use crate::palette::{backend_color, phase_color};
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use results::Record;
 use std::collections::BTreeMap;
@@ -80,7 +80,8 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
                 num(&fmt_secs(r.max_s), csv),
                 num(&fmt_secs(r.mad_s), csv),
                 num(&r.outliers.to_string(), csv),
-                validity::launch_rate(r).map_or("<span class=\"na\">-</span>".into(), |f| checked(&f, sig3, csv)),
+                validity::launch_rate(r)
+                    .map_or("<span class=\"na\">-</span>".into(), |f| checked(&f, |v| fmt_value(v, ""), csv)),
             ]
         })
         .collect();
@@ -329,7 +330,7 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 }),
                 num(&fmt_bytes(f.slab_slope_bytes), csv),
                 f.vmm_overhead_bytes.map_or("<span class=\"na\">-</span>".into(), |v| num(&fmt_bytes(v), csv)),
-                checked(&validity::instances_per_gib(f), sig3, csv),
+                checked(&validity::instances_per_gib(f), |v| fmt_value(v, "1/GiB"), csv),
                 num(&fmt_secs(f.launch_at_max_s), csv),
                 num(&fmt_secs(f.teardown_s), csv),
             ]
@@ -363,7 +364,8 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
     Ok(out)
 }
 
-/// Overhead: ratios to the process baseline, unsupported shown with the reason.
+/// Overhead: ratios to the process baseline, unsupported shown with the reason; check values (unit `u32`) as
+/// "same as process" or "differs", never as an overhead bar.
 pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
     const TITLE: &str = "Overhead vs the process baseline";
     let csv = results::OverheadRow::FILE;
@@ -396,13 +398,16 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
         for b in &backends {
             let cell = match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
                 Some(r) if r.supported => {
-                    let ratio = validity::overhead_ratio(r)
-                        .map_or("-".into(), |f| checked(&f, |x| format!("{}×", sig3(x)), csv));
+                    let ratio = match (validity::is_check_value(&r.unit), r.ratio_to_process) {
+                        (true, Some(1.0)) => "<span class=\"pass\">same as process</span>".into(),
+                        (true, Some(_)) => "<span class=\"fail\">differs from process</span>".into(),
+                        _ => validity::overhead_ratio(r)
+                            .map_or("-".into(), |f| checked(&f, |x| fmt_value(x, "ratio"), csv)),
+                    };
                     format!(
-                        "{} <span class=\"na\">({} {}, n={})</span>",
+                        "{} <span class=\"na\">({}, n={})</span>",
                         ratio,
-                        num(&sig3(r.median), csv),
-                        esc(&r.unit),
+                        num(&fmt_value(r.median, &r.unit), csv),
                         r.n
                     )
                 }
@@ -422,7 +427,7 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
 
     let mut bars = Vec::new();
     let mut n = 0;
-    for (scen, metric, _) in keys.iter().filter(|k| !k.1.is_empty()) {
+    for (scen, metric, _) in keys.iter().filter(|k| !k.1.is_empty() && !validity::is_check_value(&k.2)) {
         for b in &backends {
             if let Some(r) = rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
                 if let Some(x) = validity::overhead_ratio(r).and_then(|f| f.shown()) {
@@ -568,7 +573,7 @@ pub fn blast(run: &RunData) -> Result<Section, ChartError> {
                 format!(
                     "<span class=\"{}\">{}</span>",
                     if r.slowdown >= crate::verdicts::HARM_SLOWDOWN { "fail" } else { "" },
-                    checked(&validity::blast_slowdown(r), |x| format!("{}×", sig3(x)), csv)
+                    checked(&validity::blast_slowdown(r), |x| fmt_value(x, "ratio"), csv)
                 ),
                 if r.victim_ok {
                     "<span class=\"pass\">yes</span>".into()
@@ -636,7 +641,7 @@ pub fn snapshot(run: &RunData) -> Result<Section, ChartError> {
                 num(&fmt_secs(r.restore_s), csv),
                 num(&fmt_secs(r.cold_start_s), csv),
                 if r.cold_start_s > 0.0 {
-                    num(&format!("{}×", sig3(r.restore_s / r.cold_start_s)), csv)
+                    num(&fmt_value(r.restore_s / r.cold_start_s, "ratio"), csv)
                 } else {
                     "-".into()
                 },

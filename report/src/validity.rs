@@ -156,6 +156,12 @@ pub fn overhead_ratio(o: &OverheadRow) -> Option<Figure> {
     o.ratio_to_process.filter(|_| o.supported).map(|r| Figure::positive(r).samples(o.n))
 }
 
+/// Whether an overhead metric is a check value (unit `u32`: the workload's computed result, which must equal the
+/// process baseline's, so its ratio is 1 or a correctness failure) rather than a cost to compare.
+pub fn is_check_value(unit: &str) -> bool {
+    unit == "u32"
+}
+
 /// A victim's slowdown next to a neighbour (blast.csv holds one figure per pair, sample count not recorded).
 pub fn blast_slowdown(b: &BlastRow) -> Figure {
     Figure::positive(b.slowdown)
