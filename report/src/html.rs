@@ -24,13 +24,18 @@ pub fn num(text: &str, csv: &str) -> String {
 }
 
 /// A figure's table cell, judged by [`crate::validity`]: the number linking to its CSV when valid; the number
-/// plus the reason when it rests on too few samples (shown, never compared); only the reason when the value is
-/// not a possible measurement.
+/// plus a short mark (`n = 1, not compared`, the full reason as its tooltip) when it rests on too few samples
+/// (shown, never compared); only the reason when the value is not a possible measurement.
 pub fn checked(fig: &crate::validity::Figure, fmt: impl Fn(f64) -> String, csv: &str) -> String {
     match fig.check() {
         Ok(v) => num(&fmt(v), csv),
         Err(flaw) if flaw.shows_value() => {
-            format!("{} <span class=\"flaw\">({})</span>", num(&fmt(fig.value), csv), esc(&flaw.to_string()))
+            format!(
+                "{} <span class=\"flaw nw\" title=\"{}\">({})</span>",
+                num(&fmt(fig.value), csv),
+                esc(&flaw.to_string()),
+                esc(&flaw.short())
+            )
         }
         Err(flaw) => format!("<a class=\"flaw\" href=\"{}\">{}</a>", esc(csv), esc(&flaw.describe(fmt))),
     }
@@ -136,6 +141,7 @@ a.n:hover{color:var(--acc);border-bottom-color:var(--acc)}
 .na{color:var(--mut);font-style:italic}
 .unsup{color:var(--warn);font-style:italic}
 .flaw{color:var(--bad);font-style:italic;font-size:12px;white-space:normal;text-decoration:none}
+td>a.flaw{display:inline-block;min-width:15em}
 .notrun{color:var(--mut);background:var(--alt);border-left:4px solid var(--line);padding:8px 12px}
 .caveats li{margin:3px 0}
 .caveats{background:var(--warnbg);border:1px solid #f0d999;border-radius:6px;padding:8px 12px 8px 30px}

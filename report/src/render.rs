@@ -101,7 +101,12 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
                 } else {
                     String::new()
                 };
-                let value = checked(&per_gib, |v| fmt_value(v, "1/GiB"), csv) + &each;
+                // An impossible slope is the cause of an impossible count: name the slope.
+                let value = if slope.shown().is_none() {
+                    checked(&slope, |v| format!("slope {}", fmt_bytes(v)), csv)
+                } else {
+                    checked(&per_gib, |v| fmt_value(v, "1/GiB"), csv) + &each
+                };
                 o.push_str(&card_row(&backend(&x.backend), &value, ""));
             }
         }
@@ -498,12 +503,14 @@ mod tests {
         };
         let density = card("Instances per GiB");
         assert!(row_of(&density, "microvm").contains("invalid: NaN (not a finite number)"), "{density}");
-        assert!(row_of(&density, "container").contains("invalid: -1.07 k (must be greater than zero)"), "{density}");
+        let neg = row_of(&density, "container");
+        assert!(neg.contains("invalid: slope -976 KiB (must be greater than zero)"), "{density}");
         assert!(row_of(&density, "process").contains("MiB</a>)"), "valid rows keep their per-instance cost");
         let startup = card("Median startup");
         assert!(row_of(&startup, "container").contains("invalid: 0 s (must be greater than zero)"), "{startup}");
         let single = row_of(&startup, "container-privileged");
-        assert!(single.contains("500 µs") && single.contains("n = 1: too few samples to compare"), "{single}");
+        assert!(single.contains("500 µs") && single.contains("(n = 1, not compared)"), "{single}");
+        assert!(single.contains("title=\"n = 1: too few samples to compare\""), "{single}");
         // The verdict is decided by valid figures only: the bare microVM starts faster than every container
         // with more than one launch.
         let v = crate::verdicts::verdicts(&crate::data::RunData::load(&rd).unwrap());

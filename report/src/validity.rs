@@ -55,6 +55,14 @@ impl Flaw {
         }
     }
 
+    /// A short form for table cells beside the value (`n = 1, not compared`); the full message for the others.
+    pub fn short(&self) -> String {
+        match self {
+            Flaw::TooFewSamples(n) => format!("n = {n}, not compared"),
+            _ => self.to_string(),
+        }
+    }
+
     /// Whether the value is still shown (marked): only for too few samples, and only with at least one.
     pub fn shows_value(&self) -> bool {
         matches!(self, Flaw::TooFewSamples(n) if *n > 0)
@@ -145,9 +153,16 @@ pub fn density_slope(f: &DensityFit) -> Figure {
     Figure::positive(f.slope_bytes).samples(fitted_steps(f))
 }
 
-/// Instances per GiB of host memory (1 GiB / slope).
+/// Instances per GiB of host memory (1 GiB / slope). Judged together with the slope it comes from: when the slope
+/// is not a possible value the figure is 1 GiB / slope (negative, or NaN), whatever the CSV's column holds (the
+/// harness writes NaN there for a negative slope), so the reason shows the sign.
 pub fn instances_per_gib(f: &DensityFit) -> Figure {
-    Figure::positive(f.instances_per_gib).samples(fitted_steps(f))
+    let value = if density_slope(f).check().is_err_and(|e| !e.shows_value()) {
+        (1u64 << 30) as f64 / f.slope_bytes
+    } else {
+        f.instances_per_gib
+    };
+    Figure::positive(value).samples(fitted_steps(f))
 }
 
 /// An overhead row's ratio to the process baseline, on its `n` runs (None when unsupported or without a
@@ -209,5 +224,9 @@ mod tests {
         f[0].instances = 1;
         f[0].fit_from_instances = None;
         assert_eq!(density_slope(&f[0]).check(), Err(Flaw::TooFewSamples(1)));
+        // A negative slope makes the count negative even when the CSV holds NaN for it.
+        f[1].slope_bytes = -1048576.0;
+        f[1].instances_per_gib = f64::NAN;
+        assert_eq!(instances_per_gib(&f[1]).check(), Err(Flaw::NotPositive(-1024.0)));
     }
 }

@@ -9,7 +9,7 @@
 //! Only figures that pass [`crate::validity`]'s rule take part: an impossible value (a 0 s startup, a NaN or
 //! negative density slope) or a single-sample figure never wins; the evidence says which were left out and why.
 use crate::data::{Model, RunData};
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::{fmt_bytes, fmt_secs, fmt_value};
 use crate::validity::{self, Figure};
 use serde::Serialize;
 
@@ -161,7 +161,8 @@ fn density(run: &RunData) -> ClaimVerdict {
         .flatten()
         .map(|f| (f.backend.clone(), run.model(&f.backend), validity::instances_per_gib(f)))
         .collect();
-    let (verdict, evidence) = judge(&items, true, |c, v| c > v, |x| format!("{} instances/GiB", sig3(x)), "density");
+    let (verdict, evidence) =
+        judge(&items, true, |c, v| c > v, |x| format!("{} instances/GiB", fmt_value(x, "1/GiB")), "density");
     ClaimVerdict {
         id: "density",
         claim: "More containers than VMs fit on a host",
@@ -209,7 +210,13 @@ fn shared_kernel(run: &RunData) -> ClaimVerdict {
             None => items.push((r.backend.clone(), run.model(&r.backend), harm)),
         }
     }
-    let show = |x: f64| if x >= 1e9 { "victim failed".to_string() } else { format!("worst slowdown {}x", sig3(x)) };
+    let show = |x: f64| {
+        if x >= 1e9 {
+            "victim failed".to_string()
+        } else {
+            format!("worst slowdown {}", fmt_value(x, "ratio"))
+        }
+    };
     let (verdict, mut evidence) =
         judge(&items, false, |c, v| c >= HARM_SLOWDOWN && v < HARM_SLOWDOWN, show, "blast radius");
     evidence.extend(failed);
