@@ -4,7 +4,8 @@
 use crate::data::RunData;
 use crate::html::{backend, esc, page, section, table};
 use crate::timefmt::utc;
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::fmt_value;
+use crate::validity::{self, Figure};
 use crate::ReportError;
 use results::RunDir;
 use serde::Serialize;
@@ -47,9 +48,10 @@ pub struct DeltaRow {
     pub a: Option<f64>,
     /// Value in run B.
     pub b: Option<f64>,
-    /// Why a side has no value (e.g. `unsupported: bare guest has no system calls`).
+    /// Why A has no value (e.g. `unsupported: bare guest has no system calls`), or why its value is not compared
+    /// (e.g. `n = 1: too few samples to compare`); no delta is computed then.
     pub a_note: Option<String>,
-    /// Why B has no value.
+    /// Why B has no value, or why its value is not compared.
     pub b_note: Option<String>,
     /// b - a.
     pub delta: Option<f64>,
@@ -94,19 +96,37 @@ pub(crate) fn side(r: &RunData) -> RunSide {
     }
 }
 
-/// A figure keyed by (section, backend, metric) with its value or a note saying why there is none.
-pub(crate) type Fig = ((String, String, String), String, Option<bool>, Result<f64, String>);
+/// A figure keyed by (section, backend, metric) with its unit, direction, and the figure or a note saying why
+/// there is none.
+pub(crate) type Fig = ((String, String, String), String, Option<bool>, Result<Figure, String>);
+
+/// A figure's value and note as a comparison shows it, by [`crate::validity`]'s rule: (value, None) when valid,
+/// (value, reason) when shown but not compared (too few samples), (None, reason) when there is no usable value.
+pub(crate) fn judged(f: &Result<Figure, String>, unit: &str) -> (Option<f64>, Option<String>) {
+    match f {
+        Ok(fig) => match fig.check() {
+            Ok(v) => (Some(v), None),
+            Err(flaw) if flaw.shows_value() => (Some(fig.value), Some(flaw.to_string())),
+            Err(flaw) => (None, Some(flaw.describe(|v| fmt_value(v, unit)))),
+        },
+        Err(note) => (None, Some(note.clone())),
+    }
+}
 
 pub(crate) fn figures(r: &RunData) -> Vec<Fig> {
     let mut v: Vec<Fig> = Vec::new();
     let k = |s: &str, b: &str, m: &str| (s.to_string(), b.to_string(), m.to_string());
     for s in r.startup_summary.iter().flatten() {
-        v.push((k("startup", &s.backend, &format!("median {}", s.mode)), "s".into(), Some(true), Ok(s.median_s)));
-        v.push((k("startup", &s.backend, &format!("p99 {}", s.mode)), "s".into(), Some(true), Ok(s.p99_s)));
+        let median = Ok(validity::startup_median(s));
+        v.push((k("startup", &s.backend, &format!("median {}", s.mode)), "s".into(), Some(true), median));
+        let p99 = Ok(validity::startup_p99(s));
+        v.push((k("startup", &s.backend, &format!("p99 {}", s.mode)), "s".into(), Some(true), p99));
     }
     for f in r.density_fit.iter().flatten() {
-        v.push((k("density", &f.backend, "per-instance slope"), "bytes".into(), Some(true), Ok(f.slope_bytes)));
-        v.push((k("density", &f.backend, "instances per GiB"), "1/GiB".into(), Some(false), Ok(f.instances_per_gib)));
+        let slope = Ok(validity::density_slope(f));
+        v.push((k("density", &f.backend, "per-instance slope"), "bytes".into(), Some(true), slope));
+        let per_gib = Ok(validity::instances_per_gib(f));
+        v.push((k("density", &f.backend, "instances per GiB"), "1/GiB".into(), Some(false), per_gib));
     }
     for o in r.overhead.iter().flatten() {
         let metric = if o.metric.is_empty() { o.scenario.clone() } else { o.metric.clone() };
@@ -117,8 +137,8 @@ pub(crate) fn figures(r: &RunData) -> Vec<Fig> {
         } else {
             None
         };
-        let val = match (o.supported, o.ratio_to_process) {
-            (true, Some(x)) => Ok(x),
+        let val = match (o.supported, validity::overhead_ratio(o)) {
+            (true, Some(f)) => Ok(f),
             (true, None) => Err("no process baseline".to_string()),
             (false, _) => Err(format!("unsupported: {}", o.reason)),
         };
@@ -133,14 +153,15 @@ pub(crate) fn figures(r: &RunData) -> Vec<Fig> {
         }
     }
     for (b, n) in iso {
-        v.push((k("isolation", &b, "failures"), "count".into(), Some(true), Ok(n)));
+        v.push((k("isolation", &b, "failures"), "count".into(), Some(true), Ok(Figure::count(n))));
     }
     for b in r.blast.iter().flatten() {
         let m = format!("slowdown next to {}{}", b.neighbour, if b.limited { " (limited)" } else { "" });
-        v.push((k("blast", &b.backend, &m), "ratio".into(), Some(true), Ok(b.slowdown)));
+        v.push((k("blast", &b.backend, &m), "ratio".into(), Some(true), Ok(validity::blast_slowdown(b))));
     }
     for s in r.snapshot.iter().flatten() {
-        v.push((k("snapshot", &s.backend, &format!("save {} MiB", s.dirty_mib)), "s".into(), Some(true), Ok(s.save_s)));
+        let save = Ok(validity::save_time(s));
+        v.push((k("snapshot", &s.backend, &format!("save {} MiB", s.dirty_mib)), "s".into(), Some(true), save));
     }
     v
 }
@@ -176,13 +197,13 @@ fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
             let gb = fb.iter().find(|f| f.0 == key);
             let g = ga.or(gb).expect("key comes from one side");
             let val = |x: Option<&Fig>, r: &RunData| match x {
-                Some((_, _, _, Ok(v))) => (Some(*v), None),
-                Some((_, _, _, Err(n))) => (None, Some(n.clone())),
+                Some(f) => judged(&f.3, &g.1),
                 None => (None, Some(absent(r, &key.0))),
             };
             let (av, an) = val(ga, a);
             let (bv, bn) = val(gb, b);
-            let delta = av.zip(bv).map(|(x, y)| y - x);
+            // Only two valid figures (no note) are compared.
+            let delta = av.zip(bv).filter(|_| an.is_none() && bn.is_none()).map(|(x, y)| y - x);
             DeltaRow {
                 section: key.0.clone(),
                 backend: key.1.clone(),
@@ -206,14 +227,18 @@ pub fn deltas(a: &RunDir, b: &RunDir) -> Result<RunDeltas, ReportError> {
     Ok(deltas_of(&RunData::load(a)?, &RunData::load(b)?))
 }
 
-/// A figure's value in its unit, for a table cell.
-pub(crate) fn fmt_val(v: f64, unit: &str) -> String {
-    match unit {
-        "s" => fmt_secs(v),
-        "bytes" => fmt_bytes(v),
-        "ratio" => format!("{}×", sig3(v)),
-        "count" => format!("{v:.0}"),
-        _ => sig3(v),
+/// A comparison or merged page's cell: the value linking to its CSV, with the note (too few samples) marked
+/// after it, or only the note when there is no value.
+pub(crate) fn figure_cell(v: Option<f64>, note: &Option<String>, href: &str, unit: &str) -> String {
+    match (v, note) {
+        (Some(v), None) => format!("<a class=\"n\" href=\"{}\">{}</a>", esc(href), esc(&fmt_value(v, unit))),
+        (Some(v), Some(n)) => format!(
+            "<a class=\"n\" href=\"{}\">{}</a> <span class=\"flaw\">({})</span>",
+            esc(href),
+            esc(&fmt_value(v, unit)),
+            esc(n)
+        ),
+        (None, n) => format!("<span class=\"na\">{}</span>", esc(n.as_deref().unwrap_or("-"))),
     }
 }
 
@@ -287,12 +312,8 @@ pub fn compare_html(d: &RunDeltas) -> String {
             .iter()
             .filter(|r| r.section == sec)
             .map(|r| {
-                let cell = |v: Option<f64>, note: &Option<String>, dir: &str| match v {
-                    Some(v) => {
-                        format!("<a class=\"n\" href=\"{}\">{}</a>", esc(&link(dir, sec)), esc(&fmt_val(v, &r.unit)))
-                    }
-                    None => format!("<span class=\"na\">{}</span>", esc(note.as_deref().unwrap_or("-"))),
-                };
+                let cell =
+                    |v: Option<f64>, note: &Option<String>, dir: &str| figure_cell(v, note, &link(dir, sec), &r.unit);
                 let class = match r.b_better() {
                     Some(true) => "down",
                     Some(false) => "up",
@@ -302,11 +323,11 @@ pub fn compare_html(d: &RunDeltas) -> String {
                     (Some(dv), Some(p)) => format!(
                         "{}{} ({:+.1}%)",
                         if dv >= 0.0 { "+" } else { "−" },
-                        esc(&fmt_val(dv.abs(), &r.unit)),
+                        esc(&fmt_value(dv.abs(), &r.unit)),
                         p
                     ),
                     (Some(dv), None) => {
-                        format!("{}{}", if dv >= 0.0 { "+" } else { "−" }, esc(&fmt_val(dv.abs(), &r.unit)))
+                        format!("{}{}", if dv >= 0.0 { "+" } else { "−" }, esc(&fmt_value(dv.abs(), &r.unit)))
                     }
                     _ => "<span class=\"na\">-</span>".into(),
                 };
@@ -378,5 +399,29 @@ mod tests {
         let file = compare(&a, &b, &d.path().join("out/x.html")).unwrap();
         assert!(file.ends_with("out/x.html") && file.exists());
         assert_eq!(StartupSummary::FILE, "startup_summary.csv");
+    }
+
+    #[test]
+    fn invalid_and_single_sample_figures_are_shown_marked_and_not_compared() {
+        let d = tempfile::tempdir().unwrap();
+        let a = crate::fixture::write(&d.path().join("a")).unwrap();
+        let b = crate::fixture::write_degenerate(&d.path().join("b")).unwrap();
+        let dl = deltas(&a, &b).unwrap();
+        let row = |backend: &str, metric: &str| {
+            dl.rows.iter().find(|r| r.backend == backend && r.metric == metric).unwrap().clone()
+        };
+        let zero = row("container", "median sequential");
+        assert_eq!((zero.b, zero.delta, zero.b_better()), (None, None, None));
+        assert_eq!(zero.b_note.as_deref(), Some("invalid: 0 s (must be greater than zero)"));
+        let single = row("container-privileged", "median sequential");
+        assert_eq!((single.b, single.delta, single.b_better()), (Some(0.0005), None, None), "{single:?}");
+        assert_eq!(single.b_note.as_deref(), Some("n = 1: too few samples to compare"));
+        let nan = row("microvm", "per-instance slope");
+        assert_eq!((nan.b, nan.b_note.as_deref()), (None, Some("invalid: NaN (not a finite number)")));
+        let neg = row("container", "instances per GiB");
+        assert_eq!(neg.b_note.as_deref(), Some("invalid: -1.07 k (must be greater than zero)"));
+        let html = compare_html(&dl);
+        assert!(html.contains("500 µs</a> <span class=\"flaw\">(n = 1: too few samples to compare)</span>"));
+        assert!(!html.contains("NaN B") && !html.contains("−100.0%"), "no delta against an invalid figure");
     }
 }

@@ -228,7 +228,9 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
     for (b, r) in [("process", 1.0), ("microvm", 1.02), ("container", 1.01), ("crun", 1.01)] {
         for (scen, metric, unit, base) in [
             ("cpu", "cpu.sha256", "s", 0.5),
-            ("mem", "mem.seq", "GB/s", 9.0),
+            // The workload's result: must equal the process baseline's (ratio exactly 1).
+            ("cpu", "cpu.check", "u32", 1851441976.0),
+            ("mem", "mem.seq", "bytes/s", 2577775405.0),
             ("syscall", "syscall.getpid", "ns", 60.0),
         ] {
             if b == "microvm" && scen == "syscall" {
@@ -248,7 +250,11 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 });
                 continue;
             }
-            let ratio = if scen == "syscall" && b != "process" { r * 1.4 } else { r };
+            let ratio = match (scen, unit) {
+                (_, "u32") => 1.0,
+                ("syscall", _) if b != "process" => r * 1.4,
+                _ => r,
+            };
             over.push(OverheadRow {
                 backend: b.into(),
                 scenario: scen.into(),
@@ -256,9 +262,9 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 unit: unit.into(),
                 n: 5,
                 median: base * ratio,
-                mad: base * 0.01,
-                min: base * ratio * 0.98,
-                max: base * ratio * 1.03,
+                mad: if unit == "u32" { 0.0 } else { base * 0.01 },
+                min: if unit == "u32" { base } else { base * ratio * 0.98 },
+                max: if unit == "u32" { base } else { base * ratio * 1.03 },
                 ratio_to_process: Some(ratio),
                 supported: true,
                 reason: String::new(),
@@ -323,5 +329,36 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
         }
     }
     rd.write_csv(&snaps)?;
+    Ok(rd)
+}
+
+/// Write the fixture into `dir`, then degrade it the way broken runs do (issue 17, case 9): the `container`
+/// sequential startup is a single launch of 0 s; `container-privileged` has a single 0.5 ms launch (plausible,
+/// but one sample, faster than every microVM); no concurrent startup mode was measured (startup_summary.csv is
+/// present without launch rates); the `microvm` density fit has a NaN slope and the `container` fit a negative
+/// one (-1074 instances per GiB).
+pub fn write_degenerate(dir: &Path) -> Result<RunDir, RunDirError> {
+    let rd = write(dir)?;
+    let mut rows: Vec<StartupSummary> = rd.read_csv()?;
+    rows.retain(|r| r.mode == "sequential");
+    for r in &mut rows {
+        let single = match r.backend.as_str() {
+            "container" => 0.0,
+            "container-privileged" => 0.0005,
+            _ => continue,
+        };
+        (r.n, r.median_s, r.p90_s, r.p99_s, r.min_s, r.max_s, r.mean_s, r.mad_s) =
+            (1, single, single, single, single, single, single, 0.0);
+    }
+    rd.write_csv(&rows)?;
+    let mut fits: Vec<DensityFit> = rd.read_csv()?;
+    for f in &mut fits {
+        match f.backend.as_str() {
+            "microvm" => (f.slope_bytes, f.instances_per_gib, f.r2) = (f64::NAN, f64::NAN, f64::NAN),
+            "container" => (f.slope_bytes, f.instances_per_gib) = (-999_750.0, 1073741824.0 / -999_750.0),
+            _ => {}
+        }
+    }
+    rd.write_csv(&fits)?;
     Ok(rd)
 }

@@ -23,6 +23,24 @@ pub fn num(text: &str, csv: &str) -> String {
     format!("<a class=\"n\" href=\"{}\" title=\"from {}\">{}</a>", esc(csv), esc(csv), esc(text))
 }
 
+/// A figure's table cell, judged by [`crate::validity`]: the number linking to its CSV when valid; the number
+/// plus a short mark (`n = 1, not compared`, the full reason as its tooltip) when it rests on too few samples
+/// (shown, never compared); only the reason when the value is not a possible measurement.
+pub fn checked(fig: &crate::validity::Figure, fmt: impl Fn(f64) -> String, csv: &str) -> String {
+    match fig.check() {
+        Ok(v) => num(&fmt(v), csv),
+        Err(flaw) if flaw.shows_value() => {
+            format!(
+                "{} <span class=\"flaw nw\" title=\"{}\">({})</span>",
+                num(&fmt(fig.value), csv),
+                esc(&flaw.to_string()),
+                esc(&flaw.short())
+            )
+        }
+        Err(flaw) => format!("<a class=\"flaw\" href=\"{}\">{}</a>", esc(csv), esc(&flaw.describe(fmt))),
+    }
+}
+
 /// A coloured swatch plus the backend name.
 pub fn backend(name: &str) -> String {
     format!(
@@ -55,9 +73,16 @@ pub fn section(id: &str, title: &str, body: &str) -> String {
     format!("<section id=\"{}\"><h2>{}</h2>{}</section>\n", esc(id), esc(title), body)
 }
 
-/// The "not run in this run" body of a section whose CSV is absent.
+/// The "not run in this run" body of a section whose CSV is absent. For a CSV that is present but has nothing
+/// usable, use [`no_rows`].
 pub fn not_run(csv: &str, why: &str) -> String {
     format!("<p class=\"notrun\">Not run in this run: <code>{}</code> is absent ({}).</p>", esc(csv), esc(why))
+}
+
+/// The body of a section or chart whose CSV is present but holds no usable rows (`why` says which were
+/// missing or refused).
+pub fn no_rows(csv: &str, why: &str) -> String {
+    format!("<p class=\"notrun\">Nothing to show: <code>{}</code> is present but {}.</p>", esc(csv), esc(why))
 }
 
 /// A figure holding an inline SVG chart, with a link to the standalone .svg file and the CSV.
@@ -91,10 +116,15 @@ h3{font-size:16px;margin:22px 0 6px}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--alt);padding:1px 4px;border-radius:3px}
 nav.toc{display:flex;flex-wrap:wrap;gap:6px 14px;font-size:14px;margin:10px 0 0}
 nav.toc a{color:var(--acc);text-decoration:none}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:14px;margin:18px 0}
-.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:var(--alt)}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:14px;margin:18px 0}
+.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:var(--alt);min-width:0;overflow-wrap:anywhere}
 .card h3{margin:0 0 8px;font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:var(--mut)}
-.card .big{font-size:26px;font-weight:650}
+.card .big{font-size:26px;font-weight:650;line-height:1.25}
+.card .big .nw{white-space:normal}
+.crow{display:flex;flex-wrap:wrap;justify-content:space-between;gap:0 10px;font-size:14px;padding:2px 0}
+.crow .k{min-width:0}
+.crow .v{margin-left:auto;text-align:right;min-width:0}
+.crow .flaw,.crow .na{font-size:12.5px}
 .card table{font-size:14px}
 .card td{padding:2px 8px 2px 0;border:0;white-space:nowrap}
 .tw{overflow-x:auto;margin:8px 0 14px}
@@ -110,6 +140,8 @@ a.n:hover{color:var(--acc);border-bottom-color:var(--acc)}
 .pass{color:var(--ok)}
 .na{color:var(--mut);font-style:italic}
 .unsup{color:var(--warn);font-style:italic}
+.flaw{color:var(--bad);font-style:italic;font-size:12px;white-space:normal;text-decoration:none}
+td>a.flaw{display:inline-block;min-width:15em}
 .notrun{color:var(--mut);background:var(--alt);border-left:4px solid var(--line);padding:8px 12px}
 .caveats li{margin:3px 0}
 .caveats{background:var(--warnbg);border:1px solid #f0d999;border-radius:6px;padding:8px 12px 8px 30px}

@@ -24,6 +24,7 @@ mod render;
 pub mod sections;
 pub mod timefmt;
 pub mod units;
+pub mod validity;
 pub mod verdicts;
 
 pub use compare::{compare, deltas, DeltaRow, RunDeltas};

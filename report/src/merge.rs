@@ -3,7 +3,7 @@
 //! row marked, bar charts of startup medians and density slopes grouped by backend with a colour per host, and
 //! links to each run's own report and CSVs. Two runs are better served by [`crate::compare`], which adds deltas.
 use crate::charts::bars::{bar_chart, Bar, BarChart};
-use crate::compare::{csv_of, figures, fmt_val, side, RunSide, SECTIONS};
+use crate::compare::{csv_of, figure_cell, figures, judged, side, RunSide, SECTIONS};
 use crate::data::RunData;
 use crate::html::{backend, esc, figure, page, section, table};
 use crate::ReportError;
@@ -26,7 +26,7 @@ pub struct MergedRow {
     pub unit: String,
     /// One value per run, in the order of [`MergedRuns::runs`].
     pub values: Vec<Option<f64>>,
-    /// Why a run has no value.
+    /// Why a run has no value, or why its value is not compared (too few samples).
     pub notes: Vec<Option<String>>,
     /// Whether a lower value is better (None when the direction is not known).
     pub lower_is_better: Option<bool>,
@@ -63,16 +63,20 @@ fn merged_of(data: &[RunData]) -> MergedRuns {
             let found: Vec<_> = figs.iter().map(|fs| fs.iter().find(|f| f.0 == key)).collect();
             let any = found.iter().flatten().next().expect("key comes from some run");
             let (unit, lower) = (any.1.clone(), any.2);
-            let values: Vec<Option<f64>> = found.iter().map(|f| f.and_then(|f| f.3.as_ref().ok().copied())).collect();
-            let notes = found
+            let (values, notes): (Vec<Option<f64>>, Vec<Option<String>>) = found
                 .iter()
                 .map(|f| match f {
-                    Some((_, _, _, Err(n))) => Some(n.clone()),
-                    Some(_) => None,
-                    None => Some("not measured in this run".to_string()),
+                    Some(f) => judged(&f.3, &unit),
+                    None => (None, Some("not measured in this run".to_string())),
                 })
+                .unzip();
+            // Only valid figures (a value without a note) can be the best of a row.
+            let present: Vec<(usize, f64)> = values
+                .iter()
+                .zip(&notes)
+                .enumerate()
+                .filter_map(|(i, (v, n))| v.filter(|_| n.is_none()).map(|v| (i, v)))
                 .collect();
-            let present: Vec<(usize, f64)> = values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect();
             let best = match lower {
                 Some(lower) if present.len() >= 2 => {
                     let cmp = |a: &&(usize, f64), b: &&(usize, f64)| a.1.total_cmp(&b.1);
@@ -255,13 +259,12 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
                     esc(&r.metric),
                 ];
                 for (i, v) in r.values.iter().enumerate() {
-                    cells.push(match v {
-                        Some(v) => {
-                            let href = format!("{}/{}", m.runs[i].dir.trim_end_matches('/'), csv_of(sec));
-                            let class = if r.best == Some(i) { "n down" } else { "n" };
-                            format!("<a class=\"{class}\" href=\"{}\">{}</a>", esc(&href), esc(&fmt_val(*v, &r.unit)))
-                        }
-                        None => format!("<span class=\"na\">{}</span>", esc(r.notes[i].as_deref().unwrap_or("-"))),
+                    let href = format!("{}/{}", m.runs[i].dir.trim_end_matches('/'), csv_of(sec));
+                    let cell = figure_cell(*v, &r.notes[i], &href, &r.unit);
+                    cells.push(if r.best == Some(i) {
+                        cell.replacen("class=\"n\"", "class=\"n down\"", 1)
+                    } else {
+                        cell
                     });
                 }
                 cells
@@ -328,5 +331,31 @@ mod tests {
         }
         assert!(html.contains("class=\"n down\""));
         assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+
+    #[test]
+    fn invalid_and_single_sample_figures_never_are_the_best() {
+        let d = tempfile::tempdir().unwrap();
+        let a = crate::fixture::write(&d.path().join("a")).unwrap();
+        let b = crate::fixture::write_degenerate(&d.path().join("b")).unwrap();
+        let c = crate::fixture::write(&d.path().join("c")).unwrap();
+        let mut rows: Vec<StartupSummary> = c.read_csv().unwrap();
+        for r in &mut rows {
+            r.median_s *= 2.0;
+        }
+        c.write_csv(&rows).unwrap();
+        let m = merged(&[a, b, c]).unwrap();
+        let row = |b: &str, metric: &str| m.rows.iter().find(|r| r.backend == b && r.metric == metric).unwrap();
+        let single = row("container-privileged", "median sequential");
+        assert_eq!((single.best, single.values[1]), (Some(0), Some(0.0005)), "{single:?}");
+        assert_eq!(single.notes[1].as_deref(), Some("n = 1: too few samples to compare"));
+        let zero = row("container", "median sequential");
+        assert_eq!((zero.best, zero.values[1]), (Some(0), None), "{zero:?}");
+        let neg = row("container", "instances per GiB");
+        assert_eq!(neg.notes[1].as_deref(), Some("invalid: -1.07 k (must be greater than zero)"));
+        assert_eq!(neg.best, None, "the two valid runs measured the same value");
+        let html = merged_html(&m, &[]);
+        assert!(html.contains("<span class=\"flaw\">(n = 1: too few samples to compare)</span>"));
+        assert!(!html.contains("NaN B"));
     }
 }

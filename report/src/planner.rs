@@ -1,8 +1,10 @@
 //! Capacity planner: how many instances of each backend fit on a target host, and which meet a p99 startup SLO,
 //! from the run's measured density slopes and startup percentiles. Every assumption is stated in the output and
-//! every figure beyond what was measured is marked as extrapolated.
+//! every figure beyond what was measured is marked as extrapolated. Density slopes, p99 startups and CPU ratios
+//! are judged by [`crate::validity`]: a figure the rule refuses is not planned with, and the notes say why.
 use crate::data::{Model, RunData};
 use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::validity;
 use results::{RunDir, RunDirError};
 use serde::Serialize;
 use std::fmt;
@@ -67,11 +69,13 @@ pub struct BackendPlan {
     pub cpu_overhead_ratio: Option<f64>,
     /// Cores' worth of process-equivalent work, `cores / cpu_overhead_ratio`.
     pub effective_cores: Option<f64>,
-    /// Measured p99 launch-to-ready (sequential), seconds.
+    /// Measured p99 launch-to-ready (sequential), seconds; None when not measured or not a possible value (the
+    /// notes say why).
     pub p99_startup_s: Option<f64>,
     /// Measured p99 sample count.
     pub p99_samples: Option<u32>,
-    /// Whether the measured p99 meets the SLO.
+    /// Whether the measured p99 meets the SLO; None when the p99 is missing or fails [`crate::validity`]'s rule
+    /// (e.g. a single launch), so such a backend is never recommended.
     pub meets_slo: Option<bool>,
     /// Isolation failures measured for this backend (all profiles).
     pub isolation_failures: Option<u32>,
@@ -139,8 +143,8 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
         let model = run.model(&b);
         let mut notes = Vec::new();
         let mut extrapolated = false;
-        let (overhead, per, fit_mem) = match fit {
-            Some(f) if f.slope_bytes > 0.0 => {
+        let (overhead, per, fit_mem) = match fit.map(|f| (f, validity::density_slope(f).check())) {
+            Some((f, Ok(_))) => {
                 let held = (f.hold_mib << 20) as f64;
                 let overhead = (f.slope_bytes - held).max(0.0);
                 let per = overhead + input.working_set_bytes as f64;
@@ -169,8 +173,8 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
                 }
                 (Some(overhead), Some(per), Some(n))
             }
-            Some(f) => {
-                notes.push(format!("density slope {} is not positive: cannot plan memory", fmt_bytes(f.slope_bytes)));
+            Some((_, Err(flaw))) => {
+                notes.push(format!("density slope {}: cannot plan memory", flaw.describe(fmt_bytes)));
                 (None, None, None)
             }
             None => {
@@ -183,8 +187,8 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
                 .overhead
                 .iter()
                 .flatten()
-                .filter(|o| o.backend == b && o.supported && o.scenario == "cpu")
-                .filter_map(|o| o.ratio_to_process)
+                .filter(|o| o.backend == b && o.scenario == "cpu" && !validity::is_check_value(&o.unit))
+                .filter_map(|o| validity::overhead_ratio(o)?.check().ok())
                 .collect();
             (!r.is_empty()).then(|| results::stats::median(&r))
         };
@@ -193,8 +197,13 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
             .as_ref()
             .map(|rows| rows.iter().filter(|r| r.backend == b && r.failure).count() as u32)
             .filter(|_| run.isolation.iter().flatten().any(|r| r.backend == b));
-        if st.is_none() {
-            notes.push("no startup measurement for this backend".into());
+        let p99 = st.map(validity::startup_p99);
+        match p99.map(|f| f.check()) {
+            None => notes.push("no startup measurement for this backend".into()),
+            Some(Err(flaw)) => {
+                notes.push(format!("p99 startup {}: not judged against the SLO", flaw.describe(fmt_secs)))
+            }
+            Some(Ok(_)) => {}
         }
         if input.cores > run.meta.host.cores {
             if let Some(s) = st {
@@ -213,9 +222,9 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
             fit_by_cpu: None,
             cpu_overhead_ratio: cpu_ratio,
             effective_cores: cpu_ratio.filter(|r| *r > 0.0).map(|r| f64::from(input.cores) / r),
-            p99_startup_s: st.map(|s| s.p99_s),
+            p99_startup_s: p99.and_then(|f| f.shown()),
             p99_samples: st.map(|s| s.n),
-            meets_slo: st.map(|s| s.p99_s <= input.slo_p99_s),
+            meets_slo: p99.and_then(|f| f.check().ok()).map(|v| v <= input.slo_p99_s),
             isolation_failures: failures,
             measured_instances: fit.map(|f| f.instances),
             extrapolated,

@@ -1,10 +1,11 @@
 //! The report page: header, headline summary, host and caveats, verdicts, experiment sections, planner, footer.
 use crate::data::RunData;
-use crate::html::{backend, esc, num, page, section, table};
+use crate::html::{backend, checked, esc, num, page, section, table};
 use crate::planner::{plan_data, PlanInput, PlanOutput};
 use crate::sections;
 use crate::timefmt::utc;
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
+use crate::validity;
 use crate::verdicts::verdicts;
 use crate::ReportError;
 use results::Record;
@@ -60,59 +61,71 @@ fn header(run: &RunData) -> String {
     )
 }
 
+/// One entry of a headline card: the backend on the left, its value on the right; a value too wide to fit beside
+/// the name (a long reason) wraps onto its own line instead of running past the card's border.
+fn card_row(name: &str, value: &str, class: &str) -> String {
+    format!("<div class=\"crow\"><span class=\"k\">{name}</span><span class=\"v {class}\">{value}</span></div>")
+}
+
 fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
     let mut o = String::from("<div class=\"cards\">");
-    let med = sections::startup_medians(run);
+    // What a card says when its CSV has nothing to show.
+    let nothing = |present: bool, csv: &str| {
+        if present {
+            format!("<p class=\"na\">{} has no rows</p>", esc(csv))
+        } else {
+            "<p class=\"na\">not run in this run</p>".to_string()
+        }
+    };
+    let med = validity::startup_medians(run);
     o.push_str("<div class=\"card\"><h3>Median startup (sequential)</h3>");
     if med.is_empty() {
-        o.push_str("<p class=\"na\">not run in this run</p>");
+        o.push_str(&nothing(run.startup_summary.is_some(), results::StartupSummary::FILE));
     } else {
-        o.push_str("<table>");
         for (b, m) in &med {
-            o.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td></tr>",
-                backend(b),
-                num(&fmt_secs(*m), results::StartupSummary::FILE)
-            ));
+            o.push_str(&card_row(&backend(b), &checked(m, fmt_secs, results::StartupSummary::FILE), ""));
         }
-        o.push_str("</table>");
     }
-    o.push_str("</div><div class=\"card\"><h3>Instances per GiB of host memory</h3>");
+    o.push_str("</div><div class=\"card\"><h3>Instances per GiB of host memory (memory each)</h3>");
     match &run.density_fit {
         Some(f) if !f.is_empty() => {
-            o.push_str("<table>");
             let mut f = f.clone();
             f.sort_by_key(|x| run.backend_rank(&x.backend));
             for x in &f {
-                o.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td class=\"na\">{} each</td></tr>",
-                    backend(&x.backend),
-                    num(&sig3(x.instances_per_gib), results::DensityFit::FILE),
-                    num(&fmt_bytes(x.slope_bytes), results::DensityFit::FILE)
-                ));
+                let csv = results::DensityFit::FILE;
+                let per_gib = validity::instances_per_gib(x);
+                let slope = validity::density_slope(x);
+                // The per-instance cost only when both figures stand; otherwise the reason says it all.
+                let each = if per_gib.shown().is_some() && slope.shown().is_some() {
+                    format!(" <span class=\"na\">({})</span>", num(&fmt_bytes(x.slope_bytes), csv))
+                } else {
+                    String::new()
+                };
+                // An impossible slope is the cause of an impossible count: name the slope.
+                let value = if slope.shown().is_none() {
+                    checked(&slope, |v| format!("slope {}", fmt_bytes(v)), csv)
+                } else {
+                    checked(&per_gib, |v| fmt_value(v, "1/GiB"), csv) + &each
+                };
+                o.push_str(&card_row(&backend(&x.backend), &value, ""));
             }
-            o.push_str("</table>");
         }
-        _ => o.push_str("<p class=\"na\">not run in this run</p>"),
+        f => o.push_str(&nothing(f.is_some(), results::DensityFit::FILE)),
     }
     o.push_str("</div><div class=\"card\"><h3>Isolation failures</h3>");
     match &run.isolation {
+        Some(rows) if rows.is_empty() => o.push_str(&nothing(true, results::IsolationRow::FILE)),
         Some(rows) => {
             let total = rows.iter().filter(|r| r.failure).count();
             o.push_str(&format!(
-                "<div class=\"big {}\">{}</div><table>",
+                "<div class=\"big {}\">{}</div>",
                 if total > 0 { "up" } else { "down" },
                 num(&total.to_string(), results::IsolationRow::FILE)
             ));
             for (b, n) in sections::failures_by_backend(run).values() {
-                o.push_str(&format!(
-                    "<tr><td>{}</td><td class=\"{}\">{}</td></tr>",
-                    backend(b),
-                    if *n > 0 { "up" } else { "down" },
-                    num(&n.to_string(), results::IsolationRow::FILE)
-                ));
+                let class = if *n > 0 { "up" } else { "down" };
+                o.push_str(&card_row(&backend(b), &num(&n.to_string(), results::IsolationRow::FILE), class));
             }
-            o.push_str("</table>");
         }
         None => o.push_str("<p class=\"na\">not run in this run</p>"),
     }
@@ -274,7 +287,7 @@ fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> Strin
                 }),
                 b.effective_cores.map_or_else(
                     || "<span class=\"na\">not measured</span>".into(),
-                    |c| num(&sig3(c), results::OverheadRow::FILE),
+                    |c| num(&fmt_value(c, ""), results::OverheadRow::FILE),
                 ),
                 b.p99_startup_s.map_or_else(dash, |v| num(&fmt_secs(v), scsv)),
                 match b.meets_slo {
@@ -462,5 +475,91 @@ mod tests {
         assert!(sec("density").contains("<svg"));
         assert!(sec("verdicts").contains("not measured in this run"));
         assert_eq!(html.matches("<svg").count(), 2, "density and overhead charts only");
+    }
+
+    /// The HTML of one `<section id=...>` of a page.
+    fn section_of(html: &str, id: &str) -> String {
+        let start = html.find(&format!("<section id=\"{id}\">")).unwrap();
+        html[start..start + html[start..].find("</section>").unwrap()].to_string()
+    }
+
+    /// The card entry of a backend inside `html` (the first one).
+    fn row_of(html: &str, backend: &str) -> String {
+        let start = html.find(&format!("</span>{backend}</span>")).unwrap_or_else(|| panic!("{backend} row"));
+        let row = &html[html[..start].rfind("<div class=\"crow\">").unwrap()..];
+        row[..row.find("</span></div>").unwrap()].to_string()
+    }
+
+    #[test]
+    fn degenerate_figures_are_marked_in_the_headline_and_never_win() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write_degenerate(d.path()).unwrap();
+        let html = fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        let cards = &html[html.find("<div class=\"cards\">").unwrap()..html.find("<section id=\"host\">").unwrap()];
+        assert!(!cards.contains("NaN B") && !cards.contains(">-1074<"), "raw invalid figures in the cards: {cards}");
+        let card = |title: &str| {
+            let c = &cards[cards.find(title).unwrap()..];
+            c[..c.find("</div><div class=\"card\">").unwrap()].to_string()
+        };
+        let density = card("Instances per GiB");
+        assert!(row_of(&density, "microvm").contains("invalid: NaN (not a finite number)"), "{density}");
+        let neg = row_of(&density, "container");
+        assert!(neg.contains("invalid: slope -976 KiB (must be greater than zero)"), "{density}");
+        assert!(row_of(&density, "process").contains("MiB</a>)"), "valid rows keep their per-instance cost");
+        let startup = card("Median startup");
+        assert!(row_of(&startup, "container").contains("invalid: 0 s (must be greater than zero)"), "{startup}");
+        let single = row_of(&startup, "container-privileged");
+        assert!(single.contains("500 µs") && single.contains("(n = 1, not compared)"), "{single}");
+        assert!(single.contains("title=\"n = 1: too few samples to compare\""), "{single}");
+        // The verdict is decided by valid figures only: the bare microVM starts faster than every container
+        // with more than one launch.
+        let v = crate::verdicts::verdicts(&crate::data::RunData::load(&rd).unwrap());
+        let start = v.iter().find(|c| c.id == "start_faster").unwrap();
+        assert_eq!(start.verdict, crate::Verdict::DoesNotHold, "{:?}", start.evidence);
+        assert!(start.evidence.iter().any(|e| e.starts_with("left out: container-privileged")), "{:?}", start.evidence);
+        let density_v = v.iter().find(|c| c.id == "density").unwrap();
+        assert_eq!(density_v.verdict, crate::Verdict::NotMeasured, "{:?}", density_v.evidence);
+        // A present CSV without usable rows is not called absent.
+        let startup_sec = section_of(&html, "startup");
+        assert!(!startup_sec.contains("is absent"), "{startup_sec}");
+        assert!(startup_sec.contains("<code>startup_summary.csv</code> is present but has no concurrent-launch row"));
+        // The planner refuses the same figures with the same words.
+        let planner = section_of(&html, "planner");
+        assert!(planner.contains("density slope invalid: NaN (not a finite number): cannot plan memory"), "{planner}");
+        assert!(planner.contains("p99 startup invalid: 0 s (must be greater than zero)"), "{planner}");
+        assert!(planner.contains("container-privileged: p99 startup n = 1: too few samples to compare"), "{planner}");
+    }
+
+    #[test]
+    fn empty_csvs_are_not_called_absent_and_claim_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        rd.write_csv::<results::IsolationRow>(&[]).unwrap();
+        rd.write_csv::<results::BlastRow>(&[]).unwrap();
+        rd.write_csv::<results::PhaseSample>(&[]).unwrap();
+        let html = fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        for id in ["isolation", "blast"] {
+            let sec = section_of(&html, id);
+            assert!(sec.contains("is present but has no rows") && !sec.contains("absent"), "{sec}");
+        }
+        assert!(section_of(&html, "startup").contains("<code>startup_phases.csv</code> is present but"));
+        assert!(html.contains("isolation.csv has no rows"), "the isolation card does not claim 0 failures");
+    }
+
+    #[test]
+    fn table_numbers_are_readable_with_units() {
+        let (_d, _rd, html) = rendered();
+        let overhead = section_of(&html, "overhead");
+        for raw in ["1851441976", "2577775405", "u32,"] {
+            assert!(!overhead.contains(raw), "raw value {raw} in the overhead table");
+        }
+        assert!(overhead.contains(">2.40 GiB/s</a>") && overhead.contains(">60.0 ns</a>"), "{overhead}");
+        assert!(overhead.contains(">0x6e5ac338</a>") && overhead.contains("same as process"));
+        // Every number linking to a CSV has at most four digits in a row (three significant digits, a unit).
+        for part in html.split("<a class=\"n\"").skip(1) {
+            let text = &part[part.find('>').unwrap() + 1..part.find("</a>").unwrap()];
+            let longest = text.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+            assert!(longest <= 4 || text.starts_with("0x"), "unreadable number {text:?}");
+        }
     }
 }

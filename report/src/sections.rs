@@ -1,13 +1,16 @@
 //! The experiment sections of the report: startup, density, overhead, isolation, blast radius, snapshot. Each
-//! returns its HTML and the charts it drew; a section whose CSV is absent says "not run in this run" and why.
+//! returns its HTML and the charts it drew; a section whose CSV is absent says "not run in this run" and why, one
+//! whose CSV is present but empty says so. Figures are judged by [`crate::validity`]: impossible values are
+//! replaced by the reason, single-sample figures are marked.
 use crate::charts::bars::{bar_chart, Bar, BarChart};
 use crate::charts::cdf::{startup_cdf, CdfSeries};
 use crate::charts::lines::{xy_chart, XyChart, XySeries};
 use crate::charts::{Chart, ChartError};
 use crate::data::{concurrency_of, RunData};
-use crate::html::{backend, esc, figure, not_run, num, section, table};
+use crate::html::{backend, checked, esc, figure, no_rows, not_run, num, section, table};
 use crate::palette::{backend_color, phase_color};
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
+use crate::validity;
 use results::Record;
 use std::collections::BTreeMap;
 
@@ -24,6 +27,25 @@ fn absent(id: &str, title: &str, csv: &str, run: &RunData, experiment: &str) -> 
     Section { html: section(id, title, &not_run(csv, &run.why_absent(experiment))), charts: Vec::new() }
 }
 
+/// The section to show instead of a table when `rows` is absent (not run) or present but empty; None when there
+/// are rows to show.
+fn missing<T>(
+    id: &str,
+    title: &str,
+    csv: &str,
+    rows: Option<&Vec<T>>,
+    run: &RunData,
+    experiment: &str,
+) -> Option<Section> {
+    match rows {
+        None => Some(absent(id, title, csv, run, experiment)),
+        Some(r) if r.is_empty() => {
+            Some(Section { html: section(id, title, &no_rows(csv, "has no rows")), charts: Vec::new() })
+        }
+        Some(_) => None,
+    }
+}
+
 fn sorted_backends<T>(run: &RunData, rows: &mut [T], key: impl Fn(&T) -> &str) {
     rows.sort_by_key(|r| run.backend_rank(key(r)));
 }
@@ -31,17 +53,18 @@ fn sorted_backends<T>(run: &RunData, rows: &mut [T], key: impl Fn(&T) -> &str) {
 /// Startup: summary table, CDF, phases, launch rate.
 pub fn startup(run: &RunData) -> Result<Section, ChartError> {
     const TITLE: &str = "Startup";
-    let Some(summary) = &run.startup_summary else {
-        return Ok(absent("startup", TITLE, results::StartupSummary::FILE, run, "startup"));
-    };
-    let samples = &run.startup;
     let csv = results::StartupSummary::FILE;
+    if let Some(s) = missing("startup", TITLE, csv, run.startup_summary.as_ref(), run, "startup") {
+        return Ok(s);
+    }
+    let summary = run.startup_summary.as_deref().unwrap_or_default();
+    let samples = &run.startup;
     let mut out = Section::default();
     let mut body = String::from(
         "<p>Launch-to-ready: host monotonic time from \"launch requested\" to the workload's <code>ready</code> \
          message. Warm-up launches are excluded; outliers (MAD rule) are flagged, never dropped.</p>",
     );
-    let mut rows = summary.clone();
+    let mut rows = summary.to_vec();
     rows.sort_by_key(|r| (run.backend_rank(&r.backend), concurrency_of(&r.mode).unwrap_or(0)));
     let t: Vec<Vec<String>> = rows
         .iter()
@@ -50,14 +73,15 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
                 backend(&r.backend),
                 format!("<span class=\"nw\">{}</span>", esc(&r.mode)),
                 num(&r.n.to_string(), csv),
-                num(&fmt_secs(r.median_s), csv),
+                checked(&validity::startup_median(r), fmt_secs, csv),
                 num(&fmt_secs(r.p90_s), csv),
-                num(&fmt_secs(r.p99_s), csv),
+                checked(&validity::startup_p99(r), fmt_secs, csv),
                 num(&fmt_secs(r.min_s), csv),
                 num(&fmt_secs(r.max_s), csv),
                 num(&fmt_secs(r.mad_s), csv),
                 num(&r.outliers.to_string(), csv),
-                r.launches_per_s.map_or("<span class=\"na\">-</span>".into(), |v| num(&sig3(v), csv)),
+                validity::launch_rate(r)
+                    .map_or("<span class=\"na\">-</span>".into(), |f| checked(&f, |v| fmt_value(v, ""), csv)),
             ]
         })
         .collect();
@@ -67,6 +91,7 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
     ));
 
     // CDF of the sequential (else first) mode.
+    let samples_file = samples.is_some();
     let samples = samples.as_deref().unwrap_or(&[]);
     let mode = if samples.iter().any(|s| s.mode == "sequential") {
         "sequential".to_string()
@@ -91,7 +116,10 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
             body.push_str(&figure(&c, results::StartupSample::FILE));
             out.charts.push(c);
         }
-        None => body.push_str(&not_run(results::StartupSample::FILE, "no per-launch samples to draw a CDF from")),
+        None if !samples_file => {
+            body.push_str(&not_run(results::StartupSample::FILE, "no per-launch samples to draw a CDF from"))
+        }
+        None => body.push_str(&no_rows(results::StartupSample::FILE, "has no measured launch to draw a CDF from")),
     }
 
     // Phases: median per (backend, phase), stacked.
@@ -116,7 +144,7 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
                 .filter(|r| r.backend == b)
                 .filter_map(|r| {
                     let k = concurrency_of(&r.mode).or((r.mode == "sequential").then_some(1))?;
-                    Some((f64::from(k), r.launches_per_s?, r.n))
+                    Some((f64::from(k), validity::launch_rate(r)?.shown()?, r.n))
                 })
                 .collect();
             let n: u32 = pts.iter().map(|p| p.2).sum();
@@ -128,12 +156,13 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
             }
         })
         .collect();
-    let total: u32 = rows.iter().filter(|r| r.launches_per_s.is_some()).map(|r| r.n).sum();
+    let total: u32 =
+        rows.iter().filter(|r| validity::launch_rate(r).and_then(|f| f.shown()).is_some()).map(|r| r.n).sum();
     let spec = XyChart {
         file: "launch_rate.svg".into(),
         title: format!("Launch rate vs concurrency (n = {total} launches)"),
         x_desc: "concurrent launchers".into(),
-        y_desc: "launches completed per second (1/s, log scale)".into(),
+        y_desc: "launches completed per second (1/s)".into(),
         series,
         connect: true,
         log_y: true,
@@ -144,7 +173,7 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
             body.push_str(&figure(&c, csv));
             out.charts.push(c);
         }
-        None => body.push_str(&not_run(csv, "no concurrent launch measurements (no launches/s in the summary)")),
+        None => body.push_str(&no_rows(csv, "has no concurrent-launch row with a launch rate (launches/s)")),
     }
     out.html = section("startup", TITLE, &body);
     Ok(out)
@@ -198,6 +227,10 @@ fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String
     };
     let mut html = String::new();
     let mut charts = Vec::new();
+    if spec.bars.is_empty() {
+        html.push_str(&no_rows(csv, "has no phase of a measured launch"));
+        return Ok((html, charts));
+    }
     if let Some(c) = bar_chart(&spec)? {
         html.push_str(&figure(&c, csv));
         charts.push(c);
@@ -241,8 +274,11 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
             if pts.is_empty() {
                 return None;
             }
-            let legend = match fit {
-                Some(f) => format!("{b}: {} MiB/instance (n={})", sig3(mib(f.slope_bytes)), pts.len()),
+            let legend = match fit.map(|f| validity::density_slope(f).check()) {
+                Some(Ok(slope)) => format!("{b}: {} MiB/instance (n={})", sig3(mib(slope)), pts.len()),
+                Some(Err(flaw)) => {
+                    format!("{b}: slope {} (n={})", flaw.describe(|v| format!("{} MiB", sig3(mib(v)))), pts.len())
+                }
                 None => format!("{b} (n={})", pts.len()),
             };
             Some(XySeries {
@@ -269,7 +305,10 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
             body.push_str(&figure(&c, results::DensityStep::FILE));
             out.charts.push(c);
         }
-        None => body.push_str(&not_run(results::DensityStep::FILE, "no per-step density measurements")),
+        None if run.density.is_none() => {
+            body.push_str(&not_run(results::DensityStep::FILE, "no per-step density measurements"))
+        }
+        None => body.push_str(&no_rows(results::DensityStep::FILE, "has no density step")),
     }
     let mut fits = fits.to_vec();
     sorted_backends(run, &mut fits, |f| &f.backend);
@@ -281,7 +320,7 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 num(&format!("{} MiB", f.hold_mib), csv),
                 num(&f.instances.to_string(), csv),
                 esc(&f.stop_reason),
-                num(&fmt_bytes(f.slope_bytes), csv),
+                checked(&validity::density_slope(f), fmt_bytes, csv),
                 num(&sig3(f.r2), csv),
                 f.fit_from_instances.map_or("<span class=\"na\">all</span>".into(), |from| {
                     num(&format!("{from}–{}", f.instances), csv)
@@ -291,14 +330,16 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 }),
                 num(&fmt_bytes(f.slab_slope_bytes), csv),
                 f.vmm_overhead_bytes.map_or("<span class=\"na\">-</span>".into(), |v| num(&fmt_bytes(v), csv)),
-                num(&sig3(f.instances_per_gib), csv),
+                checked(&validity::instances_per_gib(f), |v| fmt_value(v, "1/GiB"), csv),
                 num(&fmt_secs(f.launch_at_max_s), csv),
                 num(&fmt_secs(f.teardown_s), csv),
             ]
         })
         .collect();
-    if rows.is_empty() {
+    if run.density_fit.is_none() {
         body.push_str(&not_run(csv, "no fitted per-instance cost"));
+    } else if rows.is_empty() {
+        body.push_str(&no_rows(csv, "has no fitted per-instance cost"));
     } else {
         body.push_str(&table(
             &[
@@ -323,13 +364,15 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
     Ok(out)
 }
 
-/// Overhead: ratios to the process baseline, unsupported shown with the reason.
+/// Overhead: ratios to the process baseline, unsupported shown with the reason; check values (unit `u32`) as
+/// "same as process" or "differs", never as an overhead bar.
 pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
     const TITLE: &str = "Overhead vs the process baseline";
-    let Some(rows) = &run.overhead else {
-        return Ok(absent("overhead", TITLE, results::OverheadRow::FILE, run, "overhead"));
-    };
     let csv = results::OverheadRow::FILE;
+    if let Some(s) = missing("overhead", TITLE, csv, run.overhead.as_ref(), run, "overhead") {
+        return Ok(s);
+    }
+    let rows = run.overhead.as_deref().unwrap_or_default();
     let mut out = Section::default();
     let mut body = String::from(
         "<p>Median of each scenario's metric divided by the process baseline's median in the same run \
@@ -355,12 +398,16 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
         for b in &backends {
             let cell = match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
                 Some(r) if r.supported => {
-                    let ratio = r.ratio_to_process.map_or("-".into(), |x| format!("{}×", sig3(x)));
+                    let ratio = match (validity::is_check_value(&r.unit), r.ratio_to_process) {
+                        (true, Some(1.0)) => "<span class=\"pass\">same as process</span>".into(),
+                        (true, Some(_)) => "<span class=\"fail\">differs from process</span>".into(),
+                        _ => validity::overhead_ratio(r)
+                            .map_or("-".into(), |f| checked(&f, |x| fmt_value(x, "ratio"), csv)),
+                    };
                     format!(
-                        "{} <span class=\"na\">({} {}, n={})</span>",
-                        num(&ratio, csv),
-                        num(&sig3(r.median), csv),
-                        esc(&r.unit),
+                        "{} <span class=\"na\">({}, n={})</span>",
+                        ratio,
+                        num(&fmt_value(r.median, &r.unit), csv),
                         r.n
                     )
                 }
@@ -380,10 +427,10 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
 
     let mut bars = Vec::new();
     let mut n = 0;
-    for (scen, metric, _) in keys.iter().filter(|k| !k.1.is_empty()) {
+    for (scen, metric, _) in keys.iter().filter(|k| !k.1.is_empty() && !validity::is_check_value(&k.2)) {
         for b in &backends {
             if let Some(r) = rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
-                if let (true, Some(x)) = (r.supported, r.ratio_to_process) {
+                if let Some(x) = validity::overhead_ratio(r).and_then(|f| f.shown()) {
                     n += r.n;
                     bars.push(Bar { label: format!("{metric} · {b}"), segments: vec![(x, backend_color(b))] });
                 }
@@ -414,13 +461,14 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
 /// Isolation: the probe x backend/profile matrix with failures highlighted.
 pub fn isolation(run: &RunData) -> Section {
     const TITLE: &str = "Isolation";
-    let Some(rows) = &run.isolation else {
-        return absent("isolation", TITLE, results::IsolationRow::FILE, run, "isolation");
-    };
     let csv = results::IsolationRow::FILE;
+    if let Some(s) = missing("isolation", TITLE, csv, run.isolation.as_ref(), run, "isolation") {
+        return s;
+    }
+    let rows = run.isolation.as_deref().unwrap_or_default();
     let mut cols: Vec<(String, String)> = Vec::new();
     let mut probes: Vec<String> = Vec::new();
-    let mut sorted = rows.clone();
+    let mut sorted = rows.to_vec();
     sorted.sort_by_key(|r| run.backend_rank(&r.backend));
     for r in &sorted {
         if !cols.iter().any(|c| c.0 == r.backend && c.1 == r.profile) {
@@ -502,12 +550,12 @@ pub fn isolation(run: &RunData) -> Section {
 /// Blast radius: victim slowdowns under noisy or faulting neighbours.
 pub fn blast(run: &RunData) -> Result<Section, ChartError> {
     const TITLE: &str = "Blast radius";
-    let Some(rows) = &run.blast else {
-        let exp = if run.meta.plan.experiments.iter().any(|e| e == "blast") { "blast" } else { "isolation" };
-        return Ok(absent("blast", TITLE, results::BlastRow::FILE, run, exp));
-    };
     let csv = results::BlastRow::FILE;
-    let mut rows = rows.clone();
+    let exp = if run.meta.plan.experiments.iter().any(|e| e == "blast") { "blast" } else { "isolation" };
+    if let Some(s) = missing("blast", TITLE, csv, run.blast.as_ref(), run, exp) {
+        return Ok(s);
+    }
+    let mut rows = run.blast.clone().unwrap_or_default();
     sorted_backends(run, &mut rows, |r| &r.backend);
     let mut body = String::from(
         "<p>Latency of a victim instance alone and next to a noisy or faulting neighbour; slowdown = with / \
@@ -525,7 +573,7 @@ pub fn blast(run: &RunData) -> Result<Section, ChartError> {
                 format!(
                     "<span class=\"{}\">{}</span>",
                     if r.slowdown >= crate::verdicts::HARM_SLOWDOWN { "fail" } else { "" },
-                    num(&format!("{}×", sig3(r.slowdown)), csv)
+                    checked(&validity::blast_slowdown(r), |x| fmt_value(x, "ratio"), csv)
                 ),
                 if r.victim_ok {
                     "<span class=\"pass\">yes</span>".into()
@@ -572,11 +620,11 @@ pub fn blast(run: &RunData) -> Result<Section, ChartError> {
 /// Snapshot/commit: cost of saving and restoring state.
 pub fn snapshot(run: &RunData) -> Result<Section, ChartError> {
     const TITLE: &str = "Saving state: commit and snapshot";
-    let Some(rows) = &run.snapshot else {
-        return Ok(absent("snapshot", TITLE, results::SnapshotRow::FILE, run, "snapshot"));
-    };
     let csv = results::SnapshotRow::FILE;
-    let mut rows = rows.clone();
+    if let Some(s) = missing("snapshot", TITLE, csv, run.snapshot.as_ref(), run, "snapshot") {
+        return Ok(s);
+    }
+    let mut rows = run.snapshot.clone().unwrap_or_default();
     sorted_backends(run, &mut rows, |r| &r.backend);
     let mut body = String::from(
         "<p>Containers save state by committing their upper directory as a layer; microVMs by snapshotting guest \
@@ -588,12 +636,12 @@ pub fn snapshot(run: &RunData) -> Result<Section, ChartError> {
             vec![
                 backend(&r.backend),
                 num(&format!("{} MiB", r.dirty_mib), csv),
-                num(&fmt_secs(r.save_s), csv),
+                checked(&validity::save_time(r), fmt_secs, csv),
                 num(&fmt_bytes(r.save_bytes as f64), csv),
                 num(&fmt_secs(r.restore_s), csv),
                 num(&fmt_secs(r.cold_start_s), csv),
                 if r.cold_start_s > 0.0 {
-                    num(&format!("{}×", sig3(r.restore_s / r.cold_start_s)), csv)
+                    num(&fmt_value(r.restore_s / r.cold_start_s, "ratio"), csv)
                 } else {
                     "-".into()
                 },
@@ -640,11 +688,6 @@ pub fn snapshot(run: &RunData) -> Result<Section, ChartError> {
     }
     out.html = section("snapshot", TITLE, &body);
     Ok(out)
-}
-
-/// Median sequential startup per backend, for the summary cards: (backend, median_s).
-pub fn startup_medians(run: &RunData) -> Vec<(String, f64)> {
-    run.backends().into_iter().filter_map(|b| run.startup_of(&b).map(|s| (b, s.median_s))).collect()
 }
 
 /// Isolation failures per backend (all profiles), for the summary cards.

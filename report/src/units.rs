@@ -104,6 +104,80 @@ pub fn fmt_secs(s: f64) -> String {
     }
 }
 
+/// A value with an SI prefix and three significant digits: `fmt_si(1851441976.0, "blocks/s")` is
+/// `1.85 G blocks/s`, `fmt_si(0.0042, "passes")` is `4.20 m passes`, `fmt_si(60.2, "")` is `60.2`. Values from 1 to 999
+/// get no prefix; beyond 10^15 or below 10^-9 the largest or smallest prefix is used.
+pub fn fmt_si(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    const PREFIXES: [(f64, &str); 9] = [
+        (1e15, "P"),
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+        (1.0, ""),
+        (1e-3, "m"),
+        (1e-6, "µ"),
+        (1e-9, "n"),
+    ];
+    // Round to three significant digits first, so 999.7 becomes 1.00 k rather than 1000.
+    let v = if v == 0.0 {
+        0.0
+    } else {
+        let r = 10f64.powi(v.abs().log10().floor() as i32 - 2);
+        (v / r).round() * r
+    };
+    let a = v.abs();
+    let (scale, prefix) = if a == 0.0 {
+        (1.0, "")
+    } else {
+        PREFIXES.iter().copied().find(|(s, _)| a >= *s * (1.0 - 1e-12)).unwrap_or(PREFIXES[PREFIXES.len() - 1])
+    };
+    let num = sig3(v / scale);
+    match (prefix, unit) {
+        ("", "") => num,
+        (p, "") => format!("{num} {p}"),
+        ("", u) => format!("{num} {u}"),
+        // vmct's units are words (blocks/s, calls/s, pages/s): the prefix stands apart, as in "1.85 G blocks/s".
+        (p, u) => format!("{num} {p} {u}"),
+    }
+}
+
+/// The one formatting of a value in its unit for every table of the report (and the comparison and merged
+/// pages), three significant digits throughout:
+/// - durations (`s`, `ms`, `us`, `µs`, `ns`): [`fmt_secs`] (`12.3 ms`);
+/// - bytes (`bytes`, `B`) and byte rates (`bytes/s`, `B/s`): [`fmt_bytes`] (`2.40 GiB/s`), binary units like every
+///   size in the report;
+/// - `ratio`: `1.23×`; `count`: a whole number;
+/// - `u32` (a workload's check value, a bit pattern rather than a quantity): hexadecimal (`0x6e5ac338`);
+/// - any other unit, or none: [`fmt_si`] (`1.85 G blocks/s`, `9.00 GB/s`, `60.2`).
+pub fn fmt_value(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    let secs = match unit {
+        "s" => Some(1.0),
+        "ms" => Some(1e-3),
+        "us" | "µs" | "μs" => Some(1e-6),
+        "ns" => Some(1e-9),
+        _ => None,
+    };
+    if let Some(scale) = secs {
+        return fmt_secs(v * scale);
+    }
+    match unit {
+        "bytes" | "B" => fmt_bytes(v),
+        "bytes/s" | "B/s" => format!("{}/s", fmt_bytes(v)),
+        "ratio" => format!("{}×", sig3(v)),
+        "count" => format!("{v:.0}"),
+        "u32" if v >= 0.0 && v <= f64::from(u32::MAX) && v.fract() == 0.0 => format!("{:#010x}", v as u32),
+        "1/GiB" => fmt_si(v, ""),
+        _ => fmt_si(v, unit),
+    }
+}
+
 /// Three significant digits, no exponent (`0.0123`, `1.23`, `123`, `12300`).
 pub fn sig3(v: f64) -> String {
     if !v.is_finite() {
@@ -175,5 +249,32 @@ mod tests {
         assert_eq!(sig3(123.456), "123");
         assert_eq!(sig3(0.012345), "0.0123");
         assert_eq!((tick(80.0), tick(0.5), tick(12.5)), ("80".to_string(), "0.5".to_string(), "12.5".to_string()));
+    }
+
+    #[test]
+    fn every_unit_gets_three_significant_digits() {
+        // The overhead table printed these raw (issue 17, case 13).
+        assert_eq!(fmt_value(1851441976.0, "u32"), "0x6e5ac338");
+        assert_eq!(fmt_value(2577775405.0, "bytes/s"), "2.40 GiB/s");
+        assert_eq!(fmt_value(1851441976.0, "blocks/s"), "1.85 G blocks/s");
+        assert_eq!(fmt_value(12345.0, "calls/s"), "12.3 k calls/s");
+        assert_eq!(fmt_value(999.7, "pages/s"), "1.00 k pages/s");
+        assert_eq!(fmt_value(9.0, "GB/s"), "9.00 GB/s");
+        assert_eq!(fmt_value(60.0, "ns"), "60.0 ns");
+        assert_eq!(fmt_value(0.5, "s"), "500 ms");
+        assert_eq!(fmt_value(3.0 * 1048576.0, "bytes"), "3.00 MiB");
+        assert_eq!(fmt_value(1.234, "ratio"), "1.23×");
+        assert_eq!(fmt_value(3.0, "count"), "3");
+        assert_eq!(fmt_value(60.2, "1/GiB"), "60.2");
+        assert_eq!(fmt_value(0.0042, "passes"), "4.20 m passes");
+        assert_eq!(fmt_value(0.0, "forks"), "0 forks");
+        assert_eq!(fmt_value(-2500.0, ""), "-2.50 k");
+        assert_eq!(fmt_value(f64::NAN, "s"), "n/a");
+        // No table value is longer than 3 significant digits plus a prefix and the unit.
+        for v in [1.0, 12.0, 123.0, 1234.0, 12345.0, 1.2e8, 4.2e12, 7e17, 3e-4, 5e-9] {
+            let s = fmt_si(v, "x/s");
+            let digits = s.chars().filter(char::is_ascii_digit).count();
+            assert!(digits <= 4, "{v}: {s}");
+        }
     }
 }

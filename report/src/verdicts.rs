@@ -5,8 +5,12 @@
 //! measured. A claim "holds" when it is true against every guest model measured, "holds only for the linux guest
 //! model" when true against the linux guest and false against the bare guest, and "does not hold here" when it
 //! is false against the linux guest or against the only guest model measured.
+//!
+//! Only figures that pass [`crate::validity`]'s rule take part: an impossible value (a 0 s startup, a NaN or
+//! negative density slope) or a single-sample figure never wins; the evidence says which were left out and why.
 use crate::data::{Model, RunData};
-use crate::units::{fmt_bytes, fmt_secs, sig3};
+use crate::units::{fmt_bytes, fmt_secs, fmt_value};
+use crate::validity::{self, Figure};
 use serde::Serialize;
 
 /// A verdict on one claim.
@@ -75,13 +79,16 @@ pub struct ClaimVerdict {
     pub source: &'static str,
 }
 
-/// The best (by `key`, lower first unless `higher`) value among backends of one model.
-fn best(items: &[(String, Model, f64)], model: Model, higher: bool) -> Option<&(String, Model, f64)> {
-    items.iter().filter(|i| i.1 == model && i.2.is_finite()).min_by(|a, b| {
+/// A backend (or backend/profile) with its model and the figure judged.
+type Item = (String, Model, Figure);
+
+/// The best valid value (lower first unless `higher`) among backends of one model.
+fn best(items: &[Item], model: Model, higher: bool) -> Option<(&str, f64)> {
+    items.iter().filter(|i| i.1 == model).filter_map(|i| Some((i.0.as_str(), i.2.check().ok()?))).min_by(|a, b| {
         if higher {
-            b.2.total_cmp(&a.2)
+            b.1.total_cmp(&a.1)
         } else {
-            a.2.total_cmp(&b.2)
+            a.1.total_cmp(&b.1)
         }
     })
 }
@@ -89,29 +96,40 @@ fn best(items: &[(String, Model, f64)], model: Model, higher: bool) -> Option<&(
 /// Compare the best container with each microVM guest model; `claim(container, vm)` says whether the claim
 /// holds for that pair.
 fn judge(
-    items: &[(String, Model, f64)],
+    items: &[Item],
     higher_is_better_for_container: bool,
     claim: impl Fn(f64, f64) -> bool,
     show: impl Fn(f64) -> String,
     what: &str,
 ) -> (Verdict, Vec<String>) {
+    // Figures the validity rule refuses are named with the reason and left out.
+    let left_out: Vec<String> = items
+        .iter()
+        .filter_map(|i| {
+            let flaw = i.2.check().err()?;
+            Some(format!("left out: {} {what} {}", i.0, flaw.describe(&show)))
+        })
+        .collect();
     let mut ev = Vec::new();
     let Some(c) = best(items, Model::Container, higher_is_better_for_container) else {
-        return (Verdict::NotMeasured, vec![format!("no container backend has {what} in this run")]);
+        ev.push(format!("no container backend has a valid {what} in this run"));
+        ev.extend(left_out);
+        return (Verdict::NotMeasured, ev);
     };
-    ev.push(format!("best container: {} {what} {}", c.0, show(c.2)));
+    ev.push(format!("best container: {} {what} {}", c.0, show(c.1)));
     let mut vs = |m: Model| {
         // For the VM pick the figure most favourable to the VM (the claim's opposite direction).
         let v = best(items, m, !higher_is_better_for_container)?;
-        let holds = claim(c.2, v.2);
-        ev.push(format!("{}: {} {what} {}", m.label(), v.0, show(v.2)));
+        let holds = claim(c.1, v.1);
+        ev.push(format!("{}: {} {what} {}", m.label(), v.0, show(v.1)));
         Some(holds)
     };
     let bare = vs(Model::MicrovmBare);
     let linux = vs(Model::MicrovmLinux);
     if bare.is_none() && linux.is_none() {
-        ev.push(format!("no microVM backend has {what} in this run"));
+        ev.push(format!("no microVM backend has a valid {what} in this run"));
     }
+    ev.extend(left_out);
     (Verdict::from_models(bare, linux), ev)
 }
 
@@ -124,11 +142,8 @@ pub fn verdicts(run: &RunData) -> Vec<ClaimVerdict> {
 }
 
 fn start_faster(run: &RunData) -> ClaimVerdict {
-    let items: Vec<(String, Model, f64)> = run
-        .backends()
-        .into_iter()
-        .filter_map(|b| run.startup_of(&b).map(|s| (b.clone(), run.model(&b), s.median_s)))
-        .collect();
+    let items: Vec<Item> =
+        validity::startup_medians(run).into_iter().map(|(b, f)| (b.clone(), run.model(&b), f)).collect();
     let (verdict, evidence) = judge(&items, false, |c, v| c < v, fmt_secs, "median startup");
     ClaimVerdict {
         id: "start_faster",
@@ -140,13 +155,14 @@ fn start_faster(run: &RunData) -> ClaimVerdict {
 }
 
 fn density(run: &RunData) -> ClaimVerdict {
-    let items: Vec<(String, Model, f64)> = run
+    let items: Vec<Item> = run
         .density_fit
         .iter()
         .flatten()
-        .map(|f| (f.backend.clone(), run.model(&f.backend), f.instances_per_gib))
+        .map(|f| (f.backend.clone(), run.model(&f.backend), validity::instances_per_gib(f)))
         .collect();
-    let (verdict, evidence) = judge(&items, true, |c, v| c > v, |x| format!("{} instances/GiB", sig3(x)), "density");
+    let (verdict, evidence) =
+        judge(&items, true, |c, v| c > v, |x| format!("{} instances/GiB", fmt_value(x, "1/GiB")), "density");
     ClaimVerdict {
         id: "density",
         claim: "More containers than VMs fit on a host",
@@ -158,13 +174,13 @@ fn density(run: &RunData) -> ClaimVerdict {
 
 fn isolation(run: &RunData) -> ClaimVerdict {
     // Failures per backend/profile; the container side takes its best-isolated profile.
-    let mut items: Vec<(String, Model, f64)> = Vec::new();
+    let mut items: Vec<Item> = Vec::new();
     for r in run.isolation.iter().flatten() {
         let key = format!("{}/{}", r.backend, r.profile);
         let m = run.model(&r.backend);
         match items.iter_mut().find(|i| i.0 == key) {
-            Some(i) => i.2 += f64::from(u8::from(r.failure)),
-            None => items.push((key, m, f64::from(u8::from(r.failure)))),
+            Some(i) => i.2.value += f64::from(u8::from(r.failure)),
+            None => items.push((key, m, Figure::count(f64::from(u8::from(r.failure))))),
         }
     }
     let (verdict, evidence) = judge(&items, false, |c, v| v < c, |x| format!("{x:.0} failures"), "isolation");
@@ -178,23 +194,29 @@ fn isolation(run: &RunData) -> ClaimVerdict {
 }
 
 fn shared_kernel(run: &RunData) -> ClaimVerdict {
-    // Harm per backend: the worst slowdown, or infinity when the victim did not survive.
-    let mut items: Vec<(String, Model, f64)> = Vec::new();
+    // Harm per backend: the worst slowdown, or 1e9 (ranks above any slowdown) when the victim did not survive.
+    // A backend with any invalid slowdown is judged by that figure, so it is left out with the reason.
+    let mut items: Vec<Item> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     for r in run.blast.iter().flatten() {
-        let harm = if r.victim_ok { r.slowdown } else { f64::INFINITY };
+        let harm = if r.victim_ok { validity::blast_slowdown(r) } else { Figure::positive(1e9) };
         if !r.victim_ok {
             failed.push(format!("{} victim did not survive a {} neighbour", r.backend, r.neighbour));
         }
         match items.iter_mut().find(|i| i.0 == r.backend) {
-            Some(i) => i.2 = i.2.max(harm),
+            Some(i) if !i.2.valid() => {}
+            Some(i) if !harm.valid() => i.2 = harm,
+            Some(i) => i.2.value = i.2.value.max(harm.value),
             None => items.push((r.backend.clone(), run.model(&r.backend), harm)),
         }
     }
-    // `best` ignores non-finite values; map failures to a large finite number for ranking.
-    let items: Vec<(String, Model, f64)> =
-        items.into_iter().map(|(b, m, h)| (b, m, if h.is_finite() { h } else { 1e9 })).collect();
-    let show = |x: f64| if x >= 1e9 { "victim failed".to_string() } else { format!("worst slowdown {}x", sig3(x)) };
+    let show = |x: f64| {
+        if x >= 1e9 {
+            "victim failed".to_string()
+        } else {
+            format!("worst slowdown {}", fmt_value(x, "ratio"))
+        }
+    };
     let (verdict, mut evidence) =
         judge(&items, false, |c, v| c >= HARM_SLOWDOWN && v < HARM_SLOWDOWN, show, "blast radius");
     evidence.extend(failed);
@@ -217,10 +239,10 @@ fn state_saving(run: &RunData) -> ClaimVerdict {
     let cs = sizes(&|m| m == Model::Container);
     let vs = sizes(&|m| matches!(m, Model::MicrovmBare | Model::MicrovmLinux));
     let common = cs.iter().filter(|s| vs.contains(s)).max().copied();
-    let items: Vec<(String, Model, f64)> = rows
+    let items: Vec<Item> = rows
         .iter()
         .filter(|r| common.is_none_or(|c| r.dirty_mib == c))
-        .map(|r| (r.backend.clone(), run.model(&r.backend), r.save_s))
+        .map(|r| (r.backend.clone(), run.model(&r.backend), validity::save_time(r)))
         .collect();
     let (verdict, mut evidence) = judge(&items, false, |c, v| c < v, fmt_secs, "save time");
     if let Some(c) = common {
@@ -254,10 +276,10 @@ mod tests {
     #[test]
     fn judge_uses_the_best_of_each_model() {
         let items = vec![
-            ("container".to_string(), Model::Container, 0.030),
-            ("crun".to_string(), Model::Container, 0.020),
-            ("microvm".to_string(), Model::MicrovmBare, 0.005),
-            ("microvm-linux".to_string(), Model::MicrovmLinux, 0.200),
+            ("container".to_string(), Model::Container, Figure::positive(0.030)),
+            ("crun".to_string(), Model::Container, Figure::positive(0.020)),
+            ("microvm".to_string(), Model::MicrovmBare, Figure::positive(0.005)),
+            ("microvm-linux".to_string(), Model::MicrovmLinux, Figure::positive(0.200)),
         ];
         let (v, ev) = judge(&items, false, |c, v| c < v, fmt_secs, "median startup");
         assert_eq!(v, Verdict::HoldsOnlyForLinuxGuest);

@@ -1,7 +1,8 @@
 //! Horizontal (optionally stacked) bar charts: startup phases, overhead ratios, blast-radius slowdowns, snapshot
 //! save times. One bar per row, labelled on the left; an optional reference line (e.g. 1.0 = process baseline).
+use super::axis::Axis;
 use super::{draw_svg, Chart, ChartError, FONT, WIDTH};
-use crate::units::{sig3, tick};
+use crate::units::sig3;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -37,9 +38,12 @@ pub fn bar_chart(spec: &BarChart) -> Result<Option<Chart>, ChartError> {
         return Ok(None);
     }
     let n = spec.bars.len();
-    let total = |b: &Bar| b.segments.iter().map(|s| s.0.max(0.0)).sum::<f64>();
+    // Negative and non-finite segments are drawn as empty.
+    let len = |v: f64| if v.is_finite() { v.max(0.0) } else { 0.0 };
+    let total = |b: &Bar| b.segments.iter().map(|s| len(s.0)).sum::<f64>();
     let max = spec.bars.iter().map(total).fold(spec.reference.as_ref().map_or(0.0, |r| r.0), f64::max);
-    let xmax = if max > 0.0 { max * 1.12 } else { 1.0 };
+    let x = Axis::linear(0.0, if max > 0.0 { max * 1.12 } else { 0.0 });
+    let rows = Axis::categories(n);
     let longest = spec.bars.iter().map(|b| b.label.chars().count()).max().unwrap_or(8) as u32;
     let label_w = (longest * 7 + 16).clamp(90, 300);
     let legend_rows = spec.legend.len() as u32 + u32::from(spec.reference.is_some());
@@ -54,47 +58,45 @@ pub fn bar_chart(spec: &BarChart) -> Result<Option<Chart>, ChartError> {
             .margin(12)
             .x_label_area_size(48)
             .y_label_area_size(label_w)
-            .build_cartesian_2d(0f64..xmax, (0..n - 1).into_segmented())?;
+            .build_cartesian_2d(x.clone(), rows)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .x_desc(spec.x_desc.as_str())
-            .x_label_formatter(&|v| tick(*v))
-            .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                // Bars are listed top to bottom; plotters' y axis grows upwards.
-                SegmentValue::CenterOf(i) if *i < n => labels[n - 1 - *i].clone(),
-                _ => String::new(),
+            .x_label_formatter(&|v| x.label(*v))
+            // Row i spans i..i+1 and is labelled at its centre; bars are listed top to bottom, the y axis grows
+            // upwards.
+            .y_label_formatter(&|v| {
+                let row = v.floor();
+                if row >= 0.0 && (row as usize) < n {
+                    labels[n - 1 - row as usize].clone()
+                } else {
+                    String::new()
+                }
             })
             .light_line_style(RGBColor(238, 238, 238))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
             .draw()?;
-        let edge = |row: usize| if row >= n { SegmentValue::Last } else { SegmentValue::Exact(row) };
         for (i, bar) in spec.bars.iter().enumerate() {
-            let row = n - 1 - i;
+            let row = (n - 1 - i) as f64;
             let mut x = 0.0;
-            for (len, color) in &bar.segments {
-                let len = len.max(0.0);
-                let mut r = Rectangle::new([(x, edge(row)), (x + len, edge(row + 1))], color.filled());
+            for (seg, color) in &bar.segments {
+                let seg = len(*seg);
+                let mut r = Rectangle::new([(x, row), (x + seg, row + 1.0)], color.filled());
                 r.set_margin(5, 5, 0, 0);
                 chart.draw_series(std::iter::once(r))?;
-                x += len;
+                x += seg;
             }
             chart.draw_series(std::iter::once(Text::new(
                 format!(" {}", sig3(x)),
-                (x, SegmentValue::CenterOf(row)),
+                (x, row + 0.5),
                 (FONT, 12).into_font().color(&RGBColor(60, 60, 60)).pos(Pos::new(HPos::Left, VPos::Center)),
             )))?;
         }
         if let Some((x, _)) = &spec.reference {
             let x = *x;
-            chart.draw_series(DashedLineSeries::new(
-                vec![(x, SegmentValue::Exact(0)), (x, SegmentValue::Last)],
-                6,
-                4,
-                BLACK.stroke_width(1),
-            ))?;
+            chart.draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, n as f64)], 6, 4, BLACK.stroke_width(1)))?;
         }
         draw_legend(&side, &legend)?;
         Ok(())

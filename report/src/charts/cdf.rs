@@ -1,7 +1,8 @@
-//! Startup CDF: fraction of launches ready by time t, per backend, on a log time axis.
+//! Startup CDF: fraction of launches ready by time t, per backend, on a log time axis (linear when all samples
+//! lie within one decade, see [`super::axis`]).
+use super::axis::Axis;
 use super::{draw_svg, Chart, ChartError, FONT, WIDTH};
 use crate::palette::backend_color;
-use crate::units::tick;
 use plotters::prelude::*;
 
 /// One backend's samples, in seconds.
@@ -23,6 +24,9 @@ pub fn startup_cdf(series: &[CdfSeries], mode: &str) -> Result<Option<Chart>, Ch
     let all = series.iter().flat_map(|s| s.samples_s.iter().copied()).filter(|v| *v > 0.0);
     let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo_ms, hi_ms) = if lo <= hi { (lo * 1e3 / 1.3, hi * 1e3 * 1.3) } else { (0.01, 1.0) };
+    let x = Axis::log_or_linear(lo_ms, hi_ms);
+    let y = Axis::linear(0.0, 1.0);
+    let x_desc = x.title("launch to ready (ms)");
     let title = format!("Startup: launch-to-ready CDF ({mode}, warm-up excluded, n = {total} launches)");
     draw_svg("startup_cdf.svg", &title, (WIDTH, 440), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -30,12 +34,12 @@ pub fn startup_cdf(series: &[CdfSeries], mode: &str) -> Result<Option<Chart>, Ch
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(64)
-            .build_cartesian_2d((lo_ms..hi_ms).log_scale(), 0f64..1.0)?;
+            .build_cartesian_2d(x.clone(), y)?;
         chart
             .configure_mesh()
-            .x_desc("launch to ready (ms, log scale)")
+            .x_desc(x_desc.as_str())
             .y_desc("fraction of launches ready")
-            .x_label_formatter(&|v| tick(*v))
+            .x_label_formatter(&|v| x.label(*v))
             .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
             .light_line_style(RGBColor(238, 238, 238))
             .label_style((FONT, 13))
