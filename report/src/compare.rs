@@ -118,6 +118,7 @@ pub(crate) fn figures(r: &RunData) -> Vec<Fig> {
             None
         };
         let val = match (o.supported, o.ratio_to_process) {
+            _ if o.failed => Err(format!("failed: {}", o.reason)),
             (true, Some(x)) => Ok(x),
             (true, None) => Err("no process baseline".to_string()),
             (false, _) => Err(format!("unsupported: {}", o.reason)),

@@ -183,7 +183,7 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
                 .overhead
                 .iter()
                 .flatten()
-                .filter(|o| o.backend == b && o.supported && o.scenario == "cpu")
+                .filter(|o| o.backend == b && o.supported && !o.failed && o.scenario == "cpu")
                 .filter_map(|o| o.ratio_to_process)
                 .collect();
             (!r.is_empty()).then(|| results::stats::median(&r))

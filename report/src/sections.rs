@@ -339,12 +339,12 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
     let backends: Vec<String> = run.backends().into_iter().filter(|b| rows.iter().any(|r| &r.backend == b)).collect();
     // Rows of the pivot: (scenario, metric) of supported measurements.
     let mut keys: Vec<(String, String, String)> = Vec::new();
-    for r in rows.iter().filter(|r| r.supported) {
+    for r in rows.iter().filter(|r| r.supported && !r.failed) {
         if !keys.iter().any(|k| k.0 == r.scenario && k.1 == r.metric) {
             keys.push((r.scenario.clone(), r.metric.clone(), r.unit.clone()));
         }
     }
-    for r in rows.iter().filter(|r| !r.supported) {
+    for r in rows.iter().filter(|r| !r.supported || r.failed) {
         if !keys.iter().any(|k| k.0 == r.scenario) {
             keys.push((r.scenario.clone(), String::new(), String::new()));
         }
@@ -354,7 +354,7 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
         let mut row = vec![esc(scen), format!("<code>{}</code> {}", esc(metric), esc(unit))];
         for b in &backends {
             let cell = match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
-                Some(r) if r.supported => {
+                Some(r) if r.supported && !r.failed => {
                     let ratio = r.ratio_to_process.map_or("-".into(), |x| format!("{}×", sig3(x)));
                     format!(
                         "{} <span class=\"na\">({} {}, n={})</span>",
@@ -364,7 +364,8 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
                         r.n
                     )
                 }
-                _ => match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && !r.supported) {
+                _ => match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && (!r.supported || r.failed)) {
+                    Some(r) if r.failed => format!("<span class=\"unsup\">failed: {}</span>", esc(&r.reason)),
                     Some(r) => format!("<span class=\"unsup\">unsupported: {}</span>", esc(&r.reason)),
                     None => "<span class=\"na\">not measured</span>".into(),
                 },

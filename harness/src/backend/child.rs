@@ -187,6 +187,7 @@ impl Instance for ChildInstance {
                 Line::Event(_, Event::Phase { name, mono_ns }) => self.marks.push((name, mono_ns)),
                 Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
                 Line::Event(..) | Line::Text(_) => {}
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => {
                     return Err(BackendError::Timeout {
                         backend: self.backend.clone(),
@@ -207,6 +208,7 @@ impl Instance for ChildInstance {
                 Line::Event(ns, e) => return Ok(Some((ns, e))),
                 Line::Text(_) => {}
                 Line::Eof => return Ok(None),
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => {
                     return Err(BackendError::Timeout {
                         backend: self.backend.clone(),

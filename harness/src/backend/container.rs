@@ -289,6 +289,7 @@ impl Instance for ContainerInstance {
                 }
                 Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
                 Line::Event(..) | Line::Text(_) => {}
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => return Err(self.timeout("report ready", timeout)),
             }
         }
@@ -302,6 +303,7 @@ impl Instance for ContainerInstance {
                 Line::Event(ns, e) => return Ok(Some((ns, e))),
                 Line::Text(_) => {}
                 Line::Eof => return Ok(None),
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => return Err(self.timeout("finish", timeout)),
             }
         }

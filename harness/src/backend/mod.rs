@@ -86,6 +86,10 @@ pub enum BackendError {
         /// Why.
         reason: String,
     },
+    /// A signal asked vmct to stop while it waited on the instance (see [`crate::interrupt`]); the
+    /// caller stops the instance at once.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// I/O with the instance failed.
     #[error("{backend}: {context}: {source}")]
     Io {
@@ -193,6 +197,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// `failed`: a scenario the platform can run failed this time (see [`Message::Failed`]).
+    Failed {
+        /// What.
+        what: String,
+        /// The error and the progress made.
+        reason: String,
+    },
     /// `phase` (host-side components only).
     Phase {
         /// Name.
@@ -214,6 +225,7 @@ impl From<&Message<'_>> for Event {
             Message::Result { name, value, unit } => Event::Result { name: name.into(), value, unit: unit.into() },
             Message::Probe { id, outcome, detail } => Event::Probe { id: id.into(), outcome, detail: detail.into() },
             Message::Unsupported { what, reason } => Event::Unsupported { what: what.into(), reason: reason.into() },
+            Message::Failed { what, reason } => Event::Failed { what: what.into(), reason: reason.into() },
             Message::Phase { name, mono_ns } => Event::Phase { name: name.into(), mono_ns },
             Message::Done { status } => Event::Done { status },
         }

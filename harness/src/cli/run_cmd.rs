@@ -1,6 +1,6 @@
 //! `vmct run`: one instance, its messages and timings.
 use super::UsageError;
-use crate::backend::{registry, Event, InstanceSpec};
+use crate::backend::{registry, BackendError, Event, Instance, InstanceSpec};
 use crate::units::{human_secs, parse_duration, parse_size};
 use anyhow::Context;
 use std::process::ExitCode;
@@ -88,6 +88,7 @@ struct RunReport {
     results: Vec<serde_json::Value>,
     probes: Vec<serde_json::Value>,
     unsupported: Vec<serde_json::Value>,
+    failed: Vec<serde_json::Value>,
     stats: serde_json::Value,
     exit_status: Option<i32>,
     exit_signal: Option<i32>,
@@ -159,7 +160,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     .with_context(|| format!("launching {} on {}", scenario, a.backend))?;
-    let ready = inst.wait_ready(timeout)?;
+    let ready = match inst.wait_ready(timeout) {
+        Err(BackendError::Interrupted(_)) => return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none()),
+        r => r?,
+    };
     let mut rep = RunReport {
         backend: a.backend.clone(),
         id: spec.id.clone(),
@@ -169,6 +173,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         results: vec![],
         probes: vec![],
         unsupported: vec![],
+        failed: vec![],
         stats: serde_json::Value::Null,
         exit_status: None,
         exit_signal: None,
@@ -200,13 +205,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let until = std::time::Instant::now() + hold_for;
         while std::time::Instant::now() < until && !crate::interrupt::requested() {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(crate::interrupt::POLL_SLICE);
+        }
+        if crate::interrupt::requested() {
+            return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none());
         }
     } else {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Some((ns, e)) = inst.next_event(left)? else { break };
+            let next = match inst.next_event(left) {
+                Err(BackendError::Interrupted(_)) => {
+                    return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none())
+                }
+                r => r?,
+            };
+            let Some((ns, e)) = next else { break };
             let t = crate::clock::ns_to_s(ns.saturating_sub(ready.launched_ns));
             match e {
                 Event::Result { name, value, unit } => {
@@ -226,6 +240,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                         println!("unsupported {what}: {reason}");
                     }
                     rep.unsupported.push(serde_json::json!({"what": what, "reason": reason}));
+                }
+                Event::Failed { what, reason } => {
+                    if !a.json {
+                        println!("failed    {what}: {reason}");
+                    }
+                    rep.failed.push(serde_json::json!({"what": what, "reason": reason}));
                 }
                 Event::Done { status } => {
                     rep.exit_status = Some(status);
@@ -262,6 +282,31 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         });
         let _ = record.save();
     }
-    let ok = exit.error.is_none() && !exit.oom_killed && rep.exit_status.unwrap_or(0) == 0;
+    let ok = exit.error.is_none() && !exit.oom_killed && rep.exit_status.unwrap_or(0) == 0 && rep.failed.is_empty();
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A signal asked vmct to stop: stop the instance at once (no grace: the workload may be in the middle of
+/// a long computation, or a vCPU in guest code), say so, and exit 128 + signal like a shell would.
+fn stopped_by_signal(
+    inst: &mut dyn Instance,
+    record: &mut crate::logs::LogRecord,
+    save_record: bool,
+) -> anyhow::Result<ExitCode> {
+    let sig = crate::interrupt::signal().unwrap_or(libc::SIGINT);
+    let name = crate::interrupt::signal_name(sig);
+    let t0 = std::time::Instant::now();
+    let stopped = inst.stop(Duration::ZERO);
+    let took = t0.elapsed().as_secs_f64();
+    match &stopped {
+        Ok(_) => eprintln!("interrupted by {name}: instance {} stopped and removed in {}", inst.id(), human_secs(took)),
+        Err(e) => eprintln!("interrupted by {name}: stopping instance {} failed: {e}", inst.id()),
+    }
+    if save_record {
+        record.ended_unix_s = Some(crate::logs::unix_now());
+        record.exit = Some(format!("interrupted by {name}"));
+        let _ = record.save();
+    }
+    stopped?;
+    Ok(ExitCode::from(crate::interrupt::exit_code(sig)))
 }
