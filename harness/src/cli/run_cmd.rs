@@ -255,6 +255,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if crate::interrupt::requested() {
+        // Ctrl-C on a terminal also reaches the instance (same process group): it may have ended first.
+        return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none());
+    }
     let exit = inst.stop(Duration::from_secs(5))?;
     rep.exit_status = rep.exit_status.or(exit.status);
     rep.exit_signal = exit.signal;
