@@ -125,6 +125,11 @@ impl Backend for ContainerBackend {
         }
     }
 
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
+        limits.validate().map_err(|e| e.to_string())
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let launched_ns = clock::mono_ns();
         let rt = self.runtime().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;

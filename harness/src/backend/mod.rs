@@ -282,6 +282,13 @@ pub trait Backend: Send + Sync {
     fn info(&self) -> results::BackendInfo;
     /// Start an instance; returns as soon as it is launched (not ready).
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError>;
+    /// Whether `spec`'s limits (memory, CPUs, pids, vCPUs) can be applied exactly as given here: `Err`
+    /// names the limit, why, and the valid range. The CLI calls it before launching (usage error, exit 2)
+    /// so a limit is never silently rounded, clamped or ignored. The default accepts every spec.
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        let _ = spec;
+        Ok(())
+    }
     /// Start an instance from state saved by [`Instance::save_state`] (VM restore, or a container
     /// started from the committed image). The instance reports `ready` again when it runs.
     fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
@@ -327,5 +334,40 @@ pub fn collect_events(inst: &mut dyn Instance, timeout: Duration) -> Result<Vec<
                 }
             }
         }
+    }
+}
+
+/// A guest memory size given by the user must be used as given: a multiple of `granule` bytes within
+/// `min..=max` (the VMM would otherwise round it up or refuse it late).
+pub fn check_guest_memory(mem: Option<u64>, granule: u64, min: u64, max: u64) -> Result<(), String> {
+    let Some(b) = mem else { return Ok(()) };
+    if b % granule != 0 || !(min..=max).contains(&b) {
+        let f = |x: u64| crate::units::human_bytes(x as f64);
+        return Err(format!(
+            "guest memory {b} bytes ({}) cannot be used as given: expected a multiple of {} from {} to {}",
+            f(b),
+            f(granule),
+            f(min),
+            f(max)
+        ));
+    }
+    Ok(())
+}
+
+/// The error for limits a backend does not apply (rather than ignoring them).
+pub fn not_applied(backend: &str, spec: &InstanceSpec, mem: bool, why: &str) -> Result<(), String> {
+    let mut given = Vec::new();
+    if mem && spec.mem_limit_bytes.is_some() {
+        given.push("--mem");
+    }
+    if spec.cpu_quota.is_some() {
+        given.push("--cpus");
+    }
+    if spec.pids_limit.is_some() {
+        given.push("--pids");
+    }
+    match given.is_empty() {
+        true => Ok(()),
+        false => Err(format!("{backend} does not apply {}: {why}", given.join(", "))),
     }
 }

@@ -67,6 +67,10 @@ impl Backend for VmmPeer {
         }
     }
 
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        super::microvm_linux::check_linux_spec(&self.name, spec)
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let fail = |reason: String| BackendError::Launch { backend: self.name.clone(), reason };
         let kernel = super::microvm_linux::availability()

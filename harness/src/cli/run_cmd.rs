@@ -1,7 +1,7 @@
 //! `vmct run`: one instance, its messages and timings.
 use super::UsageError;
 use crate::backend::{registry, BackendError, Event, Instance, InstanceSpec};
-use crate::units::{human_secs, parse_duration, parse_size};
+use crate::units::{human_secs, parse_cpus, parse_duration, parse_mem, parse_pids};
 use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,16 +31,17 @@ pub struct RunArgs {
     /// syscall: round trips.
     #[arg(long, allow_hyphen_values = true)]
     pub n: Option<String>,
-    /// Memory limit (containers) or guest memory (microVMs), e.g. 256MiB.
+    /// Memory limit (containers) or guest memory (microVMs: a multiple of 2 MiB from 4 MiB to 64 GiB),
+    /// e.g. 256MiB or 256M (powers of 1024; 256MB is 256 x 10^6 bytes); at least 1 MiB.
     #[arg(long)]
     pub mem: Option<String>,
-    /// CPU quota in CPUs, e.g. 0.5.
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Maximum processes (containers).
-    #[arg(long)]
-    pub pids: Option<u64>,
-    /// vCPUs (microVMs).
+    /// CPU quota (containers) in CPUs from 0.01 to the host's CPUs, e.g. 0.5; 0 = no limit.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    /// Maximum processes (containers), 1 to 4194304; -1, 0, max or unlimited = no limit.
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids: Option<String>,
+    /// vCPUs (microVMs), 1 to 256.
     #[arg(long, default_value_t = 1)]
     pub vcpus: u32,
     /// How long to keep an `idle` instance alive after it is ready (Ctrl-C stops it early).
@@ -99,16 +100,14 @@ struct RunReport {
 /// Run the command.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let scenario = scenario_of(&a)?;
-    let timeout = parse_duration(&a.timeout).map_err(UsageError)?;
-    let hold_for = parse_duration(&a.hold_for).map_err(UsageError)?;
-    let mem = a.mem.as_deref().map(parse_size).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
-    if let Some(c) = a.cpus {
-        if !(c > 0.0 && c <= 1024.0) {
-            return Err(
-                UsageError(format!("invalid value '{c}' for '--cpus': expected a number of CPUs above 0")).into()
-            );
-        }
+    let timeout = parse_duration(&a.timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;
+    if timeout.is_zero() {
+        return Err(UsageError(format!("--timeout: '{}' leaves no time to run; give more than 0s", a.timeout)).into());
     }
+    let hold_for = parse_duration(&a.hold_for).map_err(|e| UsageError(format!("--hold-for: {e}")))?;
+    let mem = a.mem.as_deref().map(parse_mem).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
+    let cpus = a.cpus.as_deref().map(parse_cpus).transpose().map_err(|e| UsageError(format!("--cpus: {e}")))?;
+    let pids = a.pids.as_deref().map(parse_pids).transpose().map_err(|e| UsageError(format!("--pids: {e}")))?;
     let (workload, work_dir) = super::workload_and_workdir()?;
     let all = registry::all_with_peers(&workload, &work_dir, &a.peer);
     let name = match (a.backend.as_str(), a.guest.as_deref()) {
@@ -129,9 +128,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut spec = InstanceSpec::new(crate::experiments::next_id(), scenario);
     spec.mem_limit_bytes = mem;
-    spec.cpu_quota = a.cpus;
-    spec.pids_limit = a.pids;
+    spec.cpu_quota = cpus.flatten();
+    spec.pids_limit = pids.flatten();
     spec.vcpus = a.vcpus;
+    // Every limit is applied as given on this backend, or refused here naming the valid range.
+    backend.check_spec(&spec).map_err(|e| UsageError(format!("{}: {e}", info.name)))?;
     spec.log_dir = Some(a.log_dir.clone().unwrap_or_else(crate::logs::dir));
     let mut record = crate::logs::LogRecord {
         id: spec.id.clone(),
