@@ -233,6 +233,8 @@ impl Instance for ChildInstance {
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {
         let Some(child) = self.child.as_mut() else { return Ok(ExitInfo::default()) };
         drop(child.stdin.take());
+        // After a stop request (a signal to vmct) nothing waits for a graceful end.
+        let timeout = if crate::interrupt::requested() { Duration::ZERO } else { timeout };
         let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
         let status = loop {
             match child.try_wait() {

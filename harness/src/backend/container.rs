@@ -343,7 +343,8 @@ impl Instance for ContainerInstance {
 
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {
         let Some(mut c) = self.c.take() else { return Ok(ExitInfo::default()) };
-        let r = c.stop(timeout);
+        // After a stop request (a signal to vmct) nothing waits for a graceful end.
+        let r = c.stop(if crate::interrupt::requested() { Duration::ZERO } else { timeout });
         // Drain what the container wrote before it ended (its log gets the last lines too).
         while let Ok(Line::Event(..) | Line::Text(_)) = self.reader.next(Duration::ZERO) {}
         let exit = r.map_err(|e| BackendError::Launch { backend: self.backend.clone(), reason: e.to_string() })?;
