@@ -33,15 +33,16 @@ pub enum ScenarioError {
     Failed(Detail),
 }
 
-/// Capacity of a [`Detail`] in bytes.
-pub const DETAIL_CAPACITY: usize = 200;
+/// Capacity of a [`Detail`] in bytes (held inline: the core has no allocator; small enough that a
+/// `Result` carrying it stays cheap to return). Put the important words first.
+pub const DETAIL_CAPACITY: usize = 112;
 
 /// A failure's description, formatted without allocation (`write!(d, ...)`); text beyond
 /// [`DETAIL_CAPACITY`] bytes is cut at a character boundary.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Detail {
     b: [u8; DETAIL_CAPACITY],
-    len: usize,
+    len: u8,
 }
 
 impl Detail {
@@ -52,7 +53,7 @@ impl Detail {
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.b[..self.len]).unwrap_or("")
+        core::str::from_utf8(&self.b[..usize::from(self.len)]).unwrap_or("")
     }
 }
 
@@ -70,12 +71,14 @@ impl core::fmt::Debug for Detail {
 
 impl Write for Detail {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let mut take = s.len().min(DETAIL_CAPACITY - self.len);
+        let len = usize::from(self.len);
+        let mut take = s.len().min(DETAIL_CAPACITY - len);
         while !s.is_char_boundary(take) {
             take -= 1;
         }
-        self.b[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
-        self.len += take;
+        self.b[len..len + take].copy_from_slice(&s.as_bytes()[..take]);
+        // At most DETAIL_CAPACITY (< 256) bytes.
+        self.len = (len + take) as u8;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ pub fn is_of(name: &str, pid: u32) -> bool {
     name.starts_with(&format!("vmct-{pid}-"))
         || name == format!("vmct-shell-{pid}")
         || name == format!("vmct-net-{pid}")
-        || name.starts_with(&format!("vmct-probe-")) && name.ends_with(&format!("-{pid}"))
+        || name.starts_with("vmct-probe-") && name.ends_with(&format!("-{pid}"))
 }
 
 /// Processes whose environment says the vmct `owner` started them (`VMCT_OWNER`), except `owner`.

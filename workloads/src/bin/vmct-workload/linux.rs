@@ -125,17 +125,14 @@ fn io(p: &mut LinuxPlatform, mib: u64) -> Result<(), ScenarioError> {
     r
 }
 
-/// The failure of step `what` after `written` of `mib` MiB, e.g. `ENOSPC writing MiB 914 of 1048576
-/// (913 MiB written) to ./vmct-io-7.dat: No space left on device (os error 28)`.
+/// The failure of step `what` after `written` of `mib` MiB, most important words first (a long path is
+/// what gets cut), e.g. `ENOSPC writing MiB 914 (913 of 1048576 MiB written): No space left on device
+/// (os error 28); file ./vmct-io-7.dat`.
 fn io_failure(e: &std::io::Error, what: &str, written: u64, mib: u64, path: &std::path::Path) -> ScenarioError {
     use std::fmt::Write as _;
     let mut d = Detail::new();
-    let _ = write!(
-        d,
-        "{} {what} ({written} of {mib} MiB written) to {}: {e}",
-        crate::probes::sys::io_name(e),
-        path.display()
-    );
+    let name = crate::probes::sys::io_name(e);
+    let _ = write!(d, "{name} {what} ({written} of {mib} MiB written): {e}; file {}", path.display());
     ScenarioError::Failed(d)
 }
 
