@@ -10,6 +10,9 @@
 //! synchronous faults ILL, FPE, SEGV, BUS, TRAP, SYS and ABRT (raised by the faulting code itself, which
 //! cannot go on after the handler returns).
 //!
+//! Commands without instances (build, commit, report, ...) do not poll the flag: they finish their work
+//! (nothing is left half-written) and vmct then exits with 128 + signal.
+//!
 //! SIGPIPE also arrives when vmct writes to the stdin of an instance that has exited: that write fails
 //! with EPIPE and is handled where it happens. Only a SIGPIPE while vmct's stdout or stderr has no reader
 //! (a closed terminal session, `vmct ... | head`) is a stop request; its exit is quiet, like other Unix tools.

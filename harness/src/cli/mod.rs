@@ -98,7 +98,17 @@ pub fn main() -> ExitCode {
         },
     };
     match result {
-        Ok(code) => code,
+        // Commands without instances (build, commit, report, ...) finish their work first: a signal
+        // during them ends vmct right after, with the signal's exit code.
+        Ok(code) => match crate::interrupt::signal() {
+            Some(sig) => {
+                if sig != libc::SIGPIPE {
+                    eprintln!("vmct: {}", crate::interrupt::Interrupted);
+                }
+                ExitCode::from(crate::interrupt::exit_code(sig))
+            }
+            None => code,
+        },
         Err(e) => {
             if let Some(u) = e.downcast_ref::<UsageError>() {
                 eprintln!("error: {u}\n\nFor more information, try '--help'.");
