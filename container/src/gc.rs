@@ -80,7 +80,11 @@ impl Leftover {
     /// Remove it.
     pub fn remove(&self) -> Result<(), String> {
         match self {
-            Leftover::StrayProcess { pid, .. } => crate::sys::kill(*pid, libc::SIGKILL).map_err(|e| e.to_string()),
+            // Gone already (it died since it was found) is what removing it means.
+            Leftover::StrayProcess { pid, .. } => match crate::sys::kill(*pid, libc::SIGKILL) {
+                Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(e.to_string()),
+                _ => Ok(()),
+            },
             Leftover::Cgroup(d) => cgroup::remove_dir(d).map_err(|e| e.to_string()),
             Leftover::Mount(m) => {
                 let c = std::ffi::CString::new(m.as_str()).unwrap_or_default();

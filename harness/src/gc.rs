@@ -76,7 +76,11 @@ impl Leftover {
             // SAFETY: kill(2) on a pid; no memory is involved.
             Leftover::Process { pid, .. } => match unsafe { libc::kill(*pid as i32, libc::SIGKILL) } {
                 0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error().to_string()),
+                // Gone already (it died since it was found) is what removing it means.
+                _ => match std::io::Error::last_os_error() {
+                    e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                    e => Err(e.to_string()),
+                },
             },
             Leftover::ProbeDir { path, .. } => {
                 use std::os::unix::fs::MetadataExt;
