@@ -6,7 +6,7 @@
 //! this test process, so they see the same cgroups.
 mod common;
 
-use common::{kernel_objects, leftovers, vmct};
+use common::{kernel_objects, vmct};
 use harness::privileged::{gate, Need};
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -40,9 +40,10 @@ fn lines_of(json: &[u8], pid: u32) -> (Vec<String>, Vec<String>) {
 }
 
 /// Start `vmct run` on `backend` holding an idle instance, SIGKILL it at `point`, and return its pid.
-fn killed_run(backend: &str, point: Point) -> u32 {
+/// `marker` (a unique `--log-dir`) finds copies of the killed vmct (a cloned init not yet exec'd).
+fn killed_run(backend: &str, point: Point, marker: &str) -> u32 {
     let mut child = Command::new(vmct())
-        .args(["run", "--backend", backend, "--workload", "idle", "--hold-for", "20s"])
+        .args(["run", "--backend", backend, "--workload", "idle", "--hold-for", "20s", "--log-dir", marker])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -111,17 +112,24 @@ fn gc_dry_run_lists_what_gc_removes_for_runs_killed_at_several_points() {
     let mut cases: Vec<(&str, Point)> = vec![
         ("container", Point::Ready),
         ("container", Point::FirstObject),
+        ("container", Point::FirstObject),
         ("container", Point::Launching(1)),
+        ("container", Point::Launching(2)),
         ("container", Point::Launching(3)),
+        ("container", Point::Launching(5)),
         ("container-userns", Point::FirstObject),
+        ("container-userns", Point::FirstObject),
+        ("container-userns", Point::Launching(2)),
         ("container-userns", Point::Ready),
         ("process", Point::Ready),
     ];
     if gate("gc_dry_run_lists_what_gc_removes_for_runs_killed_at_several_points (microvm)", &[Need::Kvm]) {
         cases.push(("microvm", Point::Ready));
     }
-    for (backend, point) in cases {
-        let pid = killed_run(backend, point);
+    let logs = tempfile::tempdir().unwrap();
+    for (i, (backend, point)) in cases.into_iter().enumerate() {
+        let marker = logs.path().join(i.to_string()).to_string_lossy().into_owned();
+        let pid = killed_run(backend, point, &marker);
         let left = leftovers_now(pid);
         let (listed, list_errors) = lines_of(&gc(true), pid);
         let (removed, errors) = lines_of(&gc(false), pid);
@@ -134,7 +142,7 @@ fn gc_dry_run_lists_what_gc_removes_for_runs_killed_at_several_points() {
             assert!(listed.iter().any(|l| l.starts_with("cgroup ")), "{case}: {listed:#?}");
         }
         eprintln!("{backend} killed at {point:?}: gc listed and removed {listed:?}");
-        let after = leftovers(pid);
+        let after = common::leftovers_marked(pid, Some(&marker));
         assert!(after.is_empty(), "{case}: still there after gc: {after:#?}");
     }
 }

@@ -249,3 +249,36 @@ fn compare_stops_cleanly_on_sigquit_and_sigusr1() {
         assert!(left.is_empty(), "{sig}: vmct compare left {left:?}");
     }
 }
+
+#[test]
+fn run_whose_reader_went_away_stops_its_instance_quietly() {
+    if !gate("run_whose_reader_went_away_stops_its_instance_quietly", &[Need::Root]) {
+        return;
+    }
+    // `vmct run ... | head -3`: the probe workload keeps printing after the reader has gone.
+    for backend in ["process", "container"] {
+        let mut child = Command::new(vmct())
+            .args(["run", "--backend", backend, "--workload", "probe"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut out = child.stdout.take().unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("ready ") {
+            let mut b = [0u8; 256];
+            let n = std::io::Read::read(&mut out, &mut b).unwrap();
+            assert!(n > 0, "{backend}: output closed early");
+            got.extend_from_slice(&b[..n]);
+        }
+        drop(out);
+        let st = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!((st.code(), st.signal()), (Some(141), None), "{backend}: {st:?} {err}");
+        assert!(err.is_empty(), "{backend}: a closed reader ends vmct quietly: {err}");
+        let left = leftovers(pid);
+        assert!(left.is_empty(), "{backend}: vmct run left {left:?}");
+    }
+}

@@ -74,12 +74,35 @@ pub fn kernel_objects(pid: u32) -> Vec<String> {
     out
 }
 
+/// Live processes (other than `except`) whose command line contains `marker`: copies of a vmct process
+/// (a container init cloned but not yet exec'd) carry its arguments. Give each vmct under test a unique
+/// marker argument (e.g. its `--log-dir`) so only its own copies match.
+pub fn processes_with_arg(marker: &str, except: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if pid != except && cmdline.split(|b| *b == 0).any(|a| a == marker.as_bytes()) {
+            out.push(format!("process {pid} (a copy of vmct with {marker})"));
+        }
+    }
+    out
+}
+
 /// Everything the vmct process `pid` left: processes and kernel objects. Processes may take a moment to
 /// be reaped after a kill, so this waits up to 2 s for them before reporting.
 pub fn leftovers(pid: u32) -> Vec<String> {
+    leftovers_marked(pid, None)
+}
+
+/// [`leftovers`], plus copies of the vmct process found by a unique argument `marker`.
+pub fn leftovers_marked(pid: u32, marker: Option<&str>) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let mut l = owned_processes(pid);
+        if let Some(m) = marker {
+            l.extend(processes_with_arg(m, pid));
+        }
         l.extend(kernel_objects(pid));
         if l.is_empty() || Instant::now() >= deadline {
             return l;
