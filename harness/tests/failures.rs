@@ -72,3 +72,27 @@ fn microvm_failures_and_unsupported_scenarios_are_told_apart() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("unsupported syscall:") && !text.contains("failed"), "{text}");
 }
+
+#[test]
+fn a_snapshot_that_cannot_be_written_is_a_save_failure_and_the_vm_runs_on() {
+    use harness::backend::{Backend, BackendError, InstanceSpec};
+    if !gate("a_snapshot_that_cannot_be_written_is_a_save_failure_and_the_vm_runs_on", &[Need::Kvm]) {
+        return;
+    }
+    let b = harness::backend::microvm::MicrovmBackend::default();
+    let spec = InstanceSpec::new(
+        format!("vmct-test-snapfail-{}", std::process::id()),
+        workloads::scenario::Scenario::Idle { hold_mib: 1 },
+    );
+    let t = std::time::Duration::from_secs(30);
+    let mut vm = b.launch(&spec).unwrap();
+    vm.wait_ready(t).unwrap();
+    // /proc takes no new directories: the VMM's write fails (a failure, reported as such).
+    match vm.save_state(std::path::Path::new("/proc/vmct-no-such-dir/snap")) {
+        Err(BackendError::Save { reason, .. }) => assert!(reason.contains("/proc/vmct-no-such-dir"), "{reason}"),
+        other => panic!("expected a save failure, got {other:?}"),
+    }
+    // The VM keeps running and stops cleanly.
+    let exit = vm.stop(t).unwrap();
+    assert_eq!(exit.status, Some(0), "{exit:?}");
+}

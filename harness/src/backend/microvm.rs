@@ -247,7 +247,7 @@ impl Instance for MicrovmInstance {
                         checks_restore: true,
                     })
                 }
-                Some((_, Event::Unsupported { what, reason })) if what == "snapshot" => return Err(failed(reason)),
+                Some((_, Event::Failed { what, reason })) if what == "snapshot" => return Err(failed(reason)),
                 Some((_, Event::Done { status })) => {
                     return Err(failed(format!("the guest finished (status {status}) instead of pausing")))
                 }
