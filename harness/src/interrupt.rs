@@ -126,6 +126,18 @@ pub fn signal_name(sig: libc::c_int) -> String {
     })
 }
 
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// A command says it has told the user about the stop itself (so `main` does not say it again).
+pub fn set_reported() {
+    REPORTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the command has told the user about the stop.
+pub fn reported() -> bool {
+    REPORTED.load(Ordering::SeqCst)
+}
+
 /// Error returned by loops that stopped because of a signal.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by {}: stopped after cleaning up", signal().map(signal_name).unwrap_or_else(|| "a signal".into()))]

@@ -366,8 +366,8 @@ pub fn not_applied(backend: &str, spec: &InstanceSpec, mem: bool, why: &str) -> 
     if spec.pids_limit.is_some() {
         given.push("--pids");
     }
-    match given.is_empty() {
-        true => Ok(()),
-        false => Err(format!("{backend} does not apply {}: {why}", given.join(", "))),
+    if given.is_empty() {
+        return Ok(());
     }
+    Err(format!("{backend} does not apply {}: {why}", given.join(", ")))
 }

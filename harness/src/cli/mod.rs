@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
         // during them ends vmct right after, with the signal's exit code.
         Ok(code) => match crate::interrupt::signal() {
             Some(sig) => {
-                if sig != libc::SIGPIPE {
+                if sig != libc::SIGPIPE && !crate::interrupt::reported() {
                     eprintln!("vmct: {}", crate::interrupt::Interrupted);
                 }
                 ExitCode::from(crate::interrupt::exit_code(sig))

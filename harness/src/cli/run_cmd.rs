@@ -303,6 +303,7 @@ fn stopped_by_signal(
     let t0 = std::time::Instant::now();
     let stopped = inst.stop(Duration::ZERO);
     let took = t0.elapsed().as_secs_f64();
+    crate::interrupt::set_reported();
     match &stopped {
         Ok(_) => eprintln!("interrupted by {name}: instance {} stopped and removed in {}", inst.id(), human_secs(took)),
         Err(e) => eprintln!("interrupted by {name}: stopping instance {} failed: {e}", inst.id()),
