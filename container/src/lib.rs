@@ -32,9 +32,9 @@ pub mod runtime;
 pub mod security;
 pub mod sys;
 
-pub use gc::{gc, gc_in, GcReport};
+pub use gc::{find_in, gc, gc_in, GcPlan, GcReport, Leftover};
 pub use image::{Image, ImageError};
-pub use limits::{parse_cpus, parse_size, LimitError, Limits};
+pub use limits::{LimitError, Limits};
 pub use net::NetMode;
 pub use runtime::{
     Container, ContainerSpec, Exit, Output, Profile, Runtime, RuntimeError, Timings, DEFAULT_STATE_ROOT, USERNS_BASE,

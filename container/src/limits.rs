@@ -1,25 +1,35 @@
-//! Resource limits and their parsing ("64M", "0.5").
+//! Resource limits of a container and the ranges the kernel enforces them in (parsing lives with the
+//! command line: `harness::units`).
 
-/// Errors parsing a limit.
+/// Errors of a limit outside what the kernel can enforce as given.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LimitError {
-    /// A size that is not a number with an optional K/M/G/T suffix.
-    #[error("limits: bad size '{0}': expected a whole number with an optional K, M, G or T suffix (e.g. 64M)")]
-    BadSize(String),
-    /// A size too large to represent.
-    #[error("limits: size '{0}' does not fit in 64 bits")]
-    SizeOverflow(String),
-    /// A CPU quota that is not a positive number.
-    #[error("limits: bad cpu quota '{0}': expected a positive number of CPUs (e.g. 0.5)")]
-    BadCpus(String),
+    /// A CPU quota outside [`MIN_CPUS`]..=host CPUs, or not a finite number.
+    #[error("limits: cpu quota {value} CPUs is outside the valid range {MIN_CPUS} to {max} (the CPUs of this host)")]
+    CpusRange {
+        /// The quota given.
+        value: f64,
+        /// CPUs of this host.
+        max: usize,
+    },
+    /// A CPU quota finer than the quota's resolution ([`CPU_RESOLUTION`]).
+    #[error(
+        "limits: cpu quota {0} CPUs is finer than the {CPU_RESOLUTION} CPU resolution of the CFS quota (1 us per 100 ms period)"
+    )]
+    CpusResolution(f64),
     /// A limit of zero (nothing could run).
     #[error("limits: {what} must be greater than zero")]
     Zero {
         /// Which limit.
         what: &'static str,
     },
+    /// A pids limit above what the kernel accepts.
+    #[error(
+        "limits: pids limit {0} is above the kernel's maximum {PIDS_MAX} (PID_MAX_LIMIT); leave it out for no limit"
+    )]
+    TooManyPids(u64),
     /// A memory limit below what any process needs.
-    #[error("limits: memory limit {0} bytes is below the 1 MiB minimum")]
+    #[error("limits: memory limit {0} bytes is below the {MIN_MEMORY_BYTES}-byte (1 MiB) minimum")]
     TooSmallMemory(u64),
 }
 
@@ -37,64 +47,58 @@ pub struct Limits {
 /// CFS period used for CPU quotas, microseconds.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
+/// Smallest CPU quota, CPUs: the kernel's 1 ms minimum `cpu.cfs_quota_us` over [`CPU_PERIOD_US`]
+/// (Documentation/scheduler/sched-bwc.rst; Docker's `--cpus` has the same 0.01 minimum).
+pub const MIN_CPUS: f64 = 0.01;
+
+/// Resolution of a CPU quota, CPUs: 1 us of quota per [`CPU_PERIOD_US`].
+pub const CPU_RESOLUTION: f64 = 1e-5;
+
+/// Largest pids limit the kernel accepts: PID_MAX_LIMIT on 64-bit hosts (include/linux/threads.h);
+/// `pids.max` refuses anything above with EINVAL.
+pub const PIDS_MAX: u64 = 4 * 1024 * 1024;
+
+/// Smallest memory limit, bytes.
+pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
+
+/// CPUs this process may run on (the upper bound of a CPU quota, as in Docker).
+pub fn host_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 impl Limits {
-    /// Reject limits nothing could run under.
+    /// Reject limits nothing could run under, or that the kernel would not enforce as given.
     pub fn validate(&self) -> Result<(), LimitError> {
         if let Some(m) = self.memory_bytes {
             if m == 0 {
                 return Err(LimitError::Zero { what: "memory limit" });
             }
-            if m < 1 << 20 {
+            if m < MIN_MEMORY_BYTES {
                 return Err(LimitError::TooSmallMemory(m));
             }
         }
         if let Some(c) = self.cpus {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(LimitError::BadCpus(c.to_string()));
+            let max = host_cpus();
+            if !(c.is_finite() && c >= MIN_CPUS && c <= max as f64) {
+                return Err(LimitError::CpusRange { value: c, max });
+            }
+            let steps = c / CPU_RESOLUTION;
+            if (steps - steps.round()).abs() > 1e-6 {
+                return Err(LimitError::CpusResolution(c));
             }
         }
-        if self.pids == Some(0) {
-            return Err(LimitError::Zero { what: "pids limit" });
+        match self.pids {
+            Some(0) => return Err(LimitError::Zero { what: "pids limit" }),
+            Some(p) if p > PIDS_MAX => return Err(LimitError::TooManyPids(p)),
+            _ => {}
         }
         Ok(())
     }
 
-    /// CFS quota for the CPU limit, microseconds per [`CPU_PERIOD_US`] (at least 1000).
+    /// CFS quota for the CPU limit, microseconds per [`CPU_PERIOD_US`] (exact for limits that pass
+    /// [`Limits::validate`]).
     pub fn cpu_quota_us(&self) -> Option<u64> {
-        self.cpus.map(|c| ((c * CPU_PERIOD_US as f64).round() as u64).max(1000))
-    }
-}
-
-/// Parse a size: digits with an optional binary suffix K, M, G, T (optionally followed by "i" and/or
-/// "B"), e.g. "64M", "512KiB", "1073741824". "64Q" is an error naming the value.
-pub fn parse_size(s: &str) -> Result<u64, LimitError> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, suffix) = t.split_at(digits);
-    if num.is_empty() {
-        return Err(LimitError::BadSize(s.into()));
-    }
-    let n: u64 = num.parse().map_err(|_| LimitError::SizeOverflow(s.into()))?;
-    let unit = suffix.trim_end_matches(['B', 'b']).trim_end_matches('i');
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(LimitError::BadSize(s.into())),
-    };
-    if suffix.eq_ignore_ascii_case("i") || (suffix.len() > 1 && unit.is_empty()) {
-        return Err(LimitError::BadSize(s.into()));
-    }
-    n.checked_mul(1u64 << shift).ok_or_else(|| LimitError::SizeOverflow(s.into()))
-}
-
-/// Parse a CPU quota ("0.5", "2").
-pub fn parse_cpus(s: &str) -> Result<f64, LimitError> {
-    match s.trim().parse::<f64>() {
-        Ok(c) if c.is_finite() && c > 0.0 => Ok(c),
-        _ => Err(LimitError::BadCpus(s.into())),
+        self.cpus.map(|c| (c * CPU_PERIOD_US as f64).round() as u64)
     }
 }
 
@@ -103,33 +107,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("10B"), Ok(10));
-        let e = parse_size("64Q").unwrap_err();
-        assert_eq!(e, LimitError::BadSize("64Q".into()));
-        assert!(e.to_string().contains("'64Q'"), "{e}");
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("-1M").is_err());
-        assert!(matches!(parse_size("99999999999T"), Err(LimitError::SizeOverflow(_))));
-    }
-
-    #[test]
-    fn cpus_and_validation() {
-        assert_eq!(parse_cpus("0.5"), Ok(0.5));
-        assert!(parse_cpus("0").is_err());
-        assert!(parse_cpus("abc").unwrap_err().to_string().contains("abc"));
+    fn limits_are_applied_as_given_or_refused_with_the_range() {
         let l = Limits { memory_bytes: Some(64 << 20), cpus: Some(0.5), pids: Some(10) };
         assert!(l.validate().is_ok());
         assert_eq!(l.cpu_quota_us(), Some(50_000));
+        let cpus = |c: f64| Limits { cpus: Some(c), ..Default::default() };
+        assert_eq!(cpus(0.01).cpu_quota_us(), Some(1000));
+        assert_eq!(cpus(0.015).cpu_quota_us(), Some(1500));
+        assert!(cpus(0.015).validate().is_ok());
+        for tiny in [0.0001, 0.001, 0.009] {
+            let e = cpus(tiny).validate().unwrap_err();
+            assert!(e.to_string().contains("0.01 to"), "{tiny}: {e}");
+        }
+        assert!(cpus(host_cpus() as f64 + 1.0).validate().is_err());
+        assert!(matches!(cpus(0.123456).validate(), Err(LimitError::CpusResolution(_))));
+        assert!(cpus(f64::NAN).validate().is_err());
         assert!(Limits { memory_bytes: Some(0), ..Default::default() }.validate().is_err());
         assert!(Limits { memory_bytes: Some(4096), ..Default::default() }.validate().is_err());
         assert!(Limits { pids: Some(0), ..Default::default() }.validate().is_err());
-        assert!(Limits { cpus: Some(f64::NAN), ..Default::default() }.validate().is_err());
+        assert!(Limits { pids: Some(PIDS_MAX), ..Default::default() }.validate().is_ok());
+        let e = Limits { pids: Some(PIDS_MAX + 1), ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("4194304"), "{e}");
     }
 }

@@ -362,6 +362,17 @@ impl Runtime {
         // system calls, no allocation) and ends in execve or _exit.
         let cloned = match unsafe { sys::clone_fork(flags) } {
             Ok(None) => {
+                // The parent's ends, copied into this child's fd table: kept open here, a parent killed
+                // before it sends the start byte would leave this child waiting for it forever (its own
+                // copy of the writer keeps the socket open), outside any cgroup gc could find.
+                let parent_ends =
+                    [Some(&p2c_w), Some(&c2p_r), Some(&stdin_w), out_parent.as_ref(), err_parent.as_ref()];
+                for fd in parent_ends.into_iter().flatten() {
+                    sys::close_in_child(fd.as_raw_fd());
+                }
+                if let Some((parent, _)) = &term {
+                    sys::close_in_child(parent.as_raw_fd());
+                }
                 let msg = init::run(&sys::Real, &plan, &argv, &envp);
                 let _ = sys::Sys::write(&sys::Real, plan.to_parent, &msg.encode());
                 sys::exit_child(127);

@@ -316,6 +316,13 @@ impl Sys for Real {
     }
 }
 
+/// Close `fd` in a cloned child (async-signal-safe; errors are of no use there). For the parent's ends
+/// of the start channels, which the child's fd table copied and would otherwise keep open.
+pub fn close_in_child(fd: RawFd) {
+    // SAFETY: close(2) on an int; the child owns its copy of the fd table and never uses `fd` again.
+    unsafe { libc::close(fd) };
+}
+
 /// End the child without running any destructor or atexit handler.
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.

@@ -1,9 +1,13 @@
 //! Leftover collection for `vmct gc`: processes of dead harness runs (found by the `VMCT_OWNER`
-//! variable every instance carries), host values a killed isolation run left changed (from its
-//! [`crate::isolation::journal`]), and kernel objects named with the project prefix (delegated to
-//! the runtimes that create them).
+//! variable every instance carries), probe scratch directories, host values a killed isolation run left
+//! changed (from its [`crate::isolation::journal`]), and kernel objects named with the project prefix
+//! (cgroups, mounts, network namespaces, veths, container state dirs; found by [`container::find_in`]).
+//!
+//! One code path finds everything ([`plan`]) before anything is removed; `--dry-run` lists that plan and
+//! the real run removes exactly it, so the two print the same lines.
 use crate::backend::OWNER_ENV;
 use std::fs;
+use std::path::{Path, PathBuf};
 
 /// What gc found and did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -32,48 +36,84 @@ fn owner_of(pid: u32) -> Option<u32> {
 /// Where the workload's isolation probes make their scratch directories (`vmct-probe-<what>-<pid>`).
 pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
 
-/// Scratch directories of probe processes that were killed before they could remove them (a mount
-/// point they may still carry is detached first; a directory that stays a mount point is reported).
-fn probe_dirs(bases: &[&std::path::Path], dry_run: bool, rep: &mut GcReport) {
-    use std::os::unix::fs::MetadataExt;
-    for base in bases {
-        let Ok(base_dev) = fs::metadata(base).map(|m| m.dev()) else { continue };
-        for e in fs::read_dir(base).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("vmct-probe-").and_then(|r| r.rsplit('-').next()?.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let path = e.path();
-            if alive(pid) {
-                rep.kept.push(format!("probe directory {} of running pid {pid}", path.display()));
-                continue;
-            }
-            let what = format!("probe directory {} of dead pid {pid}", path.display());
-            if !dry_run {
-                if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
-                    // SAFETY: a valid NUL-terminated path; fails harmlessly when nothing is mounted there.
-                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-                }
-                if fs::metadata(&path).map(|m| m.dev()).ok() != Some(base_dev) {
-                    rep.errors.push(format!("{what}: still a mount point"));
-                    continue;
-                }
-                if let Err(e) = fs::remove_dir_all(&path) {
-                    rep.errors.push(format!("{what}: {e}"));
-                    continue;
-                }
-            }
-            rep.removed.push(what);
+/// One leftover the harness itself finds (kernel objects come from the container runtime).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leftover {
+    /// An instance process whose harness is dead (killed with SIGKILL).
+    Process {
+        /// Host pid.
+        pid: u32,
+        /// Its command name.
+        comm: String,
+        /// The dead harness's pid.
+        owner: u32,
+    },
+    /// A probe's scratch directory whose probe process is dead (a mount on it is detached first).
+    ProbeDir {
+        /// The directory.
+        path: PathBuf,
+        /// The dead probe's pid.
+        pid: u32,
+    },
+    /// A kernel object or state dir named with the prefix.
+    Kernel(container::Leftover),
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leftover::Process { pid, comm, owner } => write!(f, "process {pid} ({comm}) of dead vmct {owner}"),
+            Leftover::ProbeDir { path, pid } => write!(f, "probe directory {} of dead pid {pid}", path.display()),
+            Leftover::Kernel(k) => k.fmt(f),
         }
     }
 }
 
-/// Find and (unless `dry_run`) remove leftovers.
-pub fn collect(dry_run: bool) -> GcReport {
-    let mut rep = GcReport::default();
+impl Leftover {
+    /// Remove it.
+    pub fn remove(&self) -> Result<(), String> {
+        match self {
+            // SAFETY: kill(2) on a pid; no memory is involved.
+            Leftover::Process { pid, .. } => match unsafe { libc::kill(*pid as i32, libc::SIGKILL) } {
+                0 => Ok(()),
+                // Gone already (it died since it was found) is what removing it means.
+                _ => match std::io::Error::last_os_error() {
+                    e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                    e => Err(e.to_string()),
+                },
+            },
+            Leftover::ProbeDir { path, .. } => {
+                use std::os::unix::fs::MetadataExt;
+                let base_dev = path.parent().and_then(|b| fs::metadata(b).ok()).map(|m| m.dev());
+                if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+                    // SAFETY: a valid NUL-terminated path; fails harmlessly when nothing is mounted there.
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+                if fs::metadata(path).map(|m| m.dev()).ok() != base_dev {
+                    return Err("still a mount point".into());
+                }
+                fs::remove_dir_all(path).map_err(|e| e.to_string())
+            }
+            Leftover::Kernel(k) => k.remove(),
+        }
+    }
+}
+
+/// What gc would remove, in removal order (processes first, then directories and kernel objects).
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// To remove, in order.
+    pub leftovers: Vec<Leftover>,
+    /// Kept because their owner still runs.
+    pub kept: Vec<String>,
+    /// Could not be looked at.
+    pub errors: Vec<String>,
+}
+
+/// Instance processes of dead harness runs (not this process).
+fn processes(plan: &mut Plan) {
     let me = std::process::id();
-    let Ok(dir) = fs::read_dir("/proc") else { return rep };
+    let Ok(dir) = fs::read_dir("/proc") else { return };
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         if pid == me {
@@ -82,33 +122,66 @@ pub fn collect(dry_run: bool) -> GcReport {
         let Some(owner) = owner_of(pid) else { continue };
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
         if owner != pid && alive(owner) && owner != me {
-            rep.kept.push(format!("process {pid} ({comm}) of running vmct {owner}"));
+            plan.kept.push(format!("process {pid} ({comm}) of running vmct {owner}"));
             continue;
         }
-        let what = format!("process {pid} ({comm}) of dead vmct {owner}");
-        if !dry_run {
-            // SAFETY: kill(2) on a pid; no memory is involved.
-            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } != 0 {
-                rep.errors.push(format!("{what}: {}", std::io::Error::last_os_error()));
+        plan.leftovers.push(Leftover::Process { pid, comm, owner });
+    }
+}
+
+/// Scratch directories of probe processes that were killed before they could remove them.
+fn probe_dirs(bases: &[&Path], plan: &mut Plan) {
+    for base in bases {
+        for e in fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("vmct-probe-").and_then(|r| r.rsplit('-').next()?.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = e.path();
+            if alive(pid) {
+                plan.kept.push(format!("probe directory {} of running pid {pid}", path.display()));
                 continue;
             }
+            plan.leftovers.push(Leftover::ProbeDir { path, pid });
         }
-        rep.removed.push(what);
     }
-    probe_dirs(&PROBE_DIR_BASES.map(std::path::Path::new), dry_run, &mut rep);
-    let j = crate::isolation::journal::recover_in(std::path::Path::new(crate::isolation::journal::DIR), dry_run);
+}
+
+/// Everything gc would remove now (removes nothing): the one list both `--dry-run` and a real run use.
+pub fn plan() -> Plan {
+    let mut plan = Plan::default();
+    processes(&mut plan);
+    probe_dirs(&PROBE_DIR_BASES.map(Path::new), &mut plan);
+    let c = container::find_in(crate::backend::NAME_PREFIX, Path::new(container::DEFAULT_STATE_ROOT));
+    plan.leftovers.extend(c.leftovers.into_iter().map(Leftover::Kernel));
+    plan.kept.extend(c.kept);
+    plan.errors.extend(c.errors);
+    plan
+}
+
+impl Plan {
+    /// Remove (unless `dry_run`) every leftover in order and report it; a dry run reports the same lines.
+    pub fn execute(self, dry_run: bool) -> GcReport {
+        let mut rep = GcReport { kept: self.kept, errors: self.errors, ..Default::default() };
+        for l in &self.leftovers {
+            match if dry_run { Ok(()) } else { l.remove() } {
+                Ok(()) => rep.removed.push(l.to_string()),
+                Err(e) => rep.errors.push(format!("{l}: {e}")),
+            }
+        }
+        rep
+    }
+}
+
+/// Find and (unless `dry_run`) remove leftovers; host values of killed isolation runs are put back
+/// from their journals (listed the same way by a dry run).
+pub fn collect(dry_run: bool) -> GcReport {
+    let mut rep = plan().execute(dry_run);
+    let j = crate::isolation::journal::recover_in(Path::new(crate::isolation::journal::DIR), dry_run);
     rep.removed.extend(j.removed);
     rep.kept.extend(j.kept);
     rep.errors.extend(j.errors);
-    if dry_run {
-        rep.kept.push("kernel objects (cgroups, netns, veths, container state) are only listed when removed; run without --dry-run".into());
-    } else {
-        // Cgroups, network namespaces, veths and per-container state named with the prefix.
-        let c = container::gc(crate::backend::NAME_PREFIX);
-        rep.removed.extend(c.removed);
-        rep.kept.extend(c.kept);
-        rep.errors.extend(c.errors);
-    }
     rep
 }
 
@@ -126,12 +199,13 @@ mod tests {
         let live = t.path().join(format!("vmct-probe-proc-{}", std::process::id()));
         std::fs::create_dir(&live).unwrap();
         std::fs::create_dir(t.path().join("vmct-probe-not-a-pid")).unwrap();
-        let mut rep = GcReport::default();
-        probe_dirs(&[t.path()], true, &mut rep);
-        assert!(dead.exists() && rep.removed.len() == 1, "dry run lists only: {rep:?}");
-        let mut rep = GcReport::default();
-        probe_dirs(&[t.path()], false, &mut rep);
+        let mut plan = Plan::default();
+        probe_dirs(&[t.path()], &mut plan);
+        let listed = Plan { leftovers: plan.leftovers.clone(), ..Default::default() }.execute(true);
+        assert!(dead.exists() && listed.removed.len() == 1, "dry run lists only: {listed:?}");
+        let rep = plan.execute(false);
         assert!(!dead.exists() && live.exists(), "{rep:?}");
         assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (1, 1, 0), "{rep:?}");
+        assert_eq!(listed.removed, rep.removed);
     }
 }

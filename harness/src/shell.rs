@@ -28,9 +28,10 @@ pub enum ShellError {
     /// The terminal relay failed.
     #[error("shell: terminal relay: {0}")]
     Relay(#[from] std::io::Error),
-    /// Stopped by a signal to vmct (SIGTERM, SIGHUP, or Ctrl-C when stdin is not a terminal).
-    #[error("shell: interrupted; the container was stopped and removed")]
-    Interrupted,
+    /// Stopped by a signal to vmct (any of [`crate::interrupt::SIGNALS`]; Ctrl-C only when stdin is not
+    /// a terminal, since in raw mode it is a byte for the container).
+    #[error("shell: the container was stopped and removed")]
+    Interrupted(#[source] crate::interrupt::Interrupted),
 }
 
 /// What to start.
@@ -84,8 +85,8 @@ pub fn run(req: &ShellRequest) -> Result<i32, ShellError> {
     };
     // SAFETY: restoring the default disposition has no preconditions.
     unsafe { libc::signal(libc::SIGWINCH, libc::SIG_DFL) };
-    // After the pty closed the container has ended or is ending; when interrupted, do not wait.
-    let grace = if matches!(relayed, Err(ShellError::Interrupted)) { Duration::ZERO } else { Duration::from_secs(2) };
+    // After the pty closed the container has ended or is ending; when a signal asked to stop, do not wait.
+    let grace = if crate::interrupt::requested() { Duration::ZERO } else { Duration::from_secs(2) };
     let exit: Exit = c.stop(grace)?;
     relayed?;
     Ok(exit.status.unwrap_or_else(|| 128 + exit.signal.unwrap_or(0)))
@@ -95,6 +96,8 @@ pub fn run(req: &ShellRequest) -> Result<i32, ShellError> {
 struct RawMode {
     stdin: std::io::Stdin,
     saved: Termios,
+    /// Lets a second signal, which ends vmct at once, still put the terminal back.
+    _guard: crate::interrupt::TerminalGuard,
 }
 
 impl RawMode {
@@ -103,8 +106,9 @@ impl RawMode {
         let saved = tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
+        let guard = crate::interrupt::TerminalGuard::new(&libc::termios::from(saved.clone()));
         tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode { stdin, saved })
+        Some(RawMode { stdin, saved, _guard: guard })
     }
 }
 
@@ -135,7 +139,7 @@ fn relay(master: &OwnedFd, tty: bool) -> Result<(), ShellError> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         if crate::interrupt::requested() {
-            return Err(ShellError::Interrupted);
+            return Err(ShellError::Interrupted(crate::interrupt::Interrupted));
         }
         if WINCH.swap(false, Ordering::SeqCst) && tty {
             copy_winsize(stdin.as_fd(), master.as_fd());

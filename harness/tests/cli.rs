@@ -170,10 +170,11 @@ fn commit_a_running_container_and_start_from_the_image() {
     vmct().args(["images"]).assert().success().stdout(predicate::str::contains(&name));
     vmct().args(["commit", &id, &name]).assert().code(2).stderr(predicate::str::contains("exists already"));
     vmct().args(["commit", "vmct-nope", "x"]).assert().code(2).stderr(predicate::str::contains("no running container"));
-    // SIGTERM: `vmct run` stops its container and cleans up (SIGKILL would leave it to `vmct gc`).
+    // SIGTERM: `vmct run` stops its container, cleans up (SIGKILL would leave it to `vmct gc`) and
+    // exits 128 + 15, as a shell reports it.
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(idle.id() as i32, libc::SIGTERM) };
-    assert!(idle.wait().unwrap().success());
+    assert_eq!(idle.wait().unwrap().code(), Some(143));
     vmct().args(["run", "--backend", "container", "--image", &name, "--workload", "ready"]).assert().success();
     // An image built on the committed one keeps it from being removed until it is removed itself.
     let t = tempfile::tempdir().unwrap();

@@ -314,8 +314,8 @@ fn clear_errors_for_bad_rootfs_limits_and_missing_runtime() {
     }
     let e = container::Image::open(vec!["/nonexistent/vmct-rootfs".into()], vec!["/bin/w".into()]).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/vmct-rootfs") && e.to_string().contains("missing rootfs"), "{e}");
-    let e = container::parse_size("64Q").unwrap_err();
-    assert!(e.to_string().contains("'64Q'") && e.to_string().contains("64M"), "{e}");
+    let e = harness::units::parse_size("64Q").unwrap_err();
+    assert!(e.contains("'64Q'") && e.contains("MiB"), "{e}");
     let b = backend("container");
     let mut s = spec("badlimit", "ready");
     s.pids_limit = Some(0);

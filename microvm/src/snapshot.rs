@@ -287,9 +287,13 @@ impl SnapshotInfo {
     }
 }
 
-/// The protocol line the VMM prints when a snapshot failed (the VM keeps running).
+/// The protocol line the VMM prints when a snapshot failed (the VM keeps running): `failed`, since
+/// saving is something this VMM does and this attempt did not (a full disk, a write error).
 pub fn failure_line(e: &SnapshotError) -> String {
-    format!("@vmct unsupported snapshot {}\n", e.to_string().replace('\n', " "))
+    let mut line = String::new();
+    let reason = e.to_string();
+    let _ = workloads::protocol::Message::Failed { what: "snapshot", reason: &reason }.encode(&mut line);
+    line
 }
 
 /// True if `page` is all zero bytes (vectorizable: no early exit inside a 64-byte line).
@@ -582,6 +586,6 @@ mod tests {
             SnapshotInfo { dir: "/d".into(), memory_bytes: 4096, state_bytes: 100, resident_pages: 3, pause_s: 0.5 };
         assert!(i.protocol_lines().ends_with("@vmct result snapshot.bytes 4196 bytes\n"));
         let e = SnapshotError::State("x\ny".into());
-        assert_eq!(failure_line(&e), "@vmct unsupported snapshot microvm: snapshot: x y\n");
+        assert_eq!(failure_line(&e), "@vmct failed snapshot microvm: snapshot: x y\n");
     }
 }

@@ -350,6 +350,9 @@ pub fn open_kvm() -> Result<Kvm, VmError> {
     Ok(kvm)
 }
 
+/// Most vCPUs a VM may have.
+pub const MAX_VCPUS: u32 = 256;
+
 fn check_config(c: &VmConfig) -> Result<u64, VmError> {
     let mem = layout::align_up(c.mem_bytes, layout::HUGE_PAGE_SIZE);
     if !(layout::MIN_MEM_BYTES..=layout::MAX_MEM_BYTES).contains(&mem) {
@@ -360,8 +363,8 @@ fn check_config(c: &VmConfig) -> Result<u64, VmError> {
             layout::MAX_MEM_BYTES
         )));
     }
-    if c.vcpus == 0 || c.vcpus > 256 {
-        return Err(VmError::Config(format!("{} vCPUs: expected 1..=256", c.vcpus)));
+    if c.vcpus == 0 || c.vcpus > MAX_VCPUS {
+        return Err(VmError::Config(format!("{} vCPUs: expected 1..={MAX_VCPUS}", c.vcpus)));
     }
     if c.args.len() > layout::ARGS_CAPACITY {
         return Err(VmError::Config(format!(

@@ -8,7 +8,7 @@
 //! vcpu_setup, first_exit, ready; done before the guest's last lines), then the guest's protocol
 //! lines. The guest's `idle` wait ends when stdin reaches EOF or reads a `stop` line; a `snapshot DIR`
 //! line saves the VM into DIR (see [`crate::snapshot`]), answers with `@vmct result snapshot.* ...` lines
-//! ending with `snapshot.bytes` (or one `@vmct unsupported snapshot REASON` line) and keeps waiting.
+//! ending with `snapshot.bytes` (or one `@vmct failed snapshot REASON` line) and keeps waiting.
 //! `--restore DIR` starts a VM from such a snapshot instead of booting one: it reports `ready` again
 //! and continues where the snapshotted VM was. On an abnormal end
 //! the VMM prints `vmct-vmm: error: ...` on stderr and exits with the error's code

@@ -138,6 +138,7 @@ pub(crate) fn figures(r: &RunData) -> Vec<Fig> {
             None
         };
         let val = match (o.supported, validity::overhead_ratio(o)) {
+            _ if o.failed => Err(format!("failed: {}", o.reason)),
             (true, Some(f)) => Ok(f),
             (true, None) => Err("no process baseline".to_string()),
             (false, _) => Err(format!("unsupported: {}", o.reason)),

@@ -247,6 +247,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                     ratio_to_process: None,
                     supported: false,
                     reason: "bare guest has no system calls".into(),
+                    failed: false,
                 });
                 continue;
             }
@@ -268,6 +269,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 ratio_to_process: Some(ratio),
                 supported: true,
                 reason: String::new(),
+                failed: false,
             });
         }
     }

@@ -187,7 +187,7 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
                 .overhead
                 .iter()
                 .flatten()
-                .filter(|o| o.backend == b && o.scenario == "cpu" && !validity::is_check_value(&o.unit))
+                .filter(|o| o.backend == b && !o.failed && o.scenario == "cpu" && !validity::is_check_value(&o.unit))
                 .filter_map(|o| validity::overhead_ratio(o)?.check().ok())
                 .collect();
             (!r.is_empty()).then(|| results::stats::median(&r))

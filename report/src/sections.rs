@@ -382,12 +382,12 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
     let backends: Vec<String> = run.backends().into_iter().filter(|b| rows.iter().any(|r| &r.backend == b)).collect();
     // Rows of the pivot: (scenario, metric) of supported measurements.
     let mut keys: Vec<(String, String, String)> = Vec::new();
-    for r in rows.iter().filter(|r| r.supported) {
+    for r in rows.iter().filter(|r| r.supported && !r.failed) {
         if !keys.iter().any(|k| k.0 == r.scenario && k.1 == r.metric) {
             keys.push((r.scenario.clone(), r.metric.clone(), r.unit.clone()));
         }
     }
-    for r in rows.iter().filter(|r| !r.supported) {
+    for r in rows.iter().filter(|r| !r.supported || r.failed) {
         if !keys.iter().any(|k| k.0 == r.scenario) {
             keys.push((r.scenario.clone(), String::new(), String::new()));
         }
@@ -397,7 +397,7 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
         let mut row = vec![esc(scen), format!("<code>{}</code> {}", esc(metric), esc(unit))];
         for b in &backends {
             let cell = match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
-                Some(r) if r.supported => {
+                Some(r) if r.supported && !r.failed => {
                     let ratio = match (validity::is_check_value(&r.unit), r.ratio_to_process) {
                         (true, Some(1.0)) => "<span class=\"pass\">same as process</span>".into(),
                         (true, Some(_)) => "<span class=\"fail\">differs from process</span>".into(),
@@ -411,7 +411,8 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
                         r.n
                     )
                 }
-                _ => match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && !r.supported) {
+                _ => match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && (!r.supported || r.failed)) {
+                    Some(r) if r.failed => format!("<span class=\"unsup\">failed: {}</span>", esc(&r.reason)),
                     Some(r) => format!("<span class=\"unsup\">unsupported: {}</span>", esc(&r.reason)),
                     None => "<span class=\"na\">not measured</span>".into(),
                 },

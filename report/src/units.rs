@@ -47,8 +47,9 @@ pub fn parse_size(text: &str) -> Result<u64, UnitsError> {
         "tb" => 1e12,
         _ => return Err(err()),
     };
-    let bytes = (v * mult).round();
-    if bytes > u64::MAX as f64 {
+    let bytes = v * mult;
+    // A fraction of a byte (`0.5B`, `1.0000001KiB`) cannot be applied as given.
+    if bytes > u64::MAX as f64 || bytes.fract() != 0.0 {
         return Err(err());
     }
     Ok(bytes as u64)
@@ -221,7 +222,7 @@ mod tests {
     fn rejects_bad_sizes_with_a_clear_message() {
         let e = parse_size("64Q").unwrap_err().to_string();
         assert!(e.starts_with("invalid size '64Q': expected a number with unit B, KiB, MiB, GiB, TiB"), "{e}");
-        for bad in ["", "GiB", "12", "-1GiB", "1.2.3MiB", "1e3MiB"] {
+        for bad in ["", "GiB", "12", "-1GiB", "1.2.3MiB", "1e3MiB", "0.5B", "1.0001KiB", "99999999999TiB"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }

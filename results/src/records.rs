@@ -185,10 +185,14 @@ pub struct OverheadRow {
     pub max: f64,
     /// median / process median (same run), when both exist.
     pub ratio_to_process: Option<f64>,
-    /// False when the backend cannot run the scenario.
+    /// False when the backend cannot run the scenario by design.
     pub supported: bool,
-    /// Why unsupported (empty otherwise).
+    /// Why unsupported, or the error of a failed run (empty otherwise).
     pub reason: String,
+    /// The backend can run the scenario but a run of it failed (`reason` has the error, e.g. the
+    /// errno and how many MiB were written); no figures. Absent in files from older versions: false.
+    #[serde(default)]
+    pub failed: bool,
 }
 record!(OverheadRow, "overhead.csv");
 

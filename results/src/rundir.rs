@@ -308,6 +308,7 @@ mod tests {
             ratio_to_process: None,
             supported: false,
             reason: "bare guest has no system calls, \"quoted\"".into(),
+            failed: false,
         }];
         rd.write_csv(&over).unwrap();
         assert_eq!(rd.read_csv::<OverheadRow>().unwrap(), over);

@@ -5,6 +5,7 @@
 //! @vmct result cpu.sha256 1234567.5 blocks/s
 //! @vmct probe fs.host_canary blocked ENOENT reading /tmp/vmct-canary
 //! @vmct unsupported syscall bare guest has no system calls
+//! @vmct failed io ENOSPC (No space left on device) writing MiB 913 of 1048576
 //! @vmct phase vm_create 123456789
 //! @vmct done 0
 //! ```
@@ -71,11 +72,21 @@ pub enum Message<'a> {
         /// Free text (may contain spaces, no newlines).
         detail: &'a str,
     },
-    /// The platform cannot run a scenario or metric; never reported as zero.
+    /// The platform cannot run a scenario or metric by design (e.g. no system calls on the bare guest);
+    /// never reported as zero.
     Unsupported {
         /// What is unsupported (a scenario or metric name).
         what: &'a str,
         /// Why, in words.
+        reason: &'a str,
+    },
+    /// A scenario the platform can run failed this time (a full disk, a failed allocation): the error
+    /// and how far it got. The run is a failure, not [`Message::Unsupported`]; `done` carries a nonzero
+    /// status.
+    Failed {
+        /// What failed (a scenario name).
+        what: &'a str,
+        /// The error (errno name and text where there is one) and the progress made, in words.
         reason: &'a str,
     },
     /// A host-side phase boundary: `name` reached at host CLOCK_MONOTONIC `mono_ns`.
@@ -141,6 +152,10 @@ impl Message<'_> {
                 write!(w, "unsupported {what} ")?;
                 write_text(w, reason)?
             }
+            Message::Failed { what, reason } => {
+                write!(w, "failed {what} ")?;
+                write_text(w, reason)?
+            }
             Message::Phase { name, mono_ns } => write!(w, "phase {name} {mono_ns}")?,
             Message::Done { status } => write!(w, "done {status}")?,
         }
@@ -182,6 +197,13 @@ impl Message<'_> {
                     return Err(DecodeError::MissingField("what"));
                 }
                 Ok(Message::Unsupported { what, reason })
+            }
+            "failed" => {
+                let (what, reason) = split_token(rest);
+                if what.is_empty() {
+                    return Err(DecodeError::MissingField("what"));
+                }
+                Ok(Message::Failed { what, reason })
             }
             "phase" => {
                 let (name, rest) = split_token(rest);
@@ -242,6 +264,7 @@ mod tests {
         });
         roundtrip(Message::Probe { id: "p", outcome: ProbeOutcome::Blocked, detail: "" });
         roundtrip(Message::Unsupported { what: "syscall", reason: "bare guest has no system calls" });
+        roundtrip(Message::Failed { what: "io", reason: "ENOSPC (No space left on device) writing MiB 3 of 9" });
         roundtrip(Message::Phase { name: "vm_create", mono_ns: 18_446_744_073_709_551_615 });
         roundtrip(Message::Done { status: -3 });
     }
@@ -265,6 +288,7 @@ mod tests {
         assert_eq!(Message::decode("@vmct result a 1"), Err(DecodeError::MissingField("unit")));
         assert_eq!(Message::decode("@vmct probe a maybe x"), Err(DecodeError::BadField("outcome")));
         assert_eq!(Message::decode("@vmct done x"), Err(DecodeError::BadField("status")));
+        assert_eq!(Message::decode("@vmct failed"), Err(DecodeError::MissingField("what")));
         assert_eq!(Message::decode("@vmct phase a -1"), Err(DecodeError::BadField("mono_ns")));
     }
 }

@@ -1,8 +1,9 @@
 //! Runs a [`Scenario`] on a [`Platform`]: the same control flow on every platform.
 //!
 //! Every scenario first reports `ready` (so launch-to-ready is measured the same way for all of them),
-//! then its results, then `done`. Scenarios a platform cannot run are reported as `unsupported`, never
-//! as zero.
+//! then its results, then `done`. Scenarios a platform cannot run by design are reported as
+//! `unsupported` (status 0), never as zero; a scenario that ran and failed is reported as `failed` with
+//! the error and how far it got, and `done` carries status 1.
 use crate::kernels;
 use crate::protocol::Message;
 use crate::scenario::Scenario;
@@ -15,12 +16,79 @@ pub trait Platform {
     /// Send one message to the host.
     fn emit(&mut self, msg: &Message<'_>);
     /// A writable buffer of `bytes` bytes, not yet touched (first-touch cost is measured).
+    /// `Err(reason)` is a failure of this run (the memory is not there), reported as `failed`.
     fn memory(&mut self, bytes: usize) -> Result<&mut [u8], &'static str>;
     /// Block until the host says stop (stdin closed, or the VMM's stop port answers).
     fn wait_for_stop(&mut self);
     /// Run a scenario only this platform knows (`syscall`, `io`, `probe`), emitting its results.
-    /// `Err(reason)` means unsupported on this platform.
-    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), &'static str>;
+    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError>;
+}
+
+/// Why a platform scenario produced no results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScenarioError {
+    /// The platform cannot run it by design (e.g. no system calls on the bare guest): `unsupported`.
+    Unsupported(&'static str),
+    /// It ran and failed: `failed` with the error and the progress made (e.g. errno and MiB written).
+    Failed(Detail),
+}
+
+/// Capacity of a [`Detail`] in bytes (held inline: the core has no allocator; small enough that a
+/// `Result` carrying it stays cheap to return). Put the important words first.
+pub const DETAIL_CAPACITY: usize = 112;
+
+/// A failure's description, formatted without allocation (`write!(d, ...)`); text beyond
+/// [`DETAIL_CAPACITY`] bytes is cut at a character boundary.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Detail {
+    b: [u8; DETAIL_CAPACITY],
+    len: u8,
+}
+
+impl Detail {
+    /// An empty description.
+    pub const fn new() -> Detail {
+        Detail { b: [0; DETAIL_CAPACITY], len: 0 }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.b[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Detail::new()
+    }
+}
+
+impl core::fmt::Debug for Detail {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Write for Detail {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let len = usize::from(self.len);
+        let mut take = s.len().min(DETAIL_CAPACITY - len);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.b[len..len + take].copy_from_slice(&s.as_bytes()[..take]);
+        // At most DETAIL_CAPACITY (< 256) bytes.
+        self.len = (len + take) as u8;
+        Ok(())
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(s: &str) -> Detail {
+        let mut d = Detail::new();
+        let _ = d.write_str(s);
+        d
+    }
 }
 
 /// Small fixed-size string for formatting result names without allocation.
@@ -61,7 +129,7 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
                         true
                     }
                     Err(reason) => {
-                        p.emit(&Message::Unsupported { what: "idle", reason });
+                        p.emit(&Message::Failed { what: "idle", reason });
                         false
                     }
                 }
@@ -92,7 +160,7 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
             match p.memory(bytes) {
                 Ok(_) => {}
                 Err(reason) => {
-                    p.emit(&Message::Unsupported { what: "mem", reason });
+                    p.emit(&Message::Failed { what: "mem", reason });
                     return finish(p, 1);
                 }
             }
@@ -120,14 +188,18 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
         }
         Scenario::Syscall { .. } | Scenario::Io { .. } | Scenario::Probe => {
             p.emit(&Message::Ready);
+            let mut name = Buf::<16> { b: [0; 16], len: 0 };
+            let _ = name.write_str(scenario.name());
+            let what = core::str::from_utf8(&name.b[..name.len]).unwrap_or("scenario");
             match p.run_platform(scenario) {
                 Ok(()) => 0,
-                Err(reason) => {
-                    let mut name = Buf::<16> { b: [0; 16], len: 0 };
-                    let _ = name.write_str(scenario.name());
-                    let what = core::str::from_utf8(&name.b[..name.len]).unwrap_or("scenario");
+                Err(ScenarioError::Unsupported(reason)) => {
                     p.emit(&Message::Unsupported { what, reason });
                     0
+                }
+                Err(ScenarioError::Failed(detail)) => {
+                    p.emit(&Message::Failed { what, reason: detail.as_str() });
+                    1
                 }
             }
         }
@@ -153,6 +225,8 @@ mod tests {
         out: Vec<String>,
         mem: Vec<u8>,
         stopped: bool,
+        platform: Result<(), ScenarioError>,
+        mem_limit: usize,
     }
 
     impl Platform for Fake {
@@ -166,6 +240,9 @@ mod tests {
             self.out.push(s);
         }
         fn memory(&mut self, bytes: usize) -> Result<&mut [u8], &'static str> {
+            if bytes > self.mem_limit {
+                return Err("mmap of the working set failed");
+            }
             if self.mem.len() < bytes {
                 self.mem = vec![0; bytes];
             }
@@ -174,13 +251,14 @@ mod tests {
         fn wait_for_stop(&mut self) {
             self.stopped = true;
         }
-        fn run_platform(&mut self, _: &Scenario) -> Result<(), &'static str> {
-            Err("no system calls here")
+        fn run_platform(&mut self, _: &Scenario) -> Result<(), ScenarioError> {
+            self.platform.clone()
         }
     }
 
     fn fake() -> Fake {
-        Fake { t: 0, out: Vec::new(), mem: Vec::new(), stopped: false }
+        let platform = Err(ScenarioError::Unsupported("no system calls here"));
+        Fake { t: 0, out: Vec::new(), mem: Vec::new(), stopped: false, platform, mem_limit: usize::MAX }
     }
 
     #[test]
@@ -201,6 +279,32 @@ mod tests {
         run(&Scenario::Syscall { n: 5 }, &mut f);
         assert_eq!(f.out[1], "@vmct unsupported syscall no system calls here\n");
         assert!(!f.out.iter().any(|l| l.contains("result")));
+    }
+
+    #[test]
+    fn failures_are_reported_as_failed_with_their_error_and_a_nonzero_status() {
+        let mut f = fake();
+        let mut d = Detail::new();
+        write!(d, "ENOSPC (No space left on device) writing MiB {} of {}", 913, 1_048_576).unwrap();
+        f.platform = Err(ScenarioError::Failed(d));
+        assert_eq!(run(&Scenario::Io { mib: 1_048_576 }, &mut f), 1);
+        assert_eq!(f.out[1], "@vmct failed io ENOSPC (No space left on device) writing MiB 913 of 1048576\n");
+        assert_eq!(f.out.last().unwrap(), "@vmct done 1\n");
+        for sc in [Scenario::Mem { mib: 2 }, Scenario::Idle { hold_mib: 2 }] {
+            let mut f = fake();
+            f.mem_limit = crate::MIB;
+            assert_eq!(run(&sc, &mut f), 1, "{sc}");
+            assert!(f.out.iter().any(|l| l.starts_with(&std::format!("@vmct failed {} ", sc.name()))), "{:?}", f.out);
+            assert!(!f.out.iter().any(|l| l.contains("unsupported")), "{:?}", f.out);
+        }
+    }
+
+    #[test]
+    fn details_are_cut_at_their_capacity_on_a_character_boundary() {
+        let mut d = Detail::new();
+        write!(d, "{}", "é".repeat(DETAIL_CAPACITY)).unwrap();
+        assert_eq!(d.as_str().len(), DETAIL_CAPACITY);
+        assert!(d.as_str().chars().all(|c| c == 'é'));
     }
 
     #[test]

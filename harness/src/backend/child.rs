@@ -187,6 +187,7 @@ impl Instance for ChildInstance {
                 Line::Event(_, Event::Phase { name, mono_ns }) => self.marks.push((name, mono_ns)),
                 Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
                 Line::Event(..) | Line::Text(_) => {}
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => {
                     return Err(BackendError::Timeout {
                         backend: self.backend.clone(),
@@ -207,6 +208,7 @@ impl Instance for ChildInstance {
                 Line::Event(ns, e) => return Ok(Some((ns, e))),
                 Line::Text(_) => {}
                 Line::Eof => return Ok(None),
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => {
                     return Err(BackendError::Timeout {
                         backend: self.backend.clone(),
@@ -231,6 +233,8 @@ impl Instance for ChildInstance {
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {
         let Some(child) = self.child.as_mut() else { return Ok(ExitInfo::default()) };
         drop(child.stdin.take());
+        // After a stop request (a signal to vmct) nothing waits for a graceful end.
+        let timeout = if crate::interrupt::requested() { Duration::ZERO } else { timeout };
         let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
         let status = loop {
             match child.try_wait() {

@@ -124,6 +124,11 @@ impl Backend for ContainerBackend {
         }
     }
 
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
+        limits.validate().map_err(|e| e.to_string())
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let launched_ns = clock::mono_ns();
         let rt = self.runtime().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
@@ -288,6 +293,7 @@ impl Instance for ContainerInstance {
                 }
                 Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
                 Line::Event(..) | Line::Text(_) => {}
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => return Err(self.timeout("report ready", timeout)),
             }
         }
@@ -301,6 +307,7 @@ impl Instance for ContainerInstance {
                 Line::Event(ns, e) => return Ok(Some((ns, e))),
                 Line::Text(_) => {}
                 Line::Eof => return Ok(None),
+                Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => return Err(self.timeout("finish", timeout)),
             }
         }
@@ -335,7 +342,8 @@ impl Instance for ContainerInstance {
 
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {
         let Some(mut c) = self.c.take() else { return Ok(ExitInfo::default()) };
-        let r = c.stop(timeout);
+        // After a stop request (a signal to vmct) nothing waits for a graceful end.
+        let r = c.stop(if crate::interrupt::requested() { Duration::ZERO } else { timeout });
         // Drain what the container wrote before it ended (its log gets the last lines too).
         while let Ok(Line::Event(..) | Line::Text(_)) = self.reader.next(Duration::ZERO) {}
         let exit = r.map_err(|e| BackendError::Launch { backend: self.backend.clone(), reason: e.to_string() })?;

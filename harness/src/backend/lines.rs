@@ -20,6 +20,8 @@ pub enum Line {
     Eof,
     /// Nothing within the timeout.
     Timeout,
+    /// A signal asked vmct to stop ([`crate::interrupt`]) while waiting.
+    Interrupted,
 }
 
 /// Reads lines from a pipe.
@@ -54,7 +56,8 @@ impl LineReader {
         self
     }
 
-    /// The next line, waiting at most `timeout`.
+    /// The next line, waiting at most `timeout`. A wait checks [`crate::interrupt::requested`] at least
+    /// every [`crate::interrupt::POLL_SLICE`] and returns [`Line::Interrupted`] once a stop is requested.
     pub fn next(&mut self, timeout: Duration) -> io::Result<Line> {
         let deadline = clock::mono_ns() + timeout.as_nanos().min(u64::MAX as u128) as u64;
         loop {
@@ -85,7 +88,11 @@ impl LineReader {
             if now >= deadline && !self.readable(0)? {
                 return Ok(Line::Timeout);
             }
-            let wait_ms = ((deadline.saturating_sub(now)) / 1_000_000 + 1).min(i32::MAX as u64) as i32;
+            if crate::interrupt::requested() {
+                return Ok(Line::Interrupted);
+            }
+            let slice_ms = crate::interrupt::POLL_SLICE.as_millis() as u64;
+            let wait_ms = ((deadline.saturating_sub(now)) / 1_000_000 + 1).min(slice_ms) as i32;
             if !self.readable(wait_ms)? {
                 if clock::mono_ns() >= deadline {
                     return Ok(Line::Timeout);

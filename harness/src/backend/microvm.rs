@@ -148,10 +148,29 @@ impl Backend for MicrovmBackend {
         }
     }
 
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        use microvm::layout::{HUGE_PAGE_SIZE, MAX_MEM_BYTES, MIN_MEM_BYTES};
+        super::check_guest_memory(spec.mem_limit_bytes, HUGE_PAGE_SIZE, MIN_MEM_BYTES, MAX_MEM_BYTES)?;
+        if !(1..=microvm::vm::MAX_VCPUS).contains(&spec.vcpus) {
+            return Err(format!("{} vCPUs: expected 1 to {}", spec.vcpus, microvm::vm::MAX_VCPUS));
+        }
+        super::not_applied(
+            NAME,
+            spec,
+            false,
+            "a microVM's CPU share is its vCPUs (--vcpus) and it has no host processes to count",
+        )
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         if let Err(reason) = self.availability() {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
         }
+        // Guest memory is used as given or refused, never rounded up.
+        let (granule, min, max) =
+            (microvm::layout::HUGE_PAGE_SIZE, microvm::layout::MIN_MEM_BYTES, microvm::layout::MAX_MEM_BYTES);
+        super::check_guest_memory(spec.mem_limit_bytes, granule, min, max)
+            .map_err(|reason| BackendError::Launch { backend: NAME.into(), reason })?;
         let cmd = self.command(spec)?;
         let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
         Ok(Box::new(MicrovmInstance { inner: child }))
@@ -228,7 +247,7 @@ impl Instance for MicrovmInstance {
                         checks_restore: true,
                     })
                 }
-                Some((_, Event::Unsupported { what, reason })) if what == "snapshot" => return Err(failed(reason)),
+                Some((_, Event::Failed { what, reason })) if what == "snapshot" => return Err(failed(reason)),
                 Some((_, Event::Done { status })) => {
                     return Err(failed(format!("the guest finished (status {status}) instead of pausing")))
                 }
@@ -248,6 +267,19 @@ mod tests {
         assert_eq!(guest_mem_bytes(None, &Scenario::Ready), DEFAULT_HEADROOM_BYTES);
         assert_eq!(guest_mem_bytes(None, &Scenario::Mem { mib: 64 }), (64 << 20) + DEFAULT_HEADROOM_BYTES);
         assert_eq!(guest_mem_bytes(Some(1 << 20), &Scenario::Ready), microvm::layout::MIN_MEM_BYTES);
+        let mut spec = InstanceSpec::new("vmct-t", Scenario::Ready);
+        let b = MicrovmBackend::default();
+        for bad in [1 << 20, (5 << 20) + 1, 5 << 20, 65 << 30] {
+            spec.mem_limit_bytes = Some(bad);
+            assert!(b.check_spec(&spec).unwrap_err().contains("from 4.00 MiB to 64.0 GiB"), "{bad}");
+        }
+        spec.mem_limit_bytes = Some(64 << 20);
+        assert_eq!(b.check_spec(&spec), Ok(()));
+        spec.vcpus = 0;
+        assert!(b.check_spec(&spec).unwrap_err().contains("0 vCPUs"));
+        spec.vcpus = 1;
+        spec.pids_limit = Some(5);
+        assert!(b.check_spec(&spec).unwrap_err().contains("--pids"));
         assert_eq!(guest_mem_bytes(Some(256 << 20), &Scenario::Ready), 256 << 20);
     }
 

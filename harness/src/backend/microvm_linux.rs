@@ -78,6 +78,17 @@ pub fn guest_mem_bytes(mem_limit: Option<u64>, scenario: &Scenario) -> u64 {
     (bytes.div_ceil(1 << 20) << 20).clamp(linux::layout::MIN_MEM_BYTES, linux::layout::MAX_MEM_BYTES)
 }
 
+/// Whether `spec` can run as given on the linux guest model (`backend` names it in the error): guest
+/// memory in whole MiB within the model's range, one vCPU, no container limits.
+pub fn check_linux_spec(backend: &str, spec: &InstanceSpec) -> Result<(), String> {
+    use linux::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
+    super::check_guest_memory(spec.mem_limit_bytes, 1 << 20, MIN_MEM_BYTES, MAX_MEM_BYTES)?;
+    if spec.vcpus != 1 {
+        return Err(format!("{} vCPUs: the linux guest model runs one vCPU", spec.vcpus));
+    }
+    super::not_applied(backend, spec, false, "a microVM's CPU share is its vCPUs and it has no host processes to count")
+}
+
 /// The initramfs for `workload`: the container's base-image layers plus /init, cached by content.
 pub fn initramfs_for(workload: &Path) -> Result<PathBuf, String> {
     let image = super::container::base_image(workload)?;
@@ -163,7 +174,14 @@ impl Backend for MicrovmLinuxBackend {
         }
     }
 
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        check_linux_spec(NAME, spec)
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        use linux::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
+        super::check_guest_memory(spec.mem_limit_bytes, 1 << 20, MIN_MEM_BYTES, MAX_MEM_BYTES)
+            .map_err(|reason| BackendError::Launch { backend: NAME.into(), reason })?;
         let kernel =
             self.availability().clone().map_err(|reason| BackendError::Unavailable { backend: NAME.into(), reason })?;
         let cmd = self.command(spec, &kernel)?;

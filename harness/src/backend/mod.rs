@@ -90,6 +90,10 @@ pub enum BackendError {
         /// Why.
         reason: String,
     },
+    /// A signal asked vmct to stop while it waited on the instance (see [`crate::interrupt`]); the
+    /// caller stops the instance at once.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// I/O with the instance failed.
     #[error("{backend}: {context}: {source}")]
     Io {
@@ -197,6 +201,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// `failed`: a scenario the platform can run failed this time (see [`Message::Failed`]).
+    Failed {
+        /// What.
+        what: String,
+        /// The error and the progress made.
+        reason: String,
+    },
     /// `phase` (host-side components only).
     Phase {
         /// Name.
@@ -218,6 +229,7 @@ impl From<&Message<'_>> for Event {
             Message::Result { name, value, unit } => Event::Result { name: name.into(), value, unit: unit.into() },
             Message::Probe { id, outcome, detail } => Event::Probe { id: id.into(), outcome, detail: detail.into() },
             Message::Unsupported { what, reason } => Event::Unsupported { what: what.into(), reason: reason.into() },
+            Message::Failed { what, reason } => Event::Failed { what: what.into(), reason: reason.into() },
             Message::Phase { name, mono_ns } => Event::Phase { name: name.into(), mono_ns },
             Message::Done { status } => Event::Done { status },
         }
@@ -274,6 +286,13 @@ pub trait Backend: Send + Sync {
     fn info(&self) -> results::BackendInfo;
     /// Start an instance; returns as soon as it is launched (not ready).
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError>;
+    /// Whether `spec`'s limits (memory, CPUs, pids, vCPUs) can be applied exactly as given here: `Err`
+    /// names the limit, why, and the valid range. The CLI calls it before launching (usage error, exit 2)
+    /// so a limit is never silently rounded, clamped or ignored. The default accepts every spec.
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        let _ = spec;
+        Ok(())
+    }
     /// Start an instance from state saved by [`Instance::save_state`] (VM restore, or a container
     /// started from the committed image). The instance reports `ready` again when it runs.
     fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
@@ -320,6 +339,41 @@ pub fn collect_events(inst: &mut dyn Instance, timeout: Duration) -> Result<Vec<
             }
         }
     }
+}
+
+/// A guest memory size given by the user must be used as given: a multiple of `granule` bytes within
+/// `min..=max` (the VMM would otherwise round it up or refuse it late).
+pub fn check_guest_memory(mem: Option<u64>, granule: u64, min: u64, max: u64) -> Result<(), String> {
+    let Some(b) = mem else { return Ok(()) };
+    if b % granule != 0 || !(min..=max).contains(&b) {
+        let f = |x: u64| crate::units::human_bytes(x as f64);
+        return Err(format!(
+            "guest memory {b} bytes ({}) cannot be used as given: expected a multiple of {} from {} to {}",
+            f(b),
+            f(granule),
+            f(min),
+            f(max)
+        ));
+    }
+    Ok(())
+}
+
+/// The error for limits a backend does not apply (rather than ignoring them).
+pub fn not_applied(backend: &str, spec: &InstanceSpec, mem: bool, why: &str) -> Result<(), String> {
+    let mut given = Vec::new();
+    if mem && spec.mem_limit_bytes.is_some() {
+        given.push("--mem");
+    }
+    if spec.cpu_quota.is_some() {
+        given.push("--cpus");
+    }
+    if spec.pids_limit.is_some() {
+        given.push("--pids");
+    }
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(format!("{backend} does not apply {}: {why}", given.join(", ")))
 }
 
 #[cfg(test)]

@@ -174,6 +174,11 @@ impl Backend for PeerBackend {
         }
     }
 
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
+        limits.validate().map_err(|e| e.to_string())
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let s = self.setup().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
         let fail = |reason: String| BackendError::Launch { backend: self.name.into(), reason };

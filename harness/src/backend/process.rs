@@ -41,4 +41,8 @@ impl Backend for ProcessBackend {
         cmd.args(spec.scenario.to_string().split_whitespace()).current_dir(&self.work_dir);
         Ok(Box::new(ChildInstance::spawn(self.name(), spec, cmd)?))
     }
+
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        super::not_applied(self.name(), spec, true, "it is the unconfined baseline; use a container backend")
+    }
 }

@@ -112,6 +112,10 @@ impl Backend for VmmPeer {
         }
     }
 
+    fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
+        super::microvm_linux::check_linux_spec(self.name(), spec)
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let name = self.vmm.name();
         let fail = |reason: String| BackendError::Launch { backend: name.into(), reason };

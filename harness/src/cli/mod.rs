@@ -74,16 +74,68 @@ pub fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("__vmm-linux") {
         return crate::backend::microvm_linux::vmm_linux_main(&args[2..]);
     }
-    // Like other Unix tools, end quietly when a reader such as `head` closes the pipe.
+    // Like other Unix tools, end quietly when a reader such as `head` closes the pipe while the
+    // arguments are parsed (help text); from then on [`crate::interrupt`] handles SIGPIPE.
     // SAFETY: restoring the default disposition of SIGPIPE has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     crate::interrupt::install();
     raise_fd_limit();
-    let result = match cli.command {
-        Command::Compare(a) => compare_cmd::run(a, &args),
+    // A write to a closed stdout (`vmct ... | head`) panics in `println!` once SIGPIPE no longer ends the
+    // process: unwind (Drop guards clean up) and end quietly with 141, like the default action would.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if crate::interrupt::signal() != Some(libc::SIGPIPE) {
+            default_hook(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli, &args)));
+    let result = match result {
+        Ok(r) => r,
+        Err(panic) => match crate::interrupt::signal() {
+            Some(_) => Err(crate::interrupt::Interrupted.into()),
+            None => std::panic::resume_unwind(panic),
+        },
+    };
+    match result {
+        // Commands without instances (build, commit, report, ...) finish their work first: a signal
+        // during them ends vmct right after, with the signal's exit code.
+        Ok(code) => match crate::interrupt::signal() {
+            Some(sig) => {
+                if sig != libc::SIGPIPE && !crate::interrupt::reported() {
+                    eprintln!("vmct: {}", crate::interrupt::Interrupted);
+                }
+                ExitCode::from(crate::interrupt::exit_code(sig))
+            }
+            None => code,
+        },
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<UsageError>() {
+                eprintln!("error: {u}\n\nFor more information, try '--help'.");
+                return ExitCode::from(2);
+            }
+            if let Some(sig) = crate::interrupt::signal() {
+                // Stopped by a signal: say so (not when the reader of our output went away) and exit
+                // 128 + signal, as a shell reports it.
+                if sig != libc::SIGPIPE {
+                    eprintln!("vmct: {}", crate::interrupt::Interrupted);
+                    if !e.chain().any(|c| c.is::<crate::interrupt::Interrupted>()) {
+                        eprintln!("  (while stopping: {e:#})");
+                    }
+                }
+                return ExitCode::from(crate::interrupt::exit_code(sig));
+            }
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli, args: &[String]) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Compare(a) => compare_cmd::run(a, args),
         Command::Run(a) => run_cmd::run(a),
-        Command::Isolation(a) => isolation_cmd::run(a, &args),
+        Command::Isolation(a) => isolation_cmd::run(a, args),
         Command::Env(a) => env_cmd::run(a),
         Command::Gc(a) => gc_cmd::run(a),
         Command::Report(a) => report_cmd::report(a),
@@ -94,17 +146,6 @@ pub fn main() -> ExitCode {
         Command::Shell(a) => shell_cmd::run(a),
         Command::Kernel(a) => kernel_cmd::run(a),
         Command::Plan(a) => report_cmd::plan(a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            if let Some(u) = e.downcast_ref::<UsageError>() {
-                eprintln!("error: {u}\n\nFor more information, try '--help'.");
-                return ExitCode::from(2);
-            }
-            eprintln!("Error: {e:#}");
-            ExitCode::from(1)
-        }
     }
 }
 

@@ -94,6 +94,13 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
     let working_set_bytes =
         crate::units::parse_size(&a.working_set).map_err(|e| UsageError(format!("--working-set: {e}")))?;
     let slo = crate::units::parse_duration(&a.slo_p99).map_err(|e| UsageError(format!("--slo-p99: {e}")))?;
+    if slo.is_zero() {
+        return Err(UsageError(format!(
+            "--slo-p99: '{}' is a target no launch can meet; give more than 0s",
+            a.slo_p99
+        ))
+        .into());
+    }
     let input = report::PlanInput { host_mem_bytes, cores, working_set_bytes, slo_p99_s: slo.as_secs_f64() };
     let out = report::plan(&rd, &input)?;
     if a.json {

@@ -1,7 +1,7 @@
 //! `vmct run`: one instance, its messages and timings.
 use super::UsageError;
-use crate::backend::{registry, Event, InstanceSpec};
-use crate::units::{human_secs, parse_duration, parse_size};
+use crate::backend::{registry, BackendError, Event, Instance, InstanceSpec};
+use crate::units::{human_secs, parse_cpus, parse_duration, parse_mem, parse_pids};
 use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,16 +31,17 @@ pub struct RunArgs {
     /// syscall: round trips.
     #[arg(long, allow_hyphen_values = true)]
     pub n: Option<String>,
-    /// Memory limit (containers) or guest memory (microVMs), e.g. 256MiB.
+    /// Memory limit (containers) or guest memory (microVMs: a multiple of 2 MiB from 4 MiB to 64 GiB),
+    /// e.g. 256MiB or 256M (powers of 1024; 256MB is 256 x 10^6 bytes); at least 1 MiB.
     #[arg(long)]
     pub mem: Option<String>,
-    /// CPU quota in CPUs, e.g. 0.5.
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Maximum processes (containers).
-    #[arg(long)]
-    pub pids: Option<u64>,
-    /// vCPUs (microVMs).
+    /// CPU quota (containers) in CPUs from 0.01 to the host's CPUs, e.g. 0.5; 0 = no limit.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    /// Maximum processes (containers), 1 to 4194304; -1, 0, max or unlimited = no limit.
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids: Option<String>,
+    /// vCPUs (microVMs), 1 to 256.
     #[arg(long, default_value_t = 1)]
     pub vcpus: u32,
     /// How long to keep an `idle` instance alive after it is ready (Ctrl-C stops it early).
@@ -88,6 +89,7 @@ struct RunReport {
     results: Vec<serde_json::Value>,
     probes: Vec<serde_json::Value>,
     unsupported: Vec<serde_json::Value>,
+    failed: Vec<serde_json::Value>,
     stats: serde_json::Value,
     exit_status: Option<i32>,
     exit_signal: Option<i32>,
@@ -98,16 +100,14 @@ struct RunReport {
 /// Run the command.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let scenario = scenario_of(&a)?;
-    let timeout = parse_duration(&a.timeout).map_err(UsageError)?;
-    let hold_for = parse_duration(&a.hold_for).map_err(UsageError)?;
-    let mem = a.mem.as_deref().map(parse_size).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
-    if let Some(c) = a.cpus {
-        if !(c > 0.0 && c <= 1024.0) {
-            return Err(
-                UsageError(format!("invalid value '{c}' for '--cpus': expected a number of CPUs above 0")).into()
-            );
-        }
+    let timeout = parse_duration(&a.timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;
+    if timeout.is_zero() {
+        return Err(UsageError(format!("--timeout: '{}' leaves no time to run; give more than 0s", a.timeout)).into());
     }
+    let hold_for = parse_duration(&a.hold_for).map_err(|e| UsageError(format!("--hold-for: {e}")))?;
+    let mem = a.mem.as_deref().map(parse_mem).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
+    let cpus = a.cpus.as_deref().map(parse_cpus).transpose().map_err(|e| UsageError(format!("--cpus: {e}")))?;
+    let pids = a.pids.as_deref().map(parse_pids).transpose().map_err(|e| UsageError(format!("--pids: {e}")))?;
     let (workload, work_dir) = super::workload_and_workdir()?;
     let all = registry::all_with_peers(&workload, &work_dir, &a.peer);
     let name = match (a.backend.as_str(), a.guest.as_deref()) {
@@ -128,9 +128,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut spec = InstanceSpec::new(crate::experiments::next_id(), scenario);
     spec.mem_limit_bytes = mem;
-    spec.cpu_quota = a.cpus;
-    spec.pids_limit = a.pids;
+    spec.cpu_quota = cpus.flatten();
+    spec.pids_limit = pids.flatten();
     spec.vcpus = a.vcpus;
+    // Every limit is applied as given on this backend, or refused here naming the valid range.
+    backend.check_spec(&spec).map_err(|e| UsageError(format!("{}: {e}", info.name)))?;
     spec.log_dir = Some(a.log_dir.clone().unwrap_or_else(crate::logs::dir));
     let mut record = crate::logs::LogRecord {
         id: spec.id.clone(),
@@ -159,7 +161,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     .with_context(|| format!("launching {} on {}", scenario, a.backend))?;
-    let ready = inst.wait_ready(timeout)?;
+    let ready = match inst.wait_ready(timeout) {
+        Err(BackendError::Interrupted(_)) => return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none()),
+        r => r?,
+    };
     let mut rep = RunReport {
         backend: a.backend.clone(),
         id: spec.id.clone(),
@@ -169,6 +174,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         results: vec![],
         probes: vec![],
         unsupported: vec![],
+        failed: vec![],
         stats: serde_json::Value::Null,
         exit_status: None,
         exit_signal: None,
@@ -200,13 +206,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let until = std::time::Instant::now() + hold_for;
         while std::time::Instant::now() < until && !crate::interrupt::requested() {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(crate::interrupt::POLL_SLICE);
+        }
+        if crate::interrupt::requested() {
+            return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none());
         }
     } else {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Some((ns, e)) = inst.next_event(left)? else { break };
+            let next = match inst.next_event(left) {
+                Err(BackendError::Interrupted(_)) => {
+                    return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none())
+                }
+                r => r?,
+            };
+            let Some((ns, e)) = next else { break };
             let t = crate::clock::ns_to_s(ns.saturating_sub(ready.launched_ns));
             match e {
                 Event::Result { name, value, unit } => {
@@ -227,6 +242,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                     rep.unsupported.push(serde_json::json!({"what": what, "reason": reason}));
                 }
+                Event::Failed { what, reason } => {
+                    if !a.json {
+                        println!("failed    {what}: {reason}");
+                    }
+                    rep.failed.push(serde_json::json!({"what": what, "reason": reason}));
+                }
                 Event::Done { status } => {
                     rep.exit_status = Some(status);
                     break;
@@ -234,6 +255,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 Event::Ready | Event::Phase { .. } => {}
             }
         }
+    }
+    if crate::interrupt::requested() {
+        // Ctrl-C on a terminal also reaches the instance (same process group): it may have ended first.
+        return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none());
     }
     let exit = inst.stop(Duration::from_secs(5))?;
     rep.exit_status = rep.exit_status.or(exit.status);
@@ -262,6 +287,32 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         });
         let _ = record.save();
     }
-    let ok = exit.error.is_none() && !exit.oom_killed && rep.exit_status.unwrap_or(0) == 0;
+    let ok = exit.error.is_none() && !exit.oom_killed && rep.exit_status.unwrap_or(0) == 0 && rep.failed.is_empty();
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A signal asked vmct to stop: stop the instance at once (no grace: the workload may be in the middle of
+/// a long computation, or a vCPU in guest code), say so, and exit 128 + signal like a shell would.
+fn stopped_by_signal(
+    inst: &mut dyn Instance,
+    record: &mut crate::logs::LogRecord,
+    save_record: bool,
+) -> anyhow::Result<ExitCode> {
+    let sig = crate::interrupt::signal().unwrap_or(libc::SIGINT);
+    let name = crate::interrupt::signal_name(sig);
+    let t0 = std::time::Instant::now();
+    let stopped = inst.stop(Duration::ZERO);
+    let took = t0.elapsed().as_secs_f64();
+    crate::interrupt::set_reported();
+    match &stopped {
+        Ok(_) => eprintln!("interrupted by {name}: instance {} stopped and removed in {}", inst.id(), human_secs(took)),
+        Err(e) => eprintln!("interrupted by {name}: stopping instance {} failed: {e}", inst.id()),
+    }
+    if save_record {
+        record.ended_unix_s = Some(crate::logs::unix_now());
+        record.exit = Some(format!("interrupted by {name}"));
+        let _ = record.save();
+    }
+    stopped?;
+    Ok(ExitCode::from(crate::interrupt::exit_code(sig)))
 }

@@ -32,12 +32,15 @@ pub struct ShellArgs {
     /// Do not stack the busybox layer.
     #[arg(long)]
     pub no_busybox: bool,
-    /// Memory limit, e.g. 256MiB.
+    /// Memory limit, e.g. 256MiB or 256M (powers of 1024; 256MB is 256 x 10^6 bytes); at least 1 MiB.
     #[arg(long)]
     pub mem: Option<String>,
-    /// Maximum processes.
-    #[arg(long)]
-    pub pids: Option<u64>,
+    /// CPU quota in CPUs from 0.01 to the host's CPUs, e.g. 0.5; 0 = no limit.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    /// Maximum processes, 1 to 4194304; -1, 0, max or unlimited = no limit.
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids: Option<String>,
     /// Command and arguments (after `--`); default: the image's entry point, else /bin/sh.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -51,7 +54,11 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         _ => Profile::Default,
     };
     let mem =
-        a.mem.as_deref().map(crate::units::parse_size).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
+        a.mem.as_deref().map(crate::units::parse_mem).transpose().map_err(|e| UsageError(format!("--mem: {e}")))?;
+    let cpus =
+        a.cpus.as_deref().map(crate::units::parse_cpus).transpose().map_err(|e| UsageError(format!("--cpus: {e}")))?;
+    let pids =
+        a.pids.as_deref().map(crate::units::parse_pids).transpose().map_err(|e| UsageError(format!("--pids: {e}")))?;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("vmct shell needs root (namespaces, cgroups, mounts); run it as root");
     }
@@ -90,7 +97,7 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         layers,
         command,
         profile,
-        limits: Limits { memory_bytes: mem, cpus: None, pids: a.pids },
+        limits: Limits { memory_bytes: mem, cpus: cpus.flatten(), pids: pids.flatten() },
     };
     let code = shell::run(&req)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))

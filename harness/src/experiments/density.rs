@@ -123,7 +123,11 @@ pub fn settle(meter: &dyn HostMeter) -> (u64, f64) {
         }
         if window.len() == 11 {
             let drift = now as f64 - window[0] as f64;
-            if drift.abs() < SETTLED_DRIFT || start.elapsed() >= Duration::from_secs(10) {
+            // A stop request ends the wait too (the caller checks it before the next instance).
+            if drift.abs() < SETTLED_DRIFT
+                || start.elapsed() >= Duration::from_secs(10)
+                || crate::interrupt::requested()
+            {
                 return (now, drift);
             }
         }

@@ -167,6 +167,8 @@ pub(crate) mod fake {
         pub fail_after: Option<u64>,
         pub launched: AtomicU64,
         pub supports_syscall: bool,
+        /// The `io` scenario fails like a full disk (a `failed` message, status 1).
+        pub io_fails: bool,
         pub rate: f64,
         /// Instances can save state (working set + 4 KiB bytes) and the backend restores it.
         pub saves: bool,
@@ -181,6 +183,7 @@ pub(crate) mod fake {
                 fail_after: None,
                 launched: AtomicU64::new(0),
                 supports_syscall: true,
+                io_fails: false,
                 rate: 100.0,
                 saves: false,
             }
@@ -234,7 +237,12 @@ pub(crate) mod fake {
                 }),
                 _ => {}
             }
-            events.push(Event::Done { status: 0 });
+            if matches!(spec.scenario, Scenario::Io { .. }) && self.io_fails {
+                events.push(Event::Failed { what: "io".into(), reason: "ENOSPC writing MiB 3 of 9".into() });
+                events.push(Event::Done { status: 1 });
+            } else {
+                events.push(Event::Done { status: 0 });
+            }
             events.reverse();
             Ok(Box::new(FakeInstance {
                 id: spec.id.clone(),

@@ -1,6 +1,7 @@
 //! Overhead: the `cpu`, `mem`, `syscall` and `io` scenarios on each backend, as ratios to the process
-//! baseline measured in the same run. A scenario a backend cannot run is a row with `supported=false`
-//! and the reason, never a zero.
+//! baseline measured in the same run. A scenario a backend cannot run by design is a row with
+//! `supported=false` and the reason, never a zero; a run that failed (a `failed` message, or a nonzero
+//! `done` status) is a row with `failed=true` and the error, never `unsupported`.
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{collect_events, Backend, Event};
 use crate::progress::{Mode, Task};
@@ -33,6 +34,7 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
         // metric -> (unit, values)
         let mut metrics: BTreeMap<String, (String, Vec<f64>)> = BTreeMap::new();
         let mut unsupported: Option<String> = None;
+        let mut failed: Option<String> = None;
         for _ in 0..plan.runs {
             crate::interrupt::check()?;
             let (mut inst, _) = launch_ready(backend, spec(*sc), plan.timeout)?;
@@ -45,14 +47,18 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
                         metrics.entry(name).or_insert_with(|| (unit, Vec::new())).1.push(value)
                     }
                     Event::Unsupported { reason, .. } => unsupported = Some(reason),
+                    Event::Failed { reason, .. } => failed = Some(reason),
+                    Event::Done { status } if status != 0 && failed.is_none() => {
+                        failed = Some(format!("the workload ended with status {status}"))
+                    }
                     _ => {}
                 }
             }
-            if unsupported.is_some() {
+            if unsupported.is_some() || failed.is_some() {
                 break;
             }
         }
-        if let Some(reason) = unsupported {
+        if unsupported.is_some() || failed.is_some() {
             rows.push(OverheadRow {
                 backend: name.clone(),
                 scenario: sc.name().into(),
@@ -64,8 +70,9 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
                 min: f64::NAN,
                 max: f64::NAN,
                 ratio_to_process: None,
-                supported: false,
-                reason,
+                supported: failed.is_some(),
+                failed: failed.is_some(),
+                reason: failed.or(unsupported).unwrap_or_default(),
             });
             continue;
         }
@@ -84,6 +91,7 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
                 ratio_to_process: None,
                 supported: true,
                 reason: String::new(),
+                failed: false,
             });
         }
     }
@@ -136,5 +144,16 @@ mod tests {
         let uns = rows.iter().find(|r| r.backend == "vm" && r.scenario == "syscall").unwrap();
         assert!(!uns.supported && uns.reason == "no syscalls" && uns.median.is_nan());
         assert!(check_mismatches(&rows).is_empty());
+    }
+
+    #[test]
+    fn a_failed_run_is_a_failure_row_not_unsupported() {
+        let mut v = FakeBackend::new("container", 1);
+        v.io_fails = true;
+        let plan = OverheadPlan { scenarios: vec![Scenario::Io { mib: 9 }], runs: 3, timeout: Duration::from_secs(1) };
+        let rows = run(&v, &plan, Mode::Quiet).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let r = &rows[0];
+        assert!(r.failed && r.supported && r.reason.contains("ENOSPC") && r.median.is_nan(), "{r:?}");
     }
 }

@@ -98,21 +98,26 @@ pub fn recover_in(dir: &Path, dry_run: bool) -> Recovery {
                 now.unwrap_or_default()
             );
             if dry_run {
-                r.removed.push(format!("would be: {line}"));
+                r.removed.push(line);
             } else if let Err(e) = std::fs::write(&v.path, format!("{}\n", v.original)) {
                 r.errors.push(format!("{}: cannot restore: {e}", v.path.display()));
             } else {
                 r.removed.push(line);
             }
         }
-        if !dry_run {
-            if j.canary_dir.exists() && std::fs::remove_dir_all(&j.canary_dir).is_ok() {
-                r.removed.push(format!("canary directory {}", j.canary_dir.display()));
+        // A dry run lists the same lines the real run prints.
+        let canary = format!("canary directory {}", j.canary_dir.display());
+        if j.canary_dir.exists() {
+            if dry_run || std::fs::remove_dir_all(&j.canary_dir).is_ok() {
+                r.removed.push(canary);
+            } else {
+                r.errors.push(format!("{canary}: cannot remove"));
             }
-            match std::fs::remove_file(&path) {
-                Ok(()) => r.removed.push(format!("journal {} of dead vmct {}", path.display(), j.owner_pid)),
-                Err(e) => r.errors.push(format!("{}: {e}", path.display())),
-            }
+        }
+        let journal = format!("journal {} of dead vmct {}", path.display(), j.owner_pid);
+        match if dry_run { Ok(()) } else { std::fs::remove_file(&path) } {
+            Ok(()) => r.removed.push(journal),
+            Err(e) => r.errors.push(format!("{journal}: {e}")),
         }
     }
     r
@@ -139,10 +144,11 @@ mod tests {
         let guard = write_in(t.path(), &j).unwrap();
         std::mem::forget(guard); // as after SIGKILL
         let listed = recover_in(t.path(), true);
-        assert_eq!(listed.removed.len(), 1, "{listed:?}");
+        assert_eq!(listed.removed.len(), 3, "value, canary dir, journal: {listed:?}");
         assert_eq!(std::fs::read_to_string(&value).unwrap(), "changed-by-a-probe\n", "dry run changes nothing");
         let done = recover_in(t.path(), false);
         assert!(done.errors.is_empty(), "{done:?}");
+        assert_eq!(listed.removed, done.removed, "a dry run lists what the real run does");
         assert_eq!(std::fs::read_to_string(&value).unwrap(), "host-a\n");
         assert!(!canary_dir.exists());
         assert_eq!(recover_in(t.path(), false), Recovery::default(), "nothing left");

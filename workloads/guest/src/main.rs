@@ -19,7 +19,7 @@ use core::arch::{asm, global_asm};
 use core::fmt::Write;
 use layout::{hooks, ports, BootInfo};
 use workloads::protocol::Message;
-use workloads::runner::{self, Platform};
+use workloads::runner::{self, Platform, ScenarioError};
 use workloads::scenario::Scenario;
 
 global_asm!(
@@ -237,13 +237,13 @@ impl Platform for Guest {
         }
     }
 
-    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), &'static str> {
+    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError> {
         match scenario {
             Scenario::Probe => {
                 probes::run(self);
                 Ok(())
             }
-            _ => Err("unsupported on bare guest: no OS, so no system calls and no filesystem"),
+            _ => Err(ScenarioError::Unsupported("unsupported on bare guest: no OS, so no system calls and no filesystem")),
         }
     }
 }

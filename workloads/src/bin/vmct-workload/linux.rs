@@ -1,7 +1,7 @@
 //! The Linux platform layer: stdout messages, CLOCK_MONOTONIC, mmap'd memory, real system calls.
 use std::io::{BufRead, Read, Write};
 use workloads::protocol::Message;
-use workloads::runner::Platform;
+use workloads::runner::{Detail, Platform, ScenarioError};
 use workloads::scenario::Scenario;
 
 /// Platform for the static Linux binary.
@@ -88,7 +88,7 @@ impl Platform for LinuxPlatform {
         }
     }
 
-    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), &'static str> {
+    fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError> {
         match *scenario {
             Scenario::Syscall { n } => {
                 let t0 = mono_ns();
@@ -109,37 +109,54 @@ impl Platform for LinuxPlatform {
                 crate::probes::run_all(&mut |id, outcome, detail| self.emit(&Message::Probe { id, outcome, detail }));
                 Ok(())
             }
-            _ => Err("not a platform scenario"),
+            _ => Err(ScenarioError::Unsupported("not a platform scenario")),
         }
     }
 }
 
 /// Write `mib` MiB, fsync, drop nothing from the cache (we measure the instance's filesystem path,
-/// not the disk), read back. Reports write+fsync and read bandwidth in bytes/s.
-fn io(p: &mut LinuxPlatform, mib: u64) -> Result<(), &'static str> {
+/// not the disk), read back. Reports write+fsync and read bandwidth in bytes/s. The file is removed
+/// whether or not this succeeds; a failure names the errno, the step and how many MiB were written.
+fn io(p: &mut LinuxPlatform, mib: u64) -> Result<(), ScenarioError> {
     let dir = std::env::var_os("VMCT_IO_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
     let path = dir.join(format!("vmct-io-{}.dat", std::process::id()));
+    let r = io_at(p, &path, mib);
+    let _ = std::fs::remove_file(&path);
+    r
+}
+
+/// The failure of step `what` after `written` of `mib` MiB, most important words first (a long path is
+/// what gets cut), e.g. `ENOSPC writing MiB 914 (913 of 1048576 MiB written): No space left on device
+/// (os error 28); file ./vmct-io-7.dat`.
+fn io_failure(e: &std::io::Error, what: &str, written: u64, mib: u64, path: &std::path::Path) -> ScenarioError {
+    use std::fmt::Write as _;
+    let mut d = Detail::new();
+    let name = crate::probes::sys::io_name(e);
+    let _ = write!(d, "{name} {what} ({written} of {mib} MiB written): {e}; file {}", path.display());
+    ScenarioError::Failed(d)
+}
+
+fn io_at(p: &mut LinuxPlatform, path: &std::path::Path, mib: u64) -> Result<(), ScenarioError> {
     let chunk = vec![0x5au8; 1 << 20];
     let t0 = mono_ns();
-    let mut f = std::fs::File::create(&path).map_err(|_| "cannot create the io test file in the working directory")?;
-    for _ in 0..mib {
-        f.write_all(&chunk).map_err(|_| "write failed")?;
+    let mut f = std::fs::File::create(path).map_err(|e| io_failure(&e, "creating the file", 0, mib, path))?;
+    for i in 0..mib {
+        f.write_all(&chunk).map_err(|e| io_failure(&e, &format!("writing MiB {}", i + 1), i, mib, path))?;
     }
-    f.sync_all().map_err(|_| "fsync failed")?;
+    f.sync_all().map_err(|e| io_failure(&e, "in fsync", mib, mib, path))?;
     drop(f);
     let t1 = mono_ns();
-    let mut f = std::fs::File::open(&path).map_err(|_| "reopen failed")?;
+    let mut f = std::fs::File::open(path).map_err(|e| io_failure(&e, "reopening the file", mib, mib, path))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => total += n as u64,
-            Err(_) => return Err("read failed"),
+            Err(e) => return Err(io_failure(&e, &format!("reading back at byte {total}"), mib, mib, path)),
         }
     }
     let t2 = mono_ns();
-    let _ = std::fs::remove_file(&path);
     let bytes = (mib << 20) as f64;
     p.emit(&Message::Result { name: "io.write_fsync", value: bytes * 1e9 / (t1 - t0).max(1) as f64, unit: "bytes/s" });
     p.emit(&Message::Result { name: "io.read", value: total as f64 * 1e9 / (t2 - t1).max(1) as f64, unit: "bytes/s" });

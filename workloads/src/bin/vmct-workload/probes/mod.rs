@@ -24,7 +24,7 @@ mod keyring;
 mod mount;
 mod net;
 mod pid;
-mod sys;
+pub(crate) mod sys;
 mod sysctl;
 mod uts;
 

@@ -39,6 +39,10 @@ pub fn errno_name(e: i32) -> String {
         libc::ETIMEDOUT => "ETIMEDOUT",
         libc::EHOSTUNREACH => "EHOSTUNREACH",
         libc::EDQUOT => "EDQUOT",
+        libc::ENOSPC => "ENOSPC",
+        libc::EFBIG => "EFBIG",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
         _ => return format!("errno {e}"),
     };
     n.to_string()
