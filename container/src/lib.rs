@@ -15,12 +15,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: [`image`] (layers), [`runtime`] (parent side of the start sequence, the [`Container`]
+//! Module map: [`image`] (layers), [`commit`] and [`fsmeta`] (layers from a container's changes), [`runtime`] (parent side of the start sequence, the [`Container`]
 //! handle), [`init`] (the child's named stages and the typed channel), [`cgroup`] (v1/v2 behind one
 //! trait), [`security`] (caps, seccomp), [`net`], [`limits`], [`oci`] (configs for crun/runc), [`gc`],
 //! and [`sys`] (all `unsafe`).
 pub mod cgroup;
 pub mod commit;
+pub mod fsmeta;
 pub mod gc;
 pub mod image;
 pub mod init;
