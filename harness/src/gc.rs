@@ -100,10 +100,6 @@ pub fn collect(dry_run: bool) -> GcReport {
     rep.removed.extend(j.removed);
     rep.kept.extend(j.kept);
     rep.errors.extend(j.errors);
-    let store = crate::images::store::collect(dry_run);
-    rep.removed.extend(store.removed);
-    rep.kept.extend(store.kept);
-    rep.errors.extend(store.errors);
     if dry_run {
         rep.kept.push("kernel objects (cgroups, netns, veths, container state) are only listed when removed; run without --dry-run".into());
     } else {
@@ -113,6 +109,11 @@ pub fn collect(dry_run: bool) -> GcReport {
         rep.kept.extend(c.kept);
         rep.errors.extend(c.errors);
     }
+    // After the containers: a dead owner's usage record goes once its container state is gone.
+    let store = crate::images::store::collect(dry_run);
+    rep.removed.extend(store.removed);
+    rep.kept.extend(store.kept);
+    rep.errors.extend(store.errors);
     rep
 }
 

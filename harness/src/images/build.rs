@@ -27,8 +27,8 @@
 use super::{store, ImageRecord, ImagesError};
 use container::fsmeta::{self, Kind};
 use serde::Deserialize;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use sha2::{Digest, Sha256};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Errors reading or building a spec; each names the spec file.
@@ -433,5 +433,19 @@ mod tests {
         std::fs::write(&f, "two").unwrap();
         assert_ne!(d1, digest(&parents, &[(f.clone(), "/f")], None).unwrap(), "bytes count");
         assert!(digest(&parents, &[(t.path().join("nope"), "/f")], None).unwrap_err().to_string().contains("nope"));
+        // Mode bits (setuid included) and hard-link identity count too.
+        let d2 = digest(&parents, &[(f.clone(), "/f")], None).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        assert_ne!(d2, digest(&parents, &[(f.clone(), "/f")], None).unwrap(), "setuid counts");
+        let dir = t.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a"), "x").unwrap();
+        std::fs::write(dir.join("b"), "x").unwrap();
+        let two_files = digest(&parents, &[(dir.clone(), "/d")], None).unwrap();
+        std::fs::remove_file(dir.join("b")).unwrap();
+        std::fs::hard_link(dir.join("a"), dir.join("b")).unwrap();
+        assert_ne!(two_files, digest(&parents, &[(dir.clone(), "/d")], None).unwrap(), "links count");
+        std::fs::write(dir.join(".wh.x"), "").unwrap();
+        assert!(digest(&parents, &[(dir, "/d")], None).unwrap_err().to_string().contains(".wh.x"));
     }
 }

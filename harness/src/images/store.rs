@@ -159,7 +159,8 @@ pub struct Collected {
 
 /// Find (and unless `dry_run` remove) the store's leftovers: temporary files and directories of
 /// writers that are gone, usage records of instances whose vmct died and whose container is gone,
-/// and image directories without an `image.json` (a commit of an earlier version that failed).
+/// image directories without an `image.json` (a commit of an earlier version that failed), and build
+/// layers that no image lists and no instance uses.
 pub fn collect(dry_run: bool) -> Collected {
     let mut c = Collected::default();
     let _lock = match lock(LockMode::Exclusive) {
@@ -194,7 +195,11 @@ pub fn collect(dry_run: bool) -> Collected {
             if pid != 0 && alive(pid) {
                 c.kept.push(format!("image store temporary {} of running pid {pid}", e.path().display()));
             } else {
-                remove(&e.path(), format!("image store temporary {} of a writer that is gone", e.path().display()), &mut c);
+                remove(
+                    &e.path(),
+                    format!("image store temporary {} of a writer that is gone", e.path().display()),
+                    &mut c,
+                );
             }
         }
     }
@@ -204,6 +209,15 @@ pub fn collect(dry_run: bool) -> Collected {
             continue;
         }
         remove(&e.path(), format!("incomplete image {name} (no image.json): {}", e.path().display()), &mut c);
+    }
+    // Build layers no image lists and no instance uses (left by rebuilds under the same name).
+    let mut used: std::collections::BTreeSet<PathBuf> = super::list().into_iter().flat_map(|i| i.layers).collect();
+    used.extend(super::usage::protected_layers());
+    for e in std::fs::read_dir(root.join("layers")).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with("sha256-") && !used.contains(&p) {
+            remove(&p, format!("build layer {} no image or instance uses", p.display()), &mut c);
+        }
     }
     for (rec, state) in super::usage::all() {
         match state {

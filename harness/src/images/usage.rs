@@ -174,11 +174,7 @@ pub fn blockers(image: &str, layers: &[PathBuf]) -> Vec<String> {
 
 /// Every layer a record still protects (see [`blockers`]).
 pub fn protected_layers() -> std::collections::BTreeSet<PathBuf> {
-    all()
-        .into_iter()
-        .filter(|(_, s)| *s != State::Dead { container_left: false })
-        .flat_map(|(r, _)| r.layers)
-        .collect()
+    all().into_iter().filter(|(_, s)| *s != State::Dead { container_left: false }).flat_map(|(r, _)| r.layers).collect()
 }
 
 #[cfg(test)]
@@ -200,7 +196,10 @@ mod tests {
             }
         };
         assert_eq!(find(&id), Some(rec.clone()));
-        assert_eq!(blockers("other", &[t.path().to_path_buf()]), vec![format!("{id} (vmct pid {})", std::process::id())]);
+        assert_eq!(
+            blockers("other", &[t.path().to_path_buf()]),
+            vec![format!("{id} (vmct pid {})", std::process::id())]
+        );
         assert!(blockers("other", &[t.path().join("elsewhere")]).is_empty());
         assert!(protected_layers().contains(&layer));
         drop(g);
