@@ -87,7 +87,7 @@ fn removing_or_rebuilding_an_image_in_use_keeps_its_layers_until_the_container_i
     let s = spec(t.path(), &body, &[("extra", "first\n")]);
     build(&s);
     let first_layers = harness::images::load(&name).unwrap().layers;
-    let mut c = shell_bg(&name, "container", "sleep 3; cat /data/extra");
+    let c = shell_bg(&name, "container", "sleep 3; cat /data/extra");
     let id = format!("vmct-shell-{}", c.id());
     // 1. Removal is refused, naming the container.
     let o = rm(&name);

@@ -46,8 +46,10 @@ pub struct ImagesArgs {
   src = \"greeting.txt\"                 # relative to the spec's directory
   dest = \"/etc/greeting\"
 
-The new layer is cached by a SHA-256 of its inputs (parent layers, every added file's name, mode \
-and bytes, the entry point): building unchanged inputs again reuses it.
+Added files keep their mode (setuid, setgid, sticky), hard links, symlinks, xattrs, fifos and device \
+nodes; owners are stored shifted into the user-namespace range (root's files belong to the container's \
+root). The new layer is cached by a SHA-256 of its inputs (parent layers, every added file's name, mode, \
+owner, xattrs, links and bytes, the entry point): building unchanged inputs again reuses it.
 
 Example:
   vmct build hello.toml && vmct shell --image hello")]
