@@ -28,6 +28,11 @@ pub enum ImagesError {
     /// The image exists.
     #[error("images: image '{0}' exists already; pick another name")]
     Exists(String),
+    /// A directory of that name without a record (a failed commit of an earlier version).
+    #[error(
+        "images: '{0}' is an incomplete image a failed commit left; remove it with `vmct images --rm {0}` or `vmct gc`"
+    )]
+    Incomplete(String),
     /// The base image cannot be assembled.
     #[error("images: the base image is unavailable: {0}")]
     NoBase(String),
@@ -191,7 +196,11 @@ pub fn commit(id: &str, name: &str, parent: Parent) -> Result<Committed, ImagesE
     }
     let dir = store().join(name);
     if dir.symlink_metadata().is_ok() {
-        return Err(ImagesError::Exists(name.into()));
+        return Err(if load(name).is_ok() {
+            ImagesError::Exists(name.into())
+        } else {
+            ImagesError::Incomplete(name.into())
+        });
     }
     let tmp = store::TempDir::new(&dir)?;
     let layer = container::commit::commit_into(&upper, tmp.path(), &parent.layers)?;
