@@ -62,7 +62,7 @@ fn shell_bg(image: &str, backend: &str, script: &str) -> Child {
     let id = format!("vmct-shell-{}", child.id());
     let upper = Path::new(container::DEFAULT_STATE_ROOT).join(&id).join("upper");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while harness::images::usage::find(&id).is_none() || !upper.is_dir() {
+    while !upper.is_dir() {
         assert!(Instant::now() < deadline, "the shell container {id} did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -216,13 +216,16 @@ fn parallel_builds_of_one_name_all_succeed_with_one_complete_image() {
             )
         })
         .collect();
-    let children: Vec<Child> = specs
-        .iter()
-        .map(|s| vmct().arg("build").arg(s).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
-        .collect();
-    for c in children {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "a parallel build failed: {}", text(&o));
+    // Before the fix 1-2 of 12 failed in about 3 rounds of 5 here: three rounds make a miss unlikely.
+    for round in 0..3 {
+        let children: Vec<Child> = specs
+            .iter()
+            .map(|s| vmct().arg("build").arg(s).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "a parallel build failed in round {round}: {}", text(&o));
+        }
     }
     let rec = harness::images::load(&name).unwrap();
     let top = rec.layers.last().unwrap();
