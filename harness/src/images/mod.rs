@@ -220,12 +220,7 @@ pub fn commit(id: &str, name: &str, parent: Parent) -> Result<Committed, ImagesE
         spec: None,
         digest: None,
     };
-    store::write_atomic(&tmp.path().join("image.json"), &serde_json::to_vec_pretty(&rec).expect("serializable"))?;
-    let _lock = store::lock(store::LockMode::Exclusive)?;
-    if let Some(missing) = parent.layers.iter().find(|l| !l.is_dir()) {
-        return Err(ImagesError::MissingLayer { image: parent.name, layer: missing.clone() });
-    }
-    tmp.publish(&dir)?;
+    store::publish_image(tmp, &rec, &parent.name)?;
     Ok(Committed { image: rec, skipped: layer.skipped })
 }
 

@@ -129,6 +129,20 @@ impl Drop for TempDir {
     }
 }
 
+/// Publish an image whose own layer was written into `tmp` (which becomes `<store>/<rec.name>/`):
+/// writes `image.json` into it, then, under the exclusive lock, checks that the layers it stacks on
+/// (every layer of `rec` outside `tmp`'s final place, from image `parent`) still exist and renames it
+/// into place. Every writer of a self-contained image (commit, import) ends here.
+pub fn publish_image(tmp: TempDir, rec: &super::ImageRecord, parent: &str) -> Result<(), ImagesError> {
+    let dest = super::store().join(&rec.name);
+    write_atomic(&tmp.path().join("image.json"), &serde_json::to_vec_pretty(rec).expect("serializable"))?;
+    let _lock = lock(LockMode::Exclusive)?;
+    if let Some(missing) = rec.layers.iter().find(|l| !l.starts_with(&dest) && !l.is_dir()) {
+        return Err(ImagesError::MissingLayer { image: parent.into(), layer: missing.clone() });
+    }
+    tmp.publish(&dest)
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
