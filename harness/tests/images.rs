@@ -135,6 +135,7 @@ fn commit_refuses_whiteout_names_and_keeps_special_files_links_modes_and_the_par
     let (parent, child) = (format!("vmct-test-cparent-{pid}"), format!("vmct-test-cchild-{pid}"));
     let body = format!(
         "name = \"{parent}\"\nbusybox = true\nentry = [\"/bin/sh\", \"-c\", \"echo entry-of-parent\"]\n\
+         env = [\"GREETING=from-parent\"]\ncwd = \"/data\"\n\
          [[add]]\nsrc = \"keep\"\ndest = \"/data/keep\"\n[[add]]\nsrc = \"keep\"\ndest = \"/data/k2\"\n\
          [[add]]\nsrc = \"keep\"\ndest = \"/data/extra\"\n"
     );
@@ -159,15 +160,18 @@ fn commit_refuses_whiteout_names_and_keeps_special_files_links_modes_and_the_par
 
     // Deletions, a fifo, a device node (privileged profile), a hard link, setuid and setgid bits.
     let script = "rm /data/keep /data/k2; mkfifo /data/p; mknod /data/null c 1 3; ln /data/extra /data/hl; \
+                  ln -s extra /data/sym; \
                   cp /bin/busybox /data/su; chmod 4755 /data/su; touch /data/sg; chmod 2755 /data/sg; sleep 3";
     let c = shell_bg(&parent, "container-privileged", script);
     let o = run(vmct().args(["commit", &format!("vmct-shell-{}", c.id()), &child]));
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("(2 deleted paths)"), "{}", text(&o));
     c.wait_with_output().unwrap();
-    // The parent's entry point is kept.
+    // The parent's entry point, environment and working directory are kept.
     let o = run(vmct().args(["shell", "--image", &child]));
     assert!(text(&o).contains("entry-of-parent"), "{}", text(&o));
+    let o = run(vmct().args(["shell", "--image", &child, "--", "/bin/sh", "-c", "echo \"$GREETING in $(pwd)\""]));
+    assert!(text(&o).contains("from-parent in /data"), "{}", text(&o));
     let o = run(vmct().args([
         "shell",
         "--backend",
@@ -177,7 +181,7 @@ fn commit_refuses_whiteout_names_and_keeps_special_files_links_modes_and_the_par
         "--",
         "/bin/sh",
         "-c",
-        "cd /data; ls -1; stat -c '%n %a %h %i %t:%T %F' p null extra hl su sg",
+        "cd /data; ls -1; stat -c '%n %a %h %i %t:%T %F' p null extra hl su sg; echo sym-$(readlink sym)",
     ]));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let line = |n: &str| -> Vec<String> {
@@ -192,6 +196,7 @@ fn commit_refuses_whiteout_names_and_keeps_special_files_links_modes_and_the_par
     assert_eq!(line("extra")[2], "2", "{out}");
     assert_eq!(line("su")[1], "4755", "{out}");
     assert_eq!(line("sg")[1], "2755", "{out}");
+    assert!(out.contains("sym-extra"), "{out}");
     for n in [&child, &parent] {
         let o = rm(n);
         assert!(o.status.success(), "{}", text(&o));

@@ -41,6 +41,8 @@ pub struct ImagesArgs {
   from = \"base\"                        # \"base\" (default: the workload image) or another image
   busybox = true                       # stack the busybox layer (needs busybox-static)
   entry = [\"/bin/sh\", \"-c\", \"cat /etc/greeting\"]   # what `vmct shell --image hello` runs
+  env = [\"GREETING=hello\"]             # added to the parent image's environment
+  cwd = \"/srv\"                         # working directory (default: the parent image's, else /)
 
   [[add]]                              # repeat for more files or directories
   src = \"greeting.txt\"                 # relative to the spec's directory

@@ -5,6 +5,8 @@
 //! from = "base"                       # "base" (the workload image, default) or another image
 //! busybox = true                      # stack the busybox layer (a shell and the usual tools)
 //! entry = ["/bin/sh", "-c", "cat /etc/greeting"]   # what `vmct shell --image hello` runs
+//! env = ["GREETING=hello"]            # added to the parent image's environment
+//! cwd = "/srv"                        # working directory (default: the parent image's, else /)
 //!
 //! [[add]]
 //! src = "greeting.txt"                # a file or directory, relative to the spec's directory
@@ -43,7 +45,7 @@ pub enum BuildError {
         source: std::io::Error,
     },
     /// The spec is not valid TOML of the expected shape.
-    #[error("build: {path}: {message}\n  valid keys: name, from, busybox, entry, [[add]] src/dest")]
+    #[error("build: {path}: {message}\n  valid keys: name, from, busybox, entry, env, cwd, [[add]] src/dest")]
     Parse {
         /// Spec path.
         path: PathBuf,
@@ -91,6 +93,12 @@ pub struct Spec {
     /// Entry point (absolute path first).
     #[serde(default)]
     pub entry: Option<Vec<String>>,
+    /// Environment (`KEY=value`), added to the parent image's.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Working directory (absolute).
+    #[serde(default)]
+    pub cwd: Option<String>,
     /// Files and directories to add.
     #[serde(default)]
     pub add: Vec<Add>,
@@ -135,6 +143,14 @@ pub fn parse(path: &Path) -> Result<Spec, BuildError> {
             return bad(format!("entry {e:?}: the first element must be an absolute path in the image"));
         }
     }
+    if let Some(kv) =
+        spec.env.iter().find(|kv| kv.split_once('=').is_none_or(|(k, _)| k.is_empty() || k.contains('\0')))
+    {
+        return bad(format!("env '{kv}': use KEY=value"));
+    }
+    if let Some(c) = spec.cwd.as_ref().filter(|c| !c.starts_with('/')) {
+        return bad(format!("cwd '{c}': must be an absolute path in the image"));
+    }
     for a in &spec.add {
         if !a.dest.starts_with('/') || a.dest == "/" || a.dest.split('/').any(|c| c == ".." || c == ".") {
             return bad(format!("add dest '{}': must be an absolute path below / without '.' or '..'", a.dest));
@@ -165,10 +181,16 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
     if !cached {
         build_layer(&layer, &sources)?;
     }
-    let (entry, env, cwd) = match &parent {
-        Some(p) => (spec.entry.clone().or_else(|| p.entry.clone()), p.env.clone(), p.cwd.clone()),
-        None => (spec.entry.clone(), Vec::new(), None),
+    // Entry point, environment and working directory: the spec's over the parent image's.
+    let (entry, mut env, cwd) = match &parent {
+        Some(p) => (spec.entry.clone().or_else(|| p.entry.clone()), p.env.clone(), spec.cwd.clone().or(p.cwd.clone())),
+        None => (spec.entry.clone(), Vec::new(), spec.cwd.clone()),
     };
+    for kv in &spec.env {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        env.push(kv.clone());
+    }
     let mut layers = parents;
     layers.push(layer.clone());
     let record = ImageRecord {
@@ -187,7 +209,10 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
     };
     let image_dir = store().join(&spec.name);
     if let Ok(old) = super::load(&spec.name) {
-        if old.digest.as_deref() == Some(digest.as_str()) && old.layers == record.layers && old.entry == record.entry {
+        if old.digest.as_deref() == Some(digest.as_str())
+            && old.layers == record.layers
+            && (&old.entry, &old.env, &old.cwd) == (&record.entry, &record.env, &record.cwd)
+        {
             return Ok(Built { image: old, cached, digest });
         }
         if old.digest.is_none() {
@@ -416,6 +441,8 @@ mod tests {
         assert!(err("name = \"a\"\ncolour = 1\n").contains("valid keys"), "unknown keys are refused");
         assert!(err("name = \"../x\"\n").contains("name '../x'"));
         assert!(err("name = \"a\"\nentry = [\"sh\"]\n").contains("absolute path"));
+        assert!(err("name = \"a\"\nenv = [\"NOVALUE\"]\n").contains("KEY=value"));
+        assert!(err("name = \"a\"\ncwd = \"srv\"\n").contains("absolute path"));
         assert!(err("name = \"a\"\n[[add]]\nsrc = \"x\"\ndest = \"/etc/../x\"\n").contains("'.' or '..'"));
         assert!(parse(&t.path().join("missing.toml")).unwrap_err().to_string().contains("missing.toml"));
     }
