@@ -144,13 +144,20 @@ pub fn write_tar(upper: &Path, tar_path: &Path) -> Result<TarSummary, CommitErro
     let mut links = fsmeta::HardLinks::default();
     let mut stack = vec![upper.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let mut entries: Vec<_> =
-            fs::read_dir(&dir).map_err(io(&dir))?.collect::<Result<Vec<_>, _>>().map_err(io(&dir))?;
+        // The container keeps running: what it deletes meanwhile is simply not in the layer.
+        let rd = match fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != upper => continue,
+            r => r.map_err(io(&dir))?,
+        };
+        let mut entries: Vec<_> = rd.collect::<Result<Vec<_>, _>>().map_err(io(&dir))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let p = e.path();
             let rel = p.strip_prefix(upper).expect("under upper").to_path_buf();
-            let m = fs::symlink_metadata(&p).map_err(io(&p))?;
+            let m = match fs::symlink_metadata(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                r => r.map_err(io(&p))?,
+            };
             if is_whiteout(&m) {
                 let mut name = OsString::from(WHITEOUT_PREFIX);
                 name.push(e.file_name());
