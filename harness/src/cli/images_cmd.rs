@@ -113,12 +113,13 @@ pub fn commit(a: CommitArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(rec)?);
     } else {
         println!(
-            "committed {} as image {} in {}: new layer {} ({} deleted paths), {} layers in all",
+            "committed {} as image {} in {}: new layer {} ({} deleted path{}), {} layers in all",
             a.id,
             rec.name,
             crate::units::human_secs(t0.elapsed().as_secs_f64()),
             crate::units::human_bytes(rec.layer_tar_bytes as f64),
             rec.deleted_paths,
+            if rec.deleted_paths == 1 { "" } else { "s" },
             rec.layers.len()
         );
     }
