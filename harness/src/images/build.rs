@@ -165,6 +165,14 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     // One build at a time: parents cannot vanish under it and one name ends with one image.
     let _lock = super::store::lock(super::store::LockMode::Exclusive)?;
+    let image_dir = store().join(&spec.name);
+    let old = super::load(&spec.name).ok();
+    match &old {
+        // A committed image holds its own layer: a build does not replace it.
+        Some(o) if o.digest.is_none() => return Err(ImagesError::Exists(spec.name).into()),
+        None if image_dir.symlink_metadata().is_ok() => return Err(ImagesError::Incomplete(spec.name).into()),
+        _ => {}
+    }
     let parent = if spec.from == "base" {
         None
     } else {
@@ -207,18 +215,12 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
         spec: Some(std::path::absolute(path).unwrap_or_else(|_| path.into())),
         digest: Some(digest.clone()),
     };
-    let image_dir = store().join(&spec.name);
-    if let Ok(old) = super::load(&spec.name) {
-        if old.digest.as_deref() == Some(digest.as_str())
+    if let Some(old) = old.filter(|old| {
+        old.digest.as_deref() == Some(digest.as_str())
             && old.layers == record.layers
             && (&old.entry, &old.env, &old.cwd) == (&record.entry, &record.env, &record.cwd)
-        {
-            return Ok(Built { image: old, cached, digest });
-        }
-        if old.digest.is_none() {
-            // A committed image holds its own layer: do not replace it by a build.
-            return Err(ImagesError::Exists(spec.name).into());
-        }
+    }) {
+        return Ok(Built { image: old, cached, digest });
     }
     super::write_record(&image_dir, &record)?;
     Ok(Built { image: record, cached, digest })
