@@ -247,17 +247,13 @@ pub fn remove(name: &str) -> Result<Removed, ImagesError> {
     }
     let _lock = store::lock(store::LockMode::Exclusive)?;
     let dir = store().join(name);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ImagesError::Io { path, source }
-    };
     let rec = match load(name) {
         Ok(r) => r,
         Err(e) if !dir.is_dir() => return Err(e),
         // A directory without a record: what a failed commit of an earlier version left.
         Err(_) => {
             let freed_bytes = dir_bytes(&dir);
-            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            store::discard(&dir)?;
             return Ok(Removed { freed_bytes, incomplete: true });
         }
     };
@@ -275,14 +271,16 @@ pub fn remove(name: &str) -> Result<Removed, ImagesError> {
         return Err(ImagesError::Busy { image: name.into(), users: users.join(", ") });
     }
     let mut freed_bytes = dir_bytes(&dir);
-    std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    store::discard(&dir)?;
     let mut used: std::collections::BTreeSet<PathBuf> = list().into_iter().flat_map(|i| i.layers).collect();
     used.extend(usage::protected_layers());
     let layers = crate::backend::container::image_root().join("layers");
     for e in std::fs::read_dir(&layers).into_iter().flatten().flatten() {
         if is_build_layer(&e.path()) && !used.contains(&e.path()) {
-            freed_bytes += dir_bytes(&e.path());
-            let _ = std::fs::remove_dir_all(e.path());
+            let bytes = dir_bytes(&e.path());
+            if store::discard(&e.path()).is_ok() {
+                freed_bytes += bytes;
+            }
         }
     }
     Ok(Removed { freed_bytes, incomplete: false })

@@ -9,6 +9,7 @@
 //!   renamed over it: readers see the old or the new content, never half of either.
 //! * [`TempDir`]: a directory built under a per-writer temporary name and renamed into place by
 //!   [`TempDir::publish`]; dropped unpublished (error, panic, signal unwinding) it is removed.
+//! * [`discard`]: a directory renamed away first, then deleted.
 //! * [`collect`]: temporary names of writers that are gone, usage records of dead instances and
 //!   image directories without a record, for `vmct gc`.
 //!
@@ -141,6 +142,15 @@ pub fn publish_image(tmp: TempDir, rec: &super::ImageRecord, parent: &str) -> Re
         return Err(ImagesError::MissingLayer { image: parent.into(), layer: missing.clone() });
     }
     tmp.publish(&dest)
+}
+
+/// Remove the directory `path` atomically for readers: renamed to a temporary name first (one step:
+/// the image or layer is there or gone, never half), then deleted; a deletion cut short leaves a
+/// temporary name [`collect`] finishes.
+pub fn discard(path: &Path) -> Result<(), ImagesError> {
+    let tmp = container::image::temp_sibling(path);
+    std::fs::rename(path, &tmp).map_err(io(path))?;
+    std::fs::remove_dir_all(&tmp).map_err(io(&tmp))
 }
 
 fn alive(pid: u32) -> bool {
@@ -280,6 +290,8 @@ mod tests {
         let again = TempDir::new(&dest).unwrap();
         assert!(matches!(again.publish(&dest), Err(ImagesError::Exists(n)) if n == "img"));
         assert_eq!(names(t.path()), vec!["img", "sub"]);
+        discard(&dest).unwrap();
+        assert_eq!(names(t.path()), vec!["sub"]);
     }
 
     #[test]
