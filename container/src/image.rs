@@ -108,6 +108,24 @@ impl Image {
     }
 }
 
+/// Prefix of every temporary file or directory written next to a layer or image before it is renamed
+/// into place: `.tmp-<pid>-<seq>-<name>`; `vmct gc` removes those whose writer pid is gone.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// A fresh temporary path next to `dest` (same directory, so a rename publishes it atomically),
+/// unique per process and call.
+pub fn temp_sibling(dest: &Path) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!("{TEMP_PREFIX}{}-{seq}-{name}", std::process::id()))
+}
+
+/// The writer pid of a temporary name made by [`temp_sibling`].
+pub fn temp_owner(name: &str) -> Option<u32> {
+    name.strip_prefix(TEMP_PREFIX)?.split('-').next()?.parse().ok()
+}
+
 /// Directories a base layer gets besides [`MOUNT_POINTS`].
 pub const BASE_DIRS: &[&str] = &["bin", "etc", "work", "run", "var/tmp"];
 
@@ -136,56 +154,57 @@ pub fn build_layer_with(
     };
     let parent = dest.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(err(parent))?;
-    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let tmp = parent.join(format!(
-        ".build-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let mut dirs: Vec<PathBuf> = vec![tmp.clone()];
-    for d in MOUNT_POINTS.iter().chain(BASE_DIRS) {
-        let p = tmp.join(d);
-        std::fs::create_dir_all(&p).map_err(err(&p))?;
-        dirs.extend(p.ancestors().take_while(|a| *a != tmp).map(Path::to_path_buf));
-    }
-    let mut all = dirs.clone();
-    for (src, inside) in files {
-        let p = tmp.join(inside.trim_start_matches('/'));
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(err(d))?;
+    let tmp = temp_sibling(dest);
+    // Everything is written into `tmp`; it is removed on every error.
+    let filled = (|| -> Result<(), ImageError> {
+        let mut dirs: Vec<PathBuf> = vec![tmp.clone()];
+        for d in MOUNT_POINTS.iter().chain(BASE_DIRS) {
+            let p = tmp.join(d);
+            std::fs::create_dir_all(&p).map_err(err(&p))?;
+            dirs.extend(p.ancestors().take_while(|a| *a != tmp).map(Path::to_path_buf));
         }
-        std::fs::copy(src, &p).map_err(err(&p))?;
-        all.push(p);
-    }
-    for (inside, target) in links {
-        let p = tmp.join(inside.trim_start_matches('/'));
-        if files.iter().any(|(_, f)| f.trim_start_matches('/') == inside.trim_start_matches('/')) {
-            continue;
+        let mut all = dirs.clone();
+        for (src, inside) in files {
+            let p = tmp.join(inside.trim_start_matches('/'));
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).map_err(err(d))?;
+            }
+            std::fs::copy(src, &p).map_err(err(&p))?;
+            all.push(p);
         }
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(err(d))?;
+        for (inside, target) in links {
+            let p = tmp.join(inside.trim_start_matches('/'));
+            if files.iter().any(|(_, f)| f.trim_start_matches('/') == inside.trim_start_matches('/')) {
+                continue;
+            }
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).map_err(err(d))?;
+            }
+            std::os::unix::fs::symlink(target, &p).map_err(err(&p))?;
+            all.push(p);
         }
-        std::os::unix::fs::symlink(target, &p).map_err(err(&p))?;
-        all.push(p);
-    }
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(err(&tmp))?;
-        for d in &dirs {
-            if !d.ends_with("tmp") {
-                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(err(d))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(err(&tmp))?;
+            for d in &dirs {
+                if !d.ends_with("tmp") {
+                    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(err(d))?;
+                }
             }
         }
-    }
-    std::fs::write(tmp.join("etc/hostname"), "vmct\n").map_err(err(&tmp))?;
-    all.push(tmp.join("etc/hostname"));
-    if let Some((uid, gid)) = owner {
-        for p in &all {
-            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(err(p))?;
+        std::fs::write(tmp.join("etc/hostname"), "vmct\n").map_err(err(&tmp))?;
+        all.push(tmp.join("etc/hostname"));
+        if let Some((uid, gid)) = owner {
+            for p in &all {
+                std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(err(p))?;
+            }
         }
+        std::fs::write(tmp.join(".complete"), "").map_err(err(&tmp))
+    })();
+    if let Err(e) = filled {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
     }
-    std::fs::write(tmp.join(".complete"), "").map_err(err(&tmp))?;
     match std::fs::rename(&tmp, dest) {
         Ok(()) => Ok(dest.to_path_buf()),
         // Another builder won the race: use theirs.
@@ -252,6 +271,17 @@ mod tests {
             .unwrap();
         assert_eq!(std::fs::read_link(dest.join("bin/sh")).unwrap(), Path::new("busybox"));
         assert!(dest.join("bin/busybox").symlink_metadata().unwrap().is_file(), "a file wins over a link");
+    }
+
+    #[test]
+    fn temp_names_carry_their_writer() {
+        let a = temp_sibling(Path::new("/s/committed/img"));
+        assert_ne!(a, temp_sibling(Path::new("/s/committed/img")), "unique per call");
+        assert_eq!(a.parent(), Some(Path::new("/s/committed")));
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(temp_owner(&name), Some(std::process::id()));
+        assert!(name.ends_with("-img"));
+        assert_eq!(temp_owner("img"), None);
     }
 
     #[test]

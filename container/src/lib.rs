@@ -15,13 +15,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: [`image`] (layers), [`runtime`] (parent side of the start sequence, the [`Container`]
+//! Module map: [`image`] (layers), [`commit`] and [`fsmeta`] (layers from a container's changes), [`runtime`] (parent side of the start sequence, the [`Container`]
 //! handle), [`init`] (the child's named stages and the typed channel), [`cgroup`] (v1/v2 behind one
 //! trait), [`security`] (caps, seccomp), [`net`], [`limits`], [`oci`] (configs for crun/runc), [`gc`],
 //! and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
 //! [`sys::clone_fork`] in [`runtime`] and the overlay xattr and whiteout calls in [`commit`]).
 pub mod cgroup;
 pub mod commit;
+pub mod fsmeta;
 pub mod gc;
 pub mod image;
 pub mod init;

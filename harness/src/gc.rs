@@ -182,6 +182,11 @@ pub fn collect(dry_run: bool) -> GcReport {
     rep.removed.extend(j.removed);
     rep.kept.extend(j.kept);
     rep.errors.extend(j.errors);
+    // After the containers: a dead owner's usage record goes once its container state is gone.
+    let store = crate::images::store::collect(dry_run);
+    rep.removed.extend(store.removed);
+    rep.kept.extend(store.kept);
+    rep.errors.extend(store.errors);
     rep
 }
 

@@ -43,6 +43,10 @@ pub struct ShellRequest {
     pub layers: Vec<PathBuf>,
     /// Command line; `command[0]` is an absolute path inside the image.
     pub command: Vec<String>,
+    /// The image's environment (`KEY=value`), after the defaults.
+    pub env: Vec<String>,
+    /// The image's working directory (default `/`).
+    pub cwd: Option<String>,
     /// Runtime profile.
     pub profile: Profile,
     /// Resource limits.
@@ -61,6 +65,15 @@ pub fn run(req: &ShellRequest) -> Result<i32, ShellError> {
     let mut image = Image::open(req.layers.clone(), req.command.clone())?;
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
     image.env.extend([("TERM".into(), term), ("HOME".into(), "/".into()), ("PS1".into(), r"\h:\w\$ ".into())]);
+    for kv in &req.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            image.env.retain(|(e, _)| e != k);
+            image.env.push((k.into(), v.into()));
+        }
+    }
+    if let Some(cwd) = &req.cwd {
+        image.cwd = cwd.clone();
+    }
     let rt = Runtime::new(image, req.profile)?;
     let mut spec = ContainerSpec::new(req.id.clone(), Vec::new());
     spec.terminal = true;

@@ -331,7 +331,7 @@ impl Instance for ContainerInstance {
         let c = self.c.as_ref().ok_or_else(|| err("the container has stopped".into()))?;
         let upper = c.state_dir().ok_or_else(|| err("the container has no state dir".into()))?.join("upper");
         let t0 = std::time::Instant::now();
-        let layer = container::commit::commit(&upper, dir).map_err(|e| err(e.to_string()))?;
+        let layer = container::commit::commit_into(&upper, dir, &[]).map_err(|e| err(e.to_string()))?;
         Ok(super::Saved {
             path: layer.dir,
             bytes: layer.tar_bytes,

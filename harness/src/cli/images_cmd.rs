@@ -13,7 +13,8 @@ pub struct CommitArgs {
     pub id: String,
     /// Name of the new image.
     pub name: String,
-    /// The image the container was started from (default: the base image).
+    /// The image the container was started from (default: the one vmct recorded when it started the
+    /// container, else the base image); must agree with the recorded one.
     #[arg(long)]
     pub from: Option<String>,
     /// Print JSON.
@@ -40,13 +41,17 @@ pub struct ImagesArgs {
   from = \"base\"                        # \"base\" (default: the workload image) or another image
   busybox = true                       # stack the busybox layer (needs busybox-static)
   entry = [\"/bin/sh\", \"-c\", \"cat /etc/greeting\"]   # what `vmct shell --image hello` runs
+  env = [\"GREETING=hello\"]             # added to the parent image's environment
+  cwd = \"/srv\"                         # working directory (default: the parent image's, else /)
 
   [[add]]                              # repeat for more files or directories
   src = \"greeting.txt\"                 # relative to the spec's directory
   dest = \"/etc/greeting\"
 
-The new layer is cached by a SHA-256 of its inputs (parent layers, every added file's name, mode \
-and bytes, the entry point): building unchanged inputs again reuses it.
+Added files keep their mode (setuid, setgid, sticky), hard links, symlinks, xattrs, fifos and device \
+nodes; owners are stored shifted into the user-namespace range (root's files belong to the container's \
+root). The new layer is cached by a SHA-256 of its inputs (parent layers, every added file's name, mode, \
+owner, xattrs, links and bytes, the entry point): building unchanged inputs again reuses it.
 
 Example:
   vmct build hello.toml && vmct shell --image hello")]
@@ -91,25 +96,30 @@ pub(crate) fn base_layers() -> anyhow::Result<Vec<std::path::PathBuf>> {
 
 /// `vmct commit`.
 pub fn commit(a: CommitArgs) -> anyhow::Result<ExitCode> {
-    let layers = match &a.from {
-        Some(n) => images::load(n).map_err(|e| UsageError(e.to_string()))?.layers,
-        None => base_layers()?,
-    };
+    use images::ImagesError;
+    let usage = |e: ImagesError| anyhow::Error::from(UsageError(e.to_string()));
+    let parent =
+        images::Parent::of(&a.id, a.from.as_deref(), || base_layers().map_err(|e| format!("{e:#}"))).map_err(usage)?;
     let t0 = std::time::Instant::now();
-    let rec = images::commit(&a.id, &a.name, layers).map_err(|e| match e {
-        images::ImagesError::Io { .. } | images::ImagesError::Commit(_) => anyhow::Error::from(e),
-        other => UsageError(other.to_string()).into(),
+    let done = images::commit(&a.id, &a.name, parent).map_err(|e| match e {
+        ImagesError::Io { .. } | ImagesError::Commit(_) => anyhow::Error::from(e),
+        other => usage(other),
     })?;
+    for s in &done.skipped {
+        eprintln!("note: {s} is a socket (it belongs to a running process) and was not committed");
+    }
+    let rec = &done.image;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rec)?);
+        println!("{}", serde_json::to_string_pretty(rec)?);
     } else {
         println!(
-            "committed {} as image {} in {}: new layer {} ({} deletions), {} layers in all",
+            "committed {} as image {} in {}: new layer {} ({} deleted path{}), {} layers in all",
             a.id,
             rec.name,
             crate::units::human_secs(t0.elapsed().as_secs_f64()),
             crate::units::human_bytes(rec.layer_tar_bytes as f64),
-            rec.whiteouts,
+            rec.deleted_paths,
+            if rec.deleted_paths == 1 { "" } else { "s" },
             rec.layers.len()
         );
     }
@@ -120,11 +130,12 @@ pub fn commit(a: CommitArgs) -> anyhow::Result<ExitCode> {
 pub fn list(a: ImagesArgs) -> anyhow::Result<ExitCode> {
     if !a.rm.is_empty() {
         for name in &a.rm {
-            let freed = images::remove(name).map_err(|e| match e {
+            let r = images::remove(name).map_err(|e| match e {
                 images::ImagesError::Io { .. } => anyhow::Error::from(e),
                 other => UsageError(other.to_string()).into(),
             })?;
-            println!("removed image {name} ({} freed)", crate::units::human_bytes(freed as f64));
+            let what = if r.incomplete { "incomplete image (no image.json)" } else { "image" };
+            println!("removed {what} {name} ({} freed)", crate::units::human_bytes(r.freed_bytes as f64));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -120,12 +120,12 @@ pub fn main() -> ExitCode {
                 if sig != libc::SIGPIPE {
                     eprintln!("vmct: {}", crate::interrupt::Interrupted);
                     if !e.chain().any(|c| c.is::<crate::interrupt::Interrupted>()) {
-                        eprintln!("  (while stopping: {e:#})");
+                        eprintln!("  (while stopping: {})", chain(&e));
                     }
                 }
                 return ExitCode::from(crate::interrupt::exit_code(sig));
             }
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", chain(&e));
             ExitCode::from(1)
         }
     }
@@ -149,6 +149,23 @@ fn dispatch(cli: Cli, args: &[String]) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error and its causes joined by ": " like `{:#}`, leaving out a cause whose text the message
+/// already shows (many errors put their source in their own message, which `{:#}` then repeats).
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// A density sweep keeps two pipe ends per instance open: lift the soft fd limit to the hard one.
 fn raise_fd_limit() {
     let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -167,4 +184,22 @@ pub(crate) fn workload_and_workdir() -> anyhow::Result<(std::path::PathBuf, std:
     let dir = crate::artifacts::cache_dir().join("work");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     Ok((w, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_chains_do_not_repeat_their_sources() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io.to_string();
+        #[derive(Debug, thiserror::Error)]
+        #[error("images: /x: {source}")]
+        struct E {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::from(E { source: io }).context("building x");
+        assert_eq!(super::chain(&e), format!("building x: images: /x: {text}"));
+        let plain = anyhow::anyhow!("a").context("b");
+        assert_eq!(super::chain(&plain), "b: a");
+    }
 }

@@ -147,18 +147,37 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         let _ = record.save();
     }
 
-    let mut inst = match &a.image {
-        None => backend.launch(&spec),
+    let ours = crate::backend::container::by_name(&a.backend, &workload);
+    let image = match &a.image {
+        None => None,
         Some(name) => {
-            let layers = crate::images::load(name).map_err(|e| UsageError(e.to_string()))?.layers;
-            let cb = crate::backend::container::by_name(&a.backend, &workload).ok_or_else(|| {
-                UsageError(format!(
+            if ours.is_none() {
+                return Err(UsageError(format!(
                     "--image needs a container backend (container, container-privileged, container-userns), not '{}'",
                     a.backend
                 ))
-            })?;
-            cb.launch_layers(layers, &spec, crate::clock::mono_ns())
+                .into());
+            }
+            Some(crate::images::load(name).map_err(|e| UsageError(e.to_string()))?)
         }
+    };
+    // Our containers record the layers they mount for their lifetime, so no image removal deletes
+    // them underneath (and `vmct commit` knows what the container runs).
+    let layers = match (&image, &ours) {
+        (Some(i), _) => Some(i.layers.clone()),
+        (None, Some(cb)) => cb.base_layers().ok(),
+        (None, None) => None,
+    };
+    let _in_use = match layers {
+        Some(l) => Some(
+            crate::images::usage::acquire(&crate::images::usage::UsageRecord::new(&spec.id, image.as_ref(), l))
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut inst = match (&image, &ours) {
+        (Some(i), Some(cb)) => cb.launch_layers(i.layers.clone(), &spec, crate::clock::mono_ns()),
+        _ => backend.launch(&spec),
     }
     .with_context(|| format!("launching {} on {}", scenario, a.backend))?;
     let ready = match inst.wait_ready(timeout) {

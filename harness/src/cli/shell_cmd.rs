@@ -62,11 +62,9 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("vmct shell needs root (namespaces, cgroups, mounts); run it as root");
     }
-    let (mut layers, entry) = match &a.image {
-        Some(name) => {
-            let rec = images::load(name).map_err(|e| UsageError(e.to_string()))?;
-            (rec.layers, rec.entry)
-        }
+    let image = a.image.as_deref().map(images::load).transpose().map_err(|e| UsageError(e.to_string()))?;
+    let (mut layers, entry) = match &image {
+        Some(rec) => (rec.layers.clone(), rec.entry.clone()),
         None => (super::images_cmd::base_layers()?, None),
     };
     let busybox = if a.no_busybox { None } else { Some(images::busybox::layer()) };
@@ -92,10 +90,16 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
             ))
         })?;
     }
+    let id = format!("vmct-shell-{}", std::process::id());
+    // Held until the container is gone: no image removal deletes its layers meanwhile.
+    let _in_use = images::usage::acquire(&images::usage::UsageRecord::new(&id, image.as_ref(), layers.clone()))
+        .map_err(|e| UsageError(e.to_string()))?;
     let req = ShellRequest {
-        id: format!("vmct-shell-{}", std::process::id()),
+        id,
         layers,
         command,
+        env: image.as_ref().map(|i| i.env.clone()).unwrap_or_default(),
+        cwd: image.as_ref().and_then(|i| i.cwd.clone()),
         profile,
         limits: Limits { memory_bytes: mem, cpus: cpus.flatten(), pids: pids.flatten() },
     };
