@@ -28,6 +28,7 @@ pub mod limits;
 pub mod net;
 pub mod oci;
 pub mod runtime;
+pub mod seccomp_profile;
 pub mod security;
 pub mod sys;
 
