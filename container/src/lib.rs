@@ -21,6 +21,7 @@
 //! and [`sys`] (all `unsafe`).
 pub mod cgroup;
 pub mod commit;
+pub mod devices;
 pub mod gc;
 pub mod image;
 pub mod init;
