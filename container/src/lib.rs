@@ -1,7 +1,8 @@
 //! vmct's container runtime: images of read-only layers with a copy-on-write overlayfs rootfs per
 //! container, new pid/mount/uts/ipc/net/cgroup (and optionally user) namespaces, cgroups v1/v2/hybrid
-//! limits, pivot_root, dropped capabilities, no_new_privs, a default seccomp filter, private or
-//! bridged networking, captured output, and cleanup of every object it creates.
+//! limits, pivot_root, dropped capabilities, no_new_privs, Docker/Podman's defaults (device cgroup
+//! rules, masked and read-only paths, Podman's seccomp profile), private or bridged networking,
+//! captured output, and cleanup of every object it creates.
 //!
 //! ```no_run
 //! use container::{ContainerSpec, Image, Profile, Runtime};
@@ -17,7 +18,9 @@
 //!
 //! Module map: [`image`] (layers), [`runtime`] (parent side of the start sequence, the [`Container`]
 //! handle), [`init`] (the child's named stages and the typed channel), [`cgroup`] (v1/v2 behind one
-//! trait), [`security`] (caps, seccomp), [`net`], [`limits`], [`oci`] (configs for crun/runc), [`gc`],
+//! trait), [`security`] (caps, masked paths), [`seccomp_profile`] (Podman's profile, libseccomp),
+//! [`devices`] (device cgroup rules, v2 BPF program), [`net`], [`limits`], [`oci`] (configs for
+//! crun/runc), [`gc`],
 //! and [`sys`] (all `unsafe`).
 pub mod cgroup;
 pub mod commit;

@@ -206,7 +206,7 @@ impl Backend for PeerBackend {
             std::fs::create_dir(d).map_err(io("create", d))?;
         }
         let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
-        let cfg = oci::config(&OciInputs {
+        let cfg = oci::config_json(&OciInputs {
             image: &s.image,
             args: &args,
             env: &spec.env,
@@ -215,9 +215,10 @@ impl Backend for PeerBackend {
             cgroups_path: &cgroups_path,
             rootfs: "rootfs",
             profile: Profile::Default,
-        });
+        })
+        .map_err(|e| fail(e.to_string()))?;
         let cfg_path = bundle.join("config.json");
-        std::fs::write(&cfg_path, cfg.to_string()).map_err(io("write", &cfg_path))?;
+        std::fs::write(&cfg_path, cfg).map_err(io("write", &cfg_path))?;
         let target = CString::new(rootfs.as_os_str().as_encoded_bytes()).map_err(|e| fail(e.to_string()))?;
         let data = CString::new(s.image.overlay_data(&upper, &work)).map_err(|e| fail(e.to_string()))?;
         let unified = (self.name == "crun" && s.hybrid).then(|| c"/sys/fs/cgroup/unified".to_owned());
