@@ -17,6 +17,7 @@ pub mod microvm_linux;
 pub mod peers;
 pub mod process;
 pub mod registry;
+pub mod surface;
 pub mod vmm_peers;
 
 use crate::clock;
@@ -270,6 +271,10 @@ pub trait Backend: Send + Sync {
     fn info(&self) -> results::BackendInfo;
     /// Start an instance; returns as soon as it is launched (not ready).
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError>;
+    /// Attack-surface figures (see [`surface`]); backends that know none report the default.
+    fn attack_surface(&self) -> surface::BackendSurface {
+        surface::BackendSurface::default()
+    }
     /// Start an instance from state saved by [`Instance::save_state`] (VM restore, or a container
     /// started from the committed image). The instance reports `ready` again when it runs.
     fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {

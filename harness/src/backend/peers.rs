@@ -69,6 +69,9 @@ impl PeerBackend {
             if unsafe { libc::geteuid() } != 0 {
                 return Err("needs root (cgroups, mounts); run vmct as root".into());
             }
+            // The bundle carries Podman's seccomp profile: a missing package is said here, not per launch.
+            let profile = Path::new(container::seccomp_profile::DEFAULT_PROFILE_PATH);
+            container::seccomp_profile::load(profile, container::security::DEFAULT_CAPS).map_err(|e| e.to_string())?;
             let image = super::container::base_image(&self.workload)?;
             let cg = cgroup::detect().map_err(|e| e.to_string())?;
             let pc = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -171,8 +174,13 @@ impl Backend for PeerBackend {
             guest_model: None,
             available: s.is_ok(),
             reason: s.as_ref().err().cloned(),
-            version: s.ok().map(|s| s.version.clone()),
+            version: s.as_ref().ok().map(|s| s.version.clone()),
+            isolation: s.ok().map(|_| super::surface::isolation_profile(Profile::Default, peer_seccomp().as_ref())),
         }
+    }
+
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        super::surface::container_surface(Profile::Default, peer_seccomp().as_ref(), self.name)
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
@@ -238,6 +246,13 @@ impl Backend for PeerBackend {
         let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
         Ok(Box::new(PeerInstance { inner, memcg, v2: !s.hybrid && !memcg_exists_v1(), vmstat_oom: vmstat_oom_kills() }))
     }
+}
+
+/// The seccomp profile the generated bundles carry (Podman's default, resolved for Docker's default
+/// capabilities), if it can be read.
+fn peer_seccomp() -> Option<container::seccomp_profile::ProfileInfo> {
+    let path = Path::new(container::seccomp_profile::DEFAULT_PROFILE_PATH);
+    container::seccomp_profile::load(path, container::security::DEFAULT_CAPS).ok().map(|c| c.info.clone())
 }
 
 fn memcg_exists_v1() -> bool {

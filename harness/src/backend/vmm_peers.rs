@@ -57,6 +57,7 @@ impl Backend for VmmPeer {
     fn info(&self) -> results::BackendInfo {
         let reason = self.unavailable();
         results::BackendInfo {
+            isolation: None,
             name: self.name.clone(),
             kind: "peer".into(),
             model: "microvm".into(),
