@@ -547,7 +547,10 @@ mod tests {
         let v1 = fake_v1(t.path());
         let d = v1.create("vmct-e", &Limits::default(), Some(crate::devices::DEFAULT_RULES)).unwrap();
         let dev = t.path().join("devices/vmct-e");
-        assert_eq!(d.dirs, vec![(Controller::Memory, t.path().join("memory/own/vmct-e")), (Controller::Devices, dev.clone())]);
+        assert_eq!(
+            d.dirs,
+            vec![(Controller::Memory, t.path().join("memory/own/vmct-e")), (Controller::Devices, dev.clone())]
+        );
         // The fake file keeps only the last write; the kernel applies each in turn.
         assert_eq!(fs::read_to_string(dev.join("devices.deny")).unwrap(), "a");
         assert_eq!(fs::read_to_string(dev.join("devices.allow")).unwrap(), "c 136:* rwm");

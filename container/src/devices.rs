@@ -83,14 +83,19 @@ impl DeviceRule {
             DeviceKind::Block => 'b',
         };
         let num = |n: Option<u32>| n.map_or("*".to_string(), |n| n.to_string());
-        let acc: String =
-            [(access::READ, 'r'), (access::WRITE, 'w'), (access::MKNOD, 'm')].iter().filter(|(b, _)| self.access & b != 0).map(|(_, c)| *c).collect();
+        let acc: String = [(access::READ, 'r'), (access::WRITE, 'w'), (access::MKNOD, 'm')]
+            .iter()
+            .filter(|(b, _)| self.access & b != 0)
+            .map(|(_, c)| *c)
+            .collect();
         format!("{kind} {}:{} {acc}", num(self.major), num(self.minor))
     }
 
     /// The OCI `linux.resources.devices[]` entry.
     pub fn to_oci(&self) -> LinuxDeviceCgroup {
-        let mut b = LinuxDeviceCgroupBuilder::default().allow(self.allow).access(self.v1_line().rsplit(' ').next().unwrap_or("").to_string());
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(self.allow)
+            .access(self.v1_line().rsplit(' ').next().unwrap_or("").to_string());
         b = b.typ(match self.kind {
             DeviceKind::All => LinuxDeviceType::A,
             DeviceKind::Char => LinuxDeviceType::C,
@@ -254,17 +259,31 @@ mod tests {
     use super::*;
 
     /// runc's AllowedDevices (libcontainer/specconv/spec_linux.go), as `devices.list` would show it.
-    const RUNC_DEFAULTS: &[&str] =
-        &["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"];
+    const RUNC_DEFAULTS: &[&str] = &[
+        "c *:* m",
+        "b *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:1 rwm",
+        "c 5:2 rwm",
+        "c 136:* rwm",
+    ];
 
     #[test]
     fn default_rules_are_docker_and_runcs() {
         let w = v1_writes(DEFAULT_RULES);
         assert_eq!(w[0], ("devices.deny", "a".to_string()));
-        let allowed: Vec<&str> = w[1..].iter().map(|(f, v)| {
-            assert_eq!(*f, "devices.allow");
-            v.as_str()
-        }).collect();
+        let allowed: Vec<&str> = w[1..]
+            .iter()
+            .map(|(f, v)| {
+                assert_eq!(*f, "devices.allow");
+                v.as_str()
+            })
+            .collect();
         assert_eq!(allowed, RUNC_DEFAULTS);
         assert!(!allowed.contains(&"c 10:200 rwm"), "tun was dropped by runc 1.2");
     }

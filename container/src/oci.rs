@@ -114,7 +114,8 @@ pub fn config_with_profile(i: &OciInputs<'_>, profile_path: &Path) -> Result<Spe
                 .build(),
         )
     };
-    let sys_flags: &[&str] = if confined { &["nosuid", "noexec", "nodev", "ro"] } else { &["nosuid", "noexec", "nodev"] };
+    let sys_flags: &[&str] =
+        if confined { &["nosuid", "noexec", "nodev", "ro"] } else { &["nosuid", "noexec", "nodev"] };
     let mounts = vec![
         mount("/proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
@@ -133,7 +134,8 @@ pub fn config_with_profile(i: &OciInputs<'_>, profile_path: &Path) -> Result<Spe
         res = res.pids(build("pids", LinuxPidsBuilder::default().limit(p as i64).build())?);
     }
     // Docker --privileged: every device ("a *:* rwm" allowed).
-    let all = [DeviceRule { allow: true, kind: DeviceKind::All, major: None, minor: None, access: devices::access::RWM }];
+    let all =
+        [DeviceRule { allow: true, kind: DeviceKind::All, major: None, minor: None, access: devices::access::RWM }];
     let rules: &[DeviceRule] = if confined { devices::DEFAULT_RULES } else { &all };
     res = res.devices(rules.iter().map(DeviceRule::to_oci).collect::<Vec<_>>());
     let namespaces = [
@@ -231,7 +233,8 @@ mod tests {
         let mounts: Vec<&Value> = sc.iter().filter(|s| s["names"] == json!(["mount"])).collect();
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0]["action"], "SCMP_ACT_ERRNO");
-        let strs = |v: &Value| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let strs =
+            |v: &Value| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>();
         assert_eq!(strs(&c["linux"]["maskedPaths"]), security::MASKED_PATHS);
         assert_eq!(strs(&c["linux"]["readonlyPaths"]), security::READONLY_PATHS);
         let devs = c["linux"]["resources"]["devices"].as_array().unwrap();
@@ -240,8 +243,11 @@ mod tests {
         assert!(c["process"].get("rlimits").is_none_or(|r| r == &json!([])));
 
         let p = serde_json::to_value(
-            config_with_profile(&OciInputs { profile: Profile::Privileged, limits: Limits::default(), ..i }, Path::new("/nonexistent"))
-                .unwrap(),
+            config_with_profile(
+                &OciInputs { profile: Profile::Privileged, limits: Limits::default(), ..i },
+                Path::new("/nonexistent"),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert!(p["linux"].get("seccomp").is_none());

@@ -11,11 +11,11 @@
 //! 5. `exec`: read the child's stage reports until the channel closes on exec (or a failure arrives);
 //!    the child's last report comes right before `execve`, so EOF after it means exec succeeded.
 use crate::cgroup::{self, CgroupDirs, Cgroups};
+use crate::devices::{self, DeviceRule};
 use crate::image::Image;
 use crate::init::{self, ChildMsg, InitPlan, Op, Stage};
 use crate::limits::{LimitError, Limits};
 use crate::net::{Bridge, NetError, NetMode, Veth};
-use crate::devices::{self, DeviceRule};
 use crate::seccomp_profile::{self, ProfileError, ProfileInfo};
 use crate::security::{self, CapsPlan, HostPaths, SecurityError};
 use crate::sys::{self, WaitStatus};
@@ -399,8 +399,10 @@ impl Runtime {
         c.mark("prepare", sys::mono_ns());
 
         // 2. cgroup
-        let cg =
-            self.cgroups.create(&id, &spec.limits, self.device_rules()).map_err(|source| RuntimeError::Cgroup { id: id.clone(), source })?;
+        let cg = self
+            .cgroups
+            .create(&id, &spec.limits, self.device_rules())
+            .map_err(|source| RuntimeError::Cgroup { id: id.clone(), source })?;
         c.cg = Some(cg);
         c.mark("cgroup", sys::mono_ns());
 
@@ -926,8 +928,7 @@ mod tests {
         };
         assert_ne!(sysfs(Profile::Default) & libc::MS_RDONLY, 0);
         assert_eq!(sysfs(Profile::Privileged) & libc::MS_RDONLY, 0);
-        let (uops, _) =
-            build_ops(&img, Profile::Userns, &hp, Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
+        let (uops, _) = build_ops(&img, Profile::Userns, &hp, Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
         assert!(!uops.iter().any(|o| matches!(o, Op::Mknod(..))));
         assert!(uops.iter().any(|o| matches!(o, Op::Touch(_))));
     }

@@ -462,10 +462,8 @@ impl Resolved {
                 b.build().expect("every field of a seccomp rule is set")
             })
             .collect::<Vec<_>>();
-        let mut b = LinuxSeccompBuilder::default()
-            .default_action(self.default_action)
-            .architectures(arches)
-            .syscalls(syscalls);
+        let mut b =
+            LinuxSeccompBuilder::default().default_action(self.default_action).architectures(arches).syscalls(syscalls);
         if let Some(e) = self.default_errno_ret {
             b = b.default_errno_ret(e);
         }
@@ -521,7 +519,8 @@ pub fn load(path: &Path, caps: &[Capability]) -> Result<Arc<Compiled>, ProfileEr
         return Ok(c.clone());
     }
     let text = String::from_utf8_lossy(&bytes);
-    let compiled = Arc::new(parse(path, &text)?.resolve(path, caps, host_arch(), running_kernel())?.compile(path, &sha)?);
+    let compiled =
+        Arc::new(parse(path, &text)?.resolve(path, caps, host_arch(), running_kernel())?.compile(path, &sha)?);
     cache().lock().unwrap_or_else(|p| p.into_inner()).insert(key, compiled.clone());
     Ok(compiled)
 }
@@ -534,7 +533,10 @@ mod tests {
     const X86: (&str, &str) = ("SCMP_ARCH_X86_64", "amd64");
 
     fn resolved(caps: &[Capability]) -> Resolved {
-        parse(Path::new("fixture.json"), FIXTURE).unwrap().resolve(Path::new("fixture.json"), caps, X86, Some((6, 1))).unwrap()
+        parse(Path::new("fixture.json"), FIXTURE)
+            .unwrap()
+            .resolve(Path::new("fixture.json"), caps, X86, Some((6, 1)))
+            .unwrap()
     }
 
     #[test]
@@ -559,7 +561,8 @@ mod tests {
         let arm = arm.resolve(Path::new("f"), &[], ("SCMP_ARCH_AARCH64", "arm64"), Some((6, 1))).unwrap();
         assert_eq!(arm.architectures, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]);
         assert!(arm.rules.iter().any(|x| x.names == ["arm_fadvise64_64"]));
-        let e = parse(Path::new("f"), FIXTURE).unwrap().resolve(Path::new("f"), &[], ("SCMP_ARCH_S390X", "s390x"), None);
+        let e =
+            parse(Path::new("f"), FIXTURE).unwrap().resolve(Path::new("f"), &[], ("SCMP_ARCH_S390X", "s390x"), None);
         assert!(matches!(e, Err(ProfileError::NoArch { .. })));
     }
 
@@ -634,7 +637,12 @@ mod tests {
         assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(v["defaultErrnoRet"], 38);
         assert_eq!(v["architectures"], serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]));
-        let sock = v["syscalls"].as_array().unwrap().iter().find(|s| s["names"] == serde_json::json!(["getpriority"])).unwrap();
+        let sock = v["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["names"] == serde_json::json!(["getpriority"]))
+            .unwrap();
         assert_eq!(sock["errnoRet"], 22);
         assert_eq!(sock["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
         assert_eq!(sock["args"][0]["valueTwo"], 16);

@@ -99,7 +99,10 @@ fn device_nodes_created_inside_cannot_be_opened_except_privileged() {
             }
             (_, None) => {
                 // cgroup v2: the rules are a BPF program (checked by the open results above).
-                assert!(std::fs::read_to_string("/proc/self/cgroup").unwrap().lines().all(|l| !l.contains(":devices:")));
+                assert!(std::fs::read_to_string("/proc/self/cgroup")
+                    .unwrap()
+                    .lines()
+                    .all(|l| !l.contains(":devices:")));
             }
         }
     }

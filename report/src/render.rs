@@ -212,7 +212,10 @@ fn host_section(run: &RunData) -> String {
             ]
         })
         .collect();
-    body.push_str(&table(&["backend", "kind", "model", "guest model", "status", "version", "isolation profile"], &rows));
+    body.push_str(&table(
+        &["backend", "kind", "model", "guest model", "status", "version", "isolation profile"],
+        &rows,
+    ));
     if !h.peers.is_empty() {
         let rows: Vec<Vec<String>> = h
             .peers
@@ -401,10 +404,15 @@ mod tests {
             device_rules: vec!["deny a *:* rwm".into(), "allow c 1:3 rwm".into()],
         };
         let c = super::isolation_cell(Some(&p));
-        for want in ["default: Docker/Podman defaults", "seccomp.json", "0123abcd", "371 syscalls", "2 unknown", "c 1:3"] {
+        for want in
+            ["default: Docker/Podman defaults", "seccomp.json", "0123abcd", "371 syscalls", "2 unknown", "c 1:3"]
+        {
             assert!(c.contains(want), "{want} in {c}");
         }
-        let none = super::isolation_cell(Some(&results::IsolationProfile { profile: "privileged".into(), ..Default::default() }));
+        let none = super::isolation_cell(Some(&results::IsolationProfile {
+            profile: "privileged".into(),
+            ..Default::default()
+        }));
         assert!(none.contains("no seccomp filter") && none.contains("devices: all"), "{none}");
         assert_eq!(super::isolation_cell(None), "-");
     }

@@ -121,7 +121,10 @@ impl Backend for ContainerBackend {
             guest_model: None,
             available: rt.is_ok(),
             reason: rt.as_ref().err().cloned(),
-            version: rt.as_ref().ok().map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
+            version: rt
+                .as_ref()
+                .ok()
+                .map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
             isolation: rt.ok().map(|r| super::surface::isolation_profile(r.profile(), r.seccomp_info())),
         }
     }
