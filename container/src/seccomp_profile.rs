@@ -309,11 +309,11 @@ impl ProfileFile {
                     (Some(want), Some(have)) => have < want,
                     _ => true,
                 });
-                !(ex.arches.iter().any(|a| a == go_arch)
-                    || ex.caps.iter().any(has)
-                    || (!inc.arches.is_empty() && !inc.arches.iter().any(|a| a == go_arch))
-                    || !inc.caps.iter().all(has)
-                    || too_old)
+                let excluded = ex.arches.iter().any(|a| a == go_arch) || ex.caps.iter().any(has);
+                let included = (inc.arches.is_empty() || inc.arches.iter().any(|a| a == go_arch))
+                    && inc.caps.iter().all(has)
+                    && !too_old;
+                included && !excluded
             })
             .map(|r| Rule {
                 names: r.names.clone(),
