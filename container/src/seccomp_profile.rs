@@ -671,6 +671,7 @@ mod tests {
         assert!(c.info.syscalls_allowed > 300, "{:?}", c.info);
         assert_eq!(c.info.sha256.len(), 64);
         assert!(c.bpf.len() < 4096);
+        eprintln!("podman profile: {} BPF instructions, {:?}", c.bpf.len(), c.info);
         // Cached: the same Arc.
         assert!(Arc::ptr_eq(&c, &load(p, crate::security::DEFAULT_CAPS).unwrap()));
         assert_eq!(kernel_version("6.1.0-18-amd64"), Some((6, 1)));
