@@ -569,7 +569,8 @@ mod tests {
         );
         // A plain file concatenates the writes; the kernel applies each write(2) as one rule.
         assert_eq!(fs::read_to_string(dev.join("devices.deny")).unwrap(), "a");
-        let allow: String = crate::devices::v1_writes(crate::devices::DEFAULT_RULES)[1..].iter().map(|(_, v)| v.as_str()).collect();
+        let allow: String =
+            crate::devices::v1_writes(crate::devices::DEFAULT_RULES)[1..].iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(fs::read_to_string(dev.join("devices.allow")).unwrap(), allow);
         v1.attach(&d, 55).unwrap();
         assert_eq!(procs(&dev), vec![55]);

@@ -30,6 +30,16 @@ fn busybox_image(dir: &Path) -> Option<Image> {
     Some(Image::open(vec![layer], vec!["/bin/busybox".into()]).unwrap())
 }
 
+/// Root check, then a temp dir holding a busybox image (None: skipped).
+fn setup(test: &str) -> Option<(tempfile::TempDir, Image)> {
+    if !gate(test, &[Need::Root]) {
+        return None;
+    }
+    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
+    let img = busybox_image(t.path())?;
+    Some((t, img))
+}
+
 /// Run `script` with `sh -c` in a container of `profile`; (exit status, output, devices.list read
 /// from the host while it ran, if the container has a v1 devices cgroup).
 fn run_sh(img: &Image, profile: Profile, tag: &str, script: &str) -> (Option<i32>, String, Option<String>) {
@@ -58,11 +68,7 @@ fn sorted_lines(s: &str) -> Vec<String> {
 
 #[test]
 fn device_nodes_created_inside_cannot_be_opened_except_privileged() {
-    if !gate("device_nodes_created_inside_cannot_be_opened_except_privileged", &[Need::Root]) {
-        return;
-    }
-    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
-    let Some(img) = busybox_image(t.path()) else { return };
+    let Some((_t, img)) = setup("device_nodes_created_inside_cannot_be_opened_except_privileged") else { return };
     // The issue's case (tty0) and a harmless one to open for the privileged reference (kmsg, c 1:11).
     let script = "for n in 'tty0 4 0' 'kmsg 1 11'; do set -- $n; \
                   if mknod /$1 c $2 $3 2>/dev/null; then echo mknod-$1-ok; else echo mknod-$1-failed; fi; \
@@ -110,11 +116,7 @@ fn device_nodes_created_inside_cannot_be_opened_except_privileged() {
 
 #[test]
 fn masked_paths_read_empty_except_privileged() {
-    if !gate("masked_paths_read_empty_except_privileged", &[Need::Root]) {
-        return;
-    }
-    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
-    let Some(img) = busybox_image(t.path()) else { return };
+    let Some((_t, img)) = setup("masked_paths_read_empty_except_privileged") else { return };
     let script = "echo keys=$(cat /proc/keys | wc -c) timer_list=$(cat /proc/timer_list | wc -c) \
                   firmware=$(ls -A /sys/firmware | wc -l); \
                   if echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null; then echo sys-writable; fi";
@@ -134,11 +136,7 @@ fn masked_paths_read_empty_except_privileged() {
 
 #[test]
 fn seccomp_profile_is_podmans_and_is_reported() {
-    if !gate("seccomp_profile_is_podmans_and_is_reported", &[Need::Root]) {
-        return;
-    }
-    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
-    let Some(img) = busybox_image(t.path()) else { return };
+    let Some((_t, img)) = setup("seccomp_profile_is_podmans_and_is_reported") else { return };
     let rt = Runtime::new(img.clone(), Profile::Default).unwrap();
     let info = rt.seccomp_info().unwrap();
     assert_eq!(info.path, Path::new(container::seccomp_profile::DEFAULT_PROFILE_PATH));
