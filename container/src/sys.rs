@@ -632,6 +632,20 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Whether this kernel runs x32-ABI system calls: asks for `getpid` with the x32 bit set
+/// (`__X32_SYSCALL_BIT`, 0x40000000), which a kernel without x32 support answers with ENOSYS.
+/// Harmless either way.
+pub fn kernel_runs_x32() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: getpid takes no arguments and has no effects.
+        let rc = unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) };
+        rc > 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Description of an errno, e.g. "No such file or directory (os error 2)".
 pub fn strerror(e: Errno) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
