@@ -185,7 +185,8 @@ fn write_rules(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
         let path = dir.join(name);
         let err = |source| CgroupError::Write { path: path.clone(), value: value.clone(), source };
         if open.as_ref().is_none_or(|(n, _)| *n != name) {
-            open = Some((name, fs::OpenOptions::new().write(true).create(true).open(&path).map_err(err)?));
+            open =
+                Some((name, fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path).map_err(err)?));
         }
         if let Some((_, f)) = open.as_mut() {
             f.write_all(value.as_bytes()).map_err(err)?;
