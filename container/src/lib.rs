@@ -1,7 +1,8 @@
 //! vmct's container runtime: images of read-only layers with a copy-on-write overlayfs rootfs per
 //! container, new pid/mount/uts/ipc/net/cgroup (and optionally user) namespaces, cgroups v1/v2/hybrid
-//! limits, pivot_root, dropped capabilities, no_new_privs, a default seccomp filter, private or
-//! bridged networking, captured output, and cleanup of every object it creates.
+//! limits, pivot_root, dropped capabilities, no_new_privs, Docker/Podman's defaults (device cgroup
+//! rules, masked and read-only paths, Podman's seccomp profile), private or bridged networking,
+//! captured output, and cleanup of every object it creates.
 //!
 //! ```no_run
 //! use container::{ContainerSpec, Image, Profile, Runtime};
@@ -17,11 +18,13 @@
 //!
 //! Module map: [`image`] (layers), [`commit`] and [`fsmeta`] (layers from a container's changes), [`runtime`] (parent side of the start sequence, the [`Container`]
 //! handle), [`init`] (the child's named stages and the typed channel), [`cgroup`] (v1/v2 behind one
-//! trait), [`security`] (caps, seccomp), [`net`], [`limits`], [`oci`] (configs for crun/runc), [`gc`],
-//! and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
+//! trait), [`security`] (caps, masked paths), [`seccomp_profile`] (Podman's profile, libseccomp),
+//! [`devices`] (device cgroup rules, v2 BPF program), [`net`], [`limits`], [`oci`] (configs for
+//! crun/runc), [`gc`], and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
 //! [`sys::clone_fork`] in [`runtime`] and the overlay xattr and whiteout calls in [`commit`]).
 pub mod cgroup;
 pub mod commit;
+pub mod devices;
 pub mod fsmeta;
 pub mod gc;
 pub mod image;
@@ -30,6 +33,7 @@ pub mod limits;
 pub mod net;
 pub mod oci;
 pub mod runtime;
+pub mod seccomp_profile;
 pub mod security;
 pub mod sys;
 

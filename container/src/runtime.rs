@@ -11,11 +11,13 @@
 //! 5. `exec`: read the child's stage reports until the channel closes on exec (or a failure arrives);
 //!    the child's last report comes right before `execve`, so EOF after it means exec succeeded.
 use crate::cgroup::{self, CgroupDirs, Cgroups};
+use crate::devices::{self, DeviceRule};
 use crate::image::Image;
 use crate::init::{self, ChildMsg, InitPlan, Op, Stage};
 use crate::limits::{LimitError, Limits};
 use crate::net::{Bridge, NetError, NetMode, Veth};
-use crate::security::{self, CapsPlan, SecurityError};
+use crate::seccomp_profile::{self, ProfileError, ProfileInfo};
+use crate::security::{self, CapsPlan, HostPaths, SecurityError};
 use crate::sys::{self, WaitStatus};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -63,6 +65,9 @@ pub enum RuntimeError {
     /// Security profile failure.
     #[error(transparent)]
     Security(#[from] SecurityError),
+    /// The seccomp profile could not be read or compiled.
+    #[error("container runtime: {0}")]
+    Seccomp(#[from] ProfileError),
     /// Network failure.
     #[error("container {id}: {source}")]
     Net {
@@ -129,11 +134,14 @@ pub const STAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Security/isolation profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    /// All namespaces but user, Docker's default capabilities, no_new_privs, default seccomp filter,
-    /// sysfs read-only.
+    /// What `docker run` / `podman run` give by default: all namespaces but user, Docker's default
+    /// capabilities, no_new_privs, Podman's default seccomp profile
+    /// ([`seccomp_profile::DEFAULT_PROFILE_PATH`]), the default device rules ([`devices::DEFAULT_RULES`]),
+    /// masked and read-only paths ([`security::MASKED_PATHS`], [`security::READONLY_PATHS`]), sysfs
+    /// read-only.
     Default,
-    /// Docker's `--privileged`: no user namespace, all capabilities, no seccomp, no no_new_privs,
-    /// sysfs read-write.
+    /// Docker's `--privileged`: no user namespace, all capabilities, all devices, no seccomp, no
+    /// no_new_privs, no masked paths, sysfs read-write.
     Privileged,
     /// Default plus a user namespace (root in the container is uid [`USERNS_BASE`] on the host).
     Userns,
@@ -147,6 +155,24 @@ impl Profile {
             Profile::Privileged => "privileged",
             Profile::Userns => "userns",
         }
+    }
+
+    /// One line saying what the profile applies (for run.json and the report).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Profile::Default => {
+                "default: Docker/Podman defaults (device cgroup rules, masked and read-only paths, containers-common seccomp, Docker's capabilities, no_new_privs)"
+            }
+            Profile::Privileged => "privileged: like docker run --privileged (all capabilities and devices, no seccomp, no masked paths)",
+            Profile::Userns => {
+                "userns: default plus a user namespace (container root is an unprivileged host uid)"
+            }
+        }
+    }
+
+    /// Whether Docker's default confinement (devices, masks, seccomp) applies.
+    pub fn confined(self) -> bool {
+        self != Profile::Privileged
     }
 }
 
@@ -208,20 +234,35 @@ pub struct Runtime {
     cgroups: Arc<dyn Cgroups>,
     caps: Option<CapsPlan>,
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
+    seccomp_info: Option<ProfileInfo>,
+    paths: HostPaths,
     net: NetMode,
     bridge: Option<Arc<Bridge>>,
 }
 
 impl Runtime {
     /// A runtime for `image` with `profile`, cgroups auto-detected, state under [`DEFAULT_STATE_ROOT`].
+    /// Confined profiles read and compile the seccomp profile at
+    /// [`seccomp_profile::DEFAULT_PROFILE_PATH`] here (once per process, see [`seccomp_profile::load`]).
     pub fn new(image: Image, profile: Profile) -> Result<Runtime, RuntimeError> {
+        Runtime::with_seccomp_profile(image, profile, Path::new(seccomp_profile::DEFAULT_PROFILE_PATH))
+    }
+
+    /// [`Runtime::new`] with the seccomp profile read from `path` (ignored by `Privileged`).
+    pub fn with_seccomp_profile(image: Image, profile: Profile, path: &Path) -> Result<Runtime, RuntimeError> {
         let cgroups: Arc<dyn Cgroups> =
             Arc::from(cgroup::detect().map_err(|source| RuntimeError::Cgroup { id: "-".into(), source })?);
-        let (caps, seccomp) = match profile {
-            Profile::Privileged => (None, Vec::new()),
-            Profile::Default | Profile::Userns => {
-                (Some(security::caps_plan(security::DEFAULT_CAPS)?), security::default_seccomp()?)
-            }
+        let (caps, seccomp, seccomp_info, paths) = if profile.confined() {
+            let compiled = seccomp_profile::load(path, security::DEFAULT_CAPS)?;
+            let info = compiled.info.clone();
+            (
+                Some(security::caps_plan(security::DEFAULT_CAPS)?),
+                vec![(*compiled.bpf).clone()],
+                Some(info),
+                HostPaths::detect(),
+            )
+        } else {
+            (None, Vec::new(), None, HostPaths::default())
         };
         let rt = Runtime {
             image,
@@ -230,11 +271,23 @@ impl Runtime {
             cgroups,
             caps,
             seccomp: Arc::new(seccomp),
+            seccomp_info,
+            paths,
             net: NetMode::Private,
             bridge: None,
         };
         rt.ensure_state_root()?;
         Ok(rt)
+    }
+
+    /// The seccomp profile in force (None for `Privileged`).
+    pub fn seccomp_info(&self) -> Option<&ProfileInfo> {
+        self.seccomp_info.as_ref()
+    }
+
+    /// The device cgroup rules in force (None for `Privileged`: all devices, as `--privileged`).
+    pub fn device_rules(&self) -> Option<&'static [DeviceRule]> {
+        self.profile.confined().then_some(devices::DEFAULT_RULES)
     }
 
     /// Keep container state under `dir` instead (must be traversable by the mapped root for `Userns`).
@@ -346,8 +399,10 @@ impl Runtime {
         c.mark("prepare", sys::mono_ns());
 
         // 2. cgroup
-        let cg =
-            self.cgroups.create(&id, &spec.limits).map_err(|source| RuntimeError::Cgroup { id: id.clone(), source })?;
+        let cg = self
+            .cgroups
+            .create(&id, &spec.limits, self.device_rules())
+            .map_err(|source| RuntimeError::Cgroup { id: id.clone(), source })?;
         c.cg = Some(cg);
         c.mark("cgroup", sys::mono_ns());
 
@@ -473,7 +528,7 @@ impl Runtime {
 
     /// Rootfs + pivot ops (and the index where pivot starts).
     fn plan_ops(&self, _spec: &ContainerSpec, rootfs: &Path, upper: &Path, work: &Path) -> (Vec<Op>, usize) {
-        build_ops(&self.image, self.profile, rootfs, upper, work)
+        build_ops(&self.image, self.profile, &self.paths, rootfs, upper, work)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -547,8 +602,16 @@ fn open_output(o: &Output, stdout_child: Option<&OwnedFd>) -> std::io::Result<(O
     }
 }
 
-/// The rootfs and pivot steps for a container (see [`crate::init`]).
-pub fn build_ops(image: &Image, profile: Profile, rootfs: &Path, upper: &Path, work: &Path) -> (Vec<Op>, usize) {
+/// The rootfs and pivot steps for a container (see [`crate::init`]); `paths` are the masked and
+/// read-only paths to apply (empty for `Privileged`).
+pub fn build_ops(
+    image: &Image,
+    profile: Profile,
+    paths: &HostPaths,
+    rootfs: &Path,
+    upper: &Path,
+    work: &Path,
+) -> (Vec<Op>, usize) {
     let c = |s: &str| cstr(s.as_bytes());
     let r = |sub: &str| {
         let p = if sub.is_empty() { rootfs.to_path_buf() } else { rootfs.join(sub) };
@@ -575,22 +638,25 @@ pub fn build_ops(image: &Image, profile: Profile, rootfs: &Path, upper: &Path, w
             None,
         ),
     ];
-    if profile != Profile::Privileged {
-        // Docker's read-only paths: host-wide kernel knobs stay readable but not writable, even for the
-        // container's root (sysctls such as fs.* are not namespaced and are guarded only by file mode).
-        use libc::MS_REMOUNT;
-        let ro = ["proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs"];
-        // The container's proc is the same kernel's: skip what this kernel does not have.
-        for p in ro.into_iter().filter(|p| Path::new("/").join(p).exists()) {
-            ops.push(m(&format!("{}", rootfs.join(p).display()), r(p), None, MS_BIND | MS_REC, None));
-            ops.push(Op::Mount {
-                src: None,
-                target: r(p),
-                fstype: None,
-                flags: MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                data: None,
-            });
-        }
+    // Docker's read-only paths: host-wide kernel knobs stay readable but not writable, even for the
+    // container's root (sysctls such as fs.* are not namespaced and are guarded only by file mode).
+    // Then its masked paths (runc's order). Paths this kernel lacks were dropped by HostPaths.
+    use libc::MS_REMOUNT;
+    for p in &paths.readonly {
+        ops.push(m(&format!("{}", rootfs.join(p).display()), r(p), None, MS_BIND | MS_REC, None));
+        ops.push(Op::Mount {
+            src: None,
+            target: r(p),
+            fstype: None,
+            flags: MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            data: None,
+        });
+    }
+    for p in &paths.masked_files {
+        ops.push(m("/dev/null", r(p), None, MS_BIND, None));
+    }
+    for p in &paths.masked_dirs {
+        ops.push(m("tmpfs", r(p), Some("tmpfs"), MS_RDONLY, None));
     }
     ops.push(m("tmpfs", r("dev"), Some("tmpfs"), MS_NOSUID | MS_STRICTATIME, Some("mode=755,size=65536k")));
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("urandom", 1, 9), ("tty", 5, 0)] {
@@ -840,12 +906,30 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(t.path().join("bin/w"), std::fs::Permissions::from_mode(0o755)).unwrap();
         let img = Image::open(vec![t.path().into()], vec!["/bin/w".into()]).unwrap();
-        let (ops, pivot) = build_ops(&img, Profile::Default, Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
+        let hp = HostPaths {
+            masked_files: vec!["proc/keys"],
+            masked_dirs: vec!["sys/firmware"],
+            readonly: vec!["proc/sys"],
+        };
+        let (ops, pivot) =
+            build_ops(&img, Profile::Default, &hp, Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
+        let descs: Vec<String> = ops.iter().map(Op::describe).collect();
+        assert!(descs.iter().any(|d| d == "mount /dev/null (bind/propagation) on /s/r/proc/keys"), "{descs:#?}");
+        assert!(descs.iter().any(|d| d == "mount tmpfs (tmpfs) on /s/r/sys/firmware"), "{descs:#?}");
+        let fw = ops.iter().find_map(|o| match o {
+            Op::Mount { target, flags, .. } if target.to_bytes() == b"/s/r/sys/firmware" => Some(*flags),
+            _ => None,
+        });
+        assert_eq!(fw, Some(libc::MS_RDONLY));
+        // Masks come after proc and sysfs are mounted (else they would be hidden under them).
+        let at = |t: &str| descs.iter().position(|d| d.ends_with(t)).unwrap();
+        assert!(at("on /s/r/sys") < at("on /s/r/sys/firmware") && at("on /s/r/proc") < at("on /s/r/proc/keys"));
         assert!(ops[1].describe().contains("overlay") && ops[1].describe().contains("upperdir=/s/u"));
         assert!(ops.iter().any(|o| matches!(o, Op::Mknod(p, ..) if p.to_bytes() == b"/s/r/dev/null")));
         assert_eq!(ops[pivot..], [Op::Chdir(cstr(b"/s/r")), Op::PivotRoot, Op::DetachOldRoot, Op::Chdir(cstr(b"/"))]);
         let sysfs = |p| {
-            let (o, _) = build_ops(&img, p, Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
+            let (o, _) =
+                build_ops(&img, p, &HostPaths::default(), Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
             o.iter()
                 .find_map(|o| match o {
                     Op::Mount { target, flags, .. } if target.to_bytes() == b"/s/r/sys" => Some(*flags),
@@ -855,7 +939,7 @@ mod tests {
         };
         assert_ne!(sysfs(Profile::Default) & libc::MS_RDONLY, 0);
         assert_eq!(sysfs(Profile::Privileged) & libc::MS_RDONLY, 0);
-        let (uops, _) = build_ops(&img, Profile::Userns, Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
+        let (uops, _) = build_ops(&img, Profile::Userns, &hp, Path::new("/s/r"), Path::new("/s/u"), Path::new("/s/w"));
         assert!(!uops.iter().any(|o| matches!(o, Op::Mknod(..))));
         assert!(uops.iter().any(|o| matches!(o, Op::Touch(_))));
     }

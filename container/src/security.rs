@@ -1,20 +1,13 @@
-//! Capabilities and the default seccomp filter, computed once in the parent.
+//! Capabilities and the masked and read-only paths, computed once in the parent (the seccomp
+//! profile is [`crate::seccomp_profile`], the device rules [`crate::devices`]).
 //!
 //! The capability *names* come from the `caps` crate; the child applies them with raw `prctl`/`capset`
-//! calls ([`crate::sys`]) because it must not allocate between clone and exec. The seccomp filter is
-//! compiled with `seccompiler` (Firecracker's) into BPF once per runtime.
+//! calls ([`crate::sys`]) because it must not allocate between clone and exec.
 use caps::Capability;
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-};
-use std::collections::BTreeMap;
 
 /// Errors building the security profile.
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
-    /// seccompiler rejected the filter.
-    #[error("seccomp: cannot build the default filter: {0}")]
-    Seccomp(String),
     /// The capability state could not be read.
     #[error("capabilities: cannot read {what}: {reason}")]
     Caps {
@@ -69,97 +62,59 @@ pub fn caps_plan(keep: &[Capability]) -> Result<CapsPlan, SecurityError> {
     Ok(CapsPlan { drop_bounding, mask })
 }
 
-/// System calls the default filter denies with EPERM (Docker's default profile denies these, or
-/// allows them only with capabilities the default set does not hold).
-pub const DENIED_SYSCALLS: &[(&str, libc::c_long)] = &[
-    ("mount", libc::SYS_mount),
-    ("umount2", libc::SYS_umount2),
-    ("pivot_root", libc::SYS_pivot_root),
-    ("unshare", libc::SYS_unshare),
-    ("setns", libc::SYS_setns),
-    ("kexec_load", libc::SYS_kexec_load),
-    ("kexec_file_load", libc::SYS_kexec_file_load),
-    ("init_module", libc::SYS_init_module),
-    ("finit_module", libc::SYS_finit_module),
-    ("delete_module", libc::SYS_delete_module),
-    ("bpf", libc::SYS_bpf),
-    ("ptrace", libc::SYS_ptrace),
-    ("process_vm_readv", libc::SYS_process_vm_readv),
-    ("process_vm_writev", libc::SYS_process_vm_writev),
-    ("keyctl", libc::SYS_keyctl),
-    ("add_key", libc::SYS_add_key),
-    ("request_key", libc::SYS_request_key),
-    ("reboot", libc::SYS_reboot),
-    ("swapon", libc::SYS_swapon),
-    ("swapoff", libc::SYS_swapoff),
-    ("clock_settime", libc::SYS_clock_settime),
-    ("clock_adjtime", libc::SYS_clock_adjtime),
-    ("settimeofday", libc::SYS_settimeofday),
-    ("adjtimex", libc::SYS_adjtimex),
-    ("acct", libc::SYS_acct),
-    ("quotactl", libc::SYS_quotactl),
-    ("perf_event_open", libc::SYS_perf_event_open),
-    ("userfaultfd", libc::SYS_userfaultfd),
-    ("open_by_handle_at", libc::SYS_open_by_handle_at),
-    ("name_to_handle_at", libc::SYS_name_to_handle_at),
-    ("lookup_dcookie", libc::SYS_lookup_dcookie),
-    ("iopl", libc::SYS_iopl),
-    ("ioperm", libc::SYS_ioperm),
-    ("uselib", libc::SYS_uselib),
-    ("vhangup", libc::SYS_vhangup),
-    ("sethostname", libc::SYS_sethostname),
-    ("setdomainname", libc::SYS_setdomainname),
-    ("fsopen", libc::SYS_fsopen),
-    ("fsmount", libc::SYS_fsmount),
-    ("fspick", libc::SYS_fspick),
-    ("move_mount", libc::SYS_move_mount),
-    ("open_tree", libc::SYS_open_tree),
-    ("mount_setattr", libc::SYS_mount_setattr),
-    ("syslog", libc::SYS_syslog),
+/// Paths Docker and containerd mask in a non-privileged container (moby `oci/defaults.go`
+/// `DefaultSpec().Linux.MaskedPaths`, containerd `oci/spec.go`): files get /dev/null bound over them,
+/// directories an empty read-only tmpfs.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
 
-/// The `CLONE_NEW*` flags `clone(2)` may not use inside the container.
-const CLONE_NS_FLAGS: &[u64] = &[
-    libc::CLONE_NEWNS as u64,
-    libc::CLONE_NEWUTS as u64,
-    libc::CLONE_NEWIPC as u64,
-    libc::CLONE_NEWUSER as u64,
-    libc::CLONE_NEWPID as u64,
-    libc::CLONE_NEWNET as u64,
-    libc::CLONE_NEWCGROUP as u64,
-];
+/// Paths Docker and containerd make read-only (same sources as [`MASKED_PATHS`]).
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-fn arch() -> seccompiler::TargetArch {
-    #[cfg(target_arch = "aarch64")]
-    return seccompiler::TargetArch::aarch64;
-    #[cfg(not(target_arch = "aarch64"))]
-    seccompiler::TargetArch::x86_64
+/// [`MASKED_PATHS`] and [`READONLY_PATHS`] that exist on this host (the container's proc and sysfs are
+/// this kernel's), checked once per runtime. Missing ones are skipped silently, as runc does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostPaths {
+    /// Masked files (relative to the root, no leading '/').
+    pub masked_files: Vec<&'static str>,
+    /// Masked directories.
+    pub masked_dirs: Vec<&'static str>,
+    /// Read-only paths.
+    pub readonly: Vec<&'static str>,
 }
 
-/// The default filter as two BPF programs, both installed:
-/// 1. [`DENIED_SYSCALLS`] and `clone` with any namespace flag fail with EPERM;
-/// 2. `clone3` fails with ENOSYS (its flags live in memory BPF cannot read; ENOSYS makes libcs fall
-///    back to `clone`, which filter 1 checks) — Docker does the same.
-pub fn default_seccomp() -> Result<Vec<BpfProgram>, SecurityError> {
-    let err = |e: &dyn std::fmt::Display| SecurityError::Seccomp(e.to_string());
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED_SYSCALLS.iter().map(|(_, nr)| (*nr, vec![])).collect();
-    let mut clone_rules = Vec::new();
-    for f in CLONE_NS_FLAGS {
-        let cond =
-            SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(*f), *f).map_err(|e| err(&e))?;
-        clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| err(&e))?);
+impl HostPaths {
+    /// Look at the host's /proc and /sys.
+    pub fn detect() -> HostPaths {
+        HostPaths::detect_under(std::path::Path::new("/"))
     }
-    rules.insert(libc::SYS_clone, clone_rules);
-    let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch())
-        .map_err(|e| err(&e))?;
-    let clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, vec![])].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch(),
-    )
-    .map_err(|e| err(&e))?;
-    Ok(vec![deny.try_into().map_err(|e| err(&e))?, clone3.try_into().map_err(|e| err(&e))?])
+
+    /// Look under `root` instead of "/" (tests).
+    pub fn detect_under(root: &std::path::Path) -> HostPaths {
+        let mut h = HostPaths::default();
+        for p in MASKED_PATHS {
+            let rel = p.trim_start_matches('/');
+            match std::fs::metadata(root.join(rel)) {
+                Ok(m) if m.is_dir() => h.masked_dirs.push(rel),
+                Ok(_) => h.masked_files.push(rel),
+                Err(_) => {}
+            }
+        }
+        h.readonly =
+            READONLY_PATHS.iter().map(|p| p.trim_start_matches('/')).filter(|p| root.join(p).exists()).collect();
+        h
+    }
 }
 
 #[cfg(test)]
@@ -177,10 +132,25 @@ mod tests {
     }
 
     #[test]
-    fn seccomp_filter_compiles() {
-        let progs = default_seccomp().unwrap();
-        assert_eq!(progs.len(), 2);
-        assert!(progs[0].len() > DENIED_SYSCALLS.len());
-        assert!(DENIED_SYSCALLS.iter().any(|(n, _)| *n == "kexec_load"));
+    fn masked_and_readonly_lists_are_moby_and_containerds() {
+        // moby oci/defaults.go and containerd oci/spec.go (both hold these paths).
+        let moby_masked = "/proc/acpi /proc/asound /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list \
+                           /proc/timer_stats /proc/sched_debug /proc/scsi /sys/firmware /sys/devices/virtual/powercap";
+        let moby_readonly = "/proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger";
+        let words = |s: &'static str| s.split_whitespace().collect::<Vec<_>>();
+        assert_eq!(MASKED_PATHS, words(moby_masked));
+        assert_eq!(READONLY_PATHS, words(moby_readonly));
+    }
+
+    #[test]
+    fn host_paths_skip_missing_and_split_files_from_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("proc/acpi")).unwrap();
+        std::fs::create_dir_all(t.path().join("proc/sys")).unwrap();
+        std::fs::write(t.path().join("proc/keys"), "").unwrap();
+        let h = HostPaths::detect_under(t.path());
+        assert_eq!(h.masked_dirs, ["proc/acpi"]);
+        assert_eq!(h.masked_files, ["proc/keys"]);
+        assert_eq!(h.readonly, ["proc/sys"]);
     }
 }

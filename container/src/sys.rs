@@ -421,6 +421,88 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// `bpf(2)` command numbers and constants used (linux/bpf.h).
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// The `BPF_PROG_LOAD` part of `union bpf_attr` (fields up to `expected_attach_type`).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// The `BPF_PROG_ATTACH` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ProgAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+/// Load a `BPF_PROG_TYPE_CGROUP_DEVICE` program; the kernel verifier's log is in the error.
+pub fn bpf_load_cgroup_device(prog: &[crate::devices::Insn]) -> std::io::Result<OwnedFd> {
+    let license = c"Apache-2.0";
+    let mut log = vec![0u8; 16 * 1024];
+    let attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: prog.len() as u32,
+        insns: prog.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name: *b"vmct_devices\0\0\0\0",
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix of the size passed; insns, license and log_buf point at
+    // live buffers of the lengths given (Insn is #[repr(C)] with struct bpf_insn's layout).
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr, std::mem::size_of::<ProgLoadAttr>()) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+        let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
+        return Err(std::io::Error::new(e.kind(), format!("BPF_PROG_LOAD: {e}; verifier: {text}")));
+    }
+    // SAFETY: the kernel returned a fresh program fd we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attach a cgroup device program to the cgroup v2 directory open as `cgroup` (BPF_F_ALLOW_MULTI,
+/// like runc). The attachment keeps the program alive; it goes away with the cgroup.
+pub fn bpf_attach_cgroup_device(cgroup: RawFd, prog: RawFd) -> std::io::Result<()> {
+    let attr = ProgAttachAttr {
+        target_fd: cgroup as u32,
+        attach_bpf_fd: prog as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    // SAFETY: attr is a valid bpf_attr prefix of the size passed; the fds are the caller's.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attr, std::mem::size_of::<ProgAttachAttr>()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Result of [`clone_fork`] in the parent.
 pub struct Cloned {
     /// Host pid of the child.
@@ -549,6 +631,20 @@ pub fn chown(path: &CStr, uid: u32, gid: u32) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether this kernel runs x32-ABI system calls: asks for `getpid` with the x32 bit set
+/// (`__X32_SYSCALL_BIT`, 0x40000000), which a kernel without x32 support answers with ENOSYS.
+/// Harmless either way.
+pub fn kernel_runs_x32() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: getpid takes no arguments and has no effects.
+        let rc = unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) };
+        rc > 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Description of an errno, e.g. "No such file or directory (os error 2)".

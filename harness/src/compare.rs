@@ -325,7 +325,11 @@ pub fn run(
         git_commit: Some(crate::artifacts::GIT_COMMIT.to_string()).filter(|s| !s.is_empty()),
         command,
         plan: recorded.to_plan(),
-        caveats: host.caveats(),
+        caveats: host
+            .caveats()
+            .into_iter()
+            .chain(infos.iter().filter_map(|i| i.isolation.as_ref()?.caveat(&i.name)))
+            .collect(),
         host,
         backends: infos,
         load_before: LoadSnapshot::capture(),

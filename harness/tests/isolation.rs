@@ -163,6 +163,7 @@ impl Backend for UnshareBackend {
     }
     fn info(&self) -> results::BackendInfo {
         results::BackendInfo {
+            isolation: None,
             name: "unshare".into(),
             kind: "test".into(),
             model: "container".into(),

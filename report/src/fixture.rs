@@ -17,6 +17,7 @@ impl Lcg {
 
 fn backend(name: &str, kind: &str, model: &str, guest: Option<&str>, available: bool) -> BackendInfo {
     BackendInfo {
+        isolation: None,
         name: name.into(),
         kind: kind.into(),
         model: model.into(),

@@ -221,10 +221,14 @@ fn host_section(run: &RunData) -> String {
                     )
                 },
                 esc(b.version.as_deref().unwrap_or("-")),
+                isolation_cell(b.isolation.as_ref()),
             ]
         })
         .collect();
-    body.push_str(&table(&["backend", "kind", "model", "guest model", "status", "version"], &rows));
+    body.push_str(&table(
+        &["backend", "kind", "model", "guest model", "status", "version", "isolation profile"],
+        &rows,
+    ));
     if !h.peers.is_empty() {
         let rows: Vec<Vec<String>> = h
             .peers
@@ -235,6 +239,33 @@ fn host_section(run: &RunData) -> String {
         body.push_str(&table(&["peer", "path", "version"], &rows));
     }
     section("host", "Host and run", &body)
+}
+
+/// The profile a container backend ran with: its description, the seccomp file with its SHA-256 and
+/// allowlist size, and how many device rules applied.
+fn isolation_cell(p: Option<&results::IsolationProfile>) -> String {
+    let Some(p) = p else { return "-".into() };
+    let mut out = esc(&p.profile);
+    match (&p.seccomp_path, &p.seccomp_sha256) {
+        (Some(path), Some(sha)) => out.push_str(&format!(
+            "<br>seccomp <code>{}</code> sha256 <code>{}</code>, {} syscalls allowed{}",
+            esc(path),
+            esc(sha),
+            p.seccomp_syscalls_allowed.map_or("?".into(), |n| n.to_string()),
+            if p.seccomp_unknown_names_skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} unknown names skipped", p.seccomp_unknown_names_skipped.len())
+            }
+        )),
+        _ => out.push_str("<br>no seccomp filter"),
+    }
+    if p.device_rules.is_empty() {
+        out.push_str("<br>devices: all");
+    } else {
+        out.push_str(&format!("<br>devices: <code>{}</code>", esc(&p.device_rules.join("; "))));
+    }
+    out
 }
 
 fn verdict_section(run: &RunData) -> String {
@@ -375,6 +406,30 @@ fn footer(run: &RunData) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn isolation_cell_names_profile_seccomp_file_hash_and_devices() {
+        let p = results::IsolationProfile {
+            profile: "default: Docker/Podman defaults".into(),
+            seccomp_path: Some("/usr/share/containers/seccomp.json".into()),
+            seccomp_sha256: Some("0123abcd".into()),
+            seccomp_syscalls_allowed: Some(371),
+            seccomp_unknown_names_skipped: vec!["a".into(), "b".into()],
+            device_rules: vec!["deny a *:* rwm".into(), "allow c 1:3 rwm".into()],
+        };
+        let c = super::isolation_cell(Some(&p));
+        for want in
+            ["default: Docker/Podman defaults", "seccomp.json", "0123abcd", "371 syscalls", "2 unknown", "c 1:3"]
+        {
+            assert!(c.contains(want), "{want} in {c}");
+        }
+        let none = super::isolation_cell(Some(&results::IsolationProfile {
+            profile: "privileged".into(),
+            ..Default::default()
+        }));
+        assert!(none.contains("no seccomp filter") && none.contains("devices: all"), "{none}");
+        assert_eq!(super::isolation_cell(None), "-");
+    }
+
     use crate::units::{fmt_bytes, fmt_secs};
     use results::{DensityFit, Record, RunDir, StartupSummary};
     use std::fs;

@@ -10,4 +10,4 @@ pub mod stats;
 
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use records::*;
-pub use rundir::{BackendInfo, Plan, RunDir, RunDirError, RunMeta};
+pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};

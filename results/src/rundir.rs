@@ -90,6 +90,47 @@ pub struct BackendInfo {
     pub reason: Option<String>,
     /// Version string (peers).
     pub version: Option<String>,
+    /// The isolation profile it ran with (container backends; absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<IsolationProfile>,
+}
+
+/// The isolation profile a container backend ran with: what run.json and the report name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IsolationProfile {
+    /// The profile and what it applies (e.g. "default: Docker/Podman defaults (...)").
+    pub profile: String,
+    /// The seccomp profile file, if a filter was installed.
+    #[serde(default)]
+    pub seccomp_path: Option<String>,
+    /// SHA-256 (hex) of that file.
+    #[serde(default)]
+    pub seccomp_sha256: Option<String>,
+    /// Distinct syscalls the filter allows (some only for some argument values).
+    #[serde(default)]
+    pub seccomp_syscalls_allowed: Option<u32>,
+    /// Syscall names in the profile the filter compiler did not know: skipped (they get the default
+    /// action, an errno).
+    #[serde(default)]
+    pub seccomp_unknown_names_skipped: Vec<String>,
+    /// Device cgroup rules in order, v1 syntax (`a *:* rwm` denied first, then allowed ones); empty:
+    /// no device restriction.
+    #[serde(default)]
+    pub device_rules: Vec<String>,
+}
+
+impl IsolationProfile {
+    /// The caveat to record when the profile skipped unknown syscall names.
+    pub fn caveat(&self, backend: &str) -> Option<String> {
+        (!self.seccomp_unknown_names_skipped.is_empty()).then(|| {
+            format!(
+                "{backend}: seccomp profile {} names {} syscall(s) the filter compiler does not know, skipped (they get the profile's default errno): {}",
+                self.seccomp_path.as_deref().unwrap_or("-"),
+                self.seccomp_unknown_names_skipped.len(),
+                self.seccomp_unknown_names_skipped.join(", ")
+            )
+        })
+    }
 }
 
 /// run.json: everything needed to interpret the CSVs.
@@ -221,6 +262,7 @@ mod tests {
             plan: Plan { experiments: vec!["startup".into()], startup_runs: 10, ..Plan::default() },
             host: HostEnv::capture(),
             backends: vec![BackendInfo {
+                isolation: None,
                 name: "process".into(),
                 kind: "baseline".into(),
                 model: "process".into(),

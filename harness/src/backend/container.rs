@@ -2,8 +2,8 @@
 //!
 //! | backend | profile |
 //! |---|---|
-//! | `container` | default: pid/mount/uts/ipc/net/cgroup namespaces, Docker's default caps, no_new_privs, seccomp |
-//! | `container-privileged` | Docker's `--privileged`: no user namespace, all caps, no seccomp |
+//! | `container` | default: pid/mount/uts/ipc/net/cgroup namespaces, Docker's default caps, no_new_privs, Podman's seccomp profile, Docker's device rules, masked and read-only paths |
+//! | `container-privileged` | Docker's `--privileged`: no user namespace, all caps and devices, no seccomp, no masks |
 //! | `container-userns` | default plus a user namespace |
 //!
 //! All share one base image (the workload binary and the mount points it needs), built once under
@@ -120,13 +120,23 @@ impl Backend for ContainerBackend {
             guest_model: None,
             available: rt.is_ok(),
             reason: rt.as_ref().err().cloned(),
-            version: rt.ok().map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
+            version: rt
+                .as_ref()
+                .ok()
+                .map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
+            isolation: rt.ok().map(|r| super::surface::isolation_profile(r.profile(), r.seccomp_info())),
         }
     }
 
     fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
         let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
         limits.validate().map_err(|e| e.to_string())
+    }
+
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        let rt = self.runtime().ok();
+        let seccomp = rt.as_ref().and_then(|r| r.seccomp_info());
+        super::surface::container_surface(self.profile, seccomp, "vmct's container runtime")
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {

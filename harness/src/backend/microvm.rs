@@ -138,6 +138,7 @@ impl Backend for MicrovmBackend {
     fn info(&self) -> results::BackendInfo {
         let avail = self.availability();
         results::BackendInfo {
+            isolation: None,
             name: NAME.into(),
             kind: "ours".into(),
             model: "microvm".into(),

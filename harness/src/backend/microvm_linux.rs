@@ -164,6 +164,7 @@ impl Backend for MicrovmLinuxBackend {
     fn info(&self) -> results::BackendInfo {
         let avail = self.availability();
         results::BackendInfo {
+            isolation: None,
             name: NAME.into(),
             kind: "ours".into(),
             model: "microvm".into(),

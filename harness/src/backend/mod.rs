@@ -21,6 +21,7 @@ pub mod microvm_linux;
 pub mod peers;
 pub mod process;
 pub mod registry;
+pub mod surface;
 pub mod vmm_peers;
 
 use crate::clock;
@@ -292,6 +293,11 @@ pub trait Backend: Send + Sync {
     fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
         let _ = spec;
         Ok(())
+    }
+
+    /// Attack-surface figures (see [`surface`]); backends that know none report the default.
+    fn attack_surface(&self) -> surface::BackendSurface {
+        surface::BackendSurface::default()
     }
     /// Start an instance from state saved by [`Instance::save_state`] (VM restore, or a container
     /// started from the committed image). The instance reports `ready` again when it runs.

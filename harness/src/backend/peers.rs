@@ -68,6 +68,9 @@ impl PeerBackend {
             if !nix::unistd::geteuid().is_root() {
                 return Err("needs root (cgroups, mounts); run vmct as root".into());
             }
+            // The bundle carries Podman's seccomp profile: a missing package is said here, not per launch.
+            let profile = Path::new(container::seccomp_profile::DEFAULT_PROFILE_PATH);
+            container::seccomp_profile::load(profile, container::security::DEFAULT_CAPS).map_err(|e| e.to_string())?;
             let image = super::container::base_image(&self.workload)?;
             let cg = cgroup::detect().map_err(|e| e.to_string())?;
             let pc = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -170,13 +173,18 @@ impl Backend for PeerBackend {
             guest_model: None,
             available: s.is_ok(),
             reason: s.as_ref().err().cloned(),
-            version: s.ok().map(|s| s.version.clone()),
+            version: s.as_ref().ok().map(|s| s.version.clone()),
+            isolation: s.ok().map(|_| super::surface::isolation_profile(Profile::Default, peer_seccomp().as_ref())),
         }
     }
 
     fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
         let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
         limits.validate().map_err(|e| e.to_string())
+    }
+
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        super::surface::container_surface(Profile::Default, peer_seccomp().as_ref(), self.name)
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
@@ -210,7 +218,7 @@ impl Backend for PeerBackend {
             std::fs::create_dir(d).map_err(io("create", d))?;
         }
         let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
-        let cfg = oci::config(&OciInputs {
+        let cfg = oci::config_json(&OciInputs {
             image: &s.image,
             args: &args,
             env: &spec.env,
@@ -219,9 +227,10 @@ impl Backend for PeerBackend {
             cgroups_path: &cgroups_path,
             rootfs: "rootfs",
             profile: Profile::Default,
-        });
+        })
+        .map_err(|e| fail(e.to_string()))?;
         let cfg_path = bundle.join("config.json");
-        std::fs::write(&cfg_path, cfg.to_string()).map_err(io("write", &cfg_path))?;
+        std::fs::write(&cfg_path, cfg).map_err(io("write", &cfg_path))?;
         let target = CString::new(rootfs.as_os_str().as_encoded_bytes()).map_err(|e| fail(e.to_string()))?;
         let data = CString::new(s.image.overlay_data(&upper, &work)).map_err(|e| fail(e.to_string()))?;
         let unified = (self.name == "crun" && s.hybrid).then(|| c"/sys/fs/cgroup/unified".to_owned());
@@ -241,6 +250,13 @@ impl Backend for PeerBackend {
         let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
         Ok(Box::new(PeerInstance { inner, memcg, v2: !s.hybrid && !memcg_exists_v1(), vmstat_oom: vmstat_oom_kills() }))
     }
+}
+
+/// The seccomp profile the generated bundles carry (Podman's default, resolved for Docker's default
+/// capabilities), if it can be read.
+fn peer_seccomp() -> Option<container::seccomp_profile::ProfileInfo> {
+    let path = Path::new(container::seccomp_profile::DEFAULT_PROFILE_PATH);
+    container::seccomp_profile::load(path, container::security::DEFAULT_CAPS).ok().map(|c| c.info.clone())
 }
 
 fn memcg_exists_v1() -> bool {

@@ -26,6 +26,7 @@ impl Backend for ProcessBackend {
 
     fn info(&self) -> results::BackendInfo {
         results::BackendInfo {
+            isolation: None,
             name: "process".into(),
             kind: "baseline".into(),
             model: "process".into(),

@@ -102,6 +102,7 @@ impl Backend for VmmPeer {
     fn info(&self) -> results::BackendInfo {
         let reason = self.unavailable();
         results::BackendInfo {
+            isolation: None,
             name: self.vmm.name().into(),
             kind: "peer".into(),
             model: "microvm".into(),

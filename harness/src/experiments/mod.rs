@@ -206,6 +206,7 @@ pub(crate) mod fake {
         }
         fn info(&self) -> results::BackendInfo {
             results::BackendInfo {
+                isolation: None,
                 name: self.name.clone(),
                 kind: "ours".into(),
                 model: "process".into(),
