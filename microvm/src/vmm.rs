@@ -1,9 +1,13 @@
 //! The VMM process: one VM per process, protocol lines on stdout, "stop" on stdin.
 //!
 //! ```text
-//! vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...
-//! vmct-vmm --restore DIR [--watchdog-ms N]
+//! vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] [--jail SPEC] -- WORDS...
+//! vmct-vmm --restore DIR [--watchdog-ms N] [--jail SPEC]
 //! ```
+//! Just before the guest runs, the VMM installs its seccomp allowlist (always) and, with `--jail`,
+//! first confines itself (see [`crate::confine`]); the `confine` phase marks when both are done.
+//! `--test-violate-seccomp` (or `VMCT_VMM_TEST_VIOLATE_SECCOMP=1`) makes it then attempt a syscall
+//! outside the allowlist, for tests: the kernel kills it with SIGSYS.
 //! stdout carries `@vmct phase NAME MONO_NS` lines (vmm_start, kvm_open, vm_create, memory, load,
 //! vcpu_setup, first_exit, ready; done before the guest's last lines), then the guest's protocol
 //! lines. The guest's `idle` wait ends when stdin reaches EOF or reads a `stop` line; a `snapshot DIR`
@@ -14,6 +18,7 @@
 //! the VMM prints `vmct-vmm: error: ...` on stderr and exits with the error's code
 //! ([`crate::vm::exit_code_kind`] maps it back to a kind). `VMCT_VM_WATCHDOG_MS` and
 //! `VMCT_GUEST_TEST_HOOK` in the environment override the flags (so a harness can set them per instance).
+use crate::confine::{self, Jail};
 use crate::layout::hooks;
 use crate::loader::Image;
 use crate::sys;
@@ -28,7 +33,7 @@ pub const USAGE_EXIT: u8 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
     /// A flag is unknown or lacks its value.
-    #[error("vmct-vmm: {0}\nusage: vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...\n       vmct-vmm --restore DIR [--watchdog-ms N]")]
+    #[error("vmct-vmm: {0}\nusage: vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] [--jail SPEC] -- WORDS...\n       vmct-vmm --restore DIR [--watchdog-ms N] [--jail SPEC]")]
     Usage(String),
     /// The guest image cannot be read.
     #[error("vmct-vmm: cannot read guest image {path}: {source}")]
@@ -49,6 +54,10 @@ pub struct Args {
     pub config: VmConfig,
     /// Snapshot directory to restore from instead of booting.
     pub restore: Option<String>,
+    /// The jail to enter before the guest runs (`--jail`).
+    pub jail: Option<Jail>,
+    /// Test hook: attempt a syscall outside the seccomp allowlist once it is installed.
+    pub violate_seccomp: bool,
 }
 
 fn hook_number(name: &str) -> Result<u32, ArgsError> {
@@ -65,6 +74,8 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
     let mut guest = None;
     let mut restore = None;
     let mut watchdog_set = false;
+    let mut jail = None;
+    let mut violate_seccomp = env("VMCT_VMM_TEST_VIOLATE_SECCOMP").is_some_and(|v| v == "1");
     let mut words = Vec::new();
     let mut it = args.iter();
     let num = |flag: &str, v: Option<&String>| -> Result<u64, ArgsError> {
@@ -86,6 +97,11 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
                 restore = Some(it.next().ok_or_else(|| ArgsError::Usage("--restore needs a directory".into()))?.clone())
             }
             "--probe" => config.probe_mode = true,
+            "--jail" => {
+                let spec = it.next().ok_or_else(|| ArgsError::Usage("--jail needs a SPEC".into()))?;
+                jail = Some(Jail::parse(spec).map_err(|e| ArgsError::Usage(e.to_string()))?);
+            }
+            "--test-violate-seccomp" => violate_seccomp = true,
             "--test-hook" => {
                 config.test_hook =
                     hook_number(it.next().ok_or_else(|| ArgsError::Usage("--test-hook needs a name".into()))?)?
@@ -111,13 +127,13 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
         if !watchdog_set {
             config.watchdog = None;
         }
-        return Ok(Args { guest: String::new(), config, restore: Some(dir) });
+        return Ok(Args { guest: String::new(), config, restore: Some(dir), jail, violate_seccomp });
     }
     let guest = guest.ok_or_else(|| ArgsError::Usage("--guest PATH is required".into()))?;
     if config.args.is_empty() {
         return Err(ArgsError::Usage("no scenario words after --".into()));
     }
-    Ok(Args { guest, config, restore: None })
+    Ok(Args { guest, config, restore: None, jail, violate_seccomp })
 }
 
 /// The process [`Host`]: phases are buffered and written with the next guest output in one write.
@@ -186,6 +202,12 @@ pub fn main(args: &[String]) -> u8 {
             return USAGE_EXIT;
         }
     };
+    // Join the VMM's own cgroup before guest memory exists, so all of it is charged there.
+    if let Some(jail) = &args.jail {
+        if let Err(e) = confine::attach_cgroups(jail) {
+            return report(&VmError::from(e));
+        }
+    }
     let mut host = StdioHost { pending: String::with_capacity(1024) };
     let vm = match &args.restore {
         Some(dir) => {
@@ -208,7 +230,20 @@ pub fn main(args: &[String]) -> u8 {
         for (name, ns) in vm.timeline.marks.clone() {
             host.phase(name, ns);
         }
-        vm.run(&mut host)
+        // Compiled during setup; installed by `before_guest` right before the first KVM_RUN.
+        let filter = confine::vcpu_filter()?;
+        let mut before_guest = |host: &mut dyn Host| -> Result<(), VmError> {
+            if let Some(jail) = &args.jail {
+                confine::enter(jail)?;
+            }
+            confine::apply_vcpu_filter(&filter)?;
+            host.phase("confine", sys::mono_ns());
+            if args.violate_seccomp {
+                host.output(&format!("{}\n", confine::violate_seccomp_for_test()));
+            }
+            Ok(())
+        };
+        vm.run_with(&mut host, &mut before_guest)
     });
     host.flush();
     match result {

@@ -1,0 +1,448 @@
+//! Confinement of the VMM process, modelled on Firecracker's jailer and its seccomp filters.
+//!
+//! A VMM started with a [`Jail`] (`vmct-vmm --jail SPEC ...`), in this order:
+//! 1. first thing, before guest memory exists: joins its own cgroup ([`attach_cgroups`]: writes `0`
+//!    into the `cgroup.procs` files the launcher opened for it), so all of its memory is charged there;
+//! 2. builds the VM as usual (opens /dev/kvm, reads the guest image or the snapshot, creates the VM);
+//! 3. just before the guest runs ([`enter`]): joins its own network, IPC and mount namespaces (the
+//!    mount namespace's root is a per-VM empty directory the launcher pivoted into; the VMM's pid
+//!    namespace is given at spawn), sets `RLIMIT_CORE` to 0, drops every capability from the bounding
+//!    set, becomes the jail's non-root uid/gid (no supplementary groups), which clears its permitted,
+//!    effective and ambient capabilities, and checks that none is left;
+//! 4. installs the seccomp allowlist of the vCPU thread ([`vcpu_filter`], [`apply_vcpu_filter`]):
+//!    only the syscalls the run loop, its exit handlers and the snapshot path make after setup, and
+//!    `ioctl` only with the KVM requests in [`KVM_IOCTLS`]; anything else kills the VMM with SIGSYS
+//!    (`SECCOMP_RET_KILL_PROCESS`, as Firecracker's default filters).
+//!
+//! Everything the VM needs is opened in step 2, while the process still sees the host, so the jail
+//! directory stays empty (no /dev/kvm node, no image): the KVM, VM, vCPU and memory fds stay valid
+//! after the uid change because KVM checks the fd and the mm, not the caller's credentials. This is why
+//! a non-root uid works although /dev/kvm is `root:root 0600` on this project's hosts.
+//!
+//! The filter is one table ([`vcpu_allowlist`]) from which the installed BPF program, the count in
+//! [`VmmSurface::syscalls_allowed`] and the tests are derived. The bare VMM has a single thread (the
+//! vCPU thread also serves stdin/stdout), so "one filter per VMM thread" is one filter here.
+use crate::layout::ports;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+};
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+
+/// Errors while confining the VMM.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    /// The `--jail` argument is malformed.
+    #[error("vmct-vmm: --jail '{spec}': {reason} (expected comma-separated net=FD,ipc=FD,mnt=FD,cgroup=FD,uid=N,gid=N)")]
+    Spec {
+        /// The argument.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A system call of the confinement failed.
+    #[error("vmct-vmm: jail: {what} failed: {source}")]
+    Sys {
+        /// The step.
+        what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Capabilities could not be dropped or some are left.
+    #[error("vmct-vmm: jail: capabilities: {0}")]
+    Caps(String),
+    /// seccompiler rejected the filter or the kernel refused it.
+    #[error("vmct-vmm: seccomp: {0}")]
+    Seccomp(String),
+}
+
+fn sys_err(what: &'static str) -> impl FnOnce(std::io::Error) -> ConfineError {
+    move |source| ConfineError::Sys { what, source }
+}
+
+/// What the launcher prepared for one VMM: namespace fds and cgroup fds it inherits, and the
+/// credentials to switch to. Passed as `--jail net=FD,ipc=FD,mnt=FD,cgroup=FD,...,uid=N,gid=N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Jail {
+    /// Network namespace to join (fd of an nsfs file).
+    pub netns: Option<RawFd>,
+    /// IPC namespace to join.
+    pub ipcns: Option<RawFd>,
+    /// Mount namespace to join; its root is the jail directory.
+    pub mntns: Option<RawFd>,
+    /// `cgroup.procs` files (opened for writing) of the VMM's own cgroup, one per hierarchy.
+    pub cgroup_procs: Vec<RawFd>,
+    /// uid to run the guest as (0 keeps root, still without capabilities).
+    pub uid: u32,
+    /// gid to run the guest as.
+    pub gid: u32,
+}
+
+impl Jail {
+    /// The `--jail` argument for this jail (parsed back by [`Jail::parse`]).
+    pub fn to_arg(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [("net", self.netns), ("ipc", self.ipcns), ("mnt", self.mntns)] {
+            if let Some(fd) = v {
+                parts.push(format!("{k}={fd}"));
+            }
+        }
+        parts.extend(self.cgroup_procs.iter().map(|fd| format!("cgroup={fd}")));
+        parts.push(format!("uid={}", self.uid));
+        parts.push(format!("gid={}", self.gid));
+        parts.join(",")
+    }
+
+    /// Parse a `--jail` argument.
+    pub fn parse(spec: &str) -> Result<Jail, ConfineError> {
+        let bad = |reason: String| ConfineError::Spec { spec: spec.into(), reason };
+        let mut j = Jail::default();
+        let (mut uid, mut gid) = (None, None);
+        for part in spec.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(|| bad(format!("'{part}' is not KEY=VALUE")))?;
+            let n: u32 = v.parse().map_err(|_| bad(format!("{k}: '{v}' is not a whole number")))?;
+            let fd = || RawFd::try_from(n).map_err(|_| bad(format!("{k}: fd {n} out of range")));
+            match k {
+                "net" => j.netns = Some(fd()?),
+                "ipc" => j.ipcns = Some(fd()?),
+                "mnt" => j.mntns = Some(fd()?),
+                "cgroup" => j.cgroup_procs.push(fd()?),
+                "uid" => uid = Some(n),
+                "gid" => gid = Some(n),
+                other => return Err(bad(format!("unknown key '{other}'"))),
+            }
+        }
+        j.uid = uid.ok_or_else(|| bad("uid=N is required".into()))?;
+        j.gid = gid.ok_or_else(|| bad("gid=N is required".into()))?;
+        Ok(j)
+    }
+
+    /// Every fd the VMM inherits for this jail (the launcher keeps them open across exec).
+    pub fn fds(&self) -> Vec<RawFd> {
+        let mut v: Vec<RawFd> = [self.netns, self.ipcns, self.mntns].into_iter().flatten().collect();
+        v.extend(&self.cgroup_procs);
+        v
+    }
+}
+
+/// Step 1: move this process into its cgroup (write `0` to each `cgroup.procs` fd), then close them.
+pub fn attach_cgroups(jail: &Jail) -> Result<(), ConfineError> {
+    for &fd in &jail.cgroup_procs {
+        // SAFETY: writing two bytes from a static buffer to an fd; a bad fd only yields EBADF.
+        let n = unsafe { libc::write(fd, b"0\n".as_ptr().cast(), 2) };
+        if n < 0 {
+            return Err(sys_err("join cgroup (write cgroup.procs)")(std::io::Error::last_os_error()));
+        }
+        // SAFETY: the fd was handed to us for this one use and nothing else owns it.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+fn setns(fd: Option<RawFd>, nstype: libc::c_int, what: &'static str) -> Result<(), ConfineError> {
+    let Some(fd) = fd else { return Ok(()) };
+    // SAFETY: setns on an fd we were given; a wrong fd or type fails with an errno.
+    if unsafe { libc::setns(fd, nstype) } != 0 {
+        return Err(sys_err(what)(std::io::Error::last_os_error()));
+    }
+    // SAFETY: the namespace fd has served its one use and nothing else owns it.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn check(rc: libc::c_int, what: &'static str) -> Result<(), ConfineError> {
+    if rc != 0 {
+        return Err(sys_err(what)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Step 3: join the jail's namespaces, change to its root, drop capabilities and credentials.
+pub fn enter(jail: &Jail) -> Result<(), ConfineError> {
+    setns(jail.netns, libc::CLONE_NEWNET, "setns(network namespace)")?;
+    setns(jail.ipcns, libc::CLONE_NEWIPC, "setns(IPC namespace)")?;
+    if jail.mntns.is_some() {
+        setns(jail.mntns, libc::CLONE_NEWNS, "setns(mount namespace)")?;
+        // SAFETY: a static NUL-terminated path.
+        check(unsafe { libc::chdir(c"/".as_ptr()) }, "chdir(/) in the jail")?;
+    }
+    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid rlimit struct for the call's duration.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) }, "setrlimit(RLIMIT_CORE, 0)")?;
+    caps::clear(None, caps::CapSet::Bounding).map_err(|e| ConfineError::Caps(e.to_string()))?;
+    // SAFETY: an empty group list.
+    check(unsafe { libc::setgroups(0, std::ptr::null()) }, "setgroups([])")?;
+    // SAFETY: plain id arguments.
+    check(unsafe { libc::setresgid(jail.gid, jail.gid, jail.gid) }, "setresgid")?;
+    // SAFETY: plain id arguments.
+    check(unsafe { libc::setresuid(jail.uid, jail.uid, jail.uid) }, "setresuid")?;
+    for set in [caps::CapSet::Ambient, caps::CapSet::Inheritable, caps::CapSet::Effective, caps::CapSet::Permitted] {
+        caps::clear(None, set).map_err(|e| ConfineError::Caps(e.to_string()))?;
+    }
+    let left = caps::read(None, caps::CapSet::Permitted).map_err(|e| ConfineError::Caps(e.to_string()))?;
+    if !left.is_empty() {
+        return Err(ConfineError::Caps(format!("still permitted after the drop: {left:?}")));
+    }
+    Ok(())
+}
+
+/// KVM ioctl request numbers, as `_IO*(KVMIO, nr, type)` (linux/kvm.h), computed with vmm-sys-util's
+/// macros like kvm-ioctls does (its own constants are private).
+mod kvm_nr {
+    #![allow(missing_docs)]
+    use kvm_bindings::{kvm_fpu, kvm_msrs, kvm_regs, kvm_sregs, KVMIO};
+    use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
+    ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+    ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
+    ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_regs);
+    ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+    ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+    ioctl_ior_nr!(KVM_GET_FPU, KVMIO, 0x8c, kvm_fpu);
+}
+
+/// The KVM ioctls the vCPU thread may make after setup, with who needs them: the run loop
+/// (`KVM_RUN`; RIP for exit errors and probe records; the fault handler's registers), and the
+/// snapshot path (`KVM_GET_MSRS` for the TSC, `KVM_GET_FPU`, `KVM_SET_REGS` for the wait result).
+pub fn kvm_ioctls() -> [(&'static str, u64); 6] {
+    [
+        ("KVM_RUN", kvm_nr::KVM_RUN() as u64),
+        ("KVM_GET_REGS", kvm_nr::KVM_GET_REGS() as u64),
+        ("KVM_SET_REGS", kvm_nr::KVM_SET_REGS() as u64),
+        ("KVM_GET_SREGS", kvm_nr::KVM_GET_SREGS() as u64),
+        ("KVM_GET_MSRS", kvm_nr::KVM_GET_MSRS() as u64),
+        ("KVM_GET_FPU", kvm_nr::KVM_GET_FPU() as u64),
+    ]
+}
+
+/// Names of [`kvm_ioctls`], for documentation and the attack-surface figures.
+pub const KVM_IOCTLS: [&str; 6] =
+    ["KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_GET_MSRS", "KVM_GET_FPU"];
+
+/// `open` flags of the only `openat` after setup: `File::create` of a snapshot file.
+const SNAPSHOT_OPEN_FLAGS: u64 = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u64;
+
+/// An argument rule of the allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgRule {
+    /// Any arguments.
+    Any,
+    /// `ioctl` whose request (argument 1) is one of [`kvm_ioctls`].
+    KvmIoctl,
+    /// `openat` whose flags (argument 2) are exactly `O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC`.
+    CreateFile,
+}
+
+/// The vCPU thread's allowlist after setup: (syscall name, number, argument rule, who needs it).
+/// Found by tracing the VMM (`strace`) through every scenario, the exit errors, the watchdog and a
+/// snapshot, and kept minimal; compare Firecracker's `resources/seccomp/x86_64-unknown-linux-musl.json`
+/// (vcpu thread).
+pub fn vcpu_allowlist() -> Vec<(&'static str, i64, ArgRule, &'static str)> {
+    use ArgRule::*;
+    vec![
+        ("ioctl", libc::SYS_ioctl, KvmIoctl, "KVM_RUN and vCPU register access"),
+        ("read", libc::SYS_read, Any, "stdin commands (stop, snapshot DIR)"),
+        ("write", libc::SYS_write, Any, "protocol lines on stdout, errors on stderr, the snapshot state file"),
+        ("timer_settime", libc::SYS_timer_settime, Any, "arm and disarm the watchdog"),
+        ("timer_delete", libc::SYS_timer_delete, Any, "watchdog timer dropped at the end"),
+        ("rt_sigreturn", libc::SYS_rt_sigreturn, Any, "return from the watchdog signal handler"),
+        ("clock_gettime", libc::SYS_clock_gettime, Any, "timestamps (when the vDSO is not used)"),
+        ("mmap", libc::SYS_mmap, Any, "allocator"),
+        ("munmap", libc::SYS_munmap, Any, "allocator, unmapping guest memory at the end"),
+        ("mremap", libc::SYS_mremap, Any, "allocator (growing buffers)"),
+        ("brk", libc::SYS_brk, Any, "allocator"),
+        ("close", libc::SYS_close, Any, "snapshot files; VM fds at the end"),
+        ("sigaltstack", libc::SYS_sigaltstack, Any, "Rust runtime teardown of the main thread's signal stack"),
+        ("exit", libc::SYS_exit, Any, "thread exit"),
+        ("exit_group", libc::SYS_exit_group, Any, "process exit"),
+        ("openat", libc::SYS_openat, CreateFile, "snapshot: create the memory and state files"),
+        ("mkdir", libc::SYS_mkdir, Any, "snapshot: create its directory"),
+        ("statx", libc::SYS_statx, Any, "snapshot: check the directory exists"),
+        ("newfstatat", libc::SYS_newfstatat, Any, "snapshot: check the directory exists (older libc)"),
+        ("ftruncate", libc::SYS_ftruncate, Any, "snapshot: size the memory file"),
+        ("mincore", libc::SYS_mincore, Any, "snapshot: which guest pages are resident"),
+        ("pwrite64", libc::SYS_pwrite64, Any, "snapshot: write resident guest pages"),
+    ]
+}
+
+fn target_arch() -> seccompiler::TargetArch {
+    #[cfg(target_arch = "aarch64")]
+    return seccompiler::TargetArch::aarch64;
+    #[cfg(not(target_arch = "aarch64"))]
+    seccompiler::TargetArch::x86_64
+}
+
+/// The vCPU thread's seccomp filter, compiled to BPF: [`vcpu_allowlist`] allowed, everything else
+/// `SECCOMP_RET_KILL_PROCESS`.
+pub fn vcpu_filter() -> Result<BpfProgram, ConfineError> {
+    let err = |e: &dyn std::fmt::Display| ConfineError::Seccomp(e.to_string());
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (_, nr, rule, _) in vcpu_allowlist() {
+        let conds: Vec<Vec<SeccompCondition>> = match rule {
+            ArgRule::Any => Vec::new(),
+            ArgRule::KvmIoctl => kvm_ioctls()
+                .iter()
+                .map(|(_, req)| SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *req).map(|c| vec![c]))
+                .collect::<Result<_, _>>()
+                .map_err(|e| err(&e))?,
+            ArgRule::CreateFile => {
+                vec![vec![SeccompCondition::new(2, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, SNAPSHOT_OPEN_FLAGS)
+                    .map_err(|e| err(&e))?]]
+            }
+        };
+        let rs = conds.into_iter().map(SeccompRule::new).collect::<Result<Vec<_>, _>>().map_err(|e| err(&e))?;
+        rules.insert(nr, rs);
+    }
+    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, target_arch())
+        .map_err(|e| err(&e))?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| err(&e))
+}
+
+/// Step 4: install `prog` on the calling thread (sets `no_new_privs` first, as seccomp requires).
+pub fn apply_vcpu_filter(prog: &BpfProgram) -> Result<(), ConfineError> {
+    seccompiler::apply_filter(prog).map_err(|e| ConfineError::Seccomp(e.to_string()))
+}
+
+/// Test hook (`vmct-vmm --test-violate-seccomp`): after the filter is installed, attempt a syscall
+/// outside the allowlist (`socket(AF_INET, SOCK_STREAM)`, harmless even if it were allowed: the VMM
+/// is in its own empty network namespace). Under the filter this never returns: the kernel kills the
+/// process with SIGSYS. Returns a message if the call was *not* blocked.
+pub fn violate_seccomp_for_test() -> String {
+    // SAFETY: socket(2) with constant arguments; the fd, if any, is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    if fd >= 0 {
+        // SAFETY: the fd was just created and is ours.
+        unsafe { libc::close(fd) };
+    }
+    format!("vmct-vmm: test hook: socket(2) outside the seccomp allowlist was not blocked (returned {fd})")
+}
+
+/// The VMM's attack surface as seen from the guest and from the host (see the isolation contract):
+/// what the VMM handles for the guest and how many host syscalls it can still make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmmSurface {
+    /// VM-exit kinds the run loop handles (anything else ends the VM as `unexpected_exit`).
+    pub exit_kinds: Vec<&'static str>,
+    /// I/O port ranges (first, last, inclusive) the VMM serves; other ports end the VM (or are
+    /// recorded in probe mode).
+    pub io_ports: Vec<(u16, u16)>,
+    /// MMIO ranges (first, last guest-physical address, inclusive) the VMM emulates a device for.
+    pub mmio_ranges: Vec<(u64, u64)>,
+    /// Syscalls in the VMM's seccomp allowlist after confinement.
+    pub syscalls_allowed: u32,
+}
+
+/// Merge sorted ports into inclusive ranges.
+fn port_ranges(mut ports: Vec<u16>) -> Vec<(u16, u16)> {
+    ports.sort_unstable();
+    ports.dedup();
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for p in ports {
+        match out.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(p) => *last = p,
+            _ => out.push((p, p)),
+        }
+    }
+    out
+}
+
+/// What the bare-guest VMM handles and allows: exit kinds from the run loop's table
+/// ([`crate::vm::HANDLED_EXITS`]), ports from its port map ([`ports::MAP`]), no MMIO device (an MMIO
+/// access ends the VM), and the size of [`vcpu_allowlist`].
+pub fn bare_surface() -> VmmSurface {
+    VmmSurface {
+        exit_kinds: crate::vm::HANDLED_EXITS.iter().map(|k| k.name()).collect(),
+        io_ports: port_ranges(ports::MAP.iter().map(|(p, _)| *p).collect()),
+        mmio_ranges: Vec::new(),
+        syscalls_allowed: vcpu_allowlist().len() as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jail_arguments_round_trip_and_bad_ones_are_named() {
+        let j = Jail { netns: Some(3), ipcns: Some(4), mntns: Some(5), cgroup_procs: vec![6, 7], uid: 1000, gid: 1001 };
+        assert_eq!(j.to_arg(), "net=3,ipc=4,mnt=5,cgroup=6,cgroup=7,uid=1000,gid=1001");
+        assert_eq!(Jail::parse(&j.to_arg()).unwrap(), j);
+        assert_eq!(j.fds(), vec![3, 4, 5, 6, 7]);
+        let e = Jail::parse("net=3,uid=1").unwrap_err().to_string();
+        assert!(e.contains("gid=N is required"), "{e}");
+        let e = Jail::parse("pid=3,uid=1,gid=1").unwrap_err().to_string();
+        assert!(e.contains("unknown key 'pid'"), "{e}");
+        let e = Jail::parse("net=x,uid=1,gid=1").unwrap_err().to_string();
+        assert!(e.contains("net: 'x' is not a whole number"), "{e}");
+    }
+
+    #[test]
+    fn kvm_request_numbers_match_linux_kvm_h() {
+        // The values in linux/kvm.h on x86_64 (and in Firecracker's x86_64 seccomp JSON).
+        let want = [
+            ("KVM_RUN", 0xae80),
+            ("KVM_GET_REGS", 0x8090_ae81),
+            ("KVM_SET_REGS", 0x4090_ae82),
+            ("KVM_GET_SREGS", 0x8138_ae83),
+            ("KVM_GET_MSRS", 0xc008_ae88),
+            ("KVM_GET_FPU", 0x81a0_ae8c),
+        ];
+        assert_eq!(kvm_ioctls().to_vec(), want.to_vec());
+        assert_eq!(kvm_ioctls().map(|k| k.0), KVM_IOCTLS);
+    }
+
+    #[test]
+    fn allowlist_is_small_has_no_process_or_network_calls_and_compiles() {
+        let list = vcpu_allowlist();
+        let names: Vec<&str> = list.iter().map(|l| l.0).collect();
+        for forbidden in ["socket", "connect", "clone", "clone3", "fork", "vfork", "execve", "ptrace", "kill", "open"] {
+            assert!(!names.contains(&forbidden), "{forbidden} must not be allowed");
+        }
+        let mut nrs: Vec<i64> = list.iter().map(|l| l.1).collect();
+        nrs.sort_unstable();
+        nrs.dedup();
+        assert_eq!(nrs.len(), list.len(), "a syscall is listed twice");
+        let prog = vcpu_filter().unwrap();
+        assert!(prog.len() > list.len(), "{} BPF instructions", prog.len());
+        assert_eq!(bare_surface().syscalls_allowed as usize, list.len());
+    }
+
+    #[test]
+    fn port_ranges_merge_neighbours() {
+        assert_eq!(port_ranges(vec![0x603, 0x600, 0x601, 0x602, 0x3f8]), vec![(0x3f8, 0x3f8), (0x600, 0x603)]);
+        assert_eq!(port_ranges(vec![]), vec![]);
+    }
+
+    #[test]
+    fn bare_surface_comes_from_the_port_map_and_exit_table() {
+        let s = bare_surface();
+        assert_eq!(s.io_ports, vec![(ports::DOORBELL, ports::FAULT)]);
+        assert!(s.mmio_ranges.is_empty());
+        assert!(s.exit_kinds.contains(&"io_out") && s.exit_kinds.contains(&"mmio_write"), "{:?}", s.exit_kinds);
+    }
+
+    /// The filter really kills: a forked child installs it and calls socket(2).
+    #[test]
+    fn a_syscall_outside_the_allowlist_kills_with_sigsys() {
+        let prog = vcpu_filter().unwrap();
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: a valid rlimit struct (no core file from the SIGSYS below).
+            unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+            if apply_vcpu_filter(&prog).is_err() {
+                // SAFETY: _exit is always safe to call.
+                unsafe { libc::_exit(3) };
+            }
+            let _ = violate_seccomp_for_test();
+            // SAFETY: as above.
+            unsafe { libc::_exit(4) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child with a valid status pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFSIGNALED(status), "child exited with {}", libc::WEXITSTATUS(status));
+        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+    }
+}
