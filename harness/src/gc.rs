@@ -32,24 +32,32 @@ fn owner_of(pid: u32) -> Option<u32> {
 /// Where the workload's isolation probes make their scratch directories (`vmct-probe-<what>-<pid>`).
 pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
 
-/// Scratch directories of probe processes that were killed before they could remove them (a mount
-/// point they may still carry is detached first; a directory that stays a mount point is reported).
+/// Directories named `<prefix><anything>-<owner pid>` that processes leave under the bases, with
+/// what they are: probe scratch directories, and the jail roots of VMMs
+/// ([`crate::backend::vmm_jail`], owned by the harness that prepared them; their cgroups, named the
+/// same, go with the other prefixed cgroups).
+const SCRATCH_DIRS: [(&str, &str); 2] =
+    [("vmct-probe-", "probe directory"), (crate::backend::vmm_jail::JAIL_PREFIX, "VMM jail directory")];
+
+/// Scratch directories of processes that were killed before they could remove them (a mount point
+/// they may still carry is detached first; a directory that stays a mount point is reported).
 fn probe_dirs(bases: &[&std::path::Path], dry_run: bool, rep: &mut GcReport) {
     use std::os::unix::fs::MetadataExt;
     for base in bases {
         let Ok(base_dev) = fs::metadata(base).map(|m| m.dev()) else { continue };
         for e in fs::read_dir(base).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("vmct-probe-").and_then(|r| r.rsplit('-').next()?.parse::<u32>().ok())
-            else {
+            let Some((pid, kind)) = SCRATCH_DIRS.iter().find_map(|(prefix, kind)| {
+                Some((name.strip_prefix(prefix)?.rsplit('-').next()?.parse::<u32>().ok()?, *kind))
+            }) else {
                 continue;
             };
             let path = e.path();
             if alive(pid) {
-                rep.kept.push(format!("probe directory {} of running pid {pid}", path.display()));
+                rep.kept.push(format!("{kind} {} of running pid {pid}", path.display()));
                 continue;
             }
-            let what = format!("probe directory {} of dead pid {pid}", path.display());
+            let what = format!("{kind} {} of dead pid {pid}", path.display());
             if !dry_run {
                 if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
                     // SAFETY: a valid NUL-terminated path; fails harmlessly when nothing is mounted there.
@@ -126,12 +134,15 @@ mod tests {
         let live = t.path().join(format!("vmct-probe-proc-{}", std::process::id()));
         std::fs::create_dir(&live).unwrap();
         std::fs::create_dir(t.path().join("vmct-probe-not-a-pid")).unwrap();
+        let jail = t.path().join("vmct-jail-7-4194305");
+        std::fs::create_dir_all(jail.join("snapshot-1")).unwrap();
         let mut rep = GcReport::default();
         probe_dirs(&[t.path()], true, &mut rep);
-        assert!(dead.exists() && rep.removed.len() == 1, "dry run lists only: {rep:?}");
+        assert!(dead.exists() && jail.exists() && rep.removed.len() == 2, "dry run lists only: {rep:?}");
         let mut rep = GcReport::default();
         probe_dirs(&[t.path()], false, &mut rep);
-        assert!(!dead.exists() && live.exists(), "{rep:?}");
-        assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (1, 1, 0), "{rep:?}");
+        assert!(!dead.exists() && !jail.exists() && live.exists(), "{rep:?}");
+        assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (2, 1, 0), "{rep:?}");
+        assert!(rep.removed.iter().any(|r| r.starts_with("VMM jail directory")), "{rep:?}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A VMM started with a [`Jail`] (`vmct-vmm --jail SPEC ...`), in this order:
 //! 1. first thing, before guest memory exists: joins its own cgroup ([`attach_cgroups`]: writes `0`
-//!    into the `cgroup.procs` files the launcher opened for it), so all of its memory is charged there;
+//!    into `cgroup.procs` of the directories the launcher created), so all its memory is charged there;
 //! 2. builds the VM as usual (opens /dev/kvm, reads the guest image or the snapshot, creates the VM);
 //! 3. just before the guest runs ([`enter`]): joins its own network, IPC and mount namespaces (the
 //!    mount namespace's root is a per-VM empty directory the launcher pivoted into; the VMM's pid
@@ -27,13 +27,13 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
+use std::path::PathBuf;
 
 /// Errors while confining the VMM.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfineError {
     /// The `--jail` argument is malformed.
-    #[error("vmct-vmm: --jail '{spec}': {reason} (expected comma-separated net=FD,ipc=FD,mnt=FD,cgroup=FD,uid=N,gid=N)")]
+    #[error("vmct-vmm: --jail '{spec}': {reason} (expected comma-separated net=PATH,ipc=PATH,mnt=PATH,cgroup=DIR,uid=N,gid=N)")]
     Spec {
         /// The argument.
         spec: String,
@@ -45,6 +45,16 @@ pub enum ConfineError {
     Sys {
         /// The step.
         what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A file of the jail could not be opened or used.
+    #[error("vmct-vmm: jail: {what} {path}: {source}")]
+    Path {
+        /// The step.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
         /// Cause.
         source: std::io::Error,
     },
@@ -60,18 +70,20 @@ fn sys_err(what: &'static str) -> impl FnOnce(std::io::Error) -> ConfineError {
     move |source| ConfineError::Sys { what, source }
 }
 
-/// What the launcher prepared for one VMM: namespace fds and cgroup fds it inherits, and the
-/// credentials to switch to. Passed as `--jail net=FD,ipc=FD,mnt=FD,cgroup=FD,...,uid=N,gid=N`.
+/// What the launcher prepared for one VMM: namespace files to join, its cgroup directories, and the
+/// credentials to switch to. Passed as `--jail net=PATH,ipc=PATH,mnt=PATH,cgroup=DIR,...,uid=N,gid=N`
+/// (paths without commas). The namespace paths are nsfs files, e.g. the launcher's
+/// `/proc/LAUNCHER_PID/fd/N`, which the launcher keeps open until the VMM has ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Jail {
-    /// Network namespace to join (fd of an nsfs file).
-    pub netns: Option<RawFd>,
+    /// Network namespace to join.
+    pub netns: Option<PathBuf>,
     /// IPC namespace to join.
-    pub ipcns: Option<RawFd>,
+    pub ipcns: Option<PathBuf>,
     /// Mount namespace to join; its root is the jail directory.
-    pub mntns: Option<RawFd>,
-    /// `cgroup.procs` files (opened for writing) of the VMM's own cgroup, one per hierarchy.
-    pub cgroup_procs: Vec<RawFd>,
+    pub mntns: Option<PathBuf>,
+    /// Directories of the VMM's own cgroup, one per hierarchy (it writes itself into `cgroup.procs`).
+    pub cgroups: Vec<PathBuf>,
     /// uid to run the guest as (0 keeps root, still without capabilities).
     pub uid: u32,
     /// gid to run the guest as.
@@ -79,18 +91,22 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// The `--jail` argument for this jail (parsed back by [`Jail::parse`]).
-    pub fn to_arg(&self) -> String {
+    /// The `--jail` argument for this jail (parsed back by [`Jail::parse`]); an error names a path
+    /// that cannot be passed (it contains a comma or is not UTF-8).
+    pub fn to_arg(&self) -> Result<String, ConfineError> {
         let mut parts = Vec::new();
-        for (k, v) in [("net", self.netns), ("ipc", self.ipcns), ("mnt", self.mntns)] {
-            if let Some(fd) = v {
-                parts.push(format!("{k}={fd}"));
-            }
+        let named = [("net", &self.netns), ("ipc", &self.ipcns), ("mnt", &self.mntns)];
+        let paths = named.iter().filter_map(|(k, v)| v.as_ref().map(|p| (*k, p)));
+        for (k, p) in paths.chain(self.cgroups.iter().map(|p| ("cgroup", p))) {
+            let s = p.to_str().filter(|s| !s.contains(',')).ok_or_else(|| ConfineError::Spec {
+                spec: p.display().to_string(),
+                reason: format!("{k} path must be UTF-8 without commas"),
+            })?;
+            parts.push(format!("{k}={s}"));
         }
-        parts.extend(self.cgroup_procs.iter().map(|fd| format!("cgroup={fd}")));
         parts.push(format!("uid={}", self.uid));
         parts.push(format!("gid={}", self.gid));
-        parts.join(",")
+        Ok(parts.join(","))
     }
 
     /// Parse a `--jail` argument.
@@ -100,15 +116,14 @@ impl Jail {
         let (mut uid, mut gid) = (None, None);
         for part in spec.split(',') {
             let (k, v) = part.split_once('=').ok_or_else(|| bad(format!("'{part}' is not KEY=VALUE")))?;
-            let n: u32 = v.parse().map_err(|_| bad(format!("{k}: '{v}' is not a whole number")))?;
-            let fd = || RawFd::try_from(n).map_err(|_| bad(format!("{k}: fd {n} out of range")));
+            let id = || v.parse::<u32>().map_err(|_| bad(format!("{k}: '{v}' is not a whole number")));
             match k {
-                "net" => j.netns = Some(fd()?),
-                "ipc" => j.ipcns = Some(fd()?),
-                "mnt" => j.mntns = Some(fd()?),
-                "cgroup" => j.cgroup_procs.push(fd()?),
-                "uid" => uid = Some(n),
-                "gid" => gid = Some(n),
+                "net" => j.netns = Some(v.into()),
+                "ipc" => j.ipcns = Some(v.into()),
+                "mnt" => j.mntns = Some(v.into()),
+                "cgroup" => j.cgroups.push(v.into()),
+                "uid" => uid = Some(id()?),
+                "gid" => gid = Some(id()?),
                 other => return Err(bad(format!("unknown key '{other}'"))),
             }
         }
@@ -116,37 +131,26 @@ impl Jail {
         j.gid = gid.ok_or_else(|| bad("gid=N is required".into()))?;
         Ok(j)
     }
-
-    /// Every fd the VMM inherits for this jail (the launcher keeps them open across exec).
-    pub fn fds(&self) -> Vec<RawFd> {
-        let mut v: Vec<RawFd> = [self.netns, self.ipcns, self.mntns].into_iter().flatten().collect();
-        v.extend(&self.cgroup_procs);
-        v
-    }
 }
 
-/// Step 1: move this process into its cgroup (write `0` to each `cgroup.procs` fd), then close them.
+/// Step 1: move this process into its cgroup (write `0` to each directory's `cgroup.procs`).
 pub fn attach_cgroups(jail: &Jail) -> Result<(), ConfineError> {
-    for &fd in &jail.cgroup_procs {
-        // SAFETY: writing two bytes from a static buffer to an fd; a bad fd only yields EBADF.
-        let n = unsafe { libc::write(fd, b"0\n".as_ptr().cast(), 2) };
-        if n < 0 {
-            return Err(sys_err("join cgroup (write cgroup.procs)")(std::io::Error::last_os_error()));
-        }
-        // SAFETY: the fd was handed to us for this one use and nothing else owns it.
-        unsafe { libc::close(fd) };
+    for dir in &jail.cgroups {
+        std::fs::write(dir.join("cgroup.procs"), b"0")
+            .map_err(|source| ConfineError::Path { what: "join cgroup", path: dir.clone(), source })?;
     }
     Ok(())
 }
 
-fn setns(fd: Option<RawFd>, nstype: libc::c_int, what: &'static str) -> Result<(), ConfineError> {
-    let Some(fd) = fd else { return Ok(()) };
-    // SAFETY: setns on an fd we were given; a wrong fd or type fails with an errno.
-    if unsafe { libc::setns(fd, nstype) } != 0 {
-        return Err(sys_err(what)(std::io::Error::last_os_error()));
+fn setns(path: &Option<PathBuf>, nstype: libc::c_int, what: &'static str) -> Result<(), ConfineError> {
+    use std::os::fd::AsRawFd;
+    let Some(path) = path else { return Ok(()) };
+    let f = std::fs::File::open(path).map_err(|source| ConfineError::Path { what, path: path.clone(), source })?;
+    // SAFETY: setns on a file we just opened; a file of the wrong type fails with EINVAL.
+    if unsafe { libc::setns(f.as_raw_fd(), nstype) } != 0 {
+        let source = std::io::Error::last_os_error();
+        return Err(ConfineError::Path { what, path: path.clone(), source });
     }
-    // SAFETY: the namespace fd has served its one use and nothing else owns it.
-    unsafe { libc::close(fd) };
     Ok(())
 }
 
@@ -159,10 +163,10 @@ fn check(rc: libc::c_int, what: &'static str) -> Result<(), ConfineError> {
 
 /// Step 3: join the jail's namespaces, change to its root, drop capabilities and credentials.
 pub fn enter(jail: &Jail) -> Result<(), ConfineError> {
-    setns(jail.netns, libc::CLONE_NEWNET, "setns(network namespace)")?;
-    setns(jail.ipcns, libc::CLONE_NEWIPC, "setns(IPC namespace)")?;
+    setns(&jail.netns, libc::CLONE_NEWNET, "setns(network namespace)")?;
+    setns(&jail.ipcns, libc::CLONE_NEWIPC, "setns(IPC namespace)")?;
     if jail.mntns.is_some() {
-        setns(jail.mntns, libc::CLONE_NEWNS, "setns(mount namespace)")?;
+        setns(&jail.mntns, libc::CLONE_NEWNS, "setns(mount namespace)")?;
         // SAFETY: a static NUL-terminated path.
         check(unsafe { libc::chdir(c"/".as_ptr()) }, "chdir(/) in the jail")?;
     }
@@ -363,16 +367,28 @@ mod tests {
 
     #[test]
     fn jail_arguments_round_trip_and_bad_ones_are_named() {
-        let j = Jail { netns: Some(3), ipcns: Some(4), mntns: Some(5), cgroup_procs: vec![6, 7], uid: 1000, gid: 1001 };
-        assert_eq!(j.to_arg(), "net=3,ipc=4,mnt=5,cgroup=6,cgroup=7,uid=1000,gid=1001");
-        assert_eq!(Jail::parse(&j.to_arg()).unwrap(), j);
-        assert_eq!(j.fds(), vec![3, 4, 5, 6, 7]);
-        let e = Jail::parse("net=3,uid=1").unwrap_err().to_string();
+        let j = Jail {
+            netns: Some("/proc/9/fd/3".into()),
+            ipcns: Some("/proc/9/fd/4".into()),
+            mntns: None,
+            cgroups: vec!["/sys/fs/cgroup/memory/vmct-a".into(), "/sys/fs/cgroup/pids/vmct-a".into()],
+            uid: 1000,
+            gid: 1001,
+        };
+        let arg = j.to_arg().unwrap();
+        assert_eq!(
+            arg,
+            "net=/proc/9/fd/3,ipc=/proc/9/fd/4,cgroup=/sys/fs/cgroup/memory/vmct-a,cgroup=/sys/fs/cgroup/pids/vmct-a,uid=1000,gid=1001"
+        );
+        assert_eq!(Jail::parse(&arg).unwrap(), j);
+        let comma = Jail { mntns: Some("/a,b".into()), ..j };
+        assert!(comma.to_arg().unwrap_err().to_string().contains("without commas"));
+        let e = Jail::parse("net=/x,uid=1").unwrap_err().to_string();
         assert!(e.contains("gid=N is required"), "{e}");
         let e = Jail::parse("pid=3,uid=1,gid=1").unwrap_err().to_string();
         assert!(e.contains("unknown key 'pid'"), "{e}");
-        let e = Jail::parse("net=x,uid=1,gid=1").unwrap_err().to_string();
-        assert!(e.contains("net: 'x' is not a whole number"), "{e}");
+        let e = Jail::parse("uid=x,gid=1").unwrap_err().to_string();
+        assert!(e.contains("uid: 'x' is not a whole number"), "{e}");
     }
 
     #[test]

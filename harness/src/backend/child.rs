@@ -87,6 +87,13 @@ impl ChildInstance {
         self
     }
 
+    /// Count launch-to-ready from `ns` (host CLOCK_MONOTONIC), earlier than the spawn: for backends
+    /// that do launch work of their own before spawning (e.g. the VMM's jail).
+    pub fn with_launched_ns(mut self, ns: u64) -> Self {
+        self.launched_ns = self.launched_ns.min(ns);
+        self
+    }
+
     /// Run `f` after the process is gone (stop or drop).
     pub fn with_cleanup(mut self, f: impl FnOnce() + Send + 'static) -> Self {
         self.cleanup = Some(Box::new(f));

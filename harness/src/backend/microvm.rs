@@ -10,12 +10,21 @@
 //! A VM that ends abnormally exits with a code that [`microvm::vm::exit_code_kind`] maps to the typed
 //! error kind (`guest_exception`, `unknown_port`, `mmio`, `watchdog`, ...), reported in
 //! [`ExitInfo::error`]; the full message is in the instance log.
+//!
+//! Confinement: every VMM runs its guest under its seccomp allowlist ([`microvm::confine`]) and, unless
+//! `VMCT_VMM_JAIL=off`, inside a jail ([`super::vmm_jail`]): own pid, mount, network and IPC
+//! namespaces, an empty per-VM root, its own cgroup, no capabilities, a non-root uid. A VMM killed by
+//! its filter ends with SIGSYS, reported as such in [`ExitInfo::error`]. Snapshots are written by the
+//! jailed VMM into its jail root and moved to the requested directory by the harness.
 use super::child::ChildInstance;
+use super::vmm_jail::{JailMode, JailPool, PidNsForSpawn, PreparedJail, JAIL_ENV};
 use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready, Saved};
 use crate::artifacts;
+use crate::clock;
 use crate::memstat;
+use std::path::Path;
 use std::process::{Command, ExitCode};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
@@ -89,6 +98,7 @@ pub fn split_guest_memory(pid: u32, is_guest: impl FnMut(&str) -> bool) -> Insta
 #[derive(Default)]
 pub struct MicrovmBackend {
     available: OnceLock<Result<(), String>>,
+    jails: OnceLock<Result<Arc<JailPool>, String>>,
 }
 
 impl MicrovmBackend {
@@ -115,6 +125,45 @@ impl MicrovmBackend {
         })
     }
 
+    /// The jails of this backend's VMMs, in the mode `VMCT_VMM_JAIL` selects.
+    fn jails(&self) -> Result<Arc<JailPool>, BackendError> {
+        let pool = self.jails.get_or_init(|| {
+            let mode = JailMode::parse(std::env::var(JAIL_ENV).ok().as_deref()).map_err(|e| e.to_string())?;
+            Ok(Arc::new(JailPool::new(mode)))
+        });
+        pool.clone().map_err(|reason| BackendError::Launch { backend: NAME.to_string(), reason })
+    }
+
+    /// Spawn `cmd` (a VMM command line up to, not including, its `--` words) in a jail from the pool,
+    /// counting the jail's cost in launch-to-ready.
+    fn spawn_jailed(
+        &self,
+        spec: &InstanceSpec,
+        mut cmd: Command,
+        words: &[String],
+    ) -> Result<Box<dyn Instance>, BackendError> {
+        let launched_ns = clock::mono_ns();
+        let launch_err = |reason: String| BackendError::Launch { backend: NAME.to_string(), reason };
+        let pool = self.jails()?;
+        let jail = pool
+            .take()
+            .map_err(|e| launch_err(format!("cannot confine the VMM: {e} (set {JAIL_ENV}=off to run it unjailed)")))?;
+        if let Some(j) = &jail {
+            cmd.arg("--jail").arg(j.jail().to_arg().map_err(|e| launch_err(e.to_string()))?);
+        }
+        if !words.is_empty() {
+            cmd.arg("--").args(words);
+        }
+        let pid_ns = match &jail {
+            Some(_) => Some(PidNsForSpawn::enter().map_err(|e| launch_err(e.to_string()))?),
+            None => None,
+        };
+        let child = ChildInstance::spawn(NAME, spec, cmd);
+        drop(pid_ns);
+        let inner = child?.with_stats(vmm_stats).with_launched_ns(launched_ns);
+        Ok(Box::new(MicrovmInstance { inner, jail, pool, snapshots: 0 }))
+    }
+
     fn command(&self, spec: &InstanceSpec) -> Result<Command, BackendError> {
         let guest = artifacts::guest_path()
             .map_err(|e| BackendError::Unavailable { backend: NAME.to_string(), reason: e.to_string() })?;
@@ -125,7 +174,6 @@ impl MicrovmBackend {
         if spec.scenario == Scenario::Probe {
             cmd.arg("--probe");
         }
-        cmd.arg("--").args(spec.scenario.to_string().split_whitespace());
         Ok(cmd)
     }
 }
@@ -153,8 +201,8 @@ impl Backend for MicrovmBackend {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
         }
         let cmd = self.command(spec)?;
-        let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
-        Ok(Box::new(MicrovmInstance { inner: child }))
+        let words: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
+        self.spawn_jailed(spec, cmd, &words)
     }
 
     /// A new VMM restoring the snapshot in `saved.path` (`vmct-vmm --restore DIR`): guest memory is the
@@ -167,14 +215,40 @@ impl Backend for MicrovmBackend {
         }
         let mut cmd = self.vmm_command()?;
         cmd.arg("--restore").arg(&saved.path);
-        let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
-        Ok(Box::new(MicrovmInstance { inner: child }))
+        self.spawn_jailed(spec, cmd, &[])
     }
 }
 
-/// A VMM process; like [`ChildInstance`], plus the typed VM error in [`ExitInfo::error`].
+/// A VMM process; like [`ChildInstance`], plus the typed VM error in [`ExitInfo::error`]. Field
+/// order is drop order: the process is reaped before its jail is removed.
 pub struct MicrovmInstance {
     inner: ChildInstance,
+    jail: Option<PreparedJail>,
+    pool: Arc<JailPool>,
+    snapshots: u32,
+}
+
+/// What [`ExitInfo::error`] says about a VMM killed by signal `sig`.
+pub fn describe_signal(sig: i32) -> Option<String> {
+    (sig == libc::SIGSYS).then(|| {
+        "vmm killed by its seccomp filter (SIGSYS): it made a syscall outside its allowlist (see the instance log)"
+            .to_string()
+    })
+}
+
+/// Move the snapshot files of `from` into `to` (rename; a copy across filesystems), then remove `from`.
+fn move_snapshot(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for name in [microvm::snapshot::MEMORY_FILE, microvm::snapshot::STATE_FILE] {
+        let (a, b) = (from.join(name), to.join(name));
+        if let Err(e) = std::fs::rename(&a, &b) {
+            if e.raw_os_error() != Some(libc::EXDEV) {
+                return Err(e);
+            }
+            std::fs::copy(&a, &b)?;
+        }
+    }
+    std::fs::remove_dir_all(from)
 }
 
 /// The error description for a VMM exit code, if it is not a plain guest status.
@@ -206,6 +280,12 @@ impl Instance for MicrovmInstance {
         if let Some(code) = info.status {
             info.error = describe_exit(code);
         }
+        if let Some(sig) = info.signal {
+            info.error = describe_signal(sig);
+        }
+        // The VMM is reaped: remove its jail, and prepare the next one off the launch path.
+        self.jail = None;
+        self.pool.refill();
         Ok(info)
     }
 
@@ -213,14 +293,34 @@ impl Instance for MicrovmInstance {
     /// writes `dir`, and lets it go on). `duration_s` is the pause the VMM measured; `bytes` what it
     /// wrote (memory pages without holes, plus the state file).
     fn save_state(&mut self, dir: &std::path::Path) -> Result<Saved, BackendError> {
-        self.inner.send_line(&format!("snapshot {}", dir.display()))?;
         let id = self.id().to_string();
         let failed = |reason: String| BackendError::Save { backend: NAME.into(), id: id.clone(), reason };
+        // A jailed VMM sees only its jail root: it writes into a directory there that its uid owns,
+        // which is then moved to `dir`.
+        let jailed = match &self.jail {
+            Some(j) => {
+                self.snapshots += 1;
+                let name = format!("snapshot-{}", self.snapshots);
+                let host = j.dir.join(&name);
+                std::fs::create_dir(&host)
+                    .and_then(|_| std::os::unix::fs::chown(&host, Some(j.uid), Some(j.uid)))
+                    .map_err(|e| failed(format!("cannot make {} for the jailed VMM: {e}", host.display())))?;
+                Some((format!("/{name}"), host))
+            }
+            None => None,
+        };
+        let target = jailed.as_ref().map_or_else(|| dir.display().to_string(), |(inside, _)| inside.clone());
+        self.inner.send_line(&format!("snapshot {target}"))?;
         let mut save_s = None;
         loop {
             match self.inner.next_event(SAVE_TIMEOUT)? {
                 Some((_, Event::Result { name, value, .. })) if name == "snapshot.save_s" => save_s = Some(value),
                 Some((_, Event::Result { name, value, .. })) if name == "snapshot.bytes" => {
+                    if let Some((_, host)) = &jailed {
+                        move_snapshot(host, dir).map_err(|e| {
+                            failed(format!("cannot move {} to {}: {e}", host.display(), dir.display()))
+                        })?;
+                    }
                     return Ok(Saved {
                         path: dir.to_path_buf(),
                         bytes: value as u64,

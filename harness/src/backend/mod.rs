@@ -17,6 +17,7 @@ pub mod microvm_linux;
 pub mod peers;
 pub mod process;
 pub mod registry;
+pub mod vmm_jail;
 pub mod vmm_peers;
 
 use crate::clock;
