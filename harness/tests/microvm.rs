@@ -221,3 +221,79 @@ fn measure_launch_to_ready_and_overhead() {
     );
     i.stop(T).unwrap();
 }
+
+fn status_field(status: &str, key: &str) -> String {
+    status.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_its_filter() {
+    if !gate("a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_its_filter", &[Need::Root, Need::Kvm]) {
+        return;
+    }
+    let b = MicrovmBackend::default();
+    let mut i = b.launch_microvm(&spec("jailed", "idle")).unwrap();
+    i.wait_ready(T).unwrap();
+    let pid = i.pid().unwrap();
+    let (dir, cgroups) = i.jail_paths().expect("a jail (VMCT_VMM_JAIL is not off)");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(status_field(&status, cap), "0000000000000000", "{cap} of the VMM: {status}");
+    }
+    let uid = status_field(&status, "Uid:");
+    assert!(uid.split_whitespace().all(|u| u != "0"), "VMM uid {uid}");
+    assert_eq!(status_field(&status, "NoNewPrivs:"), "1");
+    assert_eq!(status_field(&status, "Seccomp:"), "2", "seccomp filter mode");
+    assert_eq!(status_field(&status, "NSpid:").split_whitespace().last(), Some("1"), "pid 1 of its own pid namespace");
+    for ns in ["mnt", "net", "ipc", "pid"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(theirs, ours, "{ns} namespace shared with the host");
+    }
+    // Its root is the empty jail directory; its cgroup is the jail's.
+    let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(root.is_empty(), "jail root holds {root:?}");
+    assert!(dir.is_dir());
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    assert!(cg.lines().any(|l| l.contains(":memory:") && l.ends_with(name)), "{cg}");
+    // And the guest still runs to the end.
+    let exit = i.stop(T).unwrap();
+    assert_eq!((exit.status, exit.error), (Some(0), None));
+    assert!(!dir.exists(), "jail dir {} left behind", dir.display());
+    for d in cgroups {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+}
+
+#[test]
+fn a_vmm_that_breaks_its_seccomp_filter_is_killed_by_sigsys_and_leaves_nothing_behind() {
+    if !gate("a_vmm_that_breaks_its_seccomp_filter_is_killed_by_sigsys_and_leaves_nothing_behind", &[Need::Root, Need::Kvm]) {
+        return;
+    }
+    let log_dir = tempfile::tempdir().unwrap();
+    let mut s = spec("violate", "ready");
+    s.env.push(("VMCT_VMM_TEST_VIOLATE_SECCOMP".into(), "1".into()));
+    s.log_dir = Some(log_dir.path().to_path_buf());
+    let b = MicrovmBackend::default();
+    let mut i = b.launch_microvm(&s).unwrap();
+    let pid = i.pid().unwrap();
+    let (dir, cgroups) = i.jail_paths().expect("a jail (VMCT_VMM_JAIL is not off)");
+    let e = i.wait_ready(T).unwrap_err().to_string();
+    assert!(e.contains("killed by signal 31"), "{e}");
+    let exit = i.stop(T).unwrap();
+    assert_eq!(exit.signal, Some(libc::SIGSYS), "{exit:?}");
+    assert!(exit.error.as_deref().unwrap_or("").contains("seccomp filter (SIGSYS)"), "{exit:?}");
+    let log = std::fs::read_to_string(log_dir.path().join(format!("{}.log", s.id))).unwrap();
+    assert!(!log.contains("was not blocked"), "{log}");
+    // Nothing left: the process, its jail directory, its cgroups.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "VMM {pid} still exists");
+    assert!(!dir.exists(), "jail dir {} left behind", dir.display());
+    for d in cgroups {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    // The harness carries on.
+    let mut i = b.launch(&spec("after-sigsys", "ready")).unwrap();
+    i.wait_ready(T).unwrap();
+    assert_eq!(i.stop(T).unwrap().status, Some(0));
+}

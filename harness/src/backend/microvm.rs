@@ -22,7 +22,7 @@ use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, Inst
 use crate::artifacts;
 use crate::clock;
 use crate::memstat;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -141,7 +141,7 @@ impl MicrovmBackend {
         spec: &InstanceSpec,
         mut cmd: Command,
         words: &[String],
-    ) -> Result<Box<dyn Instance>, BackendError> {
+    ) -> Result<MicrovmInstance, BackendError> {
         let launched_ns = clock::mono_ns();
         let launch_err = |reason: String| BackendError::Launch { backend: NAME.to_string(), reason };
         let pool = self.jails()?;
@@ -161,7 +161,17 @@ impl MicrovmBackend {
         let child = ChildInstance::spawn(NAME, spec, cmd);
         drop(pid_ns);
         let inner = child?.with_stats(vmm_stats).with_launched_ns(launched_ns);
-        Ok(Box::new(MicrovmInstance { inner, jail, pool, snapshots: 0 }))
+        Ok(MicrovmInstance { inner, jail, pool, snapshots: 0 })
+    }
+
+    /// [`Backend::launch`] with the concrete instance type (tests look at its jail).
+    pub fn launch_microvm(&self, spec: &InstanceSpec) -> Result<MicrovmInstance, BackendError> {
+        if let Err(reason) = self.availability() {
+            return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
+        }
+        let cmd = self.command(spec)?;
+        let words: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
+        self.spawn_jailed(spec, cmd, &words)
     }
 
     fn command(&self, spec: &InstanceSpec) -> Result<Command, BackendError> {
@@ -197,12 +207,7 @@ impl Backend for MicrovmBackend {
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
-        if let Err(reason) = self.availability() {
-            return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
-        }
-        let cmd = self.command(spec)?;
-        let words: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
-        self.spawn_jailed(spec, cmd, &words)
+        Ok(Box::new(self.launch_microvm(spec)?))
     }
 
     /// A new VMM restoring the snapshot in `saved.path` (`vmct-vmm --restore DIR`): guest memory is the
@@ -215,7 +220,7 @@ impl Backend for MicrovmBackend {
         }
         let mut cmd = self.vmm_command()?;
         cmd.arg("--restore").arg(&saved.path);
-        self.spawn_jailed(spec, cmd, &[])
+        Ok(Box::new(self.spawn_jailed(spec, cmd, &[])?))
     }
 }
 
@@ -226,6 +231,14 @@ pub struct MicrovmInstance {
     jail: Option<PreparedJail>,
     pool: Arc<JailPool>,
     snapshots: u32,
+}
+
+impl MicrovmInstance {
+    /// The jail root (host view) and cgroup directories of this VMM, while it has a jail.
+    pub fn jail_paths(&self) -> Option<(PathBuf, Vec<PathBuf>)> {
+        let j = self.jail.as_ref()?;
+        Some((j.dir.clone(), j.cgroup().dirs.iter().map(|(_, d)| d.clone()).collect()))
+    }
 }
 
 /// What [`ExitInfo::error`] says about a VMM killed by signal `sig`.
