@@ -3,7 +3,7 @@
 //! `Backend`/`Instance` API the experiments use. Needs /dev/kvm (skips without it unless
 //! `VMCT_REQUIRE_PRIVILEGED=1`).
 use harness::backend::microvm::{backends, MicrovmBackend};
-use harness::backend::{collect_events, Backend, Event, InstanceSpec};
+use harness::backend::{collect_events, Backend, Event, Instance, InstanceSpec};
 use harness::privileged::{gate, Need};
 use std::time::Duration;
 use workloads::protocol::ProbeOutcome;
@@ -250,9 +250,15 @@ fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_
         let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         assert_ne!(theirs, ours, "{ns} namespace shared with the host");
     }
-    // Its root is the empty jail directory; its cgroup is the jail's.
-    let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root")).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(root.is_empty(), "jail root holds {root:?}");
+    // Its root is the jail directory holding only what it needs; its cgroup is the jail's.
+    let ls = |d: String| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ls(format!("/proc/{pid}/root")), ["dev", "vmct-guest", "vmct-vmm"]);
+    assert_eq!(ls(format!("/proc/{pid}/root/dev")), ["kvm"]);
     assert!(dir.is_dir());
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let name = dir.file_name().unwrap().to_str().unwrap();

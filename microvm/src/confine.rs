@@ -1,66 +1,36 @@
-//! Confinement of the VMM process, modelled on Firecracker's jailer and its seccomp filters.
+//! Confinement of the VMM process: its seccomp filter, and the attack-surface figures.
 //!
-//! A VMM started with a [`Jail`] (`vmct-vmm --jail SPEC ...`), in this order:
-//! 1. first thing, before guest memory exists: joins its own cgroup ([`attach_cgroups`]: writes `0`
-//!    into `cgroup.procs` of the directories the launcher created), so all its memory is charged there;
-//! 2. builds the VM as usual (opens /dev/kvm, reads the guest image or the snapshot, creates the VM);
-//! 3. just before the guest runs ([`enter`]): joins its own network, IPC and mount namespaces (the
-//!    mount namespace's root is a per-VM empty directory the launcher pivoted into; the VMM's pid
-//!    namespace is given at spawn), sets `RLIMIT_CORE` to 0, drops every capability from the bounding
-//!    set, becomes the jail's non-root uid/gid (no supplementary groups), which clears its permitted,
-//!    effective and ambient capabilities, and checks that none is left;
-//! 4. installs the seccomp allowlist of the vCPU thread ([`vcpu_filter`], [`apply_vcpu_filter`]):
-//!    only the syscalls the run loop, its exit handlers and the snapshot path make after setup, and
-//!    `ioctl` only with the KVM requests in [`KVM_IOCTLS`]; anything else kills the VMM with SIGSYS
-//!    (`SECCOMP_RET_KILL_PROCESS`, as Firecracker's default filters).
+//! The jail itself (own pid, mount, network and IPC namespaces, an empty-but-for-what-it-needs root,
+//! own cgroup, no capabilities, a non-root uid) is made by the launcher before exec, as Firecracker's
+//! jailer does (`harness::backend::vmm_jail`): the VMM is born in it. What the VMM does itself, just
+//! before its guest runs ([`before_guest`]), when everything it needs is open:
+//! 1. `RLIMIT_CORE` 0 (a VMM killed by its filter leaves no core file);
+//! 2. installs the seccomp allowlist of the vCPU thread ([`vcpu_filter`]): only the syscalls the run
+//!    loop, its exit handlers and the snapshot path make after setup, and `ioctl` only with the KVM
+//!    requests in [`kvm_ioctls`]; anything else kills the VMM with SIGSYS (`SECCOMP_RET_KILL_PROCESS`,
+//!    as Firecracker's default filters).
 //!
-//! Everything the VM needs is opened in step 2, while the process still sees the host, so the jail
-//! directory stays empty (no /dev/kvm node, no image): the KVM, VM, vCPU and memory fds stay valid
-//! after the uid change because KVM checks the fd and the mm, not the caller's credentials. This is why
-//! a non-root uid works although /dev/kvm is `root:root 0600` on this project's hosts.
-//!
-//! The filter is one table ([`vcpu_allowlist`]) from which the installed BPF program, the count in
-//! [`VmmSurface::syscalls_allowed`] and the tests are derived. The bare VMM has a single thread (the
-//! vCPU thread also serves stdin/stdout), so "one filter per VMM thread" is one filter here.
+//! The filter is one table ([`vcpu_allowlist`]) from which the installed BPF program, seccompiler's
+//! reference compilation, the count in [`VmmSurface::syscalls_allowed`] and the tests are derived. The
+//! bare VMM has a single thread (the vCPU thread also serves stdin/stdout), so "one filter per VMM
+//! thread" is one filter here.
 use crate::layout::ports;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Errors while confining the VMM.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfineError {
-    /// The `--jail` argument is malformed.
-    #[error("vmct-vmm: --jail '{spec}': {reason} (expected comma-separated net=PATH,ipc=PATH,mnt=PATH,cgroup=DIR,uid=N,gid=N)")]
-    Spec {
-        /// The argument.
-        spec: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// A system call of the confinement failed.
-    #[error("vmct-vmm: jail: {what} failed: {source}")]
+    #[error("vmct-vmm: confine: {what} failed: {source}")]
     Sys {
         /// The step.
         what: &'static str,
         /// Cause.
         source: std::io::Error,
     },
-    /// A file of the jail could not be opened or used.
-    #[error("vmct-vmm: jail: {what} {path}: {source}")]
-    Path {
-        /// The step.
-        what: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// Capabilities could not be dropped or some are left.
-    #[error("vmct-vmm: jail: capabilities: {0}")]
-    Caps(String),
     /// seccompiler rejected the filter or the kernel refused it.
     #[error("vmct-vmm: seccomp: {0}")]
     Seccomp(String),
@@ -70,124 +40,14 @@ fn sys_err(what: &'static str) -> impl FnOnce(std::io::Error) -> ConfineError {
     move |source| ConfineError::Sys { what, source }
 }
 
-/// What the launcher prepared for one VMM: namespace files to join, its cgroup directories, and the
-/// credentials to switch to. Passed as `--jail net=PATH,ipc=PATH,mnt=PATH,cgroup=DIR,...,uid=N,gid=N`
-/// (paths without commas). The namespace paths are nsfs files, e.g. the launcher's
-/// `/proc/LAUNCHER_PID/fd/N`, which the launcher keeps open until the VMM has ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Jail {
-    /// Network namespace to join.
-    pub netns: Option<PathBuf>,
-    /// IPC namespace to join.
-    pub ipcns: Option<PathBuf>,
-    /// Mount namespace to join; its root is the jail directory.
-    pub mntns: Option<PathBuf>,
-    /// Directories of the VMM's own cgroup, one per hierarchy (it writes itself into `cgroup.procs`).
-    pub cgroups: Vec<PathBuf>,
-    /// uid to run the guest as (0 keeps root, still without capabilities).
-    pub uid: u32,
-    /// gid to run the guest as.
-    pub gid: u32,
-}
-
-impl Jail {
-    /// The `--jail` argument for this jail (parsed back by [`Jail::parse`]); an error names a path
-    /// that cannot be passed (it contains a comma or is not UTF-8).
-    pub fn to_arg(&self) -> Result<String, ConfineError> {
-        let mut parts = Vec::new();
-        let named = [("net", &self.netns), ("ipc", &self.ipcns), ("mnt", &self.mntns)];
-        let paths = named.iter().filter_map(|(k, v)| v.as_ref().map(|p| (*k, p)));
-        for (k, p) in paths.chain(self.cgroups.iter().map(|p| ("cgroup", p))) {
-            let s = p.to_str().filter(|s| !s.contains(',')).ok_or_else(|| ConfineError::Spec {
-                spec: p.display().to_string(),
-                reason: format!("{k} path must be UTF-8 without commas"),
-            })?;
-            parts.push(format!("{k}={s}"));
-        }
-        parts.push(format!("uid={}", self.uid));
-        parts.push(format!("gid={}", self.gid));
-        Ok(parts.join(","))
-    }
-
-    /// Parse a `--jail` argument.
-    pub fn parse(spec: &str) -> Result<Jail, ConfineError> {
-        let bad = |reason: String| ConfineError::Spec { spec: spec.into(), reason };
-        let mut j = Jail::default();
-        let (mut uid, mut gid) = (None, None);
-        for part in spec.split(',') {
-            let (k, v) = part.split_once('=').ok_or_else(|| bad(format!("'{part}' is not KEY=VALUE")))?;
-            let id = || v.parse::<u32>().map_err(|_| bad(format!("{k}: '{v}' is not a whole number")));
-            match k {
-                "net" => j.netns = Some(v.into()),
-                "ipc" => j.ipcns = Some(v.into()),
-                "mnt" => j.mntns = Some(v.into()),
-                "cgroup" => j.cgroups.push(v.into()),
-                "uid" => uid = Some(id()?),
-                "gid" => gid = Some(id()?),
-                other => return Err(bad(format!("unknown key '{other}'"))),
-            }
-        }
-        j.uid = uid.ok_or_else(|| bad("uid=N is required".into()))?;
-        j.gid = gid.ok_or_else(|| bad("gid=N is required".into()))?;
-        Ok(j)
-    }
-}
-
-/// Step 1: move this process into its cgroup (write `0` to each directory's `cgroup.procs`).
-pub fn attach_cgroups(jail: &Jail) -> Result<(), ConfineError> {
-    for dir in &jail.cgroups {
-        std::fs::write(dir.join("cgroup.procs"), b"0")
-            .map_err(|source| ConfineError::Path { what: "join cgroup", path: dir.clone(), source })?;
-    }
-    Ok(())
-}
-
-fn setns(path: &Option<PathBuf>, nstype: libc::c_int, what: &'static str) -> Result<(), ConfineError> {
-    use std::os::fd::AsRawFd;
-    let Some(path) = path else { return Ok(()) };
-    let f = std::fs::File::open(path).map_err(|source| ConfineError::Path { what, path: path.clone(), source })?;
-    // SAFETY: setns on a file we just opened; a file of the wrong type fails with EINVAL.
-    if unsafe { libc::setns(f.as_raw_fd(), nstype) } != 0 {
-        let source = std::io::Error::last_os_error();
-        return Err(ConfineError::Path { what, path: path.clone(), source });
-    }
-    Ok(())
-}
-
-fn check(rc: libc::c_int, what: &'static str) -> Result<(), ConfineError> {
-    if rc != 0 {
-        return Err(sys_err(what)(std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
-/// Step 3: join the jail's namespaces, change to its root, drop capabilities and credentials.
-pub fn enter(jail: &Jail) -> Result<(), ConfineError> {
-    setns(&jail.netns, libc::CLONE_NEWNET, "setns(network namespace)")?;
-    setns(&jail.ipcns, libc::CLONE_NEWIPC, "setns(IPC namespace)")?;
-    if jail.mntns.is_some() {
-        setns(&jail.mntns, libc::CLONE_NEWNS, "setns(mount namespace)")?;
-        // SAFETY: a static NUL-terminated path.
-        check(unsafe { libc::chdir(c"/".as_ptr()) }, "chdir(/) in the jail")?;
-    }
+/// Steps 1-2 of the module docs, with `filter` from [`vcpu_filter`] (built during setup).
+pub fn before_guest(filter: &BpfProgram) -> Result<(), ConfineError> {
     let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: a valid rlimit struct for the call's duration.
-    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) }, "setrlimit(RLIMIT_CORE, 0)")?;
-    caps::clear(None, caps::CapSet::Bounding).map_err(|e| ConfineError::Caps(e.to_string()))?;
-    // SAFETY: an empty group list.
-    check(unsafe { libc::setgroups(0, std::ptr::null()) }, "setgroups([])")?;
-    // SAFETY: plain id arguments.
-    check(unsafe { libc::setresgid(jail.gid, jail.gid, jail.gid) }, "setresgid")?;
-    // SAFETY: plain id arguments.
-    check(unsafe { libc::setresuid(jail.uid, jail.uid, jail.uid) }, "setresuid")?;
-    for set in [caps::CapSet::Ambient, caps::CapSet::Inheritable, caps::CapSet::Effective, caps::CapSet::Permitted] {
-        caps::clear(None, set).map_err(|e| ConfineError::Caps(e.to_string()))?;
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } != 0 {
+        return Err(sys_err("setrlimit(RLIMIT_CORE, 0)")(std::io::Error::last_os_error()));
     }
-    let left = caps::read(None, caps::CapSet::Permitted).map_err(|e| ConfineError::Caps(e.to_string()))?;
-    if !left.is_empty() {
-        return Err(ConfineError::Caps(format!("still permitted after the drop: {left:?}")));
-    }
-    Ok(())
+    apply_vcpu_filter(filter)
 }
 
 /// KVM ioctl request numbers, as `_IO*(KVMIO, nr, type)` (linux/kvm.h), computed with vmm-sys-util's
@@ -449,32 +309,6 @@ pub fn bare_surface() -> VmmSurface {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jail_arguments_round_trip_and_bad_ones_are_named() {
-        let j = Jail {
-            netns: Some("/proc/9/fd/3".into()),
-            ipcns: Some("/proc/9/fd/4".into()),
-            mntns: None,
-            cgroups: vec!["/sys/fs/cgroup/memory/vmct-a".into(), "/sys/fs/cgroup/pids/vmct-a".into()],
-            uid: 1000,
-            gid: 1001,
-        };
-        let arg = j.to_arg().unwrap();
-        assert_eq!(
-            arg,
-            "net=/proc/9/fd/3,ipc=/proc/9/fd/4,cgroup=/sys/fs/cgroup/memory/vmct-a,cgroup=/sys/fs/cgroup/pids/vmct-a,uid=1000,gid=1001"
-        );
-        assert_eq!(Jail::parse(&arg).unwrap(), j);
-        let comma = Jail { mntns: Some("/a,b".into()), ..j };
-        assert!(comma.to_arg().unwrap_err().to_string().contains("without commas"));
-        let e = Jail::parse("net=/x,uid=1").unwrap_err().to_string();
-        assert!(e.contains("gid=N is required"), "{e}");
-        let e = Jail::parse("pid=3,uid=1,gid=1").unwrap_err().to_string();
-        assert!(e.contains("unknown key 'pid'"), "{e}");
-        let e = Jail::parse("uid=x,gid=1").unwrap_err().to_string();
-        assert!(e.contains("uid: 'x' is not a whole number"), "{e}");
-    }
 
     #[test]
     fn kvm_request_numbers_match_linux_kvm_h() {

@@ -1,11 +1,11 @@
 //! The VMM process: one VM per process, protocol lines on stdout, "stop" on stdin.
 //!
 //! ```text
-//! vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] [--jail SPEC] -- WORDS...
-//! vmct-vmm --restore DIR [--watchdog-ms N] [--jail SPEC]
+//! vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...
+//! vmct-vmm --restore DIR [--watchdog-ms N]
 //! ```
-//! Just before the guest runs, the VMM installs its seccomp allowlist (always) and, with `--jail`,
-//! first confines itself (see [`crate::confine`]); the `confine` phase marks when both are done.
+//! Just before the guest runs, the VMM installs its seccomp allowlist (always, see [`crate::confine`]);
+//! the `confine` phase marks when it is in place. Its jail, if any, is made by the launcher.
 //! `--test-violate-seccomp` (or `VMCT_VMM_TEST_VIOLATE_SECCOMP=1`) makes it then attempt a syscall
 //! outside the allowlist, for tests: the kernel kills it with SIGSYS.
 //! stdout carries `@vmct phase NAME MONO_NS` lines (vmm_start, kvm_open, vm_create, memory, load,
@@ -18,7 +18,7 @@
 //! the VMM prints `vmct-vmm: error: ...` on stderr and exits with the error's code
 //! ([`crate::vm::exit_code_kind`] maps it back to a kind). `VMCT_VM_WATCHDOG_MS` and
 //! `VMCT_GUEST_TEST_HOOK` in the environment override the flags (so a harness can set them per instance).
-use crate::confine::{self, Jail};
+use crate::confine;
 use crate::layout::hooks;
 use crate::loader::Image;
 use crate::sys;
@@ -33,7 +33,7 @@ pub const USAGE_EXIT: u8 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
     /// A flag is unknown or lacks its value.
-    #[error("vmct-vmm: {0}\nusage: vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] [--jail SPEC] -- WORDS...\n       vmct-vmm --restore DIR [--watchdog-ms N] [--jail SPEC]")]
+    #[error("vmct-vmm: {0}\nusage: vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...\n       vmct-vmm --restore DIR [--watchdog-ms N]")]
     Usage(String),
     /// The guest image cannot be read.
     #[error("vmct-vmm: cannot read guest image {path}: {source}")]
@@ -54,8 +54,6 @@ pub struct Args {
     pub config: VmConfig,
     /// Snapshot directory to restore from instead of booting.
     pub restore: Option<String>,
-    /// The jail to enter before the guest runs (`--jail`).
-    pub jail: Option<Jail>,
     /// Test hook: attempt a syscall outside the seccomp allowlist once it is installed.
     pub violate_seccomp: bool,
 }
@@ -74,7 +72,6 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
     let mut guest = None;
     let mut restore = None;
     let mut watchdog_set = false;
-    let mut jail = None;
     let mut violate_seccomp = env("VMCT_VMM_TEST_VIOLATE_SECCOMP").is_some_and(|v| v == "1");
     let mut words = Vec::new();
     let mut it = args.iter();
@@ -97,10 +94,6 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
                 restore = Some(it.next().ok_or_else(|| ArgsError::Usage("--restore needs a directory".into()))?.clone())
             }
             "--probe" => config.probe_mode = true,
-            "--jail" => {
-                let spec = it.next().ok_or_else(|| ArgsError::Usage("--jail needs a SPEC".into()))?;
-                jail = Some(Jail::parse(spec).map_err(|e| ArgsError::Usage(e.to_string()))?);
-            }
             "--test-violate-seccomp" => violate_seccomp = true,
             "--test-hook" => {
                 config.test_hook =
@@ -127,13 +120,13 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
         if !watchdog_set {
             config.watchdog = None;
         }
-        return Ok(Args { guest: String::new(), config, restore: Some(dir), jail, violate_seccomp });
+        return Ok(Args { guest: String::new(), config, restore: Some(dir), violate_seccomp });
     }
     let guest = guest.ok_or_else(|| ArgsError::Usage("--guest PATH is required".into()))?;
     if config.args.is_empty() {
         return Err(ArgsError::Usage("no scenario words after --".into()));
     }
-    Ok(Args { guest, config, restore: None, jail, violate_seccomp })
+    Ok(Args { guest, config, restore: None, violate_seccomp })
 }
 
 /// The process [`Host`]: phases are buffered and written with the next guest output in one write.
@@ -202,12 +195,6 @@ pub fn main(args: &[String]) -> u8 {
             return USAGE_EXIT;
         }
     };
-    // Join the VMM's own cgroup before guest memory exists, so all of it is charged there.
-    if let Some(jail) = &args.jail {
-        if let Err(e) = confine::attach_cgroups(jail) {
-            return report(&VmError::from(e));
-        }
-    }
     let mut host = StdioHost { pending: String::with_capacity(1024) };
     let vm = match &args.restore {
         Some(dir) => {
@@ -230,13 +217,10 @@ pub fn main(args: &[String]) -> u8 {
         for (name, ns) in vm.timeline.marks.clone() {
             host.phase(name, ns);
         }
-        // Compiled during setup; installed by `before_guest` right before the first KVM_RUN.
+        // Built during setup; installed right before the first KVM_RUN.
         let filter = confine::vcpu_filter()?;
         let mut before_guest = |host: &mut dyn Host| -> Result<(), VmError> {
-            if let Some(jail) = &args.jail {
-                confine::enter(jail)?;
-            }
-            confine::apply_vcpu_filter(&filter)?;
+            confine::before_guest(&filter)?;
             host.phase("confine", sys::mono_ns());
             if args.violate_seccomp {
                 host.output(&format!("{}\n", confine::violate_seccomp_for_test()));

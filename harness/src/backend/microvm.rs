@@ -17,7 +17,7 @@
 //! its filter ends with SIGSYS, reported as such in [`ExitInfo::error`]. Snapshots are written by the
 //! jailed VMM into its jail root and moved to the requested directory by the harness.
 use super::child::ChildInstance;
-use super::vmm_jail::{JailMode, JailPool, PidNsForSpawn, PreparedJail, JAIL_ENV};
+use super::vmm_jail::{JailFiles, JailMode, JailPool, PreparedJail, JAIL_ENV, JAIL_GUEST, JAIL_VMM};
 use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready, Saved};
 use crate::artifacts;
 use crate::clock;
@@ -134,34 +134,92 @@ impl MicrovmBackend {
         pool.clone().map_err(|reason| BackendError::Launch { backend: NAME.to_string(), reason })
     }
 
-    /// Spawn `cmd` (a VMM command line up to, not including, its `--` words) in a jail from the pool,
-    /// counting the jail's cost in launch-to-ready.
-    fn spawn_jailed(
+    /// What a jail holds: the static VMM binary and the guest image.
+    fn jail_files(&self) -> Result<JailFiles, BackendError> {
+        let unavailable = |e: artifacts::ArtifactError| BackendError::Unavailable {
+            backend: NAME.to_string(),
+            reason: e.to_string(),
+        };
+        Ok(JailFiles {
+            vmm: artifacts::vmm_path().map_err(unavailable)?,
+            guest: artifacts::guest_path().map_err(unavailable)?,
+        })
+    }
+
+    /// Start a VMM with `args` (after `--guest`/`--restore`, which `what` gives as host and jail
+    /// paths), in a jail from the pool unless jails are off; the jail's cost counts in launch-to-ready.
+    fn spawn_vmm(
         &self,
         spec: &InstanceSpec,
-        mut cmd: Command,
-        words: &[String],
+        what: VmmInput<'_>,
+        args: &[String],
     ) -> Result<MicrovmInstance, BackendError> {
         let launched_ns = clock::mono_ns();
         let launch_err = |reason: String| BackendError::Launch { backend: NAME.to_string(), reason };
         let pool = self.jails()?;
+        let files = self.jail_files()?;
         let jail = pool
-            .take()
+            .take(&files)
             .map_err(|e| launch_err(format!("cannot confine the VMM: {e} (set {JAIL_ENV}=off to run it unjailed)")))?;
-        if let Some(j) = &jail {
-            cmd.arg("--jail").arg(j.jail().to_arg().map_err(|e| launch_err(e.to_string()))?);
-        }
-        if !words.is_empty() {
-            cmd.arg("--").args(words);
-        }
-        let pid_ns = match &jail {
-            Some(_) => Some(PidNsForSpawn::enter().map_err(|e| launch_err(e.to_string()))?),
-            None => None,
+        let inner = match jail {
+            None => {
+                let mut cmd = self.vmm_command()?;
+                match what {
+                    VmmInput::Guest => cmd.arg("--guest").arg(&files.guest),
+                    VmmInput::Restore(dir) => cmd.arg("--restore").arg(dir),
+                };
+                cmd.args(args);
+                let child = ChildInstance::spawn(NAME, spec, cmd)?;
+                return Ok(MicrovmInstance {
+                    inner: child.with_stats(vmm_stats).with_launched_ns(launched_ns),
+                    jail: None,
+                    pool,
+                    files,
+                    snapshots: 0,
+                });
+            }
+            Some(mut j) => {
+                if std::env::var("VMCT_VMM_LAUNCH").is_ok_and(|v| v == "reexec") {
+                    return Err(launch_err(format!(
+                        "VMCT_VMM_LAUNCH=reexec cannot run in the VMM jail (it holds only the static vmct-vmm); set {JAIL_ENV}=off"
+                    )));
+                }
+                let mut cmd = Command::new(JAIL_VMM);
+                match what {
+                    VmmInput::Guest => {
+                        cmd.args(["--guest", JAIL_GUEST]);
+                    }
+                    VmmInput::Restore(dir) => {
+                        // The snapshot's files, linked into the jail (a missing one stays missing:
+                        // the VMM reports it as a typed snapshot error).
+                        let inside = j.dir.join("restore");
+                        let link = std::fs::create_dir(&inside).map_err(|e| e.to_string()).and_then(|_| {
+                            for f in [microvm::snapshot::MEMORY_FILE, microvm::snapshot::STATE_FILE] {
+                                if !dir.join(f).exists() {
+                                    continue;
+                                }
+                                super::vmm_jail::link_or_copy(&dir.join(f), &inside.join(f))
+                                    .map_err(|e| e.to_string())?;
+                            }
+                            Ok(())
+                        });
+                        link.map_err(|e| launch_err(format!("cannot put the snapshot into the VMM jail: {e}")))?;
+                        cmd.args(["--restore", "/restore"]);
+                    }
+                }
+                cmd.args(args);
+                let child = ChildInstance::spawn_with(NAME, spec, cmd, |c| j.spawn(c))?;
+                (child, j)
+            }
         };
-        let child = ChildInstance::spawn(NAME, spec, cmd);
-        drop(pid_ns);
-        let inner = child?.with_stats(vmm_stats).with_launched_ns(launched_ns);
-        Ok(MicrovmInstance { inner, jail, pool, snapshots: 0 })
+        let (child, jail) = inner;
+        Ok(MicrovmInstance {
+            inner: child.with_stats(vmm_stats).with_launched_ns(launched_ns),
+            jail: Some(jail),
+            pool,
+            files,
+            snapshots: 0,
+        })
     }
 
     /// [`Backend::launch`] with the concrete instance type (tests look at its jail).
@@ -169,23 +227,26 @@ impl MicrovmBackend {
         if let Err(reason) = self.availability() {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
         }
-        let cmd = self.command(spec)?;
-        let words: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
-        self.spawn_jailed(spec, cmd, &words)
+        let mut args = Vec::new();
+        let mem_mib = guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario).div_ceil(1 << 20);
+        args.extend(["--mem-mib".to_string(), mem_mib.to_string(), "--vcpus".into(), spec.vcpus.max(1).to_string()]);
+        if spec.scenario == Scenario::Probe {
+            args.push("--probe".into());
+        }
+        args.push("--".into());
+        args.extend(spec.scenario.to_string().split_whitespace().map(String::from));
+        self.spawn_vmm(spec, VmmInput::Guest, &args)
     }
 
-    fn command(&self, spec: &InstanceSpec) -> Result<Command, BackendError> {
-        let guest = artifacts::guest_path()
-            .map_err(|e| BackendError::Unavailable { backend: NAME.to_string(), reason: e.to_string() })?;
-        let mut cmd = self.vmm_command()?;
-        let mem_mib = guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario).div_ceil(1 << 20);
-        cmd.arg("--guest").arg(guest);
-        cmd.args(["--mem-mib", &mem_mib.to_string(), "--vcpus", &spec.vcpus.max(1).to_string()]);
-        if spec.scenario == Scenario::Probe {
-            cmd.arg("--probe");
-        }
-        Ok(cmd)
-    }
+}
+
+/// What a VMM starts from.
+#[derive(Clone, Copy)]
+enum VmmInput<'a> {
+    /// Boot the guest image.
+    Guest,
+    /// Restore the snapshot in this host directory.
+    Restore(&'a Path),
 }
 
 impl Backend for MicrovmBackend {
@@ -218,9 +279,7 @@ impl Backend for MicrovmBackend {
         if let Err(reason) = self.availability() {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
         }
-        let mut cmd = self.vmm_command()?;
-        cmd.arg("--restore").arg(&saved.path);
-        Ok(Box::new(self.spawn_jailed(spec, cmd, &[])?))
+        Ok(Box::new(self.spawn_vmm(spec, VmmInput::Restore(&saved.path), &[])?))
     }
 }
 
@@ -230,6 +289,7 @@ pub struct MicrovmInstance {
     inner: ChildInstance,
     jail: Option<PreparedJail>,
     pool: Arc<JailPool>,
+    files: JailFiles,
     snapshots: u32,
 }
 
@@ -298,7 +358,7 @@ impl Instance for MicrovmInstance {
         }
         // The VMM is reaped: remove its jail, and prepare the next one off the launch path.
         self.jail = None;
-        self.pool.refill();
+        self.pool.refill(&self.files);
         Ok(info)
     }
 
