@@ -232,12 +232,24 @@ fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_
         return;
     }
     let b = MicrovmBackend::default();
+    let cwd = std::env::current_dir().unwrap();
     let mut i = b.launch_microvm(&spec("jailed", "idle")).unwrap();
+    // The launching thread stepped into the jail for the spawn and is back out of it.
+    for ns in ["net", "ipc", "mnt", "pid_for_children"] {
+        let here = std::fs::read_link(format!("/proc/thread-self/ns/{ns}")).unwrap();
+        let process = std::fs::read_link(format!("/proc/self/ns/{}", ns.trim_end_matches("_for_children"))).unwrap();
+        assert_eq!(here, process, "launching thread left in another {ns} namespace");
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0);
+    assert_eq!(std::env::current_dir().unwrap(), cwd);
     i.wait_ready(T).unwrap();
     let pid = i.pid().unwrap();
     let (dir, cgroups) = i.jail_paths().expect("a jail (VMCT_VMM_JAIL is not off)");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+    // The bounding set stays the host's (dropping it costs 0.1 ms, and it only limits what an execve
+    // could gain: the VMM is not root, its root is nosuid, it has no_new_privs and may not execve).
+    for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
         assert_eq!(status_field(&status, cap), "0000000000000000", "{cap} of the VMM: {status}");
     }
     let uid = status_field(&status, "Uid:");

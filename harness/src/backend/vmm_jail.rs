@@ -3,43 +3,45 @@
 //! own cgroup, without capabilities and as a non-root uid. The VMM itself then installs its seccomp
 //! filter right before its guest runs ([`microvm::confine`]).
 //!
-//! Preparing a jail ([`PreparedJail::prepare`]) is done by a thread of the harness that then spawns
-//! the VMM and ends (a *spawner*); children inherit the spawning thread's namespaces, root, cgroups
-//! and credentials, so the VMM needs no privileged step of its own. The spawner, in order:
-//! 1. `unshare(CLONE_FS|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC)`; the VMM's uid/gid is [`JAIL_ID_BASE`]
-//!    plus the new network namespace's inode number (unique among live namespaces);
-//! 2. fills the jail directory `/tmp/vmct-jail-<seq>-<owner pid>` (`vmct gc` removes those of dead
-//!    owners): hard links (copies across filesystems) of the VMM binary and the guest image, and
-//!    `dev/kvm`, a new device node owned by the VMM's uid (as the jailer does: /dev/kvm on the host
-//!    is `root:root 0600`);
-//! 3. joins the cgroup `vmct-jail-<seq>-<owner pid>` (memory, and pids with [`JAIL_PIDS_MAX`]) by
-//!    writing its thread id to each `tasks` file (cgroup v1: threads can move alone);
-//! 4. in its mount namespace: everything private, the jail bound onto itself `nosuid`, `pivot_root`
-//!    into it, the old root detached;
-//! 5. `unshare(CLONE_NEWPID)` (its next child is pid 1 of a new namespace), `no_new_privs`, an empty
-//!    capability bounding set, no supplementary groups, then the uid/gid (thread-only `setres[ug]id`
-//!    system calls: glibc's wrappers would change every thread of the harness), which clears its
-//!    permitted, effective and ambient capabilities;
-//! 6. waits for the VMM's command, spawns it (`posix_spawn`), hands the child back and ends.
+//! Preparing a jail ([`PreparedJail::prepare`]), on a short-lived thread of the harness:
+//! 1. `unshare(CLONE_FS|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC)`, keeping the three namespace files; the
+//!    VMM's uid/gid is [`JAIL_ID_BASE`] plus the new network namespace's inode number (unique among
+//!    live namespaces);
+//! 2. the jail directory `/tmp/vmct-jail-<seq>-<owner pid>` (`vmct gc` removes those of dead owners)
+//!    gets hard links (copies across filesystems) of the VMM binary and the guest image, and
+//!    `dev/kvm`, a new device node owned by the VMM's uid (as the jailer does: /dev/kvm on the host is
+//!    `root:root 0600`, which a non-root uid could not open);
+//! 3. in the new mount namespace: everything private, the jail bound onto itself `nosuid`,
+//!    `pivot_root` into it, the old root detached;
+//! 4. the cgroup `vmct-jail-<seq>-<owner pid>` (memory, and pids with [`JAIL_PIDS_MAX`]).
 //!
-//! Launch cost: steps 1-5 cost about 1 ms here (a network namespace alone about 0.5 ms, joining a
-//! v1 cgroup about 0.1 ms), five times the whole confinement budget, so by default a spare jail is
-//! prepared ahead ([`JailMode::Pooled`], refilled after an instance stops: as Firecracker's jailer
-//! joins a network namespace its orchestrator made in advance with `--netns`); the launch then only
-//! hands the command to the spare's spawner. `VMCT_VMM_JAIL=inline` prepares each jail on the launch
-//! path instead, `off` runs the VMM unjailed (its seccomp filter still applies).
-//! On a cgroup v2 host a thread cannot join a cgroup of its own, so there the harness moves the VMM
-//! into its cgroup right after the spawn (its first allocations are charged to the harness's cgroup);
-//! this host is hybrid (v1), so that branch is not exercised here.
+//! Spawning into it ([`PreparedJail::spawn`]): children inherit the spawning thread's namespaces,
+//! root, cgroups and credentials, so the launching thread itself steps into the jail for the one
+//! `posix_spawn` and back out ([`ThreadInJail`]), every step a per-thread one (about 0.1 ms in all
+//! here): `setns` into the network, IPC and mount namespaces (the thread has its own fs struct),
+//! `unshare(CLONE_NEWPID)` (the child is pid 1 of a new namespace), its thread id into the cgroup's
+//! `tasks` files (cgroup v1 moves threads alone), no supplementary groups, and the jail's uid/gid as
+//! real and effective ids through the raw system calls (glibc's wrappers would change every thread
+//! of the harness), keeping root as the saved id to come back. The VMM is exec'd with no
+//! capabilities (not root: none are computed at exec) from a `nosuid` root.
+//!
+//! Launch cost: preparing costs about 1 ms here (a network namespace alone about 0.5 ms), five times
+//! the whole confinement budget, so by default a spare jail is prepared ahead ([`JailMode::Pooled`],
+//! refilled after an instance stops, as Firecracker's jailer joins a network namespace its
+//! orchestrator made in advance with `--netns`). `VMCT_VMM_JAIL=inline` prepares each jail on the
+//! launch path instead, `off` runs the VMM unjailed (its seccomp filter still applies).
+//! On a cgroup v2 host a thread cannot join a cgroup alone, so there the harness moves the VMM into its
+//! cgroup right after the spawn (its first allocations are charged to the harness's cgroup); this
+//! host is hybrid (v1), so that branch is not exercised here.
 use container::cgroup::{CgroupDirs, Cgroups};
 use container::limits::Limits;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::Mutex;
 
 /// Where jail roots are made.
@@ -48,9 +50,10 @@ pub const JAIL_BASE: &str = "/tmp";
 pub const JAIL_PREFIX: &str = "vmct-jail-";
 /// First uid/gid of jailed VMMs; each adds its network namespace's inode number (below 2^28).
 pub const JAIL_ID_BASE: u32 = 0x4000_0000;
-/// `pids.max` of a jailed VMM's cgroup: the spawner thread until it ends, the VMM's one thread, and
-/// the kernel thread KVM starts at the first `KVM_RUN` (`kvm-nx-lpage-recovery`), which it attaches to
-/// the cgroups of the VM's owner (without room for it `KVM_RUN` fails with EAGAIN: seen here).
+/// `pids.max` of a jailed VMM's cgroup: the launching harness thread while it spawns, the VMM's one
+/// thread, and the kernel thread KVM starts at the first `KVM_RUN` (`kvm-nx-lpage-recovery`), which it
+/// attaches to the cgroups of the VM's owner (without room for it `KVM_RUN` fails with EAGAIN: seen
+/// here).
 pub const JAIL_PIDS_MAX: u64 = 3;
 /// Environment variable selecting [`JailMode`].
 pub const JAIL_ENV: &str = "VMCT_VMM_JAIL";
@@ -149,151 +152,90 @@ pub struct JailFiles {
     pub guest: PathBuf,
 }
 
-/// A spawn request for a spawner: the command, answered with the child.
-type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
-
-/// One jail with its spawner thread waiting; removed (directory, cgroup) on drop.
+/// One jail, ready for a VMM; removed (directory, cgroup, namespaces) on drop.
 #[derive(Debug)]
 pub struct PreparedJail {
     /// The jail root as the host sees it.
     pub dir: PathBuf,
+    netns: File,
+    ipcns: File,
+    mntns: File,
     cgroup: CgroupDirs,
     /// uid and gid the VMM runs as.
     pub uid: u32,
-    /// The cgroup could not be joined by the spawner (v2): the VMM is moved after the spawn.
-    attach_after_spawn: bool,
-    spawner: Option<(mpsc::Sender<Request>, std::thread::JoinHandle<()>)>,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Steps 1-5 on the spawner thread; returns the uid.
-fn enter_jail(dir: &Path, files: &JailFiles, cgroup: &CgroupDirs) -> Result<(u32, bool), JailError> {
-    let flags = CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC;
-    unshare(flags).map_err(sys("unshare(mnt, net, ipc)"))?;
-    let net = Path::new("/proc/thread-self/ns/net");
-    let ino = std::fs::metadata(net).map_err(io("stat", net))?.ino();
-    let uid = JAIL_ID_BASE + (ino & 0x0fff_ffff) as u32;
-    // 2. The jail's files.
-    link_or_copy(&files.vmm, &dir.join(&JAIL_VMM[1..]))?;
-    link_or_copy(&files.guest, &dir.join(&JAIL_GUEST[1..]))?;
-    let dev = dir.join("dev");
-    std::fs::create_dir(&dev).map_err(io("create", &dev))?;
-    let kvm = dev.join("kvm");
-    let kvm_dev = nix::sys::stat::makedev(KVM_DEV.0, KVM_DEV.1);
-    nix::sys::stat::mknod(&kvm, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o600), kvm_dev)
-        .map_err(sys("mknod dev/kvm"))?;
-    std::os::unix::fs::chown(&kvm, Some(uid), Some(uid)).map_err(io("chown", &kvm))?;
-    // 3. The cgroup: this thread alone (v1 `tasks`); on v2 the VMM is moved after the spawn.
-    let mut attach_after_spawn = false;
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() }.to_string();
-    let mut seen: Vec<&Path> = Vec::new();
-    for (_, d) in &cgroup.dirs {
-        if seen.contains(&d.as_path()) {
-            continue;
-        }
-        seen.push(d);
-        let tasks = d.join("tasks");
-        if tasks.exists() {
-            std::fs::write(&tasks, &tid).map_err(io("join cgroup (tasks)", &tasks))?;
-        } else {
-            attach_after_spawn = true;
-        }
-    }
-    // 4. The root.
-    let none: Option<&str> = None;
-    mount(none, "/", none, MsFlags::MS_PRIVATE | MsFlags::MS_REC, none).map_err(sys("make / private"))?;
-    mount(Some(dir), dir, none, MsFlags::MS_BIND, none).map_err(sys("bind the jail root"))?;
-    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID;
-    mount(none, dir, none, remount, none).map_err(sys("remount the jail root nosuid"))?;
-    nix::unistd::chdir(dir).map_err(sys("chdir to the jail root"))?;
-    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
-    nix::unistd::chdir("/").map_err(sys("chdir /"))?;
-    // 5. Pid namespace for the child, then privileges (this thread only).
-    unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare(pid)"))?;
-    // SAFETY: prctl with constant arguments, affecting this thread.
-    errno("prctl(PR_SET_NO_NEW_PRIVS)", unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())?;
-    caps::clear(None, caps::CapSet::Bounding).map_err(|e| JailError::Spawner(format!("drop bounding set: {e}")))?;
-    // SAFETY: raw thread-only credential system calls with plain integer arguments.
-    unsafe {
-        errno("setgroups([])", libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()))?;
-        errno("setresgid", libc::syscall(libc::SYS_setresgid, uid, uid, uid))?;
-        errno("setresuid", libc::syscall(libc::SYS_setresuid, uid, uid, uid))?;
-    }
-    let left = caps::read(None, caps::CapSet::Permitted).map_err(|e| JailError::Spawner(e.to_string()))?;
-    if !left.is_empty() {
-        return Err(JailError::Spawner(format!("capabilities left after the uid change: {left:?}")));
-    }
-    Ok((uid, attach_after_spawn))
+/// Steps 1-3 on a thread of their own; returns the namespace files (net, ipc, mnt) and the uid.
+fn make_jail(dir: PathBuf, files: JailFiles) -> Result<([File; 3], u32), JailError> {
+    let thread = std::thread::Builder::new().name("vmct-jail".into()).spawn(move || {
+        let flags = CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET;
+        unshare(flags | CloneFlags::CLONE_NEWIPC).map_err(sys("unshare(mnt, net, ipc)"))?;
+        let open = |ns: &str| {
+            let p = PathBuf::from(format!("/proc/thread-self/ns/{ns}"));
+            File::open(&p).map_err(io("open", &p))
+        };
+        let ns = [open("net")?, open("ipc")?, open("mnt")?];
+        let ino = ns[0].metadata().map_err(io("stat", Path::new("the jail network namespace")))?.ino();
+        let uid = JAIL_ID_BASE + (ino & 0x0fff_ffff) as u32;
+        // 2. The jail's files.
+        link_or_copy(&files.vmm, &dir.join(&JAIL_VMM[1..]))?;
+        link_or_copy(&files.guest, &dir.join(&JAIL_GUEST[1..]))?;
+        let dev = dir.join("dev");
+        std::fs::create_dir(&dev).map_err(io("create", &dev))?;
+        let kvm = dev.join("kvm");
+        let (kind, mode) = (nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o600));
+        nix::sys::stat::mknod(&kvm, kind, mode, nix::sys::stat::makedev(KVM_DEV.0, KVM_DEV.1))
+            .map_err(sys("mknod dev/kvm"))?;
+        std::os::unix::fs::chown(&kvm, Some(uid), Some(uid)).map_err(io("chown", &kvm))?;
+        // 3. The root.
+        let none: Option<&str> = None;
+        mount(none, "/", none, MsFlags::MS_PRIVATE | MsFlags::MS_REC, none).map_err(sys("make / private"))?;
+        mount(Some(&dir), &dir, none, MsFlags::MS_BIND, none).map_err(sys("bind the jail root"))?;
+        let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID;
+        mount(none, &dir, none, remount, none).map_err(sys("remount the jail root nosuid"))?;
+        nix::unistd::chdir(&dir).map_err(sys("chdir to the jail root"))?;
+        nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root"))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
+        Ok((ns, uid))
+    });
+    thread
+        .map_err(|e| JailError::Spawner(e.to_string()))?
+        .join()
+        .unwrap_or_else(|_| Err(JailError::Spawner("the jail thread panicked".into())))
 }
 
 impl PreparedJail {
-    /// Prepare a jail (module docs, steps 1-5) with `files`; `cg` is the host's cgroup layout.
+    /// Prepare a jail (module docs, steps 1-4) with `files`; `cg` is the host's cgroup layout.
     pub fn prepare(cg: &dyn Cgroups, files: &JailFiles) -> Result<PreparedJail, JailError> {
         let name = format!("{JAIL_PREFIX}{}-{}", SEQ.fetch_add(1, Ordering::Relaxed), std::process::id());
         let dir = Path::new(JAIL_BASE).join(&name);
         std::fs::create_dir(&dir).map_err(io("create", &dir))?;
-        let cgroup = match cg.create(&name, &Limits { pids: Some(JAIL_PIDS_MAX), ..Default::default() }) {
-            Ok(c) => c,
+        let made = make_jail(dir.clone(), files.clone()).and_then(|(ns, uid)| {
+            let cgroup = cg.create(&name, &Limits { pids: Some(JAIL_PIDS_MAX), ..Default::default() })?;
+            Ok((ns, uid, cgroup))
+        });
+        match made {
+            Ok(([netns, ipcns, mntns], uid, cgroup)) => Ok(PreparedJail { dir, netns, ipcns, mntns, cgroup, uid }),
             Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                return Err(e.into());
-            }
-        };
-        let mut jail = PreparedJail { dir, cgroup, uid: 0, attach_after_spawn: false, spawner: None };
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (req_tx, req_rx) = mpsc::channel::<Request>();
-        let (dir, files, cgroup) = (jail.dir.clone(), files.clone(), jail.cgroup.clone());
-        let handle = std::thread::Builder::new()
-            .name("vmct-jail".into())
-            .spawn(move || {
-                let entered = enter_jail(&dir, &files, &cgroup);
-                let ok = entered.is_ok();
-                let _ = ready_tx.send(entered);
-                if !ok {
-                    return;
-                }
-                // 6. One spawn, then this thread (and its namespaces and credentials) ends.
-                if let Ok((mut cmd, reply)) = req_rx.recv() {
-                    let child = cmd.spawn();
-                    drop(cmd);
-                    let _ = reply.send(child);
-                }
-            })
-            .map_err(|e| JailError::Spawner(e.to_string()))?;
-        match ready_rx.recv() {
-            Ok(Ok((uid, attach_after_spawn))) => {
-                jail.uid = uid;
-                jail.attach_after_spawn = attach_after_spawn;
-                jail.spawner = Some((req_tx, handle));
-                Ok(jail)
-            }
-            Ok(Err(e)) => {
-                let _ = handle.join();
+                let _ = std::fs::remove_dir_all(&dir);
                 Err(e)
-            }
-            Err(_) => {
-                let _ = handle.join();
-                Err(JailError::Spawner("ended before the jail was ready".into()))
             }
         }
     }
 
-    /// Spawn `cmd` (a command line of jail paths, [`JAIL_VMM`] ...) in this jail; one spawn per jail.
-    pub fn spawn(&mut self, cmd: Command) -> std::io::Result<Child> {
-        let gone = || std::io::Error::other("vmm jail: the spawner thread is gone");
-        let (tx, handle) = self.spawner.take().ok_or_else(gone)?;
-        let (reply_tx, reply_rx) = mpsc::channel();
-        tx.send((cmd, reply_tx)).map_err(|_| gone())?;
-        let child = reply_rx.recv().map_err(|_| gone())?;
-        let _ = handle.join();
+    /// Spawn `cmd` (a command line of jail paths, [`JAIL_VMM`] ...) into this jail from the calling
+    /// thread (see [`ThreadInJail`]).
+    pub fn spawn(&self, mut cmd: Command) -> std::io::Result<Child> {
+        let thread = ThreadInJail::enter(self).map_err(std::io::Error::other)?;
+        let child = cmd.spawn();
+        drop(cmd);
+        thread.leave().map_err(std::io::Error::other)?;
         let child = child?;
-        if self.attach_after_spawn {
-            let procs: Vec<PathBuf> = self.cgroup.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect();
-            for p in procs {
-                std::fs::write(&p, child.id().to_string())?;
+        for (_, d) in &self.cgroup.dirs {
+            if !d.join("tasks").exists() {
+                std::fs::write(d.join("cgroup.procs"), child.id().to_string())?;
             }
         }
         Ok(child)
@@ -305,17 +247,174 @@ impl PreparedJail {
     }
 }
 
+/// The launching thread's own namespaces, kept per thread (they never change for it).
+struct HostNs {
+    net: File,
+    ipc: File,
+    mnt: File,
+    pid: File,
+}
+
+thread_local! {
+    static HOST_NS: std::cell::OnceCell<HostNs> = const { std::cell::OnceCell::new() };
+}
+
+/// The calling thread, stepped into a jail for one spawn; [`ThreadInJail::leave`] (or drop) restores
+/// it exactly: ids, groups, cgroups, pid namespace for children, mount namespace and working
+/// directory, IPC and network namespaces. A restore that fails would leave this harness thread in a
+/// jail, so it panics.
+pub struct ThreadInJail {
+    ids: (libc::uid_t, libc::uid_t, libc::uid_t, libc::gid_t, libc::gid_t, libc::gid_t),
+    groups: Vec<libc::gid_t>,
+    cwd: Option<File>,
+    /// (jail tasks file was joined, tasks file to return to), per hierarchy.
+    cgroups: Vec<PathBuf>,
+    done: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    Net,
+    Ipc,
+    Mnt,
+    Pid,
+    Cgroups,
+    Ids,
+}
+
+fn raw(what: &'static str, rc: libc::c_long) -> Result<(), JailError> {
+    errno(what, rc)
+}
+
+impl ThreadInJail {
+    /// Step into `jail`.
+    pub fn enter(jail: &PreparedJail) -> Result<ThreadInJail, JailError> {
+        let host = HOST_NS.with(|h| -> Result<(), JailError> {
+            if h.get().is_some() {
+                return Ok(());
+            }
+            // Once per thread: an fs struct of its own, so it can change mount namespace alone.
+            unshare(CloneFlags::CLONE_FS).map_err(sys("unshare(CLONE_FS)"))?;
+            let open = |p: &str| File::open(p).map_err(io("open", Path::new(p)));
+            let ns = HostNs {
+                net: open("/proc/thread-self/ns/net")?,
+                ipc: open("/proc/thread-self/ns/ipc")?,
+                mnt: open("/proc/thread-self/ns/mnt")?,
+                pid: open("/proc/self/ns/pid")?,
+            };
+            let _ = h.set(ns);
+            Ok(())
+        });
+        host?;
+        let (mut ru, mut eu, mut su, mut rg, mut eg, mut sg) = (0, 0, 0, 0, 0, 0);
+        // SAFETY: valid out-pointers for the two calls.
+        unsafe {
+            libc::getresuid(&mut ru, &mut eu, &mut su);
+            libc::getresgid(&mut rg, &mut eg, &mut sg);
+        }
+        let groups = nix::unistd::getgroups().map_err(sys("getgroups"))?.into_iter().map(|g| g.as_raw()).collect();
+        let mut t = ThreadInJail {
+            ids: (ru, eu, su, rg, eg, sg),
+            groups,
+            cwd: File::open(".").ok(),
+            cgroups: Vec::new(),
+            done: Vec::new(),
+        };
+        // The cgroup first: its files are not visible from the jail's mount namespace.
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() }.to_string();
+        t.done.push(Step::Cgroups);
+        for (_, d) in &jail.cgroup.dirs {
+            let tasks = d.join("tasks");
+            if t.cgroups.contains(d) || !tasks.exists() {
+                continue;
+            }
+            std::fs::write(&tasks, &tid).map_err(io("join cgroup", &tasks))?;
+            t.cgroups.push(d.clone());
+        }
+        nix::sched::setns(&jail.netns, CloneFlags::CLONE_NEWNET).map_err(sys("setns(jail network namespace)"))?;
+        t.done.push(Step::Net);
+        nix::sched::setns(&jail.ipcns, CloneFlags::CLONE_NEWIPC).map_err(sys("setns(jail IPC namespace)"))?;
+        t.done.push(Step::Ipc);
+        nix::sched::setns(&jail.mntns, CloneFlags::CLONE_NEWNS).map_err(sys("setns(jail mount namespace)"))?;
+        t.done.push(Step::Mnt);
+        unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare(pid)"))?;
+        t.done.push(Step::Pid);
+        let id = jail.uid;
+        t.done.push(Step::Ids);
+        // SAFETY: raw thread-only credential system calls with plain arguments; the saved ids stay
+        // the caller's so `leave` can come back.
+        unsafe {
+            raw("setgroups([])", libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()))?;
+            raw("setresgid", libc::syscall(libc::SYS_setresgid, id, id, sg))?;
+            raw("setresuid", libc::syscall(libc::SYS_setresuid, id, id, su))?;
+        }
+        Ok(t)
+    }
+
+    fn restore(&mut self) -> Result<(), JailError> {
+        let (ru, eu, su, rg, eg, sg) = self.ids;
+        while let Some(step) = self.done.pop() {
+            match step {
+                // SAFETY: raw thread-only credential system calls back to the saved values.
+                Step::Ids => unsafe {
+                    raw("setresuid back", libc::syscall(libc::SYS_setresuid, ru, eu, su))?;
+                    raw("setresgid back", libc::syscall(libc::SYS_setresgid, rg, eg, sg))?;
+                    let n = self.groups.len();
+                    raw("setgroups back", libc::syscall(libc::SYS_setgroups, n, self.groups.as_ptr()))?;
+                },
+                Step::Cgroups => {
+                    // SAFETY: gettid has no preconditions.
+                    let tid = unsafe { libc::gettid() }.to_string();
+                    for d in self.cgroups.drain(..) {
+                        let back = d.parent().unwrap_or(Path::new("/")).join("tasks");
+                        std::fs::write(&back, &tid).map_err(io("leave cgroup", &back))?;
+                    }
+                }
+                Step::Pid => HOST_NS.with(|h| -> Result<(), JailError> {
+                    let f = &h.get().ok_or_else(|| JailError::Spawner("host namespaces lost".into()))?.pid;
+                    nix::sched::setns(f, CloneFlags::CLONE_NEWPID).map_err(sys("setns(own pid namespace)"))
+                })?,
+                Step::Mnt => HOST_NS.with(|h| -> Result<(), JailError> {
+                    let f = &h.get().ok_or_else(|| JailError::Spawner("host namespaces lost".into()))?.mnt;
+                    nix::sched::setns(f, CloneFlags::CLONE_NEWNS).map_err(sys("setns(own mount namespace)"))?;
+                    if let Some(cwd) = &self.cwd {
+                        nix::unistd::fchdir(cwd).map_err(sys("fchdir back"))?;
+                    }
+                    Ok(())
+                })?,
+                Step::Ipc => HOST_NS.with(|h| -> Result<(), JailError> {
+                    let f = &h.get().ok_or_else(|| JailError::Spawner("host namespaces lost".into()))?.ipc;
+                    nix::sched::setns(f, CloneFlags::CLONE_NEWIPC).map_err(sys("setns(own IPC namespace)"))
+                })?,
+                Step::Net => HOST_NS.with(|h| -> Result<(), JailError> {
+                    let f = &h.get().ok_or_else(|| JailError::Spawner("host namespaces lost".into()))?.net;
+                    nix::sched::setns(f, CloneFlags::CLONE_NEWNET).map_err(sys("setns(own network namespace)"))
+                })?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Step back out.
+    pub fn leave(mut self) -> Result<(), JailError> {
+        self.restore()
+    }
+}
+
+impl Drop for ThreadInJail {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            panic!("vmm jail: cannot bring the launching thread back out of the jail: {e}");
+        }
+    }
+}
+
 impl Drop for PreparedJail {
     fn drop(&mut self) {
-        // An unused spawner ends when its request channel closes.
-        if let Some((tx, handle)) = self.spawner.take() {
-            drop(tx);
-            let _ = handle.join();
-        }
         // The jail root is mounted only inside its own mount namespace: on the host a plain directory.
-        // A spawner that just ended can stay listed in the cgroup for a moment after `join` (its
-        // exit is not finished), and removing a busy cgroup kills what it lists: wait until the
-        // harness is gone from it; if it does not go, leave the cgroup to `vmct gc`.
+        // Removing a busy cgroup kills what it lists: never let that be the harness (its launching
+        // thread visits the cgroup for a spawn); if it stays listed, leave the cgroup to `vmct gc`.
         let me = std::process::id() as i32;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let ours = |c: &CgroupDirs| c.dirs.iter().any(|(_, d)| container::cgroup::procs(d).contains(&me));
