@@ -228,7 +228,10 @@ fn status_field(status: &str, key: &str) -> String {
 
 #[test]
 fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_its_filter() {
-    if !gate("a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_its_filter", &[Need::Root, Need::Kvm]) {
+    if !gate(
+        "a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_its_filter",
+        &[Need::Root, Need::Kvm],
+    ) {
         return;
     }
     let b = MicrovmBackend::default();
@@ -286,7 +289,10 @@ fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_
 
 #[test]
 fn a_vmm_that_breaks_its_seccomp_filter_is_killed_by_sigsys_and_leaves_nothing_behind() {
-    if !gate("a_vmm_that_breaks_its_seccomp_filter_is_killed_by_sigsys_and_leaves_nothing_behind", &[Need::Root, Need::Kvm]) {
+    if !gate(
+        "a_vmm_that_breaks_its_seccomp_filter_is_killed_by_sigsys_and_leaves_nothing_behind",
+        &[Need::Root, Need::Kvm],
+    ) {
         return;
     }
     let log_dir = tempfile::tempdir().unwrap();

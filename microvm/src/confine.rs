@@ -176,9 +176,9 @@ pub fn vcpu_filter_seccompiler() -> Result<BpfProgram, ConfineError> {
 
 /// Classic-BPF opcodes and seccomp constants used by [`vcpu_filter`] (linux/filter.h, linux/seccomp.h).
 mod bpf {
-    pub const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
-    pub const JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
-    pub const JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
+    pub const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+    pub const JEQ_K: u16 = 0x15; // BPF_JMP (5) | BPF_JEQ (0x10) | BPF_K (0)
+    pub const JGE_K: u16 = 0x35; // BPF_JMP (5) | BPF_JGE (0x30) | BPF_K (0)
     pub const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     pub const RET_ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
     pub const RET_KILL_PROCESS: u32 = 0x8000_0000; // SECCOMP_RET_KILL_PROCESS
@@ -355,7 +355,11 @@ mod tests {
                 4 => arch,
                 o if o >= 16 && (o - 16) % 4 == 0 => {
                     let a = args[((o - 16) / 8) as usize];
-                    if (o - 16) % 8 == 0 { a as u32 } else { (a >> 32) as u32 }
+                    if (o - 16) % 8 == 0 {
+                        a as u32
+                    } else {
+                        (a >> 32) as u32
+                    }
                 }
                 o => panic!("load at {o}"),
             }

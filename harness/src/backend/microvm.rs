@@ -237,7 +237,6 @@ impl MicrovmBackend {
         args.extend(spec.scenario.to_string().split_whitespace().map(String::from));
         self.spawn_vmm(spec, VmmInput::Guest, &args)
     }
-
 }
 
 /// What a VMM starts from.
@@ -390,16 +389,15 @@ impl Instance for MicrovmInstance {
                 Some((_, Event::Result { name, value, .. })) if name == "snapshot.save_s" => save_s = Some(value),
                 Some((_, Event::Result { name, value, .. })) if name == "snapshot.bytes" => {
                     if let Some((_, host)) = &jailed {
-                        move_snapshot(host, dir).map_err(|e| {
-                            failed(format!("cannot move {} to {}: {e}", host.display(), dir.display()))
-                        })?;
+                        move_snapshot(host, dir)
+                            .map_err(|e| failed(format!("cannot move {} to {}: {e}", host.display(), dir.display())))?;
                     }
                     return Ok(Saved {
                         path: dir.to_path_buf(),
                         bytes: value as u64,
                         duration_s: save_s.unwrap_or(0.0),
                         checks_restore: true,
-                    })
+                    });
                 }
                 Some((_, Event::Unsupported { what, reason })) if what == "snapshot" => return Err(failed(reason)),
                 Some((_, Event::Done { status })) => {

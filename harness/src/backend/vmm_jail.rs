@@ -138,7 +138,9 @@ fn errno(what: &'static str, rc: libc::c_long) -> Result<(), JailError> {
 pub fn link_or_copy(from: &Path, to: &Path) -> Result<(), JailError> {
     match std::fs::hard_link(from, to) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => std::fs::copy(from, to).map(|_| ()).map_err(io("copy", from)),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            std::fs::copy(from, to).map(|_| ()).map_err(io("copy", from))
+        }
         Err(e) => Err(io("hard-link", from)(e)),
     }
 }
