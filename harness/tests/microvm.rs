@@ -316,8 +316,13 @@ fn a_vmm_that_breaks_its_seccomp_filter_is_killed_by_sigsys_and_leaves_nothing_b
     for d in cgroups {
         assert!(!d.exists(), "cgroup {} left behind", d.display());
     }
-    // The harness carries on.
+    // The harness carries on, also after this thread started another one (which shares its fs
+    // struct, as std threads do).
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || rx.recv());
     let mut i = b.launch(&spec("after-sigsys", "ready")).unwrap();
+    drop(tx);
+    let _ = other.join();
     i.wait_ready(T).unwrap();
     assert_eq!(i.stop(T).unwrap().status, Some(0));
 }

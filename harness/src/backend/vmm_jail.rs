@@ -295,8 +295,6 @@ impl ThreadInJail {
             if h.get().is_some() {
                 return Ok(());
             }
-            // Once per thread: an fs struct of its own, so it can change mount namespace alone.
-            unshare(CloneFlags::CLONE_FS).map_err(sys("unshare(CLONE_FS)"))?;
             let open = |p: &str| File::open(p).map_err(io("open", Path::new(p)));
             let ns = HostNs {
                 net: open("/proc/thread-self/ns/net")?,
@@ -338,6 +336,9 @@ impl ThreadInJail {
         t.done.push(Step::Net);
         nix::sched::setns(&jail.ipcns, CloneFlags::CLONE_NEWIPC).map_err(sys("setns(jail IPC namespace)"))?;
         t.done.push(Step::Ipc);
+        // A thread started by this one since the last spawn shares its fs struct, which setns(mnt)
+        // refuses: take a private one again (a no-op when it is already private).
+        unshare(CloneFlags::CLONE_FS).map_err(sys("unshare(CLONE_FS)"))?;
         nix::sched::setns(&jail.mntns, CloneFlags::CLONE_NEWNS).map_err(sys("setns(jail mount namespace)"))?;
         t.done.push(Step::Mnt);
         unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare(pid)"))?;
