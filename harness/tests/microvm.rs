@@ -278,9 +278,23 @@ fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let name = dir.file_name().unwrap().to_str().unwrap();
     assert!(cg.lines().any(|l| l.contains(":memory:") && l.ends_with(name)), "{cg}");
-    // And the guest still runs to the end.
+    let first_pid_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    std::fs::create_dir(dir.join("snapshot-9")).unwrap();
+    // And the guest still runs to the end; the jail is kept for reuse until the backend goes.
     let exit = i.stop(T).unwrap();
     assert_eq!((exit.status, exit.error), (Some(0), None));
+    drop(i);
+    // The next VMM gets the cleaned jail (never while the first lived) and a new pid namespace.
+    let mut i = b.launch_microvm(&spec("jailed-again", "ready")).unwrap();
+    let pid = i.pid().unwrap();
+    assert_eq!(i.jail_paths().unwrap().0, dir);
+    assert!(!dir.join("snapshot-9").exists(), "the last run's files were not cleaned");
+    assert_ne!(std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(), first_pid_ns);
+    i.wait_ready(T).unwrap();
+    assert_eq!(i.stop(T).unwrap().status, Some(0));
+    // Instances share the backend's pool; when both are gone, so are the jails.
+    drop(i);
+    drop(b);
     assert!(!dir.exists(), "jail dir {} left behind", dir.display());
     for d in cgroups {
         assert!(!d.exists(), "cgroup {} left behind", d.display());

@@ -355,8 +355,14 @@ impl Instance for MicrovmInstance {
         if let Some(sig) = info.signal {
             info.error = describe_signal(sig);
         }
-        // The VMM is reaped: remove its jail, and prepare the next one off the launch path.
-        self.jail = None;
+        // The VMM is reaped: its jail goes back to the pool (or is removed), and a spare is prepared
+        // off the launch path if none is left.
+        // A VMM killed by a signal (e.g. its seccomp filter) does not hand its jail on.
+        if let Some(j) = self.jail.take() {
+            if info.signal.is_none() {
+                self.pool.recycle(j);
+            }
+        }
         self.pool.refill(&self.files);
         Ok(info)
     }

@@ -25,10 +25,12 @@
 //! of the harness), keeping root as the saved id to come back. The VMM is exec'd with no
 //! capabilities (not root: none are computed at exec) from a `nosuid` root.
 //!
-//! Launch cost: preparing costs about 1 ms here (a network namespace alone about 0.5 ms), five times
-//! the whole confinement budget, so by default a spare jail is prepared ahead ([`JailMode::Pooled`],
-//! refilled after an instance stops, as Firecracker's jailer joins a network namespace its
-//! orchestrator made in advance with `--netns`). `VMCT_VMM_JAIL=inline` prepares each jail on the
+//! Launch cost: preparing costs about 1-2 ms here (a network namespace alone about 0.5 ms, and its
+//! teardown runs later in a kernel worker that competes with the next launches), five times the
+//! whole confinement budget, so by default jails are prepared ahead and reused ([`JailMode::Pooled`]):
+//! a spare is prepared after an instance stops if none is left, and the jail of a VMM that has ended
+//! is cleaned ([`JailPool::recycle`]) and kept for a later VMM, never for two live VMMs at once (as
+//! Firecracker's jailer joins a network namespace its orchestrator made in advance with `--netns`). `VMCT_VMM_JAIL=inline` prepares each jail on the
 //! launch path instead, `off` runs the VMM unjailed (its seccomp filter still applies).
 //! On a cgroup v2 host a thread cannot join a cgroup alone, so there the harness moves the VMM into its
 //! cgroup right after the spawn (its first allocations are charged to the harness's cgroup); this
@@ -55,6 +57,9 @@ pub const JAIL_ID_BASE: u32 = 0x4000_0000;
 /// attaches to the cgroups of the VM's owner (without room for it `KVM_RUN` fails with EAGAIN: seen
 /// here).
 pub const JAIL_PIDS_MAX: u64 = 3;
+/// Jails a pool keeps for reuse at most (the most VMMs a run keeps alive at once is larger only in
+/// the density sweep, whose extra jails are prepared at launch and removed at stop).
+pub const JAIL_SPARES: usize = 8;
 /// Environment variable selecting [`JailMode`].
 pub const JAIL_ENV: &str = "VMCT_VMM_JAIL";
 /// The VMM binary inside the jail.
@@ -146,7 +151,7 @@ pub fn link_or_copy(from: &Path, to: &Path) -> Result<(), JailError> {
 }
 
 /// What goes into a jail besides /dev/kvm: (host file, name in the jail root).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JailFiles {
     /// The static VMM binary.
     pub vmm: PathBuf,
@@ -165,7 +170,12 @@ pub struct PreparedJail {
     cgroup: CgroupDirs,
     /// uid and gid the VMM runs as.
     pub uid: u32,
+    files: JailFiles,
 }
+
+/// Entries of a jail root that belong to the jail itself (anything else a VMM run left is removed
+/// before the jail is reused).
+const JAIL_ENTRIES: [&str; 3] = ["vmct-vmm", "vmct-guest", "dev"];
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -219,7 +229,9 @@ impl PreparedJail {
             Ok((ns, uid, cgroup))
         });
         match made {
-            Ok(([netns, ipcns, mntns], uid, cgroup)) => Ok(PreparedJail { dir, netns, ipcns, mntns, cgroup, uid }),
+            Ok(([netns, ipcns, mntns], uid, cgroup)) => {
+                Ok(PreparedJail { dir, netns, ipcns, mntns, cgroup, uid, files: files.clone() })
+            }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 Err(e)
@@ -241,6 +253,24 @@ impl PreparedJail {
             }
         }
         Ok(child)
+    }
+
+    /// Make the jail ready for another VMM once its VMM has ended: remove what the run left in the
+    /// jail root (snapshot and restore directories). Nothing else a VMM can create under its seccomp
+    /// filter outlives it: no sockets, SysV or POSIX IPC objects, mounts or processes.
+    fn clean(&self) -> std::io::Result<()> {
+        for e in std::fs::read_dir(&self.dir)?.flatten() {
+            if JAIL_ENTRIES.iter().any(|n| e.file_name() == *n) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        Ok(())
     }
 
     /// The cgroup of the jail.
@@ -463,10 +493,23 @@ impl JailPool {
         if self.mode == JailMode::Off {
             return Ok(None);
         }
-        if let Some(j) = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(Some(j));
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match spare {
+            Some(j) if j.files == *files => Ok(Some(j)),
+            _ => self.prepare(files).map(Some),
         }
-        self.prepare(files).map(Some)
+    }
+
+    /// Take back the jail of a VMM that has ended (reaped), to be used again by a later VMM; in
+    /// modes other than pooled, or beyond [`JAIL_SPARES`] spares, it is removed instead.
+    pub fn recycle(&self, jail: PreparedJail) {
+        if self.mode != JailMode::Pooled || jail.clean().is_err() {
+            return;
+        }
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < JAIL_SPARES {
+            spare.push(jail);
+        }
     }
 
     /// In pooled mode, prepare a spare if there is none (called after an instance stops, off the
