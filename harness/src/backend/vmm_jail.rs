@@ -30,8 +30,13 @@
 //! whole confinement budget, so by default jails are prepared ahead and reused ([`JailMode::Pooled`]):
 //! a spare is prepared after an instance stops if none is left, and the jail of a VMM that has ended
 //! is cleaned ([`JailPool::recycle`]) and kept for a later VMM, never for two live VMMs at once (as
-//! Firecracker's jailer joins a network namespace its orchestrator made in advance with `--netns`). `VMCT_VMM_JAIL=inline` prepares each jail on the
-//! launch path instead, `off` runs the VMM unjailed (its seccomp filter still applies).
+//! Firecracker's jailer joins a network namespace its orchestrator made in advance with `--netns`).
+//! `VMCT_VMM_JAIL=inline` prepares each jail on the launch path instead, `off` runs the VMM unjailed
+//! (its seccomp filter still applies).
+//!
+//! Not done: the capability bounding set stays the host's (dropping it is per thread and cannot be
+//! undone on the launching thread; in the VMM it would cost about 0.1 ms). It only limits what an
+//! `execve` could gain, and the VMM is not root, has a `nosuid` root, and its filter forbids `execve`.
 //! On a cgroup v2 host a thread cannot join a cgroup alone, so there the harness moves the VMM into its
 //! cgroup right after the spawn (its first allocations are charged to the harness's cgroup); this
 //! host is hybrid (v1), so that branch is not exercised here.
