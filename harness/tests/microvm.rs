@@ -290,6 +290,8 @@ fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_
     assert_eq!(i.jail_paths().unwrap().0, dir);
     assert!(!dir.join("snapshot-9").exists(), "the last run's files were not cleaned");
     assert_ne!(std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(), first_pid_ns);
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cg.lines().any(|l| l.contains(":memory:") && l.ends_with(name)), "{cg}");
     i.wait_ready(T).unwrap();
     assert_eq!(i.stop(T).unwrap().status, Some(0));
     // Instances share the backend's pool; when both are gone, so are the jails.

@@ -45,6 +45,7 @@ use container::limits::Limits;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use std::fs::File;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -173,9 +174,28 @@ pub struct PreparedJail {
     ipcns: File,
     mntns: File,
     cgroup: CgroupDirs,
+    /// Per v1 hierarchy: the cgroup's `tasks` file and its parent's (where the launching thread
+    /// returns), opened once (v2 has no `tasks`: empty).
+    tasks: Vec<(File, File)>,
     /// uid and gid the VMM runs as.
     pub uid: u32,
     files: JailFiles,
+}
+
+/// The `tasks` files of `cgroup` and of its parents, for the v1 hierarchies that have them.
+fn open_tasks(cgroup: &CgroupDirs) -> Result<Vec<(File, File)>, JailError> {
+    let mut out = Vec::new();
+    let mut seen: Vec<&Path> = Vec::new();
+    for (_, d) in &cgroup.dirs {
+        let (tasks, parent) = (d.join("tasks"), d.parent().unwrap_or(Path::new("/")).join("tasks"));
+        if seen.contains(&d.as_path()) || !tasks.exists() {
+            continue;
+        }
+        seen.push(d);
+        let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).map_err(io("open", p));
+        out.push((open(&tasks)?, open(&parent)?));
+    }
+    Ok(out)
 }
 
 /// Entries of a jail root that belong to the jail itself (anything else a VMM run left is removed
@@ -231,11 +251,17 @@ impl PreparedJail {
         std::fs::create_dir(&dir).map_err(io("create", &dir))?;
         let made = make_jail(dir.clone(), files.clone()).and_then(|(ns, uid)| {
             let cgroup = cg.create(&name, &Limits { pids: Some(JAIL_PIDS_MAX), ..Default::default() })?;
-            Ok((ns, uid, cgroup))
+            match open_tasks(&cgroup) {
+                Ok(tasks) => Ok((ns, uid, cgroup, tasks)),
+                Err(e) => {
+                    let _ = container::cgroup::remove(&cgroup);
+                    Err(e)
+                }
+            }
         });
         match made {
-            Ok(([netns, ipcns, mntns], uid, cgroup)) => {
-                Ok(PreparedJail { dir, netns, ipcns, mntns, cgroup, uid, files: files.clone() })
+            Ok(([netns, ipcns, mntns], uid, cgroup, tasks)) => {
+                Ok(PreparedJail { dir, netns, ipcns, mntns, cgroup, tasks, uid, files: files.clone() })
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -252,8 +278,8 @@ impl PreparedJail {
         drop(cmd);
         thread.leave().map_err(std::io::Error::other)?;
         let child = child?;
-        for (_, d) in &self.cgroup.dirs {
-            if !d.join("tasks").exists() {
+        if self.tasks.is_empty() {
+            for (_, d) in &self.cgroup.dirs {
                 std::fs::write(d.join("cgroup.procs"), child.id().to_string())?;
             }
         }
@@ -304,8 +330,8 @@ pub struct ThreadInJail {
     ids: (libc::uid_t, libc::uid_t, libc::uid_t, libc::gid_t, libc::gid_t, libc::gid_t),
     groups: Vec<libc::gid_t>,
     cwd: Option<File>,
-    /// (jail tasks file was joined, tasks file to return to), per hierarchy.
-    cgroups: Vec<PathBuf>,
+    /// `tasks` files to return to, one per cgroup joined.
+    back: Vec<File>,
     done: Vec<Step>,
 }
 
@@ -352,20 +378,17 @@ impl ThreadInJail {
             ids: (ru, eu, su, rg, eg, sg),
             groups,
             cwd: File::open(".").ok(),
-            cgroups: Vec::new(),
+            back: Vec::new(),
             done: Vec::new(),
         };
         // The cgroup first: its files are not visible from the jail's mount namespace.
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() }.to_string();
         t.done.push(Step::Cgroups);
-        for (_, d) in &jail.cgroup.dirs {
-            let tasks = d.join("tasks");
-            if t.cgroups.contains(d) || !tasks.exists() {
-                continue;
-            }
-            std::fs::write(&tasks, &tid).map_err(io("join cgroup", &tasks))?;
-            t.cgroups.push(d.clone());
+        for (tasks, parent) in &jail.tasks {
+            let back = parent.try_clone().map_err(io("dup", Path::new("a cgroup tasks file")))?;
+            (&*tasks).write_all(tid.as_bytes()).map_err(io("join cgroup of", &jail.dir))?;
+            t.back.push(back);
         }
         nix::sched::setns(&jail.netns, CloneFlags::CLONE_NEWNET).map_err(sys("setns(jail network namespace)"))?;
         t.done.push(Step::Net);
@@ -404,9 +427,8 @@ impl ThreadInJail {
                 Step::Cgroups => {
                     // SAFETY: gettid has no preconditions.
                     let tid = unsafe { libc::gettid() }.to_string();
-                    for d in self.cgroups.drain(..) {
-                        let back = d.parent().unwrap_or(Path::new("/")).join("tasks");
-                        std::fs::write(&back, &tid).map_err(io("leave cgroup", &back))?;
+                    for back in self.back.drain(..) {
+                        (&back).write_all(tid.as_bytes()).map_err(io("leave cgroup", Path::new("(parent tasks)")))?;
                     }
                 }
                 Step::Pid => HOST_NS.with(|h| -> Result<(), JailError> {
