@@ -36,6 +36,13 @@ fn owner_of(pid: u32) -> Option<u32> {
 /// Where the workload's isolation probes make their scratch directories (`vmct-probe-<what>-<pid>`).
 pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
 
+/// Directories named `<prefix><anything>-<owner pid>` that processes leave under the bases, with
+/// what they are: probe scratch directories, and the jail roots of VMMs
+/// ([`crate::backend::vmm_jail`], owned by the harness that prepared them; their cgroups, named the
+/// same, go with the other prefixed cgroups).
+const SCRATCH_DIRS: [(&str, &str); 2] =
+    [("vmct-probe-", "probe directory"), (crate::backend::vmm_jail::JAIL_PREFIX, "VMM jail directory")];
+
 /// One leftover the harness itself finds (kernel objects come from the container runtime).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Leftover {
@@ -50,6 +57,8 @@ pub enum Leftover {
     },
     /// A probe's scratch directory whose probe process is dead (a mount on it is detached first).
     ProbeDir {
+        /// What it is ("probe directory", "VMM jail directory").
+        kind: &'static str,
         /// The directory.
         path: PathBuf,
         /// The dead probe's pid.
@@ -63,7 +72,7 @@ impl std::fmt::Display for Leftover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Leftover::Process { pid, comm, owner } => write!(f, "process {pid} ({comm}) of dead vmct {owner}"),
-            Leftover::ProbeDir { path, pid } => write!(f, "probe directory {} of dead pid {pid}", path.display()),
+            Leftover::ProbeDir { kind, path, pid } => write!(f, "{kind} {} of dead pid {pid}", path.display()),
             Leftover::Kernel(k) => k.fmt(f),
         }
     }
@@ -134,16 +143,17 @@ fn probe_dirs(bases: &[&Path], plan: &mut Plan) {
     for base in bases {
         for e in fs::read_dir(base).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("vmct-probe-").and_then(|r| r.rsplit('-').next()?.parse::<u32>().ok())
-            else {
+            let Some((pid, kind)) = SCRATCH_DIRS.iter().find_map(|(prefix, kind)| {
+                Some((name.strip_prefix(prefix)?.rsplit('-').next()?.parse::<u32>().ok()?, *kind))
+            }) else {
                 continue;
             };
             let path = e.path();
             if alive(pid) {
-                plan.kept.push(format!("probe directory {} of running pid {pid}", path.display()));
+                plan.kept.push(format!("{kind} {} of running pid {pid}", path.display()));
                 continue;
             }
-            plan.leftovers.push(Leftover::ProbeDir { path, pid });
+            plan.leftovers.push(Leftover::ProbeDir { kind, path, pid });
         }
     }
 }

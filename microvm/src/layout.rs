@@ -124,6 +124,29 @@ pub mod ports {
     pub const FAULT: u16 = 0x0603;
     /// First port outside the map, used by probes and tests to hit an unknown port.
     pub const FIRST_UNMAPPED: u16 = 0x0604;
+
+    /// What a mapped port does.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Role {
+        /// [`DOORBELL`] (OUT).
+        Doorbell,
+        /// [`EXIT`] (OUT).
+        Exit,
+        /// [`WAIT_STOP`] (IN).
+        WaitStop,
+        /// [`FAULT`] (OUT).
+        Fault,
+    }
+
+    /// The port map: the run loop dispatches through it ([`role`]) and the attack-surface figures
+    /// list it. Any other port (or a mapped port in the other direction) is an unknown-port exit.
+    pub const MAP: [(u16, Role); 4] =
+        [(DOORBELL, Role::Doorbell), (EXIT, Role::Exit), (WAIT_STOP, Role::WaitStop), (FAULT, Role::Fault)];
+
+    /// The role of `port` in [`MAP`], if mapped.
+    pub fn role(port: u16) -> Option<Role> {
+        MAP.iter().find(|(p, _)| *p == port).map(|(_, r)| *r)
+    }
 }
 
 /// What a read of [`ports::WAIT_STOP`] returns: why the wait ended.

@@ -192,12 +192,15 @@ pub enum VmError {
     /// A snapshot to restore from could not be read.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The VMM could not confine itself (jail or seccomp filter); the guest never ran.
+    #[error(transparent)]
+    Confine(#[from] crate::confine::ConfineError),
 }
 
 impl VmError {
     /// Short kind name: `unknown_port`, `mmio`, `hlt`, `shutdown`, `internal_error`, `fail_entry`,
     /// `unexpected_exit`, `guest_exception`, `watchdog`, `mailbox`, `kvm_unavailable`, `setup`,
-    /// `snapshot` (a snapshot to restore from is unreadable).
+    /// `snapshot` (a snapshot to restore from is unreadable), `confine` (jail or seccomp filter failed).
     pub fn kind(&self) -> &'static str {
         match self {
             VmError::UnknownPort { .. } => "unknown_port",
@@ -213,6 +216,7 @@ impl VmError {
             VmError::KvmMissing | VmError::KvmAccess(_) | VmError::KvmApi(_) | VmError::KvmCap(_) => "kvm_unavailable",
             VmError::Config(_) => "config",
             VmError::Snapshot(_) => "snapshot",
+            VmError::Confine(_) => "confine",
             _ => "setup",
         }
     }
@@ -239,6 +243,7 @@ pub const EXIT_CODES: &[&str] = &[
     "watchdog",
     "mailbox",
     "snapshot",
+    "confine",
 ];
 
 /// The error kind of a VMM process exit code, if it is one of ours.
@@ -383,6 +388,58 @@ fn mem_err(e: impl std::fmt::Display) -> VmError {
     VmError::Memory(e.to_string())
 }
 
+/// The VM-exit kinds the run loop handles ([`HANDLED_EXITS`]); every other exit ends the VM as
+/// `unexpected_exit`. Handled means "serviced or turned into a typed error", e.g. an MMIO access is
+/// handled by ending the VM ([`VmError::Mmio`]), not by emulating a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// `KVM_EXIT_IO`, OUT: the port map.
+    IoOut,
+    /// `KVM_EXIT_IO`, IN: the port map.
+    IoIn,
+    /// `KVM_EXIT_MMIO`, read: ends the VM (recorded in probe mode).
+    MmioRead,
+    /// `KVM_EXIT_MMIO`, write: ends the VM (recorded in probe mode).
+    MmioWrite,
+    /// `KVM_EXIT_HLT`: ends the VM.
+    Hlt,
+    /// `KVM_EXIT_SHUTDOWN`: ends the VM.
+    Shutdown,
+    /// `KVM_EXIT_INTERNAL_ERROR`: ends the VM.
+    InternalError,
+    /// `KVM_EXIT_FAIL_ENTRY`: ends the VM.
+    FailEntry,
+}
+
+impl ExitKind {
+    /// Field name (`io_out`, `mmio_read`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitKind::IoOut => "io_out",
+            ExitKind::IoIn => "io_in",
+            ExitKind::MmioRead => "mmio_read",
+            ExitKind::MmioWrite => "mmio_write",
+            ExitKind::Hlt => "hlt",
+            ExitKind::Shutdown => "shutdown",
+            ExitKind::InternalError => "internal_error",
+            ExitKind::FailEntry => "fail_entry",
+        }
+    }
+}
+
+/// Every [`ExitKind`]: the exits the run loop handles (see [`Step::kind`], which maps each step of
+/// the loop to its kind; a test checks both agree).
+pub const HANDLED_EXITS: [ExitKind; 8] = [
+    ExitKind::IoOut,
+    ExitKind::IoIn,
+    ExitKind::MmioRead,
+    ExitKind::MmioWrite,
+    ExitKind::Hlt,
+    ExitKind::Shutdown,
+    ExitKind::InternalError,
+    ExitKind::FailEntry,
+];
+
 /// Owned summary of one vCPU exit (so the vCPU is not borrowed while we handle it).
 enum Step {
     Out { port: u16, value: u32, size: usize },
@@ -396,6 +453,25 @@ enum Step {
     FailEntry(u64),
     Other(String),
     Interrupted,
+}
+
+impl Step {
+    /// The exit kind this step handles; None for an unhandled exit or an interrupted `KVM_RUN`.
+    /// The bridge between the run loop's steps and [`HANDLED_EXITS`] (checked by a test).
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn kind(&self) -> Option<ExitKind> {
+        Some(match self {
+            Step::Out { .. } => ExitKind::IoOut,
+            Step::In { .. } | Step::WaitedStop | Step::Snapshot(_) => ExitKind::IoIn,
+            Step::Mmio { write: false, .. } => ExitKind::MmioRead,
+            Step::Mmio { write: true, .. } => ExitKind::MmioWrite,
+            Step::Hlt => ExitKind::Hlt,
+            Step::Shutdown => ExitKind::Shutdown,
+            Step::Internal => ExitKind::InternalError,
+            Step::FailEntry(_) => ExitKind::FailEntry,
+            Step::Other(_) | Step::Interrupted => return None,
+        })
+    }
 }
 
 impl Vm {
@@ -508,6 +584,17 @@ impl Vm {
     /// abnormally (a typed [`VmError`]). Must be called on the thread that will run the vCPU (the
     /// watchdog signals this thread).
     pub fn run(&mut self, host: &mut dyn Host) -> Result<u32, VmError> {
+        self.run_with(host, &mut |_| Ok(()))
+    }
+
+    /// [`Vm::run`], calling `before_guest` once on this thread after the run loop's own setup (the
+    /// watchdog timer) and before the first `KVM_RUN`: where the VMM confines itself and installs its
+    /// seccomp filter, so nothing the guest does runs unconfined and setup needs no filter entries.
+    pub fn run_with(
+        &mut self,
+        host: &mut dyn Host,
+        before_guest: &mut dyn FnMut(&mut dyn Host) -> Result<(), VmError>,
+    ) -> Result<u32, VmError> {
         let watchdog = match self.config.watchdog {
             Some(limit) => Some((ThreadTimer::for_current_thread()?, limit)),
             None => None,
@@ -519,6 +606,7 @@ impl Vm {
             }
             Ok(u64::MAX)
         };
+        before_guest(host)?;
         let mut deadline = arm(true)?;
         let mut first = true;
         loop {
@@ -529,7 +617,7 @@ impl Vm {
                     b[..n].copy_from_slice(&data[..n]);
                     Step::Out { port, value: u32::from_le_bytes(b), size: data.len() }
                 }
-                Ok(VcpuExit::IoIn(port, data)) if port == ports::WAIT_STOP => {
+                Ok(VcpuExit::IoIn(port, data)) if ports::role(port) == Some(ports::Role::WaitStop) => {
                     arm(false)?;
                     let step = if let Some(dir) = self.pending_snapshot.take() {
                         // Second round: the guest has recorded its checksum. The saved vCPU's read
@@ -573,14 +661,14 @@ impl Vm {
                 host.phase("first_exit", ns);
             }
             match step {
-                Step::Out { port: ports::DOORBELL, .. } => self.drain(host)?,
-                Step::Out { port: ports::EXIT, value, .. } => {
+                Step::Out { port, .. } if ports::role(port) == Some(ports::Role::Doorbell) => self.drain(host)?,
+                Step::Out { port, value, .. } if ports::role(port) == Some(ports::Role::Exit) => {
                     let ns = self.timeline.mark("done");
                     host.phase("done", ns);
                     self.drain(host)?;
                     return Ok(value);
                 }
-                Step::Out { port: ports::FAULT, .. } => self.fault()?,
+                Step::Out { port, .. } if ports::role(port) == Some(ports::Role::Fault) => self.fault()?,
                 Step::Out { port, size, .. } => {
                     if !self.probe_record(probe_exit::UNKNOWN_PORT, port as u64)? {
                         return Err(VmError::UnknownPort { dir: "out", port, size, rip: self.rip() });
@@ -780,6 +868,24 @@ mod tests {
         }
         assert_eq!(exit_code_kind(0), None);
         assert_eq!(exit_code_kind(1), None);
+    }
+
+    #[test]
+    fn handled_exit_table_is_what_the_run_loop_steps_handle() {
+        let steps = [
+            Step::Out { port: 0, value: 0, size: 1 },
+            Step::In { port: 0, size: 1 },
+            Step::Mmio { addr: 0, write: false, size: 1 },
+            Step::Mmio { addr: 0, write: true, size: 1 },
+            Step::Hlt,
+            Step::Shutdown,
+            Step::Internal,
+            Step::FailEntry(0),
+        ];
+        let kinds: Vec<ExitKind> = steps.iter().filter_map(Step::kind).collect();
+        assert_eq!(kinds, HANDLED_EXITS.to_vec());
+        assert_eq!(Step::Other("x".into()).kind(), None);
+        assert_eq!(Step::WaitedStop.kind(), Some(ExitKind::IoIn));
     }
 
     /// Tests needing /dev/kvm: skip with a reason, or fail when `VMCT_REQUIRE_PRIVILEGED=1` (CI).

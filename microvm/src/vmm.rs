@@ -4,6 +4,10 @@
 //! vmct-vmm --guest PATH [--mem-mib N] [--vcpus N] [--watchdog-ms N] [--probe] [--test-hook NAME] -- WORDS...
 //! vmct-vmm --restore DIR [--watchdog-ms N]
 //! ```
+//! Just before the guest runs, the VMM installs its seccomp allowlist (always, see [`crate::confine`]);
+//! the `confine` phase marks when it is in place. Its jail, if any, is made by the launcher.
+//! `--test-violate-seccomp` (or `VMCT_VMM_TEST_VIOLATE_SECCOMP=1`) makes it then attempt a syscall
+//! outside the allowlist, for tests: the kernel kills it with SIGSYS.
 //! stdout carries `@vmct phase NAME MONO_NS` lines (vmm_start, kvm_open, vm_create, memory, load,
 //! vcpu_setup, first_exit, ready; done before the guest's last lines), then the guest's protocol
 //! lines. The guest's `idle` wait ends when stdin reaches EOF or reads a `stop` line; a `snapshot DIR`
@@ -14,6 +18,7 @@
 //! the VMM prints `vmct-vmm: error: ...` on stderr and exits with the error's code
 //! ([`crate::vm::exit_code_kind`] maps it back to a kind). `VMCT_VM_WATCHDOG_MS` and
 //! `VMCT_GUEST_TEST_HOOK` in the environment override the flags (so a harness can set them per instance).
+use crate::confine;
 use crate::layout::hooks;
 use crate::loader::Image;
 use crate::sys;
@@ -49,6 +54,8 @@ pub struct Args {
     pub config: VmConfig,
     /// Snapshot directory to restore from instead of booting.
     pub restore: Option<String>,
+    /// Test hook: attempt a syscall outside the seccomp allowlist once it is installed.
+    pub violate_seccomp: bool,
 }
 
 fn hook_number(name: &str) -> Result<u32, ArgsError> {
@@ -65,6 +72,7 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
     let mut guest = None;
     let mut restore = None;
     let mut watchdog_set = false;
+    let mut violate_seccomp = env("VMCT_VMM_TEST_VIOLATE_SECCOMP").is_some_and(|v| v == "1");
     let mut words = Vec::new();
     let mut it = args.iter();
     let num = |flag: &str, v: Option<&String>| -> Result<u64, ArgsError> {
@@ -86,6 +94,7 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
                 restore = Some(it.next().ok_or_else(|| ArgsError::Usage("--restore needs a directory".into()))?.clone())
             }
             "--probe" => config.probe_mode = true,
+            "--test-violate-seccomp" => violate_seccomp = true,
             "--test-hook" => {
                 config.test_hook =
                     hook_number(it.next().ok_or_else(|| ArgsError::Usage("--test-hook needs a name".into()))?)?
@@ -111,13 +120,13 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
         if !watchdog_set {
             config.watchdog = None;
         }
-        return Ok(Args { guest: String::new(), config, restore: Some(dir) });
+        return Ok(Args { guest: String::new(), config, restore: Some(dir), violate_seccomp });
     }
     let guest = guest.ok_or_else(|| ArgsError::Usage("--guest PATH is required".into()))?;
     if config.args.is_empty() {
         return Err(ArgsError::Usage("no scenario words after --".into()));
     }
-    Ok(Args { guest, config, restore: None })
+    Ok(Args { guest, config, restore: None, violate_seccomp })
 }
 
 /// The process [`Host`]: phases are buffered and written with the next guest output in one write.
@@ -208,7 +217,17 @@ pub fn main(args: &[String]) -> u8 {
         for (name, ns) in vm.timeline.marks.clone() {
             host.phase(name, ns);
         }
-        vm.run(&mut host)
+        // Built during setup; installed right before the first KVM_RUN.
+        let filter = confine::vcpu_filter()?;
+        let mut before_guest = |host: &mut dyn Host| -> Result<(), VmError> {
+            confine::before_guest(&filter)?;
+            host.phase("confine", sys::mono_ns());
+            if args.violate_seccomp {
+                host.output(&format!("{}\n", confine::violate_seccomp_for_test()));
+            }
+            Ok(())
+        };
+        vm.run_with(&mut host, &mut before_guest)
     });
     host.flush();
     match result {

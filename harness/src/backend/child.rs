@@ -37,7 +37,18 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 impl ChildInstance {
     /// Spawn `cmd` with stdin piped and stdout+stderr into one pipe. The launch timestamp is taken
     /// just before the spawn.
-    pub fn spawn(backend: &str, spec: &InstanceSpec, mut cmd: Command) -> Result<ChildInstance, BackendError> {
+    pub fn spawn(backend: &str, spec: &InstanceSpec, cmd: Command) -> Result<ChildInstance, BackendError> {
+        Self::spawn_with(backend, spec, cmd, |mut c| c.spawn())
+    }
+
+    /// [`ChildInstance::spawn`] with the final spawn done by `spawn`, which must drop the command once
+    /// the child is started (e.g. a thread that spawns from inside a jail).
+    pub fn spawn_with(
+        backend: &str,
+        spec: &InstanceSpec,
+        mut cmd: Command,
+        spawn: impl FnOnce(Command) -> std::io::Result<Child>,
+    ) -> Result<ChildInstance, BackendError> {
         let io = |context: &str| {
             let backend = backend.to_string();
             let context = context.to_string();
@@ -56,14 +67,15 @@ impl ChildInstance {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
+        let program = cmd.get_program().to_os_string();
         let launched_ns = clock::mono_ns();
-        let child = cmd.spawn().map_err(|e| BackendError::Launch {
+        // Our copies of the write ends went into `cmd`; `spawn` drops it so EOF arrives when the
+        // child exits.
+        let child = spawn(cmd).map_err(|e| BackendError::Launch {
             backend: backend.to_string(),
-            reason: format!("cannot start {:?}: {e}", cmd.get_program()),
+            reason: format!("cannot start {program:?}: {e}"),
         })?;
         let spawned_ns = clock::mono_ns();
-        // Our copies of the write ends went into `cmd`; drop it so EOF arrives when the child exits.
-        drop(cmd);
         let mut reader = LineReader::new(r).map_err(io("set up output pipe"))?;
         if let Some(f) = log {
             reader = reader.tee(f);
@@ -84,6 +96,13 @@ impl ChildInstance {
     /// Use `f(pid)` for [`Instance::stats`] instead of plain RSS/PSS.
     pub fn with_stats(mut self, f: fn(u32) -> InstanceStats) -> Self {
         self.stats_fn = Some(f);
+        self
+    }
+
+    /// Count launch-to-ready from `ns` (host CLOCK_MONOTONIC), earlier than the spawn: for backends
+    /// that do launch work of their own before spawning (e.g. the VMM's jail).
+    pub fn with_launched_ns(mut self, ns: u64) -> Self {
+        self.launched_ns = self.launched_ns.min(ns);
         self
     }
 

@@ -10,12 +10,21 @@
 //! A VM that ends abnormally exits with a code that [`microvm::vm::exit_code_kind`] maps to the typed
 //! error kind (`guest_exception`, `unknown_port`, `mmio`, `watchdog`, ...), reported in
 //! [`ExitInfo::error`]; the full message is in the instance log.
+//!
+//! Confinement: every VMM runs its guest under its seccomp allowlist ([`microvm::confine`]) and, unless
+//! `VMCT_VMM_JAIL=off`, inside a jail ([`super::vmm_jail`]): own pid, mount, network and IPC
+//! namespaces, an empty per-VM root, its own cgroup, no capabilities, a non-root uid. A VMM killed by
+//! its filter ends with SIGSYS, reported as such in [`ExitInfo::error`]. Snapshots are written by the
+//! jailed VMM into its jail root and moved to the requested directory by the harness.
 use super::child::ChildInstance;
+use super::vmm_jail::{JailFiles, JailMode, JailPool, PreparedJail, JAIL_ENV, JAIL_GUEST, JAIL_VMM};
 use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready, Saved};
 use crate::artifacts;
+use crate::clock;
 use crate::memstat;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
@@ -89,6 +98,7 @@ pub fn split_guest_memory(pid: u32, is_guest: impl FnMut(&str) -> bool) -> Insta
 #[derive(Default)]
 pub struct MicrovmBackend {
     available: OnceLock<Result<(), String>>,
+    jails: OnceLock<Result<Arc<JailPool>, String>>,
 }
 
 impl MicrovmBackend {
@@ -115,19 +125,127 @@ impl MicrovmBackend {
         })
     }
 
-    fn command(&self, spec: &InstanceSpec) -> Result<Command, BackendError> {
-        let guest = artifacts::guest_path()
-            .map_err(|e| BackendError::Unavailable { backend: NAME.to_string(), reason: e.to_string() })?;
-        let mut cmd = self.vmm_command()?;
-        let mem_mib = guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario).div_ceil(1 << 20);
-        cmd.arg("--guest").arg(guest);
-        cmd.args(["--mem-mib", &mem_mib.to_string(), "--vcpus", &spec.vcpus.max(1).to_string()]);
-        if spec.scenario == Scenario::Probe {
-            cmd.arg("--probe");
-        }
-        cmd.arg("--").args(spec.scenario.to_string().split_whitespace());
-        Ok(cmd)
+    /// The jails of this backend's VMMs, in the mode `VMCT_VMM_JAIL` selects.
+    fn jails(&self) -> Result<Arc<JailPool>, BackendError> {
+        let pool = self.jails.get_or_init(|| {
+            let mode = JailMode::parse(std::env::var(JAIL_ENV).ok().as_deref()).map_err(|e| e.to_string())?;
+            Ok(Arc::new(JailPool::new(mode)))
+        });
+        pool.clone().map_err(|reason| BackendError::Launch { backend: NAME.to_string(), reason })
     }
+
+    /// What a jail holds: the static VMM binary and the guest image.
+    fn jail_files(&self) -> Result<JailFiles, BackendError> {
+        let unavailable = |e: artifacts::ArtifactError| BackendError::Unavailable {
+            backend: NAME.to_string(),
+            reason: e.to_string(),
+        };
+        Ok(JailFiles {
+            vmm: artifacts::vmm_path().map_err(unavailable)?,
+            guest: artifacts::guest_path().map_err(unavailable)?,
+        })
+    }
+
+    /// Start a VMM with `args` (after `--guest`/`--restore`, which `what` gives as host and jail
+    /// paths), in a jail from the pool unless jails are off; the jail's cost counts in launch-to-ready.
+    fn spawn_vmm(
+        &self,
+        spec: &InstanceSpec,
+        what: VmmInput<'_>,
+        args: &[String],
+    ) -> Result<MicrovmInstance, BackendError> {
+        let launched_ns = clock::mono_ns();
+        let launch_err = |reason: String| BackendError::Launch { backend: NAME.to_string(), reason };
+        let pool = self.jails()?;
+        let files = self.jail_files()?;
+        let jail = pool
+            .take(&files)
+            .map_err(|e| launch_err(format!("cannot confine the VMM: {e} (set {JAIL_ENV}=off to run it unjailed)")))?;
+        let inner = match jail {
+            None => {
+                let mut cmd = self.vmm_command()?;
+                match what {
+                    VmmInput::Guest => cmd.arg("--guest").arg(&files.guest),
+                    VmmInput::Restore(dir) => cmd.arg("--restore").arg(dir),
+                };
+                cmd.args(args);
+                let child = ChildInstance::spawn(NAME, spec, cmd)?;
+                return Ok(MicrovmInstance {
+                    inner: child.with_stats(vmm_stats).with_launched_ns(launched_ns),
+                    jail: None,
+                    pool,
+                    files,
+                    snapshots: 0,
+                });
+            }
+            Some(j) => {
+                if std::env::var("VMCT_VMM_LAUNCH").is_ok_and(|v| v == "reexec") {
+                    return Err(launch_err(format!(
+                        "VMCT_VMM_LAUNCH=reexec cannot run in the VMM jail (it holds only the static vmct-vmm); set {JAIL_ENV}=off"
+                    )));
+                }
+                let mut cmd = Command::new(JAIL_VMM);
+                match what {
+                    VmmInput::Guest => {
+                        cmd.args(["--guest", JAIL_GUEST]);
+                    }
+                    VmmInput::Restore(dir) => {
+                        // The snapshot's files, linked into the jail (a missing one stays missing:
+                        // the VMM reports it as a typed snapshot error).
+                        let inside = j.dir.join("restore");
+                        let link = std::fs::create_dir(&inside).map_err(|e| e.to_string()).and_then(|_| {
+                            for f in [microvm::snapshot::MEMORY_FILE, microvm::snapshot::STATE_FILE] {
+                                if !dir.join(f).exists() {
+                                    continue;
+                                }
+                                super::vmm_jail::link_or_copy(&dir.join(f), &inside.join(f))
+                                    .map_err(|e| e.to_string())?;
+                            }
+                            Ok(())
+                        });
+                        link.map_err(|e| launch_err(format!("cannot put the snapshot into the VMM jail: {e}")))?;
+                        cmd.args(["--restore", "/restore"]);
+                    }
+                }
+                cmd.args(args);
+                let child = ChildInstance::spawn_with(NAME, spec, cmd, |c| j.spawn(c))?;
+                (child, j)
+            }
+        };
+        let (child, jail) = inner;
+        Ok(MicrovmInstance {
+            inner: child.with_stats(vmm_stats).with_launched_ns(launched_ns),
+            jail: Some(jail),
+            pool,
+            files,
+            snapshots: 0,
+        })
+    }
+
+    /// [`Backend::launch`] with the concrete instance type (tests look at its jail).
+    pub fn launch_microvm(&self, spec: &InstanceSpec) -> Result<MicrovmInstance, BackendError> {
+        if let Err(reason) = self.availability() {
+            return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
+        }
+        let mut args = Vec::new();
+        let mem_mib = guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario).div_ceil(1 << 20);
+        args.extend(["--mem-mib".to_string(), mem_mib.to_string(), "--vcpus".into(), spec.vcpus.max(1).to_string()]);
+        if spec.scenario == Scenario::Probe {
+            args.push("--probe".into());
+        }
+        args.push("--".into());
+        args.extend(spec.scenario.to_string().split_whitespace().map(String::from));
+        self.spawn_vmm(spec, VmmInput::Guest, &args)
+    }
+}
+
+/// What a VMM starts from.
+#[derive(Clone, Copy)]
+enum VmmInput<'a> {
+    /// Boot the guest image.
+    Guest,
+    /// Restore the snapshot in this host directory.
+    Restore(&'a Path),
 }
 
 impl Backend for MicrovmBackend {
@@ -172,9 +290,7 @@ impl Backend for MicrovmBackend {
             (microvm::layout::HUGE_PAGE_SIZE, microvm::layout::MIN_MEM_BYTES, microvm::layout::MAX_MEM_BYTES);
         super::check_guest_memory(spec.mem_limit_bytes, granule, min, max)
             .map_err(|reason| BackendError::Launch { backend: NAME.into(), reason })?;
-        let cmd = self.command(spec)?;
-        let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
-        Ok(Box::new(MicrovmInstance { inner: child }))
+        Ok(Box::new(self.launch_microvm(spec)?))
     }
 
     /// A new VMM restoring the snapshot in `saved.path` (`vmct-vmm --restore DIR`): guest memory is the
@@ -185,16 +301,49 @@ impl Backend for MicrovmBackend {
         if let Err(reason) = self.availability() {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });
         }
-        let mut cmd = self.vmm_command()?;
-        cmd.arg("--restore").arg(&saved.path);
-        let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
-        Ok(Box::new(MicrovmInstance { inner: child }))
+        Ok(Box::new(self.spawn_vmm(spec, VmmInput::Restore(&saved.path), &[])?))
     }
 }
 
-/// A VMM process; like [`ChildInstance`], plus the typed VM error in [`ExitInfo::error`].
+/// A VMM process; like [`ChildInstance`], plus the typed VM error in [`ExitInfo::error`]. Field
+/// order is drop order: the process is reaped before its jail is removed.
 pub struct MicrovmInstance {
     inner: ChildInstance,
+    jail: Option<PreparedJail>,
+    pool: Arc<JailPool>,
+    files: JailFiles,
+    snapshots: u32,
+}
+
+impl MicrovmInstance {
+    /// The jail root (host view) and cgroup directories of this VMM, while it has a jail.
+    pub fn jail_paths(&self) -> Option<(PathBuf, Vec<PathBuf>)> {
+        let j = self.jail.as_ref()?;
+        Some((j.dir.clone(), j.cgroup().dirs.iter().map(|(_, d)| d.clone()).collect()))
+    }
+}
+
+/// What [`ExitInfo::error`] says about a VMM killed by signal `sig`.
+pub fn describe_signal(sig: i32) -> Option<String> {
+    (sig == libc::SIGSYS).then(|| {
+        "vmm killed by its seccomp filter (SIGSYS): it made a syscall outside its allowlist (see the instance log)"
+            .to_string()
+    })
+}
+
+/// Move the snapshot files of `from` into `to` (rename; a copy across filesystems), then remove `from`.
+fn move_snapshot(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for name in [microvm::snapshot::MEMORY_FILE, microvm::snapshot::STATE_FILE] {
+        let (a, b) = (from.join(name), to.join(name));
+        if let Err(e) = std::fs::rename(&a, &b) {
+            if e.raw_os_error() != Some(libc::EXDEV) {
+                return Err(e);
+            }
+            std::fs::copy(&a, &b)?;
+        }
+    }
+    std::fs::remove_dir_all(from)
 }
 
 /// The error description for a VMM exit code, if it is not a plain guest status.
@@ -226,6 +375,18 @@ impl Instance for MicrovmInstance {
         if let Some(code) = info.status {
             info.error = describe_exit(code);
         }
+        if let Some(sig) = info.signal {
+            info.error = describe_signal(sig);
+        }
+        // The VMM is reaped: its jail goes back to the pool (or is removed), and a spare is prepared
+        // off the launch path if none is left.
+        // A VMM killed by a signal (e.g. its seccomp filter) does not hand its jail on.
+        if let Some(j) = self.jail.take() {
+            if info.signal.is_none() {
+                self.pool.recycle(j);
+            }
+        }
+        self.pool.refill(&self.files);
         Ok(info)
     }
 
@@ -233,20 +394,39 @@ impl Instance for MicrovmInstance {
     /// writes `dir`, and lets it go on). `duration_s` is the pause the VMM measured; `bytes` what it
     /// wrote (memory pages without holes, plus the state file).
     fn save_state(&mut self, dir: &std::path::Path) -> Result<Saved, BackendError> {
-        self.inner.send_line(&format!("snapshot {}", dir.display()))?;
         let id = self.id().to_string();
         let failed = |reason: String| BackendError::Save { backend: NAME.into(), id: id.clone(), reason };
+        // A jailed VMM sees only its jail root: it writes into a directory there that its uid owns,
+        // which is then moved to `dir`.
+        let jailed = match &self.jail {
+            Some(j) => {
+                self.snapshots += 1;
+                let name = format!("snapshot-{}", self.snapshots);
+                let host = j.dir.join(&name);
+                std::fs::create_dir(&host)
+                    .and_then(|_| std::os::unix::fs::chown(&host, Some(j.uid), Some(j.uid)))
+                    .map_err(|e| failed(format!("cannot make {} for the jailed VMM: {e}", host.display())))?;
+                Some((format!("/{name}"), host))
+            }
+            None => None,
+        };
+        let target = jailed.as_ref().map_or_else(|| dir.display().to_string(), |(inside, _)| inside.clone());
+        self.inner.send_line(&format!("snapshot {target}"))?;
         let mut save_s = None;
         loop {
             match self.inner.next_event(SAVE_TIMEOUT)? {
                 Some((_, Event::Result { name, value, .. })) if name == "snapshot.save_s" => save_s = Some(value),
                 Some((_, Event::Result { name, value, .. })) if name == "snapshot.bytes" => {
+                    if let Some((_, host)) = &jailed {
+                        move_snapshot(host, dir)
+                            .map_err(|e| failed(format!("cannot move {} to {}: {e}", host.display(), dir.display())))?;
+                    }
                     return Ok(Saved {
                         path: dir.to_path_buf(),
                         bytes: value as u64,
                         duration_s: save_s.unwrap_or(0.0),
                         checks_restore: true,
-                    })
+                    });
                 }
                 Some((_, Event::Failed { what, reason })) if what == "snapshot" => return Err(failed(reason)),
                 Some((_, Event::Done { status })) => {

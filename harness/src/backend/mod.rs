@@ -22,6 +22,7 @@ pub mod peers;
 pub mod process;
 pub mod registry;
 pub mod surface;
+pub mod vmm_jail;
 pub mod vmm_peers;
 
 use crate::clock;
