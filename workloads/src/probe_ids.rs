@@ -163,6 +163,25 @@ pub fn surface_probes() -> impl Iterator<Item = &'static str> {
     DEVICE_NODES.iter().map(|d| d.id).chain(MASKED_PATHS.iter().map(|m| m.id)).chain(KERNEL_REACH.iter().copied())
 }
 
+/// The native system call table (x86_64 on x86_64 hosts) from the `syscalls` crate (generated from the
+/// kernel's syscall_64.tbl; 0.8 ends at 469 `file_setattr`, Linux 6.17): the census probes it and the
+/// harness counts "unfiltered" against it.
+#[cfg(feature = "linux")]
+pub mod syscall_table {
+    pub use syscalls::Sysno;
+
+    /// Every entry in number order, holes skipped. (Built from `Sysno::new` because `Sysno::iter` of
+    /// syscalls 0.8.1 stops before the last entry.)
+    pub fn entries() -> impl Iterator<Item = Sysno> {
+        (0..=Sysno::last().id()).filter_map(|i| usize::try_from(i).ok().and_then(Sysno::new))
+    }
+
+    /// Number of entries (system calls).
+    pub fn len() -> u32 {
+        u32::try_from(entries().count()).unwrap_or(u32::MAX)
+    }
+}
+
 /// `MAJOR:MINOR` of the filesystem mounted at `/` in a /proc/self/mountinfo text (its 3rd field on the
 /// line whose 5th field is `/`). None when there is no such line or the device is anonymous (major 0:
 /// overlayfs, tmpfs, a container's root).

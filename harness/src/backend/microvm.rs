@@ -148,6 +148,20 @@ impl Backend for MicrovmBackend {
         }
     }
 
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
+        // LEAD(issue 13): after merging the VMM confinement, fill `vmm` from `microvm::confine::bare_surface()`
+        // (exit kinds, I/O ports, MMIO ranges) and the supervisor figures from its `syscalls_allowed`;
+        // until then the VMM declares no surface and runs without a seccomp filter.
+        BackendSurface {
+            profile: "bare guest: no OS, the workload at guest CPL3".into(),
+            seccomp_profile: None,
+            vmm: None,
+            supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
+            supervisor_note: unfiltered_note("the VMM process (`vmct-vmm`), unconfined"),
+        }
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         if let Err(reason) = self.availability() {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });

@@ -163,6 +163,20 @@ impl Backend for MicrovmLinuxBackend {
         }
     }
 
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
+        // LEAD(issue 13): after merging the VMM confinement, fill `vmm` from `microvm::confine::bare_surface()`
+        // (exit kinds, I/O ports, MMIO ranges) and the supervisor figures from its `syscalls_allowed`;
+        // until then the VMM declares no surface and runs without a seccomp filter.
+        BackendSurface {
+            profile: "linux guest: its own kernel and initramfs".into(),
+            seccomp_profile: None,
+            vmm: None,
+            supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
+            supervisor_note: unfiltered_note("the VMM process (`vmct __vmm-linux`), unconfined"),
+        }
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let kernel =
             self.availability().clone().map_err(|reason| BackendError::Unavailable { backend: NAME.into(), reason })?;

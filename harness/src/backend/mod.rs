@@ -17,6 +17,7 @@ pub mod microvm_linux;
 pub mod peers;
 pub mod process;
 pub mod registry;
+pub mod surface;
 pub mod vmm_peers;
 
 use crate::clock;
@@ -275,6 +276,11 @@ pub trait Backend: Send + Sync {
     fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let _ = (saved, spec);
         Err(BackendError::Unavailable { backend: self.name().into(), reason: "cannot restore saved state".into() })
+    }
+    /// The isolation profile this backend runs and the attack surface it declares (layers b and c, and
+    /// its instances' seccomp profile); the default declares nothing ("not declared" in the report).
+    fn attack_surface(&self) -> surface::BackendSurface {
+        surface::BackendSurface::default()
     }
 }
 

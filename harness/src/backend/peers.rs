@@ -175,6 +175,20 @@ impl Backend for PeerBackend {
         }
     }
 
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
+        // LEAD(issue 13): after merging the oci-spec bundles, declare the Docker/Podman default profile
+        // and the containers-common seccomp profile (`container::seccomp_profile::ProfileInfo`) the
+        // bundle carries; until then the bundle's filter is "not declared".
+        BackendSurface {
+            profile: "runtime defaults (bundle from container::oci)".into(),
+            seccomp_profile: None,
+            vmm: None,
+            supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
+            supervisor_note: unfiltered_note(&format!("`{} run` in the foreground, unconfined", self.name)),
+        }
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let s = self.setup().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
         let fail = |reason: String| BackendError::Launch { backend: self.name.into(), reason };

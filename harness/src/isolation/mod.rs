@@ -90,6 +90,8 @@ pub struct IsolationOutcome {
     pub blast: Vec<results::BlastRow>,
     /// Things the user should know (restore failures, skipped blast cases with reasons).
     pub notes: Vec<String>,
+    /// `attack_surface.csv`: one row per probed backend, in probe order.
+    pub surface: Vec<results::AttackSurfaceRow>,
 }
 
 impl IsolationOutcome {
@@ -106,16 +108,13 @@ impl IsolationOutcome {
     }
 }
 
-/// Profile label of a backend for the matrix.
-pub fn profile_of(backend: &str) -> &'static str {
-    match backend {
-        "process" => "none (baseline, no isolation)",
-        "container" => "default",
-        "container-privileged" => "privileged",
-        "container-userns" => "userns",
-        "crun" | "runc" => "runtime defaults",
-        "microvm" => "bare",
-        _ => "default",
+/// The profile a backend declares it runs ([`Backend::attack_surface`]), for the matrix.
+pub fn profile_of(backend: &dyn Backend) -> String {
+    let p = backend.attack_surface().profile;
+    if p.is_empty() {
+        "not declared".into()
+    } else {
+        p
     }
 }
 
@@ -150,6 +149,7 @@ pub fn run_isolation(
         }
         let fails = rows.iter().filter(|r| r.failure).count();
         progress(&format!("isolation: {}: {} probes, {fails} failures", b.name(), rows.len()));
+        out.surface.push(surface_of(*b, &rows));
         out.rows.extend(rows);
     }
     if let Some(bo) = &opts.blast {
@@ -161,6 +161,14 @@ pub fn run_isolation(
         }
     }
     Ok(out)
+}
+
+/// The attack-surface row of `backend` from its declaration and the census row among `rows`.
+pub fn surface_of(backend: &dyn Backend, rows: &[IsolationRow]) -> results::AttackSurfaceRow {
+    let census = rows
+        .iter()
+        .find(|r| r.backend == backend.name() && r.probe == workloads::probe_ids::CENSUS && r.outcome == "reached");
+    crate::backend::surface::surface_row(&backend.info(), &backend.attack_surface(), census.map(|r| r.detail.as_str()))
 }
 
 /// Run the catalogue on one backend with fresh canaries; returns rows and notes. Launch failures and
@@ -181,14 +189,15 @@ pub fn probe_backend(
     let events = run_instance(backend, &spec, opts.timeout);
     let checks = canaries.check();
     drop(canaries);
+    let profile = profile_of(backend);
     let mut notes: Vec<String> =
         checks.restore_errors.iter().map(|e| format!("isolation: {}: {e}", backend.name())).collect();
     let rows = match events {
-        Ok(ev) => classify(backend.name(), &ev, &checks, baseline),
+        Ok(ev) => classify(backend.name(), &profile, &ev, &checks, baseline),
         Err((outcome, reason)) => {
             notes.push(format!("isolation: {}: {outcome}: {reason}", backend.name()));
-            let mut rows = not_run(backend.name(), outcome, &reason, baseline);
-            rows.extend(uncovered(backend.name(), &rows, &checks));
+            let mut rows = not_run(backend.name(), &profile, outcome, &reason, baseline);
+            rows.extend(uncovered(backend.name(), &profile, &rows, &checks));
             rows
         }
     };
@@ -216,13 +225,13 @@ fn run_instance(
 }
 
 /// Rows for a backend that did not run the catalogue.
-fn not_run(backend: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
+fn not_run(backend: &str, profile: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
     let ids: Vec<String> = baseline.iter().map(|r| r.probe.clone()).collect();
     let ids = if ids.is_empty() { vec!["launch".to_string()] } else { ids };
     ids.into_iter()
         .map(|probe| IsolationRow {
             backend: backend.into(),
-            profile: profile_of(backend).into(),
+            profile: profile.into(),
             probe,
             outcome: outcome.into(),
             detail: reason.into(),
@@ -232,8 +241,14 @@ fn not_run(backend: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]
         .collect()
 }
 
-/// Turn one instance's events and the host checks into rows.
-pub fn classify(backend: &str, events: &[Event], checks: &HostChecks, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
+/// Turn one instance's events and the host checks into rows; `profile` is the one the backend declares.
+pub fn classify(
+    backend: &str,
+    profile: &str,
+    events: &[Event],
+    checks: &HostChecks,
+    baseline: &[IsolationRow],
+) -> Vec<IsolationRow> {
     let mut rows = Vec::new();
     for e in events {
         match e {
@@ -241,7 +256,7 @@ pub fn classify(backend: &str, events: &[Event], checks: &HostChecks, baseline: 
                 let (host_check, failure) = judge(id, *outcome, checks);
                 rows.push(IsolationRow {
                     backend: backend.into(),
-                    profile: profile_of(backend).into(),
+                    profile: profile.into(),
                     probe: id.clone(),
                     outcome: outcome.as_str().into(),
                     detail: detail.clone(),
@@ -250,12 +265,12 @@ pub fn classify(backend: &str, events: &[Event], checks: &HostChecks, baseline: 
                 });
             }
             Event::Unsupported { what, reason } if what == "probe" => {
-                rows.extend(not_run(backend, "unsupported", reason, baseline));
+                rows.extend(not_run(backend, profile, "unsupported", reason, baseline));
             }
             _ => {}
         }
     }
-    let extra = uncovered(backend, &rows, checks);
+    let extra = uncovered(backend, profile, &rows, checks);
     rows.extend(extra);
     rows
 }
@@ -294,13 +309,13 @@ pub fn judge(id: &str, outcome: ProbeOutcome, c: &HostChecks) -> (String, bool) 
 }
 
 /// Rows for host-side detections no probe row covers (e.g. the instance died before reporting).
-fn uncovered(backend: &str, rows: &[IsolationRow], c: &HostChecks) -> Vec<IsolationRow> {
+fn uncovered(backend: &str, profile: &str, rows: &[IsolationRow], c: &HostChecks) -> Vec<IsolationRow> {
     let has = |id: &str| rows.iter().any(|r| r.probe == id);
     let mut v = Vec::new();
     let mut add = |probe: &str, check: String| {
         v.push(IsolationRow {
             backend: backend.into(),
-            profile: profile_of(backend).into(),
+            profile: profile.into(),
             probe: probe.into(),
             outcome: "reached".into(),
             detail: "detected from the host side only".into(),
@@ -388,7 +403,7 @@ mod tests {
             Event::Unsupported { what: "probe".into(), reason: "no syscalls".into() },
             probe("x.y", ProbeOutcome::Blocked),
         ];
-        let rows = classify("microvm", &ev, &c, &[]);
+        let rows = classify("microvm", "bare", &ev, &c, &[]);
         assert!(rows.iter().any(|r| r.outcome == "unsupported" && r.probe == "launch"));
         assert!(rows.iter().any(|r| r.probe == "sysctl.host_write" && r.failure));
         assert_eq!(rows[0].profile, "bare");
@@ -397,9 +412,11 @@ mod tests {
     #[test]
     fn baseline_denials_are_marked_host_wide() {
         let c = HostChecks { file_intact: true, ..Default::default() };
-        let base = classify("process", &[probe("dev.mem", ProbeOutcome::Blocked)], &c, &[]);
+        let base =
+            classify("process", crate::backend::process::PROFILE, &[probe("dev.mem", ProbeOutcome::Blocked)], &c, &[]);
         let mut rows = classify(
             "container",
+            "default",
             &[probe("dev.mem", ProbeOutcome::Blocked), probe("dev.kvm", ProbeOutcome::Blocked)],
             &c,
             &base,
@@ -414,10 +431,10 @@ mod tests {
     fn failures_are_counted_per_backend() {
         let c = HostChecks { file_intact: true, ..Default::default() };
         let mut out = IsolationOutcome {
-            rows: classify("process", &[probe("pid.host_visible", ProbeOutcome::Reached)], &c, &[]),
+            rows: classify("process", "none", &[probe("pid.host_visible", ProbeOutcome::Reached)], &c, &[]),
             ..Default::default()
         };
-        out.rows.extend(classify("container", &[probe("pid.host_visible", ProbeOutcome::Blocked)], &c, &[]));
+        out.rows.extend(classify("container", "default", &[probe("pid.host_visible", ProbeOutcome::Blocked)], &c, &[]));
         assert_eq!(out.failures(), vec![("process".into(), 1), ("container".into(), 0)]);
     }
 }
