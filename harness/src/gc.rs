@@ -29,7 +29,8 @@ fn owner_of(pid: u32) -> Option<u32> {
     })
 }
 
-/// Where the workload's isolation probes make their scratch directories (`vmct-probe-<what>-<pid>`).
+/// Where the workload's isolation probes make their scratch directories and device nodes
+/// (`vmct-probe-<what>-<pid>`).
 pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
 
 /// Scratch directories of probe processes that were killed before they could remove them (a mount
@@ -59,7 +60,9 @@ fn probe_dirs(bases: &[&std::path::Path], dry_run: bool, rep: &mut GcReport) {
                     rep.errors.push(format!("{what}: still a mount point"));
                     continue;
                 }
-                if let Err(e) = fs::remove_dir_all(&path) {
+                // Device nodes of `dev.node.*` probes are files (`vmct-probe-node-<name>-<pid>`).
+                let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                if let Err(e) = if is_dir { fs::remove_dir_all(&path) } else { fs::remove_file(&path) } {
                     rep.errors.push(format!("{what}: {e}"));
                     continue;
                 }
@@ -126,12 +129,14 @@ mod tests {
         let live = t.path().join(format!("vmct-probe-proc-{}", std::process::id()));
         std::fs::create_dir(&live).unwrap();
         std::fs::create_dir(t.path().join("vmct-probe-not-a-pid")).unwrap();
+        let node = t.path().join("vmct-probe-node-loop-control-4194305");
+        std::fs::write(&node, b"").unwrap();
         let mut rep = GcReport::default();
         probe_dirs(&[t.path()], true, &mut rep);
-        assert!(dead.exists() && rep.removed.len() == 1, "dry run lists only: {rep:?}");
+        assert!(dead.exists() && rep.removed.len() == 2, "dry run lists only: {rep:?}");
         let mut rep = GcReport::default();
         probe_dirs(&[t.path()], false, &mut rep);
-        assert!(!dead.exists() && live.exists(), "{rep:?}");
-        assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (1, 1, 0), "{rep:?}");
+        assert!(!dead.exists() && !node.exists() && live.exists(), "{rep:?}");
+        assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (2, 1, 0), "{rep:?}");
     }
 }

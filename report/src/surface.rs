@@ -12,6 +12,9 @@ use results::{AttackSurfaceRow, Record};
 fn figure(v: Option<u32>, unit: &str, source: &str, csv: &str) -> String {
     match v {
         Some(n) => format!("<span title=\"{}\">{} {}</span>", esc(source), num(&n.to_string(), csv), esc(unit)),
+        None if source.starts_with("not applicable") => {
+            format!("<span class=\"na\" title=\"{}\">not applicable</span>", esc(source))
+        }
         None => format!("<span class=\"na\" title=\"{}\">not declared</span>", esc(source)),
     }
 }

@@ -193,7 +193,11 @@ pub fn probe_backend(
     let mut notes: Vec<String> =
         checks.restore_errors.iter().map(|e| format!("isolation: {}: {e}", backend.name())).collect();
     let rows = match events {
-        Ok(ev) => classify(backend.name(), &profile, &ev, &checks, baseline),
+        Ok(ev) => {
+            let mut rows = classify(backend.name(), &profile, &ev, &checks, baseline);
+            rows.extend(not_in_catalogue(backend, &profile, &rows, opts.probes.as_deref()));
+            rows
+        }
         Err((outcome, reason)) => {
             notes.push(format!("isolation: {}: {outcome}: {reason}", backend.name()));
             let mut rows = not_run(backend.name(), &profile, outcome, &reason, baseline);
@@ -202,6 +206,39 @@ pub fn probe_backend(
         }
     };
     Ok((rows, notes))
+}
+
+/// `unsupported` rows for the attack-surface probes of the Linux catalogue
+/// ([`workloads::probe_ids::surface_probes`]) an instance that ran did not report, so the matrix shows
+/// every one for every backend: a bare guest has no OS, so no device nodes, procfs or system calls.
+fn not_in_catalogue(
+    backend: &dyn Backend,
+    profile: &str,
+    rows: &[IsolationRow],
+    only: Option<&[String]>,
+) -> Vec<IsolationRow> {
+    if rows.iter().all(|r| r.outcome == "unsupported") {
+        return Vec::new();
+    }
+    let why = if backend.info().guest_model.as_deref() == Some("bare") {
+        "not applicable: the bare guest has no OS (no device nodes, procfs or system calls); it reaches the \
+         host only through VM exits (attack surface layer b)"
+    } else {
+        "not in this platform's probe catalogue"
+    };
+    workloads::probe_ids::surface_probes()
+        .filter(|id| only.is_none_or(|o| o.iter().any(|w| w == id)))
+        .filter(|id| !rows.iter().any(|r| r.probe == *id))
+        .map(|id| IsolationRow {
+            backend: backend.name().into(),
+            profile: profile.into(),
+            probe: id.into(),
+            outcome: "unsupported".into(),
+            detail: why.into(),
+            host_check: String::new(),
+            failure: false,
+        })
+        .collect()
 }
 
 /// Launch, wait for ready, collect, stop. `Err((outcome, reason))` when the instance never ran the
@@ -425,6 +462,42 @@ mod tests {
         assert!(rows[0].host_check.contains("host-wide"));
         assert!(rows[1].host_check.is_empty());
         assert_eq!(base[0].profile, "none (baseline, no isolation)");
+    }
+
+    struct Bare;
+    impl Backend for Bare {
+        fn name(&self) -> &str {
+            "bare"
+        }
+        fn info(&self) -> results::BackendInfo {
+            results::BackendInfo {
+                name: "bare".into(),
+                kind: "test".into(),
+                model: "microvm".into(),
+                guest_model: Some("bare".into()),
+                available: true,
+                reason: None,
+                version: None,
+            }
+        }
+        fn launch(&self, _: &InstanceSpec) -> Result<Box<dyn crate::backend::Instance>, BackendError> {
+            Err(BackendError::Unavailable { backend: "bare".into(), reason: "test".into() })
+        }
+    }
+
+    #[test]
+    fn a_bare_guest_shows_every_new_probe_as_not_applicable() {
+        let c = HostChecks { file_intact: true, ..Default::default() };
+        let rows = classify("bare", "bare", &[probe("guest.port_post", ProbeOutcome::Blocked)], &c, &[]);
+        let extra = not_in_catalogue(&Bare, "bare", &rows, None);
+        let ids: Vec<&str> = extra.iter().map(|r| r.probe.as_str()).collect();
+        assert_eq!(ids, workloads::probe_ids::surface_probes().collect::<Vec<_>>());
+        assert!(extra.iter().all(|r| r.outcome == "unsupported" && !r.failure && r.detail.contains("no OS")));
+        let only = vec!["dev.node.tty0".to_string()];
+        assert_eq!(not_in_catalogue(&Bare, "bare", &rows, Some(&only)).len(), 1);
+        // A backend that never ran gets no extra rows (its `unsupported` rows already say why).
+        let not_run = not_run("bare", "bare", "unsupported", "x", &[]);
+        assert!(not_in_catalogue(&Bare, "bare", &not_run, None).is_empty());
     }
 
     #[test]

@@ -125,7 +125,8 @@ pub fn probe(ctx: &Ctx, d: &DeviceNode) -> Verdict {
             notes.push(format!("{dir}: nodev"));
             continue;
         }
-        let node = format!("{}/vmct-probe-node-{pid}-{}", dir.trim_end_matches('/'), d.name.replace(['/', ' '], "_"));
+        // `vmct-probe-<what>-<pid>`: `vmct gc` removes it if this child is killed before it can.
+        let node = format!("{}/vmct-probe-node-{}-{pid}", dir.trim_end_matches('/'), d.name.replace(['/', ' '], "_"));
         let p = sys::cstr(&node);
         // SAFETY: p is a valid path; mode and device numbers are plain integers.
         if unsafe { libc::mknod(p.as_ptr(), mode | 0o600, libc::makedev(major, minor)) } != 0 {

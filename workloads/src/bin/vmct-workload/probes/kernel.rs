@@ -95,7 +95,10 @@ pub fn sysrq_trigger(_: &Ctx) -> Verdict {
     if r != 0 {
         return Verdict::error(format!("fstatfs {path}: {}", sys::errno_name(sys::errno())));
     }
-    if i64::from(st.f_type) == PROC_SUPER_MAGIC {
+    // `f_type` is `c_long` on x86_64 glibc but another width elsewhere: widen explicitly.
+    #[allow(clippy::useless_conversion)]
+    let f_type = i64::from(st.f_type);
+    if f_type == PROC_SUPER_MAGIC {
         Verdict::reached(format!("opened {path} for write (nothing written)"))
     } else {
         Verdict::blocked(format!("{path} opened, but it is not procfs (f_type {:#x}): masked", st.f_type))
