@@ -6,8 +6,8 @@
 //! - `reached`: any other errno (EINVAL, EBADF, EFAULT, ENOEXEC, EOPNOTSUPP): the kernel's own argument
 //!   checks ran, past the capability check.
 //!
-//! The arguments, and why they cannot act (checked against the Linux 6.1 sources; 6.18 keeps the same
-//! order of checks):
+//! The arguments, and why they cannot act (read in the Linux 6.1 sources, Debian's linux-source-6.1;
+//! the test `calls_never_succeed_here` checks on the host at hand, as root, that none succeeds):
 //! - `reboot(MAGIC1, 0, 0xdeadbeef, NULL)`: CAP_SYS_BOOT, then the magic pair (magic2 0 is none of
 //!   the four) -> EINVAL before any command (kernel/reboot.c);
 //! - `kexec_load(0, 0, NULL, ~0)` / `kexec_file_load(-1, -1, 0, NULL, ~0)`: CAP_SYS_BOOT, then the flag
