@@ -107,6 +107,7 @@ pub fn surface_rows() -> Vec<AttackSurfaceRow> {
         host_syscalls_reachable: reach.map(|r| r.0),
         host_syscalls_refused: reach.map(|r| r.1),
         host_syscalls_skipped: reach.map(|_| 17),
+        host_syscalls_filtered: reach.map(|r| r.1 - 25),
         host_syscalls_source: measured.into(),
         instance_seccomp: "not declared".into(),
         vmm_source: "not applicable: no VMM".into(),

@@ -60,7 +60,11 @@ pub fn attack_surface(run: &RunData) -> Section {
                     num(&n.to_string(), csv),
                     num(&t.to_string(), csv),
                     match (r.host_syscalls_refused, r.host_syscalls_skipped) {
-                        (Some(f), Some(s)) => format!("<br><span class=\"na\">{f} refused, {s} not tried</span>"),
+                        (Some(f), Some(s)) => format!(
+                            "<br><span class=\"na\">{f} refused{}, {s} not tried</span>",
+                            r.host_syscalls_filtered
+                                .map_or(String::new(), |c| format!(" ({c} of them by the isolation)"))
+                        ),
                         _ => String::new(),
                     }
                 ),
@@ -137,6 +141,7 @@ mod tests {
         );
         assert!(h.contains("of <a class=\"n\" href=\"attack_surface.csv\""), "{h}");
         assert!(h.contains("0 by construction"), "VM guest layer (a) explained");
+        assert!(h.contains("(35 of them by the isolation)"), "filtered vs the baseline");
         assert!(h.contains("not declared"), "undeclared figures say so");
         assert!(h.contains("exit kinds") && h.contains("privileged"));
     }

@@ -26,6 +26,9 @@ pub struct AttackSurfaceRow {
     pub host_syscalls_reachable: Option<u32>,
     /// (a) Calls refused with EPERM/ENOSYS or a seccomp kill: filtered, or not built into the kernel.
     pub host_syscalls_refused: Option<u32>,
+    /// (a) Of the refused calls, those the process baseline's census of the same run reached: what the
+    /// isolation filtered (None without a baseline census).
+    pub host_syscalls_filtered: Option<u32>,
     /// (a) Calls the census never makes (they end, fork or block whatever their arguments).
     pub host_syscalls_skipped: Option<u32>,
     /// (a) Where the layer (a) figures come from.

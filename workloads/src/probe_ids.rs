@@ -240,6 +240,14 @@ impl CensusCounts {
             skipped: field("skipped")?,
         })
     }
+
+    /// The system call names of the `; LIST: a,b,c` part of a census detail (`LIST` is `filtered` or
+    /// `skipped`); empty when absent.
+    pub fn names<'a>(detail: &'a str, list: &str) -> impl Iterator<Item = &'a str> {
+        let part =
+            detail.split("; ").find_map(|p| p.strip_prefix(list).and_then(|r| r.strip_prefix(": "))).unwrap_or("");
+        part.split(',').filter(|n| !n.is_empty())
+    }
 }
 
 #[cfg(test)]
@@ -298,6 +306,8 @@ mod tests {
         let c = CensusCounts { table: 373, reachable: 300, filtered: 60, skipped: 13 };
         let s = std::format!("{c}; filtered: bpf,kexec_load");
         assert_eq!(CensusCounts::parse(&s), Some(c));
+        assert_eq!(CensusCounts::names(&s, "filtered").collect::<Vec<_>>(), ["bpf", "kexec_load"]);
+        assert_eq!(CensusCounts::names(&s, "skipped").count(), 0);
         assert_eq!(CensusCounts::parse("reachable=5 of 400 (numbers 0-470)"), None);
         assert_eq!(CensusCounts::parse(""), None);
     }

@@ -68,7 +68,9 @@ pub fn unfiltered_note(who: &str) -> String {
 }
 
 /// Join a backend's declaration with what its instance's census measured (`census_detail`: the
-/// `census.syscalls` probe's detail, if it ran) into the row of `attack_surface.csv`.
+/// `census.syscalls` probe's detail, if it ran) into the row of `attack_surface.csv`; with the process
+/// baseline's census of the same run (`baseline_detail`), the calls refused in the instance that the
+/// host itself answers are counted apart (`host_syscalls_filtered`: what the isolation took away).
 ///
 /// Layer (a) for a VM guest (`info.model == "microvm"`) is 0 by construction: the guest's system calls,
 /// if it has an OS at all, go to its own kernel; it reaches the host only through VM exits (layer b).
@@ -76,6 +78,7 @@ pub fn surface_row(
     info: &results::BackendInfo,
     declared: &BackendSurface,
     census_detail: Option<&str>,
+    baseline_detail: Option<&str>,
 ) -> results::AttackSurfaceRow {
     let census = census_detail.and_then(CensusCounts::parse);
     let mut row = results::AttackSurfaceRow {
@@ -105,6 +108,12 @@ pub fn surface_row(
             "measured: census.syscalls probe inside the instance, this run (refused = EPERM/ENOSYS/killed: \
              filtered, or not built into the host kernel)"
                 .into();
+        if let (Some(own), Some(base)) = (census_detail, baseline_detail) {
+            let host: Vec<&str> = CensusCounts::names(base, "filtered").collect();
+            let cut = CensusCounts::names(own, "filtered").filter(|n| !host.contains(n)).count();
+            row.host_syscalls_filtered = Some(count(cut));
+            row.host_syscalls_source.push_str("; filtered = refused here but answered on the process baseline");
+        }
     } else {
         row.host_syscalls_source = "not measured: the census did not run on this backend in this run".into();
     }
@@ -178,7 +187,7 @@ mod tests {
     #[test]
     fn containers_take_layer_a_from_the_census() {
         let d = "table=382 reachable=300 filtered=65 skipped=17; x86_64 table";
-        let r = surface_row(&info("container", "container", None), &BackendSurface::default(), Some(d));
+        let r = surface_row(&info("container", "container", None), &BackendSurface::default(), Some(d), None);
         assert_eq!(
             (r.host_syscalls_table, r.host_syscalls_reachable, r.host_syscalls_refused),
             (Some(382), Some(300), Some(65))
@@ -191,14 +200,25 @@ mod tests {
     }
 
     #[test]
+    fn filtered_counts_only_what_the_host_itself_answers() {
+        let base = "table=383 reachable=341 filtered=2 skipped=17; x86_64 table to file_setattr (469); filtered: uselib,_sysctl; skipped: fork";
+        let own = "table=383 reachable=339 filtered=4 skipped=17; x86_64 table to file_setattr (469); filtered: uselib,_sysctl,bpf,reboot; skipped: fork";
+        let r = surface_row(&info("container", "container", None), &BackendSurface::default(), Some(own), Some(base));
+        assert_eq!((r.host_syscalls_refused, r.host_syscalls_filtered), (Some(4), Some(2)));
+        let r = surface_row(&info("container", "container", None), &BackendSurface::default(), Some(own), None);
+        assert_eq!(r.host_syscalls_filtered, None, "no baseline, no claim");
+    }
+
+    #[test]
     fn a_vm_guest_reaches_no_host_syscalls_by_construction() {
-        let r = surface_row(&info("microvm", "microvm", Some("bare")), &BackendSurface::default(), None);
+        let r = surface_row(&info("microvm", "microvm", Some("bare")), &BackendSurface::default(), None, None);
         assert_eq!(r.host_syscalls_reachable, Some(0));
         assert!(r.host_syscalls_source.contains("by construction"));
         assert_eq!((r.vmm_exit_kinds, r.vmm_source.as_str()), (None, "not declared"));
         // A Linux guest's census counts its own kernel, never the host's.
         let d = "table=382 reachable=340 filtered=25 skipped=17";
-        let r = surface_row(&info("microvm-linux", "microvm", Some("linux")), &BackendSurface::default(), Some(d));
+        let r =
+            surface_row(&info("microvm-linux", "microvm", Some("linux")), &BackendSurface::default(), Some(d), None);
         assert_eq!((r.host_syscalls_reachable, r.host_syscalls_table), (Some(0), None));
         assert!(r.host_syscalls_source.contains("guest-kernel"));
     }
@@ -222,7 +242,7 @@ mod tests {
             supervisor_syscalls_allowed: Some(40),
             supervisor_note: "VMM".into(),
         };
-        let r = surface_row(&info("microvm", "microvm", Some("bare")), &s, None);
+        let r = surface_row(&info("microvm", "microvm", Some("bare")), &s, None, None);
         assert_eq!(r.instance_seccomp_allowed, Some(370));
         assert!(
             r.instance_seccomp.contains("sha256 ab") && r.instance_seccomp.contains("1 unknown names skipped: foo")
@@ -239,7 +259,7 @@ mod tests {
     fn unfiltered_is_the_whole_table() {
         assert!(unfiltered_syscalls() > 350, "x86_64 has ~380 system calls");
         let s = BackendSurface { seccomp_profile: Some(SeccompProfileInfo::unfiltered()), ..Default::default() };
-        let r = surface_row(&info("process", "process", None), &s, None);
+        let r = surface_row(&info("process", "process", None), &s, None, None);
         assert_eq!(r.instance_seccomp_allowed, Some(unfiltered_syscalls()));
         assert!(r.instance_seccomp.starts_with("unfiltered"));
         assert!(unfiltered_note("vmct").contains(&unfiltered_syscalls().to_string()));

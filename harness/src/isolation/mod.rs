@@ -149,7 +149,7 @@ pub fn run_isolation(
         }
         let fails = rows.iter().filter(|r| r.failure).count();
         progress(&format!("isolation: {}: {} probes, {fails} failures", b.name(), rows.len()));
-        out.surface.push(surface_of(*b, &rows));
+        out.surface.push(surface_of(*b, &rows, &baseline_rows));
         out.rows.extend(rows);
     }
     if let Some(bo) = &opts.blast {
@@ -163,12 +163,20 @@ pub fn run_isolation(
     Ok(out)
 }
 
-/// The attack-surface row of `backend` from its declaration and the census row among `rows`.
-pub fn surface_of(backend: &dyn Backend, rows: &[IsolationRow]) -> results::AttackSurfaceRow {
-    let census = rows
-        .iter()
-        .find(|r| r.backend == backend.name() && r.probe == workloads::probe_ids::CENSUS && r.outcome == "reached");
-    crate::backend::surface::surface_row(&backend.info(), &backend.attack_surface(), census.map(|r| r.detail.as_str()))
+/// The attack-surface row of `backend` from its declaration, the census row among `rows` and the
+/// baseline's census (`baseline`: the `process` rows of the same run, if any).
+pub fn surface_of(
+    backend: &dyn Backend,
+    rows: &[IsolationRow],
+    baseline: &[IsolationRow],
+) -> results::AttackSurfaceRow {
+    let census = |rows: &[IsolationRow]| {
+        rows.iter()
+            .find(|r| r.probe == workloads::probe_ids::CENSUS && r.outcome == "reached")
+            .map(|r| r.detail.clone())
+    };
+    let (own, base) = (census(rows), census(baseline));
+    crate::backend::surface::surface_row(&backend.info(), &backend.attack_surface(), own.as_deref(), base.as_deref())
 }
 
 /// Run the catalogue on one backend with fresh canaries; returns rows and notes. Launch failures and
@@ -196,6 +204,9 @@ pub fn probe_backend(
         Ok(ev) => {
             let mut rows = classify(backend.name(), &profile, &ev, &checks, baseline);
             rows.extend(not_in_catalogue(backend, &profile, &rows, opts.probes.as_deref()));
+            if backend.info().model == "microvm" {
+                credit_guest_kernel(&mut rows);
+            }
             rows
         }
         Err((outcome, reason)) => {
@@ -206,6 +217,16 @@ pub fn probe_backend(
         }
     };
     Ok((rows, notes))
+}
+
+/// In a VM guest the device-node, masked-path and kernel-reach probes reach the guest's own kernel:
+/// not a host failure. Their rows say so (other probes keep their host-side judgement).
+pub fn credit_guest_kernel(rows: &mut [IsolationRow]) {
+    let own: Vec<&str> = workloads::probe_ids::surface_probes().collect();
+    for r in rows.iter_mut().filter(|r| r.outcome == "reached" && own.contains(&r.probe.as_str())) {
+        r.failure = false;
+        r.host_check = "reached the guest's own kernel (the VM has its own), not the host's".into();
+    }
 }
 
 /// `unsupported` rows for the attack-surface probes of the Linux catalogue
@@ -498,6 +519,17 @@ mod tests {
         // A backend that never ran gets no extra rows (its `unsupported` rows already say why).
         let not_run = not_run("bare", "bare", "unsupported", "x", &[]);
         assert!(not_in_catalogue(&Bare, "bare", &not_run, None).is_empty());
+    }
+
+    #[test]
+    fn a_guest_reaching_its_own_kernel_is_not_a_host_failure() {
+        let c = HostChecks { file_intact: true, ..Default::default() };
+        let ev = [probe("dev.node.tty0", ProbeOutcome::Reached), probe("pid.host_visible", ProbeOutcome::Reached)];
+        let mut rows = classify("microvm-linux", "linux guest", &ev, &c, &[]);
+        assert!(rows.iter().all(|r| r.failure));
+        credit_guest_kernel(&mut rows);
+        assert!(!rows[0].failure && rows[0].host_check.contains("guest's own kernel"));
+        assert!(rows[1].failure, "other probes keep their judgement");
     }
 
     #[test]

@@ -228,5 +228,7 @@ mod tests {
         assert!(c.reachable > 100, "{}", v.detail);
         assert_eq!(c.reachable + c.filtered + c.skipped, c.table, "{}", v.detail);
         assert_eq!(c.table as usize, Sysno::count());
+        assert_eq!(CensusCounts::names(&v.detail, "filtered").count(), c.filtered as usize, "{}", v.detail);
+        assert_eq!(CensusCounts::names(&v.detail, "skipped").count(), c.skipped as usize, "{}", v.detail);
     }
 }
