@@ -33,6 +33,11 @@ use workloads::scenario::Scenario;
 /// Name of the no-isolation baseline backend.
 pub const BASELINE: &str = "process";
 
+/// Is `b` the no-isolation baseline? Decided by its declared kind (`baseline`), not its name.
+pub fn is_baseline(b: &dyn Backend) -> bool {
+    b.info().kind == "baseline"
+}
+
 /// Errors that stop the isolation experiment (a backend failing to launch is a row, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum IsolationError {
@@ -127,7 +132,7 @@ pub fn run_isolation(
     let mut out = IsolationOutcome::default();
     let own_baseline;
     let mut order: Vec<&dyn Backend> = Vec::new();
-    match backends.iter().find(|b| b.name() == BASELINE) {
+    match backends.iter().find(|b| is_baseline(**b)) {
         Some(b) => order.push(*b),
         None if opts.baseline => {
             own_baseline = crate::backend::process::ProcessBackend::new(opts.workload.clone(), opts.work_dir.clone());
@@ -135,14 +140,14 @@ pub fn run_isolation(
         }
         None => {}
     }
-    order.extend(backends.iter().copied().filter(|b| b.name() != BASELINE));
+    order.extend(backends.iter().copied().filter(|b| !is_baseline(*b)));
     let mut baseline_rows: Vec<IsolationRow> = Vec::new();
     for b in &order {
         crate::interrupt::check()?;
         progress(&format!("isolation: probing {}", b.name()));
         let (mut rows, notes) = probe_backend(*b, opts, &baseline_rows)?;
         out.notes.extend(notes);
-        if b.name() == BASELINE {
+        if is_baseline(*b) {
             baseline_rows = rows.clone();
         } else {
             annotate_with_baseline(&mut rows, &baseline_rows);
