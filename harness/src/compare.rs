@@ -332,6 +332,7 @@ pub fn run(
             .collect(),
         host,
         backends: infos,
+        attack_surface: Vec::new(),
         load_before: LoadSnapshot::capture(),
         load_after: None,
         harness_timestamp_cost_s: Some(crate::experiments::timestamp_cost_s(10_000)),
@@ -396,6 +397,8 @@ pub fn run(
             Ok(o) => {
                 rd.write_csv(&o.rows)?;
                 rd.write_csv(&o.blast)?;
+                rd.write_csv(&o.surface)?;
+                meta.attack_surface = o.surface;
                 for n in o.notes {
                     progress::note(mode, &format!("isolation: {n}"));
                 }

@@ -33,7 +33,8 @@ fn owner_of(pid: u32) -> Option<u32> {
     })
 }
 
-/// Where the workload's isolation probes make their scratch directories (`vmct-probe-<what>-<pid>`).
+/// Where the workload's isolation probes make their scratch directories and device nodes
+/// (`vmct-probe-<what>-<pid>`).
 pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
 
 /// Directories named `<prefix><anything>-<owner pid>` that processes leave under the bases, with
@@ -101,7 +102,9 @@ impl Leftover {
                 if fs::metadata(path).map(|m| m.dev()).ok() != base_dev {
                     return Err("still a mount point".into());
                 }
-                fs::remove_dir_all(path).map_err(|e| e.to_string())
+                // Device nodes of `dev.node.*` probes are files (`vmct-probe-node-<name>-<pid>`).
+                let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+                if is_dir { fs::remove_dir_all(path) } else { fs::remove_file(path) }.map_err(|e| e.to_string())
             }
             Leftover::Kernel(k) => k.remove(),
         }
@@ -214,13 +217,15 @@ mod tests {
         let live = t.path().join(format!("vmct-probe-proc-{}", std::process::id()));
         std::fs::create_dir(&live).unwrap();
         std::fs::create_dir(t.path().join("vmct-probe-not-a-pid")).unwrap();
+        let node = t.path().join("vmct-probe-node-loop-control-4194305");
+        std::fs::write(&node, b"").unwrap();
         let mut plan = Plan::default();
         probe_dirs(&[t.path()], &mut plan);
         let listed = Plan { leftovers: plan.leftovers.clone(), ..Default::default() }.execute(true);
-        assert!(dead.exists() && listed.removed.len() == 1, "dry run lists only: {listed:?}");
+        assert!(dead.exists() && node.exists() && listed.removed.len() == 2, "dry run lists only: {listed:?}");
         let rep = plan.execute(false);
-        assert!(!dead.exists() && live.exists(), "{rep:?}");
-        assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (1, 1, 0), "{rep:?}");
+        assert!(!dead.exists() && !node.exists() && live.exists(), "{rep:?}");
+        assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (2, 1, 0), "{rep:?}");
         assert_eq!(listed.removed, rep.removed);
     }
 }

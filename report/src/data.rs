@@ -31,6 +31,8 @@ pub struct RunData {
     pub blast: Option<Vec<BlastRow>>,
     /// snapshot.csv.
     pub snapshot: Option<Vec<SnapshotRow>>,
+    /// attack_surface.csv.
+    pub attack_surface: Option<Vec<results::AttackSurfaceRow>>,
 }
 
 fn opt<R: Record>(rd: &RunDir) -> Result<Option<Vec<R>>, RunDirError> {
@@ -81,6 +83,7 @@ impl RunData {
             isolation: opt(rd)?,
             blast: opt(rd)?,
             snapshot: opt(rd)?,
+            attack_surface: opt(rd)?,
         })
     }
 

@@ -78,6 +78,7 @@ pub fn meta() -> RunMeta {
             backend("container-privileged", "ours", "container", None, true),
             backend("crun", "peer", "container", None, true),
         ],
+        attack_surface: surface_rows(),
         caveats,
         load_before: LoadSnapshot {
             loadavg_1m: 0.4,
@@ -94,6 +95,58 @@ pub fn meta() -> RunMeta {
         harness_timestamp_cost_s: Some(2.5e-8),
         full_plan: None,
     }
+}
+
+/// The fixture's attack surface: measured layer (a) for the process and containers, 0 by construction for
+/// the bare microVM with its VMM's declared exits, and undeclared figures where a backend says nothing.
+pub fn surface_rows() -> Vec<AttackSurfaceRow> {
+    let measured = "measured: census.syscalls probe inside the instance, this run";
+    let row = |b: &str, model: &str, profile: &str, reach: Option<(u32, u32)>| AttackSurfaceRow {
+        backend: b.into(),
+        model: model.into(),
+        profile: profile.into(),
+        host_syscalls_table: reach.map(|_| 382),
+        host_syscalls_reachable: reach.map(|r| r.0),
+        host_syscalls_refused: reach.map(|r| r.1),
+        host_syscalls_skipped: reach.map(|_| 17),
+        host_syscalls_filtered: reach.map(|r| r.1 - 25),
+        host_syscalls_source: measured.into(),
+        instance_seccomp: "not declared".into(),
+        vmm_source: "not applicable: no VMM".into(),
+        supervisor_syscalls_allowed: Some(382),
+        supervisor_source: "unfiltered".into(),
+        ..Default::default()
+    };
+    let mut v = vec![
+        AttackSurfaceRow {
+            instance_seccomp_allowed: Some(382),
+            instance_seccomp: "unfiltered: no seccomp filter".into(),
+            supervisor_syscalls_allowed: None,
+            supervisor_source: "not applicable: no supervisor".into(),
+            ..row("process", "process", "none (baseline, no isolation)", Some((340, 25)))
+        },
+        AttackSurfaceRow {
+            host_syscalls_reachable: Some(0),
+            host_syscalls_source: "0 by construction: the bare guest has no OS".into(),
+            vmm_exit_kinds: Some(4),
+            vmm_io_port_ranges: Some(2),
+            vmm_mmio_ranges: Some(0),
+            vmm_source: "declared by the VMM: exits [IoIn,IoOut,Hlt,Shutdown]; ports [0x3f8-0x3ff,0xe9-0xe9]; mmio []"
+                .into(),
+            supervisor_syscalls_allowed: Some(41),
+            supervisor_source: "the VMM's seccomp allowlist".into(),
+            ..row("microvm", "microvm", "bare guest", None)
+        },
+        row("container", "container", "default", Some((300, 65))),
+        AttackSurfaceRow {
+            instance_seccomp_allowed: Some(382),
+            instance_seccomp: "unfiltered: no seccomp filter".into(),
+            ..row("container-privileged", "container", "privileged", Some((338, 27)))
+        },
+        row("crun", "container", "runtime defaults", Some((305, 60))),
+    ];
+    v[2].instance_seccomp = "not declared".into();
+    v
 }
 
 /// Typical startup (seconds) of each fixture backend.
@@ -299,6 +352,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
         }
     }
     rd.write_csv(&iso)?;
+    rd.write_csv(&surface_rows())?;
 
     let mut blast = Vec::new();
     for (b, hit) in [("microvm", 1.05), ("container", 1.2)] {

@@ -22,6 +22,7 @@ pub mod palette;
 pub mod planner;
 mod render;
 pub mod sections;
+pub mod surface;
 pub mod timefmt;
 pub mod units;
 pub mod validity;

@@ -19,6 +19,7 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
         sections::density(run)?,
         sections::overhead(run)?,
         sections::isolation(run),
+        crate::surface::attack_surface(run),
         sections::blast(run)?,
         sections::snapshot(run)?,
     ];
@@ -49,7 +50,7 @@ fn header(run: &RunData) -> String {
          KVM <b>{}</b> · cgroups <b>{}</b></p>\
          <nav class=\"toc\"><a href=\"#host\">Host</a><a href=\"#verdicts\">Verdicts</a><a href=\"#startup\">Startup</a>\
          <a href=\"#density\">Density</a><a href=\"#overhead\">Overhead</a><a href=\"#isolation\">Isolation</a>\
-         <a href=\"#blast\">Blast radius</a><a href=\"#snapshot\">Saving state</a><a href=\"#planner\">Capacity \
+         <a href=\"#surface\">Attack surface</a><a href=\"#blast\">Blast radius</a><a href=\"#snapshot\">Saving state</a><a href=\"#planner\">Capacity \
          planner</a></nav></header>\n",
         esc(&m.id),
         esc(&run.host_label()),

@@ -7,7 +7,9 @@ pub mod env;
 pub mod records;
 pub mod rundir;
 pub mod stats;
+pub mod surface;
 
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use records::*;
 pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
+pub use surface::AttackSurfaceRow;

@@ -11,6 +11,7 @@
 //! | `isolation.csv` | [`IsolationRow`] |
 //! | `blast.csv` | [`BlastRow`] |
 //! | `snapshot.csv` | [`SnapshotRow`] |
+//! | `attack_surface.csv` | [`crate::surface::AttackSurfaceRow`] |
 use serde::{Deserialize, Serialize};
 
 /// A record that lives in one CSV file of a run directory.

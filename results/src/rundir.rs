@@ -156,6 +156,10 @@ pub struct RunMeta {
     pub host: HostEnv,
     /// Backends and their availability.
     pub backends: Vec<BackendInfo>,
+    /// The attack surface of each backend that ran the isolation experiment (also `attack_surface.csv`);
+    /// empty when it did not run, or in run.json files written before issue 13.
+    #[serde(default)]
+    pub attack_surface: Vec<crate::surface::AttackSurfaceRow>,
     /// Conditions that change what the numbers mean.
     pub caveats: Vec<String>,
     /// Load before the run.
@@ -271,6 +275,11 @@ mod tests {
                 reason: None,
                 version: None,
             }],
+            attack_surface: vec![crate::surface::AttackSurfaceRow {
+                backend: "process".into(),
+                host_syscalls_reachable: Some(340),
+                ..Default::default()
+            }],
             caveats: vec!["x".into()],
             load_before: LoadSnapshot::capture(),
             load_after: None,
@@ -289,6 +298,34 @@ mod tests {
         assert_eq!(serde_json::to_string_pretty(&back).unwrap(), old);
         let with = serde_json::to_string_pretty(&meta()).unwrap();
         assert!(with.contains("\"full_plan\"") && with.contains("\"timeout_s\": 20.0"), "{with}");
+    }
+
+    #[test]
+    fn run_json_without_attack_surface_still_reads() {
+        let mut v = serde_json::to_value(meta()).unwrap();
+        v.as_object_mut().unwrap().remove("attack_surface");
+        let m: RunMeta = serde_json::from_value(v).unwrap();
+        assert!(m.attack_surface.is_empty());
+    }
+
+    #[test]
+    fn attack_surface_csv_keeps_not_declared_apart_from_zero() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = RunDir::create(d.path().join("run")).unwrap();
+        let rows = vec![
+            crate::surface::AttackSurfaceRow {
+                backend: "microvm".into(),
+                host_syscalls_reachable: Some(0),
+                host_syscalls_source: "by construction".into(),
+                ..Default::default()
+            },
+            crate::surface::AttackSurfaceRow { backend: "container".into(), ..Default::default() },
+        ];
+        rd.write_csv(&rows).unwrap();
+        let back: Vec<crate::surface::AttackSurfaceRow> = rd.read_csv().unwrap();
+        assert_eq!(back, rows);
+        assert_eq!(back[0].host_syscalls_reachable, Some(0));
+        assert_eq!(back[1].host_syscalls_reachable, None);
     }
 
     #[test]

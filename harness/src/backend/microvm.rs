@@ -281,6 +281,27 @@ impl Backend for MicrovmBackend {
         )
     }
 
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        use super::surface::{BackendSurface, VmmSurfaceInfo};
+        // One definition: the exit kinds, port map and allowlist the VMM itself uses.
+        let s = microvm::confine::bare_surface();
+        BackendSurface {
+            profile: "bare guest: no OS, the workload at guest CPL3; VMM jailed (own mount/pid/net/ipc namespaces, cgroup, no capabilities, non-root uid)".into(),
+            seccomp_profile: None,
+            vmm: Some(VmmSurfaceInfo {
+                exit_kinds: s.exit_kinds.iter().map(|k| k.to_string()).collect(),
+                io_ports: s.io_ports.clone(),
+                mmio_ranges: s.mmio_ranges.clone(),
+                syscalls_allowed: s.syscalls_allowed,
+            }),
+            supervisor_syscalls_allowed: Some(s.syscalls_allowed),
+            supervisor_note: format!(
+                "the VMM process (`vmct-vmm`): seccomp allowlist of {} system calls on its vCPU thread (KVM ioctls by request number), anything else kills it",
+                s.syscalls_allowed
+            ),
+        }
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         if let Err(reason) = self.availability() {
             return Err(BackendError::Unavailable { backend: NAME.to_string(), reason: reason.clone() });

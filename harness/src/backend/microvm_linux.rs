@@ -179,6 +179,18 @@ impl Backend for MicrovmLinuxBackend {
         check_linux_spec(NAME, spec)
     }
 
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
+        // The linux guest model's VMM is not seccomp-filtered (microvm::confine says why): unfiltered.
+        BackendSurface {
+            profile: "linux guest: its own kernel and initramfs".into(),
+            seccomp_profile: None,
+            vmm: None,
+            supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
+            supervisor_note: unfiltered_note("the VMM process (`vmct __vmm-linux`), unconfined"),
+        }
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         use linux::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
         super::check_guest_memory(spec.mem_limit_bytes, 1 << 20, MIN_MEM_BYTES, MAX_MEM_BYTES)

@@ -296,15 +296,16 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Attack-surface figures (see [`surface`]); backends that know none report the default.
-    fn attack_surface(&self) -> surface::BackendSurface {
-        surface::BackendSurface::default()
-    }
     /// Start an instance from state saved by [`Instance::save_state`] (VM restore, or a container
     /// started from the committed image). The instance reports `ready` again when it runs.
     fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let _ = (saved, spec);
         Err(BackendError::Unavailable { backend: self.name().into(), reason: "cannot restore saved state".into() })
+    }
+    /// The isolation profile this backend runs and the attack surface it declares (layers b and c, and
+    /// its instances' seccomp profile); the default declares nothing ("not declared" in the report).
+    fn attack_surface(&self) -> surface::BackendSurface {
+        surface::BackendSurface::default()
     }
 }
 

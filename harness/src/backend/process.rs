@@ -1,9 +1,13 @@
 //! The `process` backend: the workload as a plain host child process, the baseline every other
 //! backend is compared with.
 use super::child::ChildInstance;
+use super::surface::{BackendSurface, SeccompProfileInfo};
 use super::{Backend, BackendError, Instance, InstanceSpec};
 use std::path::PathBuf;
 use std::process::Command;
+
+/// The baseline's isolation profile: none.
+pub const PROFILE: &str = "none (baseline, no isolation)";
 
 /// Runs `vmct-workload` directly.
 pub struct ProcessBackend {
@@ -34,6 +38,16 @@ impl Backend for ProcessBackend {
             available: true,
             reason: None,
             version: None,
+        }
+    }
+
+    fn attack_surface(&self) -> BackendSurface {
+        BackendSurface {
+            profile: PROFILE.into(),
+            seccomp_profile: Some(SeccompProfileInfo::unfiltered()),
+            vmm: None,
+            supervisor_syscalls_allowed: None,
+            supervisor_note: "not applicable: no supervisor; the workload is itself an unconfined host process".into(),
         }
     }
 

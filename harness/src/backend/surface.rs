@@ -1,31 +1,39 @@
-//! Attack-surface figures a backend reports about itself (issue 13, shared contract between the
-//! container, VMM and probe sides): which isolation profile it runs, the seccomp profile its
-//! instances get, what the VMM handles for a guest, and what the supervising process (VMM or
-//! container runtime) can still call after its own confinement.
+//! What a backend declares about its attack surface (issue 13, /work/shared CONTRACT.md): the profile it
+//! runs, the seccomp filter of its instances, what its VMM handles for a guest, and how many host system
+//! calls its supervising process (VMM or runtime) can still make. The isolation experiment joins this
+//! with what the probes measured into a [`results::AttackSurfaceRow`] ([`surface_row`]).
 //!
-//! This module holds exactly the shapes of the contract; the container side fills them for our
-//! runtime's profiles and for crun/runc ([`container_surface`]).
+//! `None` means "not declared" and is rendered so; it is never read as zero.
 use container::seccomp_profile::ProfileInfo;
 use container::Profile;
+use std::path::PathBuf;
+use workloads::probe_ids::CensusCounts;
 
-/// A seccomp profile file and what its filter allows (a plain copy of
-/// `container::seccomp_profile::ProfileInfo`).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The seccomp profile an instance runs under (a copy of `container::seccomp_profile::ProfileInfo`).
+/// An empty `path` declares "no filter at all" ([`SeccompProfileInfo::unfiltered`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SeccompProfileInfo {
-    /// The profile file.
-    pub path: String,
-    /// SHA-256 of the file, hex.
+    /// The profile file read at run time (empty: unfiltered).
+    pub path: PathBuf,
+    /// sha256 of the file, hex.
     pub sha256: String,
-    /// Distinct syscalls the filter allows (some only for some argument values).
+    /// System calls the profile allows for this instance (unit: system calls).
     pub syscalls_allowed: u32,
-    /// Names the filter compiler did not know: skipped.
+    /// Syscall names in the profile this kernel/arch does not know, skipped (as runc does).
     pub unknown_names_skipped: Vec<String>,
+}
+
+impl SeccompProfileInfo {
+    /// An instance with no seccomp filter: every system call of the table is allowed.
+    pub fn unfiltered() -> SeccompProfileInfo {
+        SeccompProfileInfo { syscalls_allowed: unfiltered_syscalls(), ..Default::default() }
+    }
 }
 
 impl From<&ProfileInfo> for SeccompProfileInfo {
     fn from(p: &ProfileInfo) -> SeccompProfileInfo {
         SeccompProfileInfo {
-            path: p.path.display().to_string(),
+            path: p.path.clone(),
             sha256: p.sha256.clone(),
             syscalls_allowed: p.syscalls_allowed,
             unknown_names_skipped: p.unknown_names_skipped.clone(),
@@ -33,33 +41,144 @@ impl From<&ProfileInfo> for SeccompProfileInfo {
     }
 }
 
-/// What a VMM handles for its guest (a plain copy of `microvm::confine::VmmSurface`).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a VMM handles for its guest (a copy of `microvm::confine::VmmSurface`, as strings and counts).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VmmSurfaceInfo {
-    /// VM exit kinds the run loop handles.
+    /// VM exit kinds the run loop handles (anything else ends the VM).
     pub exit_kinds: Vec<String>,
-    /// I/O port ranges handled, inclusive (first, last).
+    /// I/O port ranges, as `microvm::confine` gives them.
     pub io_ports: Vec<(u16, u16)>,
-    /// MMIO ranges handled, inclusive (first, last) guest-physical addresses.
+    /// MMIO ranges, as `microvm::confine` gives them.
     pub mmio_ranges: Vec<(u64, u64)>,
-    /// Syscalls the VMM thread's filter allows.
+    /// Host system calls the VMM's seccomp filter allows (unit: system calls).
     pub syscalls_allowed: u32,
 }
 
-/// One backend's attack-surface figures.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A backend's declared attack surface. The default declares nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BackendSurface {
-    /// The isolation profile and what it applies.
+    /// The isolation profile the backend runs (e.g. `default: Docker/Podman defaults (...)`).
     pub profile: String,
-    /// The seccomp profile its instances run under, if any.
+    /// The seccomp profile its instances run under; None: not declared (or no profile file).
     pub seccomp_profile: Option<SeccompProfileInfo>,
-    /// For microVMs: what the VMM handles for the guest.
+    /// What its VMM handles for a guest (microVMs); None: not a VMM, or not declared.
     pub vmm: Option<VmmSurfaceInfo>,
-    /// Syscalls the supervising process (VMM, container runtime) may make after its confinement;
-    /// None: unfiltered.
+    /// Host system calls the supervising VMM or runtime process may make after its confinement
+    /// (the whole table when it is unfiltered); None: not declared.
     pub supervisor_syscalls_allowed: Option<u32>,
-    /// What the supervisor figure means here.
+    /// Which process supervises the instance and how it is confined.
     pub supervisor_note: String,
+}
+
+/// Number of entries of the native (x86_64) system call table: what an unfiltered process may call.
+pub fn unfiltered_syscalls() -> u32 {
+    workloads::probe_ids::syscall_table::len()
+}
+
+/// Text for an unfiltered process.
+pub fn unfiltered_note(who: &str) -> String {
+    format!("{who}: no seccomp filter, so every one of the {} x86_64 system calls", unfiltered_syscalls())
+}
+
+/// Join a backend's declaration with what its instance's census measured (`census_detail`: the
+/// `census.syscalls` probe's detail, if it ran) into the row of `attack_surface.csv`; with the process
+/// baseline's census of the same run (`baseline_detail`), the calls refused in the instance that the
+/// host itself answers are counted apart (`host_syscalls_filtered`: what the isolation took away).
+///
+/// Layer (a) for a VM guest (`info.model == "microvm"`) is 0 by construction: the guest's system calls,
+/// if it has an OS at all, go to its own kernel; it reaches the host only through VM exits (layer b).
+pub fn surface_row(
+    info: &results::BackendInfo,
+    declared: &BackendSurface,
+    census_detail: Option<&str>,
+    baseline_detail: Option<&str>,
+) -> results::AttackSurfaceRow {
+    let census = census_detail.and_then(CensusCounts::parse);
+    let mut row = results::AttackSurfaceRow {
+        backend: info.name.clone(),
+        model: info.model.clone(),
+        profile: declared.profile.clone(),
+        ..Default::default()
+    };
+    if info.model == "microvm" {
+        row.host_syscalls_reachable = Some(0);
+        let guest = match (info.guest_model.as_deref(), census) {
+            (Some("bare"), _) => "the bare guest has no OS and makes no system calls".to_string(),
+            (_, Some(c)) => format!(
+                "the census inside the guest reached {} of {} guest-kernel calls (the guest's own kernel, not the host's)",
+                c.reachable, c.table
+            ),
+            _ => "the guest's system calls go to its own kernel".to_string(),
+        };
+        row.host_syscalls_source =
+            format!("0 by construction: {guest}; the guest reaches the host only through VM exits (layer b)");
+    } else if let Some(c) = census {
+        row.host_syscalls_table = Some(c.table);
+        row.host_syscalls_reachable = Some(c.reachable);
+        row.host_syscalls_refused = Some(c.filtered);
+        row.host_syscalls_skipped = Some(c.skipped);
+        row.host_syscalls_source =
+            "measured: census.syscalls probe inside the instance, this run (refused = EPERM/ENOSYS/killed: \
+             filtered, or not built into the host kernel)"
+                .into();
+        if let (Some(own), Some(base)) = (census_detail, baseline_detail) {
+            let host: Vec<&str> = CensusCounts::names(base, "filtered").collect();
+            let cut = CensusCounts::names(own, "filtered").filter(|n| !host.contains(n)).count();
+            row.host_syscalls_filtered = Some(count(cut));
+            row.host_syscalls_source.push_str("; filtered = refused here but answered on the process baseline");
+        }
+    } else {
+        row.host_syscalls_source = "not measured: the census did not run on this backend in this run".into();
+    }
+    match &declared.seccomp_profile {
+        Some(p) if p.path.as_os_str().is_empty() => {
+            row.instance_seccomp_allowed = Some(p.syscalls_allowed);
+            row.instance_seccomp = "unfiltered: no seccomp filter (every call of the x86_64 table)".into();
+        }
+        Some(p) => {
+            row.instance_seccomp_allowed = Some(p.syscalls_allowed);
+            row.instance_seccomp = format!(
+                "{} (sha256 {}){}",
+                p.path.display(),
+                p.sha256,
+                if p.unknown_names_skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} unknown names skipped: {}",
+                        p.unknown_names_skipped.len(),
+                        p.unknown_names_skipped.join(",")
+                    )
+                }
+            );
+        }
+        None => row.instance_seccomp = "not declared".into(),
+    }
+    match &declared.vmm {
+        Some(v) => {
+            row.vmm_exit_kinds = Some(count(v.exit_kinds.len()));
+            row.vmm_io_port_ranges = Some(count(v.io_ports.len()));
+            row.vmm_mmio_ranges = Some(count(v.mmio_ranges.len()));
+            let ports: Vec<String> = v.io_ports.iter().map(|(a, b)| format!("{a:#x}-{b:#x}")).collect();
+            let mmio: Vec<String> = v.mmio_ranges.iter().map(|(a, b)| format!("{a:#x}-{b:#x}")).collect();
+            row.vmm_source = format!(
+                "declared by the VMM: exits [{}]; ports [{}]; mmio [{}]",
+                v.exit_kinds.join(","),
+                ports.join(","),
+                mmio.join(",")
+            );
+        }
+        None if info.model == "microvm" => row.vmm_source = "not declared".into(),
+        None => row.vmm_source = "not applicable: no VMM".into(),
+    }
+    row.supervisor_syscalls_allowed = declared.supervisor_syscalls_allowed;
+    row.supervisor_source =
+        if declared.supervisor_note.is_empty() { "not declared".into() } else { declared.supervisor_note.clone() };
+    row
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The surface of a container run with `profile` under `seccomp` by `runtime` (e.g. "vmct's
@@ -69,10 +188,8 @@ pub fn container_surface(profile: Profile, seccomp: Option<&ProfileInfo>, runtim
         profile: profile.describe().to_string(),
         seccomp_profile: seccomp.map(SeccompProfileInfo::from),
         vmm: None,
-        supervisor_syscalls_allowed: None,
-        supervisor_note: format!(
-            "{runtime}: the runtime process on the host is not seccomp-filtered; the container's processes call the host kernel directly under the profile's filter"
-        ),
+        supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
+        supervisor_note: unfiltered_note(runtime),
     }
 }
 
@@ -103,6 +220,100 @@ pub fn isolation_profile(profile: Profile, seccomp: Option<&ProfileInfo>) -> res
 mod tests {
     use super::*;
 
+    fn info(name: &str, model: &str, guest: Option<&str>) -> results::BackendInfo {
+        results::BackendInfo {
+            isolation: None,
+            name: name.into(),
+            kind: "ours".into(),
+            model: model.into(),
+            guest_model: guest.map(String::from),
+            available: true,
+            reason: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn containers_take_layer_a_from_the_census() {
+        let d = "table=382 reachable=300 filtered=65 skipped=17; x86_64 table";
+        let r = surface_row(&info("container", "container", None), &BackendSurface::default(), Some(d), None);
+        assert_eq!(
+            (r.host_syscalls_table, r.host_syscalls_reachable, r.host_syscalls_refused),
+            (Some(382), Some(300), Some(65))
+        );
+        assert!(r.host_syscalls_source.starts_with("measured"));
+        assert_eq!(r.instance_seccomp, "not declared");
+        assert_eq!(r.supervisor_syscalls_allowed, None);
+        assert_eq!(r.supervisor_source, "not declared");
+        assert!(r.vmm_source.starts_with("not applicable"));
+    }
+
+    #[test]
+    fn filtered_counts_only_what_the_host_itself_answers() {
+        let base = "table=383 reachable=341 filtered=2 skipped=17; x86_64 table to file_setattr (469); filtered: uselib,_sysctl; skipped: fork";
+        let own = "table=383 reachable=339 filtered=4 skipped=17; x86_64 table to file_setattr (469); filtered: uselib,_sysctl,bpf,reboot; skipped: fork";
+        let r = surface_row(&info("container", "container", None), &BackendSurface::default(), Some(own), Some(base));
+        assert_eq!((r.host_syscalls_refused, r.host_syscalls_filtered), (Some(4), Some(2)));
+        let r = surface_row(&info("container", "container", None), &BackendSurface::default(), Some(own), None);
+        assert_eq!(r.host_syscalls_filtered, None, "no baseline, no claim");
+    }
+
+    #[test]
+    fn a_vm_guest_reaches_no_host_syscalls_by_construction() {
+        let r = surface_row(&info("microvm", "microvm", Some("bare")), &BackendSurface::default(), None, None);
+        assert_eq!(r.host_syscalls_reachable, Some(0));
+        assert!(r.host_syscalls_source.contains("by construction"));
+        assert_eq!((r.vmm_exit_kinds, r.vmm_source.as_str()), (None, "not declared"));
+        // A Linux guest's census counts its own kernel, never the host's.
+        let d = "table=382 reachable=340 filtered=25 skipped=17";
+        let r =
+            surface_row(&info("microvm-linux", "microvm", Some("linux")), &BackendSurface::default(), Some(d), None);
+        assert_eq!((r.host_syscalls_reachable, r.host_syscalls_table), (Some(0), None));
+        assert!(r.host_syscalls_source.contains("guest-kernel"));
+    }
+
+    #[test]
+    fn declared_layers_are_copied_with_their_lists() {
+        let s = BackendSurface {
+            profile: "p".into(),
+            seccomp_profile: Some(SeccompProfileInfo {
+                path: "/usr/share/containers/seccomp.json".into(),
+                sha256: "ab".into(),
+                syscalls_allowed: 370,
+                unknown_names_skipped: vec!["foo".into()],
+            }),
+            vmm: Some(VmmSurfaceInfo {
+                exit_kinds: vec!["IoIn".into(), "Hlt".into()],
+                io_ports: vec![(0x3f8, 0x3ff)],
+                mmio_ranges: vec![],
+                syscalls_allowed: 40,
+            }),
+            supervisor_syscalls_allowed: Some(40),
+            supervisor_note: "VMM".into(),
+        };
+        let r = surface_row(&info("microvm", "microvm", Some("bare")), &s, None, None);
+        assert_eq!(r.instance_seccomp_allowed, Some(370));
+        assert!(
+            r.instance_seccomp.contains("sha256 ab") && r.instance_seccomp.contains("1 unknown names skipped: foo")
+        );
+        assert_eq!((r.vmm_exit_kinds, r.vmm_io_port_ranges, r.vmm_mmio_ranges), (Some(2), Some(1), Some(0)));
+        assert!(r.vmm_source.contains("0x3f8-0x3ff"));
+        assert_eq!(
+            (r.supervisor_syscalls_allowed, r.supervisor_source.as_str(), r.profile.as_str()),
+            (Some(40), "VMM", "p")
+        );
+    }
+
+    #[test]
+    fn unfiltered_is_the_whole_table() {
+        assert!(unfiltered_syscalls() > 350, "x86_64 has ~380 system calls");
+        let s = BackendSurface { seccomp_profile: Some(SeccompProfileInfo::unfiltered()), ..Default::default() };
+        let r = surface_row(&info("process", "process", None), &s, None, None);
+        assert_eq!(r.instance_seccomp_allowed, Some(unfiltered_syscalls()));
+        assert!(r.instance_seccomp.starts_with("unfiltered"));
+        assert!(unfiltered_note("vmct").contains(&unfiltered_syscalls().to_string()));
+    }
+
     #[test]
     fn profiles_are_named_with_their_seccomp_file_and_devices() {
         let info = ProfileInfo {
@@ -121,6 +332,6 @@ mod tests {
         assert!(priv_.device_rules.is_empty() && priv_.seccomp_path.is_none() && priv_.caveat("x").is_none());
         let s = container_surface(Profile::Userns, Some(&info), "crun");
         assert_eq!(s.seccomp_profile.unwrap().syscalls_allowed, 370);
-        assert!(s.supervisor_syscalls_allowed.is_none());
+        assert_eq!(s.supervisor_syscalls_allowed, Some(unfiltered_syscalls()));
     }
 }

@@ -2,7 +2,7 @@
 //! them afterwards, and how it undoes any change. Everything planted is owned by [`Canaries`], whose
 //! `Drop` restores host values and removes the file, listener, sleeper process and cgroup.
 //!
-//! The environment names mirror `workloads/src/bin/vmct-workload/probes/mod.rs`.
+//! The environment names are the workload's own ([`workloads::probe_ids`]), re-exported here.
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -13,26 +13,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Random nonce of this run (hex); every canary carries it.
-pub const ENV_NONCE: &str = "VMCT_CANARY_NONCE";
-/// Host path of the canary file.
-pub const ENV_FILE: &str = "VMCT_CANARY_FILE";
-/// `127.0.0.1:PORT` of the loopback listener.
-pub const ENV_ADDR: &str = "VMCT_CANARY_ADDR";
-/// Host pid of the canary sleeper (nonce in its argv).
-pub const ENV_PID: &str = "VMCT_CANARY_PID";
-/// `ADDR:LEN` of the sleeper's argv in its memory (hex address).
-pub const ENV_PID_ARGV: &str = "VMCT_CANARY_PID_ARGV";
-/// `/proc/sys/...` path of the sysctl the harness restores.
-pub const ENV_SYSCTL: &str = "VMCT_CANARY_SYSCTL";
-/// Host path of the escape cgroup.
-pub const ENV_CGROUP: &str = "VMCT_CANARY_CGROUP";
-/// Host namespace inodes `kind=inode,...`.
-pub const ENV_HOST_NS: &str = "VMCT_HOST_NS";
-/// Serial of the host root's user keyring.
-pub const ENV_HOST_KEYRING: &str = "VMCT_HOST_KEYRING";
-/// Optional subset of probe ids.
-pub const ENV_ONLY: &str = "VMCT_PROBE_ONLY";
+pub use workloads::probe_ids::{
+    ENV_ADDR, ENV_CGROUP, ENV_FILE, ENV_HOST_KEYRING, ENV_HOST_NS, ENV_HOST_ROOT_DEV, ENV_NONCE, ENV_ONLY, ENV_PID,
+    ENV_PID_ARGV, ENV_SYSCTL,
+};
 
 /// The sysctl the probes write: global (not namespaced), integer, and harmless to bump by one
 /// (seconds a lease holder gets before a conflicting open breaks the lease).
@@ -430,6 +414,10 @@ impl Canaries {
             (ENV_SYSCTL.to_string(), SYSCTL.to_string()),
             (ENV_HOST_NS.to_string(), self.host_ns.clone()),
         ];
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Some((major, minor)) = workloads::probe_ids::root_dev_from_mountinfo(&mountinfo) {
+            v.push((ENV_HOST_ROOT_DEV.to_string(), format!("{major}:{minor}")));
+        }
         if let Some(s) = &self.sleeper {
             v.push((ENV_PID.to_string(), s.child.id().to_string()));
             if let Some((a, l)) = s.argv {

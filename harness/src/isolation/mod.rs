@@ -33,6 +33,11 @@ use workloads::scenario::Scenario;
 /// Name of the no-isolation baseline backend.
 pub const BASELINE: &str = "process";
 
+/// Is `b` the no-isolation baseline? Decided by its declared kind (`baseline`), not its name.
+pub fn is_baseline(b: &dyn Backend) -> bool {
+    b.info().kind == "baseline"
+}
+
 /// Errors that stop the isolation experiment (a backend failing to launch is a row, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum IsolationError {
@@ -90,6 +95,8 @@ pub struct IsolationOutcome {
     pub blast: Vec<results::BlastRow>,
     /// Things the user should know (restore failures, skipped blast cases with reasons).
     pub notes: Vec<String>,
+    /// `attack_surface.csv`: one row per probed backend, in probe order.
+    pub surface: Vec<results::AttackSurfaceRow>,
 }
 
 impl IsolationOutcome {
@@ -106,16 +113,13 @@ impl IsolationOutcome {
     }
 }
 
-/// Profile label of a backend for the matrix.
-pub fn profile_of(backend: &str) -> &'static str {
-    match backend {
-        "process" => "none (baseline, no isolation)",
-        "container" => "default",
-        "container-privileged" => "privileged",
-        "container-userns" => "userns",
-        "crun" | "runc" => "runtime defaults",
-        "microvm" => "bare",
-        _ => "default",
+/// The profile a backend declares it runs ([`Backend::attack_surface`]), for the matrix.
+pub fn profile_of(backend: &dyn Backend) -> String {
+    let p = backend.attack_surface().profile;
+    if p.is_empty() {
+        "not declared".into()
+    } else {
+        p
     }
 }
 
@@ -128,7 +132,7 @@ pub fn run_isolation(
     let mut out = IsolationOutcome::default();
     let own_baseline;
     let mut order: Vec<&dyn Backend> = Vec::new();
-    match backends.iter().find(|b| b.name() == BASELINE) {
+    match backends.iter().find(|b| is_baseline(**b)) {
         Some(b) => order.push(*b),
         None if opts.baseline => {
             own_baseline = crate::backend::process::ProcessBackend::new(opts.workload.clone(), opts.work_dir.clone());
@@ -136,20 +140,21 @@ pub fn run_isolation(
         }
         None => {}
     }
-    order.extend(backends.iter().copied().filter(|b| b.name() != BASELINE));
+    order.extend(backends.iter().copied().filter(|b| !is_baseline(*b)));
     let mut baseline_rows: Vec<IsolationRow> = Vec::new();
     for b in &order {
         crate::interrupt::check()?;
         progress(&format!("isolation: probing {}", b.name()));
         let (mut rows, notes) = probe_backend(*b, opts, &baseline_rows)?;
         out.notes.extend(notes);
-        if b.name() == BASELINE {
+        if is_baseline(*b) {
             baseline_rows = rows.clone();
         } else {
             annotate_with_baseline(&mut rows, &baseline_rows);
         }
         let fails = rows.iter().filter(|r| r.failure).count();
         progress(&format!("isolation: {}: {} probes, {fails} failures", b.name(), rows.len()));
+        out.surface.push(surface_of(*b, &rows, &baseline_rows));
         out.rows.extend(rows);
     }
     if let Some(bo) = &opts.blast {
@@ -161,6 +166,22 @@ pub fn run_isolation(
         }
     }
     Ok(out)
+}
+
+/// The attack-surface row of `backend` from its declaration, the census row among `rows` and the
+/// baseline's census (`baseline`: the `process` rows of the same run, if any).
+pub fn surface_of(
+    backend: &dyn Backend,
+    rows: &[IsolationRow],
+    baseline: &[IsolationRow],
+) -> results::AttackSurfaceRow {
+    let census = |rows: &[IsolationRow]| {
+        rows.iter()
+            .find(|r| r.probe == workloads::probe_ids::CENSUS && r.outcome == "reached")
+            .map(|r| r.detail.clone())
+    };
+    let (own, base) = (census(rows), census(baseline));
+    crate::backend::surface::surface_row(&backend.info(), &backend.attack_surface(), own.as_deref(), base.as_deref())
 }
 
 /// Run the catalogue on one backend with fresh canaries; returns rows and notes. Launch failures and
@@ -181,18 +202,69 @@ pub fn probe_backend(
     let events = run_instance(backend, &spec, opts.timeout);
     let checks = canaries.check();
     drop(canaries);
+    let profile = profile_of(backend);
     let mut notes: Vec<String> =
         checks.restore_errors.iter().map(|e| format!("isolation: {}: {e}", backend.name())).collect();
     let rows = match events {
-        Ok(ev) => classify(backend.name(), &ev, &checks, baseline),
+        Ok(ev) => {
+            let mut rows = classify(backend.name(), &profile, &ev, &checks, baseline);
+            rows.extend(not_in_catalogue(backend, &profile, &rows, opts.probes.as_deref()));
+            if backend.info().model == "microvm" {
+                credit_guest_kernel(&mut rows);
+            }
+            rows
+        }
         Err((outcome, reason)) => {
             notes.push(format!("isolation: {}: {outcome}: {reason}", backend.name()));
-            let mut rows = not_run(backend.name(), outcome, &reason, baseline);
-            rows.extend(uncovered(backend.name(), &rows, &checks));
+            let mut rows = not_run(backend.name(), &profile, outcome, &reason, baseline);
+            rows.extend(uncovered(backend.name(), &profile, &rows, &checks));
             rows
         }
     };
     Ok((rows, notes))
+}
+
+/// In a VM guest the device-node, masked-path and kernel-reach probes reach the guest's own kernel:
+/// not a host failure. Their rows say so (other probes keep their host-side judgement).
+pub fn credit_guest_kernel(rows: &mut [IsolationRow]) {
+    let own: Vec<&str> = workloads::probe_ids::surface_probes().collect();
+    for r in rows.iter_mut().filter(|r| r.outcome == "reached" && own.contains(&r.probe.as_str())) {
+        r.failure = false;
+        r.host_check = "reached the guest's own kernel (the VM has its own), not the host's".into();
+    }
+}
+
+/// `unsupported` rows for the attack-surface probes of the Linux catalogue
+/// ([`workloads::probe_ids::surface_probes`]) an instance that ran did not report, so the matrix shows
+/// every one for every backend: a bare guest has no OS, so no device nodes, procfs or system calls.
+fn not_in_catalogue(
+    backend: &dyn Backend,
+    profile: &str,
+    rows: &[IsolationRow],
+    only: Option<&[String]>,
+) -> Vec<IsolationRow> {
+    if rows.iter().all(|r| r.outcome == "unsupported") {
+        return Vec::new();
+    }
+    let why = if backend.info().guest_model.as_deref() == Some("bare") {
+        "not applicable: the bare guest has no OS (no device nodes, procfs or system calls); it reaches the \
+         host only through VM exits (attack surface layer b)"
+    } else {
+        "not in this platform's probe catalogue"
+    };
+    workloads::probe_ids::surface_probes()
+        .filter(|id| only.is_none_or(|o| o.iter().any(|w| w == id)))
+        .filter(|id| !rows.iter().any(|r| r.probe == *id))
+        .map(|id| IsolationRow {
+            backend: backend.name().into(),
+            profile: profile.into(),
+            probe: id.into(),
+            outcome: "unsupported".into(),
+            detail: why.into(),
+            host_check: String::new(),
+            failure: false,
+        })
+        .collect()
 }
 
 /// Launch, wait for ready, collect, stop. `Err((outcome, reason))` when the instance never ran the
@@ -216,13 +288,13 @@ fn run_instance(
 }
 
 /// Rows for a backend that did not run the catalogue.
-fn not_run(backend: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
+fn not_run(backend: &str, profile: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
     let ids: Vec<String> = baseline.iter().map(|r| r.probe.clone()).collect();
     let ids = if ids.is_empty() { vec!["launch".to_string()] } else { ids };
     ids.into_iter()
         .map(|probe| IsolationRow {
             backend: backend.into(),
-            profile: profile_of(backend).into(),
+            profile: profile.into(),
             probe,
             outcome: outcome.into(),
             detail: reason.into(),
@@ -232,8 +304,14 @@ fn not_run(backend: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]
         .collect()
 }
 
-/// Turn one instance's events and the host checks into rows.
-pub fn classify(backend: &str, events: &[Event], checks: &HostChecks, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
+/// Turn one instance's events and the host checks into rows; `profile` is the one the backend declares.
+pub fn classify(
+    backend: &str,
+    profile: &str,
+    events: &[Event],
+    checks: &HostChecks,
+    baseline: &[IsolationRow],
+) -> Vec<IsolationRow> {
     let mut rows = Vec::new();
     for e in events {
         match e {
@@ -241,7 +319,7 @@ pub fn classify(backend: &str, events: &[Event], checks: &HostChecks, baseline: 
                 let (host_check, failure) = judge(id, *outcome, checks);
                 rows.push(IsolationRow {
                     backend: backend.into(),
-                    profile: profile_of(backend).into(),
+                    profile: profile.into(),
                     probe: id.clone(),
                     outcome: outcome.as_str().into(),
                     detail: detail.clone(),
@@ -250,12 +328,12 @@ pub fn classify(backend: &str, events: &[Event], checks: &HostChecks, baseline: 
                 });
             }
             Event::Unsupported { what, reason } if what == "probe" => {
-                rows.extend(not_run(backend, "unsupported", reason, baseline));
+                rows.extend(not_run(backend, profile, "unsupported", reason, baseline));
             }
             _ => {}
         }
     }
-    let extra = uncovered(backend, &rows, checks);
+    let extra = uncovered(backend, profile, &rows, checks);
     rows.extend(extra);
     rows
 }
@@ -294,13 +372,13 @@ pub fn judge(id: &str, outcome: ProbeOutcome, c: &HostChecks) -> (String, bool) 
 }
 
 /// Rows for host-side detections no probe row covers (e.g. the instance died before reporting).
-fn uncovered(backend: &str, rows: &[IsolationRow], c: &HostChecks) -> Vec<IsolationRow> {
+fn uncovered(backend: &str, profile: &str, rows: &[IsolationRow], c: &HostChecks) -> Vec<IsolationRow> {
     let has = |id: &str| rows.iter().any(|r| r.probe == id);
     let mut v = Vec::new();
     let mut add = |probe: &str, check: String| {
         v.push(IsolationRow {
             backend: backend.into(),
-            profile: profile_of(backend).into(),
+            profile: profile.into(),
             probe: probe.into(),
             outcome: "reached".into(),
             detail: "detected from the host side only".into(),
@@ -388,7 +466,7 @@ mod tests {
             Event::Unsupported { what: "probe".into(), reason: "no syscalls".into() },
             probe("x.y", ProbeOutcome::Blocked),
         ];
-        let rows = classify("microvm", &ev, &c, &[]);
+        let rows = classify("microvm", "bare", &ev, &c, &[]);
         assert!(rows.iter().any(|r| r.outcome == "unsupported" && r.probe == "launch"));
         assert!(rows.iter().any(|r| r.probe == "sysctl.host_write" && r.failure));
         assert_eq!(rows[0].profile, "bare");
@@ -397,9 +475,11 @@ mod tests {
     #[test]
     fn baseline_denials_are_marked_host_wide() {
         let c = HostChecks { file_intact: true, ..Default::default() };
-        let base = classify("process", &[probe("dev.mem", ProbeOutcome::Blocked)], &c, &[]);
+        let base =
+            classify("process", crate::backend::process::PROFILE, &[probe("dev.mem", ProbeOutcome::Blocked)], &c, &[]);
         let mut rows = classify(
             "container",
+            "default",
             &[probe("dev.mem", ProbeOutcome::Blocked), probe("dev.kvm", ProbeOutcome::Blocked)],
             &c,
             &base,
@@ -410,14 +490,62 @@ mod tests {
         assert_eq!(base[0].profile, "none (baseline, no isolation)");
     }
 
+    struct Bare;
+    impl Backend for Bare {
+        fn name(&self) -> &str {
+            "bare"
+        }
+        fn info(&self) -> results::BackendInfo {
+            results::BackendInfo {
+                isolation: None,
+                name: "bare".into(),
+                kind: "test".into(),
+                model: "microvm".into(),
+                guest_model: Some("bare".into()),
+                available: true,
+                reason: None,
+                version: None,
+            }
+        }
+        fn launch(&self, _: &InstanceSpec) -> Result<Box<dyn crate::backend::Instance>, BackendError> {
+            Err(BackendError::Unavailable { backend: "bare".into(), reason: "test".into() })
+        }
+    }
+
+    #[test]
+    fn a_bare_guest_shows_every_new_probe_as_not_applicable() {
+        let c = HostChecks { file_intact: true, ..Default::default() };
+        let rows = classify("bare", "bare", &[probe("guest.port_post", ProbeOutcome::Blocked)], &c, &[]);
+        let extra = not_in_catalogue(&Bare, "bare", &rows, None);
+        let ids: Vec<&str> = extra.iter().map(|r| r.probe.as_str()).collect();
+        assert_eq!(ids, workloads::probe_ids::surface_probes().collect::<Vec<_>>());
+        assert!(extra.iter().all(|r| r.outcome == "unsupported" && !r.failure && r.detail.contains("no OS")));
+        let only = vec!["dev.node.tty0".to_string()];
+        assert_eq!(not_in_catalogue(&Bare, "bare", &rows, Some(&only)).len(), 1);
+        // A backend that never ran gets no extra rows (its `unsupported` rows already say why).
+        let not_run = not_run("bare", "bare", "unsupported", "x", &[]);
+        assert!(not_in_catalogue(&Bare, "bare", &not_run, None).is_empty());
+    }
+
+    #[test]
+    fn a_guest_reaching_its_own_kernel_is_not_a_host_failure() {
+        let c = HostChecks { file_intact: true, ..Default::default() };
+        let ev = [probe("dev.node.tty0", ProbeOutcome::Reached), probe("pid.host_visible", ProbeOutcome::Reached)];
+        let mut rows = classify("microvm-linux", "linux guest", &ev, &c, &[]);
+        assert!(rows.iter().all(|r| r.failure));
+        credit_guest_kernel(&mut rows);
+        assert!(!rows[0].failure && rows[0].host_check.contains("guest's own kernel"));
+        assert!(rows[1].failure, "other probes keep their judgement");
+    }
+
     #[test]
     fn failures_are_counted_per_backend() {
         let c = HostChecks { file_intact: true, ..Default::default() };
         let mut out = IsolationOutcome {
-            rows: classify("process", &[probe("pid.host_visible", ProbeOutcome::Reached)], &c, &[]),
+            rows: classify("process", "none", &[probe("pid.host_visible", ProbeOutcome::Reached)], &c, &[]),
             ..Default::default()
         };
-        out.rows.extend(classify("container", &[probe("pid.host_visible", ProbeOutcome::Blocked)], &c, &[]));
+        out.rows.extend(classify("container", "default", &[probe("pid.host_visible", ProbeOutcome::Blocked)], &c, &[]));
         assert_eq!(out.failures(), vec![("process".into(), 1), ("container".into(), 0)]);
     }
 }

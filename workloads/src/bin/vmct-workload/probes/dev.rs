@@ -1,7 +1,8 @@
-//! Device probes: open /dev/kvm, /dev/mem and block devices; create a block device node.
+//! Device probes: open the /dev/kvm, /dev/mem and block device nodes the instance was given. Nodes the
+//! instance creates itself are [`super::devnode`]'s.
 use super::{sys, Ctx, Verdict};
 
-fn open(path: &str, flags: i32) -> Result<(), i32> {
+pub(super) fn open(path: &str, flags: i32) -> Result<(), i32> {
     let p = sys::cstr(path);
     // SAFETY: p is a valid NUL-terminated path.
     let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
@@ -65,47 +66,4 @@ pub fn block(_: &Ctx) -> Verdict {
     } else {
         Verdict::reached(detail)
     }
-}
-
-/// Create a block device node for a host disk in a private directory and open it read-only. Harmless:
-/// never read; the node and directory are removed.
-pub fn mknod_block(_: &Ctx) -> Verdict {
-    let devs = block_devices();
-    if devs.is_empty() {
-        return Verdict::blocked("no block devices listed in /sys/block");
-    }
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    let bases = ["/tmp", "/dev/shm", "/run", "/var/tmp", "."];
-    let Some(dir) =
-        bases.iter().map(|b| format!("{b}/vmct-probe-mknod-{pid}")).find(|d| std::fs::create_dir(d).is_ok())
-    else {
-        return Verdict::error("no writable directory for the device node");
-    };
-    let mut notes = Vec::new();
-    let mut verdict = None;
-    for (name, dev) in devs.iter().take(4) {
-        let Some((maj, min)) = dev.split_once(':').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))) else {
-            continue;
-        };
-        let node = format!("{dir}/{name}");
-        let p = sys::cstr(&node);
-        // SAFETY: p is a valid path; mode and device numbers are plain integers.
-        let r = unsafe { libc::mknod(p.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(maj, min)) };
-        if r != 0 {
-            notes.push(format!("mknod {name}: {}", sys::errno_name(sys::errno())));
-            break;
-        }
-        let o = open(&node, libc::O_RDONLY | libc::O_NONBLOCK);
-        let _ = std::fs::remove_file(&node);
-        match o {
-            Ok(()) => {
-                verdict = Some(Verdict::reached(format!("created a node for host disk {name} ({dev}) and opened it")));
-                break;
-            }
-            Err(e) => notes.push(format!("{name}: mknod ok, open {}", sys::errno_name(e))),
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    verdict.unwrap_or_else(|| Verdict::blocked(notes.join("; ")))
 }

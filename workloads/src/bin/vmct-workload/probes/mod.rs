@@ -18,9 +18,12 @@ mod census;
 mod cgroup;
 mod clock;
 mod dev;
+mod devnode;
 mod fs;
 mod info;
+mod kernel;
 mod keyring;
+mod masked;
 mod mount;
 mod net;
 mod pid;
@@ -30,28 +33,13 @@ mod uts;
 
 use std::path::PathBuf;
 use std::time::Duration;
+use workloads::probe_ids::{self as ids, DeviceNode};
 use workloads::protocol::ProbeOutcome;
 
-/// Random nonce of this run (hex); every canary carries it.
-pub const ENV_NONCE: &str = "VMCT_CANARY_NONCE";
-/// Host path of the canary file (outside the instance's root).
-pub const ENV_FILE: &str = "VMCT_CANARY_FILE";
-/// `127.0.0.1:PORT` of the harness's loopback listener.
-pub const ENV_ADDR: &str = "VMCT_CANARY_ADDR";
-/// Host pid of the canary process (nonce in its argv).
-pub const ENV_PID: &str = "VMCT_CANARY_PID";
-/// `ADDR:LEN` (hex address, decimal length) of the canary process's argv in its memory.
-pub const ENV_PID_ARGV: &str = "VMCT_CANARY_PID_ARGV";
-/// `/proc/sys/...` path of the sysctl the harness restores.
-pub const ENV_SYSCTL: &str = "VMCT_CANARY_SYSCTL";
-/// Host path of the cgroup directory created for the escape probe.
-pub const ENV_CGROUP: &str = "VMCT_CANARY_CGROUP";
-/// Host namespace inodes: `mnt=N,uts=N,pid=N,net=N,ipc=N,user=N,cgroup=N`.
-pub const ENV_HOST_NS: &str = "VMCT_HOST_NS";
-/// Serial of the host root's user keyring.
-pub const ENV_HOST_KEYRING: &str = "VMCT_HOST_KEYRING";
-/// Optional comma-separated list of probe ids to run (default: all).
-pub const ENV_ONLY: &str = "VMCT_PROBE_ONLY";
+pub use workloads::probe_ids::{
+    ENV_ADDR, ENV_CGROUP, ENV_FILE, ENV_HOST_KEYRING, ENV_HOST_NS, ENV_HOST_ROOT_DEV, ENV_NONCE, ENV_ONLY, ENV_PID,
+    ENV_PID_ARGV, ENV_SYSCTL,
+};
 
 /// How long one probe may take before its child is killed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +65,8 @@ pub struct Ctx {
     pub host_ns: Vec<(String, u64)>,
     /// Host root's user keyring serial.
     pub host_keyring: Option<i64>,
+    /// `(major, minor)` of the host's root disk.
+    pub host_root_dev: Option<(u32, u32)>,
 }
 
 impl Ctx {
@@ -93,6 +83,7 @@ impl Ctx {
             cgroup: var(ENV_CGROUP).map(PathBuf::from),
             host_ns: var(ENV_HOST_NS).map(|s| parse_host_ns(&s)).unwrap_or_default(),
             host_keyring: var(ENV_HOST_KEYRING).and_then(|s| s.parse().ok()),
+            host_root_dev: var(ENV_HOST_ROOT_DEV).and_then(|s| workloads::probe_ids::parse_dev(&s)),
         }
     }
 
@@ -162,43 +153,96 @@ impl Verdict {
     }
 }
 
-/// One catalogue entry.
-pub struct Probe {
-    /// Probe id (a single token).
-    pub id: &'static str,
-    /// The probe.
-    pub run: fn(&Ctx) -> Verdict,
+/// How a catalogue entry runs.
+#[derive(Clone, Copy)]
+pub enum Run {
+    /// A probe function of its own.
+    Plain(fn(&Ctx) -> Verdict),
+    /// Create this device node and open it ([`devnode::probe`]).
+    Node(&'static DeviceNode),
+    /// Read this masked path ([`masked::probe`]).
+    Masked(&'static str),
 }
 
-/// The catalogue, in report order.
-pub const CATALOGUE: &[Probe] = &[
-    Probe { id: "fs.host_canary", run: fs::host_canary },
-    Probe { id: "pid.host_visible", run: pid::host_visible },
-    Probe { id: "pid.ptrace_host", run: pid::ptrace_host },
-    Probe { id: "net.host_loopback", run: net::host_loopback },
-    Probe { id: "net.raw_socket", run: net::raw_socket },
-    Probe { id: "uts.hostname", run: uts::hostname },
-    Probe { id: "uts.domainname", run: uts::domainname },
-    Probe { id: "sysctl.host_write", run: sysctl::host_write },
-    Probe { id: "mount.tmpfs", run: mount::tmpfs },
-    Probe { id: "mount.proc", run: mount::proc },
-    Probe { id: "mount.sysfs", run: mount::sysfs },
-    Probe { id: "dev.kvm", run: dev::kvm },
-    Probe { id: "dev.mem", run: dev::mem },
-    Probe { id: "dev.block", run: dev::block },
-    Probe { id: "dev.mknod_block", run: dev::mknod_block },
-    Probe { id: "caps.raise", run: caps::raise },
-    Probe { id: "clock.settime", run: clock::settime },
-    Probe { id: "keyring.add_key", run: keyring::add_key },
-    Probe { id: "cgroup.escape", run: cgroup::escape },
-    Probe { id: "cgroup.raise_limit", run: cgroup::raise_limit },
-    Probe { id: "info.kernel", run: info::kernel },
-    Probe { id: "info.cpuinfo", run: info::cpuinfo },
-];
+/// One catalogue entry.
+pub struct Probe {
+    /// Probe id (a single token, from [`workloads::probe_ids`]).
+    pub id: &'static str,
+    /// The probe.
+    pub run: Run,
+}
+
+impl Probe {
+    fn call(&self, ctx: &Ctx) -> Verdict {
+        match self.run {
+            Run::Plain(f) => f(ctx),
+            Run::Node(d) => devnode::probe(ctx, d),
+            Run::Masked(p) => masked::probe(p),
+        }
+    }
+}
+
+/// The probe function behind a base or kernel-reach id of [`workloads::probe_ids`].
+fn plain(id: &str) -> Option<fn(&Ctx) -> Verdict> {
+    Some(match id {
+        "fs.host_canary" => fs::host_canary,
+        "pid.host_visible" => pid::host_visible,
+        "pid.ptrace_host" => pid::ptrace_host,
+        "net.host_loopback" => net::host_loopback,
+        "net.raw_socket" => net::raw_socket,
+        "uts.hostname" => uts::hostname,
+        "uts.domainname" => uts::domainname,
+        "sysctl.host_write" => sysctl::host_write,
+        "mount.tmpfs" => mount::tmpfs,
+        "mount.proc" => mount::proc,
+        "mount.sysfs" => mount::sysfs,
+        "dev.kvm" => dev::kvm,
+        "dev.mem" => dev::mem,
+        "dev.block" => dev::block,
+        "caps.raise" => caps::raise,
+        "clock.settime" => clock::settime,
+        "keyring.add_key" => keyring::add_key,
+        "cgroup.escape" => cgroup::escape,
+        "cgroup.raise_limit" => cgroup::raise_limit,
+        "info.kernel" => info::kernel,
+        "info.cpuinfo" => info::cpuinfo,
+        "kernel.sysrq_trigger" => kernel::sysrq_trigger,
+        "kernel.reboot" => kernel::reboot,
+        "kernel.kexec_load" => kernel::kexec_load,
+        "kernel.kexec_file_load" => kernel::kexec_file_load,
+        "kernel.init_module" => kernel::init_module,
+        "kernel.finit_module" => kernel::finit_module,
+        "kernel.bpf" => kernel::bpf,
+        "kernel.perf_event_open" => kernel::perf_event_open,
+        "kernel.userfaultfd" => kernel::userfaultfd,
+        "kernel.io_uring_setup" => kernel::io_uring_setup,
+        "kernel.keyctl" => kernel::keyctl,
+        "kernel.add_key" => kernel::add_key,
+        _ => return None,
+    })
+}
+
+/// The catalogue in report order: every id of [`workloads::probe_ids::catalogue`] but the census, which
+/// [`run_all`] runs last on its own. An id without a probe here is a build error caught by the tests.
+pub fn catalogue() -> Vec<Probe> {
+    ids::catalogue()
+        .filter(|id| *id != census::ID)
+        .filter_map(|id| {
+            let run = if let Some(d) = ids::DEVICE_NODES.iter().find(|d| d.id == id) {
+                Run::Node(d)
+            } else if let Some(m) = ids::MASKED_PATHS.iter().find(|m| m.id == id) {
+                Run::Masked(m.path)
+            } else {
+                Run::Plain(plain(id)?)
+            };
+            Some(Probe { id, run })
+        })
+        .collect()
+}
 
 /// Run one probe in a forked child and turn crashes, seccomp kills and hangs into verdicts.
 pub fn run_one(p: &Probe, ctx: &Ctx) -> Verdict {
-    let (out, end) = sys::fork_run(PROBE_TIMEOUT, || (p.run)(ctx).encode());
+    let (out, end) = sys::fork_run(PROBE_TIMEOUT, || p.call(ctx).encode());
     match (Verdict::decode(&out), end) {
         (Some(v), _) => v,
         (None, sys::End::Signaled(libc::SIGSYS)) => Verdict::blocked("killed by a seccomp filter (SIGSYS)"),
@@ -214,7 +258,7 @@ pub fn run_all(emit: &mut dyn FnMut(&str, ProbeOutcome, &str)) {
     let only: Option<Vec<String>> =
         std::env::var(ENV_ONLY).ok().filter(|s| !s.is_empty()).map(|s| s.split(',').map(str::to_string).collect());
     let wanted = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|w| w == id));
-    for p in CATALOGUE.iter().filter(|p| wanted(p.id)) {
+    for p in catalogue().iter().filter(|p| wanted(p.id)) {
         let v = run_one(p, &ctx);
         emit(p.id, v.outcome, &v.detail);
     }
@@ -243,16 +287,10 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_unique_tokens() {
-        let mut ids: Vec<&str> = CATALOGUE.iter().map(|p| p.id).collect();
-        ids.push(census::ID);
-        for id in &ids {
-            assert!(!id.is_empty() && !id.contains(char::is_whitespace));
-        }
-        let n = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), n);
+    fn the_catalogue_is_the_shared_id_list_in_order() {
+        let ours: Vec<&str> = catalogue().iter().map(|p| p.id).chain([census::ID]).collect();
+        let shared: Vec<&str> = ids::catalogue().collect();
+        assert_eq!(ours, shared, "every shared probe id has a probe, in the shared order");
     }
 
     #[test]
@@ -261,7 +299,7 @@ mod tests {
             // SAFETY: the probe runs in a forked child; abort ends only that child.
             unsafe { libc::abort() }
         }
-        let v = run_one(&Probe { id: "t.crash", run: crash }, &Ctx::default());
+        let v = run_one(&Probe { id: "t.crash", run: Run::Plain(crash) }, &Ctx::default());
         assert_eq!(v.outcome, ProbeOutcome::Error);
     }
 }

@@ -1,0 +1,161 @@
+//! The "Attack surface" section: per backend, the profile it ran and the three layers of issue 13 from
+//! `attack_surface.csv` (or run.json's copy): (a) host-kernel system calls the instance reaches, (b) what
+//! the VMM handles for a guest, (c) host system calls the supervising VMM or runtime process may make.
+//! Each figure carries its unit and, on hover and in the last column, where it came from; an undeclared
+//! figure says "not declared", never 0.
+use crate::data::RunData;
+use crate::html::{backend, esc, not_run, num, section, table};
+use crate::sections::Section;
+use results::{AttackSurfaceRow, Record};
+
+/// `N unit` linked to the CSV with `source` on hover, or "not declared".
+fn figure(v: Option<u32>, unit: &str, source: &str, csv: &str) -> String {
+    match v {
+        Some(n) => format!("<span title=\"{}\">{} {}</span>", esc(source), num(&n.to_string(), csv), esc(unit)),
+        None if source.starts_with("not applicable") => {
+            format!("<span class=\"na\" title=\"{}\">not applicable</span>", esc(source))
+        }
+        None => format!("<span class=\"na\" title=\"{}\">not declared</span>", esc(source)),
+    }
+}
+
+/// The rows to show: the CSV, else run.json's copy, sorted in backend order.
+fn rows(run: &RunData) -> Option<Vec<AttackSurfaceRow>> {
+    let mut v = match &run.attack_surface {
+        Some(r) => r.clone(),
+        None if !run.meta.attack_surface.is_empty() => run.meta.attack_surface.clone(),
+        None => return None,
+    };
+    v.sort_by_key(|r| run.backend_rank(&r.backend));
+    Some(v)
+}
+
+/// The section.
+pub fn attack_surface(run: &RunData) -> Section {
+    const TITLE: &str = "Attack surface";
+    let csv = AttackSurfaceRow::FILE;
+    let Some(rows) = rows(run) else {
+        return Section {
+            html: section("surface", TITLE, &not_run(csv, &run.why_absent("isolation"))),
+            charts: Vec::new(),
+        };
+    };
+    let mut body = String::from(
+        "<p>What an escape from the instance could reach, in three layers, with the isolation profile each \
+         backend declares it ran. <b>(a)</b> host-kernel system calls the instance reaches directly, measured \
+         by the <code>census.syscalls</code> probe inside it (unit: system calls of the x86_64 table; refused = \
+         EPERM/ENOSYS or killed: filtered, or not built into the host kernel); a VM guest reaches none by \
+         construction. <b>(b)</b> for microVMs, the VM exit kinds, I/O port ranges and MMIO ranges the VMM \
+         handles for the guest, as the VMM declares them. <b>(c)</b> host system calls the supervising VMM or \
+         runtime process can still make after its confinement: its seccomp allowlist, or the whole table when \
+         it is unfiltered. \"not declared\" means the backend does not say, not zero.</p>",
+    );
+    let t: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let reached = match (r.host_syscalls_reachable, r.host_syscalls_table) {
+                (Some(n), Some(t)) => format!(
+                    "<span title=\"{}\">{} of {} syscalls</span>{}",
+                    esc(&r.host_syscalls_source),
+                    num(&n.to_string(), csv),
+                    num(&t.to_string(), csv),
+                    match (r.host_syscalls_refused, r.host_syscalls_skipped) {
+                        (Some(f), Some(s)) => format!(
+                            "<br><span class=\"na\">{f} refused{}, {s} not tried</span>",
+                            r.host_syscalls_filtered
+                                .map_or(String::new(), |c| format!(" ({c} of them by the isolation)"))
+                        ),
+                        _ => String::new(),
+                    }
+                ),
+                (n, _) => figure(n, "syscalls", &r.host_syscalls_source, csv),
+            };
+            let seccomp = match r.instance_seccomp_allowed {
+                Some(n) => format!(
+                    "{} syscalls allowed<br><span class=\"na\">{}</span>",
+                    num(&n.to_string(), csv),
+                    esc(&r.instance_seccomp)
+                ),
+                None => format!("<span class=\"na\">{}</span>", esc(&r.instance_seccomp)),
+            };
+            let vmm = if r.vmm_exit_kinds.is_none() && r.vmm_io_port_ranges.is_none() && r.vmm_mmio_ranges.is_none() {
+                format!("<span class=\"na\">{}</span>", esc(&r.vmm_source))
+            } else {
+                format!(
+                    "{}, {}, {}",
+                    figure(r.vmm_exit_kinds, "exit kinds", &r.vmm_source, csv),
+                    figure(r.vmm_io_port_ranges, "port ranges", &r.vmm_source, csv),
+                    figure(r.vmm_mmio_ranges, "MMIO ranges", &r.vmm_source, csv)
+                )
+            };
+            vec![
+                backend(&r.backend),
+                esc(&r.model),
+                esc(&r.profile),
+                reached,
+                seccomp,
+                vmm,
+                figure(r.supervisor_syscalls_allowed, "syscalls", &r.supervisor_source, csv),
+                format!(
+                    "(a) {}<br>(b) {}<br>(c) {}",
+                    esc(&r.host_syscalls_source),
+                    esc(&r.vmm_source),
+                    esc(&r.supervisor_source)
+                ),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &[
+            "backend",
+            "model",
+            "profile",
+            "(a) host syscalls reached",
+            "instance seccomp",
+            "(b) VMM handles",
+            "(c) supervisor syscalls",
+            "where from",
+        ],
+        &t,
+    ));
+    Section { html: section("surface", TITLE, &body), charts: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(dir: &std::path::Path) -> RunData {
+        RunData::load(&results::RunDir::open(dir).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_three_layers_and_profiles_are_shown_with_units() {
+        let d = tempfile::tempdir().unwrap();
+        crate::fixture::write(d.path()).unwrap();
+        let s = attack_surface(&load(d.path()));
+        let h = &s.html;
+        assert!(h.contains("id=\"surface\""));
+        assert!(
+            h.contains("(a) host syscalls reached") && h.contains("(b) VMM handles") && h.contains("(c) supervisor")
+        );
+        assert!(h.contains("of <a class=\"n\" href=\"attack_surface.csv\""), "{h}");
+        assert!(h.contains("0 by construction"), "VM guest layer (a) explained");
+        assert!(h.contains("(35 of them by the isolation)"), "filtered vs the baseline");
+        assert!(h.contains("not declared"), "undeclared figures say so");
+        assert!(h.contains("exit kinds") && h.contains("privileged"));
+    }
+
+    #[test]
+    fn absent_surface_says_why() {
+        let d = tempfile::tempdir().unwrap();
+        crate::fixture::write(d.path()).unwrap();
+        std::fs::remove_file(d.path().join(AttackSurfaceRow::FILE)).unwrap();
+        let mut run = load(d.path());
+        run.meta.attack_surface.clear();
+        assert!(attack_surface(&run).html.contains("Not run in this run"));
+        // run.json's copy is used when the CSV is gone.
+        let run = load(d.path());
+        assert!(attack_surface(&run).html.contains("exit kinds"));
+    }
+}
