@@ -24,6 +24,7 @@ fn backend(name: &str, kind: &str, model: &str, guest: Option<&str>, available: 
         available,
         reason: (!available).then(|| "kvm_pvm cannot run a linux guest's userspace".to_string()),
         version: (kind == "peer").then(|| format!("{name} version 1.2.3")),
+        emulated: false,
     }
 }
 

@@ -90,6 +90,11 @@ pub struct BackendInfo {
     pub reason: Option<String>,
     /// Version string (peers).
     pub version: Option<String>,
+    /// The guest's CPU is emulated (QEMU TCG), not run by hardware virtualisation: its startup and CPU
+    /// figures are emulation-bound and its emulator's memory is no VMM's; its isolation, crash
+    /// behaviour and guest memory are the guest's own. Absent in older run.json files (false).
+    #[serde(default)]
+    pub emulated: bool,
 }
 
 /// run.json: everything needed to interpret the CSVs.
@@ -228,6 +233,7 @@ mod tests {
                 available: true,
                 reason: None,
                 version: None,
+                emulated: false,
             }],
             caveats: vec!["x".into()],
             load_before: LoadSnapshot::capture(),

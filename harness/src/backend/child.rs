@@ -22,6 +22,9 @@ pub struct ChildInstance {
     stats_fn: Option<fn(u32) -> InstanceStats>,
     /// Run on stop/drop after the process is reaped (e.g. remove a peer's state).
     cleanup: Option<Box<dyn FnOnce() + Send>>,
+    /// Phases marked by plain output lines: (text the line contains, phase name), see
+    /// [`ChildInstance::with_text_phases`].
+    text_phases: Vec<(&'static str, &'static str)>,
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -78,6 +81,7 @@ impl ChildInstance {
             marks: Vec::new(),
             stats_fn: None,
             cleanup: None,
+            text_phases: Vec::new(),
         })
     }
 
@@ -85,6 +89,19 @@ impl ChildInstance {
     pub fn with_stats(mut self, f: fn(u32) -> InstanceStats) -> Self {
         self.stats_fn = Some(f);
         self
+    }
+
+    /// Mark a phase when a plain output line containing `text` arrives (host arrival time), e.g. a
+    /// guest kernel's console line `Run /init as init process`; the first match of each counts.
+    pub fn with_text_phases(mut self, phases: &[(&'static str, &'static str)]) -> Self {
+        self.text_phases = phases.to_vec();
+        self
+    }
+
+    /// The last plain (non-protocol) output lines, oldest first, at most `n`.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let t = &self.reader.tail;
+        t[t.len().saturating_sub(n)..].to_vec()
     }
 
     /// Run `f` after the process is gone (stop or drop).
@@ -124,7 +141,7 @@ impl ChildInstance {
             Some(Err(e)) => format!("wait failed: {e}"),
             None => "already stopped".into(),
         };
-        let tail = self.reader.tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" | ");
+        let tail = self.tail(5).join(" | ");
         BackendError::Exited {
             backend: self.backend.clone(),
             id: self.id.clone(),
@@ -186,14 +203,26 @@ impl Instance for ChildInstance {
                 }
                 Line::Event(_, Event::Phase { name, mono_ns }) => self.marks.push((name, mono_ns)),
                 Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
-                Line::Event(..) | Line::Text(_) => {}
+                Line::Text(t) => {
+                    let now = clock::mono_ns();
+                    if let Some((_, name)) = self
+                        .text_phases
+                        .iter()
+                        .find(|(text, name)| t.contains(text) && !self.marks.iter().any(|(m, _)| m == name))
+                    {
+                        self.marks.push((name.to_string(), now));
+                    }
+                }
+                Line::Event(..) => {}
                 Line::Timeout => {
+                    let tail = self.tail(5).join(" | ");
                     return Err(BackendError::Timeout {
                         backend: self.backend.clone(),
                         id: self.id.clone(),
                         what: "report ready",
                         timeout,
-                    })
+                        log: if tail.is_empty() { String::new() } else { format!("; last output: {tail}") },
+                    });
                 }
             }
         }
@@ -213,6 +242,7 @@ impl Instance for ChildInstance {
                         id: self.id.clone(),
                         what: "finish",
                         timeout,
+                        log: String::new(),
                     })
                 }
             }

@@ -121,6 +121,7 @@ impl Backend for ContainerBackend {
             available: rt.is_ok(),
             reason: rt.as_ref().err().cloned(),
             version: rt.ok().map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
+            emulated: false,
         }
     }
 
@@ -238,7 +239,7 @@ impl ContainerInstance {
     }
 
     fn timeout(&self, what: &'static str, timeout: Duration) -> BackendError {
-        BackendError::Timeout { backend: self.backend.clone(), id: self.id.clone(), what, timeout }
+        BackendError::Timeout { backend: self.backend.clone(), id: self.id.clone(), what, timeout, log: String::new() }
     }
 
     fn exited(&mut self, what: &'static str) -> BackendError {

@@ -160,6 +160,7 @@ impl Backend for MicrovmLinuxBackend {
             available: avail.is_ok(),
             reason: avail.as_ref().err().cloned(),
             version: None,
+            emulated: false,
         }
     }
 

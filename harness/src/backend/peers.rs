@@ -171,6 +171,7 @@ impl Backend for PeerBackend {
             available: s.is_ok(),
             reason: s.as_ref().err().cloned(),
             version: s.ok().map(|s| s.version.clone()),
+            emulated: false,
         }
     }
 

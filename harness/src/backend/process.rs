@@ -33,6 +33,7 @@ impl Backend for ProcessBackend {
             available: true,
             reason: None,
             version: None,
+            emulated: false,
         }
     }
 

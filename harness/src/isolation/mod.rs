@@ -64,6 +64,9 @@ pub struct IsolationOptions {
     pub probes: Option<Vec<String>>,
     /// Blast-radius experiment (None: skipped).
     pub blast: Option<blast::BlastOptions>,
+    /// Blast-radius options for backends with an emulated guest CPU (smaller samples, see
+    /// `crate::compare::for_emulated`); None: the same as [`IsolationOptions::blast`].
+    pub emulated_blast: Option<blast::BlastOptions>,
 }
 
 impl IsolationOptions {
@@ -77,6 +80,7 @@ impl IsolationOptions {
             baseline: true,
             probes: None,
             blast: Some(blast::BlastOptions::default()),
+            emulated_blast: None,
         }
     }
 }
@@ -155,6 +159,7 @@ pub fn run_isolation(
     if let Some(bo) = &opts.blast {
         for b in &order {
             crate::interrupt::check()?;
+            let bo = opts.emulated_blast.as_ref().filter(|_| b.info().emulated).unwrap_or(bo);
             let (rows, notes) = blast::run_blast(*b, bo, progress)?;
             out.blast.extend(rows);
             out.notes.extend(notes);

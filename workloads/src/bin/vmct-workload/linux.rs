@@ -117,6 +117,11 @@ impl Platform for LinuxPlatform {
 /// Write `mib` MiB, fsync, drop nothing from the cache (we measure the instance's filesystem path,
 /// not the disk), read back. Reports write+fsync and read bandwidth in bytes/s.
 fn io(p: &mut LinuxPlatform, mib: u64) -> Result<(), &'static str> {
+    if std::env::var_os(crate::init::NO_DISK_ENV).is_some() {
+        return Err(
+            "no disk in this guest: its files live in RAM (initramfs), so write+fsync would not measure a disk",
+        );
+    }
     let dir = std::env::var_os("VMCT_IO_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
     let path = dir.join(format!("vmct-io-{}.dat", std::process::id()));
     let chunk = vec![0x5au8; 1 << 20];
