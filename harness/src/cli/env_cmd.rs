@@ -64,7 +64,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!("unavailable: {}", i.reason.clone().unwrap_or_default())
         };
-        println!("  {:<8} {what} (backend {}: the linux model with the guest CPU emulated; startup and CPU figures are emulation-bound)", "linux, emulated", i.name);
+        println!("  linux under emulation (backend {}): {what}; startup and CPU figures are emulation-bound", i.name);
     }
     println!("\nbackends:");
     for i in &infos {
