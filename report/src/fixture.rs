@@ -220,6 +220,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             harness_step_s: Some(1e-4),
             fit_from_instances: Some(1),
             drift_bytes_per_s: Some(0.0),
+            guest_mem_bytes: None,
         });
     }
     rd.write_csv(&steps)?;
