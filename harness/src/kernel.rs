@@ -8,8 +8,9 @@
 //!    package);
 //! 2. check the source tarball (`/usr/src/linux-source-6.1.tar.xz`) and the build tools;
 //! 3. extract it once to `kernels/src/` (a marker file records a complete extraction);
-//! 4. `make tinyconfig`, `merge_config.sh -m` the fragment, `make olddefconfig` in `kernels/build/`
-//!    (out of tree, so rebuilds after a config change are incremental);
+//! 4. `make tinyconfig`, `merge_config.sh -m` the fragment, `make olddefconfig` in `kernels/build-<hash>/`
+//!    (out of tree, one build directory per config and an exclusive lock on `kernels/build-<hash>.lock`:
+//!    the cache is shared by every vmct of the user, and two builds in one directory break each other);
 //! 5. check that every `=y` / `is not set` line of the fragment survived Kconfig;
 //! 6. `make -jN vmlinux bzImage` (under `nice -n 19` by default; the bzImage takes seconds after the
 //!    vmlinux), streaming make's lines to the caller;
@@ -169,9 +170,17 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Res
         run(tar, opts.nice, progress)?;
         std::fs::write(&marker, b"").map_err(io("write", &marker))?;
     }
-    // 4. Configure.
+    // 4. Configure, holding the lock of this config's build directory; another vmct may have built it
+    //    while we waited.
+    let lock_path = dir.join(format!("build-{}.lock", config_hash()));
+    let lock_file = std::fs::File::create(&lock_path).map_err(io("create", &lock_path))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io("lock", &lock_path)(e.into()))?;
+    if out.is_file() && cached_bzimage_path().is_file() && !opts.force {
+        return Ok(out);
+    }
     progress(Progress::Step("configure"));
-    let build = dir.join("build");
+    let build = dir.join(format!("build-{}", config_hash()));
     std::fs::create_dir_all(&build).map_err(io("create", &build))?;
     let fragment = build.join("vmct.fragment");
     std::fs::write(&fragment, CONFIG_FRAGMENT).map_err(io("write", &fragment))?;
