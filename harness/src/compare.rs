@@ -252,7 +252,7 @@ pub const EMULATED_DENSITY_MAX: u32 = 8;
 /// (it is a stand-in for hosts where that one cannot run). A backend the user named in `--backends`
 /// always runs.
 pub fn emulated_left_out(info: &results::BackendInfo, all: &[results::BackendInfo], s: &Settings) -> Option<String> {
-    if !info.emulated || !info.available || s.backends.iter().any(|b| *b == info.name) {
+    if !info.emulated || !info.available || s.backends.contains(&info.name) {
         return None;
     }
     if s.quick {
