@@ -666,6 +666,56 @@ mod tests {
         }
     }
 
+    fn info(name: &str, guest: Option<&str>, emulated: bool, available: bool) -> results::BackendInfo {
+        results::BackendInfo {
+            name: name.into(),
+            kind: "peer".into(),
+            model: "microvm".into(),
+            guest_model: guest.map(Into::into),
+            available,
+            reason: None,
+            version: None,
+            emulated,
+        }
+    }
+
+    #[test]
+    fn an_emulated_backend_stands_in_only_where_its_model_cannot_run() {
+        let tcg = info("qemu-tcg", Some("linux"), true, true);
+        let linux_down = info("microvm-linux", Some("linux"), false, false);
+        let linux_up = info("microvm-linux", Some("linux"), false, true);
+        let bare = info("microvm", Some("bare"), false, true);
+        let default = Settings::default_plan(8 << 30);
+        assert_eq!(emulated_left_out(&tcg, &[bare.clone(), linux_down, tcg.clone()], &default), None);
+        let why = emulated_left_out(&tcg, &[bare, linux_up.clone(), tcg.clone()], &default).unwrap();
+        assert!(why.contains("microvm-linux runs the same guest model"), "{why}");
+        let quick = Settings::quick(8 << 30);
+        assert!(emulated_left_out(&tcg, &[tcg.clone()], &quick).unwrap().contains("--quick"));
+        // Named by the user (or by a replayed plan): always run.
+        let named = Settings { backends: vec!["qemu-tcg".into()], ..quick };
+        assert_eq!(emulated_left_out(&tcg, &[linux_up.clone(), tcg.clone()], &named), None);
+        assert_eq!(emulated_left_out(&linux_up, &[linux_up.clone()], &default), None);
+    }
+
+    #[test]
+    fn emulated_backends_get_small_samples() {
+        let d = Settings::default_plan(8 << 30);
+        let e = for_emulated(&d);
+        assert_eq!((e.startup.runs, e.startup.warmup), (EMULATED_STARTUP_RUNS, 1));
+        assert_eq!(e.startup.concurrency, vec![2]);
+        assert_eq!(e.density.max_instances, EMULATED_DENSITY_MAX);
+        assert_eq!(e.overhead.runs, 2);
+        assert!(e.startup.timeout >= Duration::from_secs(60));
+        let b = e.blast.unwrap();
+        assert!(b.rounds <= 2 && b.hog_secs <= 10.0 && b.victim_iters <= 50_000);
+        // Never larger than what was asked for.
+        let mut tiny = Settings::quick(8 << 30);
+        tiny.startup.runs = 3;
+        tiny.density.max_instances = 2;
+        let t = for_emulated(&tiny);
+        assert_eq!((t.startup.runs, t.density.max_instances), (3, 2));
+    }
+
     #[test]
     fn run_ids_sort_by_time() {
         // 2023-11-14 22:13:20 UTC; one second, one day, one year later (and a shorter pid) sort after it.
