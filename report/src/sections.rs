@@ -346,7 +346,7 @@ fn composed_linux_guest(run: &RunData, fits: &[results::DensityFit]) -> String {
         let Some(guest) = f.guest_mem_bytes else { continue };
         items.push(match &vmm {
             Some((b, v)) => format!(
-                "<li>Linux-guest microVM on KVM, composed from measured parts: {} = guest RAM touched in {} ({}) +                  {}'s VMM overhead ({}), per instance holding {} MiB. Not a measured microVM.</li>",
+                "<li>Linux-guest microVM on KVM, composed from measured parts: {} = guest RAM touched in {} ({}) + {}'s VMM overhead ({}), per instance holding {} MiB. Not a measured microVM.</li>",
                 fmt_bytes(guest + v),
                 esc(&f.backend),
                 fmt_bytes(guest),
@@ -355,7 +355,7 @@ fn composed_linux_guest(run: &RunData, fits: &[results::DensityFit]) -> String {
                 f.hold_mib
             ),
             None => format!(
-                "<li>{}: guest RAM touched {} per instance; no KVM VMM overhead was measured in this run to compose                  a KVM figure with.</li>",
+                "<li>{}: guest RAM touched {} per instance; no KVM VMM overhead was measured in this run to compose a KVM figure with.</li>",
                 esc(&f.backend),
                 fmt_bytes(guest)
             ),
