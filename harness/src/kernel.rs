@@ -335,6 +335,7 @@ mod tests {
     fn hash_is_stable_and_names_the_cache_path() {
         assert_eq!(config_hash(), config_hash());
         assert!(cached_path().ends_with(format!("kernels/{}/vmlinux", config_hash())));
+        assert!(cached_bzimage_path().ends_with(format!("kernels/{}/bzImage", config_hash())));
     }
 
     /// The real build: minutes of CPU. `cargo test -p harness --lib -- --ignored kernel_builds`.
@@ -353,6 +354,9 @@ mod tests {
         eprintln!("kernel build: {} in {:.0?} ({lines} progress lines)", path.display(), started.elapsed());
         let head = std::fs::read(&path).unwrap();
         assert_eq!(&head[..4], b"\x7fELF");
+        // QEMU (the qemu-tcg backend) boots the bzImage: the x86 boot protocol header.
+        let bz = std::fs::read(cached_bzimage_path()).unwrap();
+        assert_eq!(&bz[0x202..0x206], b"HdrS");
         assert_eq!(cached(), Some(path));
     }
 }
