@@ -135,3 +135,18 @@ fn a_guest_that_misses_its_deadline_is_killed_with_its_console_in_the_error() {
     assert!(e.to_string().contains("QEMU killed"), "{e}");
     assert!(!alive(pid), "QEMU {pid} still runs");
 }
+
+/// A guest without a disk (initramfs only, e.g. `microvm-linux`) has /init set `VMCT_IO_NO_DISK`: its
+/// files live in RAM, so the io scenario reports `unsupported` instead of write+fsync figures.
+#[test]
+fn an_initramfs_only_guest_reports_no_fsync_figures() {
+    let out = std::process::Command::new(workload())
+        .args(["io", "--mib", "1"])
+        .env("VMCT_IO_NO_DISK", "1")
+        .env("VMCT_IO_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("@vmct unsupported io"), "{text}");
+    assert!(!text.contains("io.write_fsync"), "{text}");
+}
