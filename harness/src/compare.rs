@@ -690,11 +690,11 @@ mod tests {
         let why = emulated_left_out(&tcg, &[bare, linux_up.clone(), tcg.clone()], &default).unwrap();
         assert!(why.contains("microvm-linux runs the same guest model"), "{why}");
         let quick = Settings::quick(8 << 30);
-        assert!(emulated_left_out(&tcg, &[tcg.clone()], &quick).unwrap().contains("--quick"));
+        assert!(emulated_left_out(&tcg, std::slice::from_ref(&tcg), &quick).unwrap().contains("--quick"));
         // Named by the user (or by a replayed plan): always run.
         let named = Settings { backends: vec!["qemu-tcg".into()], ..quick };
         assert_eq!(emulated_left_out(&tcg, &[linux_up.clone(), tcg.clone()], &named), None);
-        assert_eq!(emulated_left_out(&linux_up, &[linux_up.clone()], &default), None);
+        assert_eq!(emulated_left_out(&linux_up, std::slice::from_ref(&linux_up), &default), None);
     }
 
     #[test]
