@@ -41,6 +41,7 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
         "<p>Launch-to-ready: host monotonic time from \"launch requested\" to the workload's <code>ready</code> \
          message. Warm-up launches are excluded; outliers (MAD rule) are flagged, never dropped.</p>",
     );
+    body.push_str(&emulated_note(run, "startup times are emulation-bound"));
     let mut rows = summary.clone();
     rows.sort_by_key(|r| (run.backend_rank(&r.backend), concurrency_of(&r.mode).unwrap_or(0)));
     let t: Vec<Vec<String>> = rows
@@ -333,6 +334,22 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
     Ok(out)
 }
 
+/// A note naming the run's emulated backends (run.json `emulated`) and what their figures in this section
+/// mean (`what`); empty when there are none.
+fn emulated_note(run: &RunData, what: &str) -> String {
+    let names: Vec<String> =
+        run.meta.backends.iter().filter(|b| b.emulated && b.available).map(|b| esc(&b.name)).collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<p class=\"note\">Emulated group: {} run{} the guest CPU under emulation (QEMU TCG): {what}, not figures \
+         for a KVM host, and no verdict uses them.</p>",
+        names.join(", "),
+        if names.len() == 1 { "s" } else { "" }
+    )
+}
+
 /// For each emulated linux guest: what a Linux-guest microVM on KVM would cost, composed from measured
 /// parts of this run (the emulated guest's RAM touched plus our own VMM's overhead), both parts shown;
 /// the emulator's own overhead is left out (no KVM VMM has it).
@@ -380,6 +397,7 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
          (1.0 = same as a plain process; for time-like metrics higher is slower, for throughput metrics lower \
          is slower; the unit says which).</p>",
     );
+    body.push_str(&emulated_note(run, "CPU-bound ratios are emulation-bound"));
     let backends: Vec<String> = run.backends().into_iter().filter(|b| rows.iter().any(|r| &r.backend == b)).collect();
     // Rows of the pivot: (scenario, metric) of supported measurements.
     let mut keys: Vec<(String, String, String)> = Vec::new();
@@ -730,5 +748,7 @@ mod tests {
         assert!(html.contains("never used for verdicts"));
         let composed = format!("composed from measured parts: {}", fmt_bytes((43 << 20) as f64));
         assert!(html.contains(&composed), "{html}");
+        let note = startup(&run).unwrap().html;
+        assert!(note.contains("Emulated group: qemu-tcg runs the guest CPU under emulation"), "{note}");
     }
 }
