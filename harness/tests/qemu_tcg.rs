@@ -150,3 +150,26 @@ fn an_initramfs_only_guest_reports_no_fsync_figures() {
     assert!(text.contains("@vmct unsupported io"), "{text}");
     assert!(!text.contains("io.write_fsync"), "{text}");
 }
+
+/// `vmct` ends on SIGPIPE (its default action, restored in `main`): writing `stop` to a QEMU whose guest
+/// already ended (and closed its stdin) must be an error, not the harness's death. This killed whole
+/// `vmct compare` runs before `send_line` blocked SIGPIPE around its write.
+#[test]
+fn a_line_to_an_exited_instance_is_an_error_not_a_sigpipe() {
+    use harness::backend::child::ChildInstance;
+    let mut inst = ChildInstance::spawn("test", &spec(Scenario::Ready), std::process::Command::new("true")).unwrap();
+    // Its output ends (coreutils close stdout early) and then the process: a zombie has closed its stdin.
+    assert_eq!(inst.next_event(Duration::from_secs(10)).unwrap(), None);
+    let pid = inst.pid().unwrap();
+    let t0 = std::time::Instant::now();
+    while alive(pid) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: setting a signal's disposition has no memory preconditions; restored below.
+    let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let r = inst.send_line("stop");
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGPIPE, old) };
+    let e = r.unwrap_err();
+    assert!(e.to_string().contains("Broken pipe"), "{e}");
+}

@@ -111,7 +111,9 @@ impl ChildInstance {
     }
 
     /// Write one command line (a newline is added) to the child's stdin, e.g. the VMM's
-    /// `snapshot DIR`; read the reply with [`Instance::next_event`].
+    /// `snapshot DIR`; read the reply with [`Instance::next_event`]. A child that already exited gives
+    /// an `Io` error (broken pipe), never a SIGPIPE: `vmct` restores SIGPIPE's default action, which
+    /// would end the whole harness.
     pub fn send_line(&mut self, line: &str) -> Result<(), BackendError> {
         use std::io::Write;
         let io = |source| BackendError::Io {
@@ -124,7 +126,7 @@ impl ChildInstance {
             .as_mut()
             .and_then(|c| c.stdin.as_mut())
             .ok_or_else(|| io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "instance stopped")))?;
-        stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush()).map_err(io)
+        without_sigpipe(|| stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush())).map_err(io)
     }
 
     fn read(&mut self, timeout: Duration) -> Result<Line, BackendError> {
@@ -160,6 +162,26 @@ impl ChildInstance {
             f();
         }
     }
+}
+
+/// Run `write` with SIGPIPE blocked in this thread; a SIGPIPE it raised (the reader is gone: EPIPE) is
+/// taken off the thread's pending set before the old mask comes back, so the write fails with
+/// `BrokenPipe` instead of killing the process.
+fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let pipe = SigSet::from(Signal::SIGPIPE);
+    let old = pipe.thread_swap_mask(SigmaskHow::SIG_BLOCK).map_err(std::io::Error::from)?;
+    let r = write();
+    if r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+        // EPIPE on a pipe raises SIGPIPE for the writing thread (blocked signals stay pending even when
+        // ignored), so take it, without waiting in case it is not there.
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `pipe.as_ref()` is a valid sigset_t, the siginfo pointer may be null, and `zero` is a
+        // valid timespec living across the call.
+        unsafe { libc::sigtimedwait(pipe.as_ref(), std::ptr::null_mut(), &zero) };
+    }
+    let _ = old.thread_set_mask();
+    r
 }
 
 fn describe(st: &std::process::ExitStatus) -> String {
