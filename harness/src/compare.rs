@@ -213,6 +213,59 @@ impl Settings {
     }
 }
 
+/// Sample sizes for a backend whose guest CPU is emulated ([`results::BackendInfo::emulated`]): each
+/// of its boots takes seconds (QEMU TCG here: about 2-3 s to ready), so it gets small samples (at most
+/// [`EMULATED_STARTUP_RUNS`] startup launches, one concurrency level, a density sweep of at most
+/// [`EMULATED_DENSITY_MAX`] instances, two overhead repetitions) and longer timeouts, keeping the default
+/// `vmct compare` within minutes (the blast radius: 2 victim rounds of at most 50 000 blocks, hogs of
+/// at most 10 s). Its timings are emulation-bound anyway; what it is run for (guest memory,
+/// isolation, crash behaviour) does not need large samples.
+pub fn for_emulated(s: &Settings) -> Settings {
+    let mut e = s.clone();
+    let at_least = |t: Duration, min: u64| t.max(Duration::from_secs(min));
+    e.startup.warmup = s.startup.warmup.min(1);
+    e.startup.runs = s.startup.runs.min(EMULATED_STARTUP_RUNS);
+    e.startup.concurrency = s.startup.concurrency.iter().copied().filter(|c| *c > 1).min().into_iter().collect();
+    e.startup.concurrent_launches = s.startup.concurrent_launches.min(4);
+    e.startup.timeout = at_least(s.startup.timeout, 60);
+    e.density.max_instances = s.density.max_instances.min(EMULATED_DENSITY_MAX);
+    e.density.timeout = at_least(s.density.timeout, 60);
+    e.overhead.runs = s.overhead.runs.min(2);
+    e.overhead.timeout = at_least(s.overhead.timeout, 180);
+    e.blast = s.blast.as_ref().map(|b| crate::isolation::blast::BlastOptions {
+        victim_iters: b.victim_iters.min(50_000),
+        rounds: b.rounds.min(2),
+        hog_secs: b.hog_secs.min(10.0),
+        timeout: at_least(b.timeout, 120),
+        ..b.clone()
+    });
+    e
+}
+
+/// Most sequential startup launches of an emulated backend ([`for_emulated`]).
+pub const EMULATED_STARTUP_RUNS: u32 = 10;
+/// Most instances of an emulated backend's density sweep ([`for_emulated`]).
+pub const EMULATED_DENSITY_MAX: u32 = 8;
+
+/// Why an available emulated backend is left out of this run, if it is: with `--quick` (its boots
+/// take seconds), or when a backend of the same model and guest model runs here without emulation
+/// (it is a stand-in for hosts where that one cannot run). A backend the user named in `--backends`
+/// always runs.
+pub fn emulated_left_out(info: &results::BackendInfo, all: &[results::BackendInfo], s: &Settings) -> Option<String> {
+    if !info.emulated || !info.available || s.backends.contains(&info.name) {
+        return None;
+    }
+    if s.quick {
+        return Some(
+            "left out of --quick: its guest CPU is emulated and each boot takes seconds (name it in --backends to run it)"
+                .into(),
+        );
+    }
+    all.iter()
+        .find(|o| !o.emulated && o.available && o.model == info.model && o.guest_model == info.guest_model)
+        .map(|o| format!("{} runs the same guest model here without emulation", o.name))
+}
+
 /// Read the whole plan recorded in a run directory or its run.json, for `vmct compare --plan`. The
 /// plan comes back as it was run, except `density.floor_bytes`, a host safety limit the caller
 /// recomputes for this host ([`host_floor_bytes`]).
@@ -304,7 +357,22 @@ pub fn run(
     mode: Mode,
 ) -> Result<Outcome, CompareError> {
     let rd = RunDir::create(&out)?;
-    let infos: Vec<results::BackendInfo> = backends.iter().map(|b| b.info()).collect();
+    let mut infos: Vec<results::BackendInfo> = backends.iter().map(|b| b.info()).collect();
+    let left_out: Vec<(usize, String)> =
+        infos.iter().enumerate().filter_map(|(i, b)| emulated_left_out(b, &infos, settings).map(|r| (i, r))).collect();
+    for (i, reason) in &left_out {
+        infos[*i].available = false;
+        infos[*i].reason = Some(reason.clone());
+    }
+    let emulated = for_emulated(settings);
+    let emulated_names: Vec<String> = infos.iter().filter(|i| i.emulated).map(|i| i.name.clone()).collect();
+    let plan_for = |b: &dyn Backend| {
+        if emulated_names.iter().any(|n| n == b.name()) {
+            &emulated
+        } else {
+            settings
+        }
+    };
     let usable: Vec<&dyn Backend> =
         backends.iter().zip(&infos).filter(|(_, i)| i.available).map(|(b, _)| b.as_ref()).collect();
     if usable.is_empty() {
@@ -315,7 +383,9 @@ pub fn run(
     for i in infos.iter().filter(|i| !i.available) {
         progress::note(mode, &format!("skipping {}: {}", i.name, i.reason.as_deref().unwrap_or("unavailable")));
     }
-    let recorded = Settings { backends: infos.iter().map(|i| i.name.clone()).collect(), ..settings.clone() };
+    // Left-out emulated backends are not recorded, so a replay (which names its backends) leaves them out too.
+    let considered = infos.iter().enumerate().filter(|(i, _)| !left_out.iter().any(|(j, _)| j == i));
+    let recorded = Settings { backends: considered.map(|(_, i)| i.name.clone()).collect(), ..settings.clone() };
     let mut meta = RunMeta {
         schema_version: results::rundir::SCHEMA_VERSION,
         id: out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -346,7 +416,7 @@ pub fn run(
     if wants("startup") {
         let (mut samples, mut phases, mut sums) = (Vec::new(), Vec::new(), Vec::new());
         for b in &usable {
-            match startup::run(*b, &settings.startup, mode) {
+            match startup::run(*b, &plan_for(*b).startup, mode) {
                 Ok(o) => {
                     samples.extend(o.samples);
                     phases.extend(o.phases);
@@ -365,7 +435,7 @@ pub fn run(
     if wants("overhead") {
         let mut rows = Vec::new();
         for b in &usable {
-            match overhead::run(*b, &settings.overhead, mode) {
+            match overhead::run(*b, &plan_for(*b).overhead, mode) {
                 Ok(r) => rows.extend(r),
                 Err(e) => record_failure(&mut failures, mode, "overhead", *b, e)?,
             }
@@ -379,7 +449,7 @@ pub fn run(
     if wants("density") {
         let (mut steps, mut fits) = (Vec::new(), Vec::new());
         for b in &usable {
-            match density::sweep(*b, &settings.density, &density::ProcMeter, mode) {
+            match density::sweep(*b, &plan_for(*b).density, &density::ProcMeter, mode) {
                 Ok(o) => {
                     density_out.push((o.fit.backend.clone(), o.fit.instances, o.fit.slope_bytes));
                     steps.extend(o.steps);
@@ -459,6 +529,7 @@ pub fn isolation(
     let work_dir = crate::artifacts::cache_dir().join("work");
     let mut opts = crate::isolation::IsolationOptions::new(workload, work_dir);
     opts.blast = settings.blast.clone();
+    opts.emulated_blast = for_emulated(settings).blast;
     crate::isolation::run_isolation(backends, &opts, &|m| progress::note(mode, m))
 }
 
@@ -600,6 +671,57 @@ mod tests {
             let e = e.to_string();
             assert!(e.contains(&*file.to_string_lossy()) && e.contains(want), "{want}: {e}");
         }
+    }
+
+    fn info(name: &str, guest: Option<&str>, emulated: bool, available: bool) -> results::BackendInfo {
+        results::BackendInfo {
+            isolation: None,
+            name: name.into(),
+            kind: "peer".into(),
+            model: "microvm".into(),
+            guest_model: guest.map(Into::into),
+            available,
+            reason: None,
+            version: None,
+            emulated,
+        }
+    }
+
+    #[test]
+    fn an_emulated_backend_stands_in_only_where_its_model_cannot_run() {
+        let tcg = info("qemu-tcg", Some("linux"), true, true);
+        let linux_down = info("microvm-linux", Some("linux"), false, false);
+        let linux_up = info("microvm-linux", Some("linux"), false, true);
+        let bare = info("microvm", Some("bare"), false, true);
+        let default = Settings::default_plan(8 << 30);
+        assert_eq!(emulated_left_out(&tcg, &[bare.clone(), linux_down, tcg.clone()], &default), None);
+        let why = emulated_left_out(&tcg, &[bare, linux_up.clone(), tcg.clone()], &default).unwrap();
+        assert!(why.contains("microvm-linux runs the same guest model"), "{why}");
+        let quick = Settings::quick(8 << 30);
+        assert!(emulated_left_out(&tcg, std::slice::from_ref(&tcg), &quick).unwrap().contains("--quick"));
+        // Named by the user (or by a replayed plan): always run.
+        let named = Settings { backends: vec!["qemu-tcg".into()], ..quick };
+        assert_eq!(emulated_left_out(&tcg, &[linux_up.clone(), tcg.clone()], &named), None);
+        assert_eq!(emulated_left_out(&linux_up, std::slice::from_ref(&linux_up), &default), None);
+    }
+
+    #[test]
+    fn emulated_backends_get_small_samples() {
+        let d = Settings::default_plan(8 << 30);
+        let e = for_emulated(&d);
+        assert_eq!((e.startup.runs, e.startup.warmup), (EMULATED_STARTUP_RUNS, 1));
+        assert_eq!(e.startup.concurrency, vec![2]);
+        assert_eq!(e.density.max_instances, EMULATED_DENSITY_MAX);
+        assert_eq!(e.overhead.runs, 2);
+        assert!(e.startup.timeout >= Duration::from_secs(60));
+        let b = e.blast.unwrap();
+        assert!(b.rounds <= 2 && b.hog_secs <= 10.0 && b.victim_iters <= 50_000);
+        // Never larger than what was asked for.
+        let mut tiny = Settings::quick(8 << 30);
+        tiny.startup.runs = 3;
+        tiny.density.max_instances = 2;
+        let t = for_emulated(&tiny);
+        assert_eq!((t.startup.runs, t.density.max_instances), (3, 2));
     }
 
     #[test]

@@ -1,16 +1,21 @@
 //! `vmct kernel build`: the linux guest model's kernel, built from the distro's kernel source package
 //! with the config kept in the repository (`microvm/guest-kernel/config.fragment`) and cached under
-//! `cache_dir()/kernels/<config-hash>/vmlinux`.
+//! `cache_dir()/kernels/<config-hash>/{vmlinux,bzImage}`: our VMM boots the ELF vmlinux, QEMU (the
+//! `qemu-tcg` backend) the bzImage (QEMU refuses a vmlinux without the PVH ELF note).
 //!
 //! The build, in order:
-//! 1. reuse `kernels/<hash>/vmlinux` if present (the hash covers the fragment and the source package);
+//! 1. reuse `kernels/<hash>/vmlinux` and `bzImage` if present (the hash covers the fragment and the source
+//!    package);
 //! 2. check the source tarball (`/usr/src/linux-source-6.1.tar.xz`) and the build tools;
 //! 3. extract it once to `kernels/src/` (a marker file records a complete extraction);
-//! 4. `make tinyconfig`, `merge_config.sh -m` the fragment, `make olddefconfig` in `kernels/build/`
-//!    (out of tree, so rebuilds after a config change are incremental);
+//! 4. `make tinyconfig`, `merge_config.sh -m` the fragment, `make olddefconfig` in `kernels/build-<hash>/`
+//!    (out of tree, one build directory per config and an exclusive lock on `kernels/build-<hash>.lock`:
+//!    the cache is shared by every vmct of the user, and two builds in one directory break each other);
 //! 5. check that every `=y` / `is not set` line of the fragment survived Kconfig;
-//! 6. `make -jN vmlinux` (under `nice -n 19` by default), streaming make's lines to the caller;
-//! 7. copy `vmlinux` and `.config` into `kernels/<hash>/` atomically (write, then rename).
+//! 6. `make -jN vmlinux bzImage` (under `nice -n 19` by default; the bzImage takes seconds after the
+//!    vmlinux), streaming make's lines to the caller;
+//! 7. copy `bzImage`, `.config` and `vmlinux` into `kernels/<hash>/`, the vmlinux last and atomically
+//!    (write, then rename), so its presence means a complete entry.
 use crate::artifacts;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -114,6 +119,14 @@ pub fn cached_path() -> PathBuf {
     kernels_dir().join(config_hash()).join("vmlinux")
 }
 
+/// Path of this config's bzImage in the cache (whether or not it exists).
+pub fn cached_bzimage_path() -> PathBuf {
+    kernels_dir().join(config_hash()).join(BZIMAGE)
+}
+
+/// File name of the compressed kernel (x86 boot protocol) beside the vmlinux.
+pub const BZIMAGE: &str = "bzImage";
+
 /// The kernel to boot: `$VMCT_KERNEL` if set, else this config's cached kernel if built.
 pub fn cached() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(KERNEL_ENV).filter(|p| !p.is_empty()) {
@@ -126,7 +139,7 @@ pub fn cached() -> Option<PathBuf> {
 pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Result<PathBuf, KernelError> {
     // 1. Cache.
     let out = cached_path();
-    if out.is_file() && !opts.force {
+    if out.is_file() && cached_bzimage_path().is_file() && !opts.force {
         return Ok(out);
     }
     // 2. Source and tools.
@@ -157,9 +170,17 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Res
         run(tar, opts.nice, progress)?;
         std::fs::write(&marker, b"").map_err(io("write", &marker))?;
     }
-    // 4. Configure.
+    // 4. Configure, holding the lock of this config's build directory; another vmct may have built it
+    //    while we waited.
+    let lock_path = dir.join(format!("build-{}.lock", config_hash()));
+    let lock_file = std::fs::File::create(&lock_path).map_err(io("create", &lock_path))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io("lock", &lock_path)(e.into()))?;
+    if out.is_file() && cached_bzimage_path().is_file() && !opts.force {
+        return Ok(out);
+    }
     progress(Progress::Step("configure"));
-    let build = dir.join("build");
+    let build = dir.join(format!("build-{}", config_hash()));
     std::fs::create_dir_all(&build).map_err(io("create", &build))?;
     let fragment = build.join("vmct.fragment");
     std::fs::write(&fragment, CONFIG_FRAGMENT).map_err(io("write", &fragment))?;
@@ -183,11 +204,15 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(Progress<'_>)) -> Res
     // 6. Compile.
     progress(Progress::Step("compile"));
     let jobs = opts.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    run(make(&[&format!("-j{jobs}"), "vmlinux"]), opts.nice, progress)?;
+    run(make(&[&format!("-j{jobs}"), "vmlinux", BZIMAGE]), opts.nice, progress)?;
     // 7. Install into the cache.
     progress(Progress::Step("install"));
     let dest = out.parent().expect("cached path has a parent");
     std::fs::create_dir_all(dest).map_err(io("create", dest))?;
+    let bz = dest.join(BZIMAGE);
+    let bz_tmp = dest.join("bzImage.tmp");
+    std::fs::copy(build.join("arch/x86/boot").join(BZIMAGE), &bz_tmp).map_err(io("copy bzImage to", &bz_tmp))?;
+    std::fs::rename(&bz_tmp, &bz).map_err(io("rename", &bz))?;
     let tmp = dest.join("vmlinux.tmp");
     std::fs::copy(build.join("vmlinux"), &tmp).map_err(io("copy vmlinux to", &tmp))?;
     std::fs::copy(&config_path, dest.join("config")).map_err(io("copy .config to", dest))?;
@@ -310,6 +335,7 @@ mod tests {
     fn hash_is_stable_and_names_the_cache_path() {
         assert_eq!(config_hash(), config_hash());
         assert!(cached_path().ends_with(format!("kernels/{}/vmlinux", config_hash())));
+        assert!(cached_bzimage_path().ends_with(format!("kernels/{}/bzImage", config_hash())));
     }
 
     /// The real build: minutes of CPU. `cargo test -p harness --lib -- --ignored kernel_builds`.
@@ -328,6 +354,9 @@ mod tests {
         eprintln!("kernel build: {} in {:.0?} ({lines} progress lines)", path.display(), started.elapsed());
         let head = std::fs::read(&path).unwrap();
         assert_eq!(&head[..4], b"\x7fELF");
+        // QEMU (the qemu-tcg backend) boots the bzImage: the x86 boot protocol header.
+        let bz = std::fs::read(cached_bzimage_path()).unwrap();
+        assert_eq!(&bz[0x202..0x206], b"HdrS");
         assert_eq!(cached(), Some(path));
     }
 }

@@ -290,6 +290,7 @@ impl Backend for UnshareBackend {
             available: true,
             reason: None,
             version: None,
+            emulated: false,
         }
     }
     fn launch(

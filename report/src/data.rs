@@ -103,6 +103,12 @@ impl RunData {
         }
     }
 
+    /// Whether run.json marks the backend's guest CPU as emulated (QEMU TCG): its startup and density
+    /// figures (which include the emulator) never feed a verdict.
+    pub fn emulated(&self, backend: &str) -> bool {
+        self.meta.backends.iter().any(|b| b.name == backend && b.emulated)
+    }
+
     /// All backend names: run.json's order first, then any that only appear in a CSV.
     pub fn backends(&self) -> Vec<String> {
         let mut names: Vec<String> = self.meta.backends.iter().map(|b| b.name.clone()).collect();

@@ -25,6 +25,7 @@ fn backend(name: &str, kind: &str, model: &str, guest: Option<&str>, available: 
         available,
         reason: (!available).then(|| "kvm_pvm cannot run a linux guest's userspace".to_string()),
         version: (kind == "peer").then(|| format!("{name} version 1.2.3")),
+        emulated: false,
     }
 }
 
@@ -273,6 +274,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             harness_step_s: Some(1e-4),
             fit_from_instances: Some(1),
             drift_bytes_per_s: Some(0.0),
+            guest_mem_bytes: None,
         });
     }
     rd.write_csv(&steps)?;

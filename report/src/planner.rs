@@ -386,6 +386,7 @@ mod tests {
             harness_step_s: None,
             fit_from_instances: None,
             drift_bytes_per_s: None,
+            guest_mem_bytes: None,
         }
     }
 

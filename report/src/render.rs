@@ -212,7 +212,14 @@ fn host_section(run: &RunData) -> String {
                 backend(&b.name),
                 esc(&b.kind),
                 esc(&b.model),
-                esc(b.guest_model.as_deref().unwrap_or("-")),
+                if b.emulated {
+                    format!(
+                        "{} (emulated CPU: startup, CPU and emulator memory not comparable)",
+                        esc(b.guest_model.as_deref().unwrap_or("-"))
+                    )
+                } else {
+                    esc(b.guest_model.as_deref().unwrap_or("-"))
+                },
                 if b.available {
                     "<span class=\"pass\">ran</span>".into()
                 } else {

@@ -64,6 +64,7 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
         "<p>Launch-to-ready: host monotonic time from \"launch requested\" to the workload's <code>ready</code> \
          message. Warm-up launches are excluded; outliers (MAD rule) are flagged, never dropped.</p>",
     );
+    body.push_str(&emulated_note(run, "startup times are emulation-bound"));
     let mut rows = summary.to_vec();
     rows.sort_by_key(|r| (run.backend_rank(&r.backend), concurrency_of(&r.mode).unwrap_or(0)));
     let t: Vec<Vec<String>> = rows
@@ -329,7 +330,15 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                     num(&format!("{}{}/s", if d < 0.0 { "−" } else { "+" }, fmt_bytes(d.abs())), csv)
                 }),
                 num(&fmt_bytes(f.slab_slope_bytes), csv),
-                f.vmm_overhead_bytes.map_or("<span class=\"na\">-</span>".into(), |v| num(&fmt_bytes(v), csv)),
+                f.guest_mem_bytes.map_or("<span class=\"na\">-</span>".into(), |v| num(&fmt_bytes(v), csv)),
+                match f.vmm_overhead_bytes {
+                    None => "<span class=\"na\">-</span>".into(),
+                    Some(v) if run.emulated(&f.backend) => format!(
+                        "{} <span class=\"unsup\">emulator (QEMU + TCG), no KVM VMM's: never used for verdicts</span>",
+                        num(&fmt_bytes(v), csv)
+                    ),
+                    Some(v) => num(&fmt_bytes(v), csv),
+                },
                 checked(&validity::instances_per_gib(f), |v| fmt_value(v, "1/GiB"), csv),
                 num(&fmt_secs(f.launch_at_max_s), csv),
                 num(&fmt_secs(f.teardown_s), csv),
@@ -352,6 +361,7 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 "fitted over",
                 "drift at start",
                 "slab/instance",
+                "guest RAM touched",
                 "VMM overhead",
                 "instances/GiB",
                 "launch at max",
@@ -359,9 +369,60 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
             ],
             &rows,
         ));
+        body.push_str(&composed_linux_guest(run, &fits));
     }
     out.html = section("density", TITLE, &body);
     Ok(out)
+}
+
+/// A note naming the run's emulated backends (run.json `emulated`) and what their figures in this section
+/// mean (`what`); empty when there are none.
+fn emulated_note(run: &RunData, what: &str) -> String {
+    let names: Vec<String> =
+        run.meta.backends.iter().filter(|b| b.emulated && b.available).map(|b| esc(&b.name)).collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<p class=\"note\">Emulated group: {} run{} the guest CPU under emulation (QEMU TCG): {what}, not figures \
+         for a KVM host, and no verdict uses them.</p>",
+        names.join(", "),
+        if names.len() == 1 { "s" } else { "" }
+    )
+}
+
+/// For each emulated linux guest: what a Linux-guest microVM on KVM would cost, composed from measured
+/// parts of this run (the emulated guest's RAM touched plus our own VMM's overhead), both parts shown;
+/// the emulator's own overhead is left out (no KVM VMM has it).
+fn composed_linux_guest(run: &RunData, fits: &[results::DensityFit]) -> String {
+    let vmm = fits
+        .iter()
+        .filter(|f| !run.emulated(&f.backend) && run.model(&f.backend) != crate::data::Model::Container)
+        .find_map(|f| f.vmm_overhead_bytes.filter(|_| f.guest_mem_bytes.is_some()).map(|v| (f.backend.clone(), v)));
+    let mut items = Vec::new();
+    for f in fits.iter().filter(|f| run.emulated(&f.backend)) {
+        let Some(guest) = f.guest_mem_bytes else { continue };
+        items.push(match &vmm {
+            Some((b, v)) => format!(
+                "<li>Linux-guest microVM on KVM, composed from measured parts: {} = guest RAM touched in {} ({}) + {}'s VMM overhead ({}), per instance holding {} MiB. Not a measured microVM.</li>",
+                fmt_bytes(guest + v),
+                esc(&f.backend),
+                fmt_bytes(guest),
+                esc(b),
+                fmt_bytes(*v),
+                f.hold_mib
+            ),
+            None => format!(
+                "<li>{}: guest RAM touched {} per instance; no KVM VMM overhead was measured in this run to compose a KVM figure with.</li>",
+                esc(&f.backend),
+                fmt_bytes(guest)
+            ),
+        });
+    }
+    if items.is_empty() {
+        return String::new();
+    }
+    format!("<ul>{}</ul>", items.join(""))
 }
 
 /// Overhead: ratios to the process baseline, unsupported shown with the reason; check values (unit `u32`) as
@@ -379,6 +440,7 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
          (1.0 = same as a plain process; for time-like metrics higher is slower, for throughput metrics lower \
          is slower; the unit says which).</p>",
     );
+    body.push_str(&emulated_note(run, "CPU-bound ratios are emulation-bound"));
     let backends: Vec<String> = run.backends().into_iter().filter(|b| rows.iter().any(|r| &r.backend == b)).collect();
     // Rows of the pivot: (scenario, metric) of supported measurements.
     let mut keys: Vec<(String, String, String)> = Vec::new();
@@ -699,4 +761,38 @@ pub fn failures_by_backend(run: &RunData) -> BTreeMap<usize, (String, usize)> {
         e.1 += usize::from(r.failure);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An emulated linux guest's density row shows guest RAM and the emulator's overhead apart, the
+    /// overhead labelled as never used for verdicts, and the composed KVM figure with both parts.
+    #[test]
+    fn an_emulated_guest_shows_its_memory_split_and_the_composed_figure() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        let mut meta = rd.read_meta().unwrap();
+        let mut tcg = meta.backends.iter().find(|b| b.name == "microvm").unwrap().clone();
+        (tcg.name, tcg.guest_model, tcg.emulated) = ("qemu-tcg".into(), Some("linux".into()), true);
+        meta.backends.push(tcg);
+        rd.write_meta(&meta).unwrap();
+        let mut fits: Vec<results::DensityFit> = rd.read_csv().unwrap();
+        let vm = fits.iter_mut().find(|f| f.backend == "microvm").unwrap();
+        vm.guest_mem_bytes = Some((16 << 20) as f64);
+        let mut q = vm.clone();
+        (q.backend, q.guest_mem_bytes, q.vmm_overhead_bytes) =
+            ("qemu-tcg".into(), Some((40 << 20) as f64), Some((80 << 20) as f64));
+        fits.push(q);
+        rd.write_csv(&fits).unwrap();
+        let run = RunData::load(&rd).unwrap();
+        let html = density(&run).unwrap().html;
+        assert!(html.contains("guest RAM touched") && html.contains("emulator (QEMU + TCG)"), "{html}");
+        assert!(html.contains("never used for verdicts"));
+        let composed = format!("composed from measured parts: {}", fmt_bytes((43 << 20) as f64));
+        assert!(html.contains(&composed), "{html}");
+        let note = startup(&run).unwrap().html;
+        assert!(note.contains("Emulated group: qemu-tcg runs the guest CPU under emulation"), "{note}");
+    }
 }

@@ -142,8 +142,11 @@ pub fn verdicts(run: &RunData) -> Vec<ClaimVerdict> {
 }
 
 fn start_faster(run: &RunData) -> ClaimVerdict {
-    let items: Vec<Item> =
-        validity::startup_medians(run).into_iter().map(|(b, f)| (b.clone(), run.model(&b), f)).collect();
+    let items: Vec<Item> = validity::startup_medians(run)
+        .into_iter()
+        .filter(|(b, _)| !run.emulated(b))
+        .map(|(b, f)| (b.clone(), run.model(&b), f))
+        .collect();
     let (verdict, evidence) = judge(&items, false, |c, v| c < v, fmt_secs, "median startup");
     ClaimVerdict {
         id: "start_faster",
@@ -159,6 +162,7 @@ fn density(run: &RunData) -> ClaimVerdict {
         .density_fit
         .iter()
         .flatten()
+        .filter(|f| !run.emulated(&f.backend))
         .map(|f| (f.backend.clone(), run.model(&f.backend), validity::instances_per_gib(f)))
         .collect();
     let (verdict, evidence) =
@@ -330,6 +334,39 @@ mod run_tests {
         rd.write_csv(&rows).unwrap();
         let v = verdicts(&load(d.path()));
         assert_eq!(by_id(&v, "start_faster").verdict, Verdict::HoldsOnlyForLinuxGuest);
+    }
+
+    /// An emulated linux guest (qemu-tcg) with figures that would flip the startup and density claims
+    /// is left out of both: its startup is emulation-bound and its memory includes the emulator.
+    #[test]
+    fn an_emulated_guest_never_decides_startup_or_density() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        let mut meta = rd.read_meta().unwrap();
+        let mut tcg = meta.backends.iter().find(|b| b.name == "microvm").unwrap().clone();
+        (tcg.name, tcg.guest_model, tcg.emulated) = ("qemu-tcg".into(), Some("linux".into()), true);
+        meta.backends.push(tcg);
+        rd.write_meta(&meta).unwrap();
+        let mut rows: Vec<StartupSummary> = rd.read_csv().unwrap();
+        let mut fast = rows.iter().find(|r| r.backend == "microvm" && r.mode == "sequential").unwrap().clone();
+        (fast.backend, fast.median_s) = ("qemu-tcg".into(), 1e-6);
+        rows.push(fast);
+        rd.write_csv(&rows).unwrap();
+        let mut fits: Vec<results::DensityFit> = rd.read_csv().unwrap();
+        let mut dense = fits[0].clone();
+        (dense.backend, dense.instances_per_gib) = ("qemu-tcg".into(), 1e9);
+        fits.push(dense);
+        rd.write_csv(&fits).unwrap();
+        let before = {
+            let d2 = tempfile::tempdir().unwrap();
+            crate::fixture::write(d2.path()).unwrap();
+            verdicts(&load(d2.path()))
+        };
+        let v = verdicts(&load(d.path()));
+        for id in ["start_faster", "density"] {
+            assert_eq!(by_id(&v, id).verdict, by_id(&before, id).verdict, "{id}");
+            assert!(!by_id(&v, id).evidence.iter().any(|e| e.contains("qemu-tcg")), "{id}: {:?}", by_id(&v, id));
+        }
     }
 
     #[test]

@@ -141,7 +141,9 @@ pub struct DensityFit {
     pub r2: f64,
     /// Slab slope, bytes per instance (kernel memory).
     pub slab_slope_bytes: f64,
-    /// Median VMM overhead per instance, bytes (microVMs).
+    /// Median VMM overhead per instance, bytes (microVMs): the VMM process's RSS outside guest memory.
+    /// For an emulated backend (run.json `emulated`) this is the emulator's overhead (QEMU and its TCG
+    /// translation cache), which no KVM VMM has: shown, never used for density verdicts.
     pub vmm_overhead_bytes: Option<f64>,
     /// Instances per GiB of host memory, from the slope.
     pub instances_per_gib: f64,
@@ -160,6 +162,10 @@ pub struct DensityFit {
     /// coming back to the host from earlier work).
     #[serde(default)]
     pub drift_bytes_per_s: Option<f64>,
+    /// Median guest memory resident per instance, bytes (microVMs: guest RAM the guest touched, from
+    /// the VMM's guest-memory mapping in /proc/PID/smaps).
+    #[serde(default)]
+    pub guest_mem_bytes: Option<f64>,
 }
 record!(DensityFit, "density_summary.csv");
 

@@ -90,6 +90,11 @@ pub struct BackendInfo {
     pub reason: Option<String>,
     /// Version string (peers).
     pub version: Option<String>,
+    /// The guest's CPU is emulated (QEMU TCG), not run by hardware virtualisation: its startup and CPU
+    /// figures are emulation-bound and its emulator's memory is no VMM's; its isolation, crash
+    /// behaviour and guest memory are the guest's own. Absent in older run.json files (false).
+    #[serde(default)]
+    pub emulated: bool,
     /// The isolation profile it ran with (container backends; absent in older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<IsolationProfile>,
@@ -274,6 +279,7 @@ mod tests {
                 available: true,
                 reason: None,
                 version: None,
+                emulated: false,
             }],
             attack_surface: vec![crate::surface::AttackSurfaceRow {
                 backend: "process".into(),

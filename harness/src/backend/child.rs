@@ -22,6 +22,9 @@ pub struct ChildInstance {
     stats_fn: Option<fn(u32) -> InstanceStats>,
     /// Run on stop/drop after the process is reaped (e.g. remove a peer's state).
     cleanup: Option<Box<dyn FnOnce() + Send>>,
+    /// Phases marked by plain output lines: (text the line contains, phase name), see
+    /// [`ChildInstance::with_text_phases`].
+    text_phases: Vec<(&'static str, &'static str)>,
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -90,6 +93,7 @@ impl ChildInstance {
             marks: Vec::new(),
             stats_fn: None,
             cleanup: None,
+            text_phases: Vec::new(),
         })
     }
 
@@ -106,6 +110,19 @@ impl ChildInstance {
         self
     }
 
+    /// Mark a phase when a plain output line containing `text` arrives (host arrival time), e.g. a
+    /// guest kernel's console line `Run /init as init process`; the first match of each counts.
+    pub fn with_text_phases(mut self, phases: &[(&'static str, &'static str)]) -> Self {
+        self.text_phases = phases.to_vec();
+        self
+    }
+
+    /// The last plain (non-protocol) output lines, oldest first, at most `n`.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let t = &self.reader.tail;
+        t[t.len().saturating_sub(n)..].to_vec()
+    }
+
     /// Run `f` after the process is gone (stop or drop).
     pub fn with_cleanup(mut self, f: impl FnOnce() + Send + 'static) -> Self {
         self.cleanup = Some(Box::new(f));
@@ -113,7 +130,9 @@ impl ChildInstance {
     }
 
     /// Write one command line (a newline is added) to the child's stdin, e.g. the VMM's
-    /// `snapshot DIR`; read the reply with [`Instance::next_event`].
+    /// `snapshot DIR`; read the reply with [`Instance::next_event`]. A child that already exited gives
+    /// an `Io` error (broken pipe), never a SIGPIPE: `vmct` restores SIGPIPE's default action, which
+    /// would end the whole harness.
     pub fn send_line(&mut self, line: &str) -> Result<(), BackendError> {
         use std::io::Write;
         let io = |source| BackendError::Io {
@@ -126,7 +145,7 @@ impl ChildInstance {
             .as_mut()
             .and_then(|c| c.stdin.as_mut())
             .ok_or_else(|| io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "instance stopped")))?;
-        stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush()).map_err(io)
+        without_sigpipe(|| stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush())).map_err(io)
     }
 
     fn read(&mut self, timeout: Duration) -> Result<Line, BackendError> {
@@ -143,7 +162,7 @@ impl ChildInstance {
             Some(Err(e)) => format!("wait failed: {e}"),
             None => "already stopped".into(),
         };
-        let tail = self.reader.tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" | ");
+        let tail = self.tail(5).join(" | ");
         BackendError::Exited {
             backend: self.backend.clone(),
             id: self.id.clone(),
@@ -162,6 +181,26 @@ impl ChildInstance {
             f();
         }
     }
+}
+
+/// Run `write` with SIGPIPE blocked in this thread; a SIGPIPE it raised (the reader is gone: EPIPE) is
+/// taken off the thread's pending set before the old mask comes back, so the write fails with
+/// `BrokenPipe` instead of killing the process.
+fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let pipe = SigSet::from(Signal::SIGPIPE);
+    let old = pipe.thread_swap_mask(SigmaskHow::SIG_BLOCK).map_err(std::io::Error::from)?;
+    let r = write();
+    if r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+        // EPIPE on a pipe raises SIGPIPE for the writing thread (blocked signals stay pending even when
+        // ignored), so take it, without waiting in case it is not there.
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `pipe.as_ref()` is a valid sigset_t, the siginfo pointer may be null, and `zero` is a
+        // valid timespec living across the call.
+        unsafe { libc::sigtimedwait(pipe.as_ref(), std::ptr::null_mut(), &zero) };
+    }
+    let _ = old.thread_set_mask();
+    r
 }
 
 fn describe(st: &std::process::ExitStatus) -> String {
@@ -205,15 +244,27 @@ impl Instance for ChildInstance {
                 }
                 Line::Event(_, Event::Phase { name, mono_ns }) => self.marks.push((name, mono_ns)),
                 Line::Event(_, Event::Done { .. }) | Line::Eof => return Err(self.exited("reported ready")),
-                Line::Event(..) | Line::Text(_) => {}
+                Line::Text(t) => {
+                    let now = clock::mono_ns();
+                    if let Some((_, name)) = self
+                        .text_phases
+                        .iter()
+                        .find(|(text, name)| t.contains(text) && !self.marks.iter().any(|(m, _)| m == name))
+                    {
+                        self.marks.push((name.to_string(), now));
+                    }
+                }
+                Line::Event(..) => {}
                 Line::Interrupted => return Err(crate::interrupt::Interrupted.into()),
                 Line::Timeout => {
+                    let tail = self.tail(5).join(" | ");
                     return Err(BackendError::Timeout {
                         backend: self.backend.clone(),
                         id: self.id.clone(),
                         what: "report ready",
                         timeout,
-                    })
+                        log: if tail.is_empty() { String::new() } else { format!("; last output: {tail}") },
+                    });
                 }
             }
         }
@@ -234,6 +285,7 @@ impl Instance for ChildInstance {
                         id: self.id.clone(),
                         what: "finish",
                         timeout,
+                        log: String::new(),
                     })
                 }
             }

@@ -125,6 +125,7 @@ impl Backend for ContainerBackend {
                 .ok()
                 .map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
             isolation: rt.ok().map(|r| super::surface::isolation_profile(r.profile(), r.seccomp_info())),
+            emulated: false,
         }
     }
 
@@ -253,7 +254,7 @@ impl ContainerInstance {
     }
 
     fn timeout(&self, what: &'static str, timeout: Duration) -> BackendError {
-        BackendError::Timeout { backend: self.backend.clone(), id: self.id.clone(), what, timeout }
+        BackendError::Timeout { backend: self.backend.clone(), id: self.id.clone(), what, timeout, log: String::new() }
     }
 
     fn exited(&mut self, what: &'static str) -> BackendError {

@@ -264,6 +264,7 @@ impl Backend for MicrovmBackend {
             available: avail.is_ok(),
             reason: avail.as_ref().err().cloned(),
             version: None,
+            emulated: false,
         }
     }
 

@@ -52,7 +52,10 @@ pub fn availability() -> Result<PathBuf, String> {
         .open("/dev/kvm")
         .map_err(|e| format!("/dev/kvm is not usable ({e})"))?;
     if let Some(why) = linux::unavailable_reason(linux::flavour()) {
-        return Err(why.to_string());
+        return Err(match linux::pvm::check() {
+            Ok(abi) => format!("{why} ({})", abi.describe()),
+            Err(e) => format!("{why} ({e})"),
+        });
     }
     kernel::cached().ok_or_else(|| NO_KERNEL_REASON.to_string())
 }
@@ -172,6 +175,7 @@ impl Backend for MicrovmLinuxBackend {
             available: avail.is_ok(),
             reason: avail.as_ref().err().cloned(),
             version: None,
+            emulated: false,
         }
     }
 

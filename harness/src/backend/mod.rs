@@ -7,6 +7,7 @@
 //! | `microvm-linux` | microVM, linux guest | one VMM process per VM (`vmct __vmm-linux`), a Linux kernel with the workload as /init |
 //! | `container` / `container-privileged` / `container-userns` | container | our runtime (crate `container`) with its default, privileged or user-namespace profile |
 //! | `crun` / `runc` | container (peer) | the same image through a generated OCI bundle |
+//! | `qemu-tcg` | microVM, linux guest (peer, emulated) | Debian's QEMU with TCG booting the same kernel and initramfs as `microvm-linux`, where KVM cannot run it |
 //! | `qemu` / `firecracker` (only with `--peer NAME=PATH`) | microVM, linux guest (peer) | the peer VMM booting the same kernel and initramfs as `microvm-linux` |
 //!
 //! (A unit test checks this table against [`registry`] and [`vmm_peers::NAMES`].)
@@ -20,6 +21,7 @@ pub mod microvm;
 pub mod microvm_linux;
 pub mod peers;
 pub mod process;
+pub mod qemu_tcg;
 pub mod registry;
 pub mod surface;
 pub mod vmm_jail;
@@ -57,7 +59,7 @@ pub enum BackendError {
         reason: String,
     },
     /// The instance did not report within the timeout.
-    #[error("{backend}: instance {id} did not {what} within {timeout:?}")]
+    #[error("{backend}: instance {id} did not {what} within {timeout:?}{log}")]
     Timeout {
         /// Backend name.
         backend: String,
@@ -67,6 +69,9 @@ pub enum BackendError {
         what: &'static str,
         /// The timeout.
         timeout: Duration,
+        /// What happened to the instance and the last lines of its output, if known (prefixed with
+        /// "; "), e.g. a guest's console when it never reached ready.
+        log: String,
     },
     /// The instance ended before reporting what was awaited.
     #[error("{backend}: instance {id} exited before it {what} ({exit}){log}")]

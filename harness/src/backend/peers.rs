@@ -175,6 +175,7 @@ impl Backend for PeerBackend {
             reason: s.as_ref().err().cloned(),
             version: s.as_ref().ok().map(|s| s.version.clone()),
             isolation: s.ok().map(|_| super::surface::isolation_profile(Profile::Default, peer_seccomp().as_ref())),
+            emulated: false,
         }
     }
 

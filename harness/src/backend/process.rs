@@ -38,6 +38,7 @@ impl Backend for ProcessBackend {
             available: true,
             reason: None,
             version: None,
+            emulated: false,
         }
     }
 

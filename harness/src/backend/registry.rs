@@ -14,6 +14,7 @@ fn extra(workload: &Path) -> Vec<Box<dyn Backend>> {
     let mut v = Vec::new();
     v.extend(super::microvm::backends());
     v.push(super::microvm_linux::backend());
+    v.push(super::qemu_tcg::backend(workload));
     v.extend(super::container::backends(workload));
     v.extend(super::peers::backends(workload));
     v

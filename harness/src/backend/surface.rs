@@ -222,6 +222,7 @@ mod tests {
 
     fn info(name: &str, model: &str, guest: Option<&str>) -> results::BackendInfo {
         results::BackendInfo {
+            emulated: false,
             isolation: None,
             name: name.into(),
             kind: "ours".into(),

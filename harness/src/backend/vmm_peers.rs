@@ -110,6 +110,7 @@ impl Backend for VmmPeer {
             available: reason.is_none(),
             reason,
             version: self.version(),
+            emulated: false,
         }
     }
 
@@ -129,24 +130,17 @@ impl Backend for VmmPeer {
         let mem_mib = super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20;
         let cmd = match self.vmm {
             PeerVmm::Qemu => {
+                let args = super::qemu_tcg::QemuArgs {
+                    accel: super::qemu_tcg::Accel::Kvm,
+                    kernel: &kernel,
+                    initrd: &initrd,
+                    append: &append,
+                    mem_mib,
+                    vcpus: spec.vcpus,
+                    disk: None,
+                };
                 let mut c = Command::new(&self.path);
-                c.args([
-                    "-M",
-                    "microvm",
-                    "-enable-kvm",
-                    "-cpu",
-                    "host",
-                    "-nodefaults",
-                    "-no-user-config",
-                    "-nographic",
-                ])
-                .args(["-serial", "stdio", "-no-reboot", "-m", &format!("{mem_mib}M")])
-                .args(["-smp", &spec.vcpus.to_string()])
-                .arg("-kernel")
-                .arg(&kernel)
-                .arg("-initrd")
-                .arg(&initrd)
-                .args(["-append", &append]);
+                c.args(args.to_args());
                 c
             }
             PeerVmm::Firecracker => {

@@ -58,6 +58,14 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
     for (m, ok, why) in &guest_models {
         println!("  {:<8} {}", m, if *ok { "available".to_string() } else { format!("unavailable: {why}") });
     }
+    for i in infos.iter().filter(|i| i.emulated) {
+        let what = if i.available {
+            "available".to_string()
+        } else {
+            format!("unavailable: {}", i.reason.clone().unwrap_or_default())
+        };
+        println!("  linux under emulation (backend {}): {what}; startup and CPU figures are emulation-bound", i.name);
+    }
     println!("\nbackends:");
     for i in &infos {
         let what = match (&i.available, &i.reason, &i.version) {
@@ -65,7 +73,8 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
             (true, _, None) => "available".into(),
             (false, r, _) => format!("unavailable: {}", r.clone().unwrap_or_default()),
         };
-        println!("  {:<22} {:<10} {}", i.name, i.model, what);
+        let model = if i.emulated { format!("{} (emulated)", i.model) } else { i.model.clone() };
+        println!("  {:<22} {:<10} {}", i.name, model, what);
     }
     let cav = host.caveats();
     if !cav.is_empty() {
@@ -90,7 +99,13 @@ pub fn guest_models(host: &HostEnv) -> Vec<(&'static str, bool, String)> {
         KvmFlavour::KvmIntel | KvmFlavour::KvmAmd => (true, String::new()),
         KvmFlavour::KvmPvm => (
             false,
-            "kvm_pvm cannot run guest userspace (guest kernel code is interpreted, syscalls do not reach the guest kernel)".to_string(),
+            format!(
+                "kvm_pvm cannot run guest userspace (guest kernel code is interpreted, syscalls do not reach the guest kernel; {})",
+                match microvm::linux::pvm::check() {
+                    Ok(abi) => abi.describe(),
+                    Err(e) => e.to_string(),
+                }
+            ),
         ),
         KvmFlavour::KvmUnknown => (false, "unknown KVM flavour: hardware virtualization not confirmed".to_string()),
         KvmFlavour::None => (false, "no usable /dev/kvm".to_string()),

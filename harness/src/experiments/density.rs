@@ -85,6 +85,7 @@ pub fn fit(
     let line = stats::fit_line(&pts);
     let slope = line.map_or(f64::NAN, |l| l.slope);
     let overheads: Vec<f64> = steps.iter().filter_map(|s| s.vmm_overhead_bytes.map(|v| v as f64)).collect();
+    let guest: Vec<f64> = steps.iter().filter_map(|s| s.guest_mem_bytes.map(|v| v as f64)).collect();
     let tail: Vec<f64> = steps.iter().rev().take(10).map(|s| s.launch_s).collect();
     DensityFit {
         backend: backend.into(),
@@ -102,6 +103,7 @@ pub fn fit(
         harness_step_s: (!bookkeeping_s.is_empty()).then(|| stats::median(bookkeeping_s)),
         fit_from_instances: Some(from),
         drift_bytes_per_s: drift_bytes_per_s.is_finite().then_some(drift_bytes_per_s),
+        guest_mem_bytes: (!guest.is_empty()).then(|| stats::median(&guest)),
     }
 }
 

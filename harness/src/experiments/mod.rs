@@ -214,6 +214,7 @@ pub(crate) mod fake {
                 available: true,
                 reason: None,
                 version: None,
+                emulated: false,
             }
         }
         fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {

@@ -69,6 +69,9 @@ pub struct IsolationOptions {
     pub probes: Option<Vec<String>>,
     /// Blast-radius experiment (None: skipped).
     pub blast: Option<blast::BlastOptions>,
+    /// Blast-radius options for backends with an emulated guest CPU (smaller samples, see
+    /// `crate::compare::for_emulated`); None: the same as [`IsolationOptions::blast`].
+    pub emulated_blast: Option<blast::BlastOptions>,
 }
 
 impl IsolationOptions {
@@ -82,6 +85,7 @@ impl IsolationOptions {
             baseline: true,
             probes: None,
             blast: Some(blast::BlastOptions::default()),
+            emulated_blast: None,
         }
     }
 }
@@ -160,6 +164,7 @@ pub fn run_isolation(
     if let Some(bo) = &opts.blast {
         for b in &order {
             crate::interrupt::check()?;
+            let bo = opts.emulated_blast.as_ref().filter(|_| b.info().emulated).unwrap_or(bo);
             let (rows, notes) = blast::run_blast(*b, bo, progress)?;
             out.blast.extend(rows);
             out.notes.extend(notes);
@@ -205,12 +210,17 @@ pub fn probe_backend(
     let profile = profile_of(backend);
     let mut notes: Vec<String> =
         checks.restore_errors.iter().map(|e| format!("isolation: {}: {e}", backend.name())).collect();
+    let info = backend.info();
+    let own_kernel = info.model == "microvm" && info.guest_model.as_deref() == Some("linux");
     let rows = match events {
         Ok(ev) => {
             let mut rows = classify(backend.name(), &profile, &ev, &checks, baseline);
             rows.extend(not_in_catalogue(backend, &profile, &rows, opts.probes.as_deref()));
             if backend.info().model == "microvm" {
                 credit_guest_kernel(&mut rows);
+            }
+            if own_kernel {
+                rows = guest_local(rows);
             }
             rows
         }
@@ -265,6 +275,23 @@ fn not_in_catalogue(
             failure: false,
         })
         .collect()
+}
+
+/// Probes (by id prefix) that act on the instance's own kernel only: capabilities, mounts, the clock,
+/// keyrings, devices and the instance's own cgroup limits. In a container that kernel is the host's; in a
+/// linux-guest VM it is the guest's.
+pub const KERNEL_LOCAL_PROBES: &[&str] = &["caps.", "mount.", "clock.", "keyring.", "dev.", "cgroup.raise_limit"];
+
+/// For a linux-guest VM (its own kernel): a [`KERNEL_LOCAL_PROBES`] probe that reached something, with no
+/// host-side check saying otherwise, changed only the guest, so it is no failure. Every other probe
+/// (host canaries, host processes, the host network) keeps its verdict.
+pub fn guest_local(mut rows: Vec<IsolationRow>) -> Vec<IsolationRow> {
+    let local = |id: &str| KERNEL_LOCAL_PROBES.iter().any(|p| id.starts_with(p));
+    for r in rows.iter_mut().filter(|r| r.failure && r.host_check.is_empty() && local(&r.probe)) {
+        r.failure = false;
+        r.host_check = "the guest's own kernel: stays inside the VM (no host-side trace)".into();
+    }
+    rows
 }
 
 /// Launch, wait for ready, collect, stop. `Err((outcome, reason))` when the instance never ran the
@@ -497,6 +524,7 @@ mod tests {
         }
         fn info(&self) -> results::BackendInfo {
             results::BackendInfo {
+                emulated: false,
                 isolation: None,
                 name: "bare".into(),
                 kind: "test".into(),
@@ -536,6 +564,27 @@ mod tests {
         credit_guest_kernel(&mut rows);
         assert!(!rows[0].failure && rows[0].host_check.contains("guest's own kernel"));
         assert!(rows[1].failure, "other probes keep their judgement");
+    }
+
+    #[test]
+    fn a_guest_kernel_reaching_its_own_state_is_no_failure_but_a_host_check_stands() {
+        let row = |probe: &str, host_check: &str| IsolationRow {
+            backend: "vm".into(),
+            profile: "default".into(),
+            probe: probe.into(),
+            outcome: "reached".into(),
+            detail: String::new(),
+            host_check: host_check.into(),
+            failure: true,
+        };
+        let rows = guest_local(vec![
+            row("caps.raise", ""),
+            row("fs.host_canary", "canary file modified or removed"),
+            row("pid.ptrace_host", ""),
+        ]);
+        assert!(!rows[0].failure && rows[0].host_check.contains("own kernel"));
+        assert!(rows[1].failure, "a host-side detection stays a failure");
+        assert!(rows[2].failure, "reaching a host process is never guest-local");
     }
 
     #[test]

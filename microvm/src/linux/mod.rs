@@ -36,6 +36,7 @@ pub mod boot;
 pub mod cpu;
 pub mod initramfs;
 pub mod layout;
+pub mod pvm;
 pub mod sys;
 pub mod vm;
 pub mod vmm;

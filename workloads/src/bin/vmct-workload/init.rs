@@ -2,7 +2,11 @@
 //!
 //! [`start`]: write the boot-timer port (Firecracker's method: value 123 to port 0x3f0, so the VMM
 //! timestamps "/init started"), mount /proc, /sys and /dev (devtmpfs), and read the scenario from the
-//! kernel command line (`vmct.workload=cpu,--iters,1000`; dotted parameters never reach argv).
+//! kernel command line (`vmct.workload=cpu,--iters,1000`; dotted parameters never reach argv). With
+//! `VMCT_DISK=1` in the environment (a `KEY=value` word on the kernel command line) it mounts the VM's
+//! virtio-blk disk `/dev/vda` (ext4) on [`DISK_MOUNT`] and points the io scenario there
+//! (`VMCT_IO_DIR`); otherwise the io scenario is unsupported ([`NO_DISK_ENV`]): an initramfs lives in
+//! RAM, and its write+fsync figures would not be a disk's.
 //! [`finish`]: end the VM. It uses `reboot(RB_AUTOBOOT)`, not `RB_POWER_OFF`: the guest kernel has no
 //! ACPI, so power-off would fall back to halting and then panic when init exits; a reboot with
 //! `reboot=k` resets through the i8042, which the VMM takes as the VM's end (Firecracker's semantics).
@@ -14,6 +18,13 @@ const BOOT_TIMER_PORT: u16 = 0x3f0;
 const BOOT_TIMER_VALUE: u8 = 123;
 /// Kernel command-line parameter with the scenario (`microvm::linux::boot::WORKLOAD_PARAM`).
 const WORKLOAD_PARAM: &str = "vmct.workload=";
+
+/// Where /init mounts the VM's disk.
+pub const DISK_MOUNT: &str = "/disk";
+/// The environment variable that asks /init to mount the VM's disk (value `1`).
+pub const DISK_ENV: &str = "VMCT_DISK";
+/// Set by /init when the guest has no disk; the io scenario then reports `unsupported`.
+pub const NO_DISK_ENV: &str = "VMCT_IO_NO_DISK";
 
 /// True when this process is a guest's /init: pid 1, started as `/init`, and nothing mounted yet.
 /// (A container's workload may be pid 1 too, but is started as /bin/vmct-workload with /proc mounted.)
@@ -33,8 +44,25 @@ pub fn start() -> Vec<String> {
             eprintln!("vmct-workload: init: mount {fstype} on {target}: {e}");
         }
     }
+    mount_disk();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     workload_args(&cmdline)
+}
+
+/// Mount the VM's disk when asked to (see the module docs); say so on the console when it fails.
+fn mount_disk() {
+    if std::env::var_os(DISK_ENV).is_none_or(|v| v != "1") {
+        std::env::set_var(NO_DISK_ENV, "1");
+        return;
+    }
+    let r = std::fs::create_dir_all(DISK_MOUNT).and_then(|_| mount("/dev/vda", DISK_MOUNT, "ext4"));
+    match r {
+        Ok(()) => std::env::set_var("VMCT_IO_DIR", DISK_MOUNT),
+        Err(e) => {
+            eprintln!("vmct-workload: init: mount /dev/vda (ext4) on {DISK_MOUNT}: {e}");
+            std::env::set_var(NO_DISK_ENV, "1");
+        }
+    }
 }
 
 /// The scenario's arguments from a kernel command line.

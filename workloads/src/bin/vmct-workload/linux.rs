@@ -118,6 +118,11 @@ impl Platform for LinuxPlatform {
 /// not the disk), read back. Reports write+fsync and read bandwidth in bytes/s. The file is removed
 /// whether or not this succeeds; a failure names the errno, the step and how many MiB were written.
 fn io(p: &mut LinuxPlatform, mib: u64) -> Result<(), ScenarioError> {
+    if std::env::var_os(crate::init::NO_DISK_ENV).is_some() {
+        return Err(ScenarioError::Unsupported(
+            "no disk in this guest: its files live in RAM (initramfs), so write+fsync would not measure a disk",
+        ));
+    }
     let dir = std::env::var_os("VMCT_IO_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
     let path = dir.join(format!("vmct-io-{}.dat", std::process::id()));
     let r = io_at(p, &path, mib);
