@@ -190,13 +190,23 @@ impl Plan {
 /// Find and (unless `dry_run`) remove leftovers; host values of killed isolation runs are put back
 /// from their journals (listed the same way by a dry run).
 pub fn collect(dry_run: bool) -> GcReport {
-    let mut rep = plan().execute(dry_run);
+    let plan = plan();
+    // Container state dirs this run removes: their usage records go too, in a dry run as in a real one.
+    let doomed: std::collections::BTreeSet<String> = plan
+        .leftovers
+        .iter()
+        .filter_map(|l| match l {
+            Leftover::Kernel(container::Leftover::Dir(d)) => Some(d.file_name()?.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let mut rep = plan.execute(dry_run);
     let j = crate::isolation::journal::recover_in(Path::new(crate::isolation::journal::DIR), dry_run);
     rep.removed.extend(j.removed);
     rep.kept.extend(j.kept);
     rep.errors.extend(j.errors);
     // After the containers: a dead owner's usage record goes once its container state is gone.
-    let store = crate::images::store::collect(dry_run);
+    let store = crate::images::store::collect(dry_run, &doomed);
     rep.removed.extend(store.removed);
     rep.kept.extend(store.kept);
     rep.errors.extend(store.errors);

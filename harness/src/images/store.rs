@@ -184,8 +184,10 @@ pub struct Collected {
 /// Find (and unless `dry_run` remove) the store's leftovers: temporary files and directories of
 /// writers that are gone, usage records of instances whose vmct died and whose container is gone,
 /// image directories without an `image.json` (a commit of an earlier version that failed), and build
-/// layers that no image lists and no instance uses.
-pub fn collect(dry_run: bool) -> Collected {
+/// layers that no image lists and no instance uses. `doomed`: ids of containers whose state this gc
+/// run removes (before this call in a real run), so a dry run lists their usage records as the real run
+/// removes them.
+pub fn collect(dry_run: bool, doomed: &std::collections::BTreeSet<String>) -> Collected {
     let mut c = Collected::default();
     let _lock = match lock(LockMode::Exclusive) {
         Ok(l) => l,
@@ -246,11 +248,11 @@ pub fn collect(dry_run: bool) -> Collected {
     for (rec, state) in super::usage::all() {
         match state {
             super::usage::State::Live => {}
-            super::usage::State::Dead { container_left: true } => c.kept.push(format!(
+            super::usage::State::Dead { container_left: true } if !doomed.contains(&rec.instance) => c.kept.push(format!(
                 "image usage record of {} (its vmct died; kept until its container state is collected)",
                 rec.instance
             )),
-            super::usage::State::Dead { container_left: false } => remove(
+            super::usage::State::Dead { .. } => remove(
                 &super::usage::path_of(&rec.instance),
                 format!("image usage record of {} (image {}, its vmct died)", rec.instance, rec.image),
                 &mut c,
