@@ -116,7 +116,13 @@ fn the_container_probe_list_runs_inside_the_guest() {
     let ids = |r: &[results::IsolationRow]| r.iter().map(|r| r.probe.clone()).collect::<BTreeSet<_>>();
     assert!(process_rows.len() > 10, "{process_rows:?}");
     assert_eq!(ids(&rows), ids(&process_rows), "notes: {notes:?}");
-    assert!(rows.iter().all(|r| r.outcome != "error"), "{rows:#?}");
+    // The device-node, masked-path and kernel-reach probes meet the guest's own minimal kernel, which has
+    // none of those devices or procfs files: "not applicable" (error) is a valid answer there; every other
+    // probe must decide.
+    let surface: BTreeSet<&str> = workloads::probe_ids::surface_probes().collect();
+    let undecided: Vec<_> =
+        rows.iter().filter(|r| r.outcome == "error" && !surface.contains(r.probe.as_str())).collect();
+    assert!(undecided.is_empty(), "{undecided:#?}");
     // Its own kernel: nothing the probes reach is host state.
     let failures: Vec<_> = rows.iter().filter(|r| r.failure).collect();
     assert!(failures.is_empty(), "{failures:#?}");

@@ -248,10 +248,12 @@ pub fn collect(dry_run: bool, doomed: &std::collections::BTreeSet<String>) -> Co
     for (rec, state) in super::usage::all() {
         match state {
             super::usage::State::Live => {}
-            super::usage::State::Dead { container_left: true } if !doomed.contains(&rec.instance) => c.kept.push(format!(
-                "image usage record of {} (its vmct died; kept until its container state is collected)",
-                rec.instance
-            )),
+            super::usage::State::Dead { container_left: true } if !doomed.contains(&rec.instance) => {
+                c.kept.push(format!(
+                    "image usage record of {} (its vmct died; kept until its container state is collected)",
+                    rec.instance
+                ))
+            }
             super::usage::State::Dead { .. } => remove(
                 &super::usage::path_of(&rec.instance),
                 format!("image usage record of {} (image {}, its vmct died)", rec.instance, rec.image),
