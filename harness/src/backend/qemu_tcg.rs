@@ -327,6 +327,20 @@ impl Backend for QemuTcgBackend {
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         Ok(Box::new(self.launch_tcg(spec)?))
     }
+
+    /// Layer (c) only: QEMU runs without `-sandbox`, so its process is unfiltered. Layer (b) (the
+    /// microvm machine's device model: virtio-mmio slots, serial, TCG's emulated instructions) is not
+    /// enumerated here and reads "not declared".
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
+        BackendSurface {
+            profile: "linux guest under QEMU TCG (emulated): its own kernel and initramfs".into(),
+            seccomp_profile: None,
+            vmm: None,
+            supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
+            supervisor_note: unfiltered_note("the QEMU process (qemu-system-x86_64 without -sandbox)"),
+        }
+    }
 }
 
 /// One QEMU process. Stopping writes `stop` to the guest console (the idle workload's stop line),
