@@ -186,7 +186,12 @@ fn count(n: usize) -> u32 {
 pub fn container_surface(profile: Profile, seccomp: Option<&ProfileInfo>, runtime: &str) -> BackendSurface {
     BackendSurface {
         profile: profile.describe().to_string(),
-        seccomp_profile: seccomp.map(SeccompProfileInfo::from),
+        // An unconfined profile (privileged) installs no filter: unfiltered, not "not declared".
+        seccomp_profile: match seccomp {
+            Some(p) => Some(SeccompProfileInfo::from(p)),
+            None if !profile.confined() => Some(SeccompProfileInfo::unfiltered()),
+            None => None,
+        },
         vmm: None,
         supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
         supervisor_note: unfiltered_note(runtime),
