@@ -391,6 +391,20 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
     Ok(rd)
 }
 
+/// [`write`] plus an emulated linux guest `qemu-tcg` (a copy of the `microvm` backend's info with
+/// `guest_model` linux and `emulated` true) in run.json; its rows are the tests' to add.
+pub fn write_with_emulated_guest(dir: &Path) -> Result<RunDir, RunDirError> {
+    let rd = write(dir)?;
+    let mut meta = rd.read_meta()?;
+    if let Some(vm) = meta.backends.iter().find(|b| b.name == "microvm") {
+        let mut tcg = vm.clone();
+        (tcg.name, tcg.guest_model, tcg.emulated) = ("qemu-tcg".into(), Some("linux".into()), true);
+        meta.backends.push(tcg);
+    }
+    rd.write_meta(&meta)?;
+    Ok(rd)
+}
+
 /// Write the fixture into `dir`, then degrade it the way broken runs do (issue 17, case 9): the `container`
 /// sequential startup is a single launch of 0 s; `container-privileged` has a single 0.5 ms launch (plausible,
 /// but one sample, faster than every microVM); no concurrent startup mode was measured (startup_summary.csv is

@@ -772,12 +772,7 @@ mod tests {
     #[test]
     fn an_emulated_guest_shows_its_memory_split_and_the_composed_figure() {
         let d = tempfile::tempdir().unwrap();
-        let rd = crate::fixture::write(d.path()).unwrap();
-        let mut meta = rd.read_meta().unwrap();
-        let mut tcg = meta.backends.iter().find(|b| b.name == "microvm").unwrap().clone();
-        (tcg.name, tcg.guest_model, tcg.emulated) = ("qemu-tcg".into(), Some("linux".into()), true);
-        meta.backends.push(tcg);
-        rd.write_meta(&meta).unwrap();
+        let rd = crate::fixture::write_with_emulated_guest(d.path()).unwrap();
         let mut fits: Vec<results::DensityFit> = rd.read_csv().unwrap();
         let vm = fits.iter_mut().find(|f| f.backend == "microvm").unwrap();
         vm.guest_mem_bytes = Some((16 << 20) as f64);

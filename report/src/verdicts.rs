@@ -341,12 +341,7 @@ mod run_tests {
     #[test]
     fn an_emulated_guest_never_decides_startup_or_density() {
         let d = tempfile::tempdir().unwrap();
-        let rd = crate::fixture::write(d.path()).unwrap();
-        let mut meta = rd.read_meta().unwrap();
-        let mut tcg = meta.backends.iter().find(|b| b.name == "microvm").unwrap().clone();
-        (tcg.name, tcg.guest_model, tcg.emulated) = ("qemu-tcg".into(), Some("linux".into()), true);
-        meta.backends.push(tcg);
-        rd.write_meta(&meta).unwrap();
+        let rd = crate::fixture::write_with_emulated_guest(d.path()).unwrap();
         let mut rows: Vec<StartupSummary> = rd.read_csv().unwrap();
         let mut fast = rows.iter().find(|r| r.backend == "microvm" && r.mode == "sequential").unwrap().clone();
         (fast.backend, fast.median_s) = ("qemu-tcg".into(), 1e-6);
