@@ -159,7 +159,7 @@ pub fn config_with_profile(i: &OciInputs<'_>, profile_path: &Path) -> Result<Spe
         let profile = seccomp_profile::load(profile_path, security::DEFAULT_CAPS)?;
         linux = linux
             .seccomp(profile.resolved.to_oci())
-            .masked_paths(strings(security::MASKED_PATHS))
+            .masked_paths(security::masked_paths().map(String::from).collect::<Vec<_>>())
             .readonly_paths(strings(security::READONLY_PATHS));
     } else {
         linux = linux.masked_paths(Vec::new()).readonly_paths(Vec::new());
@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(mounts[0]["action"], "SCMP_ACT_ERRNO");
         let strs =
             |v: &Value| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>();
-        assert_eq!(strs(&c["linux"]["maskedPaths"]), security::MASKED_PATHS);
+        assert_eq!(strs(&c["linux"]["maskedPaths"]), security::masked_paths().collect::<Vec<_>>());
         assert_eq!(strs(&c["linux"]["readonlyPaths"]), security::READONLY_PATHS);
         let devs = c["linux"]["resources"]["devices"].as_array().unwrap();
         assert_eq!(devs.len(), devices::DEFAULT_RULES.len());

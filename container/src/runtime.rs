@@ -137,7 +137,7 @@ pub enum Profile {
     /// What `docker run` / `podman run` give by default: all namespaces but user, Docker's default
     /// capabilities, no_new_privs, Podman's default seccomp profile
     /// ([`seccomp_profile::DEFAULT_PROFILE_PATH`]), the default device rules ([`devices::DEFAULT_RULES`]),
-    /// masked and read-only paths ([`security::MASKED_PATHS`], [`security::READONLY_PATHS`]), sysfs
+    /// masked and read-only paths ([`security::masked_paths`], [`security::READONLY_PATHS`]), sysfs
     /// read-only.
     Default,
     /// Docker's `--privileged`: no user namespace, all capabilities, all devices, no seccomp, no

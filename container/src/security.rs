@@ -64,25 +64,16 @@ pub fn caps_plan(keep: &[Capability]) -> Result<CapsPlan, SecurityError> {
 
 /// Paths Docker and containerd mask in a non-privileged container (moby `oci/defaults.go`
 /// `DefaultSpec().Linux.MaskedPaths`, containerd `oci/spec.go`): files get /dev/null bound over them,
-/// directories an empty read-only tmpfs.
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
+/// directories an empty read-only tmpfs. One list with the isolation probes that check them
+/// (`workloads::probe_ids::MASKED_PATHS`).
+pub fn masked_paths() -> impl Iterator<Item = &'static str> {
+    workloads::probe_ids::MASKED_PATHS.iter().map(|m| m.path)
+}
 
-/// Paths Docker and containerd make read-only (same sources as [`MASKED_PATHS`]).
+/// Paths Docker and containerd make read-only (same sources as [`masked_paths`]).
 pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// [`MASKED_PATHS`] and [`READONLY_PATHS`] that exist on this host (the container's proc and sysfs are
+/// [`masked_paths`] and [`READONLY_PATHS`] that exist on this host (the container's proc and sysfs are
 /// this kernel's), checked once per runtime. Missing ones are skipped silently, as runc does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostPaths {
@@ -103,7 +94,7 @@ impl HostPaths {
     /// Look under `root` instead of "/" (tests).
     pub fn detect_under(root: &std::path::Path) -> HostPaths {
         let mut h = HostPaths::default();
-        for p in MASKED_PATHS {
+        for p in masked_paths() {
             let rel = p.trim_start_matches('/');
             match std::fs::metadata(root.join(rel)) {
                 Ok(m) if m.is_dir() => h.masked_dirs.push(rel),
@@ -138,7 +129,7 @@ mod tests {
                            /proc/timer_stats /proc/sched_debug /proc/scsi /sys/firmware /sys/devices/virtual/powercap";
         let moby_readonly = "/proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger";
         let words = |s: &'static str| s.split_whitespace().collect::<Vec<_>>();
-        assert_eq!(MASKED_PATHS, words(moby_masked));
+        assert_eq!(masked_paths().collect::<Vec<_>>(), words(moby_masked));
         assert_eq!(READONLY_PATHS, words(moby_readonly));
     }
 
