@@ -214,6 +214,9 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
         cwd,
         spec: Some(std::path::absolute(path).unwrap_or_else(|_| path.into())),
         digest: Some(digest.clone()),
+        cmd: None,
+        user: None,
+        exposed_ports: Vec::new(),
     };
     if let Some(old) = old.filter(|old| {
         old.digest.as_deref() == Some(digest.as_str())

@@ -117,6 +117,16 @@ pub struct ImageRecord {
     /// Content digest of a built image (SHA-256, hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The image config's `Cmd` (imported images): the default arguments after [`Self::entry`]
+    /// (`Entrypoint`), replaced by the command a user gives after `--`, as `docker run` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// The image config's `User` (`uid`, `uid:gid`, or a name resolved in the image's /etc/passwd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The image config's `ExposedPorts` keys, e.g. `8080/tcp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
 }
 
 /// Where committed images live.
@@ -219,6 +229,9 @@ pub fn commit(id: &str, name: &str, parent: Parent) -> Result<Committed, ImagesE
         cwd: parent.cwd,
         spec: None,
         digest: None,
+        cmd: None,
+        user: None,
+        exposed_ports: Vec::new(),
     };
     store::publish_image(tmp, &rec, &parent.name)?;
     Ok(Committed { image: rec, skipped: layer.skipped })
