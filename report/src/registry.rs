@@ -13,24 +13,51 @@ use results::{
     SnapshotRow, StartupSample, StartupSummary,
 };
 
+/// What a section is, as data: one constant per section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionMeta {
+    /// The `<section id>`, the nav's anchor and the `section` of comparison rows (`startup`).
+    pub id: &'static str,
+    /// Heading on the run report.
+    pub title: &'static str,
+    /// Label in the run report's nav.
+    pub nav: &'static str,
+    /// Heading on the comparison and merged pages; None: the section is not on them.
+    pub compare_title: Option<&'static str>,
+    /// The experiment whose run writes [`SectionMeta::csv`].
+    pub experiment: ExperimentId,
+    /// The CSV its figures come from: its row type's [`Record::FILE`].
+    pub csv: &'static str,
+}
+
 /// One experiment section of the report.
 pub trait ReportSection: Sync {
-    /// The `<section id>`, the nav's anchor and the `section` of comparison rows (`startup`).
-    fn id(&self) -> &'static str;
-    /// Heading on the run report.
-    fn title(&self) -> &'static str;
-    /// Label in the run report's nav (default: the title).
+    /// Its id, titles, experiment and CSV.
+    fn meta(&self) -> &'static SectionMeta;
+    /// [`SectionMeta::id`].
+    fn id(&self) -> &'static str {
+        self.meta().id
+    }
+    /// [`SectionMeta::title`].
+    fn title(&self) -> &'static str {
+        self.meta().title
+    }
+    /// [`SectionMeta::nav`].
     fn nav(&self) -> &'static str {
-        self.title()
+        self.meta().nav
     }
-    /// Heading on the comparison and merged pages; None: the section is not on them.
+    /// [`SectionMeta::compare_title`].
     fn compare_title(&self) -> Option<&'static str> {
-        Some(self.title())
+        self.meta().compare_title
     }
-    /// The experiment whose run writes [`ReportSection::csv`].
-    fn experiment(&self) -> ExperimentId;
-    /// The CSV its figures come from: its row type's [`Record::FILE`].
-    fn csv(&self) -> &'static str;
+    /// [`SectionMeta::experiment`].
+    fn experiment(&self) -> ExperimentId {
+        self.meta().experiment
+    }
+    /// [`SectionMeta::csv`].
+    fn csv(&self) -> &'static str {
+        self.meta().csv
+    }
     /// Every CSV it reads, for the report footer's links (default: [`ReportSection::csv`]).
     fn files(&self) -> Vec<&'static str> {
         vec![self.csv()]
@@ -65,17 +92,16 @@ fn key(sec: &dyn ReportSection, backend: &str, metric: &str) -> (String, String,
 pub struct Startup;
 
 impl ReportSection for Startup {
-    fn id(&self) -> &'static str {
-        "startup"
-    }
-    fn title(&self) -> &'static str {
-        "Startup"
-    }
-    fn experiment(&self) -> ExperimentId {
-        ExperimentId::Startup
-    }
-    fn csv(&self) -> &'static str {
-        StartupSummary::FILE
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "startup",
+            title: "Startup",
+            nav: "Startup",
+            compare_title: Some("Startup"),
+            experiment: ExperimentId::Startup,
+            csv: StartupSummary::FILE,
+        };
+        &M
     }
     fn files(&self) -> Vec<&'static str> {
         vec![StartupSample::FILE, PhaseSample::FILE, StartupSummary::FILE]
@@ -99,17 +125,16 @@ impl ReportSection for Startup {
 pub struct Density;
 
 impl ReportSection for Density {
-    fn id(&self) -> &'static str {
-        "density"
-    }
-    fn title(&self) -> &'static str {
-        "Density"
-    }
-    fn experiment(&self) -> ExperimentId {
-        ExperimentId::Density
-    }
-    fn csv(&self) -> &'static str {
-        DensityFit::FILE
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "density",
+            title: "Density",
+            nav: "Density",
+            compare_title: Some("Density"),
+            experiment: ExperimentId::Density,
+            csv: DensityFit::FILE,
+        };
+        &M
     }
     fn files(&self) -> Vec<&'static str> {
         vec![DensityStep::FILE, DensityFit::FILE]
@@ -133,20 +158,16 @@ impl ReportSection for Density {
 pub struct Overhead;
 
 impl ReportSection for Overhead {
-    fn id(&self) -> &'static str {
-        "overhead"
-    }
-    fn title(&self) -> &'static str {
-        "Overhead vs the process baseline"
-    }
-    fn nav(&self) -> &'static str {
-        "Overhead"
-    }
-    fn experiment(&self) -> ExperimentId {
-        ExperimentId::Overhead
-    }
-    fn csv(&self) -> &'static str {
-        OverheadRow::FILE
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "overhead",
+            title: "Overhead vs the process baseline",
+            nav: "Overhead",
+            compare_title: Some("Overhead vs the process baseline"),
+            experiment: ExperimentId::Overhead,
+            csv: OverheadRow::FILE,
+        };
+        &M
     }
     fn render(&self, run: &RunData) -> Result<Section, ReportError> {
         Ok(sections::overhead(self, run)?)
@@ -178,20 +199,16 @@ impl ReportSection for Overhead {
 pub struct Isolation;
 
 impl ReportSection for Isolation {
-    fn id(&self) -> &'static str {
-        "isolation"
-    }
-    fn title(&self) -> &'static str {
-        "Isolation"
-    }
-    fn compare_title(&self) -> Option<&'static str> {
-        Some("Isolation failures")
-    }
-    fn experiment(&self) -> ExperimentId {
-        ExperimentId::Isolation
-    }
-    fn csv(&self) -> &'static str {
-        IsolationRow::FILE
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "isolation",
+            title: "Isolation",
+            nav: "Isolation",
+            compare_title: Some("Isolation failures"),
+            experiment: ExperimentId::Isolation,
+            csv: IsolationRow::FILE,
+        };
+        &M
     }
     fn render(&self, run: &RunData) -> Result<Section, ReportError> {
         Ok(sections::isolation(self, run))
@@ -215,20 +232,16 @@ impl ReportSection for Isolation {
 pub struct AttackSurface;
 
 impl ReportSection for AttackSurface {
-    fn id(&self) -> &'static str {
-        "surface"
-    }
-    fn title(&self) -> &'static str {
-        "Attack surface"
-    }
-    fn compare_title(&self) -> Option<&'static str> {
-        None
-    }
-    fn experiment(&self) -> ExperimentId {
-        ExperimentId::Isolation
-    }
-    fn csv(&self) -> &'static str {
-        AttackSurfaceRow::FILE
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "surface",
+            title: "Attack surface",
+            nav: "Attack surface",
+            compare_title: None,
+            experiment: ExperimentId::Isolation,
+            csv: AttackSurfaceRow::FILE,
+        };
+        &M
     }
     fn render(&self, run: &RunData) -> Result<Section, ReportError> {
         Ok(crate::surface::attack_surface(self, run))
@@ -239,17 +252,16 @@ impl ReportSection for AttackSurface {
 pub struct Blast;
 
 impl ReportSection for Blast {
-    fn id(&self) -> &'static str {
-        "blast"
-    }
-    fn title(&self) -> &'static str {
-        "Blast radius"
-    }
-    fn experiment(&self) -> ExperimentId {
-        ExperimentId::Isolation
-    }
-    fn csv(&self) -> &'static str {
-        BlastRow::FILE
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "blast",
+            title: "Blast radius",
+            nav: "Blast radius",
+            compare_title: Some("Blast radius"),
+            experiment: ExperimentId::Isolation,
+            csv: BlastRow::FILE,
+        };
+        &M
     }
     /// Run.json files of older versions list it as an experiment of its own, `blast`.
     fn why_absent(&self, run: &RunData) -> String {
@@ -273,23 +285,16 @@ impl ReportSection for Blast {
 pub struct Snapshot;
 
 impl ReportSection for Snapshot {
-    fn id(&self) -> &'static str {
-        "snapshot"
-    }
-    fn title(&self) -> &'static str {
-        "Saving state: commit and snapshot"
-    }
-    fn nav(&self) -> &'static str {
-        "Saving state"
-    }
-    fn compare_title(&self) -> Option<&'static str> {
-        Some("Saving state")
-    }
-    fn experiment(&self) -> ExperimentId {
-        ExperimentId::Snapshot
-    }
-    fn csv(&self) -> &'static str {
-        SnapshotRow::FILE
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "snapshot",
+            title: "Saving state: commit and snapshot",
+            nav: "Saving state",
+            compare_title: Some("Saving state"),
+            experiment: ExperimentId::Snapshot,
+            csv: SnapshotRow::FILE,
+        };
+        &M
     }
     fn render(&self, run: &RunData) -> Result<Section, ReportError> {
         Ok(sections::snapshot(self, run)?)
