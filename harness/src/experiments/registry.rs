@@ -6,6 +6,17 @@
 //! maps every id to its experiment with an exhaustive `match`, so an id without an experiment does not
 //! compile; [`all`] is the list `vmct compare` runs in order, `--experiments` parses against and
 //! progress and failure messages are named from.
+//!
+//! Adding an experiment `foo` (tried with a toy, then dropped):
+//! 1. `results`: its row type with `impl Record` (`foo.csv`) in a file of its own, and one line
+//!    `Foo = "foo",` in `results/src/experiment.rs`;
+//! 2. `harness`: `experiments/foo.rs` with `struct Foo` implementing [`Experiment`] (a plan that is not
+//!    `()` is also a field of [`Settings`] and its two presets), and its arm in [`experiment`] (the
+//!    compiler asks for it);
+//! 3. `report`: a type implementing `report::ReportSection` in a file of its own, listed in
+//!    `report::registry::SECTIONS` (this module's tests fail until it is), and a few rows in
+//!    `report::fixture::write`, the complete run the report's tests render;
+//! 4. the `mod` lines of the new files.
 use super::ExperimentError;
 use crate::backend::Backend;
 use crate::compare::{CompareError, Outcome, Settings};
