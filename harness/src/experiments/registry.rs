@@ -146,6 +146,31 @@ mod tests {
         assert_eq!(ids, ExperimentId::ALL);
     }
 
+    /// What an experiment declares it writes is what a run of it writes (density, which waits for host
+    /// memory to settle, and isolation, which needs the workload binary, are left out).
+    #[test]
+    fn experiments_write_the_files_they_declare() {
+        let d = tempfile::tempdir().unwrap();
+        let backends: Vec<Box<dyn Backend>> =
+            vec![Box::new(crate::experiments::fake::FakeBackend::new("fake", 1 << 20))];
+        let mut s = Settings::quick(8 << 30);
+        s.experiments = vec![ExperimentId::Startup, ExperimentId::Overhead, ExperimentId::Snapshot];
+        (s.startup.warmup, s.startup.runs, s.startup.concurrent_launches, s.overhead.runs) = (0, 2, 2, 1);
+        let out = d.path().join("run");
+        let host = results::HostEnv::capture();
+        crate::compare::run(&backends, &s, out.clone(), vec!["vmct".into()], host, Mode::Quiet).unwrap();
+        let mut written: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".csv"))
+            .collect();
+        written.sort();
+        let mut declared: Vec<String> =
+            s.experiments.iter().flat_map(|&id| experiment(id).files()).map(|f| f.to_string()).collect();
+        declared.sort();
+        assert_eq!(written, declared);
+    }
+
     /// Every registered experiment's headline CSV has a section in the report, and every section of
     /// the report reads a CSV its experiment writes.
     #[test]
