@@ -6,16 +6,14 @@
 //! `vmct compare --plan`, which re-runs exactly that plan.
 use crate::backend::vmm_peers::{self, Peer};
 use crate::backend::Backend;
-use crate::experiments::{density, overhead, snapshot, startup, ExperimentError};
+use crate::experiments::registry::{self, RunContext};
+use crate::experiments::{density, overhead, snapshot, startup};
 use crate::progress::{self, Mode};
 use results::env::LoadSnapshot;
-use results::{HostEnv, Plan, RunDir, RunMeta};
+use results::{ExperimentId, HostEnv, Plan, RunDir, RunMeta};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::scenario::Scenario;
-
-/// The experiments `compare` can run.
-pub const EXPERIMENTS: &[&str] = &["startup", "overhead", "density", "isolation", "snapshot"];
 
 /// Errors that stop the whole run (a failing backend only stops its own experiment).
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +63,8 @@ pub const MAX_DENSITY_INSTANCES: u32 = 100_000;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Experiments to run, from [`EXPERIMENTS`].
-    pub experiments: Vec<String>,
+    /// Experiments to run (they run in [`ExperimentId::ALL`]'s order whatever this order is).
+    pub experiments: Vec<ExperimentId>,
     /// Backends to run, by name (empty: every backend the host offers). run.json records the backends
     /// the run considered, available or not.
     pub backends: Vec<String>,
@@ -90,7 +88,7 @@ impl Settings {
     /// `--quick`: under a minute on a 2-core host.
     pub fn quick(mem_available: u64) -> Settings {
         Settings {
-            experiments: EXPERIMENTS.iter().map(|s| s.to_string()).collect(),
+            experiments: ExperimentId::ALL.to_vec(),
             backends: Vec::new(),
             peers: Vec::new(),
             startup: startup::StartupPlan {
@@ -132,7 +130,7 @@ impl Settings {
     /// The default plan: stable p99s, a 1000-instance density sweep when the budget allows.
     pub fn default_plan(mem_available: u64) -> Settings {
         Settings {
-            experiments: EXPERIMENTS.iter().map(|s| s.to_string()).collect(),
+            experiments: ExperimentId::ALL.to_vec(),
             backends: Vec::new(),
             peers: Vec::new(),
             startup: startup::StartupPlan {
@@ -168,7 +166,7 @@ impl Settings {
     /// The summary of the plan recorded in run.json's `plan` (the report reads it).
     pub fn to_plan(&self) -> Plan {
         Plan {
-            experiments: self.experiments.clone(),
+            experiments: self.experiments.iter().map(|e| e.to_string()).collect(),
             backends: self.backends.clone(),
             quick: self.quick,
             warmup: self.startup.warmup,
@@ -185,10 +183,7 @@ impl Settings {
     /// the field and the valid values.
     pub fn validate(&self) -> Result<(), String> {
         if self.experiments.is_empty() {
-            return Err(format!("experiments is empty; valid experiments: {}", EXPERIMENTS.join(", ")));
-        }
-        if let Some(e) = self.experiments.iter().find(|e| !EXPERIMENTS.contains(&e.as_str())) {
-            return Err(format!("unknown experiment '{e}'; valid experiments: {}", EXPERIMENTS.join(", ")));
+            return Err(format!("experiments is empty; valid experiments: {}", ExperimentId::valid_list()));
         }
         if self.startup.runs == 0 {
             return Err("startup.runs is 0: expected at least 1".into());
@@ -297,7 +292,8 @@ fn nearest_command(p: &Plan) -> String {
         c.push_str(&format!(" --backends {}", p.backends.join(",")));
     }
     // Only names this vmct knows (older runs listed "blast", now part of "isolation").
-    let known: Vec<&str> = p.experiments.iter().map(String::as_str).filter(|e| EXPERIMENTS.contains(e)).collect();
+    let known: Vec<&str> =
+        p.experiments.iter().map(String::as_str).filter(|e| e.parse::<ExperimentId>().is_ok()).collect();
     if !known.is_empty() {
         c.push_str(&format!(" --experiments {}", known.join(",")));
     }
@@ -366,13 +362,6 @@ pub fn run(
     }
     let emulated = for_emulated(settings);
     let emulated_names: Vec<String> = infos.iter().filter(|i| i.emulated).map(|i| i.name.clone()).collect();
-    let plan_for = |b: &dyn Backend| {
-        if emulated_names.iter().any(|n| n == b.name()) {
-            &emulated
-        } else {
-            settings
-        }
-    };
     let usable: Vec<&dyn Backend> =
         backends.iter().zip(&infos).filter(|(_, i)| i.available).map(|(b, _)| b.as_ref()).collect();
     if usable.is_empty() {
@@ -409,88 +398,20 @@ pub fn run(
         full_plan: Some(serde_json::to_value(&recorded).map_err(CompareError::PlanJson)?),
     };
     rd.write_meta(&meta)?;
-    let mut failures = Vec::new();
-    let wants = |e: &str| settings.experiments.iter().any(|x| x == e);
-
-    let mut startup_medians = Vec::new();
-    if wants("startup") {
-        let (mut samples, mut phases, mut sums) = (Vec::new(), Vec::new(), Vec::new());
-        for b in &usable {
-            match startup::run(*b, &plan_for(*b).startup, mode) {
-                Ok(o) => {
-                    samples.extend(o.samples);
-                    phases.extend(o.phases);
-                    sums.extend(o.summaries);
-                }
-                Err(e) => record_failure(&mut failures, mode, "startup", *b, e)?,
-            }
-            rd.write_csv(&samples)?;
-            rd.write_csv(&phases)?;
-            rd.write_csv(&sums)?;
-        }
-        startup_medians =
-            sums.iter().filter(|s| s.mode == "sequential").map(|s| (s.backend.clone(), s.median_s, s.n)).collect();
-    }
-
-    if wants("overhead") {
-        let mut rows = Vec::new();
-        for b in &usable {
-            match overhead::run(*b, &plan_for(*b).overhead, mode) {
-                Ok(r) => rows.extend(r),
-                Err(e) => record_failure(&mut failures, mode, "overhead", *b, e)?,
-            }
-        }
-        overhead::add_ratios(&mut rows);
-        meta.caveats.extend(overhead::check_mismatches(&rows));
-        rd.write_csv(&rows)?;
-    }
-
-    let mut density_out = Vec::new();
-    if wants("density") {
-        let (mut steps, mut fits) = (Vec::new(), Vec::new());
-        for b in &usable {
-            match density::sweep(*b, &plan_for(*b).density, &density::ProcMeter, mode) {
-                Ok(o) => {
-                    density_out.push((o.fit.backend.clone(), o.fit.instances, o.fit.slope_bytes));
-                    steps.extend(o.steps);
-                    fits.push(o.fit);
-                }
-                Err(e) => record_failure(&mut failures, mode, "density", *b, e)?,
-            }
-            rd.write_csv(&steps)?;
-            rd.write_csv(&fits)?;
-        }
-    }
-
-    if wants("isolation") {
-        match isolation(&usable, settings, mode) {
-            Ok(o) => {
-                rd.write_csv(&o.rows)?;
-                rd.write_csv(&o.blast)?;
-                rd.write_csv(&o.surface)?;
-                meta.attack_surface = o.surface;
-                for n in o.notes {
-                    progress::note(mode, &format!("isolation: {n}"));
-                }
-            }
-            Err(crate::isolation::IsolationError::Interrupted(i)) => return Err(i.into()),
-            Err(e) => {
-                let msg = format!("isolation: {e}");
-                progress::note(mode, &format!("warning: {msg}"));
-                failures.push(msg);
-            }
-        }
-    }
-
-    if wants("snapshot") {
-        let mut rows = Vec::new();
-        for b in &usable {
-            match snapshot::run(*b, &settings.snapshot, mode) {
-                Ok(r) => rows.extend(r),
-                Err(e) => record_failure(&mut failures, mode, "snapshot", *b, e)?,
-            }
-            rd.write_csv(&rows)?;
-        }
+    let mut outcome =
+        Outcome { run_dir: out, report: None, failures: Vec::new(), startup_medians: Vec::new(), density: Vec::new() };
+    let mut cx = RunContext {
+        backends: &usable,
+        settings,
+        emulated: &emulated,
+        emulated_names: &emulated_names,
+        run_dir: &rd,
+        mode,
+        meta: &mut meta,
+        outcome: &mut outcome,
+    };
+    for e in registry::all().filter(|e| settings.experiments.contains(&e.id())) {
+        e.execute(&mut cx)?;
     }
 
     let after = LoadSnapshot::capture();
@@ -498,39 +419,7 @@ pub fn run(
     meta.load_after = Some(after);
     meta.finished_unix_s = unix_now();
     rd.write_meta(&meta)?;
-    Ok(Outcome { run_dir: out, report: None, failures, startup_medians, density: density_out })
-}
-
-/// Note a backend's failed experiment and go on; a Ctrl-C stops the whole run.
-fn record_failure(
-    failures: &mut Vec<String>,
-    mode: Mode,
-    what: &str,
-    b: &dyn Backend,
-    e: ExperimentError,
-) -> Result<(), CompareError> {
-    if let ExperimentError::Interrupted(i) = e {
-        return Err(i.into());
-    }
-    let msg = format!("{what} on {}: {e}", b.name());
-    progress::note(mode, &format!("warning: {msg}"));
-    failures.push(msg);
-    Ok(())
-}
-
-/// The isolation experiment (probe catalogue + blast radius) on the usable backends.
-pub fn isolation(
-    backends: &[&dyn Backend],
-    settings: &Settings,
-    mode: Mode,
-) -> Result<crate::isolation::IsolationOutcome, crate::isolation::IsolationError> {
-    let workload =
-        crate::artifacts::workload_path().map_err(|e| crate::isolation::IsolationError::Setup(e.to_string()))?;
-    let work_dir = crate::artifacts::cache_dir().join("work");
-    let mut opts = crate::isolation::IsolationOptions::new(workload, work_dir);
-    opts.blast = settings.blast.clone();
-    opts.emulated_blast = for_emulated(settings).blast;
-    crate::isolation::run_isolation(backends, &opts, &|m| progress::note(mode, m))
+    Ok(outcome)
 }
 
 /// Caveats from load measured before and after the run: other work on the host, or CPU stolen by the
@@ -574,7 +463,7 @@ mod tests {
     /// A plan with a non-preset value in every section, fractional durations included.
     fn odd_plan() -> Settings {
         let mut s = Settings::quick(8 << 30);
-        s.experiments = vec!["startup".into()];
+        s.experiments = vec![ExperimentId::Startup];
         s.peers = vec![Peer { vmm: vmm_peers::PeerVmm::Firecracker, path: "/bin/sh".into() }];
         s.startup.runs = 3;
         s.startup.concurrency = vec![2, 3];
@@ -651,8 +540,11 @@ mod tests {
         let mut meta = report::fixture::meta();
         let good = serde_json::to_value(odd_plan()).unwrap();
         type Spoil = fn(&mut serde_json::Value);
-        let cases: [(&str, Spoil); 5] = [
+        let cases: [(&str, Spoil); 6] = [
             ("unknown field `extra`", |v| v["startup"]["extra"] = 1.into()),
+            ("unknown variant `blast`, expected one of `startup`, `overhead`", |v| {
+                v["experiments"][0] = "blast".into()
+            }),
             ("missing field `timeout_s`", |v| {
                 v["density"].as_object_mut().unwrap().remove("timeout_s");
             }),

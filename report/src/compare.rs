@@ -3,9 +3,10 @@
 //! and as one self-contained HTML page.
 use crate::data::RunData;
 use crate::html::{backend, esc, page, section, table};
+use crate::registry::{ReportSection, SECTIONS};
 use crate::timefmt::utc;
 use crate::units::fmt_value;
-use crate::validity::{self, Figure};
+use crate::validity::Figure;
 use crate::ReportError;
 use results::RunDir;
 use serde::Serialize;
@@ -98,7 +99,7 @@ pub(crate) fn side(r: &RunData) -> RunSide {
 
 /// A figure keyed by (section, backend, metric) with its unit, direction, and the figure or a note saying why
 /// there is none.
-pub(crate) type Fig = ((String, String, String), String, Option<bool>, Result<Figure, String>);
+pub type Fig = ((String, String, String), String, Option<bool>, Result<Figure, String>);
 
 /// A figure's value and note as a comparison shows it, by [`crate::validity`]'s rule: (value, None) when valid,
 /// (value, reason) when shown but not compared (too few samples), (None, reason) when there is no usable value.
@@ -113,58 +114,9 @@ pub(crate) fn judged(f: &Result<Figure, String>, unit: &str) -> (Option<f64>, Op
     }
 }
 
+/// Every figure of run `r`, section by section in [`SECTIONS`] order.
 pub(crate) fn figures(r: &RunData) -> Vec<Fig> {
-    let mut v: Vec<Fig> = Vec::new();
-    let k = |s: &str, b: &str, m: &str| (s.to_string(), b.to_string(), m.to_string());
-    for s in r.startup_summary.iter().flatten() {
-        let median = Ok(validity::startup_median(s));
-        v.push((k("startup", &s.backend, &format!("median {}", s.mode)), "s".into(), Some(true), median));
-        let p99 = Ok(validity::startup_p99(s));
-        v.push((k("startup", &s.backend, &format!("p99 {}", s.mode)), "s".into(), Some(true), p99));
-    }
-    for f in r.density_fit.iter().flatten() {
-        let slope = Ok(validity::density_slope(f));
-        v.push((k("density", &f.backend, "per-instance slope"), "bytes".into(), Some(true), slope));
-        let per_gib = Ok(validity::instances_per_gib(f));
-        v.push((k("density", &f.backend, "instances per GiB"), "1/GiB".into(), Some(false), per_gib));
-    }
-    for o in r.overhead.iter().flatten() {
-        let metric = if o.metric.is_empty() { o.scenario.clone() } else { o.metric.clone() };
-        let dir = if o.unit.ends_with("/s") {
-            Some(false)
-        } else if ["s", "ms", "us", "µs", "ns"].contains(&o.unit.as_str()) {
-            Some(true)
-        } else {
-            None
-        };
-        let val = match (o.supported, validity::overhead_ratio(o)) {
-            _ if o.failed => Err(format!("failed: {}", o.reason)),
-            (true, Some(f)) => Ok(f),
-            (true, None) => Err("no process baseline".to_string()),
-            (false, _) => Err(format!("unsupported: {}", o.reason)),
-        };
-        v.push((k("overhead", &o.backend, &format!("{metric} ratio to process")), "ratio".into(), dir, val));
-    }
-    let mut iso: Vec<(String, f64)> = Vec::new();
-    for i in r.isolation.iter().flatten() {
-        let key = format!("{}/{}", i.backend, i.profile);
-        match iso.iter_mut().find(|x| x.0 == key) {
-            Some(x) => x.1 += f64::from(u8::from(i.failure)),
-            None => iso.push((key, f64::from(u8::from(i.failure)))),
-        }
-    }
-    for (b, n) in iso {
-        v.push((k("isolation", &b, "failures"), "count".into(), Some(true), Ok(Figure::count(n))));
-    }
-    for b in r.blast.iter().flatten() {
-        let m = format!("slowdown next to {}{}", b.neighbour, if b.limited { " (limited)" } else { "" });
-        v.push((k("blast", &b.backend, &m), "ratio".into(), Some(true), Ok(validity::blast_slowdown(b))));
-    }
-    for s in r.snapshot.iter().flatten() {
-        let save = Ok(validity::save_time(s));
-        v.push((k("snapshot", &s.backend, &format!("save {} MiB", s.dirty_mib)), "s".into(), Some(true), save));
-    }
-    v
+    SECTIONS.iter().flat_map(|s| s.figures(r)).collect()
 }
 
 fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
@@ -177,15 +129,7 @@ fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
         }
     }
     let absent = |r: &RunData, sec: &str| {
-        let has = match sec {
-            "startup" => r.startup_summary.is_some(),
-            "density" => r.density_fit.is_some(),
-            "overhead" => r.overhead.is_some(),
-            "isolation" => r.isolation.is_some(),
-            "blast" => r.blast.is_some(),
-            _ => r.snapshot.is_some(),
-        };
-        if has {
+        if crate::registry::section(sec).is_some_and(|s| s.present(r)) {
             "not measured for this backend".to_string()
         } else {
             "not run in this run".to_string()
@@ -243,26 +187,10 @@ pub(crate) fn figure_cell(v: Option<f64>, note: &Option<String>, href: &str, uni
     }
 }
 
-/// The sections of a comparison or merged page: (id, title), in page order.
-pub(crate) const SECTIONS: [(&str, &str); 6] = [
-    ("startup", "Startup"),
-    ("density", "Density"),
-    ("overhead", "Overhead vs the process baseline"),
-    ("isolation", "Isolation failures"),
-    ("blast", "Blast radius"),
-    ("snapshot", "Saving state"),
-];
-
-/// The CSV a section's figures come from.
-pub(crate) fn csv_of(section: &str) -> &'static str {
-    match section {
-        "startup" => "startup_summary.csv",
-        "density" => "density_summary.csv",
-        "overhead" => "overhead.csv",
-        "isolation" => "isolation.csv",
-        "blast" => "blast.csv",
-        _ => "snapshot.csv",
-    }
+/// The sections of a comparison or merged page with their headings, in page order: those of [`SECTIONS`]
+/// with a [`ReportSection::compare_title`].
+pub(crate) fn compared_sections() -> impl Iterator<Item = (&'static dyn ReportSection, &'static str)> {
+    SECTIONS.iter().filter_map(|s| Some((*s, s.compare_title()?)))
 }
 
 /// Write the comparison page and return its path. `out` is a directory (the page is `out/compare.html`) or a
@@ -306,15 +234,14 @@ pub fn compare_html(d: &RunDeltas) -> String {
         esc(&d.b.host)
     );
     body.push_str(&section("runs", "Runs", &table(&["", "A", "B"], &side_rows)));
-    let link = |dir: &str, sec: &str| format!("{}/{}", dir.trim_end_matches('/'), csv_of(sec));
-    for (sec, title) in SECTIONS {
+    for (sec, title) in compared_sections() {
+        let link = |dir: &str| format!("{}/{}", dir.trim_end_matches('/'), sec.csv());
         let rows: Vec<Vec<String>> = d
             .rows
             .iter()
-            .filter(|r| r.section == sec)
+            .filter(|r| r.section == sec.id())
             .map(|r| {
-                let cell =
-                    |v: Option<f64>, note: &Option<String>, dir: &str| figure_cell(v, note, &link(dir, sec), &r.unit);
+                let cell = |v: Option<f64>, note: &Option<String>, dir: &str| figure_cell(v, note, &link(dir), &r.unit);
                 let class = match r.b_better() {
                     Some(true) => "down",
                     Some(false) => "up",
@@ -347,7 +274,7 @@ pub fn compare_html(d: &RunDeltas) -> String {
         } else {
             table(&["backend", "figure", "A", "B", "Δ (B − A)"], &rows)
         };
-        body.push_str(&section(sec, title, &html));
+        body.push_str(&section(sec.id(), title, &html));
     }
     body.push_str(&format!(
         "<footer>Generated by <code>vmct compare</code> from {} and {}. Numbers link to the CSV they came from.</footer>",

@@ -218,7 +218,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             summaries.push(StartupSummary {
                 backend: b.into(),
                 mode: mode.into(),
-                n: s.n as u32,
+                n: u32::try_from(s.n).expect("the fixture has a few dozen samples"),
                 median_s: s.median,
                 p90_s: s.p90,
                 p99_s: s.p99,
@@ -226,7 +226,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 max_s: s.max,
                 mean_s: s.mean,
                 mad_s: s.mad,
-                outliers: s.outlier.iter().filter(|o| **o).count() as u32,
+                outliers: u32::try_from(s.outlier.iter().filter(|o| **o).count()).expect("a few dozen samples"),
                 launches_per_s: k.map(|k| k / s.mean),
             });
         }
@@ -240,6 +240,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
     for (b, per_mib, fixed_mib) in [("process", 17.0, 1.0), ("microvm", 19.5, 3.0), ("container", 18.2, 6.0)] {
         let mut pts = Vec::new();
         for n in 1..=10u32 {
+            #[allow(clippy::cast_possible_truncation)] // a few hundred MiB in bytes: far inside i64
             let used = ((per_mib * f64::from(n) + fixed_mib + 0.3 * rng.next()) * 1048576.0) as i64;
             pts.push((f64::from(n), used as f64));
             steps.push(DensityStep {
@@ -380,6 +381,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 backend: b.into(),
                 dirty_mib: dirty,
                 save_s: 0.004 + save_per_mib * dirty as f64,
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // MiBs of bytes, positive
                 save_bytes: (bytes_per_mib * (dirty << 20) as f64) as u64,
                 restore_s: if b == "microvm" { 0.0021 } else { 0.019 },
                 cold_start_s: if b == "microvm" { 0.0032 } else { 0.024 },

@@ -20,6 +20,7 @@ pub mod html;
 pub mod merge;
 pub mod palette;
 pub mod planner;
+pub mod registry;
 mod render;
 pub mod sections;
 pub mod surface;
@@ -31,6 +32,7 @@ pub mod verdicts;
 pub use compare::{compare, deltas, DeltaRow, RunDeltas};
 pub use merge::{merge, merged, MergedRow, MergedRuns};
 pub use planner::{plan, BackendPlan, PlanError, PlanInput, PlanOutput, Recommendation};
+pub use registry::{ReportSection, SECTIONS};
 pub use units::{parse_duration, parse_size, UnitsError};
 pub use verdicts::{ClaimVerdict, Verdict};
 

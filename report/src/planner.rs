@@ -150,6 +150,8 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
                 let per = overhead + input.working_set_bytes as f64;
                 let fixed = f.intercept_bytes.max(0.0);
                 let usable = (input.host_mem_bytes as f64 - fixed).max(0.0);
+                // Whole instances, at least 0; `as` saturates at u64::MAX for an absurdly small `per`.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let n = if per > 0.0 { (usable / per).floor() as u64 } else { 0 };
                 if n > u64::from(f.instances) {
                     extrapolated = true;
@@ -195,7 +197,10 @@ pub fn plan_data(run: &RunData, input: &PlanInput) -> Result<PlanOutput, PlanErr
         let failures = run
             .isolation
             .as_ref()
-            .map(|rows| rows.iter().filter(|r| r.backend == b && r.failure).count() as u32)
+            .map(|rows| {
+                let n = rows.iter().filter(|r| r.backend == b && r.failure).count();
+                u32::try_from(n).expect("fewer than 2^32 isolation rows in memory")
+            })
             .filter(|_| run.isolation.iter().flatten().any(|r| r.backend == b));
         let p99 = st.map(validity::startup_p99);
         match p99.map(|f| f.check()) {

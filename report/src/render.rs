@@ -2,6 +2,7 @@
 use crate::data::RunData;
 use crate::html::{backend, checked, esc, num, page, section, table};
 use crate::planner::{plan_data, PlanInput, PlanOutput};
+use crate::registry::SECTIONS;
 use crate::sections;
 use crate::timefmt::utc;
 use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
@@ -14,15 +15,7 @@ use std::path::PathBuf;
 
 /// Render RUN_DIR/report.html and one .svg per chart; returns the report's path.
 pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
-    let secs = vec![
-        sections::startup(run)?,
-        sections::density(run)?,
-        sections::overhead(run)?,
-        sections::isolation(run),
-        crate::surface::attack_surface(run),
-        sections::blast(run)?,
-        sections::snapshot(run)?,
-    ];
+    let secs = SECTIONS.iter().map(|s| s.render(run)).collect::<Result<Vec<_>, _>>()?;
     let plan = plan_data(run, &PlanInput::default_for(run));
     let mut body = header(run);
     body.push_str(&summary_cards(run, plan.as_ref().ok()));
@@ -45,13 +38,13 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
 
 fn header(run: &RunData) -> String {
     let m = &run.meta;
+    let experiments: String =
+        SECTIONS.iter().map(|s| format!("<a href=\"#{}\">{}</a>", esc(s.id()), esc(s.nav()))).collect();
     format!(
         "<header class=\"top\"><h1>vmct report</h1><p class=\"sub\">Run <b>{}</b> on <b>{}</b> · {} · vmct {}{} · \
          KVM <b>{}</b> · cgroups <b>{}</b></p>\
-         <nav class=\"toc\"><a href=\"#host\">Host</a><a href=\"#verdicts\">Verdicts</a><a href=\"#startup\">Startup</a>\
-         <a href=\"#density\">Density</a><a href=\"#overhead\">Overhead</a><a href=\"#isolation\">Isolation</a>\
-         <a href=\"#surface\">Attack surface</a><a href=\"#blast\">Blast radius</a><a href=\"#snapshot\">Saving state</a><a href=\"#planner\">Capacity \
-         planner</a></nav></header>\n",
+         <nav class=\"toc\"><a href=\"#host\">Host</a><a href=\"#verdicts\">Verdicts</a>{experiments}\
+         <a href=\"#planner\">Capacity planner</a></nav></header>\n",
         esc(&m.id),
         esc(&run.host_label()),
         esc(&utc(m.started_unix_s)),
@@ -384,20 +377,7 @@ fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> Strin
 }
 
 fn footer(run: &RunData) -> String {
-    let files: Vec<&str> = [
-        results::StartupSample::FILE,
-        results::PhaseSample::FILE,
-        results::StartupSummary::FILE,
-        results::DensityStep::FILE,
-        results::DensityFit::FILE,
-        results::OverheadRow::FILE,
-        results::IsolationRow::FILE,
-        results::BlastRow::FILE,
-        results::SnapshotRow::FILE,
-    ]
-    .into_iter()
-    .filter(|f| run.dir.join(f).exists())
-    .collect();
+    let files: Vec<&str> = SECTIONS.iter().flat_map(|s| s.files()).filter(|f| run.dir.join(f).exists()).collect();
     let links: Vec<String> =
         std::iter::once("run.json").chain(files).map(|f| format!("<a href=\"{0}\">{0}</a>", esc(f))).collect();
     format!(
@@ -498,6 +478,23 @@ mod tests {
         }
         assert!(!html.contains("http://") && !html.contains("https://"), "network reference in the page");
         assert!(!html.contains("<script"), "no scripts");
+    }
+
+    /// The footer links every CSV of the run (the hand-written list it had before the section registry missed
+    /// attack_surface.csv).
+    #[test]
+    fn the_footer_links_every_csv_of_the_run() {
+        let (_d, rd, html) = rendered();
+        let footer = &html[html.find("<footer>").unwrap()..];
+        let mut n = 0;
+        for f in fs::read_dir(rd.path()).unwrap() {
+            let name = f.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".csv") {
+                assert!(footer.contains(&format!("<a href=\"{name}\">{name}</a>")), "{name} not in {footer}");
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "the fixture writes every CSV, found {n}");
     }
 
     #[test]

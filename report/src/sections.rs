@@ -1,5 +1,6 @@
-//! The experiment sections of the report: startup, density, overhead, isolation, blast radius, snapshot. Each
-//! returns its HTML and the charts it drew; a section whose CSV is absent says "not run in this run" and why, one
+//! The experiment sections of the report: startup, density, overhead, isolation, blast radius, snapshot, each
+//! registered in [`crate::registry::SECTIONS`], which gives it its id, title and CSV. Each returns its HTML and
+//! the charts it drew; a section whose CSV is absent says "not run in this run" and why, one
 //! whose CSV is present but empty says so. Figures are judged by [`crate::validity`]: impossible values are
 //! replaced by the reason, single-sample figures are marked.
 use crate::charts::bars::{bar_chart, Bar, BarChart};
@@ -9,6 +10,7 @@ use crate::charts::{Chart, ChartError};
 use crate::data::{concurrency_of, RunData};
 use crate::html::{backend, checked, esc, figure, no_rows, not_run, num, section, table};
 use crate::palette::{backend_color, phase_color};
+use crate::registry::ReportSection;
 use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use results::Record;
@@ -23,25 +25,19 @@ pub struct Section {
     pub charts: Vec<Chart>,
 }
 
-fn absent(id: &str, title: &str, csv: &str, run: &RunData, experiment: &str) -> Section {
-    Section { html: section(id, title, &not_run(csv, &run.why_absent(experiment))), charts: Vec::new() }
+fn absent(sec: &dyn ReportSection, run: &RunData) -> Section {
+    Section { html: section(sec.id(), sec.title(), &not_run(sec.csv(), &sec.why_absent(run))), charts: Vec::new() }
 }
 
 /// The section to show instead of a table when `rows` is absent (not run) or present but empty; None when there
 /// are rows to show.
-fn missing<T>(
-    id: &str,
-    title: &str,
-    csv: &str,
-    rows: Option<&Vec<T>>,
-    run: &RunData,
-    experiment: &str,
-) -> Option<Section> {
+fn missing<T>(sec: &dyn ReportSection, rows: Option<&Vec<T>>, run: &RunData) -> Option<Section> {
     match rows {
-        None => Some(absent(id, title, csv, run, experiment)),
-        Some(r) if r.is_empty() => {
-            Some(Section { html: section(id, title, &no_rows(csv, "has no rows")), charts: Vec::new() })
-        }
+        None => Some(absent(sec, run)),
+        Some(r) if r.is_empty() => Some(Section {
+            html: section(sec.id(), sec.title(), &no_rows(sec.csv(), "has no rows")),
+            charts: Vec::new(),
+        }),
         Some(_) => None,
     }
 }
@@ -51,10 +47,9 @@ fn sorted_backends<T>(run: &RunData, rows: &mut [T], key: impl Fn(&T) -> &str) {
 }
 
 /// Startup: summary table, CDF, phases, launch rate.
-pub fn startup(run: &RunData) -> Result<Section, ChartError> {
-    const TITLE: &str = "Startup";
-    let csv = results::StartupSummary::FILE;
-    if let Some(s) = missing("startup", TITLE, csv, run.startup_summary.as_ref(), run, "startup") {
+pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartError> {
+    let csv = sec.csv();
+    if let Some(s) = missing(sec, run.startup_summary.as_ref(), run) {
         return Ok(s);
     }
     let summary = run.startup_summary.as_deref().unwrap_or_default();
@@ -176,7 +171,7 @@ pub fn startup(run: &RunData) -> Result<Section, ChartError> {
         }
         None => body.push_str(&no_rows(csv, "has no concurrent-launch row with a launch rate (launches/s)")),
     }
-    out.html = section("startup", TITLE, &body);
+    out.html = section(sec.id(), sec.title(), &body);
     Ok(out)
 }
 
@@ -243,15 +238,14 @@ fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String
 }
 
 /// Density: memory used vs instances with the fitted per-instance cost.
-pub fn density(run: &RunData) -> Result<Section, ChartError> {
-    const TITLE: &str = "Density";
+pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartError> {
     let (steps, fits) = (&run.density, &run.density_fit);
     if steps.is_none() && fits.is_none() {
-        return Ok(absent("density", TITLE, results::DensityFit::FILE, run, "density"));
+        return Ok(absent(sec, run));
     }
     let steps = steps.as_deref().unwrap_or(&[]);
     let fits = fits.as_deref().unwrap_or(&[]);
-    let csv = results::DensityFit::FILE;
+    let csv = sec.csv();
     let mib = |b: f64| b / (1024.0 * 1024.0);
     let mut out = Section::default();
     let mut body = String::from(
@@ -371,7 +365,7 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
         ));
         body.push_str(&composed_linux_guest(run, &fits));
     }
-    out.html = section("density", TITLE, &body);
+    out.html = section(sec.id(), sec.title(), &body);
     Ok(out)
 }
 
@@ -427,10 +421,9 @@ fn composed_linux_guest(run: &RunData, fits: &[results::DensityFit]) -> String {
 
 /// Overhead: ratios to the process baseline, unsupported shown with the reason; check values (unit `u32`) as
 /// "same as process" or "differs", never as an overhead bar.
-pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
-    const TITLE: &str = "Overhead vs the process baseline";
-    let csv = results::OverheadRow::FILE;
-    if let Some(s) = missing("overhead", TITLE, csv, run.overhead.as_ref(), run, "overhead") {
+pub fn overhead(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartError> {
+    let csv = sec.csv();
+    if let Some(s) = missing(sec, run.overhead.as_ref(), run) {
         return Ok(s);
     }
     let rows = run.overhead.as_deref().unwrap_or_default();
@@ -517,15 +510,14 @@ pub fn overhead(run: &RunData) -> Result<Section, ChartError> {
         body.push_str(&figure(&c, csv));
         out.charts.push(c);
     }
-    out.html = section("overhead", TITLE, &body);
+    out.html = section(sec.id(), sec.title(), &body);
     Ok(out)
 }
 
 /// Isolation: the probe x backend/profile matrix with failures highlighted.
-pub fn isolation(run: &RunData) -> Section {
-    const TITLE: &str = "Isolation";
-    let csv = results::IsolationRow::FILE;
-    if let Some(s) = missing("isolation", TITLE, csv, run.isolation.as_ref(), run, "isolation") {
+pub fn isolation(sec: &dyn ReportSection, run: &RunData) -> Section {
+    let csv = sec.csv();
+    if let Some(s) = missing(sec, run.isolation.as_ref(), run) {
         return s;
     }
     let rows = run.isolation.as_deref().unwrap_or_default();
@@ -607,15 +599,13 @@ pub fn isolation(run: &RunData) -> Section {
         body.push_str("<h3>What the failing probes reached</h3>");
         body.push_str(&table(&["backend", "profile", "probe", "probe saw", "host check"], &fails));
     }
-    Section { html: section("isolation", TITLE, &body), charts: Vec::new() }
+    Section { html: section(sec.id(), sec.title(), &body), charts: Vec::new() }
 }
 
 /// Blast radius: victim slowdowns under noisy or faulting neighbours.
-pub fn blast(run: &RunData) -> Result<Section, ChartError> {
-    const TITLE: &str = "Blast radius";
-    let csv = results::BlastRow::FILE;
-    let exp = if run.meta.plan.experiments.iter().any(|e| e == "blast") { "blast" } else { "isolation" };
-    if let Some(s) = missing("blast", TITLE, csv, run.blast.as_ref(), run, exp) {
+pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartError> {
+    let csv = sec.csv();
+    if let Some(s) = missing(sec, run.blast.as_ref(), run) {
         return Ok(s);
     }
     let mut rows = run.blast.clone().unwrap_or_default();
@@ -676,15 +666,14 @@ pub fn blast(run: &RunData) -> Result<Section, ChartError> {
         body.push_str(&figure(&c, csv));
         out.charts.push(c);
     }
-    out.html = section("blast", TITLE, &body);
+    out.html = section(sec.id(), sec.title(), &body);
     Ok(out)
 }
 
 /// Snapshot/commit: cost of saving and restoring state.
-pub fn snapshot(run: &RunData) -> Result<Section, ChartError> {
-    const TITLE: &str = "Saving state: commit and snapshot";
-    let csv = results::SnapshotRow::FILE;
-    if let Some(s) = missing("snapshot", TITLE, csv, run.snapshot.as_ref(), run, "snapshot") {
+pub fn snapshot(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartError> {
+    let csv = sec.csv();
+    if let Some(s) = missing(sec, run.snapshot.as_ref(), run) {
         return Ok(s);
     }
     let mut rows = run.snapshot.clone().unwrap_or_default();
@@ -749,7 +738,7 @@ pub fn snapshot(run: &RunData) -> Result<Section, ChartError> {
         body.push_str(&figure(&c, csv));
         out.charts.push(c);
     }
-    out.html = section("snapshot", TITLE, &body);
+    out.html = section(sec.id(), sec.title(), &body);
     Ok(out)
 }
 
@@ -782,12 +771,12 @@ mod tests {
         fits.push(q);
         rd.write_csv(&fits).unwrap();
         let run = RunData::load(&rd).unwrap();
-        let html = density(&run).unwrap().html;
+        let html = density(&crate::registry::Density, &run).unwrap().html;
         assert!(html.contains("guest RAM touched") && html.contains("emulator (QEMU + TCG)"), "{html}");
         assert!(html.contains("never used for verdicts"));
         let composed = format!("composed from measured parts: {}", fmt_bytes((43 << 20) as f64));
         assert!(html.contains(&composed), "{html}");
-        let note = startup(&run).unwrap().html;
+        let note = startup(&crate::registry::Startup, &run).unwrap().html;
         assert!(note.contains("Emulated group: qemu-tcg runs the guest CPU under emulation"), "{note}");
     }
 }

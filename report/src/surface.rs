@@ -5,8 +5,9 @@
 //! figure says "not declared", never 0.
 use crate::data::RunData;
 use crate::html::{backend, esc, not_run, num, section, table};
+use crate::registry::ReportSection;
 use crate::sections::Section;
-use results::{AttackSurfaceRow, Record};
+use results::AttackSurfaceRow;
 
 /// `N unit` linked to the CSV with `source` on hover, or "not declared".
 fn figure(v: Option<u32>, unit: &str, source: &str, csv: &str) -> String {
@@ -31,12 +32,11 @@ fn rows(run: &RunData) -> Option<Vec<AttackSurfaceRow>> {
 }
 
 /// The section.
-pub fn attack_surface(run: &RunData) -> Section {
-    const TITLE: &str = "Attack surface";
-    let csv = AttackSurfaceRow::FILE;
+pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
+    let csv = sec.csv();
     let Some(rows) = rows(run) else {
         return Section {
-            html: section("surface", TITLE, &not_run(csv, &run.why_absent("isolation"))),
+            html: section(sec.id(), sec.title(), &not_run(csv, &sec.why_absent(run))),
             charts: Vec::new(),
         };
     };
@@ -118,7 +118,7 @@ pub fn attack_surface(run: &RunData) -> Section {
         ],
         &t,
     ));
-    Section { html: section("surface", TITLE, &body), charts: Vec::new() }
+    Section { html: section(sec.id(), sec.title(), &body), charts: Vec::new() }
 }
 
 #[cfg(test)]
@@ -133,7 +133,7 @@ mod tests {
     fn the_three_layers_and_profiles_are_shown_with_units() {
         let d = tempfile::tempdir().unwrap();
         crate::fixture::write(d.path()).unwrap();
-        let s = attack_surface(&load(d.path()));
+        let s = attack_surface(&crate::registry::AttackSurface, &load(d.path()));
         let h = &s.html;
         assert!(h.contains("id=\"surface\""));
         assert!(
@@ -150,12 +150,12 @@ mod tests {
     fn absent_surface_says_why() {
         let d = tempfile::tempdir().unwrap();
         crate::fixture::write(d.path()).unwrap();
-        std::fs::remove_file(d.path().join(AttackSurfaceRow::FILE)).unwrap();
+        std::fs::remove_file(d.path().join(<AttackSurfaceRow as results::Record>::FILE)).unwrap();
         let mut run = load(d.path());
         run.meta.attack_surface.clear();
-        assert!(attack_surface(&run).html.contains("Not run in this run"));
+        assert!(attack_surface(&crate::registry::AttackSurface, &run).html.contains("Not run in this run"));
         // run.json's copy is used when the CSV is gone.
         let run = load(d.path());
-        assert!(attack_surface(&run).html.contains("exit kinds"));
+        assert!(attack_surface(&crate::registry::AttackSurface, &run).html.contains("exit kinds"));
     }
 }

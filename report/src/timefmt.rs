@@ -5,6 +5,7 @@ pub fn utc(unix_s: f64) -> String {
     if !unix_s.is_finite() || unix_s <= 0.0 {
         return "unknown".into();
     }
+    #[allow(clippy::cast_possible_truncation)] // whole seconds; saturates only for dates billions of years away
     let secs = unix_s.floor() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
@@ -21,8 +22,8 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("a day of the month is 1 to 31");
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("a month is 1 to 12");
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 

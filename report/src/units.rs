@@ -48,11 +48,14 @@ pub fn parse_size(text: &str) -> Result<u64, UnitsError> {
         _ => return Err(err()),
     };
     let bytes = v * mult;
-    // A fraction of a byte (`0.5B`, `1.0000001KiB`) cannot be applied as given.
-    if bytes > u64::MAX as f64 || bytes.fract() != 0.0 {
+    // A fraction of a byte (`0.5B`, `1.0000001KiB`) cannot be applied as given. `u64::MAX as f64` is 2^64 (it
+    // rounds up), itself out of range: `>=` keeps every accepted value exactly representable.
+    if bytes >= u64::MAX as f64 || bytes.fract() != 0.0 {
         return Err(err());
     }
-    Ok(bytes as u64)
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a whole number in 0..2^64, checked above
+    let bytes = bytes as u64;
+    Ok(bytes)
 }
 
 /// Parse a duration such as `50ms`, `2s`, `500us` or `1.5min`.
@@ -127,6 +130,7 @@ pub fn fmt_si(v: f64, unit: &str) -> String {
     let v = if v == 0.0 {
         0.0
     } else {
+        #[allow(clippy::cast_possible_truncation)] // a decimal exponent of a finite f64: within -324..=308
         let r = 10f64.powi(v.abs().log10().floor() as i32 - 2);
         (v / r).round() * r
     };
@@ -173,6 +177,7 @@ pub fn fmt_value(v: f64, unit: &str) -> String {
         "bytes/s" | "B/s" => format!("{}/s", fmt_bytes(v)),
         "ratio" => format!("{}×", sig3(v)),
         "count" => format!("{v:.0}"),
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a whole number in u32's range, checked
         "u32" if v >= 0.0 && v <= f64::from(u32::MAX) && v.fract() == 0.0 => format!("{:#010x}", v as u32),
         "1/GiB" => fmt_si(v, ""),
         _ => fmt_si(v, unit),
@@ -187,6 +192,7 @@ pub fn sig3(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
+    #[allow(clippy::cast_possible_truncation)] // a decimal exponent of a finite f64: within -324..=308
     let mag = v.abs().log10().floor() as i32;
     let decimals = (2 - mag).max(0) as usize;
     format!("{v:.decimals$}")
@@ -220,6 +226,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes_with_a_clear_message() {
+        // 2^64 bytes does not fit a u64: refused, not saturated to u64::MAX; the largest TiB count below it is kept.
+        assert!(parse_size("16777216TiB").is_err());
+        assert_eq!(parse_size("16777215TiB").unwrap(), 16_777_215 << 40);
         let e = parse_size("64Q").unwrap_err().to_string();
         assert!(e.starts_with("invalid size '64Q': expected a number with unit B, KiB, MiB, GiB, TiB"), "{e}");
         for bad in ["", "GiB", "12", "-1GiB", "1.2.3MiB", "1e3MiB", "0.5B", "1.0001KiB", "99999999999TiB"] {

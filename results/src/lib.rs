@@ -4,12 +4,14 @@
 //! per experiment ([`records`]). Units are in the field names: `_s` seconds, `_bytes` bytes,
 //! `_per_s` per second. The report is rendered from these files alone, so any run can be re-rendered.
 pub mod env;
+pub mod experiment;
 pub mod records;
 pub mod rundir;
 pub mod stats;
 pub mod surface;
 
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
+pub use experiment::{ExperimentId, UnknownExperiment};
 pub use records::*;
 pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
 pub use surface::AttackSurfaceRow;

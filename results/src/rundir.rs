@@ -51,7 +51,8 @@ pub enum RunDirError {
 /// What the run was asked to do.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
-    /// Experiments run (startup, density, overhead, isolation, snapshot).
+    /// Experiments run, as words ([`crate::ExperimentId::as_str`]); kept as written, so run.json files of older
+    /// versions (which also listed `blast`, now part of `isolation`) read unchanged.
     pub experiments: Vec<String>,
     /// Backends requested.
     pub backends: Vec<String>,

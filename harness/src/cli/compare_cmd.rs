@@ -1,7 +1,7 @@
 //! `vmct compare`: the main job.
 use super::UsageError;
 use crate::backend::registry;
-use crate::compare::{self, Settings, EXPERIMENTS};
+use crate::compare::{self, Settings};
 use crate::progress::Mode;
 use crate::units::{human_bytes, human_secs, parse_size};
 use std::path::PathBuf;
@@ -23,9 +23,9 @@ pub struct CompareArgs {
     /// Comma-separated backends (default: every available one).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Comma-separated experiments: startup, overhead, density, isolation, snapshot (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub experiments: Vec<String>,
+    /// Comma-separated experiments (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = ExperimentParser)]
+    pub experiments: Vec<results::ExperimentId>,
     /// Measured sequential launches per backend.
     #[arg(long)]
     pub runs_per_backend: Option<u32>,
@@ -146,21 +146,36 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Parses `--experiments` words against [`results::ExperimentId::ALL`] and lists them as the flag's
+/// possible values in `--help`; an unknown word is a usage error (exit 2) naming it and the valid ones.
+#[derive(Debug, Clone, Copy)]
+struct ExperimentParser;
+
+impl clap::builder::TypedValueParser for ExperimentParser {
+    type Value = results::ExperimentId;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<results::ExperimentId, clap::Error> {
+        value.to_string_lossy().parse().map_err(|e: results::UnknownExperiment| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("--experiments: {e}\n")).with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(results::ExperimentId::ALL.iter().map(|e| clap::builder::PossibleValue::new(e.as_str()))))
+    }
+}
+
 /// The plan from a preset (`--quick` or the default) and the flags that change it.
 fn settings_from_flags(a: &CompareArgs, avail: u64) -> anyhow::Result<Settings> {
     let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
     s.backends = a.backends.clone();
     s.peers = a.peer.clone();
     if !a.experiments.is_empty() {
-        for e in &a.experiments {
-            if !EXPERIMENTS.contains(&e.as_str()) {
-                return Err(UsageError(format!(
-                    "unknown experiment '{e}'; valid experiments: {}",
-                    EXPERIMENTS.join(", ")
-                ))
-                .into());
-            }
-        }
         s.experiments = a.experiments.clone();
     }
     if let Some(n) = a.runs_per_backend {
@@ -217,5 +232,26 @@ mod tests {
         let mut plan_flags = PLAN_FLAGS.to_vec();
         plan_flags.sort();
         assert_eq!(ids, plan_flags);
+    }
+
+    fn parse(argv: &[&str]) -> Result<CompareArgs, clap::Error> {
+        use clap::FromArgMatches;
+        let cmd = CompareArgs::augment_args(clap::Command::new("compare"));
+        CompareArgs::from_arg_matches(&cmd.try_get_matches_from(argv)?)
+    }
+
+    #[test]
+    fn experiments_parse_against_the_registry() {
+        use results::ExperimentId;
+        let a = parse(&["compare", "--experiments", "density,startup"]).unwrap();
+        assert_eq!(a.experiments, [ExperimentId::Density, ExperimentId::Startup]);
+        let e = parse(&["compare", "--experiments", "startup,teleport"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains("unknown experiment 'teleport'; valid experiments: startup, overhead"), "{msg}");
+        let help = CompareArgs::augment_args(clap::Command::new("compare")).render_long_help().to_string();
+        for id in ExperimentId::ALL {
+            assert!(help.contains(id.as_str()), "{id} missing from --help: {help}");
+        }
     }
 }

@@ -30,7 +30,7 @@ pub struct IsolationArgs {
 pub fn run(a: IsolationArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     let avail = results::env::meminfo_bytes("MemAvailable").unwrap_or(4 << 30);
     let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
-    s.experiments = vec!["isolation".into()];
+    s.experiments = vec![results::ExperimentId::Isolation];
     if a.no_blast {
         s.blast = None;
     }

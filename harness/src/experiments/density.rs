@@ -8,11 +8,13 @@
 //! instance, 4.9 MiB when run first). Two defences: [`settle`] waits (at most 10 s) until the drift is
 //! under 4 MiB/s and records what it measured, and [`fit`] uses the upper half of the sweep
 //! (instances N/2..N) when there are at least [`UPPER_HALF_MIN_STEPS`] steps.
+use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{Backend, Instance};
+use crate::compare::{CompareError, Settings};
 use crate::progress::{Mode, Task};
 use results::stats;
-use results::{DensityFit, DensityStep};
+use results::{DensityFit, DensityStep, ExperimentId, Record};
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
@@ -144,7 +146,7 @@ pub fn sweep(
     mode: Mode,
 ) -> Result<DensityOutput, ExperimentError> {
     let name = backend.name().to_string();
-    let mut task = Task::new(mode, format!("density {name}"), plan.max_instances as u64);
+    let mut task = Task::new(mode, format!("{} {name}", ExperimentId::Density), plan.max_instances as u64);
     let (avail0, drift) = settle(meter);
     let slab0 = meter.slab();
     let mut alive: Vec<Box<dyn Instance>> = Vec::with_capacity(plan.max_instances as usize);
@@ -213,6 +215,37 @@ pub fn sweep(
         return Err(crate::interrupt::Interrupted.into());
     }
     Ok(DensityOutput { steps, fit })
+}
+
+/// The density experiment, as registered.
+pub struct Density;
+
+impl Experiment for Density {
+    const ID: ExperimentId = ExperimentId::Density;
+    type Plan = DensityPlan;
+    type Row = DensityFit;
+    const FILES: &'static [&'static str] = &[DensityFit::FILE, DensityStep::FILE];
+
+    fn plan(settings: &Settings) -> &DensityPlan {
+        &settings.density
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
+        let (mut steps, mut fits) = (Vec::new(), Vec::new());
+        for b in cx.backends {
+            match sweep(*b, Self::plan(cx.plan_for(*b)), &ProcMeter, cx.mode) {
+                Ok(o) => {
+                    cx.outcome.density.push((o.fit.backend.clone(), o.fit.instances, o.fit.slope_bytes));
+                    steps.extend(o.steps);
+                    fits.push(o.fit);
+                }
+                Err(e) => cx.failed(Self::ID, *b, e)?,
+            }
+            cx.run_dir.write_csv(&steps)?;
+            cx.run_dir.write_csv(&fits)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The experiments `vmct compare` runs on every backend: [`startup`], [`density`], [`overhead`], [`snapshot`]
-//! (isolation lives in `crate::isolation`). Each takes backends through the [`Backend`] trait only, so
-//! tests drive them with a fake backend.
+//! and [`isolation`] (whose probes and blast radius live in `crate::isolation`), each registered in
+//! [`registry`]. Each takes backends through the [`Backend`] trait only, so tests drive them with a fake
+//! backend.
 //!
 //! The plan structs ([`startup::StartupPlan`], [`density::DensityPlan`], [`overhead::OverheadPlan`],
 //! [`snapshot::SnapshotPlan`], and `crate::isolation::blast::BlastOptions`) are serde types stored whole
@@ -9,7 +10,9 @@
 //! `vmct-workload` takes, e.g. `"cpu --iters 100000"` ([`scenario_words`]); unknown fields are rejected
 //! so a replay never drops a setting silently.
 pub mod density;
+pub mod isolation;
 pub mod overhead;
+pub mod registry;
 pub mod snapshot;
 pub mod startup;
 

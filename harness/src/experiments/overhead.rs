@@ -2,11 +2,13 @@
 //! baseline measured in the same run. A scenario a backend cannot run by design is a row with
 //! `supported=false` and the reason, never a zero; a run that failed (a `failed` message, or a nonzero
 //! `done` status) is a row with `failed=true` and the error, never `unsupported`.
+use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{collect_events, Backend, Event};
+use crate::compare::{CompareError, Settings};
 use crate::progress::{Mode, Task};
 use results::stats;
-use results::OverheadRow;
+use results::{ExperimentId, OverheadRow, Record};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use workloads::scenario::Scenario;
@@ -28,7 +30,8 @@ pub struct OverheadPlan {
 /// Run all scenarios on one backend; rows without ratios (see [`add_ratios`]).
 pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec<OverheadRow>, ExperimentError> {
     let name = backend.name().to_string();
-    let mut task = Task::new(mode, format!("overhead {name}"), (plan.scenarios.len() as u32 * plan.runs) as u64);
+    let mut task =
+        Task::new(mode, format!("{} {name}", ExperimentId::Overhead), (plan.scenarios.len() as u32 * plan.runs) as u64);
     let mut rows = Vec::new();
     for sc in &plan.scenarios {
         // metric -> (unit, values)
@@ -115,6 +118,36 @@ pub fn check_mismatches(rows: &[OverheadRow]) -> Vec<String> {
         .filter(|r| r.unit == "u32" && r.ratio_to_process.is_some_and(|x| x != 1.0))
         .map(|r| format!("{} computed a different {} than the process baseline", r.backend, r.metric))
         .collect()
+}
+
+/// The overhead experiment, as registered.
+pub struct Overhead;
+
+impl Experiment for Overhead {
+    const ID: ExperimentId = ExperimentId::Overhead;
+    type Plan = OverheadPlan;
+    type Row = OverheadRow;
+    const FILES: &'static [&'static str] = &[OverheadRow::FILE];
+
+    fn plan(settings: &Settings) -> &OverheadPlan {
+        &settings.overhead
+    }
+
+    /// Every backend's rows, then the ratios to the process baseline and a caveat per check value that
+    /// differs between backends.
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
+        let mut rows = Vec::new();
+        for b in cx.backends {
+            match run(*b, Self::plan(cx.plan_for(*b)), cx.mode) {
+                Ok(r) => rows.extend(r),
+                Err(e) => cx.failed(Self::ID, *b, e)?,
+            }
+        }
+        add_ratios(&mut rows);
+        cx.meta.caveats.extend(check_mismatches(&rows));
+        cx.run_dir.write_csv(&rows)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

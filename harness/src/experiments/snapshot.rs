@@ -14,10 +14,12 @@
 //! cannot save state (`Unavailable`) are skipped with a note. The saved state lives in a directory
 //! under the temp dir that is removed afterwards; restores read it from the page cache (warm), as
 //! they would right after a save.
+use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{Backend, BackendError, Event, Instance, InstanceStats};
+use crate::compare::{CompareError, Settings};
 use crate::progress::{self, Mode, Task};
-use results::SnapshotRow;
+use results::{ExperimentId, Record, SnapshotRow};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
@@ -179,7 +181,8 @@ fn median_u(xs: impl Iterator<Item = u64>) -> u64 {
 pub fn run(backend: &dyn Backend, plan: &SnapshotPlan, mode: Mode) -> Result<Vec<SnapshotRow>, ExperimentError> {
     let name = backend.name().to_string();
     let runs = plan.runs.max(1);
-    let mut task = Task::new(mode, format!("snapshot {name}"), plan.dirty_mib.len() as u64 * runs as u64);
+    let mut task =
+        Task::new(mode, format!("{} {name}", ExperimentId::Snapshot), plan.dirty_mib.len() as u64 * runs as u64);
     let mut rows = Vec::new();
     for &mib in &plan.dirty_mib {
         let mut samples = Vec::new();
@@ -188,7 +191,10 @@ pub fn run(backend: &dyn Backend, plan: &SnapshotPlan, mode: Mode) -> Result<Vec
             match once(backend, plan, mib)? {
                 Some(s) => samples.push(s),
                 None => {
-                    progress::note(mode, &format!("snapshot: skipping {name}: its instances cannot save state"));
+                    progress::note(
+                        mode,
+                        &format!("{}: skipping {name}: its instances cannot save state", ExperimentId::Snapshot),
+                    );
                     return Ok(Vec::new());
                 }
             }
@@ -206,6 +212,33 @@ pub fn run(backend: &dyn Backend, plan: &SnapshotPlan, mode: Mode) -> Result<Vec
         });
     }
     Ok(rows)
+}
+
+/// The snapshot experiment, as registered.
+pub struct Snapshot;
+
+impl Experiment for Snapshot {
+    const ID: ExperimentId = ExperimentId::Snapshot;
+    type Plan = SnapshotPlan;
+    type Row = SnapshotRow;
+    const FILES: &'static [&'static str] = &[SnapshotRow::FILE];
+
+    fn plan(settings: &Settings) -> &SnapshotPlan {
+        &settings.snapshot
+    }
+
+    /// Every backend gets the whole plan's snapshot settings, emulated ones too.
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
+        let mut rows = Vec::new();
+        for b in cx.backends {
+            match run(*b, Self::plan(cx.settings), cx.mode) {
+                Ok(r) => rows.extend(r),
+                Err(e) => cx.failed(Self::ID, *b, e)?,
+            }
+            cx.run_dir.write_csv(&rows)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Startup: launch-to-ready distributions per backend (cold, sequential after warm-up, and under K
 //! concurrent launchers), with the backend's phase breakdown.
+use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{Backend, Ready};
+use crate::compare::{CompareError, Settings};
 use crate::progress::{Mode, Task};
 use results::stats;
-use results::{PhaseSample, StartupSample, StartupSummary};
+use results::{ExperimentId, PhaseSample, Record, StartupSample, StartupSummary};
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
@@ -101,7 +103,7 @@ pub fn run(backend: &dyn Backend, plan: &StartupPlan, mode: Mode) -> Result<Star
     let name = backend.name().to_string();
     let mut out = StartupOutput::default();
     let total = 1 + plan.warmup + plan.runs + plan.concurrency.len() as u32 * plan.concurrent_launches;
-    let mut task = Task::new(mode, format!("startup {name}"), total as u64);
+    let mut task = Task::new(mode, format!("{} {name}", ExperimentId::Startup), total as u64);
 
     // Cold: the first launch of this backend in this run (images built, caches cold).
     crate::interrupt::check()?;
@@ -160,6 +162,40 @@ pub fn run(backend: &dyn Backend, plan: &StartupPlan, mode: Mode) -> Result<Star
     let seq = out.summaries.iter().find(|s| s.mode == "sequential");
     task.finish(&seq.map(|s| format!("median {}", crate::units::human_secs(s.median_s))).unwrap_or_default());
     Ok(out)
+}
+
+/// The startup experiment, as registered.
+pub struct Startup;
+
+impl Experiment for Startup {
+    const ID: ExperimentId = ExperimentId::Startup;
+    type Plan = StartupPlan;
+    type Row = StartupSummary;
+    const FILES: &'static [&'static str] = &[StartupSummary::FILE, StartupSample::FILE, PhaseSample::FILE];
+
+    fn plan(settings: &Settings) -> &StartupPlan {
+        &settings.startup
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
+        let (mut samples, mut phases, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+        for b in cx.backends {
+            match run(*b, Self::plan(cx.plan_for(*b)), cx.mode) {
+                Ok(o) => {
+                    samples.extend(o.samples);
+                    phases.extend(o.phases);
+                    sums.extend(o.summaries);
+                }
+                Err(e) => cx.failed(Self::ID, *b, e)?,
+            }
+            cx.run_dir.write_csv(&samples)?;
+            cx.run_dir.write_csv(&phases)?;
+            cx.run_dir.write_csv(&sums)?;
+        }
+        cx.outcome.startup_medians =
+            sums.iter().filter(|s| s.mode == "sequential").map(|s| (s.backend.clone(), s.median_s, s.n)).collect();
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
 }
 
 /// Multiples of `step` inside `lo..=hi` (computed as integer multiples, so no drift).
+// The bounds are tick indexes of a finite range with at most a few thousand steps; `as` saturates otherwise.
+#[allow(clippy::cast_possible_truncation)]
 fn multiples(lo: f64, hi: f64, step: f64) -> Vec<f64> {
     let first = (lo / step - 1e-9).ceil() as i64;
     let last = (hi / step + 1e-9).floor() as i64;
@@ -83,6 +85,7 @@ impl Axis {
         let (lo, hi) = padded(lo, hi);
         // The smallest 1/2/5 x 10^k step giving at most MAX_TICKS ticks; the step before it gave more than
         // MAX_TICKS, so this one gives at least MAX_TICKS / 2.5 > 2.
+        #[allow(clippy::cast_possible_truncation)] // a decimal exponent of a finite f64: within -324..=308
         let mut k = ((hi - lo) / MAX_TICKS as f64).log10().floor() as i32;
         let step = 'found: loop {
             for m in [1.0, 2.0, 5.0] {
@@ -93,6 +96,7 @@ impl Axis {
             }
             k += 1;
         };
+        #[allow(clippy::cast_possible_truncation)] // minus a decimal exponent, at least 0: at most 324
         let decimals = (-step.log10().floor()).max(0.0) as usize;
         let ticks = multiples(lo, hi, step);
         let grid = multiples(lo, hi, step / 2.0);
@@ -105,6 +109,7 @@ impl Axis {
         if lo <= 0.0 || hi / lo < 10.0 {
             return Axis::linear(lo, hi);
         }
+        #[allow(clippy::cast_possible_truncation)] // decimal exponents of finite positive f64s: within -324..=309
         let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
         let inside = |v: &f64| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9);
         let at = |ms: &[f64]| -> Vec<f64> {
@@ -184,6 +189,9 @@ impl Ranged for Axis {
     type FormatOption = DefaultFormatting;
     type ValueType = f64;
 
+    // A pixel coordinate: inside the drawing area for values on the axis; `as` saturates (and maps NaN to 0)
+    // for values far off it, which plotters clips.
+    #[allow(clippy::cast_possible_truncation)]
     fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
         let len = f64::from(limit.1 - limit.0);
         limit.0 + (len * self.fraction(*value) + 1e-3).floor() as i32

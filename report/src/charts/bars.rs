@@ -44,10 +44,11 @@ pub fn bar_chart(spec: &BarChart) -> Result<Option<Chart>, ChartError> {
     let max = spec.bars.iter().map(total).fold(spec.reference.as_ref().map_or(0.0, |r| r.0), f64::max);
     let x = Axis::linear(0.0, if max > 0.0 { max * 1.12 } else { 0.0 });
     let rows = Axis::categories(n);
-    let longest = spec.bars.iter().map(|b| b.label.chars().count()).max().unwrap_or(8) as u32;
-    let label_w = (longest * 7 + 16).clamp(90, 300);
-    let legend_rows = spec.legend.len() as u32 + u32::from(spec.reference.is_some());
-    let height = (120 + (n as u32) * 30).max(100 + legend_rows * 20);
+    let longest = spec.bars.iter().map(|b| b.label.chars().count()).max().unwrap_or(8);
+    let label_w = u32::try_from(longest).unwrap_or(u32::MAX).saturating_mul(7).saturating_add(16).clamp(90, 300);
+    let legend_rows = u32::try_from(spec.legend.len()).expect("a legend has fewer than 2^32 entries")
+        + u32::from(spec.reference.is_some());
+    let height = (120 + u32::try_from(n).expect("a chart has fewer than 2^32 bars") * 30).max(100 + legend_rows * 20);
     let labels: Vec<String> = spec.bars.iter().map(|b| b.label.clone()).collect();
     let legend = legend_entries(spec);
     let legend_w = if legend.is_empty() { 0 } else { legend_width(&legend) };
@@ -68,8 +69,10 @@ pub fn bar_chart(spec: &BarChart) -> Result<Option<Chart>, ChartError> {
             // upwards.
             .y_label_formatter(&|v| {
                 let row = v.floor();
-                if row >= 0.0 && (row as usize) < n {
-                    labels[n - 1 - row as usize].clone()
+                if row >= 0.0 && row < n as f64 {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a whole number in 0..n
+                    let row = row as usize;
+                    labels[n - 1 - row].clone()
                 } else {
                     String::new()
                 }
@@ -116,8 +119,8 @@ fn legend_entries(spec: &BarChart) -> Vec<Entry> {
 }
 
 fn legend_width(entries: &[Entry]) -> u32 {
-    let longest = entries.iter().map(|e| e.0.chars().count()).max().unwrap_or(0) as u32;
-    (longest * 7 + 44).clamp(120, 260)
+    let longest = entries.iter().map(|e| e.0.chars().count()).max().unwrap_or(0);
+    u32::try_from(longest).unwrap_or(u32::MAX).saturating_mul(7).saturating_add(44).clamp(120, 260)
 }
 
 /// Draw legend entries stacked in their own column right of the plot, so they never hide a bar.
@@ -133,7 +136,7 @@ where
     }
     area.draw(&Text::new("legend", (8, 14), (FONT, 13).into_font().color(&RGBColor(110, 110, 110))))?;
     for (i, (text, color, line)) in entries.iter().enumerate() {
-        let y = 36 + i as i32 * 20;
+        let y = 36 + i32::try_from(i).expect("a legend has fewer than 2^31 entries") * 20;
         if *line {
             area.draw(&PathElement::new(vec![(8, y), (24, y)], color.stroke_width(1)))?;
         } else {
