@@ -365,9 +365,8 @@ pub fn run(
         infos[*i].reason = Some(reason.clone());
     }
     let emulated = for_emulated(settings);
-    let emulated_names: Vec<String> = infos.iter().filter(|i| i.emulated).map(|i| i.name.clone()).collect();
     let plan_for = |b: &dyn Backend| {
-        if emulated_names.iter().any(|n| n == b.name()) {
+        if b.capabilities().emulated {
             &emulated
         } else {
             settings
@@ -428,8 +427,11 @@ pub fn run(
             rd.write_csv(&phases)?;
             rd.write_csv(&sums)?;
         }
-        startup_medians =
-            sums.iter().filter(|s| s.mode == "sequential").map(|s| (s.backend.clone(), s.median_s, s.n)).collect();
+        startup_medians = sums
+            .iter()
+            .filter(|s| s.mode == results::StartupMode::Sequential)
+            .map(|s| (s.backend.clone(), s.median_s, s.n))
+            .collect();
     }
 
     if wants("overhead") {
@@ -440,7 +442,9 @@ pub fn run(
                 Err(e) => record_failure(&mut failures, mode, "overhead", *b, e)?,
             }
         }
-        overhead::add_ratios(&mut rows);
+        if let Some(base) = usable.iter().find(|b| crate::isolation::is_baseline(**b)) {
+            overhead::add_ratios(&mut rows, base.name());
+        }
         meta.caveats.extend(overhead::check_mismatches(&rows));
         rd.write_csv(&rows)?;
     }
@@ -677,9 +681,9 @@ mod tests {
         results::BackendInfo {
             isolation: None,
             name: name.into(),
-            kind: "peer".into(),
-            model: "microvm".into(),
-            guest_model: guest.map(Into::into),
+            kind: results::BackendKind::Peer,
+            model: results::IsolationModel::Microvm,
+            guest_model: guest.map(|g| g.parse().unwrap()),
             available,
             reason: None,
             version: None,

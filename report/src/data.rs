@@ -1,8 +1,8 @@
 //! Everything the report reads from one run directory, loaded once: run.json plus each CSV, with "absent" (the
 //! experiment did not run) kept apart from "present but empty".
 use results::{
-    BlastRow, GuestModel, IsolationModel, StartupMode, DensityFit, DensityStep, IsolationRow, OverheadRow, PhaseSample, Record, RunDir, RunDirError, RunMeta,
-    SnapshotRow, StartupSample, StartupSummary,
+    BlastRow, DensityFit, DensityStep, GuestModel, IsolationModel, IsolationRow, OverheadRow, PhaseSample, Record,
+    RunDir, RunDirError, RunMeta, SnapshotRow, StartupMode, StartupSample, StartupSummary,
 };
 use std::path::PathBuf;
 

@@ -7,12 +7,12 @@ use crate::charts::cdf::{startup_cdf, CdfSeries};
 use crate::charts::lines::{xy_chart, XyChart, XySeries};
 use crate::charts::{Chart, ChartError};
 use crate::data::RunData;
-use results::{ProbeOutcome, StartupMode};
 use crate::html::{backend, checked, esc, figure, no_rows, not_run, num, section, table};
 use crate::palette::{backend_color, phase_color};
 use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use results::Record;
+use results::{ProbeOutcome, StartupMode};
 use std::collections::BTreeMap;
 
 /// A rendered section: HTML plus the charts it embeds (also written as .svg files).

@@ -15,6 +15,6 @@ pub use records::*;
 pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
 pub use surface::AttackSurfaceRow;
 pub use vocab::{
-    BackendKind, Capabilities, DensityStop, GuestModel, IsolationModel, Neighbour, ProbeOutcome, StartupMode, StopReason,
-    VocabError,
+    BackendKind, Capabilities, DensityStop, GuestModel, IsolationModel, Neighbour, ProbeOutcome, StartupMode,
+    StopReason, VocabError,
 };

@@ -115,8 +115,8 @@ impl Backend for ContainerBackend {
         let rt = self.runtime();
         results::BackendInfo {
             name: self.name.into(),
-            kind: "ours".into(),
-            model: "container".into(),
+            kind: results::BackendKind::Ours,
+            model: results::IsolationModel::Container,
             guest_model: None,
             available: rt.is_ok(),
             reason: rt.as_ref().err().cloned(),
@@ -126,6 +126,17 @@ impl Backend for ContainerBackend {
                 .map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
             isolation: rt.ok().map(|r| super::surface::isolation_profile(r.profile(), r.seccomp_info())),
             emulated: false,
+        }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // Limits through the instance's cgroup; state saved by committing the upper layer to an image.
+        results::Capabilities {
+            save_state: true,
+            cgroup_limits: true,
+            limits: true,
+            linux_probes: true,
+            ..results::Capabilities::default()
         }
     }
 

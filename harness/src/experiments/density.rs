@@ -12,7 +12,7 @@ use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{Backend, Instance};
 use crate::progress::{Mode, Task};
 use results::stats;
-use results::{DensityFit, DensityStep};
+use results::{DensityFit, DensityStep, DensityStop, StopReason};
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
@@ -72,7 +72,7 @@ pub fn fit(
     backend: &str,
     hold_mib: u64,
     steps: &[DensityStep],
-    stop_reason: String,
+    stop_reason: DensityStop,
     teardown_s: f64,
     bookkeeping_s: &[f64],
     drift_bytes_per_s: f64,
@@ -149,18 +149,18 @@ pub fn sweep(
     let slab0 = meter.slab();
     let mut alive: Vec<Box<dyn Instance>> = Vec::with_capacity(plan.max_instances as usize);
     let mut steps = Vec::with_capacity(plan.max_instances as usize);
-    let mut stop_reason = "count".to_string();
+    let mut stop_reason = StopReason::Count;
     let scenario = Scenario::Idle { hold_mib: plan.hold_mib };
     let mut bookkeeping = Vec::with_capacity(plan.max_instances as usize);
     while alive.len() < plan.max_instances as usize {
         if crate::interrupt::requested() {
-            stop_reason = "interrupted".into();
+            stop_reason = StopReason::Interrupted;
             break;
         }
         let (mut inst, ready) = match launch_ready(backend, spec(scenario), plan.timeout) {
             Ok(x) => x,
             Err(e) => {
-                stop_reason = format!("error: {e}");
+                stop_reason = StopReason::Error(e.to_string());
                 break;
             }
         };
@@ -187,27 +187,25 @@ pub fn sweep(
         });
         task.inc();
         if used > 0 && used as u64 >= plan.budget_bytes {
-            stop_reason = "budget".into();
+            stop_reason = StopReason::Budget;
             break;
         }
         if avail < plan.floor_bytes {
-            stop_reason = "host memory floor".into();
+            stop_reason = StopReason::HostMemoryFloor;
             break;
         }
     }
     task.message("tearing down");
     let t0 = Instant::now();
-    let mut stop_errors = 0;
+    let mut teardown_kills = 0;
     for mut inst in alive.drain(..) {
         if inst.stop(Duration::from_secs(5)).is_err() {
-            stop_errors += 1;
+            teardown_kills += 1;
         }
     }
     let teardown_s = t0.elapsed().as_secs_f64();
-    if stop_errors > 0 {
-        stop_reason.push_str(&format!(" ({stop_errors} instances needed a kill on teardown)"));
-    }
-    let fit = fit(&name, plan.hold_mib, &steps, stop_reason, teardown_s, &bookkeeping, drift);
+    let stop = DensityStop { reason: stop_reason, teardown_kills };
+    let fit = fit(&name, plan.hold_mib, &steps, stop, teardown_s, &bookkeeping, drift);
     task.finish(&format!("{} instances, {} per instance", fit.instances, crate::units::human_bytes(fit.slope_bytes)));
     if crate::interrupt::requested() {
         return Err(crate::interrupt::Interrupted.into());
@@ -252,7 +250,7 @@ mod tests {
         let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
         let out = sweep(&b, &plan(40 << 20, 1000), &m, Mode::Quiet).unwrap();
         assert_eq!(out.fit.instances, 10);
-        assert_eq!(out.fit.stop_reason, "budget");
+        assert_eq!(out.fit.stop_reason, StopReason::Budget.into());
         assert!((out.fit.slope_bytes - (4 << 20) as f64).abs() < 1.0);
         assert!((out.fit.instances_per_gib - 256.0).abs() < 1e-6);
         assert!((out.fit.slab_slope_bytes - (4 << 20) as f64 / 100.0).abs() < 1.0);
@@ -286,11 +284,11 @@ mod tests {
         let steps: Vec<DensityStep> = (1..=40)
             .map(|n| step(n, if n <= 20 { n as i64 * mib } else { 20 * mib + (n as i64 - 20) * 5 * mib }))
             .collect();
-        let f = fit("b", 4, &steps, "count".into(), 0.0, &[], 3e6);
+        let f = fit("b", 4, &steps, StopReason::Count.into(), 0.0, &[], 3e6);
         assert_eq!(f.fit_from_instances, Some(21));
         assert!((f.slope_bytes - 5.0 * mib as f64).abs() < 1.0, "{}", f.slope_bytes);
         assert_eq!(f.drift_bytes_per_s, Some(3e6));
-        let whole = fit("b", 4, &steps[..19], "count".into(), 0.0, &[], f64::NAN);
+        let whole = fit("b", 4, &steps[..19], StopReason::Count.into(), 0.0, &[], f64::NAN);
         assert_eq!((whole.fit_from_instances, whole.drift_bytes_per_s), (Some(1), None));
     }
 
@@ -299,14 +297,18 @@ mod tests {
         let b = FakeBackend::new("fake", 1 << 20);
         let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
         let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
-        assert_eq!((out.fit.instances, out.fit.stop_reason.as_str()), (25, "count"));
+        assert_eq!((out.fit.instances, out.fit.stop_reason.clone()), (25, StopReason::Count.into()));
 
         let mut b = FakeBackend::new("fake", 1 << 20);
         b.fail_after = Some(7);
         let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
         let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
         assert_eq!(out.fit.instances, 7);
-        assert!(out.fit.stop_reason.starts_with("error:") && out.fit.stop_reason.contains("fake limit"));
+        assert!(
+            matches!(&out.fit.stop_reason.reason, StopReason::Error(e) if e.contains("fake limit")),
+            "{:?}",
+            out.fit.stop_reason
+        );
         assert_eq!(b.used.load(Ordering::SeqCst), 0);
     }
 
@@ -317,7 +319,7 @@ mod tests {
         let mut p = plan(u64::MAX, 1000);
         p.floor_bytes = 600 << 20;
         let out = sweep(&b, &p, &m, Mode::Quiet).unwrap();
-        assert_eq!(out.fit.stop_reason, "host memory floor");
+        assert_eq!(out.fit.stop_reason, StopReason::HostMemoryFloor.into());
         assert_eq!(out.fit.instances, 5);
     }
 }

@@ -208,14 +208,17 @@ pub(crate) mod fake {
             results::BackendInfo {
                 isolation: None,
                 name: self.name.clone(),
-                kind: "ours".into(),
-                model: "process".into(),
+                kind: results::BackendKind::Ours,
+                model: results::IsolationModel::Process,
                 guest_model: None,
                 available: true,
                 reason: None,
                 version: None,
                 emulated: false,
             }
+        }
+        fn capabilities(&self) -> results::Capabilities {
+            results::Capabilities { save_state: self.saves, linux_probes: true, ..results::Capabilities::default() }
         }
         fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
             let n = self.launched.fetch_add(1, Ordering::SeqCst);

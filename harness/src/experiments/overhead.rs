@@ -99,11 +99,12 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
     Ok(rows)
 }
 
-/// Fill `ratio_to_process` (median / process median of the same metric). Check values (unit `u32`)
-/// get a ratio too: 1.0 means the backend computed exactly what the process did.
-pub fn add_ratios(rows: &mut [OverheadRow]) {
+/// Fill `ratio_to_process` (median / the `baseline` backend's median of the same metric; `baseline` is the
+/// backend of kind [`results::BackendKind::Baseline`], the process). Check values (unit `u32`) get a ratio
+/// too: 1.0 means the backend computed exactly what the process did.
+pub fn add_ratios(rows: &mut [OverheadRow], baseline: &str) {
     let base: BTreeMap<String, f64> =
-        rows.iter().filter(|r| r.backend == "process" && r.supported).map(|r| (r.metric.clone(), r.median)).collect();
+        rows.iter().filter(|r| r.backend == baseline && r.supported).map(|r| (r.metric.clone(), r.median)).collect();
     for r in rows.iter_mut().filter(|r| r.supported) {
         r.ratio_to_process = base.get(&r.metric).filter(|b| **b != 0.0).map(|b| r.median / b);
     }
@@ -136,7 +137,7 @@ mod tests {
         };
         let mut rows = run(&p, &plan, Mode::Quiet).unwrap();
         rows.extend(run(&v, &plan, Mode::Quiet).unwrap());
-        add_ratios(&mut rows);
+        add_ratios(&mut rows, "process");
         let get = |b: &str, m: &str| rows.iter().find(|r| r.backend == b && r.metric == m).unwrap();
         assert_eq!(get("vm", "cpu.sha256").ratio_to_process, Some(0.5));
         assert_eq!(get("vm", "cpu.sha256").n, 3);
