@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! Golden files: a fixture run with every value of every closed set the records carry (backend kind,
 //! isolation model, guest model, startup mode, density stop reason, probe outcome, blast neighbour),
 //! written through [`RunDir`] and compared byte for byte with the files checked in under
@@ -114,10 +115,11 @@ fn startup() -> (Vec<StartupSample>, Vec<PhaseSample>, Vec<StartupSummary>) {
     for (i, m) in MODES.iter().enumerate() {
         // Typed by the record's field (a string before issue 16, an enum after).
         let mode = || m.parse().unwrap();
+        let iteration = u32::try_from(i).expect("three modes");
         samples.push(StartupSample {
             backend: "microvm".into(),
             mode: mode(),
-            iteration: i as u32,
+            iteration,
             warmup: i == 1,
             launch_to_ready_s: 0.003 + i as f64 * 1e-4,
             outlier: i == 2,
@@ -126,7 +128,7 @@ fn startup() -> (Vec<StartupSample>, Vec<PhaseSample>, Vec<StartupSummary>) {
             phases.push(PhaseSample {
                 backend: "microvm".into(),
                 mode: mode(),
-                iteration: i as u32,
+                iteration,
                 phase: p.into(),
                 duration_s: 1e-4,
             });
