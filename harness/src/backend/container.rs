@@ -297,7 +297,7 @@ impl Instance for ContainerInstance {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError> {
-        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let deadline = clock::deadline_ns(timeout);
         loop {
             let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
             match self.read(left)? {
@@ -322,7 +322,7 @@ impl Instance for ContainerInstance {
     }
 
     fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, Event)>, BackendError> {
-        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let deadline = clock::deadline_ns(timeout);
         loop {
             let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
             match self.read(left)? {

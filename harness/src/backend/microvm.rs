@@ -448,9 +448,12 @@ impl Instance for MicrovmInstance {
                         move_snapshot(host, dir)
                             .map_err(|e| failed(format!("cannot move {} to {}: {e}", host.display(), dir.display())))?;
                     }
+                    // A byte count the VMM printed as a whole number (exact in f64 below 2^53).
+                    #[allow(clippy::cast_possible_truncation)]
+                    let bytes = value as u64;
                     return Ok(Saved {
                         path: dir.to_path_buf(),
-                        bytes: value as u64,
+                        bytes,
                         duration_s: save_s.unwrap_or(0.0),
                         checks_restore: true,
                     });

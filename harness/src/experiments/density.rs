@@ -173,7 +173,7 @@ pub fn sweep(
         let used = avail0 as i64 - avail as i64;
         steps.push(DensityStep {
             backend: name.clone(),
-            instances: alive.len() as u32,
+            instances: u32::try_from(alive.len()).expect("at most max_instances, a u32"),
             mem_available_bytes: avail,
             mem_used_delta_bytes: used,
             slab_bytes: slab,

@@ -76,6 +76,7 @@ pub mod duration_s {
     pub fn from_secs(secs: f64) -> Option<Duration> {
         let ns = (secs * 1e9).round();
         // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast below in range.
+        #[allow(clippy::cast_possible_truncation)]
         (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| Duration::from_nanos(ns as u64))
     }
 }

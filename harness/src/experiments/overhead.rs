@@ -28,7 +28,7 @@ pub struct OverheadPlan {
 /// Run all scenarios on one backend; rows without ratios (see [`add_ratios`]).
 pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec<OverheadRow>, ExperimentError> {
     let name = backend.name().to_string();
-    let mut task = Task::new(mode, format!("overhead {name}"), (plan.scenarios.len() as u32 * plan.runs) as u64);
+    let mut task = Task::new(mode, format!("overhead {name}"), plan.scenarios.len() as u64 * u64::from(plan.runs));
     let mut rows = Vec::new();
     for sc in &plan.scenarios {
         // metric -> (unit, values)
@@ -83,7 +83,7 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
                 scenario: sc.name().into(),
                 metric,
                 unit,
-                n: s.n as u32,
+                n: u32::try_from(s.n).expect("at most the plan's runs, a u32"),
                 median: s.median,
                 mad: s.mad,
                 min: s.min,

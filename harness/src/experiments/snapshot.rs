@@ -171,7 +171,10 @@ fn median_f(xs: impl Iterator<Item = f64>) -> f64 {
 }
 
 fn median_u(xs: impl Iterator<Item = u64>) -> u64 {
-    median_f(xs.map(|x| x as f64)).round() as u64
+    // The median of u64 values is finite, non-negative and within u64 (saturating at its ends).
+    #[allow(clippy::cast_possible_truncation)]
+    let m = median_f(xs.map(|x| x as f64)).round() as u64;
+    m
 }
 
 /// Run the snapshot experiment on one backend: one row per dirty working set, or no rows (and a

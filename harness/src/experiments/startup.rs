@@ -83,7 +83,7 @@ pub fn summarize_mode(
     Some(StartupSummary {
         backend: backend.into(),
         mode,
-        n: s.n as u32,
+        n: u32::try_from(s.n).expect("at most the plan's launches, a u32"),
         median_s: s.median,
         p90_s: s.p90,
         p99_s: s.p99,
@@ -91,7 +91,7 @@ pub fn summarize_mode(
         max_s: s.max,
         mean_s: s.mean,
         mad_s: s.mad,
-        outliers: s.outlier.iter().filter(|o| **o).count() as u32,
+        outliers: u32::try_from(s.outlier.iter().filter(|o| **o).count()).expect("at most n"),
         launches_per_s: wall_s.map(|w| s.n as f64 / w.max(1e-9)),
     })
 }
@@ -100,8 +100,11 @@ pub fn summarize_mode(
 pub fn run(backend: &dyn Backend, plan: &StartupPlan, mode: Mode) -> Result<StartupOutput, ExperimentError> {
     let name = backend.name().to_string();
     let mut out = StartupOutput::default();
-    let total = 1 + plan.warmup + plan.runs + plan.concurrency.len() as u32 * plan.concurrent_launches;
-    let mut task = Task::new(mode, format!("startup {name}"), total as u64);
+    let total = 1
+        + u64::from(plan.warmup)
+        + u64::from(plan.runs)
+        + plan.concurrency.len() as u64 * u64::from(plan.concurrent_launches);
+    let mut task = Task::new(mode, format!("startup {name}"), total);
 
     // Cold: the first launch of this backend in this run (images built, caches cold).
     crate::interrupt::check()?;
@@ -215,7 +218,7 @@ mod tests {
             .map(|(i, x)| StartupSample {
                 backend: "b".into(),
                 mode: StartupMode::Sequential,
-                iteration: i as u32,
+                iteration: u32::try_from(i).unwrap(),
                 warmup: false,
                 launch_to_ready_s: *x,
                 outlier: false,

@@ -107,6 +107,8 @@ pub fn neighbour_spec(n: Neighbour, limited: bool, o: &BlastOptions) -> Instance
     let scenario = match n {
         Neighbour::MemoryHog => Scenario::Idle { hold_mib: mib },
         Neighbour::Oom => Scenario::Idle { hold_mib: ((o.limit_mem_bytes >> 20) * 2).max(64).min(mib) },
+        // At most 6e8 blocks (saturating at 0 for a negative time): the cast cannot truncate a real count.
+        #[allow(clippy::cast_possible_truncation)]
         Neighbour::CpuHog => Scenario::Cpu { iters: (o.hog_secs.min(120.0) * 5e6) as u64 },
         Neighbour::ForkLoop => Scenario::Ready,
     };
