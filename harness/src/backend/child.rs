@@ -310,7 +310,7 @@ impl Instance for ChildInstance {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(st)) => break Some(st),
-                Ok(None) if clock::mono_ns() < deadline => std::thread::sleep(Duration::from_micros(200)),
+                Ok(None) if clock::mono_ns() < deadline => std::thread::sleep(super::REAP_POLL),
                 Ok(None) => {
                     let _ = child.kill();
                     break child.wait().ok();

@@ -269,7 +269,7 @@ impl ContainerInstance {
     }
 
     fn exited(&mut self, what: &'static str) -> BackendError {
-        let exit = match self.c.as_mut().and_then(|c| c.wait(Duration::from_secs(2))) {
+        let exit = match self.c.as_mut().and_then(|c| c.wait(super::REAP_GRACE)) {
             Some(container::sys::WaitStatus::Exited(s)) => format!("exit status {s}"),
             Some(container::sys::WaitStatus::Signaled(s)) => format!("killed by signal {s}"),
             None => "still running, output closed".into(),

@@ -37,6 +37,17 @@ use workloads::scenario::Scenario;
 /// Name prefix of every kernel object and file the harness creates; `vmct gc` looks for it.
 pub const NAME_PREFIX: &str = "vmct";
 
+/// How long an instance asked to stop (stdin closed) gets to exit on its own before it is killed, when
+/// an experiment tears it down.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to wait for an instance that has ended, or is ending, to be reaped before it is killed
+/// or reported as it is.
+pub const REAP_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a wait for an instance's exit (or for a cgroup to empty) looks again.
+pub const REAP_POLL: Duration = Duration::from_micros(200);
+
 /// Environment variable carrying the pid of the harness that owns an instance (see `vmct gc`).
 pub const OWNER_ENV: &str = "VMCT_OWNER";
 

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
+/// Longest `vmct run` spends booting the linux guest as far as a host without a usable KVM allows, to
+/// say where it stops.
+pub const PARTIAL_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Arguments of `vmct run`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -119,7 +123,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let info = backend.info();
     if !info.available && info.name == "microvm-linux" && results::KvmFlavour::detect() == results::KvmFlavour::KvmPvm {
         // Boot as far as this host allows and measure it, then say plainly why userspace cannot run.
-        let fb = crate::backend::microvm_linux::probe(None, timeout.min(Duration::from_secs(30)))?;
+        let fb = crate::backend::microvm_linux::probe(None, timeout.min(PARTIAL_BOOT_TIMEOUT))?;
         println!("{}", fb.summary());
         return Ok(ExitCode::from(1));
     }
@@ -279,7 +283,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         // Ctrl-C on a terminal also reaches the instance (same process group): it may have ended first.
         return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none());
     }
-    let exit = inst.stop(Duration::from_secs(5))?;
+    let exit = inst.stop(crate::backend::STOP_GRACE)?;
     rep.exit_status = rep.exit_status.or(exit.status);
     rep.exit_signal = exit.signal;
     rep.oom_killed = exit.oom_killed;

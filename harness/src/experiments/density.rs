@@ -110,14 +110,20 @@ pub fn fit(
 /// Drift below which host memory counts as settled, bytes per second.
 pub const SETTLED_DRIFT: f64 = 4.0 * 1024.0 * 1024.0;
 
-/// Wait (at most 10 s) until MemAvailable moved by less than [`SETTLED_DRIFT`] over the last second,
+/// Longest [`settle`] waits for host memory to settle.
+pub const SETTLE_MAX: Duration = Duration::from_secs(10);
+
+/// How often [`settle`] reads MemAvailable; its window is the last second of readings.
+pub const SETTLE_POLL: Duration = Duration::from_millis(100);
+
+/// Wait (at most [`SETTLE_MAX`]) until MemAvailable moved by less than [`SETTLED_DRIFT`] over the last second,
 /// so memory the previous sweep's teardown hands back is not counted against this one. Returns the
 /// settled MemAvailable and the drift over that last second, bytes/s (positive: memory coming back).
 pub fn settle(meter: &dyn HostMeter) -> (u64, f64) {
     let start = Instant::now();
     let mut window = std::collections::VecDeque::from([meter.mem_available()]);
     loop {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(SETTLE_POLL);
         let now = meter.mem_available();
         window.push_back(now);
         if window.len() > 11 {
@@ -126,10 +132,7 @@ pub fn settle(meter: &dyn HostMeter) -> (u64, f64) {
         if window.len() == 11 {
             let drift = now as f64 - window[0] as f64;
             // A stop request ends the wait too (the caller checks it before the next instance).
-            if drift.abs() < SETTLED_DRIFT
-                || start.elapsed() >= Duration::from_secs(10)
-                || crate::interrupt::requested()
-            {
+            if drift.abs() < SETTLED_DRIFT || start.elapsed() >= SETTLE_MAX || crate::interrupt::requested() {
                 return (now, drift);
             }
         }
@@ -199,7 +202,7 @@ pub fn sweep(
     let t0 = Instant::now();
     let mut teardown_kills = 0;
     for mut inst in alive.drain(..) {
-        if inst.stop(Duration::from_secs(5)).is_err() {
+        if inst.stop(crate::backend::STOP_GRACE).is_err() {
             teardown_kills += 1;
         }
     }

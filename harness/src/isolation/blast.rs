@@ -55,6 +55,10 @@ impl Default for BlastOptions {
     }
 }
 
+/// How long a neighbour gets to exit once the victim is done before it is killed: a hog never ends on its
+/// own before its `hog_secs`, so it is killed almost at once.
+pub const HOG_STOP_GRACE: Duration = Duration::from_millis(200);
+
 /// One neighbour case (the closed set `blast.csv` names).
 pub use results::Neighbour;
 
@@ -138,7 +142,7 @@ fn victim_once(backend: &dyn Backend, o: &BlastOptions) -> Option<f64> {
     let mut inst = backend.launch(&spec).ok()?;
     inst.wait_ready(o.timeout).ok()?;
     let ev = collect_events(inst.as_mut(), o.timeout).ok()?;
-    let _ = inst.stop(Duration::from_secs(2));
+    let _ = inst.stop(crate::backend::REAP_GRACE);
     ev.iter().find_map(|e| match e {
         Event::Result { name, value, .. } if name == "cpu.sha256" && *value > 0.0 => {
             Some(o.victim_iters as f64 / value)
@@ -192,7 +196,7 @@ pub fn run_blast(
             notes.push(format!("blast: {name}: {} neighbour did not get ready: {e}", n.name()));
         }
         let (with, ok) = victim(backend, o);
-        let exit = hog.stop(Duration::from_millis(200));
+        let exit = hog.stop(HOG_STOP_GRACE);
         if n == Neighbour::Oom {
             let killed = exit.as_ref().is_ok_and(|x| x.oom_killed || x.signal == Some(libc::SIGKILL));
             notes.push(format!("blast: {name}: oom neighbour exit {exit:?} (oom kill observed: {killed})"));

@@ -44,6 +44,10 @@ pub fn row_outcome(o: ProbeOutcome) -> Outcome {
     }
 }
 
+/// How long the isolation experiment waits for another vmct process's probes to release the host's
+/// canaries (one probe run per host at a time, see [`HostLock`]).
+pub const HOST_LOCK_WAIT: Duration = Duration::from_secs(300);
+
 /// Errors that stop the isolation experiment (a backend failing to launch is a row, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum IsolationError {
@@ -202,7 +206,7 @@ pub fn probe_backend(
     opts: &IsolationOptions,
     baseline: &[IsolationRow],
 ) -> Result<(Vec<IsolationRow>, Vec<String>), IsolationError> {
-    let _lock = HostLock::acquire(Duration::from_secs(300))?;
+    let _lock = HostLock::acquire(HOST_LOCK_WAIT)?;
     let canaries = Canaries::plant()?;
     let mut spec = InstanceSpec::new(crate::experiments::next_id(), Scenario::Probe);
     spec.env.extend(canaries.env());
@@ -312,7 +316,7 @@ fn run_instance(
         Err(e) => return Err((Outcome::Error, e.to_string())),
     };
     let res = inst.wait_ready(timeout).and_then(|_| collect_events(inst.as_mut(), timeout));
-    let exit = inst.stop(Duration::from_secs(5));
+    let exit = inst.stop(crate::backend::STOP_GRACE);
     match res {
         Ok(ev) => Ok(ev),
         Err(e) => Err((Outcome::Error, format!("{e}; exit {exit:?}"))),
