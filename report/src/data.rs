@@ -94,6 +94,8 @@ impl RunData {
                 IsolationModel::Process => Model::Process,
                 IsolationModel::Microvm if b.guest_model == Some(GuestModel::Linux) => Model::MicrovmLinux,
                 IsolationModel::Microvm => Model::MicrovmBare,
+                // The report has no column of its own for a user-space kernel (runsc, issue 20) yet: it
+                // ranks with the containers, the model it replaces.
                 IsolationModel::Container | IsolationModel::UserSpaceKernel => Model::Container,
             },
             None if backend == "process" => Model::Process,

@@ -56,9 +56,13 @@ pub struct PhaseSample {
     pub mode: StartupMode,
     /// Iteration number.
     pub iteration: u32,
-    /// Phase name, as the backend reports it: the harness's `spawn`, then the marks of the backend's own
-    /// components (the VMM's `vmm_start`, `confine`, `first_exit`, `ready`; the container runtime's
-    /// stages), each the time since the previous one. Open: each backend names its own steps.
+    /// Phase name, as the backend reports it, each phase the time since the previous mark: the marks of
+    /// the backend's own components (the bare VMM's `vmm_start`, `kvm_open`, `vm_create`, `memory`,
+    /// `load`, `vcpu_setup`, `confine`, `first_exit`, `ready`; the linux VMM's `vmm_setup`,
+    /// `kernel_entry`, `first_console_byte`, `init_start`; QEMU's `kernel_start`, `init_start`; our
+    /// container runtime's `prepare`, `cgroup`, `clone`, `attach`, `rootfs`, `pivot`, `seccomp`,
+    /// `exec`), or `spawn` for a backend without marks (process, crun, runc), then the harness's
+    /// `to_ready`. Open, not an enum: each backend's components name their own steps.
     pub phase: String,
     /// Phase duration, seconds.
     pub duration_s: f64,
