@@ -60,7 +60,7 @@ macro_rules! closed_set {
         }
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
         impl FromStr for $t {
@@ -182,9 +182,9 @@ impl StartupMode {
 impl fmt::Display for StartupMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartupMode::Cold => f.write_str("cold"),
-            StartupMode::Sequential => f.write_str("sequential"),
-            StartupMode::Concurrent(k) => write!(f, "concurrent-{k}"),
+            StartupMode::Cold => f.pad("cold"),
+            StartupMode::Sequential => f.pad("sequential"),
+            StartupMode::Concurrent(k) => f.pad(&format!("concurrent-{k}")),
         }
     }
 }
@@ -321,6 +321,7 @@ mod tests {
             assert_eq!(m.as_str().parse::<IsolationModel>().unwrap(), *m);
         }
         assert_eq!(IsolationModel::UserSpaceKernel.to_string(), "user-space-kernel");
+        assert_eq!(format!("{:<9}|{:>14}", GuestModel::Bare, StartupMode::Concurrent(4)), "bare     |  concurrent-4");
         assert_eq!(serde_json::to_string(&IsolationModel::UserSpaceKernel).unwrap(), "\"user-space-kernel\"");
         let e = "vm".parse::<IsolationModel>().unwrap_err().to_string();
         assert!(e.contains("isolation model \"vm\"") && e.contains("process, container, microvm"), "{e}");

@@ -87,7 +87,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// (model, available, reason) for the bare and linux guest models.
-pub fn guest_models(host: &HostEnv) -> Vec<(&'static str, bool, String)> {
+pub fn guest_models(host: &HostEnv) -> Vec<(results::GuestModel, bool, String)> {
     use results::KvmFlavour;
     let bare = match host.kvm {
         KvmFlavour::None => {
@@ -110,5 +110,5 @@ pub fn guest_models(host: &HostEnv) -> Vec<(&'static str, bool, String)> {
         KvmFlavour::KvmUnknown => (false, "unknown KVM flavour: hardware virtualization not confirmed".to_string()),
         KvmFlavour::None => (false, "no usable /dev/kvm".to_string()),
     };
-    vec![("bare", bare.0, bare.1), ("linux", linux.0, linux.1)]
+    vec![(results::GuestModel::Bare, bare.0, bare.1), (results::GuestModel::Linux, linux.0, linux.1)]
 }
