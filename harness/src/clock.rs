@@ -11,6 +11,12 @@ pub fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The CLOCK_MONOTONIC nanosecond `timeout` from now; saturates at `u64::MAX` (about 584 years of
+/// uptime) for a timeout too long to express.
+pub fn deadline_ns(timeout: std::time::Duration) -> u64 {
+    mono_ns().saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Nanoseconds to seconds.
 pub fn ns_to_s(ns: u64) -> f64 {
     ns as f64 / 1e9

@@ -361,7 +361,6 @@ pub fn run(
         infos[*i].reason = Some(reason.clone());
     }
     let emulated = for_emulated(settings);
-    let emulated_names: Vec<String> = infos.iter().filter(|i| i.emulated).map(|i| i.name.clone()).collect();
     let usable: Vec<&dyn Backend> =
         backends.iter().zip(&infos).filter(|(_, i)| i.available).map(|(b, _)| b.as_ref()).collect();
     if usable.is_empty() {
@@ -404,7 +403,6 @@ pub fn run(
         backends: &usable,
         settings,
         emulated: &emulated,
-        emulated_names: &emulated_names,
         run_dir: &rd,
         mode,
         meta: &mut meta,
@@ -569,9 +567,9 @@ mod tests {
         results::BackendInfo {
             isolation: None,
             name: name.into(),
-            kind: "peer".into(),
-            model: "microvm".into(),
-            guest_model: guest.map(Into::into),
+            kind: results::BackendKind::Peer,
+            model: results::IsolationModel::Microvm,
+            guest_model: guest.map(|g| g.parse().unwrap()),
             available,
             reason: None,
             version: None,

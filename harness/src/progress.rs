@@ -4,6 +4,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+/// Redraw interval of a progress bar.
+pub const BAR_TICK: Duration = Duration::from_millis(200);
+
+/// Least time between two progress lines in [`Mode::Lines`].
+pub const LINE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -51,7 +57,7 @@ impl Task {
                     .progress_chars("=> "),
             );
             b.set_prefix(label.clone());
-            b.enable_steady_tick(Duration::from_millis(200));
+            b.enable_steady_tick(BAR_TICK);
             b
         });
         if mode == Mode::Lines {
@@ -65,7 +71,7 @@ impl Task {
         self.done += 1;
         if let Some(b) = &self.bar {
             b.inc(1);
-        } else if self.mode == Mode::Lines && self.last_line.elapsed() > Duration::from_secs(5) {
+        } else if self.mode == Mode::Lines && self.last_line.elapsed() > LINE_INTERVAL {
             self.last_line = Instant::now();
             let eta = self.started.elapsed().as_secs_f64() / self.done as f64
                 * (self.total - self.done.min(self.total)) as f64;

@@ -99,7 +99,7 @@ pub fn run(req: &ShellRequest) -> Result<i32, ShellError> {
     // SAFETY: restoring the default disposition has no preconditions.
     unsafe { libc::signal(libc::SIGWINCH, libc::SIG_DFL) };
     // After the pty closed the container has ended or is ending; when a signal asked to stop, do not wait.
-    let grace = if crate::interrupt::requested() { Duration::ZERO } else { Duration::from_secs(2) };
+    let grace = if crate::interrupt::requested() { Duration::ZERO } else { crate::backend::REAP_GRACE };
     let exit: Exit = c.stop(grace)?;
     relayed?;
     Ok(exit.status.unwrap_or_else(|| 128 + exit.signal.unwrap_or(0)))

@@ -87,7 +87,7 @@ fn quick_compare_on_the_process_backend_writes_a_run_dir() {
     let meta = rd.read_meta().unwrap();
     assert_eq!(meta.backends[0].name, "process");
     let sums: Vec<results::StartupSummary> = rd.read_csv().unwrap();
-    let seq = sums.iter().find(|s| s.mode == "sequential").unwrap();
+    let seq = sums.iter().find(|s| s.mode == results::StartupMode::Sequential).unwrap();
     assert_eq!(seq.n, 30);
     assert!(seq.median_s > 0.0 && seq.p99_s >= seq.median_s);
     let fits: Vec<results::DensityFit> = rd.read_csv().unwrap();
@@ -243,5 +243,5 @@ fn compare_plan_replays_a_recorded_run_and_rejects_bad_plans() {
     assert_eq!(plan_of(&again), plan_of(&first));
     assert_eq!(plan_of(&first)["startup"]["runs"], 3);
     let sums: Vec<results::StartupSummary> = results::RunDir::open(&again).unwrap().read_csv().unwrap();
-    assert_eq!(sums.iter().find(|s| s.mode == "sequential").unwrap().n, 3);
+    assert_eq!(sums.iter().find(|s| s.mode == results::StartupMode::Sequential).unwrap().n, 3);
 }

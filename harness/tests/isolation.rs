@@ -5,7 +5,7 @@
 use harness::backend::{registry, Backend};
 use harness::isolation::{self, canary, IsolationOptions};
 use harness::privileged::{gate, Need};
-use results::IsolationRow;
+use results::{IsolationRow, ProbeOutcome as O};
 use std::path::PathBuf;
 
 fn opts() -> IsolationOptions {
@@ -78,11 +78,11 @@ fn every_key_probe_detects_the_unisolated_process_baseline_and_the_host_undoes_i
         "cgroup.raise_limit",
     ] {
         let r = row(&rows, id);
-        assert_eq!(r.outcome, "reached", "{id} on the unisolated baseline: {r:?}");
+        assert_eq!(r.outcome, O::Reached, "{id} on the unisolated baseline: {r:?}");
         assert!(r.failure, "{id} counted as a failure: {r:?}");
     }
     if std::path::Path::new("/dev/kvm").exists() {
-        assert_eq!(row(&rows, "dev.kvm").outcome, "reached");
+        assert_eq!(row(&rows, "dev.kvm").outcome, O::Reached);
     }
     // Host-side detection, not just the probe's word.
     assert!(row(&rows, "uts.hostname").host_check.contains("restored"), "{rows:#?}");
@@ -113,7 +113,7 @@ fn assert_reaches_host_devices_and_sysrq(backend: &str, rows: &[IsolationRow]) {
         let r = row(rows, d.id);
         match host {
             Ok(_) => {
-                assert_eq!(r.outcome, "reached", "{backend}: {} opens on the host: {r:?}", d.id);
+                assert_eq!(r.outcome, O::Reached, "{backend}: {} opens on the host: {r:?}", d.id);
                 checked += 1;
             }
             Err(e) => eprintln!("{backend}: {} not checked: the host cannot open /dev/{} either ({e})", d.id, d.name),
@@ -122,9 +122,9 @@ fn assert_reaches_host_devices_and_sysrq(backend: &str, rows: &[IsolationRow]) {
     assert!(checked > 0, "no host device to check against");
     let sysrq = row(rows, "kernel.sysrq_trigger");
     if std::path::Path::new("/proc/sysrq-trigger").exists() {
-        assert_eq!(sysrq.outcome, "reached", "{backend}: {sysrq:?}");
+        assert_eq!(sysrq.outcome, O::Reached, "{backend}: {sysrq:?}");
     } else {
-        assert!(sysrq.outcome == "error" && sysrq.detail.contains("ENOENT"), "absent on this host: {sysrq:?}");
+        assert!(sysrq.outcome == O::Error && sysrq.detail.contains("ENOENT"), "absent on this host: {sysrq:?}");
     }
 }
 
@@ -135,7 +135,7 @@ fn linux_backends() -> Vec<Box<dyn Backend>> {
         .into_iter()
         .filter(|b| {
             let i = b.info();
-            let linux = i.model != "microvm" || i.guest_model.as_deref() == Some("linux");
+            let linux = b.capabilities().linux_probes;
             if linux && !i.available {
                 eprintln!("{}: unavailable here, not probed: {:?}", i.name, i.reason);
             }
@@ -214,7 +214,7 @@ fn hardened_profiles_block_every_new_probe() {
             let allowed_by_profile = r.probe.strip_prefix("kernel.").is_some_and(|call| podman_allows.contains(call))
                 || (name == "runc" && r.probe == "dev.node.net_tun");
             let ok =
-                r.outcome == "blocked" || (r.outcome == "error" && host.outcome != "reached") || allowed_by_profile;
+                r.outcome == O::Blocked || (r.outcome == O::Error && host.outcome != O::Reached) || allowed_by_profile;
             assert!(
                 ok && (allowed_by_profile || !r.failure),
                 "{name}: {} must be blocked: {r:?} (baseline {host:?})",
@@ -240,7 +240,7 @@ fn container_profiles_when_available() {
     let (mut rows, notes) = isolation::probe_backend(default.as_ref(), &o, &baseline).unwrap();
     isolation::annotate_with_baseline(&mut rows, &baseline);
     assert_eq!(host_state(), before);
-    if rows.iter().all(|r| r.outcome == "unsupported") {
+    if rows.iter().all(|r| r.outcome == O::Unsupported) {
         eprintln!("skipped: container unavailable here: {:?}", rows.first());
         return;
     }
@@ -249,8 +249,8 @@ fn container_profiles_when_available() {
     let new: Vec<&str> = workloads::probe_ids::surface_probes().collect();
     let fails: Vec<&IsolationRow> = rows.iter().filter(|r| r.failure && !new.contains(&r.probe.as_str())).collect();
     assert!(fails.is_empty(), "container default must show no failures: {fails:#?}\nnotes {notes:?}");
-    assert_eq!(row(&rows, "fs.host_canary").outcome, "blocked");
-    assert_eq!(row(&rows, "net.host_loopback").outcome, "blocked");
+    assert_eq!(row(&rows, "fs.host_canary").outcome, O::Blocked);
+    assert_eq!(row(&rows, "net.host_loopback").outcome, O::Blocked);
 
     if let Some(p) = backend("container-privileged") {
         let (rows, _) = isolation::probe_backend(p.as_ref(), &o, &baseline).unwrap();
@@ -296,14 +296,19 @@ impl Backend for UnshareBackend {
         results::BackendInfo {
             isolation: None,
             name: "unshare".into(),
-            kind: "test".into(),
-            model: "container".into(),
+            kind: results::BackendKind::Peer,
+            model: results::IsolationModel::Container,
             guest_model: None,
             available: true,
             reason: None,
             version: None,
             emulated: false,
         }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // Namespaces only: no cgroup, no limits, the host's kernel.
+        results::Capabilities { linux_probes: true, ..results::Capabilities::default() }
     }
     fn launch(
         &self,
@@ -334,7 +339,7 @@ fn namespaces_alone_block_namespaced_probes_but_not_the_sysctl_write() {
     }
     assert_eq!(host_state(), before, "host values restored");
     for id in ["pid.host_visible", "pid.ptrace_host", "net.host_loopback"] {
-        assert_eq!(row(&rows, id).outcome, "blocked", "{id}");
+        assert_eq!(row(&rows, id).outcome, O::Blocked, "{id}");
     }
     for id in ["uts.hostname", "uts.domainname", "net.raw_socket", "mount.tmpfs", "net.host_loopback"] {
         assert!(!row(&rows, id).failure, "{id} stays inside its namespace: {:?}", row(&rows, id));
@@ -361,9 +366,9 @@ fn run_isolation_adds_the_baseline_and_marks_host_wide_denials() {
     assert_eq!(base.profile, "none (baseline, no isolation)");
     // /dev/vda is denied on this host even to the baseline: a blocked dev.mem/dev.* row in the
     // sandbox that the host blocks too must say so.
-    for r in out.rows.iter().filter(|r| r.backend == "unshare" && r.outcome == "blocked") {
+    for r in out.rows.iter().filter(|r| r.backend == "unshare" && r.outcome == O::Blocked) {
         let b = out.rows.iter().find(|b| b.backend == "process" && b.probe == r.probe).unwrap();
-        assert_eq!(b.outcome == "blocked", r.host_check.contains("host-wide"), "{r:?} vs {b:?}");
+        assert_eq!(b.outcome == O::Blocked, r.host_check.contains("host-wide"), "{r:?} vs {b:?}");
     }
 }
 

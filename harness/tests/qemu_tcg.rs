@@ -120,8 +120,10 @@ fn the_container_probe_list_runs_inside_the_guest() {
     // none of those devices or procfs files: "not applicable" (error) is a valid answer there; every other
     // probe must decide.
     let surface: BTreeSet<&str> = workloads::probe_ids::surface_probes().collect();
-    let undecided: Vec<_> =
-        rows.iter().filter(|r| r.outcome == "error" && !surface.contains(r.probe.as_str())).collect();
+    let undecided: Vec<_> = rows
+        .iter()
+        .filter(|r| r.outcome == results::ProbeOutcome::Error && !surface.contains(r.probe.as_str()))
+        .collect();
     assert!(undecided.is_empty(), "{undecided:#?}");
     // Its own kernel: nothing the probes reach is host state.
     let failures: Vec<_> = rows.iter().filter(|r| r.failure).collect();

@@ -19,9 +19,9 @@ fn backend(name: &str, kind: &str, model: &str, guest: Option<&str>, available: 
     BackendInfo {
         isolation: None,
         name: name.into(),
-        kind: kind.into(),
-        model: model.into(),
-        guest_model: guest.map(Into::into),
+        kind: kind.parse().expect("fixture kind"),
+        model: model.parse().expect("fixture model"),
+        guest_model: guest.map(|g| g.parse().expect("fixture guest model")),
         available,
         reason: (!available).then(|| "kvm_pvm cannot run a linux guest's userspace".to_string()),
         version: (kind == "peer").then(|| format!("{name} version 1.2.3")),
@@ -104,7 +104,7 @@ pub fn surface_rows() -> Vec<AttackSurfaceRow> {
     let measured = "measured: census.syscalls probe inside the instance, this run";
     let row = |b: &str, model: &str, profile: &str, reach: Option<(u32, u32)>| AttackSurfaceRow {
         backend: b.into(),
-        model: model.into(),
+        model: model.parse().expect("fixture model"),
         profile: profile.into(),
         host_syscalls_table: reach.map(|_| 382),
         host_syscalls_reachable: reach.map(|r| r.0),
@@ -176,7 +176,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 }
                 samples.push(StartupSample {
                     backend: b.into(),
-                    mode: mode.into(),
+                    mode: mode.parse().expect("fixture mode"),
                     iteration: i,
                     warmup: warm,
                     launch_to_ready_s: v,
@@ -205,7 +205,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                     for (p, share) in names {
                         phases.push(PhaseSample {
                             backend: b.into(),
-                            mode: mode.into(),
+                            mode: mode.parse().expect("fixture mode"),
                             iteration: i,
                             phase: (*p).into(),
                             duration_s: v * share,
@@ -217,7 +217,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             let k = mode.strip_prefix("concurrent-").and_then(|k| k.parse::<f64>().ok());
             summaries.push(StartupSummary {
                 backend: b.into(),
-                mode: mode.into(),
+                mode: mode.parse().expect("fixture mode"),
                 n: u32::try_from(s.n).expect("the fixture has a few dozen samples"),
                 median_s: s.median,
                 p90_s: s.p90,
@@ -263,7 +263,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             backend: b.into(),
             hold_mib: 16,
             instances: 10,
-            stop_reason: "count".into(),
+            stop_reason: results::StopReason::Count.into(),
             slope_bytes: f.slope,
             intercept_bytes: f.intercept,
             r2: f.r2,
@@ -347,7 +347,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 backend: b.into(),
                 profile: profile.into(),
                 probe: p.into(),
-                outcome: if failure { "reached" } else { "blocked" }.into(),
+                outcome: if failure { ProbeOutcome::Reached } else { ProbeOutcome::Blocked },
                 detail: if failure { "read 4 KiB <kmsg> & \"friends\"".into() } else { "EPERM".into() },
                 host_check: if p == "write_host_file" { "canary unchanged".into() } else { String::new() },
                 failure,
@@ -363,7 +363,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             let s = if b == "container" && n == "fork-loop" { hit * extra } else { 1.0 + (hit - 1.0) * extra.min(1.1) };
             blast.push(BlastRow {
                 backend: b.into(),
-                neighbour: n.into(),
+                neighbour: n.parse().expect("fixture neighbour"),
                 limited,
                 victim_alone_s: 0.010,
                 victim_with_neighbour_s: 0.010 * s,
@@ -400,7 +400,7 @@ pub fn write_with_emulated_guest(dir: &Path) -> Result<RunDir, RunDirError> {
     let mut meta = rd.read_meta()?;
     if let Some(vm) = meta.backends.iter().find(|b| b.name == "microvm") {
         let mut tcg = vm.clone();
-        (tcg.name, tcg.guest_model, tcg.emulated) = ("qemu-tcg".into(), Some("linux".into()), true);
+        (tcg.name, tcg.guest_model, tcg.emulated) = ("qemu-tcg".into(), Some(GuestModel::Linux), true);
         meta.backends.push(tcg);
     }
     rd.write_meta(&meta)?;
@@ -415,7 +415,7 @@ pub fn write_with_emulated_guest(dir: &Path) -> Result<RunDir, RunDirError> {
 pub fn write_degenerate(dir: &Path) -> Result<RunDir, RunDirError> {
     let rd = write(dir)?;
     let mut rows: Vec<StartupSummary> = rd.read_csv()?;
-    rows.retain(|r| r.mode == "sequential");
+    rows.retain(|r| r.mode == StartupMode::Sequential);
     for r in &mut rows {
         let single = match r.backend.as_str() {
             "container" => 0.0,

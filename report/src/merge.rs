@@ -145,7 +145,7 @@ fn samples(r: &RunData, density: bool) -> String {
     let ns: Vec<u32> = if density {
         r.density_fit.iter().flatten().map(|f| f.instances).collect()
     } else {
-        r.startup_summary.iter().flatten().filter(|s| s.mode == "sequential").map(|s| s.n).collect()
+        r.startup_summary.iter().flatten().filter(|s| s.mode == results::StartupMode::Sequential).map(|s| s.n).collect()
     };
     let (lo, hi) = (ns.iter().min(), ns.iter().max());
     let what = if density { "instances" } else { "launches" };

@@ -379,7 +379,7 @@ mod tests {
             backend: backend.into(),
             hold_mib: 16,
             instances,
-            stop_reason: "count".into(),
+            stop_reason: results::StopReason::Count.into(),
             slope_bytes: slope_mib * MIB as f64,
             intercept_bytes: 0.0,
             r2: 0.99,
@@ -398,7 +398,7 @@ mod tests {
     fn startup(backend: &str, p99: f64) -> StartupSummary {
         StartupSummary {
             backend: backend.into(),
-            mode: "sequential".into(),
+            mode: results::StartupMode::Sequential,
             n: 20,
             median_s: p99 / 2.0,
             p90_s: p99 * 0.9,

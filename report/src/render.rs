@@ -203,15 +203,15 @@ fn host_section(run: &RunData) -> String {
         .map(|b| {
             vec![
                 backend(&b.name),
-                esc(&b.kind),
-                esc(&b.model),
+                esc(b.kind.as_str()),
+                esc(b.model.as_str()),
                 if b.emulated {
                     format!(
                         "{} (emulated CPU: startup, CPU and emulator memory not comparable)",
-                        esc(b.guest_model.as_deref().unwrap_or("-"))
+                        esc(b.guest_model.map_or("-", |g| g.as_str()))
                     )
                 } else {
-                    esc(b.guest_model.as_deref().unwrap_or("-"))
+                    esc(b.guest_model.map_or("-", |g| g.as_str()))
                 },
                 if b.available {
                     "<span class=\"pass\">ran</span>".into()

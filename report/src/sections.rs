@@ -7,13 +7,14 @@ use crate::charts::bars::{bar_chart, Bar, BarChart};
 use crate::charts::cdf::{startup_cdf, CdfSeries};
 use crate::charts::lines::{xy_chart, XyChart, XySeries};
 use crate::charts::{Chart, ChartError};
-use crate::data::{concurrency_of, RunData};
+use crate::data::RunData;
 use crate::html::{backend, checked, esc, figure, no_rows, not_run, num, section, table};
 use crate::palette::{backend_color, phase_color};
 use crate::registry::ReportSection;
 use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use results::Record;
+use results::{ProbeOutcome, StartupMode};
 use std::collections::BTreeMap;
 
 /// A rendered section: HTML plus the charts it embeds (also written as .svg files).
@@ -61,13 +62,13 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
     );
     body.push_str(&emulated_note(run, "startup times are emulation-bound"));
     let mut rows = summary.to_vec();
-    rows.sort_by_key(|r| (run.backend_rank(&r.backend), concurrency_of(&r.mode).unwrap_or(0)));
+    rows.sort_by_key(|r| (run.backend_rank(&r.backend), r.mode.concurrency().unwrap_or(0)));
     let t: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             vec![
                 backend(&r.backend),
-                format!("<span class=\"nw\">{}</span>", esc(&r.mode)),
+                format!("<span class=\"nw\">{}</span>", esc(&r.mode.to_string())),
                 num(&r.n.to_string(), csv),
                 checked(&validity::startup_median(r), fmt_secs, csv),
                 num(&fmt_secs(r.p90_s), csv),
@@ -89,10 +90,10 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
     // CDF of the sequential (else first) mode.
     let samples_file = samples.is_some();
     let samples = samples.as_deref().unwrap_or(&[]);
-    let mode = if samples.iter().any(|s| s.mode == "sequential") {
-        "sequential".to_string()
+    let mode = if samples.iter().any(|s| s.mode == StartupMode::Sequential) {
+        Some(StartupMode::Sequential)
     } else {
-        samples.first().map(|s| s.mode.clone()).unwrap_or_default()
+        samples.first().map(|s| s.mode)
     };
     let series: Vec<CdfSeries> = run
         .backends()
@@ -100,14 +101,14 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
         .map(|b| CdfSeries {
             samples_s: samples
                 .iter()
-                .filter(|s| s.backend == b && s.mode == mode && !s.warmup)
+                .filter(|s| s.backend == b && Some(s.mode) == mode && !s.warmup)
                 .map(|s| s.launch_to_ready_s)
                 .collect(),
             backend: b,
         })
         .collect();
     body.push_str("<h3>Distribution</h3>");
-    match startup_cdf(&series, &mode)? {
+    match startup_cdf(&series, &mode.map(|m| m.to_string()).unwrap_or_default())? {
         Some(c) => {
             body.push_str(&figure(&c, results::StartupSample::FILE));
             out.charts.push(c);
@@ -139,7 +140,7 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 .iter()
                 .filter(|r| r.backend == b)
                 .filter_map(|r| {
-                    let k = concurrency_of(&r.mode).or((r.mode == "sequential").then_some(1))?;
+                    let k = r.mode.concurrency().or((r.mode == StartupMode::Sequential).then_some(1))?;
                     Some((f64::from(k), validity::launch_rate(r)?.shown()?, r.n))
                 })
                 .collect();
@@ -177,9 +178,10 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
 
 fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String, Vec<Chart>), ChartError> {
     let csv = results::PhaseSample::FILE;
-    let mode_ok = |m: &str| m == "sequential" || !phases.iter().any(|p| p.mode == "sequential");
+    let sequential = StartupMode::Sequential;
+    let mode_ok = |m: StartupMode| m == sequential || !phases.iter().any(|p| p.mode == sequential);
     let mut phase_order: Vec<String> = Vec::new();
-    for p in phases.iter().filter(|p| mode_ok(&p.mode)) {
+    for p in phases.iter().filter(|p| mode_ok(p.mode)) {
         if !phase_order.contains(&p.phase) {
             phase_order.push(p.phase.clone());
         }
@@ -188,7 +190,7 @@ fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String
     let mut rows = Vec::new();
     let mut total = 0usize;
     for b in run.backends() {
-        let mine: Vec<&results::PhaseSample> = phases.iter().filter(|p| p.backend == b && mode_ok(&p.mode)).collect();
+        let mine: Vec<&results::PhaseSample> = phases.iter().filter(|p| p.backend == b && mode_ok(p.mode)).collect();
         if mine.is_empty() {
             continue;
         }
@@ -314,7 +316,7 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 backend(&f.backend),
                 num(&format!("{} MiB", f.hold_mib), csv),
                 num(&f.instances.to_string(), csv),
-                esc(&f.stop_reason),
+                esc(&f.stop_reason.to_string()),
                 checked(&validity::density_slope(f), fmt_bytes, csv),
                 num(&sig3(f.r2), csv),
                 f.fit_from_instances.map_or("<span class=\"na\">all</span>".into(), |from| {
@@ -553,7 +555,7 @@ pub fn isolation(sec: &dyn ReportSection, run: &RunData) -> Section {
                 Some(r) => {
                     let class = if r.failure {
                         "fail"
-                    } else if r.outcome == "blocked" {
+                    } else if r.outcome == ProbeOutcome::Blocked {
                         "pass"
                     } else {
                         "na"
@@ -566,7 +568,7 @@ pub fn isolation(sec: &dyn ReportSection, run: &RunData) -> Section {
                     o.push_str(&format!(
                         "<td class=\"{class}\" title=\"{}\"><a class=\"n\" href=\"{csv}\">{}{}</a></td>",
                         esc(&tip),
-                        esc(&r.outcome),
+                        esc(r.outcome.as_str()),
                         if r.failure { " ✗" } else { "" }
                     ));
                 }
@@ -619,7 +621,7 @@ pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartErr
         .map(|r| {
             vec![
                 backend(&r.backend),
-                esc(&r.neighbour),
+                esc(r.neighbour.as_str()),
                 if r.limited { "yes".into() } else { "no".into() },
                 num(&fmt_secs(r.victim_alone_s), csv),
                 num(&fmt_secs(r.victim_with_neighbour_s), csv),

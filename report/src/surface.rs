@@ -90,7 +90,7 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
             };
             vec![
                 backend(&r.backend),
-                esc(&r.model),
+                esc(r.model.as_str()),
                 esc(&r.profile),
                 reached,
                 seccomp,

@@ -327,7 +327,8 @@ mod run_tests {
         let d = tempfile::tempdir().unwrap();
         let rd = crate::fixture::write(d.path()).unwrap();
         let mut rows: Vec<StartupSummary> = rd.read_csv().unwrap();
-        let mut linux = rows.iter().find(|r| r.backend == "microvm" && r.mode == "sequential").unwrap().clone();
+        let mut linux =
+            rows.iter().find(|r| r.backend == "microvm" && r.mode == results::StartupMode::Sequential).unwrap().clone();
         linux.backend = "microvm-linux".into();
         linux.median_s = 0.180;
         rows.push(linux);
@@ -343,7 +344,8 @@ mod run_tests {
         let d = tempfile::tempdir().unwrap();
         let rd = crate::fixture::write_with_emulated_guest(d.path()).unwrap();
         let mut rows: Vec<StartupSummary> = rd.read_csv().unwrap();
-        let mut fast = rows.iter().find(|r| r.backend == "microvm" && r.mode == "sequential").unwrap().clone();
+        let mut fast =
+            rows.iter().find(|r| r.backend == "microvm" && r.mode == results::StartupMode::Sequential).unwrap().clone();
         (fast.backend, fast.median_s) = ("qemu-tcg".into(), 1e-6);
         rows.push(fast);
         rd.write_csv(&rows).unwrap();

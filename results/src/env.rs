@@ -217,7 +217,7 @@ impl HostEnv {
             .unwrap_or_else(|| "unknown".into());
         let virtualized =
             cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
-        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
         let read = |p: &str| fs::read_to_string(p).map(|s| s.trim().to_string()).ok();
         HostEnv {
             hostname: read("/proc/sys/kernel/hostname").unwrap_or_default(),

@@ -9,9 +9,14 @@ pub mod records;
 pub mod rundir;
 pub mod stats;
 pub mod surface;
+pub mod vocab;
 
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use experiment::{ExperimentId, UnknownExperiment};
 pub use records::*;
 pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
 pub use surface::AttackSurfaceRow;
+pub use vocab::{
+    BackendKind, Capabilities, DensityStop, GuestModel, IsolationModel, Neighbour, ProbeOutcome, StartupMode,
+    StopReason, VocabError,
+};

@@ -12,6 +12,7 @@
 //! | `blast.csv` | [`BlastRow`] |
 //! | `snapshot.csv` | [`SnapshotRow`] |
 //! | `attack_surface.csv` | [`crate::surface::AttackSurfaceRow`] |
+use crate::vocab::{DensityStop, Neighbour, ProbeOutcome, StartupMode};
 use serde::{Deserialize, Serialize};
 
 /// A record that lives in one CSV file of a run directory.
@@ -34,7 +35,7 @@ pub struct StartupSample {
     /// Backend name (process, microvm, container, container-privileged, crun, runc, ...).
     pub backend: String,
     /// `cold` (first launch after image build), `sequential`, or `concurrent-K` (K launchers in parallel).
-    pub mode: String,
+    pub mode: StartupMode,
     /// Iteration number within (backend, mode), from 0.
     pub iteration: u32,
     /// Warm-up runs are recorded but excluded from statistics.
@@ -52,10 +53,16 @@ pub struct PhaseSample {
     /// Backend name.
     pub backend: String,
     /// Mode as in [`StartupSample::mode`].
-    pub mode: String,
+    pub mode: StartupMode,
     /// Iteration number.
     pub iteration: u32,
-    /// Phase name (e.g. `vm_create`, `clone`, `pivot_root`, `guest_to_ready`).
+    /// Phase name, as the backend reports it, each phase the time since the previous mark: the marks of
+    /// the backend's own components (the bare VMM's `vmm_start`, `kvm_open`, `vm_create`, `memory`,
+    /// `load`, `vcpu_setup`, `confine`, `first_exit`, `ready`; the linux VMM's `vmm_setup`,
+    /// `kernel_entry`, `first_console_byte`, `init_start`; QEMU's `kernel_start`, `init_start`; our
+    /// container runtime's `prepare`, `cgroup`, `clone`, `attach`, `rootfs`, `pivot`, `seccomp`,
+    /// `exec`), or `spawn` for a backend without marks (process, crun, runc), then the harness's
+    /// `to_ready`. Open, not an enum: each backend's components name their own steps.
     pub phase: String,
     /// Phase duration, seconds.
     pub duration_s: f64,
@@ -68,7 +75,7 @@ pub struct StartupSummary {
     /// Backend name.
     pub backend: String,
     /// Mode.
-    pub mode: String,
+    pub mode: StartupMode,
     /// Number of measured (non-warm-up) samples.
     pub n: u32,
     /// Median, seconds.
@@ -131,8 +138,8 @@ pub struct DensityFit {
     pub hold_mib: u64,
     /// Instances reached.
     pub instances: u32,
-    /// Why the sweep stopped (`budget`, `count`, `error: ...`).
-    pub stop_reason: String,
+    /// Why the sweep stopped (`count`, `budget`, `host memory floor`, `interrupted`, `error: ...`).
+    pub stop_reason: DensityStop,
     /// Least-squares slope of host memory used vs instances, bytes per instance.
     pub slope_bytes: f64,
     /// Intercept of the fit, bytes.
@@ -213,7 +220,7 @@ pub struct IsolationRow {
     /// Probe id.
     pub probe: String,
     /// blocked | reached | error | unsupported.
-    pub outcome: String,
+    pub outcome: ProbeOutcome,
     /// What the probe saw.
     pub detail: String,
     /// What the host-side check found (empty when no host check applies).
@@ -228,8 +235,8 @@ record!(IsolationRow, "isolation.csv");
 pub struct BlastRow {
     /// Backend name.
     pub backend: String,
-    /// Neighbour behaviour (memory-hog, cpu-hog, fork-loop, triple-fault, oom).
-    pub neighbour: String,
+    /// Neighbour behaviour (memory-hog, cpu-hog, fork-loop, oom).
+    pub neighbour: Neighbour,
     /// Whether the neighbour ran with limits.
     pub limited: bool,
     /// Victim median latency alone, seconds.

@@ -1,6 +1,7 @@
 //! The run directory: `run.json` plus one CSV per record type, written and read back here.
 use crate::env::{HostEnv, LoadSnapshot};
 use crate::records::Record;
+use crate::vocab::{BackendKind, GuestModel, IsolationModel};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -80,11 +81,11 @@ pub struct BackendInfo {
     /// Backend name.
     pub name: String,
     /// `baseline`, `ours` or `peer`.
-    pub kind: String,
-    /// Isolation model: `process`, `container` or `microvm`.
-    pub model: String,
+    pub kind: BackendKind,
+    /// Isolation model: `process`, `container`, `microvm` or `user-space-kernel`.
+    pub model: IsolationModel,
     /// For microVMs: `bare` or `linux`.
-    pub guest_model: Option<String>,
+    pub guest_model: Option<GuestModel>,
     /// Whether it ran in this run.
     pub available: bool,
     /// Why not, when unavailable.
@@ -274,8 +275,8 @@ mod tests {
             backends: vec![BackendInfo {
                 isolation: None,
                 name: "process".into(),
-                kind: "baseline".into(),
-                model: "process".into(),
+                kind: BackendKind::Baseline,
+                model: IsolationModel::Process,
                 guest_model: None,
                 available: true,
                 reason: None,
@@ -346,7 +347,7 @@ mod tests {
         let samples = vec![
             StartupSample {
                 backend: "process".into(),
-                mode: "sequential".into(),
+                mode: crate::StartupMode::Sequential,
                 iteration: 0,
                 warmup: true,
                 launch_to_ready_s: 0.001,
@@ -354,7 +355,7 @@ mod tests {
             },
             StartupSample {
                 backend: "microvm".into(),
-                mode: "concurrent-4".into(),
+                mode: crate::StartupMode::Concurrent(4),
                 iteration: 1,
                 warmup: false,
                 launch_to_ready_s: 1.25e-3,

@@ -33,8 +33,9 @@ pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     let rank = (p / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
+    // rank is finite and within 0..=len-1, so both fit a usize exactly.
+    #[allow(clippy::cast_possible_truncation)]
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct AttackSurfaceRow {
     /// Backend name.
     pub backend: String,
-    /// Isolation model (`process`, `container`, `microvm`), from the backend's info.
-    pub model: String,
+    /// Isolation model (`process`, `container`, `microvm`, `user-space-kernel`), from the backend's info.
+    pub model: crate::vocab::IsolationModel,
     /// The isolation profile the backend declares it ran (devices, masked paths, seccomp, confinement).
     pub profile: String,
     /// (a) Entries of the x86_64 system call table the census probed against.

@@ -221,7 +221,7 @@ impl Instance for ChildInstance {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError> {
-        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let deadline = clock::deadline_ns(timeout);
         loop {
             let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
             match self.read(left)? {
@@ -271,7 +271,7 @@ impl Instance for ChildInstance {
     }
 
     fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, Event)>, BackendError> {
-        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let deadline = clock::deadline_ns(timeout);
         loop {
             let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
             match self.read(left)? {
@@ -306,11 +306,11 @@ impl Instance for ChildInstance {
         drop(child.stdin.take());
         // After a stop request (a signal to vmct) nothing waits for a graceful end.
         let timeout = if crate::interrupt::requested() { Duration::ZERO } else { timeout };
-        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let deadline = clock::deadline_ns(timeout);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(st)) => break Some(st),
-                Ok(None) if clock::mono_ns() < deadline => std::thread::sleep(Duration::from_micros(200)),
+                Ok(None) if clock::mono_ns() < deadline => std::thread::sleep(super::REAP_POLL),
                 Ok(None) => {
                     let _ = child.kill();
                     break child.wait().ok();

@@ -115,8 +115,8 @@ impl Backend for ContainerBackend {
         let rt = self.runtime();
         results::BackendInfo {
             name: self.name.into(),
-            kind: "ours".into(),
-            model: "container".into(),
+            kind: results::BackendKind::Ours,
+            model: results::IsolationModel::Container,
             guest_model: None,
             available: rt.is_ok(),
             reason: rt.as_ref().err().cloned(),
@@ -126,6 +126,17 @@ impl Backend for ContainerBackend {
                 .map(|r| format!("profile {}, cgroup {:?}", r.profile().name(), r.cgroup_version())),
             isolation: rt.ok().map(|r| super::surface::isolation_profile(r.profile(), r.seccomp_info())),
             emulated: false,
+        }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // Limits through the instance's cgroup; state saved by committing the upper layer to an image.
+        results::Capabilities {
+            save_state: true,
+            cgroup_limits: true,
+            limits: true,
+            linux_probes: true,
+            ..results::Capabilities::default()
         }
     }
 
@@ -258,7 +269,7 @@ impl ContainerInstance {
     }
 
     fn exited(&mut self, what: &'static str) -> BackendError {
-        let exit = match self.c.as_mut().and_then(|c| c.wait(Duration::from_secs(2))) {
+        let exit = match self.c.as_mut().and_then(|c| c.wait(super::REAP_GRACE)) {
             Some(container::sys::WaitStatus::Exited(s)) => format!("exit status {s}"),
             Some(container::sys::WaitStatus::Signaled(s)) => format!("killed by signal {s}"),
             None => "still running, output closed".into(),
@@ -286,7 +297,7 @@ impl Instance for ContainerInstance {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError> {
-        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let deadline = clock::deadline_ns(timeout);
         loop {
             let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
             match self.read(left)? {
@@ -311,7 +322,7 @@ impl Instance for ContainerInstance {
     }
 
     fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, Event)>, BackendError> {
-        let deadline = clock::mono_ns() + timeout.as_nanos() as u64;
+        let deadline = clock::deadline_ns(timeout);
         loop {
             let left = Duration::from_nanos(deadline.saturating_sub(clock::mono_ns()));
             match self.read(left)? {

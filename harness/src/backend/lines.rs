@@ -59,7 +59,7 @@ impl LineReader {
     /// The next line, waiting at most `timeout`. A wait checks [`crate::interrupt::requested`] at least
     /// every [`crate::interrupt::POLL_SLICE`] and returns [`Line::Interrupted`] once a stop is requested.
     pub fn next(&mut self, timeout: Duration) -> io::Result<Line> {
-        let deadline = clock::mono_ns() + timeout.as_nanos().min(u64::MAX as u128) as u64;
+        let deadline = clock::deadline_ns(timeout);
         loop {
             if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
                 let now = clock::mono_ns();
@@ -91,8 +91,10 @@ impl LineReader {
             if crate::interrupt::requested() {
                 return Ok(Line::Interrupted);
             }
-            let slice_ms = crate::interrupt::POLL_SLICE.as_millis() as u64;
-            let wait_ms = ((deadline.saturating_sub(now)) / 1_000_000 + 1).min(slice_ms) as i32;
+            let slice_ms =
+                u64::try_from(crate::interrupt::POLL_SLICE.as_millis()).expect("the poll slice is milliseconds");
+            let wait_ms =
+                i32::try_from(((deadline.saturating_sub(now)) / 1_000_000 + 1).min(slice_ms)).unwrap_or(i32::MAX);
             if !self.readable(wait_ms)? {
                 if clock::mono_ns() >= deadline {
                     return Ok(Line::Timeout);

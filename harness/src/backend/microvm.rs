@@ -258,14 +258,19 @@ impl Backend for MicrovmBackend {
         results::BackendInfo {
             isolation: None,
             name: NAME.into(),
-            kind: "ours".into(),
-            model: "microvm".into(),
-            guest_model: Some("bare".into()),
+            kind: results::BackendKind::Ours,
+            model: results::IsolationModel::Microvm,
+            guest_model: Some(results::GuestModel::Bare),
             available: avail.is_ok(),
             reason: avail.as_ref().err().cloned(),
             version: None,
             emulated: false,
         }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // The guest's memory size is its limit; snapshot and restore; the bare guest has no OS to probe.
+        results::Capabilities { save_state: true, limits: true, ..results::Capabilities::default() }
     }
 
     fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
@@ -443,9 +448,12 @@ impl Instance for MicrovmInstance {
                         move_snapshot(host, dir)
                             .map_err(|e| failed(format!("cannot move {} to {}: {e}", host.display(), dir.display())))?;
                     }
+                    // A byte count the VMM printed as a whole number (exact in f64 below 2^53).
+                    #[allow(clippy::cast_possible_truncation)]
+                    let bytes = value as u64;
                     return Ok(Saved {
                         path: dir.to_path_buf(),
-                        bytes: value as u64,
+                        bytes,
                         duration_s: save_s.unwrap_or(0.0),
                         checks_restore: true,
                     });
@@ -505,7 +513,10 @@ mod tests {
     #[test]
     fn info_says_bare_and_why_not() {
         let i = MicrovmBackend::default().info();
-        assert_eq!((i.name.as_str(), i.model.as_str(), i.guest_model.as_deref()), ("microvm", "microvm", Some("bare")));
+        assert_eq!(
+            (i.name.as_str(), i.model.as_str(), i.guest_model.map(|g| g.as_str())),
+            ("microvm", "microvm", Some("bare"))
+        );
         assert_eq!(i.available, i.reason.is_none());
     }
 }

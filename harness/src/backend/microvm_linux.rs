@@ -169,14 +169,19 @@ impl Backend for MicrovmLinuxBackend {
         results::BackendInfo {
             isolation: None,
             name: NAME.into(),
-            kind: "ours".into(),
-            model: "microvm".into(),
-            guest_model: Some("linux".into()),
+            kind: results::BackendKind::Ours,
+            model: results::IsolationModel::Microvm,
+            guest_model: Some(results::GuestModel::Linux),
             available: avail.is_ok(),
             reason: avail.as_ref().err().cloned(),
             version: None,
             emulated: false,
         }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // The guest's memory size is its limit; the Linux guest runs the probe catalogue on its own kernel.
+        results::Capabilities { limits: true, linux_probes: true, own_kernel: true, ..results::Capabilities::default() }
     }
 
     fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
@@ -244,7 +249,10 @@ mod tests {
     #[test]
     fn info_is_the_linux_guest_model_and_says_why_not() {
         let i = MicrovmLinuxBackend::default().info();
-        assert_eq!((i.name.as_str(), i.model.as_str(), i.guest_model.as_deref()), (NAME, "microvm", Some("linux")));
+        assert_eq!(
+            (i.name.as_str(), i.model.as_str(), i.guest_model.map(|g| g.as_str())),
+            (NAME, "microvm", Some("linux"))
+        );
         assert_eq!(i.available, i.reason.is_none());
         if linux::flavour() == microvm::status::Flavour::Pvm {
             assert!(i.reason.unwrap().contains("kvm_pvm cannot run guest userspace"));

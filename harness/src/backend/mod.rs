@@ -10,7 +10,8 @@
 //! | `qemu-tcg` | microVM, linux guest (peer, emulated) | Debian's QEMU with TCG booting the same kernel and initramfs as `microvm-linux`, where KVM cannot run it |
 //! | `qemu` / `firecracker` (only with `--peer NAME=PATH`) | microVM, linux guest (peer) | the peer VMM booting the same kernel and initramfs as `microvm-linux` |
 //!
-//! (A unit test checks this table against [`registry`] and [`vmm_peers::NAMES`].)
+//! (Unit tests check this table against [`registry`] and [`vmm_peers::NAMES`]: its names, and its model
+//! column against each backend's declared [`Backend::info`] and [`Backend::capabilities`].)
 //!
 //! Every [`Instance`] owns what it created (process, VM, cgroup, mounts): dropping it without
 //! [`Instance::stop`] kills and removes everything.
@@ -35,6 +36,17 @@ use workloads::scenario::Scenario;
 
 /// Name prefix of every kernel object and file the harness creates; `vmct gc` looks for it.
 pub const NAME_PREFIX: &str = "vmct";
+
+/// How long an instance asked to stop (stdin closed) gets to exit on its own before it is killed, when
+/// an experiment tears it down.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to wait for an instance that has ended, or is ending, to be reaped before it is killed
+/// or reported as it is.
+pub const REAP_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a wait for an instance's exit (or for a cgroup to empty) looks again.
+pub const REAP_POLL: Duration = Duration::from_micros(200);
 
 /// Environment variable carrying the pid of the harness that owns an instance (see `vmct gc`).
 pub const OWNER_ENV: &str = "VMCT_OWNER";
@@ -291,6 +303,10 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &str;
     /// Kind, model and availability on this host.
     fn info(&self) -> results::BackendInfo;
+    /// What the backend can do (save state, cgroup limits, Linux probes, own kernel, emulated CPU),
+    /// declared by it whether or not it is available here: the experiments decide by this and by
+    /// [`Backend::info`]'s model, never by [`Backend::name`]. `emulated` equals `info().emulated`.
+    fn capabilities(&self) -> results::Capabilities;
     /// Start an instance; returns as soon as it is launched (not ready).
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError>;
     /// Whether `spec`'s limits (memory, CPUs, pids, vCPUs) can be applied exactly as given here: `Err`
@@ -408,5 +424,50 @@ mod tests {
         l.sort();
         offered.sort();
         assert_eq!(l, offered);
+    }
+
+    /// Every backend (the registry's and the peer VMMs') declares a model and capabilities that agree
+    /// with each other and with the model column of the module doc's table.
+    #[test]
+    fn every_backend_declares_a_consistent_model_and_capabilities() {
+        use results::{BackendKind, GuestModel, IsolationModel};
+        let doc: Vec<&str> = include_str!("mod.rs").lines().map_while(|l| l.strip_prefix("//!")).collect();
+        let mut column = std::collections::BTreeMap::new();
+        for row in doc.iter().filter(|l| l.starts_with(" | `")) {
+            let cells: Vec<&str> = row.split('|').collect();
+            for name in cells[1].split('`').skip(1).step_by(2).filter(|n| !n.starts_with("--")) {
+                column.insert(name.to_string(), cells[2].trim().to_string());
+            }
+        }
+        let dir = std::path::Path::new("/nonexistent");
+        let mut all = super::registry::all(dir, dir);
+        for vmm in super::vmm_peers::PeerVmm::ALL {
+            all.push(super::vmm_peers::backend(&super::vmm_peers::Peer { vmm, path: dir.join("vmm") }, dir));
+        }
+        for b in &all {
+            let (i, c) = (b.info(), b.capabilities());
+            let name = b.name();
+            assert_eq!(i.name, name);
+            assert_eq!(i.emulated, c.emulated, "{name}: info and capabilities disagree on emulation");
+            assert_eq!(i.guest_model.is_some(), i.model == IsolationModel::Microvm, "{name}: guest model");
+            assert_eq!(c.linux_probes, i.guest_model != Some(GuestModel::Bare), "{name}: Linux probes");
+            assert!(!c.own_kernel || i.guest_model == Some(GuestModel::Linux), "{name}: own kernel");
+            assert!(!c.cgroup_limits || c.limits, "{name}: cgroup limits are limits");
+            assert_eq!(i.kind == BackendKind::Baseline, i.model == IsolationModel::Process, "{name}: baseline");
+            let col = column.get(name).unwrap_or_else(|| panic!("{name} is not in the module doc's table"));
+            let model = match i.model {
+                IsolationModel::Process => "process",
+                IsolationModel::Container => "container",
+                IsolationModel::Microvm => "microVM",
+                IsolationModel::UserSpaceKernel => "user-space kernel",
+            };
+            let says = |w: &str| col.contains(w);
+            assert!(says(model), "{name}: table says {col:?}, declared {:?}", i.model);
+            assert_eq!(says("bare guest"), i.guest_model == Some(GuestModel::Bare), "{name}: {col:?}");
+            assert_eq!(says("linux guest"), i.guest_model == Some(GuestModel::Linux), "{name}: {col:?}");
+            assert_eq!(says("baseline"), i.kind == BackendKind::Baseline, "{name}: {col:?}");
+            assert_eq!(says("peer"), i.kind == BackendKind::Peer, "{name}: {col:?}");
+            assert_eq!(says("emulated"), c.emulated, "{name}: {col:?}");
+        }
     }
 }

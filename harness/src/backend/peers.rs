@@ -168,14 +168,24 @@ impl Backend for PeerBackend {
         let s = self.setup();
         results::BackendInfo {
             name: self.name.into(),
-            kind: "peer".into(),
-            model: "container".into(),
+            kind: results::BackendKind::Peer,
+            model: results::IsolationModel::Container,
             guest_model: None,
             available: s.is_ok(),
             reason: s.as_ref().err().cloned(),
             version: s.as_ref().ok().map(|s| s.version.clone()),
             isolation: s.ok().map(|_| super::surface::isolation_profile(Profile::Default, peer_seccomp().as_ref())),
             emulated: false,
+        }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // The runtime puts the workload in a cgroup with the bundle's limits; no checkpoint support here.
+        results::Capabilities {
+            cgroup_limits: true,
+            limits: true,
+            linux_probes: true,
+            ..results::Capabilities::default()
         }
     }
 

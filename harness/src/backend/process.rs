@@ -32,14 +32,19 @@ impl Backend for ProcessBackend {
         results::BackendInfo {
             isolation: None,
             name: "process".into(),
-            kind: "baseline".into(),
-            model: "process".into(),
+            kind: results::BackendKind::Baseline,
+            model: results::IsolationModel::Process,
             guest_model: None,
             available: true,
             reason: None,
             version: None,
             emulated: false,
         }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // A plain child process: no limits, no saved state, the host's kernel.
+        results::Capabilities { linux_probes: true, ..results::Capabilities::default() }
     }
 
     fn attack_surface(&self) -> BackendSurface {

@@ -314,13 +314,24 @@ impl Backend for QemuTcgBackend {
         results::BackendInfo {
             isolation: None,
             name: NAME.into(),
-            kind: "peer".into(),
-            model: "microvm".into(),
-            guest_model: Some("linux".into()),
+            kind: results::BackendKind::Peer,
+            model: results::IsolationModel::Microvm,
+            guest_model: Some(results::GuestModel::Linux),
             available: s.is_ok(),
             reason: s.as_ref().err().cloned(),
             version: s.as_ref().ok().map(|s| s.version.clone()),
             emulated: true,
+        }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // As microvm-linux, with the guest CPU emulated by TCG.
+        results::Capabilities {
+            limits: true,
+            linux_probes: true,
+            own_kernel: true,
+            emulated: true,
+            ..results::Capabilities::default()
         }
     }
 
@@ -481,7 +492,10 @@ mod tests {
     #[test]
     fn info_is_an_emulated_linux_guest_peer() {
         let i = QemuTcgBackend::new(Path::new("/nonexistent")).info();
-        assert_eq!((i.name.as_str(), i.model.as_str(), i.guest_model.as_deref()), (NAME, "microvm", Some("linux")));
+        assert_eq!(
+            (i.name.as_str(), i.model.as_str(), i.guest_model.map(|g| g.as_str())),
+            (NAME, "microvm", Some("linux"))
+        );
         assert!(i.emulated);
         assert_eq!(i.available, i.reason.is_none());
         if super::super::peers::which(QEMU_BIN).is_none() {

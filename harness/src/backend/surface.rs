@@ -6,6 +6,7 @@
 //! `None` means "not declared" and is rendered so; it is never read as zero.
 use container::seccomp_profile::ProfileInfo;
 use container::Profile;
+use results::{GuestModel, IsolationModel};
 use std::path::PathBuf;
 use workloads::probe_ids::CensusCounts;
 
@@ -85,7 +86,7 @@ pub fn unfiltered_note(who: &str) -> String {
 /// baseline's census of the same run (`baseline_detail`), the calls refused in the instance that the
 /// host itself answers are counted apart (`host_syscalls_filtered`: what the isolation took away).
 ///
-/// Layer (a) for a VM guest (`info.model == "microvm"`) is 0 by construction: the guest's system calls,
+/// Layer (a) for a VM guest (`info.model` [`IsolationModel::Microvm`]) is 0 by construction: the guest's system calls,
 /// if it has an OS at all, go to its own kernel; it reaches the host only through VM exits (layer b).
 pub fn surface_row(
     info: &results::BackendInfo,
@@ -96,14 +97,14 @@ pub fn surface_row(
     let census = census_detail.and_then(CensusCounts::parse);
     let mut row = results::AttackSurfaceRow {
         backend: info.name.clone(),
-        model: info.model.clone(),
+        model: info.model,
         profile: declared.profile.clone(),
         ..Default::default()
     };
-    if info.model == "microvm" {
+    if info.model == IsolationModel::Microvm {
         row.host_syscalls_reachable = Some(0);
-        let guest = match (info.guest_model.as_deref(), census) {
-            (Some("bare"), _) => "the bare guest has no OS and makes no system calls".to_string(),
+        let guest = match (info.guest_model, census) {
+            (Some(GuestModel::Bare), _) => "the bare guest has no OS and makes no system calls".to_string(),
             (_, Some(c)) => format!(
                 "the census inside the guest reached {} of {} guest-kernel calls (the guest's own kernel, not the host's)",
                 c.reachable, c.table
@@ -168,7 +169,7 @@ pub fn surface_row(
                 mmio.join(",")
             );
         }
-        None if info.model == "microvm" => row.vmm_source = "not declared".into(),
+        None if info.model == IsolationModel::Microvm => row.vmm_source = "not declared".into(),
         None => row.vmm_source = "not applicable: no VMM".into(),
     }
     row.supervisor_syscalls_allowed = declared.supervisor_syscalls_allowed;
@@ -230,9 +231,9 @@ mod tests {
             emulated: false,
             isolation: None,
             name: name.into(),
-            kind: "ours".into(),
-            model: model.into(),
-            guest_model: guest.map(String::from),
+            kind: results::BackendKind::Ours,
+            model: model.parse().unwrap(),
+            guest_model: guest.map(|g| g.parse().unwrap()),
             available: true,
             reason: None,
             version: None,

@@ -476,10 +476,10 @@ impl Drop for PreparedJail {
         // Removing a busy cgroup kills what it lists: never let that be the harness (its launching
         // thread visits the cgroup for a spawn); if it stays listed, leave the cgroup to `vmct gc`.
         let me = std::process::id() as i32;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = std::time::Instant::now() + super::REAP_GRACE;
         let ours = |c: &CgroupDirs| c.dirs.iter().any(|(_, d)| container::cgroup::procs(d).contains(&me));
         while ours(&self.cgroup) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_micros(200));
+            std::thread::sleep(super::REAP_POLL);
         }
         if ours(&self.cgroup) {
             let _ = std::fs::remove_dir_all(&self.dir);

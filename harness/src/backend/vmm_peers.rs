@@ -104,14 +104,19 @@ impl Backend for VmmPeer {
         results::BackendInfo {
             isolation: None,
             name: self.vmm.name().into(),
-            kind: "peer".into(),
-            model: "microvm".into(),
-            guest_model: Some("linux".into()),
+            kind: results::BackendKind::Peer,
+            model: results::IsolationModel::Microvm,
+            guest_model: Some(results::GuestModel::Linux),
             available: reason.is_none(),
             reason,
             version: self.version(),
             emulated: false,
         }
+    }
+
+    fn capabilities(&self) -> results::Capabilities {
+        // The same Linux guest as microvm-linux, booted by the peer VMM (no snapshot driving here).
+        results::Capabilities { limits: true, linux_probes: true, own_kernel: true, ..results::Capabilities::default() }
     }
 
     fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {

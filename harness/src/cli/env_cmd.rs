@@ -16,7 +16,7 @@ pub fn host_env(backends: &[Box<dyn crate::backend::Backend>]) -> HostEnv {
     let mut host = HostEnv::capture();
     for b in backends {
         let i = b.info();
-        if i.kind == "peer" && i.available {
+        if i.kind == results::BackendKind::Peer && i.available {
             host.peers.push(results::env::PeerInfo {
                 name: i.name.clone(),
                 path: String::new(),
@@ -73,7 +73,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
             (true, _, None) => "available".into(),
             (false, r, _) => format!("unavailable: {}", r.clone().unwrap_or_default()),
         };
-        let model = if i.emulated { format!("{} (emulated)", i.model) } else { i.model.clone() };
+        let model = if i.emulated { format!("{} (emulated)", i.model) } else { i.model.to_string() };
         println!("  {:<22} {:<10} {}", i.name, model, what);
     }
     let cav = host.caveats();
@@ -87,7 +87,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// (model, available, reason) for the bare and linux guest models.
-pub fn guest_models(host: &HostEnv) -> Vec<(&'static str, bool, String)> {
+pub fn guest_models(host: &HostEnv) -> Vec<(results::GuestModel, bool, String)> {
     use results::KvmFlavour;
     let bare = match host.kvm {
         KvmFlavour::None => {
@@ -110,5 +110,5 @@ pub fn guest_models(host: &HostEnv) -> Vec<(&'static str, bool, String)> {
         KvmFlavour::KvmUnknown => (false, "unknown KVM flavour: hardware virtualization not confirmed".to_string()),
         KvmFlavour::None => (false, "no usable /dev/kvm".to_string()),
     };
-    vec![("bare", bare.0, bare.1), ("linux", linux.0, linux.1)]
+    vec![(results::GuestModel::Bare, bare.0, bare.1), (results::GuestModel::Linux, linux.0, linux.1)]
 }

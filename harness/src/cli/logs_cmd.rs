@@ -5,6 +5,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// How often `vmct logs --follow` looks for new output.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
 /// Arguments of `vmct logs`.
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -60,7 +63,7 @@ pub fn run(a: LogsArgs) -> anyhow::Result<ExitCode> {
             } else if !running || crate::interrupt::requested() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(FOLLOW_POLL);
         }
     }
     Ok(ExitCode::SUCCESS)

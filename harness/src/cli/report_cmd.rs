@@ -87,7 +87,9 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         Some(s) => crate::units::parse_size(s).map_err(|e| UsageError(format!("--host-mem: {e}")))?,
         None => results::env::meminfo_bytes("MemTotal").unwrap_or(0),
     };
-    let cores = a.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
+    let cores = a.cores.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+    });
     if host_mem_bytes == 0 || cores == 0 {
         return Err(UsageError("--host-mem and --cores must be above 0".into()).into());
     }

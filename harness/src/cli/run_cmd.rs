@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
+/// Longest `vmct run` spends booting the linux guest as far as a host without a usable KVM allows, to
+/// say where it stops.
+pub const PARTIAL_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Arguments of `vmct run`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -51,8 +55,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "120s")]
     pub timeout: String,
     /// microVM guest model: bare (default) or linux (same as `--backend microvm-linux`).
-    #[arg(long, value_parser = ["bare", "linux"])]
-    pub guest: Option<String>,
+    #[arg(long)]
+    pub guest: Option<results::GuestModel>,
     /// Container backends: start from this committed image (see `vmct images`).
     #[arg(long)]
     pub image: Option<String>,
@@ -110,16 +114,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let pids = a.pids.as_deref().map(parse_pids).transpose().map_err(|e| UsageError(format!("--pids: {e}")))?;
     let (workload, work_dir) = super::workload_and_workdir()?;
     let all = registry::all_with_peers(&workload, &work_dir, &a.peer);
-    let name = match (a.backend.as_str(), a.guest.as_deref()) {
-        ("microvm", Some("linux")) => "microvm-linux".to_string(),
-        ("microvm" | "microvm-linux", _) | (_, None) => a.backend.clone(),
-        (b, Some(_)) => return Err(UsageError(format!("--guest applies to the microvm backend, not '{b}'")).into()),
-    };
+    let name = backend_for(&a.backend, a.guest)?;
     let backend = registry::select(all, std::slice::from_ref(&name)).map_err(UsageError)?.remove(0);
     let info = backend.info();
     if !info.available && info.name == "microvm-linux" && results::KvmFlavour::detect() == results::KvmFlavour::KvmPvm {
         // Boot as far as this host allows and measure it, then say plainly why userspace cannot run.
-        let fb = crate::backend::microvm_linux::probe(None, timeout.min(Duration::from_secs(30)))?;
+        let fb = crate::backend::microvm_linux::probe(None, timeout.min(PARTIAL_BOOT_TIMEOUT))?;
         println!("{}", fb.summary());
         return Ok(ExitCode::from(1));
     }
@@ -136,7 +136,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     spec.log_dir = Some(a.log_dir.clone().unwrap_or_else(crate::logs::dir));
     let mut record = crate::logs::LogRecord {
         id: spec.id.clone(),
-        backend: a.backend.clone(),
+        backend: name.clone(),
         workload: scenario.to_string(),
         owner_pid: std::process::id(),
         started_unix_s: crate::logs::unix_now(),
@@ -179,13 +179,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         (Some(i), Some(cb)) => cb.launch_layers(i.layers.clone(), &spec, crate::clock::mono_ns()),
         _ => backend.launch(&spec),
     }
-    .with_context(|| format!("launching {} on {}", scenario, a.backend))?;
+    .with_context(|| format!("launching {} on {}", scenario, name))?;
     let ready = match inst.wait_ready(timeout) {
         Err(BackendError::Interrupted(_)) => return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none()),
         r => r?,
     };
     let mut rep = RunReport {
-        backend: a.backend.clone(),
+        backend: name.clone(),
         id: spec.id.clone(),
         workload: scenario.to_string(),
         launch_to_ready_s: ready.launch_to_ready_s(),
@@ -201,7 +201,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         error: None,
     };
     if !a.json {
-        println!("backend   {}  (instance {})", a.backend, spec.id);
+        println!("backend   {}  (instance {})", name, spec.id);
         println!("workload  {scenario}");
         let ph: Vec<String> = ready.phases.iter().map(|p| format!("{} {}", p.name, human_secs(p.duration_s))).collect();
         println!("ready     {}  ({})", human_secs(rep.launch_to_ready_s), ph.join(", "));
@@ -279,7 +279,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         // Ctrl-C on a terminal also reaches the instance (same process group): it may have ended first.
         return stopped_by_signal(inst.as_mut(), &mut record, a.log_dir.is_none());
     }
-    let exit = inst.stop(Duration::from_secs(5))?;
+    let exit = inst.stop(crate::backend::STOP_GRACE)?;
     rep.exit_status = rep.exit_status.or(exit.status);
     rep.exit_signal = exit.signal;
     rep.oom_killed = exit.oom_killed;
@@ -334,4 +334,35 @@ fn stopped_by_signal(
     }
     stopped?;
     Ok(ExitCode::from(crate::interrupt::exit_code(sig)))
+}
+
+/// The backend `--backend NAME --guest MODEL` names: our microVM with that guest model, or NAME itself
+/// without `--guest`.
+fn backend_for(backend: &str, guest: Option<results::GuestModel>) -> Result<String, UsageError> {
+    use crate::backend::{microvm, microvm_linux};
+    use results::GuestModel;
+    match (backend, guest) {
+        (_, None) => Ok(backend.to_string()),
+        (microvm::NAME | microvm_linux::NAME, Some(GuestModel::Bare)) => Ok(microvm::NAME.to_string()),
+        (microvm::NAME | microvm_linux::NAME, Some(GuestModel::Linux)) => Ok(microvm_linux::NAME.to_string()),
+        (b, Some(_)) => Err(UsageError(format!("--guest applies to the microvm backend, not '{b}'"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use results::GuestModel;
+
+    /// `--guest` picks the guest model whichever microVM name came with it (`microvm-linux --guest bare`
+    /// used to run the linux guest).
+    #[test]
+    fn guest_picks_the_microvm_backend() {
+        let b = |n: &str, g| backend_for(n, g).map_err(|e| e.0);
+        assert_eq!(b("microvm", Some(GuestModel::Linux)).unwrap(), "microvm-linux");
+        assert_eq!(b("microvm-linux", Some(GuestModel::Bare)).unwrap(), "microvm");
+        assert_eq!(b("microvm-linux", None).unwrap(), "microvm-linux");
+        assert_eq!(b("crun", None).unwrap(), "crun");
+        assert!(b("crun", Some(GuestModel::Linux)).unwrap_err().contains("not 'crun'"));
+    }
 }

@@ -14,7 +14,7 @@ use crate::backend::{Backend, Instance};
 use crate::compare::{CompareError, Settings};
 use crate::progress::{Mode, Task};
 use results::stats;
-use results::{DensityFit, DensityStep, ExperimentId, Record};
+use results::{DensityFit, DensityStep, DensityStop, ExperimentId, Record, StopReason};
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
@@ -74,7 +74,7 @@ pub fn fit(
     backend: &str,
     hold_mib: u64,
     steps: &[DensityStep],
-    stop_reason: String,
+    stop_reason: DensityStop,
     teardown_s: f64,
     bookkeeping_s: &[f64],
     drift_bytes_per_s: f64,
@@ -112,14 +112,20 @@ pub fn fit(
 /// Drift below which host memory counts as settled, bytes per second.
 pub const SETTLED_DRIFT: f64 = 4.0 * 1024.0 * 1024.0;
 
-/// Wait (at most 10 s) until MemAvailable moved by less than [`SETTLED_DRIFT`] over the last second,
+/// Longest [`settle`] waits for host memory to settle.
+pub const SETTLE_MAX: Duration = Duration::from_secs(10);
+
+/// How often [`settle`] reads MemAvailable; its window is the last second of readings.
+pub const SETTLE_POLL: Duration = Duration::from_millis(100);
+
+/// Wait (at most [`SETTLE_MAX`]) until MemAvailable moved by less than [`SETTLED_DRIFT`] over the last second,
 /// so memory the previous sweep's teardown hands back is not counted against this one. Returns the
 /// settled MemAvailable and the drift over that last second, bytes/s (positive: memory coming back).
 pub fn settle(meter: &dyn HostMeter) -> (u64, f64) {
     let start = Instant::now();
     let mut window = std::collections::VecDeque::from([meter.mem_available()]);
     loop {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(SETTLE_POLL);
         let now = meter.mem_available();
         window.push_back(now);
         if window.len() > 11 {
@@ -128,10 +134,7 @@ pub fn settle(meter: &dyn HostMeter) -> (u64, f64) {
         if window.len() == 11 {
             let drift = now as f64 - window[0] as f64;
             // A stop request ends the wait too (the caller checks it before the next instance).
-            if drift.abs() < SETTLED_DRIFT
-                || start.elapsed() >= Duration::from_secs(10)
-                || crate::interrupt::requested()
-            {
+            if drift.abs() < SETTLED_DRIFT || start.elapsed() >= SETTLE_MAX || crate::interrupt::requested() {
                 return (now, drift);
             }
         }
@@ -151,18 +154,18 @@ pub fn sweep(
     let slab0 = meter.slab();
     let mut alive: Vec<Box<dyn Instance>> = Vec::with_capacity(plan.max_instances as usize);
     let mut steps = Vec::with_capacity(plan.max_instances as usize);
-    let mut stop_reason = "count".to_string();
+    let mut stop_reason = StopReason::Count;
     let scenario = Scenario::Idle { hold_mib: plan.hold_mib };
     let mut bookkeeping = Vec::with_capacity(plan.max_instances as usize);
     while alive.len() < plan.max_instances as usize {
         if crate::interrupt::requested() {
-            stop_reason = "interrupted".into();
+            stop_reason = StopReason::Interrupted;
             break;
         }
         let (mut inst, ready) = match launch_ready(backend, spec(scenario), plan.timeout) {
             Ok(x) => x,
             Err(e) => {
-                stop_reason = format!("error: {e}");
+                stop_reason = StopReason::Error(e.to_string());
                 break;
             }
         };
@@ -175,7 +178,7 @@ pub fn sweep(
         let used = avail0 as i64 - avail as i64;
         steps.push(DensityStep {
             backend: name.clone(),
-            instances: alive.len() as u32,
+            instances: u32::try_from(alive.len()).expect("at most max_instances, a u32"),
             mem_available_bytes: avail,
             mem_used_delta_bytes: used,
             slab_bytes: slab,
@@ -189,27 +192,25 @@ pub fn sweep(
         });
         task.inc();
         if used > 0 && used as u64 >= plan.budget_bytes {
-            stop_reason = "budget".into();
+            stop_reason = StopReason::Budget;
             break;
         }
         if avail < plan.floor_bytes {
-            stop_reason = "host memory floor".into();
+            stop_reason = StopReason::HostMemoryFloor;
             break;
         }
     }
     task.message("tearing down");
     let t0 = Instant::now();
-    let mut stop_errors = 0;
+    let mut teardown_kills = 0;
     for mut inst in alive.drain(..) {
-        if inst.stop(Duration::from_secs(5)).is_err() {
-            stop_errors += 1;
+        if inst.stop(crate::backend::STOP_GRACE).is_err() {
+            teardown_kills += 1;
         }
     }
     let teardown_s = t0.elapsed().as_secs_f64();
-    if stop_errors > 0 {
-        stop_reason.push_str(&format!(" ({stop_errors} instances needed a kill on teardown)"));
-    }
-    let fit = fit(&name, plan.hold_mib, &steps, stop_reason, teardown_s, &bookkeeping, drift);
+    let stop = DensityStop { reason: stop_reason, teardown_kills };
+    let fit = fit(&name, plan.hold_mib, &steps, stop, teardown_s, &bookkeeping, drift);
     task.finish(&format!("{} instances, {} per instance", fit.instances, crate::units::human_bytes(fit.slope_bytes)));
     if crate::interrupt::requested() {
         return Err(crate::interrupt::Interrupted.into());
@@ -285,7 +286,7 @@ mod tests {
         let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
         let out = sweep(&b, &plan(40 << 20, 1000), &m, Mode::Quiet).unwrap();
         assert_eq!(out.fit.instances, 10);
-        assert_eq!(out.fit.stop_reason, "budget");
+        assert_eq!(out.fit.stop_reason, StopReason::Budget.into());
         assert!((out.fit.slope_bytes - (4 << 20) as f64).abs() < 1.0);
         assert!((out.fit.instances_per_gib - 256.0).abs() < 1e-6);
         assert!((out.fit.slab_slope_bytes - (4 << 20) as f64 / 100.0).abs() < 1.0);
@@ -319,11 +320,11 @@ mod tests {
         let steps: Vec<DensityStep> = (1..=40)
             .map(|n| step(n, if n <= 20 { n as i64 * mib } else { 20 * mib + (n as i64 - 20) * 5 * mib }))
             .collect();
-        let f = fit("b", 4, &steps, "count".into(), 0.0, &[], 3e6);
+        let f = fit("b", 4, &steps, StopReason::Count.into(), 0.0, &[], 3e6);
         assert_eq!(f.fit_from_instances, Some(21));
         assert!((f.slope_bytes - 5.0 * mib as f64).abs() < 1.0, "{}", f.slope_bytes);
         assert_eq!(f.drift_bytes_per_s, Some(3e6));
-        let whole = fit("b", 4, &steps[..19], "count".into(), 0.0, &[], f64::NAN);
+        let whole = fit("b", 4, &steps[..19], StopReason::Count.into(), 0.0, &[], f64::NAN);
         assert_eq!((whole.fit_from_instances, whole.drift_bytes_per_s), (Some(1), None));
     }
 
@@ -332,14 +333,18 @@ mod tests {
         let b = FakeBackend::new("fake", 1 << 20);
         let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
         let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
-        assert_eq!((out.fit.instances, out.fit.stop_reason.as_str()), (25, "count"));
+        assert_eq!((out.fit.instances, out.fit.stop_reason.clone()), (25, StopReason::Count.into()));
 
         let mut b = FakeBackend::new("fake", 1 << 20);
         b.fail_after = Some(7);
         let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
         let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
         assert_eq!(out.fit.instances, 7);
-        assert!(out.fit.stop_reason.starts_with("error:") && out.fit.stop_reason.contains("fake limit"));
+        assert!(
+            matches!(&out.fit.stop_reason.reason, StopReason::Error(e) if e.contains("fake limit")),
+            "{:?}",
+            out.fit.stop_reason
+        );
         assert_eq!(b.used.load(Ordering::SeqCst), 0);
     }
 
@@ -350,7 +355,7 @@ mod tests {
         let mut p = plan(u64::MAX, 1000);
         p.floor_bytes = 600 << 20;
         let out = sweep(&b, &p, &m, Mode::Quiet).unwrap();
-        assert_eq!(out.fit.stop_reason, "host memory floor");
+        assert_eq!(out.fit.stop_reason, StopReason::HostMemoryFloor.into());
         assert_eq!(out.fit.instances, 5);
     }
 }

@@ -79,6 +79,7 @@ pub mod duration_s {
     pub fn from_secs(secs: f64) -> Option<Duration> {
         let ns = (secs * 1e9).round();
         // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast below in range.
+        #[allow(clippy::cast_possible_truncation)]
         (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| Duration::from_nanos(ns as u64))
     }
 }
@@ -211,14 +212,17 @@ pub(crate) mod fake {
             results::BackendInfo {
                 isolation: None,
                 name: self.name.clone(),
-                kind: "ours".into(),
-                model: "process".into(),
+                kind: results::BackendKind::Ours,
+                model: results::IsolationModel::Process,
                 guest_model: None,
                 available: true,
                 reason: None,
                 version: None,
                 emulated: false,
             }
+        }
+        fn capabilities(&self) -> results::Capabilities {
+            results::Capabilities { save_state: self.saves, linux_probes: true, ..results::Capabilities::default() }
         }
         fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
             let n = self.launched.fetch_add(1, Ordering::SeqCst);

@@ -30,8 +30,11 @@ pub struct OverheadPlan {
 /// Run all scenarios on one backend; rows without ratios (see [`add_ratios`]).
 pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec<OverheadRow>, ExperimentError> {
     let name = backend.name().to_string();
-    let mut task =
-        Task::new(mode, format!("{} {name}", ExperimentId::Overhead), (plan.scenarios.len() as u32 * plan.runs) as u64);
+    let mut task = Task::new(
+        mode,
+        format!("{} {name}", ExperimentId::Overhead),
+        plan.scenarios.len() as u64 * u64::from(plan.runs),
+    );
     let mut rows = Vec::new();
     for sc in &plan.scenarios {
         // metric -> (unit, values)
@@ -86,7 +89,7 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
                 scenario: sc.name().into(),
                 metric,
                 unit,
-                n: s.n as u32,
+                n: u32::try_from(s.n).expect("at most the plan's runs, a u32"),
                 median: s.median,
                 mad: s.mad,
                 min: s.min,
@@ -102,11 +105,12 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
     Ok(rows)
 }
 
-/// Fill `ratio_to_process` (median / process median of the same metric). Check values (unit `u32`)
-/// get a ratio too: 1.0 means the backend computed exactly what the process did.
-pub fn add_ratios(rows: &mut [OverheadRow]) {
+/// Fill `ratio_to_process` (median / the `baseline` backend's median of the same metric; `baseline` is the
+/// backend of kind [`results::BackendKind::Baseline`], the process). Check values (unit `u32`) get a ratio
+/// too: 1.0 means the backend computed exactly what the process did.
+pub fn add_ratios(rows: &mut [OverheadRow], baseline: &str) {
     let base: BTreeMap<String, f64> =
-        rows.iter().filter(|r| r.backend == "process" && r.supported).map(|r| (r.metric.clone(), r.median)).collect();
+        rows.iter().filter(|r| r.backend == baseline && r.supported).map(|r| (r.metric.clone(), r.median)).collect();
     for r in rows.iter_mut().filter(|r| r.supported) {
         r.ratio_to_process = base.get(&r.metric).filter(|b| **b != 0.0).map(|b| r.median / b);
     }
@@ -143,7 +147,9 @@ impl Experiment for Overhead {
                 Err(e) => cx.failed(Self::ID, *b, e)?,
             }
         }
-        add_ratios(&mut rows);
+        if let Some(base) = cx.backends.iter().find(|b| crate::isolation::is_baseline(**b)) {
+            add_ratios(&mut rows, base.name());
+        }
         cx.meta.caveats.extend(check_mismatches(&rows));
         cx.run_dir.write_csv(&rows)?;
         Ok(())
@@ -169,7 +175,7 @@ mod tests {
         };
         let mut rows = run(&p, &plan, Mode::Quiet).unwrap();
         rows.extend(run(&v, &plan, Mode::Quiet).unwrap());
-        add_ratios(&mut rows);
+        add_ratios(&mut rows, "process");
         let get = |b: &str, m: &str| rows.iter().find(|r| r.backend == b && r.metric == m).unwrap();
         assert_eq!(get("vm", "cpu.sha256").ratio_to_process, Some(0.5));
         assert_eq!(get("vm", "cpu.sha256").n, 3);

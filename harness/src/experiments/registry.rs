@@ -93,8 +93,6 @@ pub struct RunContext<'a> {
     pub settings: &'a Settings,
     /// The plan of backends with an emulated guest CPU (`crate::compare::for_emulated`).
     pub emulated: &'a Settings,
-    /// Names of the backends with an emulated guest CPU.
-    pub emulated_names: &'a [String],
     /// Where the CSVs go.
     pub run_dir: &'a RunDir,
     /// Progress output.
@@ -108,7 +106,7 @@ pub struct RunContext<'a> {
 impl RunContext<'_> {
     /// The plan of backend `b`: [`RunContext::emulated`] for an emulated one, else the whole plan.
     pub fn plan_for(&self, b: &dyn Backend) -> &Settings {
-        if self.emulated_names.iter().any(|n| n == b.name()) {
+        if b.capabilities().emulated {
             self.emulated
         } else {
             self.settings

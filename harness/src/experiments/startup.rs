@@ -6,7 +6,7 @@ use crate::backend::{Backend, Ready};
 use crate::compare::{CompareError, Settings};
 use crate::progress::{Mode, Task};
 use results::stats;
-use results::{ExperimentId, PhaseSample, Record, StartupSample, StartupSummary};
+use results::{ExperimentId, PhaseSample, Record, StartupMode, StartupSample, StartupSummary};
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
@@ -44,10 +44,10 @@ fn one(backend: &dyn Backend, timeout: Duration) -> Result<Ready, ExperimentErro
     Ok(ready)
 }
 
-fn record(out: &mut StartupOutput, backend: &str, mode: &str, iteration: u32, warmup: bool, r: &Ready) {
+fn record(out: &mut StartupOutput, backend: &str, mode: StartupMode, iteration: u32, warmup: bool, r: &Ready) {
     out.samples.push(StartupSample {
         backend: backend.into(),
-        mode: mode.into(),
+        mode,
         iteration,
         warmup,
         launch_to_ready_s: r.launch_to_ready_s(),
@@ -56,7 +56,7 @@ fn record(out: &mut StartupOutput, backend: &str, mode: &str, iteration: u32, wa
     for p in &r.phases {
         out.phases.push(PhaseSample {
             backend: backend.into(),
-            mode: mode.into(),
+            mode,
             iteration,
             phase: p.name.clone(),
             duration_s: p.duration_s,
@@ -68,7 +68,7 @@ fn record(out: &mut StartupOutput, backend: &str, mode: &str, iteration: u32, wa
 pub fn summarize_mode(
     samples: &mut [StartupSample],
     backend: &str,
-    mode: &str,
+    mode: StartupMode,
     wall_s: Option<f64>,
 ) -> Option<StartupSummary> {
     let idx: Vec<usize> = samples
@@ -84,8 +84,8 @@ pub fn summarize_mode(
     }
     Some(StartupSummary {
         backend: backend.into(),
-        mode: mode.into(),
-        n: s.n as u32,
+        mode,
+        n: u32::try_from(s.n).expect("at most the plan's launches, a u32"),
         median_s: s.median,
         p90_s: s.p90,
         p99_s: s.p99,
@@ -93,7 +93,7 @@ pub fn summarize_mode(
         max_s: s.max,
         mean_s: s.mean,
         mad_s: s.mad,
-        outliers: s.outlier.iter().filter(|o| **o).count() as u32,
+        outliers: u32::try_from(s.outlier.iter().filter(|o| **o).count()).expect("at most n"),
         launches_per_s: wall_s.map(|w| s.n as f64 / w.max(1e-9)),
     })
 }
@@ -102,31 +102,34 @@ pub fn summarize_mode(
 pub fn run(backend: &dyn Backend, plan: &StartupPlan, mode: Mode) -> Result<StartupOutput, ExperimentError> {
     let name = backend.name().to_string();
     let mut out = StartupOutput::default();
-    let total = 1 + plan.warmup + plan.runs + plan.concurrency.len() as u32 * plan.concurrent_launches;
-    let mut task = Task::new(mode, format!("{} {name}", ExperimentId::Startup), total as u64);
+    let total = 1
+        + u64::from(plan.warmup)
+        + u64::from(plan.runs)
+        + plan.concurrency.len() as u64 * u64::from(plan.concurrent_launches);
+    let mut task = Task::new(mode, format!("{} {name}", ExperimentId::Startup), total);
 
     // Cold: the first launch of this backend in this run (images built, caches cold).
     crate::interrupt::check()?;
     let r = one(backend, plan.timeout)?;
-    record(&mut out, &name, "cold", 0, false, &r);
+    record(&mut out, &name, StartupMode::Cold, 0, false, &r);
     task.inc();
 
     for i in 0..plan.warmup + plan.runs {
         crate::interrupt::check()?;
         let r = one(backend, plan.timeout)?;
         let warm = i < plan.warmup;
-        record(&mut out, &name, "sequential", if warm { i } else { i - plan.warmup }, warm, &r);
+        record(&mut out, &name, StartupMode::Sequential, if warm { i } else { i - plan.warmup }, warm, &r);
         task.inc();
     }
     let mut summaries = Vec::new();
-    summaries.extend(summarize_mode(&mut out.samples, &name, "cold", None));
-    summaries.extend(summarize_mode(&mut out.samples, &name, "sequential", None));
+    summaries.extend(summarize_mode(&mut out.samples, &name, StartupMode::Cold, None));
+    summaries.extend(summarize_mode(&mut out.samples, &name, StartupMode::Sequential, None));
     if let Some(s) = summaries.last() {
         task.message(format!("median {}", crate::units::human_secs(s.median_s)));
     }
 
     for &k in plan.concurrency.iter().filter(|k| **k > 1) {
-        let mode_name = format!("concurrent-{k}");
+        let mode = StartupMode::Concurrent(k);
         let per = plan.concurrent_launches.div_ceil(k).max(1);
         let t0 = Instant::now();
         let task_ref = std::sync::Mutex::new(&mut task);
@@ -152,14 +155,14 @@ pub fn run(backend: &dyn Backend, plan: &StartupPlan, mode: Mode) -> Result<Star
         let mut it = 0;
         for r in results {
             for ready in r? {
-                record(&mut out, &name, &mode_name, it, false, &ready);
+                record(&mut out, &name, mode, it, false, &ready);
                 it += 1;
             }
         }
-        summaries.extend(summarize_mode(&mut out.samples, &name, &mode_name, Some(wall)));
+        summaries.extend(summarize_mode(&mut out.samples, &name, mode, Some(wall)));
     }
     out.summaries = summaries;
-    let seq = out.summaries.iter().find(|s| s.mode == "sequential");
+    let seq = out.summaries.iter().find(|s| s.mode == StartupMode::Sequential);
     task.finish(&seq.map(|s| format!("median {}", crate::units::human_secs(s.median_s))).unwrap_or_default());
     Ok(out)
 }
@@ -193,7 +196,7 @@ impl Experiment for Startup {
             cx.run_dir.write_csv(&sums)?;
         }
         cx.outcome.startup_medians =
-            sums.iter().filter(|s| s.mode == "sequential").map(|s| (s.backend.clone(), s.median_s, s.n)).collect();
+            sums.iter().filter(|s| s.mode == StartupMode::Sequential).map(|s| (s.backend.clone(), s.median_s, s.n)).collect();
         Ok(())
     }
 }
@@ -214,13 +217,13 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         let out = run(&b, &plan, Mode::Quiet).unwrap();
-        let count = |m: &str, w: bool| out.samples.iter().filter(|s| s.mode == m && s.warmup == w).count();
+        let count = |m: &str, w: bool| out.samples.iter().filter(|s| s.mode.to_string() == m && s.warmup == w).count();
         assert_eq!(count("cold", false), 1);
         assert_eq!(count("sequential", true), 2);
         assert_eq!(count("sequential", false), 5);
         assert_eq!(count("concurrent-3", false), 6);
-        let modes: Vec<_> = out.summaries.iter().map(|s| (s.mode.as_str(), s.n)).collect();
-        assert_eq!(modes, vec![("cold", 1), ("sequential", 5), ("concurrent-3", 6)]);
+        let modes: Vec<_> = out.summaries.iter().map(|s| (s.mode, s.n)).collect();
+        assert_eq!(modes, vec![(StartupMode::Cold, 1), (StartupMode::Sequential, 5), (StartupMode::Concurrent(3), 6)]);
         assert!(out.summaries[2].launches_per_s.unwrap() > 0.0);
         assert!((out.summaries[1].median_s - 1e-3).abs() < 1e-12);
         assert_eq!(out.phases.len(), out.samples.len());
@@ -250,14 +253,14 @@ mod tests {
             .enumerate()
             .map(|(i, x)| StartupSample {
                 backend: "b".into(),
-                mode: "sequential".into(),
-                iteration: i as u32,
+                mode: StartupMode::Sequential,
+                iteration: u32::try_from(i).unwrap(),
                 warmup: false,
                 launch_to_ready_s: *x,
                 outlier: false,
             })
             .collect();
-        let s = summarize_mode(&mut v, "b", "sequential", None).unwrap();
+        let s = summarize_mode(&mut v, "b", StartupMode::Sequential, None).unwrap();
         assert_eq!(s.outliers, 1);
         assert!(v[5].outlier && !v[0].outlier);
         assert_eq!(s.n, 6);

@@ -71,7 +71,9 @@ fn is_static_elf(bytes: &[u8]) -> bool {
         return false;
     }
     let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")) as usize;
+    let Ok(phoff) = usize::try_from(u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"))) else {
+        return false;
+    };
     let (phentsize, phnum) = (u16_at(54), u16_at(56));
     (0..phnum).all(|i| {
         let o = phoff + i * phentsize;

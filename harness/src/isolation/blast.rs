@@ -9,7 +9,7 @@
 //! (`fork_max` live children at most, fewer under the pids limit).
 use super::IsolationError;
 use crate::backend::{collect_events, Backend, Event, Instance, InstanceSpec};
-use results::BlastRow;
+use results::{BackendInfo, BlastRow, Capabilities, GuestModel};
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
@@ -55,62 +55,43 @@ impl Default for BlastOptions {
     }
 }
 
-/// One neighbour case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Neighbour {
-    /// Memory hog.
-    MemoryHog,
-    /// CPU hog (one spinning thread per CPU).
-    CpuHog,
-    /// Fork loop.
-    ForkLoop,
-    /// Memory hog above its memory limit: the kernel OOM-kills it (containers).
-    Oom,
-}
+/// How long a neighbour gets to exit once the victim is done before it is killed: a hog never ends on its
+/// own before its `hog_secs`, so it is killed almost at once.
+pub const HOG_STOP_GRACE: Duration = Duration::from_millis(200);
 
-impl Neighbour {
-    /// Name in `blast.csv`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Neighbour::MemoryHog => "memory-hog",
-            Neighbour::CpuHog => "cpu-hog",
-            Neighbour::ForkLoop => "fork-loop",
-            Neighbour::Oom => "oom",
-        }
-    }
-}
+/// One neighbour case (the closed set `blast.csv` names).
+pub use results::Neighbour;
 
-fn is_container(backend: &str) -> bool {
-    backend.starts_with("container") || backend == "crun" || backend == "runc"
-}
-
-/// The neighbour cases that apply to `backend`, and notes on those that do not.
-pub fn cases(backend: &str) -> (Vec<(Neighbour, bool)>, Vec<String>) {
+/// The neighbour cases that apply to a backend with `info` and `caps`, and notes on those that do not:
+/// limited cases need limits ([`Capabilities::limits`]), the `oom` case a host cgroup that OOM-kills
+/// ([`Capabilities::cgroup_limits`]), the fork loop a guest with processes (not [`GuestModel::Bare`]).
+pub fn cases(info: &BackendInfo, caps: Capabilities) -> (Vec<(Neighbour, bool)>, Vec<String>) {
+    let backend = &info.name;
     let mut v = Vec::new();
     let mut notes = Vec::new();
     for n in [Neighbour::MemoryHog, Neighbour::CpuHog, Neighbour::ForkLoop] {
         v.push((n, false));
-        if backend == "process" {
-            continue;
+        if caps.limits {
+            v.push((n, true));
         }
-        v.push((n, true));
     }
-    if backend == "process" {
-        notes.push("blast: process: limited cases skipped (the process backend applies no limits)".into());
+    if !caps.limits {
+        notes.push(format!("blast: {backend}: limited cases skipped (the backend applies no limits)"));
     }
-    if is_container(backend) {
+    if caps.cgroup_limits {
         v.push((Neighbour::Oom, true));
     } else {
-        notes.push(format!("blast: {backend}: oom case skipped (applies to containers only)"));
+        notes.push(format!(
+            "blast: {backend}: oom case skipped (applies to backends that limit memory with a host cgroup)"
+        ));
     }
-    if backend == "microvm" {
+    if info.guest_model == Some(GuestModel::Bare) {
         v.retain(|(n, _)| *n != Neighbour::ForkLoop);
-        notes.push("blast: microvm: fork-loop skipped (a bare guest has no processes)".into());
-        notes.push(
-            "blast: microvm: faulting/runaway guest skipped: the microvm backend exposes no way to launch a \
+        notes.push(format!("blast: {backend}: fork-loop skipped (a bare guest has no processes)"));
+        notes.push(format!(
+            "blast: {backend}: faulting/runaway guest skipped: the backend exposes no way to launch a \
              faulting guest through the Backend trait, and the bare guest has no VMCT_HOG modes"
-                .into(),
-        );
+        ));
     }
     (v, notes)
 }
@@ -130,6 +111,8 @@ pub fn neighbour_spec(n: Neighbour, limited: bool, o: &BlastOptions) -> Instance
     let scenario = match n {
         Neighbour::MemoryHog => Scenario::Idle { hold_mib: mib },
         Neighbour::Oom => Scenario::Idle { hold_mib: ((o.limit_mem_bytes >> 20) * 2).max(64).min(mib) },
+        // At most 6e8 blocks (saturating at 0 for a negative time): the cast cannot truncate a real count.
+        #[allow(clippy::cast_possible_truncation)]
         Neighbour::CpuHog => Scenario::Cpu { iters: (o.hog_secs.min(120.0) * 5e6) as u64 },
         Neighbour::ForkLoop => Scenario::Ready,
     };
@@ -159,7 +142,7 @@ fn victim_once(backend: &dyn Backend, o: &BlastOptions) -> Option<f64> {
     let mut inst = backend.launch(&spec).ok()?;
     inst.wait_ready(o.timeout).ok()?;
     let ev = collect_events(inst.as_mut(), o.timeout).ok()?;
-    let _ = inst.stop(Duration::from_secs(2));
+    let _ = inst.stop(crate::backend::REAP_GRACE);
     ev.iter().find_map(|e| match e {
         Event::Result { name, value, .. } if name == "cpu.sha256" && *value > 0.0 => {
             Some(o.victim_iters as f64 / value)
@@ -188,7 +171,7 @@ pub fn run_blast(
     progress: &dyn Fn(&str),
 ) -> Result<(Vec<BlastRow>, Vec<String>), IsolationError> {
     let name = backend.name().to_string();
-    let (cases, mut notes) = cases(&name);
+    let (cases, mut notes) = cases(&backend.info(), backend.capabilities());
     progress(&format!("blast: {name}: victim alone"));
     let (alone, alone_ok) = victim(backend, o);
     if !alone_ok && alone.is_nan() {
@@ -213,14 +196,14 @@ pub fn run_blast(
             notes.push(format!("blast: {name}: {} neighbour did not get ready: {e}", n.name()));
         }
         let (with, ok) = victim(backend, o);
-        let exit = hog.stop(Duration::from_millis(200));
+        let exit = hog.stop(HOG_STOP_GRACE);
         if n == Neighbour::Oom {
             let killed = exit.as_ref().is_ok_and(|x| x.oom_killed || x.signal == Some(libc::SIGKILL));
             notes.push(format!("blast: {name}: oom neighbour exit {exit:?} (oom kill observed: {killed})"));
         }
         rows.push(BlastRow {
             backend: name.clone(),
-            neighbour: n.name().into(),
+            neighbour: n,
             limited,
             victim_alone_s: alone,
             victim_with_neighbour_s: with,
@@ -235,17 +218,35 @@ pub fn run_blast(
 mod tests {
     use super::*;
 
+    /// The cases follow the declared capabilities and guest model, whatever the backend's name: a
+    /// peer runtime with cgroup limits gets the oom case (the name-based rule gave it only to
+    /// `container*`, `crun` and `runc`), a bare guest under any name loses the fork loop.
     #[test]
     fn cases_per_backend() {
-        let (p, notes) = cases("process");
+        let dir = std::path::Path::new("/nonexistent");
+        let all = crate::backend::registry::all(dir, dir);
+        let get = |n: &str| all.iter().find(|b| b.name() == n).map(|b| cases(&b.info(), b.capabilities())).unwrap();
+        let (p, notes) = get("process");
         assert!(p.iter().all(|(_, l)| !l));
         assert!(notes.iter().any(|n| n.contains("no limits")));
-        let (c, _) = cases("container");
+        let (c, _) = get("container");
         assert!(c.contains(&(Neighbour::Oom, true)));
         assert!(c.contains(&(Neighbour::ForkLoop, true)));
-        let (m, notes) = cases("microvm");
+        let (m, notes) = get("microvm");
         assert!(notes.iter().any(|n| n.contains("faulting")));
         assert!(!m.iter().any(|(n, _)| *n == Neighbour::ForkLoop));
+        let (l, _) = get("microvm-linux");
+        assert!(l.contains(&(Neighbour::ForkLoop, true)) && !l.iter().any(|(n, _)| *n == Neighbour::Oom));
+
+        let mut info = all[0].info();
+        info.name = "runsc".into();
+        info.model = results::IsolationModel::UserSpaceKernel;
+        let caps = Capabilities { cgroup_limits: true, limits: true, linux_probes: true, ..Capabilities::default() };
+        assert!(cases(&info, caps).0.contains(&(Neighbour::Oom, true)));
+        (info.name, info.guest_model) = ("my-vm".into(), Some(GuestModel::Bare));
+        let (v, notes) = cases(&info, Capabilities { limits: true, ..Capabilities::default() });
+        assert!(!v.iter().any(|(n, _)| *n == Neighbour::ForkLoop || *n == Neighbour::Oom), "{v:?}");
+        assert!(notes.iter().any(|n| n.contains("my-vm: fork-loop skipped")), "{notes:?}");
     }
 
     #[test]

@@ -13,6 +13,21 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How often [`HostLock::acquire`] retries while another vmct process holds the lock.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+/// How often the canary listener's non-blocking accept loop looks for a connection.
+const ACCEPT_POLL: Duration = Duration::from_millis(10);
+/// How long the accept loop gets to pick up connections made just before the instance ended.
+const ACCEPT_SETTLE: Duration = Duration::from_millis(30);
+/// Longest the listener waits for a connection to send its nonce.
+const NONCE_READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a canary process may take to exec (its argv then shows the nonce), and how often to look.
+const EXEC_WAIT: Duration = Duration::from_secs(2);
+const EXEC_POLL: Duration = Duration::from_millis(1);
+/// Retries (and the pause between them) for removing the escape cgroup once its probe child is reaped.
+const RMDIR_TRIES: u32 = 50;
+const RMDIR_RETRY: Duration = Duration::from_millis(20);
+
 pub use workloads::probe_ids::{
     ENV_ADDR, ENV_CGROUP, ENV_FILE, ENV_HOST_KEYRING, ENV_HOST_NS, ENV_HOST_ROOT_DEV, ENV_NONCE, ENV_ONLY, ENV_PID,
     ENV_PID_ARGV, ENV_SYSCTL,
@@ -64,7 +79,7 @@ impl HostLock {
             match std::os::unix::net::UnixListener::bind_addr(&addr) {
                 Ok(s) => return Ok(HostLock { _sock: s }),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && t0.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(50))
+                    std::thread::sleep(LOCK_RETRY)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(CanaryError::Busy(timeout)),
                 Err(e) => return Err(plant("bind the host lock")(e)),
@@ -114,7 +129,7 @@ impl Listener {
                             o.fetch_add(1, Ordering::SeqCst);
                         }
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(_) => std::thread::sleep(ACCEPT_POLL),
                 }
             }
         })?;
@@ -123,13 +138,13 @@ impl Listener {
 
     /// Let the accept loop pick up connections made just before the instance ended.
     fn settle(&self) {
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(ACCEPT_SETTLE);
     }
 }
 
 fn carries(mut c: TcpStream, nonce: &str) -> bool {
     let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = c.set_read_timeout(Some(NONCE_READ_TIMEOUT));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 128];
     while buf.len() < 256 {
@@ -174,12 +189,12 @@ impl Sleeper {
         let pid = child.id();
         let t0 = Instant::now();
         // Wait until exec has replaced the argv (the fork still shows ours).
-        while t0.elapsed() < Duration::from_secs(2) {
+        while t0.elapsed() < EXEC_WAIT {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmd).contains(nonce) {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(EXEC_POLL);
         }
         let argv = argv_location(pid);
         Ok(Sleeper { child, argv })
@@ -240,11 +255,11 @@ impl EscapeCgroup {
 impl Drop for EscapeCgroup {
     fn drop(&mut self) {
         // A probe child that could not move back has exited by now; rmdir succeeds once it is reaped.
-        for _ in 0..50 {
+        for _ in 0..RMDIR_TRIES {
             if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(RMDIR_RETRY);
         }
     }
 }

@@ -24,19 +24,29 @@ pub mod journal;
 
 use crate::backend::{collect_events, Backend, BackendError, Event, InstanceSpec};
 use canary::{Canaries, CanaryError, HostChecks, HostLock};
-use results::IsolationRow;
+use results::{IsolationModel, IsolationRow, ProbeOutcome as Outcome};
 use std::path::PathBuf;
 use std::time::Duration;
 use workloads::protocol::ProbeOutcome;
 use workloads::scenario::Scenario;
 
-/// Name of the no-isolation baseline backend.
-pub const BASELINE: &str = "process";
-
 /// Is `b` the no-isolation baseline? Decided by its declared kind (`baseline`), not its name.
 pub fn is_baseline(b: &dyn Backend) -> bool {
-    b.info().kind == "baseline"
+    b.info().kind == results::BackendKind::Baseline
 }
+
+/// The `isolation.csv` outcome of a probe's reported outcome (the row set adds `unsupported`).
+pub fn row_outcome(o: ProbeOutcome) -> Outcome {
+    match o {
+        ProbeOutcome::Blocked => Outcome::Blocked,
+        ProbeOutcome::Reached => Outcome::Reached,
+        ProbeOutcome::Error => Outcome::Error,
+    }
+}
+
+/// How long the isolation experiment waits for another vmct process's probes to release the host's
+/// canaries (one probe run per host at a time, see [`HostLock`]).
+pub const HOST_LOCK_WAIT: Duration = Duration::from_secs(300);
 
 /// Errors that stop the isolation experiment (a backend failing to launch is a row, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +174,7 @@ pub fn run_isolation(
     if let Some(bo) = &opts.blast {
         for b in &order {
             crate::interrupt::check()?;
-            let bo = opts.emulated_blast.as_ref().filter(|_| b.info().emulated).unwrap_or(bo);
+            let bo = opts.emulated_blast.as_ref().filter(|_| b.capabilities().emulated).unwrap_or(bo);
             let (rows, notes) = blast::run_blast(*b, bo, progress)?;
             out.blast.extend(rows);
             out.notes.extend(notes);
@@ -182,7 +192,7 @@ pub fn surface_of(
 ) -> results::AttackSurfaceRow {
     let census = |rows: &[IsolationRow]| {
         rows.iter()
-            .find(|r| r.probe == workloads::probe_ids::CENSUS && r.outcome == "reached")
+            .find(|r| r.probe == workloads::probe_ids::CENSUS && r.outcome == Outcome::Reached)
             .map(|r| r.detail.clone())
     };
     let (own, base) = (census(rows), census(baseline));
@@ -196,7 +206,7 @@ pub fn probe_backend(
     opts: &IsolationOptions,
     baseline: &[IsolationRow],
 ) -> Result<(Vec<IsolationRow>, Vec<String>), IsolationError> {
-    let _lock = HostLock::acquire(Duration::from_secs(300))?;
+    let _lock = HostLock::acquire(HOST_LOCK_WAIT)?;
     let canaries = Canaries::plant()?;
     let mut spec = InstanceSpec::new(crate::experiments::next_id(), Scenario::Probe);
     spec.env.extend(canaries.env());
@@ -210,16 +220,15 @@ pub fn probe_backend(
     let profile = profile_of(backend);
     let mut notes: Vec<String> =
         checks.restore_errors.iter().map(|e| format!("isolation: {}: {e}", backend.name())).collect();
-    let info = backend.info();
-    let own_kernel = info.model == "microvm" && info.guest_model.as_deref() == Some("linux");
+    let (info, caps) = (backend.info(), backend.capabilities());
     let rows = match events {
         Ok(ev) => {
             let mut rows = classify(backend.name(), &profile, &ev, &checks, baseline);
             rows.extend(not_in_catalogue(backend, &profile, &rows, opts.probes.as_deref()));
-            if backend.info().model == "microvm" {
+            if info.model == IsolationModel::Microvm {
                 credit_guest_kernel(&mut rows);
             }
-            if own_kernel {
+            if caps.own_kernel {
                 rows = guest_local(rows);
             }
             rows
@@ -238,7 +247,7 @@ pub fn probe_backend(
 /// not a host failure. Their rows say so (other probes keep their host-side judgement).
 pub fn credit_guest_kernel(rows: &mut [IsolationRow]) {
     let own: Vec<&str> = workloads::probe_ids::surface_probes().collect();
-    for r in rows.iter_mut().filter(|r| r.outcome == "reached" && own.contains(&r.probe.as_str())) {
+    for r in rows.iter_mut().filter(|r| r.outcome == Outcome::Reached && own.contains(&r.probe.as_str())) {
         r.failure = false;
         r.host_check = "reached the guest's own kernel (the VM has its own), not the host's".into();
     }
@@ -253,10 +262,10 @@ fn not_in_catalogue(
     rows: &[IsolationRow],
     only: Option<&[String]>,
 ) -> Vec<IsolationRow> {
-    if rows.iter().all(|r| r.outcome == "unsupported") {
+    if rows.iter().all(|r| r.outcome == Outcome::Unsupported) {
         return Vec::new();
     }
-    let why = if backend.info().guest_model.as_deref() == Some("bare") {
+    let why = if !backend.capabilities().linux_probes {
         "not applicable: the bare guest has no OS (no device nodes, procfs or system calls); it reaches the \
          host only through VM exits (attack surface layer b)"
     } else {
@@ -269,7 +278,7 @@ fn not_in_catalogue(
             backend: backend.name().into(),
             profile: profile.into(),
             probe: id.into(),
-            outcome: "unsupported".into(),
+            outcome: Outcome::Unsupported,
             detail: why.into(),
             host_check: String::new(),
             failure: false,
@@ -300,22 +309,28 @@ fn run_instance(
     backend: &dyn Backend,
     spec: &InstanceSpec,
     timeout: Duration,
-) -> Result<Vec<Event>, (&'static str, String)> {
+) -> Result<Vec<Event>, (Outcome, String)> {
     let mut inst = match backend.launch(spec) {
         Ok(i) => i,
-        Err(BackendError::Unavailable { reason, .. }) => return Err(("unsupported", reason)),
-        Err(e) => return Err(("error", e.to_string())),
+        Err(BackendError::Unavailable { reason, .. }) => return Err((Outcome::Unsupported, reason)),
+        Err(e) => return Err((Outcome::Error, e.to_string())),
     };
     let res = inst.wait_ready(timeout).and_then(|_| collect_events(inst.as_mut(), timeout));
-    let exit = inst.stop(Duration::from_secs(5));
+    let exit = inst.stop(crate::backend::STOP_GRACE);
     match res {
         Ok(ev) => Ok(ev),
-        Err(e) => Err(("error", format!("{e}; exit {exit:?}"))),
+        Err(e) => Err((Outcome::Error, format!("{e}; exit {exit:?}"))),
     }
 }
 
 /// Rows for a backend that did not run the catalogue.
-fn not_run(backend: &str, profile: &str, outcome: &str, reason: &str, baseline: &[IsolationRow]) -> Vec<IsolationRow> {
+fn not_run(
+    backend: &str,
+    profile: &str,
+    outcome: Outcome,
+    reason: &str,
+    baseline: &[IsolationRow],
+) -> Vec<IsolationRow> {
     let ids: Vec<String> = baseline.iter().map(|r| r.probe.clone()).collect();
     let ids = if ids.is_empty() { vec!["launch".to_string()] } else { ids };
     ids.into_iter()
@@ -323,7 +338,7 @@ fn not_run(backend: &str, profile: &str, outcome: &str, reason: &str, baseline: 
             backend: backend.into(),
             profile: profile.into(),
             probe,
-            outcome: outcome.into(),
+            outcome,
             detail: reason.into(),
             host_check: String::new(),
             failure: false,
@@ -348,14 +363,14 @@ pub fn classify(
                     backend: backend.into(),
                     profile: profile.into(),
                     probe: id.clone(),
-                    outcome: outcome.as_str().into(),
+                    outcome: row_outcome(*outcome),
                     detail: detail.clone(),
                     host_check,
                     failure,
                 });
             }
             Event::Unsupported { what, reason } if what == "probe" => {
-                rows.extend(not_run(backend, profile, "unsupported", reason, baseline));
+                rows.extend(not_run(backend, profile, Outcome::Unsupported, reason, baseline));
             }
             _ => {}
         }
@@ -407,7 +422,7 @@ fn uncovered(backend: &str, profile: &str, rows: &[IsolationRow], c: &HostChecks
             backend: backend.into(),
             profile: profile.into(),
             probe: probe.into(),
-            outcome: "reached".into(),
+            outcome: Outcome::Reached,
             detail: "detected from the host side only".into(),
             host_check: check,
             failure: true,
@@ -434,9 +449,9 @@ fn uncovered(backend: &str, profile: &str, rows: &[IsolationRow], c: &HostChecks
 /// Mark probes blocked (or undecided) on a backend that are blocked on the baseline too: a host-wide
 /// denial, not isolation.
 pub fn annotate_with_baseline(rows: &mut [IsolationRow], baseline: &[IsolationRow]) {
-    for r in rows.iter_mut().filter(|r| r.outcome == "blocked" || r.outcome == "error") {
+    for r in rows.iter_mut().filter(|r| matches!(r.outcome, Outcome::Blocked | Outcome::Error)) {
         if let Some(b) = baseline.iter().find(|b| b.probe == r.probe) {
-            if b.outcome == "blocked" || b.outcome == "error" {
+            if matches!(b.outcome, Outcome::Blocked | Outcome::Error) {
                 let note = format!("{} on the host itself too: a host-wide denial, not isolation", b.outcome);
                 r.host_check = if r.host_check.is_empty() { note } else { format!("{}; {note}", r.host_check) };
             }
@@ -494,7 +509,7 @@ mod tests {
             probe("x.y", ProbeOutcome::Blocked),
         ];
         let rows = classify("microvm", "bare", &ev, &c, &[]);
-        assert!(rows.iter().any(|r| r.outcome == "unsupported" && r.probe == "launch"));
+        assert!(rows.iter().any(|r| r.outcome == Outcome::Unsupported && r.probe == "launch"));
         assert!(rows.iter().any(|r| r.probe == "sysctl.host_write" && r.failure));
         assert_eq!(rows[0].profile, "bare");
     }
@@ -527,13 +542,16 @@ mod tests {
                 emulated: false,
                 isolation: None,
                 name: "bare".into(),
-                kind: "test".into(),
-                model: "microvm".into(),
-                guest_model: Some("bare".into()),
+                kind: results::BackendKind::Ours,
+                model: results::IsolationModel::Microvm,
+                guest_model: Some(results::GuestModel::Bare),
                 available: true,
                 reason: None,
                 version: None,
             }
+        }
+        fn capabilities(&self) -> results::Capabilities {
+            results::Capabilities { limits: true, ..results::Capabilities::default() }
         }
         fn launch(&self, _: &InstanceSpec) -> Result<Box<dyn crate::backend::Instance>, BackendError> {
             Err(BackendError::Unavailable { backend: "bare".into(), reason: "test".into() })
@@ -547,11 +565,11 @@ mod tests {
         let extra = not_in_catalogue(&Bare, "bare", &rows, None);
         let ids: Vec<&str> = extra.iter().map(|r| r.probe.as_str()).collect();
         assert_eq!(ids, workloads::probe_ids::surface_probes().collect::<Vec<_>>());
-        assert!(extra.iter().all(|r| r.outcome == "unsupported" && !r.failure && r.detail.contains("no OS")));
+        assert!(extra.iter().all(|r| r.outcome == Outcome::Unsupported && !r.failure && r.detail.contains("no OS")));
         let only = vec!["dev.node.tty0".to_string()];
         assert_eq!(not_in_catalogue(&Bare, "bare", &rows, Some(&only)).len(), 1);
         // A backend that never ran gets no extra rows (its `unsupported` rows already say why).
-        let not_run = not_run("bare", "bare", "unsupported", "x", &[]);
+        let not_run = not_run("bare", "bare", Outcome::Unsupported, "x", &[]);
         assert!(not_in_catalogue(&Bare, "bare", &not_run, None).is_empty());
     }
 
@@ -572,7 +590,7 @@ mod tests {
             backend: "vm".into(),
             profile: "default".into(),
             probe: probe.into(),
-            outcome: "reached".into(),
+            outcome: Outcome::Reached,
             detail: String::new(),
             host_check: host_check.into(),
             failure: true,
