@@ -301,11 +301,11 @@ fn port_ranges(mut ports: Vec<u16>) -> Vec<(u16, u16)> {
 }
 
 /// What the bare-guest VMM handles and allows: exit kinds from the run loop's table
-/// ([`crate::vm::HANDLED_EXITS`]), ports from its port map ([`ports::MAP`]), no MMIO device (an MMIO
+/// ([`crate::vcpu::HANDLED_EXITS`]), ports from its port map ([`ports::MAP`]), no MMIO device (an MMIO
 /// access ends the VM), and the size of [`vcpu_allowlist`].
 pub fn bare_surface() -> VmmSurface {
     VmmSurface {
-        exit_kinds: crate::vm::HANDLED_EXITS.iter().map(|k| k.name()).collect(),
+        exit_kinds: crate::vcpu::HANDLED_EXITS.iter().map(|k| k.name()).collect(),
         io_ports: port_ranges(ports::MAP.iter().map(|(p, _)| *p).collect()),
         mmio_ranges: Vec::new(),
         syscalls_allowed: vcpu_allowlist().len() as u32,

@@ -2,16 +2,14 @@
 //!
 //! The VMM (crate `microvm`) loads this ELF at `IMAGE_BASE`, builds identity-mapped page tables and
 //! starts it at CPL3. Everything the guest needs from the host goes through the port map of
-//! `microvm/src/layout.rs` (compiled in here with `#[path]`, so both sides share one definition):
+//! `guest_abi::layout` (a crate both sides depend on, so they share one definition):
 //! protocol lines are written into the mailbox and announced with one doorbell `out`; the scenario
 //! words, TSC frequency and heap bounds come from the boot-info block. The scenario itself runs through
 //! the same `workloads::runner` as every other platform.
 #![no_std]
 #![no_main]
 
-#[path = "../../../microvm/src/layout.rs"]
-#[allow(dead_code)]
-mod layout;
+use guest_abi::layout;
 mod mem;
 mod probes;
 

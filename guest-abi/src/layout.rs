@@ -24,8 +24,8 @@
 //! the guest); the rest uses 2 MiB pages. Anything above the MMIO window is not mapped: a guest access
 //! there is a page fault, reported through the exception stubs.
 //!
-//! This file is also compiled into the guest (`workloads/guest` includes it with `#[path]`), so it
-//! uses nothing but `core`.
+//! This module is shared with the guest (`workloads/guest` depends on this crate by path), so it uses
+//! nothing but `core`.
 
 /// Size of a small page.
 pub const PAGE_SIZE: u64 = 0x1000;
