@@ -9,6 +9,7 @@
 //!    as slot 0 at guest physical 0;
 //! 3. [`VmBuilder::vcpus`]: `KVM_CREATE_VCPU` for ids `0..count`: the only place vCPUs are created.
 //!    The result is a [`Machine`], which owns everything in drop order.
+use crate::error::ErrorKind;
 use crate::observe::{Phase, Timeline};
 use crate::sys::{self, SysError};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
@@ -45,6 +46,19 @@ pub enum BuildError {
     /// An OS wrapper failed (memfd, memory slot).
     #[error(transparent)]
     Sys(#[from] SysError),
+}
+
+impl BuildError {
+    /// [`ErrorKind::KvmUnavailable`] when /dev/kvm is missing, inaccessible or lacks what we need;
+    /// [`ErrorKind::Setup`] for a failed step.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BuildError::KvmMissing | BuildError::KvmAccess(_) | BuildError::KvmApi(_) | BuildError::KvmCap(_) => {
+                ErrorKind::KvmUnavailable
+            }
+            BuildError::Kvm { .. } | BuildError::Memory(_) | BuildError::Sys(_) => ErrorKind::Setup,
+        }
+    }
 }
 
 /// Open /dev/kvm and check it is usable (API version 12, user memory regions).

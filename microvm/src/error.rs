@@ -118,20 +118,9 @@ pub enum VmError {
     /// The configuration is out of range.
     #[error("microvm: invalid configuration: {0}")]
     Config(String),
-    /// /dev/kvm does not exist.
-    #[error(
-        "microvm: /dev/kvm does not exist: this host has no KVM (enable virtualization, load kvm_intel or kvm_amd)"
-    )]
-    KvmMissing,
-    /// /dev/kvm exists but cannot be opened.
-    #[error("microvm: cannot open /dev/kvm: {0} (run as root or add the user to the kvm group)")]
-    KvmAccess(kvm_ioctls::Error),
-    /// The KVM API version is not 12.
-    #[error("microvm: KVM API version {0}, expected 12")]
-    KvmApi(i32),
-    /// A capability we need is missing.
-    #[error("microvm: KVM lacks the capability {0}")]
-    KvmCap(&'static str),
+    /// KVM, the VM, guest memory or the vCPUs could not be created ([`crate::builder`]).
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// A KVM ioctl during setup failed.
     #[error("microvm: {what} failed: {source}")]
     Setup {
@@ -252,9 +241,7 @@ impl VmError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             VmError::Config(_) => ErrorKind::Config,
-            VmError::KvmMissing | VmError::KvmAccess(_) | VmError::KvmApi(_) | VmError::KvmCap(_) => {
-                ErrorKind::KvmUnavailable
-            }
+            VmError::Build(e) => e.kind(),
             VmError::Setup { .. } | VmError::Memory(_) | VmError::Sys(_) | VmError::Load(_) | VmError::Run(_) => {
                 ErrorKind::Setup
             }
@@ -275,20 +262,6 @@ impl VmError {
     /// Process exit code of a VMM that ended with this error (see [`exit_code_kind`]).
     pub fn exit_code(&self) -> u8 {
         self.kind().exit_code()
-    }
-}
-
-impl From<BuildError> for VmError {
-    fn from(e: BuildError) -> VmError {
-        match e {
-            BuildError::KvmMissing => VmError::KvmMissing,
-            BuildError::KvmAccess(e) => VmError::KvmAccess(e),
-            BuildError::KvmApi(v) => VmError::KvmApi(v),
-            BuildError::KvmCap(c) => VmError::KvmCap(c),
-            BuildError::Kvm { what, source } => VmError::Setup { what, source },
-            BuildError::Memory(m) => VmError::Memory(m),
-            BuildError::Sys(e) => VmError::Sys(e),
-        }
     }
 }
 
@@ -354,6 +327,6 @@ mod tests {
         assert_eq!(VmError::Sys(SysError::Timer(std::io::Error::other("x"))).kind(), ErrorKind::Setup);
         assert_eq!(VmError::from(BuildError::KvmMissing).kind(), ErrorKind::KvmUnavailable);
         assert_eq!(VmError::from(BuildError::Memory("m".into())).kind(), ErrorKind::Setup);
-        assert_eq!(VmError::KvmApi(11).exit_code(), 65);
+        assert_eq!(VmError::from(BuildError::KvmApi(11)).exit_code(), 65);
     }
 }
