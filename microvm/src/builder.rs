@@ -120,7 +120,7 @@ impl VmBuilder {
     /// Step 2 with fresh memory: `bytes` of guest RAM in a memfd named `name` (pages cost nothing until
     /// touched), registered as slot 0.
     pub fn memfd_memory(&mut self, name: &std::ffi::CStr, bytes: u64) -> Result<&GuestMemoryMmap, BuildError> {
-        let len = usize::try_from(bytes).map_err(|_| BuildError::Memory(format!("{bytes} bytes do not fit")))?;
+        let len = sys::host_len(bytes);
         let file = sys::memfd(name, bytes)?;
         let mem =
             GuestMemoryMmap::<()>::from_ranges_with_files([(GuestAddress(0), len, Some(FileOffset::new(file, 0)))])

@@ -104,11 +104,11 @@ pub fn resident_pages(mem: &vm_memory::GuestMemoryMmap, len: usize) -> Result<Ve
     let host = mem
         .get_host_address(GuestAddress(0))
         .map_err(|e| SysError::Mincore { len, source: std::io::Error::other(e.to_string()) })?;
-    let region_len = mem.iter().next().map_or(0, |r| vm_memory::GuestMemoryRegion::len(r) as usize);
+    let region_len = mem.iter().next().map_or(0, |r| host_len(vm_memory::GuestMemoryRegion::len(r)));
     if len > region_len {
         return Err(SysError::Mincore { len, source: std::io::Error::from_raw_os_error(libc::EINVAL) });
     }
-    let pages = len.div_ceil(crate::layout::PAGE_SIZE as usize);
+    let pages = len.div_ceil(host_len(crate::layout::PAGE_SIZE));
     let mut vec = vec![0u8; pages];
     // SAFETY: `host..host+len` lies inside the first region's live mapping (checked above), which is
     // page aligned (mmap); `vec` has one byte per page of that range, as mincore requires.
@@ -117,6 +117,12 @@ pub fn resident_pages(mem: &vm_memory::GuestMemoryMmap, len: usize) -> Result<Ve
         return Err(SysError::Mincore { len, source: std::io::Error::last_os_error() });
     }
     Ok(vec.into_iter().map(|b| b & 1 == 1).collect())
+}
+
+/// A guest size or offset as a host length: lossless on the 64-bit hosts KVM x86 runs on (guest RAM is
+/// at most 64 GiB).
+pub fn host_len(bytes: u64) -> usize {
+    usize::try_from(bytes).expect("a 64-bit host: usize holds every guest size")
 }
 
 /// Host CLOCK_MONOTONIC in nanoseconds (the clock of every vmct timestamp).

@@ -1,3 +1,4 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
 //! The crate's layering, checked on its sources (issue 16 item 4): one VM builder, one `sys` module,
 //! the run loop and VM core independent of snapshots, no oversized files.
 use std::path::{Path, PathBuf};

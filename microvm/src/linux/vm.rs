@@ -203,7 +203,7 @@ impl LinuxVm {
         let name = std::ffi::CString::new(GUEST_MEMFD_NAME).expect("no NUL in the memfd name");
         let mem = builder.memfd_memory(&name, cfg.mem_bytes)?;
         // 3. Kernel.
-        let (entry, kernel_end, header) = load_kernel(&mem, &cfg.kernel)?;
+        let (entry, kernel_end, header) = load_kernel(mem, &cfg.kernel)?;
         // 4. Initramfs, command line, zero page, GDT, IDT, page tables.
         let initrd = match &cfg.initramfs {
             Some(cpio) => {
@@ -296,7 +296,7 @@ impl LinuxVm {
                 VcpuExit::IoOut(port, data) if (ports::COM1..ports::COM1 + ports::COM1_LEN).contains(&port) => {
                     let mut s = self.serial.lock().unwrap_or_else(|e| e.into_inner());
                     // A failed interrupt injection only delays output; the guest polls as a fallback.
-                    let _ = s.write((port - ports::COM1) as u8, data[0]);
+                    let _ = s.write(com1_offset(port), data[0]);
                     serial_out = true;
                     None
                 }
@@ -309,7 +309,7 @@ impl LinuxVm {
                 VcpuExit::IoIn(port, data) => {
                     if (ports::COM1..ports::COM1 + ports::COM1_LEN).contains(&port) {
                         let mut s = self.serial.lock().unwrap_or_else(|e| e.into_inner());
-                        data[0] = s.read((port - ports::COM1) as u8);
+                        data[0] = s.read(com1_offset(port));
                     } else if port == ports::I8042_COMMAND {
                         data.fill(0); // status: input buffer empty, so a reset is sent at once
                     } else {
@@ -383,6 +383,11 @@ impl LinuxVm {
         };
         Ok(report)
     }
+}
+
+/// The register offset of a port in the COM1 range (0..8).
+fn com1_offset(port: u16) -> u8 {
+    u8::try_from(port - ports::COM1).expect("a port in the 8-port COM1 range")
 }
 
 /// Load an ELF vmlinux or a bzImage; returns (64-bit entry, end of the image, bzImage setup header).

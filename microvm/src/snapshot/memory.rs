@@ -17,10 +17,10 @@ fn is_zero(page: &[u8]) -> bool {
 /// `path` of length `mem_bytes`; returns (bytes written, resident pages).
 pub fn save_memory(mem: &GuestMemoryMmap, mem_bytes: u64, path: &Path) -> Result<(u64, u64), SnapshotError> {
     const RUN_PAGES: usize = 256;
-    let page = layout::PAGE_SIZE as usize;
+    let page = sys::host_len(layout::PAGE_SIZE);
     let file = File::create(path).map_err(io_err(path))?;
     file.set_len(mem_bytes).map_err(io_err(path))?;
-    let resident = sys::resident_pages(mem, mem_bytes as usize)?;
+    let resident = sys::resident_pages(mem, sys::host_len(mem_bytes))?;
     let n = resident.len();
     let mut buf = vec![0u8; RUN_PAGES * page];
     let (mut written, mut i) = (0u64, 0usize);
@@ -67,7 +67,7 @@ pub fn map_memory(path: &Path, mem_bytes: u64) -> Result<GuestMemoryMmap, Snapsh
         });
     }
     let memory = |e: String| SnapshotError::Memory(format!("map {}: {e}", path.display()));
-    let region = MmapRegionBuilder::new(mem_bytes as usize)
+    let region = MmapRegionBuilder::new(sys::host_len(mem_bytes))
         .with_file_offset(FileOffset::new(file, 0))
         .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
         .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
@@ -90,7 +90,7 @@ mod tests {
         let file = sys::memfd(c"vmct-test", size).unwrap();
         let mem = GuestMemoryMmap::<()>::from_ranges_with_files([(
             GuestAddress(0),
-            size as usize,
+            sys::host_len(size),
             Some(FileOffset::new(file, 0)),
         )])
         .unwrap();
