@@ -81,7 +81,7 @@ impl Mailbox {
 
     /// Append `bytes`, ringing the doorbell first if they do not fit.
     fn append(bytes: &[u8]) {
-        let cap = layout::MAILBOX_CAPACITY as usize;
+        let cap = usize::try_from(layout::MAILBOX_CAPACITY).expect("32 KiB");
         let bytes = &bytes[..bytes.len().min(cap)];
         if Self::len() + bytes.len() > cap {
             Self::flush();
@@ -90,14 +90,14 @@ impl Mailbox {
         // SAFETY: len + bytes.len() <= capacity, so the copy stays inside the mailbox.
         unsafe {
             core::ptr::copy_nonoverlapping(bytes.as_ptr(), (layout::MAILBOX_TEXT as *mut u8).add(len), bytes.len());
-            core::ptr::write_volatile(Self::len_ptr(), (len + bytes.len()) as u32);
+            core::ptr::write_volatile(Self::len_ptr(), u32::try_from(len + bytes.len()).expect("at most the capacity"));
         }
     }
 
     /// Have the VMM forward what is in the mailbox (one port exit).
     fn flush() {
         if Self::len() > 0 {
-            outl(ports::DOORBELL, Self::len() as u32);
+            outl(ports::DOORBELL, u32::try_from(Self::len()).expect("the mailbox length is a u32"));
         }
     }
 }
@@ -197,7 +197,7 @@ impl Guest {
 
 impl Platform for Guest {
     fn now_ns(&mut self) -> u64 {
-        (rdtsc() as u128 * 1_000_000 / self.tsc_khz as u128) as u64
+        u64::try_from(u128::from(rdtsc()) * 1_000_000 / u128::from(self.tsc_khz)).unwrap_or(u64::MAX)
     }
 
     fn emit(&mut self, msg: &Message<'_>) {
