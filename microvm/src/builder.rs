@@ -32,7 +32,7 @@ pub enum BuildError {
     /// A capability we need is missing.
     #[error("microvm: KVM lacks the capability {0}")]
     KvmCap(&'static str),
-    /// A KVM ioctl failed.
+    /// A KVM ioctl failed (during setup, or a vCPU register access).
     #[error("microvm: {what} failed: {source}")]
     Kvm {
         /// The ioctl.
@@ -40,10 +40,10 @@ pub enum BuildError {
         /// Cause.
         source: kvm_ioctls::Error,
     },
-    /// Guest memory could not be mapped.
+    /// Guest memory could not be mapped, read or written.
     #[error("microvm: guest memory: {0}")]
     Memory(String),
-    /// An OS wrapper failed (memfd, memory slot).
+    /// An OS wrapper failed (memfd, memory slot, watchdog timer).
     #[error(transparent)]
     Sys(#[from] SysError),
 }

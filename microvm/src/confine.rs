@@ -425,7 +425,10 @@ mod tests {
         }
         assert!(allowed > 0);
         // Spot checks: KVM_RUN allowed, another ioctl and socket killed.
-        assert_eq!(run_bpf(&ours, syscall_nr(libc::SYS_ioctl), arch, [6, kvm_ioctls()[0].1, 0, 0, 0, 0]), bpf::RET_ALLOW);
+        assert_eq!(
+            run_bpf(&ours, syscall_nr(libc::SYS_ioctl), arch, [6, kvm_ioctls()[0].1, 0, 0, 0, 0]),
+            bpf::RET_ALLOW
+        );
         assert_eq!(run_bpf(&ours, syscall_nr(libc::SYS_ioctl), arch, [6, 0x5401, 0, 0, 0, 0]), bpf::RET_KILL_PROCESS);
         assert_eq!(run_bpf(&ours, syscall_nr(libc::SYS_socket), arch, [0; 6]), bpf::RET_KILL_PROCESS);
     }

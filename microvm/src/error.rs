@@ -118,23 +118,10 @@ pub enum VmError {
     /// The configuration is out of range.
     #[error("microvm: invalid configuration: {0}")]
     Config(String),
-    /// KVM, the VM, guest memory or the vCPUs could not be created ([`crate::builder`]).
+    /// KVM, the VM, guest memory or the vCPUs could not be created or set up, or an OS wrapper
+    /// failed ([`crate::builder`]).
     #[error(transparent)]
     Build(#[from] BuildError),
-    /// A KVM ioctl during setup failed.
-    #[error("microvm: {what} failed: {source}")]
-    Setup {
-        /// The step.
-        what: &'static str,
-        /// Cause.
-        source: kvm_ioctls::Error,
-    },
-    /// Guest memory could not be created or written.
-    #[error("microvm: guest memory: {0}")]
-    Memory(String),
-    /// An OS wrapper failed.
-    #[error(transparent)]
-    Sys(#[from] SysError),
     /// The image could not be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -242,9 +229,7 @@ impl VmError {
         match self {
             VmError::Config(_) => ErrorKind::Config,
             VmError::Build(e) => e.kind(),
-            VmError::Setup { .. } | VmError::Memory(_) | VmError::Sys(_) | VmError::Load(_) | VmError::Run(_) => {
-                ErrorKind::Setup
-            }
+            VmError::Load(_) | VmError::Run(_) => ErrorKind::Setup,
             VmError::UnknownPort { .. } => ErrorKind::UnknownPort,
             VmError::Mmio { .. } => ErrorKind::Mmio,
             VmError::Hlt { .. } => ErrorKind::Hlt,
@@ -262,6 +247,24 @@ impl VmError {
     /// Process exit code of a VMM that ended with this error (see [`exit_code_kind`]).
     pub fn exit_code(&self) -> u8 {
         self.kind().exit_code()
+    }
+}
+
+impl From<SysError> for VmError {
+    fn from(e: SysError) -> VmError {
+        VmError::Build(BuildError::Sys(e))
+    }
+}
+
+impl VmError {
+    /// A failed KVM ioctl `what` (setup, or vCPU registers in the run loop): kind [`ErrorKind::Setup`].
+    pub fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+        move |source| VmError::Build(BuildError::Kvm { what, source })
+    }
+
+    /// Guest memory could not be read or written: kind [`ErrorKind::Setup`].
+    pub fn memory(e: impl std::fmt::Display) -> VmError {
+        VmError::Build(BuildError::Memory(e.to_string()))
     }
 }
 
@@ -323,8 +326,8 @@ mod tests {
     /// Errors that used to fall into a `_ => "setup"` wildcard: each has its kind by name now.
     #[test]
     fn setup_failures_are_setup_and_kvm_failures_are_kvm_unavailable() {
-        assert_eq!(VmError::Memory("x".into()).kind(), ErrorKind::Setup);
-        assert_eq!(VmError::Sys(SysError::Timer(std::io::Error::other("x"))).kind(), ErrorKind::Setup);
+        assert_eq!(VmError::from(SysError::Timer(std::io::Error::other("x"))).kind(), ErrorKind::Setup);
+        assert_eq!(VmError::Run(kvm_ioctls::Error::new(libc::EFAULT)).kind(), ErrorKind::Setup);
         assert_eq!(VmError::from(BuildError::KvmMissing).kind(), ErrorKind::KvmUnavailable);
         assert_eq!(VmError::from(BuildError::Memory("m".into())).kind(), ErrorKind::Setup);
         assert_eq!(VmError::from(BuildError::KvmApi(11)).exit_code(), 65);

@@ -313,7 +313,7 @@ impl Vm {
     /// Handle a report from the ring-0 exception stub.
     fn fault(&mut self) -> Result<(), VmError> {
         let vcpu = &self.machine.vcpus[0];
-        let regs = vcpu.get_regs().map_err(|source| VmError::Setup { what: "KVM_GET_REGS", source })?;
+        let regs = vcpu.get_regs().map_err(VmError::kvm("KVM_GET_REGS"))?;
         let mut frame = [0u64; 7];
         for (i, w) in (0u64..).zip(frame.iter_mut()) {
             *w = self.machine.mem.read_obj(GuestAddress(regs.rsp.wrapping_add(8 * i))).unwrap_or(0);
@@ -336,9 +336,7 @@ impl Vm {
             rip,
         })?;
         write_iret_frame(&self.machine.mem, area.resume_rip, area.resume_rsp)?;
-        self.machine.vcpus[0]
-            .set_regs(&trampoline_regs())
-            .map_err(|source| VmError::Setup { what: "KVM_SET_REGS", source })?;
+        self.machine.vcpus[0].set_regs(&trampoline_regs()).map_err(VmError::kvm("KVM_SET_REGS"))?;
         Ok(())
     }
 

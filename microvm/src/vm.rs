@@ -110,11 +110,11 @@ fn check_config(c: &VmConfig) -> Result<u64, VmError> {
 }
 
 pub(crate) fn mem_err(e: impl std::fmt::Display) -> VmError {
-    VmError::Memory(e.to_string())
+    VmError::memory(e)
 }
 
 fn setup_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
-    move |source| VmError::Setup { what, source }
+    VmError::kvm(what)
 }
 
 impl Vm {

@@ -275,11 +275,10 @@ impl Vm {
         builder.memory(mem, header.mem_bytes).map_err(VmError::from)?;
         timeline.mark(Phase::Memory);
         let machine = builder.vcpus(config.vcpus).map_err(VmError::from)?;
-        let setup = |what: &'static str| move |source| VmError::Setup { what, source };
         for (v, s) in machine.vcpus.iter().zip(&header.vcpus) {
-            v.set_sregs(&s.sregs).map_err(setup("KVM_SET_SREGS"))?;
-            v.set_regs(&s.regs).map_err(setup("KVM_SET_REGS"))?;
-            v.set_fpu(&kvm_fpu::from(&s.fpu)).map_err(setup("KVM_SET_FPU"))?;
+            v.set_sregs(&s.sregs).map_err(VmError::kvm("KVM_SET_SREGS"))?;
+            v.set_regs(&s.regs).map_err(VmError::kvm("KVM_SET_REGS"))?;
+            v.set_fpu(&kvm_fpu::from(&s.fpu)).map_err(VmError::kvm("KVM_SET_FPU"))?;
             if let Some(tsc) = s.tsc {
                 // Best effort: a guest clock that jumps only affects differences across the restore.
                 if let Ok(msrs) =
