@@ -66,6 +66,8 @@ fn main() {
         "workloads/guest/guest.ld",
         "workloads/guest/.cargo/config.toml",
         "microvm/src",
+        "guest-abi/src",
+        "guest-abi/Cargo.toml",
         "microvm/Cargo.toml",
         "Cargo.lock",
     ] {

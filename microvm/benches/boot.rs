@@ -36,7 +36,7 @@ fn boot(c: &mut Criterion) {
                 let file = microvm::sys::memfd(c"vmct-guest", MEM).unwrap();
                 let mem = GuestMemoryMmap::<()>::from_ranges_with_files([(
                     GuestAddress(0),
-                    MEM as usize,
+                    usize::try_from(MEM).expect("64 MiB fits in usize"),
                     Some(FileOffset::new(file, 0)),
                 )])
                 .unwrap();

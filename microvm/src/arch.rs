@@ -142,7 +142,7 @@ pub fn idt() -> Vec<u64> {
 pub fn tss() -> Vec<u8> {
     let mut t = vec![0u8; (TSS_LIMIT + 1) as usize];
     t[4..12].copy_from_slice(&KERNEL_STACK_TOP.to_le_bytes());
-    t[102..104].copy_from_slice(&(TSS_IOMAP_OFFSET as u16).to_le_bytes());
+    t[102..104].copy_from_slice(&u16::try_from(TSS_IOMAP_OFFSET).expect("104 fits in u16").to_le_bytes());
     t[TSS_LIMIT as usize] = 0xff;
     t
 }
@@ -152,12 +152,16 @@ pub fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
+/// [`STUB_SIZE`] as an array length.
+#[allow(clippy::cast_possible_truncation)] // 16 bytes
+const STUB_BYTES: usize = STUB_SIZE as usize;
+
 /// The ring-0 stub of `vector`: make the frame uniform (push 0 when the CPU pushed no error code),
 /// push the vector, report through [`ports::FAULT`], halt. Five instructions, because ring-0 code is
 /// interpreted on some hosts. The VMM reads the frame at RSP: vector, error code, RIP, CS, RFLAGS,
 /// RSP, SS.
-pub fn stub(vector: u8) -> [u8; STUB_SIZE as usize] {
-    let mut code = Vec::with_capacity(STUB_SIZE as usize);
+pub fn stub(vector: u8) -> [u8; STUB_BYTES] {
+    let mut code = Vec::with_capacity(STUB_BYTES);
     if !has_error_code(vector) {
         code.extend_from_slice(&[0x6a, 0x00]); // push 0
     }
@@ -168,14 +172,14 @@ pub fn stub(vector: u8) -> [u8; STUB_SIZE as usize] {
     code.push(0xee); // out dx, al
     code.push(0xf4); // hlt
     code.extend_from_slice(&[0xeb, 0xfd]); // jmp back to hlt
-    let mut out = [0x90u8; STUB_SIZE as usize]; // nop padding
+    let mut out = [0x90u8; STUB_BYTES]; // nop padding
     out[..code.len()].copy_from_slice(&code);
     out
 }
 
 /// All stubs, back to back.
 pub fn stubs() -> Vec<u8> {
-    (0..IDT_ENTRIES as usize).flat_map(|v| stub(v as u8)).collect()
+    (0..IDT_ENTRIES).flat_map(|v| stub(u8::try_from(v).expect("256 vectors, 0..=255"))).collect()
 }
 
 /// One page-table page to write: guest physical address and its 512 entries.
@@ -214,7 +218,7 @@ pub fn page_tables(mem_bytes: u64) -> Vec<TablePage> {
     let mut pds = Vec::new();
     for g in 0..page_directories(mem_bytes) {
         let mut pd = table(PD_ADDR + g * PAGE_SIZE);
-        pdpt.1[g as usize] = pd.0 | link;
+        pdpt.1[usize::try_from(g).expect("at most 64 page directories")] = pd.0 | link;
         for (i, e) in pd.1.iter_mut().enumerate() {
             let addr = g * GIB + i as u64 * HUGE_PAGE_SIZE;
             *e = match addr {
@@ -258,9 +262,9 @@ pub fn sregs(mut base: kvm_sregs) -> kvm_sregs {
     base.tr = TSS.segment(TSS_SEL);
     base.ldt = kvm_segment { type_: 2, present: 1, unusable: 1, ..Default::default() };
     base.gdt.base = GDT_ADDR;
-    base.gdt.limit = (GDT_ENTRIES * 8 - 1) as u16;
+    base.gdt.limit = u16::try_from(GDT_ENTRIES * 8 - 1).expect("7 descriptors");
     base.idt.base = IDT_ADDR;
-    base.idt.limit = (IDT_ENTRIES * 16 - 1) as u16;
+    base.idt.limit = u16::try_from(IDT_ENTRIES * 16 - 1).expect("256 gates of 16 bytes: 4095");
     base.cr0 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::WP | cr0::PG;
     base.cr3 = PML4_ADDR;
     base.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;

@@ -141,12 +141,20 @@ fn target_arch() -> seccompiler::TargetArch {
     seccompiler::TargetArch::x86_64
 }
 
+/// A syscall number as the 32-bit `seccomp_data.nr` a filter compares.
+fn syscall_nr(nr: i64) -> u32 {
+    u32::try_from(nr).expect("x86_64 syscall numbers are small and positive")
+}
+
 /// Allowed argument values of a rule: (argument index, values of its low 32 bits).
 fn rule_values(rule: ArgRule) -> Option<(u32, Vec<u32>)> {
     match rule {
         ArgRule::Any => None,
-        ArgRule::KvmIoctl => Some((1, kvm_ioctls().iter().map(|(_, r)| *r as u32).collect())),
-        ArgRule::CreateFile => Some((2, vec![SNAPSHOT_OPEN_FLAGS as u32])),
+        ArgRule::KvmIoctl => {
+            let low = |r: u64| u32::try_from(r).expect("ioctl requests are 32-bit (_IOC)");
+            Some((1, kvm_ioctls().iter().map(|(_, r)| low(*r)).collect()))
+        }
+        ArgRule::CreateFile => Some((2, vec![u32::try_from(SNAPSHOT_OPEN_FLAGS).expect("open flags are 32-bit")])),
     }
 }
 
@@ -162,8 +170,13 @@ pub fn vcpu_filter_seccompiler() -> Result<BpfProgram, ConfineError> {
         let mut rs = Vec::new();
         if let Some((arg, values)) = rule_values(rule) {
             for v in values {
-                let c = SeccompCondition::new(arg as u8, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v as u64)
-                    .map_err(|e| err(&e))?;
+                let c = SeccompCondition::new(
+                    u8::try_from(arg).expect("argument 0..6"),
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    u64::from(v),
+                )
+                .map_err(|e| err(&e))?;
                 rs.push(SeccompRule::new(vec![c]).map_err(|e| err(&e))?);
             }
         }
@@ -216,7 +229,7 @@ fn search(entries: &[(i64, ArgRule)]) -> Result<Vec<seccompiler::sock_filter>, C
                 b
             }
         };
-        let mut out = vec![insn(JEQ_K, 0, jump_len(block.len())?, *nr as u32)];
+        let mut out = vec![insn(JEQ_K, 0, jump_len(block.len())?, syscall_nr(*nr))];
         out.append(&mut block);
         out.push(insn(RET_K, 0, 0, RET_KILL_PROCESS));
         return Ok(out);
@@ -224,7 +237,7 @@ fn search(entries: &[(i64, ArgRule)]) -> Result<Vec<seccompiler::sock_filter>, C
     let mid = entries.len() / 2;
     let mut left = search(&entries[..mid])?;
     let mut right = search(&entries[mid..])?;
-    let mut out = vec![insn(JGE_K, jump_len(left.len())?, 0, entries[mid].0 as u32)];
+    let mut out = vec![insn(JGE_K, jump_len(left.len())?, 0, syscall_nr(entries[mid].0))];
     out.append(&mut left);
     out.append(&mut right);
     Ok(out)
@@ -301,14 +314,14 @@ fn port_ranges(mut ports: Vec<u16>) -> Vec<(u16, u16)> {
 }
 
 /// What the bare-guest VMM handles and allows: exit kinds from the run loop's table
-/// ([`crate::vm::HANDLED_EXITS`]), ports from its port map ([`ports::MAP`]), no MMIO device (an MMIO
+/// ([`crate::vcpu::HANDLED_EXITS`]), ports from its port map ([`ports::MAP`]), no MMIO device (an MMIO
 /// access ends the VM), and the size of [`vcpu_allowlist`].
 pub fn bare_surface() -> VmmSurface {
     VmmSurface {
-        exit_kinds: crate::vm::HANDLED_EXITS.iter().map(|k| k.name()).collect(),
+        exit_kinds: crate::vcpu::HANDLED_EXITS.iter().map(|k| k.name()).collect(),
         io_ports: port_ranges(ports::MAP.iter().map(|(p, _)| *p).collect()),
         mmio_ranges: Vec::new(),
-        syscalls_allowed: vcpu_allowlist().len() as u32,
+        syscalls_allowed: u32::try_from(vcpu_allowlist().len()).expect("a short list"),
     }
 }
 
@@ -356,7 +369,9 @@ mod tests {
                 o if o >= 16 && (o - 16) % 4 == 0 => {
                     let a = args[((o - 16) / 8) as usize];
                     if (o - 16) % 8 == 0 {
-                        a as u32
+                        #[allow(clippy::cast_possible_truncation)] // the low word, on purpose
+                        let low = a as u32;
+                        low
                     } else {
                         (a >> 32) as u32
                     }
@@ -410,9 +425,12 @@ mod tests {
         }
         assert!(allowed > 0);
         // Spot checks: KVM_RUN allowed, another ioctl and socket killed.
-        assert_eq!(run_bpf(&ours, libc::SYS_ioctl as u32, arch, [6, kvm_ioctls()[0].1, 0, 0, 0, 0]), bpf::RET_ALLOW);
-        assert_eq!(run_bpf(&ours, libc::SYS_ioctl as u32, arch, [6, 0x5401, 0, 0, 0, 0]), bpf::RET_KILL_PROCESS);
-        assert_eq!(run_bpf(&ours, libc::SYS_socket as u32, arch, [0; 6]), bpf::RET_KILL_PROCESS);
+        assert_eq!(
+            run_bpf(&ours, syscall_nr(libc::SYS_ioctl), arch, [6, kvm_ioctls()[0].1, 0, 0, 0, 0]),
+            bpf::RET_ALLOW
+        );
+        assert_eq!(run_bpf(&ours, syscall_nr(libc::SYS_ioctl), arch, [6, 0x5401, 0, 0, 0, 0]), bpf::RET_KILL_PROCESS);
+        assert_eq!(run_bpf(&ours, syscall_nr(libc::SYS_socket), arch, [0; 6]), bpf::RET_KILL_PROCESS);
     }
 
     #[test]

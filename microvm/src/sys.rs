@@ -1,12 +1,13 @@
-//! The bare guest model's `unsafe` code: a memory slot registration, a memfd, a thread-directed watchdog
-//! timer, and the plain-data marker for the boot-info block. With [`crate::linux::sys`] (the linux
-//! guest model's) the only `unsafe` in the crate; everything else is safe code.
+//! The OS and KVM wrappers of both guest models that need `unsafe`: a memory slot registration, a
+//! memfd, `mincore`, the clock, the suberror of an internal-error exit, the vCPU watchdog (a
+//! thread-directed timer signal that kicks `KVM_RUN` out with EINTR), and the plain-data marker for
+//! the boot-info block. With [`crate::confine`] (seccomp, rlimits) the only `unsafe` in the crate.
 use crate::layout::{BootInfo, ProbeArea};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use std::fs::File;
 use std::os::fd::FromRawFd;
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::time::Duration;
 use vm_memory::ByteValued;
 
@@ -31,6 +32,14 @@ pub enum SysError {
     /// Creating or arming the watchdog timer failed.
     #[error("microvm: watchdog timer: {0}")]
     Timer(std::io::Error),
+    /// Installing the watchdog signal's handler failed.
+    #[error("microvm: watchdog signal {signal}: sigaction failed: {source}")]
+    Signal {
+        /// The signal number.
+        signal: libc::c_int,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// `mincore` on guest memory failed.
     #[error("microvm: mincore on guest memory ({len} bytes) failed: {source}")]
     Mincore {
@@ -41,11 +50,20 @@ pub enum SysError {
     },
 }
 
+/// A plain-data block of the guest ABI ([`crate::layout`]), readable and writable as guest memory
+/// (`Bytes::read_obj` / `write_obj`). The ABI types live in the `no_std`, dependency-free `guest-abi`
+/// crate, so the `vm-memory` marker trait is implemented here, on this wrapper.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy)]
+pub struct Plain<T>(pub T);
+
 // SAFETY: BootInfo is repr(C), made only of integers and a byte array, with no padding (its size,
-// 1120 bytes, is the sum of its fields), so every byte pattern is a valid value.
-unsafe impl ByteValued for BootInfo {}
-// SAFETY: ProbeArea is repr(C) with five u64 fields: no padding, every byte pattern valid.
-unsafe impl ByteValued for ProbeArea {}
+// 1120 bytes, is the sum of its fields; checked by a test), so every byte pattern is a valid value;
+// the wrapper is repr(transparent).
+unsafe impl ByteValued for Plain<BootInfo> {}
+// SAFETY: ProbeArea is repr(C) with five u64 fields: no padding, every byte pattern valid; the
+// wrapper is repr(transparent).
+unsafe impl ByteValued for Plain<ProbeArea> {}
 
 /// Register `size` bytes of host memory at `host_addr` as guest physical memory at `gpa`.
 ///
@@ -86,11 +104,11 @@ pub fn resident_pages(mem: &vm_memory::GuestMemoryMmap, len: usize) -> Result<Ve
     let host = mem
         .get_host_address(GuestAddress(0))
         .map_err(|e| SysError::Mincore { len, source: std::io::Error::other(e.to_string()) })?;
-    let region_len = mem.iter().next().map_or(0, |r| vm_memory::GuestMemoryRegion::len(r) as usize);
+    let region_len = mem.iter().next().map_or(0, |r| host_len(vm_memory::GuestMemoryRegion::len(r)));
     if len > region_len {
         return Err(SysError::Mincore { len, source: std::io::Error::from_raw_os_error(libc::EINVAL) });
     }
-    let pages = len.div_ceil(crate::layout::PAGE_SIZE as usize);
+    let pages = len.div_ceil(host_len(crate::layout::PAGE_SIZE));
     let mut vec = vec![0u8; pages];
     // SAFETY: `host..host+len` lies inside the first region's live mapping (checked above), which is
     // page aligned (mmap); `vec` has one byte per page of that range, as mincore requires.
@@ -101,12 +119,19 @@ pub fn resident_pages(mem: &vm_memory::GuestMemoryMmap, len: usize) -> Result<Ve
     Ok(vec.into_iter().map(|b| b & 1 == 1).collect())
 }
 
+/// A guest size or offset as a host length: lossless on the 64-bit hosts KVM x86 runs on (guest RAM is
+/// at most 64 GiB).
+pub fn host_len(bytes: u64) -> usize {
+    usize::try_from(bytes).expect("a 64-bit host: usize holds every guest size")
+}
+
 /// Host CLOCK_MONOTONIC in nanoseconds (the clock of every vmct timestamp).
 pub fn mono_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always supported.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    // CLOCK_MONOTONIC is never negative.
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// The suberror of a `KVM_EXIT_INTERNAL_ERROR` exit (0 if the last exit was something else).
@@ -118,14 +143,25 @@ pub fn internal_error_suberror(run: &kvm_bindings::kvm_run) -> u32 {
     unsafe { run.__bindgen_anon_1.internal.suberror }
 }
 
-extern "C" fn on_watchdog_signal(_: libc::c_int) {}
+extern "C" fn on_watchdog_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
-fn watchdog_signal() -> libc::c_int {
-    libc::SIGRTMIN() + 2
+/// The signal that kicks a vCPU thread out of `KVM_RUN` (one for the whole process, as Firecracker's
+/// `VCPU_RTSIG_OFFSET`): its handler does nothing, and without `SA_RESTART` the ioctl returns EINTR.
+pub fn watchdog_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN() + 2
 }
 
-/// A one-shot-then-repeating timer that sends a signal to one thread: it interrupts that thread's
-/// `KVM_RUN` (which returns EINTR) once the deadline has passed, and keeps firing every few
+/// Install the no-op handler of [`watchdog_signal`] once per process; every caller sees its result.
+fn install_watchdog_handler() -> Result<(), SysError> {
+    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
+    let r = INSTALLED.get_or_init(|| {
+        vmm_sys_util::signal::register_signal_handler(watchdog_signal(), on_watchdog_signal).map_err(|e| e.errno())
+    });
+    r.map_err(|errno| SysError::Signal { signal: watchdog_signal(), source: std::io::Error::from_raw_os_error(errno) })
+}
+
+/// A one-shot-then-repeating timer that sends [`watchdog_signal`] to one thread: it interrupts that
+/// thread's `KVM_RUN` (which returns EINTR) once the deadline has passed, and keeps firing every few
 /// milliseconds so a signal that lands just before `KVM_RUN` is entered cannot be lost.
 #[derive(Debug)]
 pub struct ThreadTimer {
@@ -138,17 +174,7 @@ unsafe impl Send for ThreadTimer {}
 impl ThreadTimer {
     /// A disarmed timer that targets the calling thread.
     pub fn for_current_thread() -> Result<ThreadTimer, SysError> {
-        static HANDLER: Once = Once::new();
-        HANDLER.call_once(|| {
-            // SAFETY: a zeroed sigaction is a valid empty action; we then set a handler that does
-            // nothing (async-signal-safe) and no SA_RESTART, so blocking ioctls return EINTR.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = on_watchdog_signal as *const () as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(watchdog_signal(), &sa, std::ptr::null_mut());
-            }
-        });
+        install_watchdog_handler()?;
         // SAFETY: a zeroed sigevent is valid; the fields we set select thread-directed delivery.
         let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
         sev.sigev_notify = libc::SIGEV_THREAD_ID;
@@ -165,7 +191,10 @@ impl ThreadTimer {
 
     /// Fire after `after`, then every `every`; `None` disarms.
     pub fn set(&self, after: Option<Duration>, every: Duration) -> Result<(), SysError> {
-        let ts = |d: Duration| libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as _ };
+        let ts = |d: Duration| libc::timespec {
+            tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(d.subsec_nanos()),
+        };
         let spec = match after {
             // A zero it_value disarms, so arm at least 1 ns.
             Some(a) => libc::itimerspec { it_value: ts(a.max(Duration::from_nanos(1))), it_interval: ts(every) },
@@ -183,6 +212,51 @@ impl Drop for ThreadTimer {
     fn drop(&mut self) {
         // SAFETY: the timer is live and deleted exactly once.
         unsafe { libc::timer_delete(self.timer) };
+    }
+}
+
+/// The vCPU watchdog of both guest models: a [`ThreadTimer`] on the vCPU thread and the deadline it
+/// stands for. The run loop arms it while guest code runs, disarms it while the VMM waits for its host
+/// (that time does not count), and on an interrupted `KVM_RUN` asks [`Watchdog::expired`].
+#[derive(Debug)]
+pub struct Watchdog {
+    timer: ThreadTimer,
+    limit: Duration,
+    deadline_ns: u64,
+}
+
+/// How often the timer fires again once the deadline has passed (so a signal that lands just before
+/// `KVM_RUN` is entered is followed by another).
+const WATCHDOG_REPEAT: Duration = Duration::from_millis(5);
+
+impl Watchdog {
+    /// A disarmed watchdog for the calling (vCPU) thread.
+    pub fn for_current_thread(limit: Duration) -> Result<Watchdog, SysError> {
+        Ok(Watchdog { timer: ThreadTimer::for_current_thread()?, limit, deadline_ns: u64::MAX })
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// Start (or restart) the limit from now.
+    pub fn arm(&mut self) -> Result<(), SysError> {
+        self.timer.set(Some(self.limit), WATCHDOG_REPEAT)?;
+        let limit_ns = u64::try_from(self.limit.as_nanos()).unwrap_or(u64::MAX);
+        self.deadline_ns = mono_ns().saturating_add(limit_ns);
+        Ok(())
+    }
+
+    /// Stop counting (time until the next [`Watchdog::arm`] does not count).
+    pub fn disarm(&mut self) -> Result<(), SysError> {
+        self.deadline_ns = u64::MAX;
+        self.timer.set(None, Duration::ZERO)
+    }
+
+    /// True once the armed limit has passed.
+    pub fn expired(&self) -> bool {
+        mono_ns() >= self.deadline_ns
     }
 }
 
@@ -204,5 +278,26 @@ mod tests {
         let t = ThreadTimer::for_current_thread().unwrap();
         t.set(Some(Duration::from_secs(60)), Duration::from_millis(5)).unwrap();
         t.set(None, Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn watchdog_interrupts_a_blocking_call_on_its_thread_after_the_limit() {
+        let mut w = Watchdog::for_current_thread(Duration::from_millis(30)).unwrap();
+        assert!(!w.expired());
+        w.arm().unwrap();
+        // A blocking call with no SA_RESTART handler: the watchdog's signal ends it with EINTR.
+        let t = std::time::Instant::now();
+        loop {
+            // SAFETY: pause has no preconditions; it returns when a handled signal arrives.
+            let rc = unsafe { libc::pause() };
+            assert_eq!(rc, -1);
+            assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINTR));
+            if w.expired() {
+                break;
+            }
+        }
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        w.disarm().unwrap();
+        assert!(!w.expired());
     }
 }

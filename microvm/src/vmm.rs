@@ -19,10 +19,13 @@
 //! ([`crate::vm::exit_code_kind`] maps it back to a kind). `VMCT_VM_WATCHDOG_MS` and
 //! `VMCT_GUEST_TEST_HOOK` in the environment override the flags (so a harness can set them per instance).
 use crate::confine;
+use crate::error::{ErrorKind, VmError};
 use crate::layout::hooks;
 use crate::loader::Image;
+use crate::observe::{Host, HostCommand, Observer, Phase};
+use crate::snapshot::SnapshotError;
 use crate::sys;
-use crate::vm::{Host, HostCommand, Vm, VmConfig, VmError};
+use crate::vm::{Vm, VmConfig};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -62,7 +65,7 @@ fn hook_number(name: &str) -> Result<u32, ArgsError> {
     hooks::NAMES
         .iter()
         .position(|n| *n == name)
-        .map(|i| i as u32)
+        .map(|i| u32::try_from(i).expect("a handful of hooks"))
         .ok_or_else(|| ArgsError::Usage(format!("unknown test hook '{name}'; valid: {}", hooks::NAMES.join(", "))))
 }
 
@@ -146,10 +149,13 @@ impl StdioHost {
     }
 }
 
-impl Host for StdioHost {
-    fn phase(&mut self, name: &'static str, mono_ns: u64) {
-        self.pending.push_str(&format!("@vmct phase {name} {mono_ns}\n"));
+impl Observer for StdioHost {
+    fn phase(&mut self, phase: Phase, mono_ns: u64) {
+        self.pending.push_str(&phase.protocol_line(mono_ns));
     }
+}
+
+impl Host for StdioHost {
     fn output(&mut self, lines: &str) {
         self.pending.push_str(lines);
         self.flush();
@@ -198,8 +204,8 @@ pub fn main(args: &[String]) -> u8 {
     let mut host = StdioHost { pending: String::with_capacity(1024) };
     let vm = match &args.restore {
         Some(dir) => {
-            host.phase("vmm_start", start);
-            Vm::restore(std::path::Path::new(dir), args.config.watchdog)
+            host.phase(Phase::VmmStart, start);
+            Vm::restore(std::path::Path::new(dir), args.config.watchdog).map_err(VmmError::Restore)
         }
         None => {
             let image = match std::fs::read(&args.guest) {
@@ -209,25 +215,25 @@ pub fn main(args: &[String]) -> u8 {
                     return USAGE_EXIT;
                 }
             };
-            host.phase("vmm_start", start);
-            Vm::boot(args.config, Image::Elf(&image))
+            host.phase(Phase::VmmStart, start);
+            Vm::boot(args.config, Image::Elf(&image)).map_err(VmmError::Vm)
         }
     };
     let result = vm.and_then(|mut vm| {
-        for (name, ns) in vm.timeline.marks.clone() {
-            host.phase(name, ns);
+        for (phase, ns) in vm.timeline.marks.clone() {
+            host.phase(phase, ns);
         }
         // Built during setup; installed right before the first KVM_RUN.
-        let filter = confine::vcpu_filter()?;
+        let filter = confine::vcpu_filter().map_err(VmError::from)?;
         let mut before_guest = |host: &mut dyn Host| -> Result<(), VmError> {
             confine::before_guest(&filter)?;
-            host.phase("confine", sys::mono_ns());
+            host.phase(Phase::Confine, sys::mono_ns());
             if args.violate_seccomp {
                 host.output(&format!("{}\n", confine::violate_seccomp_for_test()));
             }
             Ok(())
         };
-        vm.run_with(&mut host, &mut before_guest)
+        Ok(vm.run_with(&mut host, &mut before_guest)?)
     });
     host.flush();
     match result {
@@ -236,9 +242,28 @@ pub fn main(args: &[String]) -> u8 {
     }
 }
 
-fn report(e: &VmError) -> u8 {
-    eprintln!("vmct-vmm: error: {} [{}]", e, e.kind());
-    e.exit_code()
+/// How the VMM process ended abnormally: booting or running the VM failed, or restoring it did.
+#[derive(Debug, thiserror::Error)]
+enum VmmError {
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Restore(SnapshotError),
+}
+
+impl VmmError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            VmmError::Vm(e) => e.kind(),
+            VmmError::Restore(e) => e.kind(),
+        }
+    }
+}
+
+fn report(e: &VmmError) -> u8 {
+    let kind = e.kind();
+    eprintln!("vmct-vmm: error: {e} [{kind}]");
+    kind.exit_code()
 }
 
 #[cfg(test)]

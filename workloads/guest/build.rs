@@ -6,5 +6,4 @@ fn main() {
     }
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{dir}/guest.ld");
     println!("cargo:rerun-if-changed=guest.ld");
-    println!("cargo:rerun-if-changed=../../microvm/src/layout.rs");
-}
+    }

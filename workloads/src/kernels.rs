@@ -35,7 +35,7 @@ pub fn touch_pages(buf: &mut [u8]) -> usize {
 pub fn seq_pass(buf: &mut [u8]) -> (usize, u64) {
     let mut sum = 0u64;
     for (i, line) in buf.chunks_exact_mut(64).enumerate() {
-        line[0] = i as u8;
+        line[0] = i.to_le_bytes()[0]; // the low byte: the pattern wraps every 256 lines
     }
     for line in buf.chunks_exact(64) {
         sum = sum.wrapping_add(line[0] as u64);
@@ -55,7 +55,9 @@ pub fn random_pages(buf: &mut [u8], touches: usize) -> u64 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let off = (x as usize % pages) * PAGE + (x as usize >> 40) % PAGE;
+        // Both remainders are below `pages` and PAGE, so they fit in usize.
+        let page = usize::try_from(x % pages as u64).expect("below the page count");
+        let off = page * PAGE + usize::try_from((x >> 40) % PAGE as u64).expect("below PAGE");
         buf[off] = buf[off].wrapping_add(1);
         sum = sum.wrapping_add(buf[off] as u64);
     }

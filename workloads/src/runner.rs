@@ -77,8 +77,7 @@ impl Write for Detail {
             take -= 1;
         }
         self.b[len..len + take].copy_from_slice(&s.as_bytes()[..take]);
-        // At most DETAIL_CAPACITY (< 256) bytes.
-        self.len = (len + take) as u8;
+        self.len = u8::try_from(len + take).expect("at most DETAIL_CAPACITY (< 256) bytes");
         Ok(())
     }
 }
@@ -121,7 +120,7 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
             0
         }
         Scenario::Idle { hold_mib } => {
-            let bytes = (hold_mib as usize).saturating_mul(crate::MIB);
+            let bytes = usize::try_from(hold_mib).unwrap_or(usize::MAX).saturating_mul(crate::MIB);
             let held = if bytes > 0 {
                 match p.memory(bytes) {
                     Ok(buf) => {
@@ -155,7 +154,7 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
         }
         Scenario::Mem { mib } => {
             p.emit(&Message::Ready);
-            let bytes = (mib as usize).saturating_mul(crate::MIB);
+            let bytes = usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(crate::MIB);
             let t0 = p.now_ns();
             match p.memory(bytes) {
                 Ok(_) => {}

@@ -158,17 +158,20 @@ pub fn zero_page(
     p.hdr.boot_flag = layout::KERNEL_BOOT_FLAG_MAGIC;
     p.hdr.header = layout::KERNEL_HDR_MAGIC;
     p.hdr.kernel_alignment = layout::KERNEL_MIN_ALIGNMENT_BYTES;
-    p.hdr.cmd_line_ptr = layout::CMDLINE_START as u32;
-    p.hdr.cmdline_size = cmdline_len as u32;
+    // Guest RAM is at most MAX_MEM_BYTES (3 GiB, check_mem), so every address and size in it fits the
+    // boot protocol's 32-bit fields; the command line is at most CMDLINE_MAX_BYTES.
+    let low32 = |x: u64| u32::try_from(x).expect("below 4 GiB: guest RAM is at most 3 GiB");
+    p.hdr.cmd_line_ptr = low32(layout::CMDLINE_START);
+    p.hdr.cmdline_size = u32::try_from(cmdline_len).expect("at most CMDLINE_MAX_BYTES");
     if let Some((addr, len)) = initrd {
-        p.hdr.ramdisk_image = addr as u32;
-        p.hdr.ramdisk_size = len as u32;
+        p.hdr.ramdisk_image = low32(addr);
+        p.hdr.ramdisk_size = low32(len);
     }
     let map = e820_map(mem_bytes);
     for (slot, e) in p.e820_table.iter_mut().zip(&map) {
         *slot = *e;
     }
-    p.e820_entries = map.len() as u8;
+    p.e820_entries = u8::try_from(map.len()).expect("three e820 entries");
     p
 }
 
@@ -189,13 +192,16 @@ pub const GDT: [u64; 4] =
 /// A KVM segment register loaded from GDT entry `index`.
 pub fn segment(index: usize) -> kvm_bindings::kvm_segment {
     let e = GDT[index];
-    let g = ((e >> 55) & 1) as u8;
-    let limit = (((e & 0x000f_0000_0000_0000) >> 32) | (e & 0xffff)) as u32;
-    let present = ((e >> 47) & 1) as u8;
+    // Masked bit fields of the descriptor: each fits its target type.
+    let bits = |x: u64| u32::try_from(x).expect("a masked descriptor field");
+    let bit = |x: u64| u8::try_from(x & 1).expect("one bit");
+    let g = bit(e >> 55);
+    let limit = bits(((e & 0x000f_0000_0000_0000) >> 32) | (e & 0xffff));
+    let present = bit(e >> 47);
     kvm_bindings::kvm_segment {
         base: ((e & 0xff00_0000_0000_0000) >> 32) | ((e & 0x0000_00ff_0000_0000) >> 16) | ((e & 0xffff_0000) >> 16),
         limit: if g == 1 { (limit << 12) | 0xfff } else { limit },
-        selector: (index * 8) as u16,
+        selector: u16::try_from(index * 8).expect("four GDT entries"),
         type_: ((e >> 40) & 0xf) as u8,
         present,
         dpl: ((e >> 45) & 3) as u8,

@@ -101,7 +101,7 @@ pub fn configure(kvm: &Kvm, vcpu: &VcpuFd, id: u8, entry: u64) -> Result<(), Cpu
     // 5. Special registers: flat segments from the boot GDT, long mode with the identity map.
     let mut sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
     sregs.gdt.base = layout::GDT_START;
-    sregs.gdt.limit = (std::mem::size_of_val(&boot::GDT) - 1) as u16;
+    sregs.gdt.limit = u16::try_from(std::mem::size_of_val(&boot::GDT) - 1).expect("four descriptors: 31");
     sregs.idt.base = layout::IDT_START;
     sregs.idt.limit = 7;
     sregs.cs = boot::segment(1);

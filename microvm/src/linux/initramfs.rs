@@ -25,6 +25,14 @@ pub enum InitramfsError {
     /// A path is not valid UTF-8 (cpio names are written as is, but we keep names printable).
     #[error("initramfs: path {0:?} is not UTF-8")]
     NonUtf8(PathBuf),
+    /// An entry does not fit the newc format's 32-bit fields (a file of 4 GiB or more).
+    #[error("initramfs: {name}: {what} does not fit a cpio newc header (32 bits)")]
+    TooLarge {
+        /// The entry's path in the archive.
+        name: String,
+        /// Which field.
+        what: &'static str,
+    },
     /// Malformed archive (in [`parse`]).
     #[error("initramfs: malformed cpio at byte {offset}: {what}")]
     Malformed {
@@ -196,17 +204,25 @@ impl Initramfs {
                 }
             };
             let nlink = if node.mode & 0o170000 == S_IFDIR { 2 } else { 1 };
-            write_entry(&mut out, ino as u32 + 1, node.mode, nlink, node.rdev, name, &data);
+            let too_large = |what| InitramfsError::TooLarge { name: name.clone(), what };
+            let ino = u32::try_from(ino + 1).map_err(|_| too_large("inode count"))?;
+            let size = u32::try_from(data.len()).map_err(|_| too_large("file size"))?;
+            let name_size = u32::try_from(name.len() + 1).map_err(|_| too_large("name length"))?;
+            write_entry(&mut out, [ino, node.mode, nlink, size, name_size], node.rdev, name, &data);
         }
-        write_entry(&mut out, 0, 0, 1, (0, 0), "TRAILER!!!", &[]);
+        const TRAILER: &str = "TRAILER!!!";
+        let trailer_size = u32::try_from(TRAILER.len() + 1).expect("11 bytes");
+        write_entry(&mut out, [0, 0, 1, 0, trailer_size], (0, 0), TRAILER, &[]);
         Ok(out)
     }
 }
 
 /// One newc entry: "070701", 13 eight-digit hex fields, the NUL-terminated name, padding to 4,
-/// the data, padding to 4.
-fn write_entry(out: &mut Vec<u8>, ino: u32, mode: u32, nlink: u32, rdev: (u32, u32), name: &str, data: &[u8]) {
-    let fields = [ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
+/// the data, padding to 4. `[ino, mode, nlink, filesize, namesize]` are the caller's checked fields
+/// (newc fields are 32-bit).
+fn write_entry(out: &mut Vec<u8>, ids: [u32; 5], rdev: (u32, u32), name: &str, data: &[u8]) {
+    let [ino, mode, nlink, filesize, namesize] = ids;
+    let fields = [ino, mode, 0, 0, nlink, 0, filesize, 0, 0, rdev.0, rdev.1, namesize, 0];
     out.extend_from_slice(b"070701");
     for f in fields {
         out.extend_from_slice(format!("{f:08x}").as_bytes());

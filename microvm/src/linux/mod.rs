@@ -10,8 +10,10 @@
 //! ```no_run
 //! use microvm::linux::{boot, vm::{LinuxVm, LinuxVmConfig}, initramfs};
 //! # struct Print;
-//! # impl microvm::linux::vm::Observer for Print {
-//! #     fn phase(&mut self, _: microvm::linux::vm::Phase, _: u64) {}
+//! # impl microvm::observe::Observer for Print {
+//! #     fn phase(&mut self, _: microvm::observe::Phase, _: u64) {}
+//! # }
+//! # impl microvm::linux::vm::Console for Print {
 //! #     fn console_line(&mut self, _: u64, l: &str) -> microvm::linux::vm::Control {
 //! #         println!("{l}"); microvm::linux::vm::Control::Continue }
 //! # }
@@ -30,21 +32,23 @@
 //!
 //! Modules: [`layout`] (addresses and ports, in one place), [`boot`] (boot protocol as pure
 //! functions), [`initramfs`] (cpio newc from layer directories), [`cpu`] (vCPU boot state),
-//! [`vm`] (build + run loop), [`vmm`] (the one-VM-per-process entry point), [`sys`] (the only
-//! `unsafe` code).
+//! [`vm`] (build + run loop), [`vmm`] (the one-VM-per-process entry point). KVM, VM, memory and
+//! vCPU creation, the OS wrappers and the watchdog are the bare model's ([`crate::builder`],
+//! [`crate::sys`]).
 pub mod boot;
 pub mod cpu;
 pub mod initramfs;
 pub mod layout;
 pub mod pvm;
-pub mod sys;
 pub mod vm;
 pub mod vmm;
 
+use crate::builder::BuildError;
 use crate::status::Flavour;
+use crate::sys::{self, SysError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vm::{Control, LinuxVm, LinuxVmConfig, Observer, Outcome, Phase};
+use vm::{Console, Control, LinuxVm, LinuxVmConfig, Observer, Outcome, Phase};
 
 /// Why the linux model cannot run workloads on a kvm_pvm host.
 pub const PVM_REASON: &str = "kvm_pvm cannot run guest userspace: guest kernel code is interpreted, so the linux \
@@ -61,12 +65,9 @@ pub enum LinuxError {
         /// Cause.
         source: kvm_ioctls::Error,
     },
-    /// Guest memory could not be created or registered.
-    #[error("linux vm: guest memory: {source}")]
-    Memory {
-        /// Cause.
-        source: std::io::Error,
-    },
+    /// KVM, the VM, guest memory or the vCPU could not be created ([`crate::builder`]).
+    #[error("linux vm: {0}")]
+    Build(#[from] BuildError),
     /// Writing boot data into guest memory failed.
     #[error("linux vm: cannot write the {what} into guest memory: {reason}")]
     GuestWrite {
@@ -96,11 +97,8 @@ pub enum LinuxError {
         source: std::io::Error,
     },
     /// The watchdog could not be started.
-    #[error("linux vm: watchdog: {source}")]
-    Watchdog {
-        /// Cause.
-        source: std::io::Error,
-    },
+    #[error("linux vm: {0}")]
+    Watchdog(SysError),
     /// `KVM_EXIT_FAIL_ENTRY`.
     #[error("linux vm: the vCPU could not enter the guest (hardware reason {reason:#x})")]
     FailEntry {
@@ -228,6 +226,8 @@ pub fn probe_first_byte(kernel: &Path, opts: &ProbeOptions) -> Result<FirstByte,
     }
     impl Observer for Probe {
         fn phase(&mut self, _: Phase, _: u64) {}
+    }
+    impl Console for Probe {
         fn console_line(&mut self, ns: u64, line: &str) -> Control {
             let at = Duration::from_nanos(ns.saturating_sub(self.start));
             self.lines += 1;

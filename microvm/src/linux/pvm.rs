@@ -1,9 +1,11 @@
 //! A measured check for the PVM guest ABI on a kvm_pvm host (shared/HOST-NOTES.md): upstream PVM runs a
 //! PVM-enabled guest kernel at native speed, and offers its MSRs (0x4b564df0-0x4b564df7) and CPUID
 //! leaf 0x40000002; the kvm_pvm of this project's hosts offers neither, so no guest kernel runs faster
-//! than the stock one there. The check creates a throwaway VM with one vCPU and asks KVM.
+//! than the stock one there. The check creates a throwaway VM with one vCPU (through the shared
+//! [`crate::builder`], with a minimal guest memory nothing touches) and asks KVM.
+use crate::builder::{BuildError, VmBuilder};
+use crate::observe::Timeline;
 use kvm_bindings::{kvm_msr_entry, Msrs, KVM_MAX_CPUID_ENTRIES};
-use kvm_ioctls::Kvm;
 
 /// The first PVM MSR (`MSR_PVM_LINEAR_ADDRESS_RANGE` in Ant Group's PVM patches).
 pub const PVM_MSR: u32 = 0x4b56_4df0;
@@ -21,6 +23,9 @@ pub enum PvmCheckError {
         /// Cause.
         source: kvm_ioctls::Error,
     },
+    /// The throwaway VM could not be built.
+    #[error("pvm check: {0}")]
+    Build(#[from] BuildError),
 }
 
 /// What KVM answered.
@@ -57,7 +62,8 @@ impl PvmAbi {
 /// Ask this host's KVM (needs read-write /dev/kvm).
 pub fn check() -> Result<PvmAbi, PvmCheckError> {
     let kvm_err = |what| move |source| PvmCheckError::Kvm { what, source };
-    let kvm = Kvm::new().map_err(kvm_err("open /dev/kvm"))?;
+    let mut builder = VmBuilder::new(&mut Timeline::default())?;
+    let kvm = builder.kvm();
     let msr_listed = kvm.get_msr_index_list().map_err(kvm_err("KVM_GET_MSR_INDEX_LIST"))?.as_slice().contains(&PVM_MSR);
     let cpuid_leaf = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -65,8 +71,9 @@ pub fn check() -> Result<PvmAbi, PvmCheckError> {
         .as_slice()
         .iter()
         .any(|e| e.function == PVM_CPUID_LEAF);
-    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    builder.memfd_memory(c"vmct-pvm-check", crate::layout::HUGE_PAGE_SIZE)?;
+    let machine = builder.vcpus(1)?;
+    let vcpu = &machine.vcpus[0];
     let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index: PVM_MSR, ..Default::default() }])
         .expect("one MSR fits the FAM wrapper");
     // KVM_GET_MSRS returns how many MSRs it read: 0 (or an error) when it refuses the index.

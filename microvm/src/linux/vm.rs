@@ -8,17 +8,22 @@
 //! 5. the 8250 serial console (vm-superio) with an irqfd on GSI 4;
 //! 6. one vCPU configured for the 64-bit entry ([`super::cpu::configure`]).
 //!
+//! Steps 1, 2 and the vCPU of 6 are the shared [`crate::builder`] (as for the bare model).
+//!
 //! [`LinuxVm::run`] then loops on `KVM_RUN`, emulating the serial port, the boot-timer port and the
-//! i8042 reset, reporting phases and console lines to an [`Observer`], under a watchdog.
-use super::{boot, cpu, layout, layout::ports, sys, LinuxError};
+//! i8042 reset, reporting phases and console lines to a [`Console`] observer, under the shared vCPU
+//! watchdog ([`crate::sys::Watchdog`]).
+use super::{boot, cpu, layout, layout::ports, LinuxError};
+use crate::builder::{Machine, VmBuilder};
+use crate::observe::Timeline;
+use crate::sys::{self, Watchdog};
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::VcpuExit;
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -43,30 +48,9 @@ pub struct LinuxVmConfig {
     pub timeout: Duration,
 }
 
-/// Boot milestones, host CLOCK_MONOTONIC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The VM is built and the vCPU configured (just before the first `KVM_RUN`).
-    VmmSetup,
-    /// The first VM exit: the kernel is executing.
-    KernelEntry,
-    /// The first byte on the serial console.
-    FirstConsoleByte,
-    /// /init wrote the boot-timer port.
-    InitStart,
-}
-
-impl Phase {
-    /// Name used in `@vmct phase` lines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::VmmSetup => "vmm_setup",
-            Phase::KernelEntry => "kernel_entry",
-            Phase::FirstConsoleByte => "first_console_byte",
-            Phase::InitStart => "init_start",
-        }
-    }
-}
+/// Boot milestones, host CLOCK_MONOTONIC: the linux model's [`Phase::VmmSetup`],
+/// [`Phase::KernelEntry`], [`Phase::FirstConsoleByte`] and [`Phase::InitStart`].
+pub use crate::observe::{Observer, Phase};
 
 /// Whether to keep running after a console line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +61,8 @@ pub enum Control {
     Stop,
 }
 
-/// Receives what the guest does, as it happens.
-pub trait Observer {
-    /// A milestone was reached.
-    fn phase(&mut self, phase: Phase, mono_ns: u64);
+/// Receives what the guest does, as it happens: its milestones ([`Observer`]) and console lines.
+pub trait Console: Observer {
     /// A complete console line (without the line end); `mono_ns` is when its newline arrived.
     fn console_line(&mut self, mono_ns: u64, line: &str) -> Control;
 }
@@ -195,11 +177,8 @@ impl ConsoleInput {
 
 /// A built, not yet started, Linux guest.
 pub struct LinuxVm {
-    // Field order is drop order: the vCPU and VM fds go before the memory they map.
-    vcpu: VcpuFd,
-    _vm: VmFd,
-    _kvm: Kvm,
-    _mem: GuestMemoryMmap,
+    /// One vCPU, VM, KVM and guest memory (in drop order).
+    machine: Machine,
     serial: Arc<Mutex<SerialDevice>>,
     timeout: Duration,
     setup_done_ns: u64,
@@ -214,33 +193,24 @@ impl LinuxVm {
     pub fn new(cfg: &LinuxVmConfig) -> Result<LinuxVm, LinuxError> {
         boot::check_mem(cfg.mem_bytes)?;
         // 1. VM, TSS, irqchip, PIT.
-        let kvm = Kvm::new().map_err(kvm_err("open /dev/kvm"))?;
-        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let mut builder = VmBuilder::new(&mut Timeline::default())?;
+        let vm = builder.vm();
         vm.set_tss_address(layout::KVM_TSS_ADDRESS).map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
         vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
         let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
         vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
         // 2. Guest memory.
         let name = std::ffi::CString::new(GUEST_MEMFD_NAME).expect("no NUL in the memfd name");
-        let file = sys::memfd(&name, cfg.mem_bytes).map_err(|source| LinuxError::Memory { source })?;
-        let mem = GuestMemoryMmap::<()>::from_ranges_with_files([(
-            GuestAddress(0),
-            cfg.mem_bytes as usize,
-            Some(FileOffset::new(file, 0)),
-        )])
-        .map_err(|e| LinuxError::Memory { source: std::io::Error::other(e.to_string()) })?;
-        let host = mem
-            .get_host_address(GuestAddress(0))
-            .map_err(|e| LinuxError::Memory { source: std::io::Error::other(e.to_string()) })?;
-        sys::set_memory_slot(&vm, 0, 0, cfg.mem_bytes, host).map_err(|source| LinuxError::Memory { source })?;
+        let mem = builder.memfd_memory(&name, cfg.mem_bytes)?;
         // 3. Kernel.
-        let (entry, kernel_end, header) = load_kernel(&mem, &cfg.kernel)?;
+        let (entry, kernel_end, header) = load_kernel(mem, &cfg.kernel)?;
         // 4. Initramfs, command line, zero page, GDT, IDT, page tables.
         let initrd = match &cfg.initramfs {
             Some(cpio) => {
-                let addr = boot::initrd_address(cfg.mem_bytes, kernel_end, cpio.len() as u64)?;
+                let len = cpio.len() as u64; // usize to u64: lossless on x86_64
+                let addr = boot::initrd_address(cfg.mem_bytes, kernel_end, len)?;
                 mem.write_slice(cpio, GuestAddress(addr)).map_err(LinuxError::guest_write("initramfs"))?;
-                Some((addr, cpio.len() as u64))
+                Some((addr, len))
             }
             None => None,
         };
@@ -257,9 +227,8 @@ impl LinuxVm {
         mem.write_slice(&cmdline, GuestAddress(layout::CMDLINE_START)).map_err(LinuxError::guest_write("cmdline"))?;
         let zp = boot::zero_page(cfg.mem_bytes, cfg.cmdline.len(), initrd, header);
         mem.write_obj(zp, GuestAddress(layout::ZERO_PAGE_START)).map_err(LinuxError::guest_write("zero page"))?;
-        for (i, e) in boot::GDT.iter().enumerate() {
-            mem.write_obj(*e, GuestAddress(layout::GDT_START + i as u64 * 8))
-                .map_err(LinuxError::guest_write("GDT"))?;
+        for (i, e) in (0u64..).zip(boot::GDT.iter()) {
+            mem.write_obj(*e, GuestAddress(layout::GDT_START + i * 8)).map_err(LinuxError::guest_write("GDT"))?;
         }
         mem.write_obj(0u64, GuestAddress(layout::IDT_START)).map_err(LinuxError::guest_write("IDT"))?;
         for (addr, v) in boot::page_table_writes() {
@@ -267,16 +236,13 @@ impl LinuxVm {
         }
         // 5. Serial console with its interrupt.
         let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| LinuxError::Serial { source })?;
-        vm.register_irqfd(&evt, ports::COM1_IRQ).map_err(kvm_err("KVM_IRQFD (serial)"))?;
+        builder.vm().register_irqfd(&evt, ports::COM1_IRQ).map_err(kvm_err("KVM_IRQFD (serial)"))?;
         let serial = Serial::new(IrqTrigger(evt), ConsoleBuf::default());
-        // 6. vCPU.
-        let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        cpu::configure(&kvm, &vcpu, 0, entry)?;
+        // 6. One vCPU.
+        let machine = builder.vcpus(1)?;
+        cpu::configure(&machine.kvm, &machine.vcpus[0], 0, entry)?;
         Ok(LinuxVm {
-            vcpu,
-            _vm: vm,
-            _kvm: kvm,
-            _mem: mem,
+            machine,
             serial: Arc::new(Mutex::new(serial)),
             timeout: cfg.timeout,
             setup_done_ns: sys::mono_ns(),
@@ -289,7 +255,7 @@ impl LinuxVm {
     }
 
     /// Run the guest until it resets, panics, faults, the observer stops it, or the watchdog fires.
-    pub fn run(mut self, obs: &mut dyn Observer) -> Result<RunReport, LinuxError> {
+    pub fn run(mut self, obs: &mut dyn Console) -> Result<RunReport, LinuxError> {
         let mut report = RunReport {
             outcome: Outcome::Stopped,
             phases: Vec::new(),
@@ -297,24 +263,28 @@ impl LinuxVm {
             last_lines: Vec::new(),
             exits: 0,
         };
-        let mark = |report: &mut RunReport, obs: &mut dyn Observer, p: Phase, ns: u64| {
+        let mark = |report: &mut RunReport, obs: &mut dyn Console, p: Phase, ns: u64| {
             if !report.phases.iter().any(|(q, _)| *q == p) {
                 report.phases.push((p, ns));
                 obs.phase(p, ns);
             }
         };
         mark(&mut report, obs, Phase::VmmSetup, self.setup_done_ns);
-        let watchdog = Watchdog::start(self.timeout).map_err(|source| LinuxError::Watchdog { source })?;
+        let mut watchdog = Watchdog::for_current_thread(self.timeout).map_err(LinuxError::Watchdog)?;
+        watchdog.arm().map_err(LinuxError::Watchdog)?;
         let mut panic_line: Option<String> = None;
+        let vcpu = &mut self.machine.vcpus[0];
         let result = loop {
-            if watchdog.fired() {
-                break Ok(Outcome::Watchdog { after: self.timeout });
-            }
-            let exit = self.vcpu.run();
+            let exit = vcpu.run();
             let now = sys::mono_ns();
             let exit = match exit {
                 Ok(e) => e,
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    if watchdog.expired() {
+                        break Ok(Outcome::Watchdog { after: self.timeout });
+                    }
+                    continue;
+                }
                 Err(source) => break Err(LinuxError::Kvm { what: "KVM_RUN", source }),
             };
             report.exits += 1;
@@ -326,7 +296,7 @@ impl LinuxVm {
                 VcpuExit::IoOut(port, data) if (ports::COM1..ports::COM1 + ports::COM1_LEN).contains(&port) => {
                     let mut s = self.serial.lock().unwrap_or_else(|e| e.into_inner());
                     // A failed interrupt injection only delays output; the guest polls as a fallback.
-                    let _ = s.write((port - ports::COM1) as u8, data[0]);
+                    let _ = s.write(com1_offset(port), data[0]);
                     serial_out = true;
                     None
                 }
@@ -339,7 +309,7 @@ impl LinuxVm {
                 VcpuExit::IoIn(port, data) => {
                     if (ports::COM1..ports::COM1 + ports::COM1_LEN).contains(&port) {
                         let mut s = self.serial.lock().unwrap_or_else(|e| e.into_inner());
-                        data[0] = s.read((port - ports::COM1) as u8);
+                        data[0] = s.read(com1_offset(port));
                     } else if port == ports::I8042_COMMAND {
                         data.fill(0); // status: input buffer empty, so a reset is sent at once
                     } else {
@@ -390,7 +360,7 @@ impl LinuxVm {
                 None => {}
             }
         };
-        watchdog.finish();
+        drop(watchdog);
         // Lines still in the buffer (a partial last line) go to the observer too.
         {
             let mut s = self.serial.lock().unwrap_or_else(|e| e.into_inner());
@@ -413,6 +383,11 @@ impl LinuxVm {
         };
         Ok(report)
     }
+}
+
+/// The register offset of a port in the COM1 range (0..8).
+fn com1_offset(port: u16) -> u8 {
+    u8::try_from(port - ports::COM1).expect("a port in the 8-port COM1 range")
 }
 
 /// Load an ELF vmlinux or a bzImage; returns (64-bit entry, end of the image, bzImage setup header).
@@ -438,49 +413,6 @@ fn load_kernel(
     }
 }
 
-/// Stops a run after a timeout: sets a flag and kicks the vCPU thread out of `KVM_RUN` (repeatedly,
-/// so a kick that lands between the flag check and the ioctl is not lost).
-struct Watchdog {
-    fired: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watchdog {
-    fn start(timeout: Duration) -> std::io::Result<Watchdog> {
-        let kicker = sys::Kicker::for_current_thread()?;
-        let fired = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
-        let (f, d) = (fired.clone(), done.clone());
-        let deadline = std::time::Instant::now() + timeout;
-        let thread = std::thread::Builder::new().name("vmct-linux-watchdog".into()).spawn(move || {
-            while !d.load(Ordering::Acquire) {
-                let now = std::time::Instant::now();
-                if now >= deadline {
-                    f.store(true, Ordering::Release);
-                    kicker.kick();
-                    std::thread::sleep(Duration::from_millis(10));
-                } else {
-                    std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
-                }
-            }
-        })?;
-        Ok(Watchdog { fired, done, thread: Some(thread) })
-    }
-
-    fn fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
-    }
-
-    /// Stop the thread and wait for it (so it never signals a thread that has moved on).
-    fn finish(mut self) {
-        self.done.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,12 +430,5 @@ mod tests {
         assert_eq!(c.bytes, 46);
         c.write_all(&vec![b'x'; MAX_LINE + 10]).unwrap();
         assert_eq!(c.take_lines().len(), 1);
-    }
-
-    #[test]
-    fn phase_names_are_protocol_words() {
-        for p in [Phase::VmmSetup, Phase::KernelEntry, Phase::FirstConsoleByte, Phase::InitStart] {
-            assert!(p.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-        }
     }
 }

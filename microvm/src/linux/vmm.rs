@@ -8,11 +8,12 @@
 //! line of the guest (the workload's protocol lines among them). Host stdin is typed into the guest
 //! console; at its end the VMM types `stop` (what the `idle` workload waits for). The exit status is
 //! the workload's `done` status, or one of the codes below for abnormal ends ([`exit_code_kind`]).
-use super::vm::{Control, LinuxVm, LinuxVmConfig, Observer, Outcome, Phase};
+use super::vm::{Console, Control, LinuxVm, LinuxVmConfig, Observer, Outcome, Phase};
 use super::{boot, layout};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
+use workloads::protocol::{Message, PREFIX};
 
 /// Bad command line or unreadable input.
 pub const USAGE_EXIT: u8 = 2;
@@ -91,15 +92,18 @@ struct Forward {
 impl Observer for Forward {
     fn phase(&mut self, phase: Phase, mono_ns: u64) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "@vmct phase {} {mono_ns}", phase.as_str());
+        let _ = out.write_all(phase.protocol_line(mono_ns).as_bytes());
         let _ = out.flush();
     }
+}
+
+impl Console for Forward {
     fn console_line(&mut self, _: u64, line: &str) -> Control {
         // Protocol lines may follow kernel output on the same line (no newline before /init's first
         // write): start them at the prefix.
-        let line = line.find("@vmct ").map_or(line, |i| &line[i..]);
-        if let Some(s) = line.strip_prefix("@vmct done ") {
-            self.done = s.trim().parse().ok();
+        let line = line.find(PREFIX).map_or(line, |i| &line[i..]);
+        if let Ok(Message::Done { status }) = Message::decode(line) {
+            self.done = Some(status);
         }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");

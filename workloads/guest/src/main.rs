@@ -2,16 +2,14 @@
 //!
 //! The VMM (crate `microvm`) loads this ELF at `IMAGE_BASE`, builds identity-mapped page tables and
 //! starts it at CPL3. Everything the guest needs from the host goes through the port map of
-//! `microvm/src/layout.rs` (compiled in here with `#[path]`, so both sides share one definition):
+//! `guest_abi::layout` (a crate both sides depend on, so they share one definition):
 //! protocol lines are written into the mailbox and announced with one doorbell `out`; the scenario
 //! words, TSC frequency and heap bounds come from the boot-info block. The scenario itself runs through
 //! the same `workloads::runner` as every other platform.
 #![no_std]
 #![no_main]
 
-#[path = "../../../microvm/src/layout.rs"]
-#[allow(dead_code)]
-mod layout;
+use guest_abi::layout;
 mod mem;
 mod probes;
 
@@ -83,7 +81,7 @@ impl Mailbox {
 
     /// Append `bytes`, ringing the doorbell first if they do not fit.
     fn append(bytes: &[u8]) {
-        let cap = layout::MAILBOX_CAPACITY as usize;
+        let cap = usize::try_from(layout::MAILBOX_CAPACITY).expect("32 KiB");
         let bytes = &bytes[..bytes.len().min(cap)];
         if Self::len() + bytes.len() > cap {
             Self::flush();
@@ -92,14 +90,14 @@ impl Mailbox {
         // SAFETY: len + bytes.len() <= capacity, so the copy stays inside the mailbox.
         unsafe {
             core::ptr::copy_nonoverlapping(bytes.as_ptr(), (layout::MAILBOX_TEXT as *mut u8).add(len), bytes.len());
-            core::ptr::write_volatile(Self::len_ptr(), (len + bytes.len()) as u32);
+            core::ptr::write_volatile(Self::len_ptr(), u32::try_from(len + bytes.len()).expect("at most the capacity"));
         }
     }
 
     /// Have the VMM forward what is in the mailbox (one port exit).
     fn flush() {
         if Self::len() > 0 {
-            outl(ports::DOORBELL, Self::len() as u32);
+            outl(ports::DOORBELL, u32::try_from(Self::len()).expect("the mailbox length is a u32"));
         }
     }
 }
@@ -199,7 +197,7 @@ impl Guest {
 
 impl Platform for Guest {
     fn now_ns(&mut self) -> u64 {
-        (rdtsc() as u128 * 1_000_000 / self.tsc_khz as u128) as u64
+        u64::try_from(u128::from(rdtsc()) * 1_000_000 / u128::from(self.tsc_khz)).unwrap_or(u64::MAX)
     }
 
     fn emit(&mut self, msg: &Message<'_>) {

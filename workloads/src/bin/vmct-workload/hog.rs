@@ -29,10 +29,13 @@ pub fn run_if_requested(p: &mut LinuxPlatform) -> Option<i32> {
     let kind = std::env::var(ENV_HOG).ok().filter(|k| !k.is_empty())?;
     let secs = env_num("VMCT_HOG_SECS", 30.0, MAX_SECS);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    // env_num clamps to 0..=max, and a float-to-int `as` saturates: the counts are whole and in range.
+    #[allow(clippy::cast_possible_truncation)]
+    let count = |name, default, max: u64| env_num(name, default, max as f64) as u64;
     let status = match kind.as_str() {
-        "mem" => mem(p, env_num("VMCT_HOG_MIB", 256.0, MAX_MIB as f64) as u64, deadline),
+        "mem" => mem(p, count("VMCT_HOG_MIB", 256.0, MAX_MIB), deadline),
         "cpu" => cpu(p, deadline),
-        "fork" => fork(p, env_num("VMCT_HOG_PROCS", 64.0, MAX_PROCS as f64) as u64, deadline),
+        "fork" => fork(p, count("VMCT_HOG_PROCS", 64.0, MAX_PROCS), deadline),
         other => {
             p.emit(&Message::Unsupported { what: "hog", reason: "unknown VMCT_HOG (mem, cpu, fork)" });
             eprintln!("vmct-workload: unknown hog {other}");
@@ -45,7 +48,7 @@ pub fn run_if_requested(p: &mut LinuxPlatform) -> Option<i32> {
 
 /// Touch `mib` MiB once, report ready, then keep re-touching every page until the deadline.
 fn mem(p: &mut LinuxPlatform, mib: u64, deadline: Instant) -> i32 {
-    let bytes = (mib as usize) << 20;
+    let bytes = usize::try_from(mib).expect("at most MAX_MIB") << 20;
     let buf = match p.memory(bytes) {
         Ok(b) => b,
         Err(reason) => {

@@ -59,10 +59,13 @@ pub fn raise(ctx: &Ctx) -> Verdict {
     let Some((_, prm)) = capget() else { return Verdict::error(format!("capget: {}", sys::errno_name(sys::errno()))) };
     let bnd = bounding();
     let want = prm | bnd;
+    // The 64-bit set in the two 32-bit halves capset's v3 data takes.
+    let low = u32::try_from(want & 0xffff_ffff).expect("masked to 32 bits");
+    let high = u32::try_from(want >> 32).expect("the upper 32 bits");
     let mut h = Header { version: VERSION_3, pid: 0 };
     let d = [
-        Data { effective: want as u32, permitted: want as u32, inheritable: 0 },
-        Data { effective: (want >> 32) as u32, permitted: (want >> 32) as u32, inheritable: 0 },
+        Data { effective: low, permitted: low, inheritable: 0 },
+        Data { effective: high, permitted: high, inheritable: 0 },
     ];
     // SAFETY: h and d are the v3 header and data array capset expects; only this process changes.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) };

@@ -59,7 +59,7 @@ fn call(what: &str, nr: i64, a: [u64; 5], returns_fd: bool) -> Verdict {
     if r >= 0 {
         if returns_fd {
             // SAFETY: r is a descriptor this call just returned to us; closed once.
-            unsafe { libc::close(r as i32) };
+            unsafe { libc::close(i32::try_from(r).expect("a file descriptor is an int")) };
         }
         return Verdict::reached(format!("{what} returned {r} (expected a rejection)"));
     }

@@ -84,7 +84,7 @@ fn detached(fstype: &str) -> Verdict {
     if fd < 0 {
         return Verdict::blocked(format!("no writable directory; fsopen {fstype}: {}", sys::errno_name(sys::errno())));
     }
-    let fd = fd as i32;
+    let fd = i32::try_from(fd).expect("a file descriptor is an int");
     // SAFETY: FSCONFIG_CMD_CREATE (6) takes no key/value; fd is our fs context.
     let c = unsafe { libc::syscall(libc::SYS_fsconfig, fd, 6, 0usize, 0usize, 0) };
     let m = if c == 0 {
@@ -97,7 +97,7 @@ fn detached(fstype: &str) -> Verdict {
     // SAFETY: closing fds we own.
     unsafe {
         if m >= 0 {
-            libc::close(m as i32);
+            libc::close(i32::try_from(m).expect("a file descriptor is an int"));
         }
         libc::close(fd);
     }

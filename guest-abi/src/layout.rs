@@ -24,8 +24,8 @@
 //! the guest); the rest uses 2 MiB pages. Anything above the MMIO window is not mapped: a guest access
 //! there is a page fault, reported through the exception stubs.
 //!
-//! This file is also compiled into the guest (`workloads/guest` includes it with `#[path]`), so it
-//! uses nothing but `core`.
+//! This module is shared with the guest (`workloads/guest` depends on this crate by path), so it uses
+//! nothing but `core`.
 
 /// Size of a small page.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -47,7 +47,9 @@ pub const TSS_IOMAP_OFFSET: u64 = 104;
 /// Size of the I/O permission bitmap (one bit per port) plus its all-ones terminating byte.
 pub const IOMAP_BYTES: u64 = 8192 + 1;
 /// TSS limit (size minus one): the TSS and the whole I/O bitmap.
+#[allow(clippy::cast_possible_truncation)] // 104 + 8193 - 1 = 8296: checked to fit just below
 pub const TSS_LIMIT: u32 = (TSS_IOMAP_OFFSET + IOMAP_BYTES - 1) as u32;
+const _: () = assert!(TSS_IOMAP_OFFSET + IOMAP_BYTES - 1 <= u32::MAX as u64);
 /// Ring-0 trampoline (one `iretq`, after the I/O bitmap): vCPUs start here at CPL0 with an IRET frame
 /// on the kernel stack and drop to CPL3 (also how a probe resumes after an exception).
 pub const TRAMPOLINE_ADDR: u64 = 0x5800;
