@@ -1,6 +1,9 @@
-//! Peer runtimes `crun` and `runc`: the same base image as our `container` backend, run through a
-//! generated OCI bundle (`container::oci`) with `<runtime> --root STATE run -b BUNDLE ID` in the
-//! foreground (one child process, so [`ChildInstance`] handles it).
+//! Peer runtimes `crun`, `runc` and gVisor's `runsc`: the same base image as our `container` backend,
+//! run through a generated OCI bundle (`container::oci`) with
+//! `<runtime> --root STATE [GLOBAL FLAGS] run --bundle BUNDLE ID` in the foreground (one child process,
+//! so [`ChildInstance`] handles it). runsc differs only in its global flags (platform, no network), its
+//! model (a user-space kernel, not a container) and how its memory and attack surface are read
+//! ([`super::runsc`]).
 //!
 //! Per launch, like containerd: `<state root>/<id>/{upper,work,rootfs,state,config.json}`; the overlay is
 //! mounted in a private mount namespace entered between fork and exec of the runtime (the host never
@@ -21,9 +24,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// `crun` and `runc`.
+/// `crun`, `runc` and `runsc`.
 pub fn backends(workload: &Path) -> Vec<Box<dyn Backend>> {
-    ["crun", "runc"].into_iter().map(|n| Box::new(PeerBackend::new(n, workload)) as Box<dyn Backend>).collect()
+    ["crun", "runc", super::runsc::NAME].into_iter().map(|n| Box::new(PeerBackend::new(n, workload)) as Box<dyn Backend>).collect()
 }
 
 /// Find `bin` in PATH.
@@ -38,35 +41,57 @@ pub fn which(bin: &str) -> Option<PathBuf> {
 struct Setup {
     bin: PathBuf,
     version: String,
+    /// Flags before the subcommand of every `run` (runsc: `--network=none --platform=P`).
+    global_args: Vec<String>,
     image: Image,
     hybrid: bool,
     /// cgroupsPath parent (this process's own memory cgroup path, or the v2 path).
     cgroup_parent: String,
 }
 
+/// How a peer runtime isolates: an OCI container runtime on the shared host kernel (crun, runc), or
+/// gVisor's user-space kernel (runsc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    /// crun, runc.
+    Container,
+    /// runsc: the workload's system calls go to the Sentry ([`super::runsc`]).
+    UserSpaceKernel,
+}
+
 /// One peer runtime.
 pub struct PeerBackend {
     name: &'static str,
+    flavour: Flavour,
     workload: PathBuf,
     setup: Mutex<Option<Result<Arc<Setup>, String>>>,
 }
 
 impl PeerBackend {
-    /// `name` is the binary (`crun` or `runc`), looked up in PATH.
+    /// `name` is the binary (`crun`, `runc` or `runsc`), looked up in PATH; its Debian package has the
+    /// same name.
     pub fn new(name: &'static str, workload: &Path) -> PeerBackend {
-        PeerBackend { name, workload: workload.to_path_buf(), setup: Mutex::new(None) }
+        let flavour = if name == super::runsc::NAME { Flavour::UserSpaceKernel } else { Flavour::Container };
+        PeerBackend { name, flavour, workload: workload.to_path_buf(), setup: Mutex::new(None) }
     }
 
     fn setup(&self) -> Result<Arc<Setup>, String> {
         let mut g = self.setup.lock().unwrap_or_else(|e| e.into_inner());
         g.get_or_insert_with(|| {
             let pkg = self.name;
-            let bin = which(self.name)
-                .ok_or_else(|| format!("{} not found in PATH; install it with apt-get install {pkg}", self.name))?;
+            let bin = which(self.name).ok_or_else(|| {
+                format!("{} not found in PATH; install the Debian package {pkg} (apt-get install {pkg})", self.name)
+            })?;
             let out = Command::new(&bin).arg("--version").output().map_err(|e| format!("{}: {e}", bin.display()))?;
-            let version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string();
+            let mut version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string();
             if !nix::unistd::geteuid().is_root() {
                 return Err("needs root (cgroups, mounts); run vmct as root".into());
+            }
+            let mut global_args = Vec::new();
+            if self.flavour == Flavour::UserSpaceKernel {
+                let choice = super::runsc::platform(&bin, &version)?;
+                global_args = super::runsc::global_args(&choice);
+                version = format!("{version}; {}", choice.describe());
             }
             // The bundle carries Podman's seccomp profile: a missing package is said here, not per launch.
             let profile = Path::new(container::seccomp_profile::DEFAULT_PROFILE_PATH);
@@ -82,6 +107,7 @@ impl PeerBackend {
             Ok(Arc::new(Setup {
                 bin,
                 version,
+                global_args,
                 image,
                 hybrid: cg.version() == CgroupVersion::Hybrid,
                 cgroup_parent: own.trim_end_matches('/').to_string(),
@@ -119,11 +145,13 @@ fn cleanup(bin: &Path, bundle: &Path, id: &str, memcg: &Path, dirs: &[PathBuf]) 
         let _ = container::sys::kill(pid, libc::SIGKILL);
     }
     let state = bundle.join("state");
-    if state.join(id).exists() {
+    // runc and crun keep `state/<id>/`, runsc `state/<id>_sandbox:<id>.state`.
+    let runsc_state = state.join(format!("{id}_sandbox:{id}.state"));
+    if state.join(id).exists() || runsc_state.exists() {
         let _ = Command::new(bin)
             .arg("--root")
             .arg(&state)
-            .args(["delete", "-f", id])
+            .args(["delete", "--force", id])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
@@ -142,21 +170,26 @@ fn peer_stats(runtime_pid: u32) -> InstanceStats {
         return InstanceStats::default();
     };
     let m = memstat::proc_mem(init);
-    let pc = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
-    let usage = cgroup::own_path(&pc, Some("memory"))
+    InstanceStats {
+        rss_bytes: m.map(|m| m.rss_bytes),
+        pss_bytes: m.map(|m| m.pss_bytes),
+        cgroup_usage_bytes: cgroup_usage_of(init),
+        ..Default::default()
+    }
+}
+
+/// Memory usage of the memory cgroup process `pid` is in (v1 `memory.usage_in_bytes`, or v2
+/// `memory.current`), bytes.
+pub fn cgroup_usage_of(pid: u32) -> Option<u64> {
+    let pc = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    cgroup::own_path(&pc, Some("memory"))
         .map(|p| PathBuf::from("/sys/fs/cgroup/memory").join(p.trim_start_matches('/')).join("memory.usage_in_bytes"))
         .or_else(|| {
             cgroup::own_path(&pc, None)
                 .map(|p| PathBuf::from("/sys/fs/cgroup").join(p.trim_start_matches('/')).join("memory.current"))
         })
         .and_then(|f| std::fs::read_to_string(f).ok())
-        .and_then(|s| s.trim().parse().ok());
-    InstanceStats {
-        rss_bytes: m.map(|m| m.rss_bytes),
-        pss_bytes: m.map(|m| m.pss_bytes),
-        cgroup_usage_bytes: usage,
-        ..Default::default()
-    }
+        .and_then(|s| s.trim().parse().ok())
 }
 
 impl Backend for PeerBackend {
@@ -164,12 +197,21 @@ impl Backend for PeerBackend {
         self.name
     }
 
+    /// crun, runc: model `container`; runsc: model `user-space-kernel`, its version field followed by the
+    /// platform it runs and why the others are not used. Capabilities (CONTRACT.md): save_state false
+    /// (crun/runc: CRIU fails on this kernel; runsc: not wired through [`Instance::save_state`]),
+    /// cgroup_limits true (runsc puts Sentry and Gofer in the bundle's cgroup), linux_probes true,
+    /// emulated false.
     fn info(&self) -> results::BackendInfo {
         let s = self.setup();
+        let model = match self.flavour {
+            Flavour::Container => "container",
+            Flavour::UserSpaceKernel => "user-space-kernel", // VOCAB: IsolationModel::UserSpaceKernel
+        };
         results::BackendInfo {
             name: self.name.into(),
             kind: "peer".into(),
-            model: "container".into(),
+            model: model.into(),
             guest_model: None,
             available: s.is_ok(),
             reason: s.as_ref().err().cloned(),
@@ -185,7 +227,10 @@ impl Backend for PeerBackend {
     }
 
     fn attack_surface(&self) -> super::surface::BackendSurface {
-        super::surface::container_surface(Profile::Default, peer_seccomp().as_ref(), self.name)
+        match (self.flavour, self.setup()) {
+            (Flavour::UserSpaceKernel, Ok(s)) => super::surface::user_space_kernel_surface(&s.bin, peer_seccomp().as_ref()),
+            _ => super::surface::container_surface(Profile::Default, peer_seccomp().as_ref(), self.name),
+        }
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
@@ -236,7 +281,8 @@ impl Backend for PeerBackend {
         let data = CString::new(s.image.overlay_data(&upper, &work)).map_err(|e| fail(e.to_string()))?;
         let unified = (self.name == "crun" && s.hybrid).then(|| c"/sys/fs/cgroup/unified".to_owned());
         let mut cmd = Command::new(&s.bin);
-        cmd.arg("--root").arg(bundle.join("state")).arg("run").arg("-b").arg(&bundle).arg(&spec.id);
+        cmd.arg("--root").arg(bundle.join("state")).args(&s.global_args);
+        cmd.arg("run").arg("--bundle").arg(&bundle).arg(&spec.id);
         // SAFETY: the closure only makes async-signal-safe system calls on strings prepared before the
         // fork (container::sys::private_mount_ns allocates nothing).
         unsafe {
@@ -247,9 +293,19 @@ impl Backend for PeerBackend {
         runtime_spec.env.retain(|(k, _)| k == super::OWNER_ENV);
         let child = ChildInstance::spawn(self.name, &runtime_spec, cmd)?;
         let cleanup_fn = guard.0.take().unwrap_or_else(|| Box::new(|| ()));
-        let inner = child.with_stats(peer_stats).with_cleanup(cleanup_fn);
+        let (stats, on_ready): (fn(u32) -> InstanceStats, Option<fn(u32)>) = match self.flavour {
+            Flavour::Container => (peer_stats, None),
+            Flavour::UserSpaceKernel => (super::runsc::sandbox_stats, Some(super::runsc::note_ready)),
+        };
+        let inner = child.with_stats(stats).with_cleanup(cleanup_fn);
         let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
-        Ok(Box::new(PeerInstance { inner, memcg, v2: !s.hybrid && !memcg_exists_v1(), vmstat_oom: vmstat_oom_kills() }))
+        Ok(Box::new(PeerInstance {
+            inner,
+            memcg,
+            v2: !s.hybrid && !memcg_exists_v1(),
+            vmstat_oom: vmstat_oom_kills(),
+            on_ready,
+        }))
     }
 }
 
@@ -283,6 +339,8 @@ struct PeerInstance {
     memcg: PathBuf,
     v2: bool,
     vmstat_oom: u64,
+    /// Called with the runtime's pid once the workload is ready (runsc: read the Sentry's filter).
+    on_ready: Option<fn(u32)>,
 }
 
 impl PeerInstance {
@@ -304,7 +362,11 @@ impl Instance for PeerInstance {
         self.inner.pid()
     }
     fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError> {
-        self.inner.wait_ready(timeout)
+        let r = self.inner.wait_ready(timeout)?;
+        if let (Some(f), Some(pid)) = (self.on_ready, self.inner.pid()) {
+            f(pid);
+        }
+        Ok(r)
     }
     fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, super::Event)>, BackendError> {
         self.inner.next_event(timeout)

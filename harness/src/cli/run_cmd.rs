@@ -13,7 +13,7 @@ use workloads::scenario::Scenario;
     after_help = "Examples:\n  vmct run --backend process --workload cpu --json\n  vmct run --backend microvm --workload idle --hold-mib 64 --hold-for 5s\n  vmct run --backend container --workload 'mem --mib 32'"
 )]
 pub struct RunArgs {
-    /// Backend: process, microvm, container, container-privileged, container-userns, crun, runc.
+    /// Backend: process, microvm, container, container-privileged, container-userns, crun, runc, runsc.
     #[arg(long, short, default_value = "process")]
     pub backend: String,
     /// Workload: ready, idle, cpu, mem, syscall, io, probe (flags may follow in quotes: 'cpu --iters 5').
