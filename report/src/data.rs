@@ -54,6 +54,8 @@ pub enum Model {
     MicrovmBare,
     /// MicroVM, linux guest model.
     MicrovmLinux,
+    /// User-space kernel (gVisor's runsc): neither a container nor a VM in verdicts and the planner.
+    UserSpaceKernel,
 }
 
 impl Model {
@@ -64,6 +66,7 @@ impl Model {
             Model::Container => "container",
             Model::MicrovmBare => "microVM (bare guest)",
             Model::MicrovmLinux => "microVM (linux guest)",
+            Model::UserSpaceKernel => "user-space kernel (gVisor)",
         }
     }
 }
@@ -94,11 +97,13 @@ impl RunData {
                 "process" => Model::Process,
                 "microvm" if b.guest_model.as_deref() == Some("linux") => Model::MicrovmLinux,
                 "microvm" => Model::MicrovmBare,
+                "user-space-kernel" => Model::UserSpaceKernel, // VOCAB: IsolationModel::UserSpaceKernel
                 _ => Model::Container,
             },
             None if backend == "process" => Model::Process,
             None if backend.starts_with("microvm-linux") => Model::MicrovmLinux,
             None if backend.starts_with("microvm") => Model::MicrovmBare,
+            None if backend == "runsc" => Model::UserSpaceKernel,
             None => Model::Container,
         }
     }
@@ -182,4 +187,22 @@ impl RunData {
 /// Parse the K of a `concurrent-K` mode.
 pub fn concurrency_of(mode: &str) -> Option<u32> {
     mode.strip_prefix("concurrent-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_space_kernel_is_its_own_model_not_a_container() {
+        let d = tempfile::tempdir().unwrap();
+        crate::fixture::write(d.path()).unwrap();
+        let mut run = RunData::load(&RunDir::open(d.path()).unwrap()).unwrap();
+        assert_eq!(run.model("runsc"), Model::UserSpaceKernel, "guessed from the name when run.json lacks it");
+        let mut info = run.meta.backends.iter().find(|b| b.name == "crun").unwrap().clone();
+        (info.name, info.model) = ("gvisor".into(), "user-space-kernel".into());
+        run.meta.backends.push(info);
+        assert_eq!(run.model("gvisor"), Model::UserSpaceKernel);
+        assert_eq!(run.model("crun"), Model::Container);
+    }
 }

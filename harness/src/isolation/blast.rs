@@ -80,8 +80,11 @@ impl Neighbour {
     }
 }
 
+/// Backends whose limits are cgroup limits, so a hog above its memory limit is OOM-killed by the host
+/// kernel: containers, and runsc, which puts its Sentry and Gofer in the bundle's cgroup.
 fn is_container(backend: &str) -> bool {
-    backend.starts_with("container") || backend == "crun" || backend == "runc"
+    // VOCAB: Capabilities::cgroup_limits
+    backend.starts_with("container") || backend == "crun" || backend == "runc" || backend == "runsc"
 }
 
 /// The neighbour cases that apply to `backend`, and notes on those that do not.
