@@ -395,6 +395,7 @@ mod tests {
             }),
             supervisor_syscalls_allowed: Some(40),
             supervisor_note: "VMM".into(),
+            user_kernel: None,
         };
         let r = surface_row(&info("microvm", "microvm", Some("bare")), &s, None, None);
         assert_eq!(r.instance_seccomp_allowed, Some(370));
