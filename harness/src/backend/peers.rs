@@ -26,7 +26,10 @@ use std::time::Duration;
 
 /// `crun`, `runc` and `runsc`.
 pub fn backends(workload: &Path) -> Vec<Box<dyn Backend>> {
-    ["crun", "runc", super::runsc::NAME].into_iter().map(|n| Box::new(PeerBackend::new(n, workload)) as Box<dyn Backend>).collect()
+    ["crun", "runc", super::runsc::NAME]
+        .into_iter()
+        .map(|n| Box::new(PeerBackend::new(n, workload)) as Box<dyn Backend>)
+        .collect()
 }
 
 /// Find `bin` in PATH.
@@ -221,14 +224,22 @@ impl Backend for PeerBackend {
         }
     }
 
+    /// Limits as our container runtime validates them; for runsc also a platform asked for with
+    /// `VMCT_RUNSC_PLATFORM` that the installed runsc does not offer (a usage error naming those it offers).
     fn check_spec(&self, spec: &InstanceSpec) -> Result<(), String> {
         let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
-        limits.validate().map_err(|e| e.to_string())
+        limits.validate().map_err(|e| e.to_string())?;
+        match (self.flavour, which(self.name)) {
+            (Flavour::UserSpaceKernel, Some(bin)) => super::runsc::check_requested_platform(&bin),
+            _ => Ok(()),
+        }
     }
 
     fn attack_surface(&self) -> super::surface::BackendSurface {
         match (self.flavour, self.setup()) {
-            (Flavour::UserSpaceKernel, Ok(s)) => super::surface::user_space_kernel_surface(&s.bin, peer_seccomp().as_ref()),
+            (Flavour::UserSpaceKernel, Ok(s)) => {
+                super::surface::user_space_kernel_surface(&s.bin, peer_seccomp().as_ref())
+            }
             _ => super::surface::container_surface(Profile::Default, peer_seccomp().as_ref(), self.name),
         }
     }

@@ -109,7 +109,12 @@ pub fn offered_platforms(bin: &Path) -> Result<Vec<String>, RunscError> {
         what: format!("{} help platforms", bin.display()),
         reason: e.to_string(),
     })?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 /// Choose the platform: `requested` if given (it must be offered, and its test run must work), else
@@ -153,7 +158,10 @@ pub fn choose_platform(
     }
     if requested.is_some() {
         others.extend(
-            offered.iter().filter(|o| Some(o.as_str()) != requested).map(|o| format!("{o}: not tried ({PLATFORM_ENV})")),
+            offered
+                .iter()
+                .filter(|o| Some(o.as_str()) != requested)
+                .map(|o| format!("{o}: not tried ({PLATFORM_ENV})")),
         );
     }
     match chosen {
@@ -212,6 +220,18 @@ pub fn try_platform(bin: &Path, p: &str) -> Result<(), String> {
     };
     let _ = std::fs::remove_dir_all(&root);
     result
+}
+
+/// A platform asked for with [`PLATFORM_ENV`] must be one `bin` offers: the error names those it offers.
+pub fn check_requested_platform(bin: &Path) -> Result<(), String> {
+    let Some(requested) = std::env::var(PLATFORM_ENV).ok().filter(|s| !s.is_empty()) else { return Ok(()) };
+    let offered = offered_platforms(bin).map_err(|e| e.to_string())?;
+    if offered.contains(&requested) {
+        return Ok(());
+    }
+    let out = Command::new(bin).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+    let version = String::from_utf8_lossy(&out).lines().next().unwrap_or("").trim().to_string();
+    Err(RunscError::UnknownPlatform { requested, version, offered }.to_string())
 }
 
 /// The platform detection of this process (it runs test sandboxes: done once per process).
@@ -333,10 +353,12 @@ pub fn sandbox_pids(runtime_pid: u32) -> SandboxPids {
 }
 
 /// Memory of one sandbox: RSS and PSS summed over Sentry, Gofer and stubs; `guest_mem_bytes` = the
-/// PSS of the [`MEMORY_FILE`] mappings in all of them (the workload's memory: every application page
-/// lives in that file, mapped by the Sentry and the stubs), `vmm_overhead_bytes` = the rest of the
-/// PSS (the Sentry's and Gofer's own heap, stacks and binary); cgroup usage from the Sentry's memory
-/// cgroup (runsc puts Sentry and Gofer in the bundle's `cgroupsPath`).
+/// bytes allocated to the Sentry's [`MEMORY_FILE`] (its `st_blocks`, through `/proc/SENTRY/fd`): every
+/// page of the workload's memory, and the sandbox's own file cache, lives in that file, whether or not
+/// a process maps it right now; `vmm_overhead_bytes` = the PSS of everything else the three map (the
+/// Sentry's and Gofer's own heap, stacks and binary), i.e. total PSS minus the PSS of the memory-file
+/// mappings. cgroup usage from the Sentry's memory cgroup (runsc puts Sentry and Gofer in the bundle's
+/// `cgroupsPath`).
 pub fn sandbox_stats(runtime_pid: u32) -> InstanceStats {
     let pids = sandbox_pids(runtime_pid);
     let Some(sentry) = pids.sentry else { return InstanceStats::default() };
@@ -350,10 +372,23 @@ pub fn sandbox_stats(runtime_pid: u32) -> InstanceStats {
     InstanceStats {
         rss_bytes: Some(rss),
         pss_bytes: Some(pss),
-        guest_mem_bytes: Some(app),
+        guest_mem_bytes: memory_file_bytes(sentry),
         vmm_overhead_bytes: Some(pss.saturating_sub(app)),
         cgroup_usage_bytes: super::peers::cgroup_usage_of(sentry),
     }
+}
+
+/// Bytes allocated to the Sentry's memory file (found among its open files by name), if readable.
+fn memory_file_bytes(sentry: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(format!("/proc/{sentry}/fd")).ok()?.flatten().find_map(|fd| {
+        let target = std::fs::read_link(fd.path()).ok()?;
+        target
+            .to_string_lossy()
+            .starts_with(MEMORY_FILE)
+            .then(|| std::fs::metadata(fd.path()).ok())?
+            .map(|m| m.blocks() * 512)
+    })
 }
 
 /// The Sentry's own host seccomp confinement, read from the live process.
@@ -716,17 +751,17 @@ mod tests {
     fn bpf_walk_allows_a_call_when_some_arguments_pass() {
         // arch check; nr == 1 -> allow; nr == 2 -> allow only if arg0 == 5; else kill.
         let prog = [
-            ins(0x20, 0, 0, 4),                   // ld arch
+            ins(0x20, 0, 0, 4),                      // ld arch
             ins(0x15, 1, 0, bpf::AUDIT_ARCH_X86_64), // jeq arch
-            ins(0x06, 0, 0, 0),                   // ret kill
-            ins(0x20, 0, 0, 0),                   // ld nr
-            ins(0x15, 0, 1, 1),                   // jeq 1
-            ins(0x06, 0, 0, 0x7fff_0000),         // ret allow
-            ins(0x15, 0, 3, 2),                   // jeq 2
-            ins(0x20, 0, 0, 16),                  // ld arg0 (unknown)
-            ins(0x15, 0, 1, 5),                   // jeq 5
-            ins(0x06, 0, 0, 0x7fff_0000),         // ret allow
-            ins(0x06, 0, 0, 0x0005_0001),         // ret errno
+            ins(0x06, 0, 0, 0),                      // ret kill
+            ins(0x20, 0, 0, 0),                      // ld nr
+            ins(0x15, 0, 1, 1),                      // jeq 1
+            ins(0x06, 0, 0, 0x7fff_0000),            // ret allow
+            ins(0x15, 0, 3, 2),                      // jeq 2
+            ins(0x20, 0, 0, 16),                     // ld arg0 (unknown)
+            ins(0x15, 0, 1, 5),                      // jeq 5
+            ins(0x06, 0, 0, 0x7fff_0000),            // ret allow
+            ins(0x06, 0, 0, 0x0005_0001),            // ret errno
         ];
         let allowed: Vec<u32> = (0..10).filter(|nr| may_allow(&prog, *nr)).collect();
         assert_eq!(allowed, vec![1, 2]);

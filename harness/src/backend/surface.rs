@@ -161,7 +161,8 @@ pub fn surface_row(
     }
     match &declared.seccomp_profile {
         _ if declared.user_kernel.is_some() => {
-            row.instance_seccomp = declared.user_kernel.as_ref().map(|u| u.instance_seccomp.clone()).unwrap_or_default();
+            row.instance_seccomp =
+                declared.user_kernel.as_ref().map(|u| u.instance_seccomp.clone()).unwrap_or_default();
         }
         Some(p) if p.path.as_os_str().is_empty() => {
             row.instance_seccomp_allowed = Some(p.syscalls_allowed);
@@ -252,9 +253,15 @@ pub fn user_space_kernel_surface(bin: &std::path::Path, seccomp: Option<&Profile
         supervisor_syscalls_allowed: filter.as_ref().and_then(|f| f.allowed),
         supervisor_note: match filter {
             Some(f) => f.note,
-            None => "not measured: no runsc sandbox reached ready in this run, so the Sentry's filter was not read".into(),
+            None => {
+                "not measured: no runsc sandbox reached ready in this run, so the Sentry's filter was not read".into()
+            }
         },
-        user_kernel: Some(UserKernelSurfaceInfo { syscalls_implemented: implemented, syscalls_source, instance_seccomp }),
+        user_kernel: Some(UserKernelSurfaceInfo {
+            syscalls_implemented: implemented,
+            syscalls_source,
+            instance_seccomp,
+        }),
     }
 }
 
