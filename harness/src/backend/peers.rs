@@ -12,7 +12,7 @@
 //! process's own memory cgroup; intermediate directories that creates in other hierarchies are removed
 //! again with the container.
 use super::child::ChildInstance;
-use super::{Backend, BackendError, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready};
+use super::{Backend, BackendError, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready, Saved};
 use crate::memstat;
 use container::cgroup::{self, CgroupVersion};
 use container::oci::{self, OciInputs};
@@ -201,8 +201,9 @@ impl Backend for PeerBackend {
     }
 
     /// crun, runc: model `container`; runsc: model `user-space-kernel`, its version field followed by the
-    /// platform it runs and why the others are not used. Capabilities (CONTRACT.md): save_state false
-    /// (crun/runc: CRIU fails on this kernel; runsc: not wired through [`Instance::save_state`]),
+    /// platform it runs and why the others are not used. Capabilities (CONTRACT.md): save_state false for
+    /// crun/runc (CRIU fails on this kernel), true for runsc (`runsc checkpoint`/`restore`, which end the
+    /// checkpointed sandbox),
     /// cgroup_limits true (runsc puts Sentry and Gofer in the bundle's cgroup), linux_probes true,
     /// emulated false.
     fn info(&self) -> results::BackendInfo {
@@ -245,6 +246,26 @@ impl Backend for PeerBackend {
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        self.launch_with(spec, None)
+    }
+
+    /// runsc: `runsc restore --image-path DIR` of a checkpoint [`Instance::save_state`] wrote, in a fresh
+    /// bundle like any launch. crun/runc: unavailable (CRIU fails on this kernel, HOST-NOTES.md).
+    fn restore(&self, saved: &Saved, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        match self.flavour {
+            Flavour::UserSpaceKernel => self.launch_with(spec, Some(&saved.path)),
+            Flavour::Container => Err(BackendError::Unavailable {
+                backend: self.name.into(),
+                reason: "cannot restore saved state (checkpoints need CRIU, which fails on this kernel)".into(),
+            }),
+        }
+    }
+}
+
+impl PeerBackend {
+    /// Launch `spec` in a new bundle: `run`, or for runsc with `restore_from` a checkpoint directory,
+    /// `restore --image-path DIR`.
+    fn launch_with(&self, spec: &InstanceSpec, restore_from: Option<&Path>) -> Result<Box<dyn Instance>, BackendError> {
         let s = self.setup().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
         let fail = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
         let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
@@ -293,7 +314,11 @@ impl Backend for PeerBackend {
         let unified = (self.name == "crun" && s.hybrid).then(|| c"/sys/fs/cgroup/unified".to_owned());
         let mut cmd = Command::new(&s.bin);
         cmd.arg("--root").arg(bundle.join("state")).args(&s.global_args);
-        cmd.arg("run").arg("--bundle").arg(&bundle).arg(&spec.id);
+        match restore_from {
+            Some(image) => cmd.arg("restore").arg(format!("--image-path={}", image.display())),
+            None => cmd.arg("run"),
+        };
+        cmd.arg("--bundle").arg(&bundle).arg(&spec.id);
         // SAFETY: the closure only makes async-signal-safe system calls on strings prepared before the
         // fork (container::sys::private_mount_ns allocates nothing).
         unsafe {
@@ -302,6 +327,7 @@ impl Backend for PeerBackend {
         // The OCI config carries the environment; the runtime itself gets the owner variable too.
         let mut runtime_spec = spec.clone();
         runtime_spec.env.retain(|(k, _)| k == super::OWNER_ENV);
+        let launched_ns = crate::clock::mono_ns();
         let child = ChildInstance::spawn(self.name, &runtime_spec, cmd)?;
         let cleanup_fn = guard.0.take().unwrap_or_else(|| Box::new(|| ()));
         let (stats, on_ready): (fn(u32) -> InstanceStats, Option<fn(u32)>) = match self.flavour {
@@ -310,12 +336,20 @@ impl Backend for PeerBackend {
         };
         let inner = child.with_stats(stats).with_cleanup(cleanup_fn);
         let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
+        let checkpoint = (self.flavour == Flavour::UserSpaceKernel).then(|| Checkpoint {
+            bin: s.bin.clone(),
+            state: bundle.join("state"),
+            global_args: s.global_args.clone(),
+            restored: restore_from.is_some(),
+            launched_ns,
+        });
         Ok(Box::new(PeerInstance {
             inner,
             memcg,
             v2: !s.hybrid && !memcg_exists_v1(),
             vmstat_oom: vmstat_oom_kills(),
             on_ready,
+            checkpoint,
         }))
     }
 }
@@ -352,6 +386,30 @@ struct PeerInstance {
     vmstat_oom: u64,
     /// Called with the runtime's pid once the workload is ready (runsc: read the Sentry's filter).
     on_ready: Option<fn(u32)>,
+    /// runsc: how to checkpoint this sandbox, and whether it was itself restored from one.
+    checkpoint: Option<Checkpoint>,
+}
+
+/// What a runsc instance needs for `runsc checkpoint`, and the readiness of a restored one.
+struct Checkpoint {
+    bin: PathBuf,
+    /// runsc's `--root`.
+    state: PathBuf,
+    global_args: Vec<String>,
+    /// Restored from a checkpoint: its workload announced `ready` before the checkpoint and does not
+    /// again, so ready = runsc reports the restored sandbox `running`.
+    restored: bool,
+    /// Host CLOCK_MONOTONIC just before `runsc restore` was spawned, ns.
+    launched_ns: u64,
+}
+
+impl Checkpoint {
+    /// `runsc state ID`'s status (`running`, `stopped`, ...), if it answers.
+    fn status(&self, id: &str) -> Option<String> {
+        let out = Command::new(&self.bin).arg("--root").arg(&self.state).args(["state", id]).output().ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.get("status")?.as_str().map(String::from)
+    }
 }
 
 impl PeerInstance {
@@ -373,6 +431,27 @@ impl Instance for PeerInstance {
         self.inner.pid()
     }
     fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, BackendError> {
+        if let Some(c) = self.checkpoint.as_ref().filter(|c| c.restored) {
+            let deadline = std::time::Instant::now() + timeout;
+            while std::time::Instant::now() < deadline {
+                crate::interrupt::check()?;
+                if c.status(self.inner.id()).as_deref() == Some("running") {
+                    let phases = vec![super::Phase {
+                        name: "restore".into(),
+                        duration_s: crate::clock::ns_to_s(crate::clock::mono_ns().saturating_sub(c.launched_ns)),
+                    }];
+                    return Ok(Ready { launched_ns: c.launched_ns, ready_ns: crate::clock::mono_ns(), phases });
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            return Err(BackendError::Timeout {
+                backend: "runsc".into(),
+                id: self.inner.id().into(),
+                what: "report running after restore",
+                timeout,
+                log: String::new(),
+            });
+        }
         let r = self.inner.wait_ready(timeout)?;
         if let (Some(f), Some(pid)) = (self.on_ready, self.inner.pid()) {
             f(pid);
@@ -384,6 +463,47 @@ impl Instance for PeerInstance {
     }
     fn stats(&mut self) -> InstanceStats {
         self.inner.stats()
+    }
+    /// runsc: `runsc checkpoint --image-path DIR`, which saves the sandbox's memory and kernel state and
+    /// ends the sandbox (this runsc's `--leave-running` blocks until the restarted sandbox exits, measured
+    /// here, so it is not used): the instance does not keep running. crun/runc: unavailable (CRIU).
+    fn save_state(&mut self, dir: &Path) -> Result<Saved, BackendError> {
+        let id = self.inner.id().to_string();
+        let Some(c) = &self.checkpoint else {
+            return Err(BackendError::Unavailable {
+                backend: id,
+                reason: "cannot save state (checkpoints need CRIU, which fails on this kernel)".into(),
+            });
+        };
+        let save = |reason: String| BackendError::Save { backend: "runsc".into(), id: id.clone(), reason };
+        let t0 = std::time::Instant::now();
+        let out = Command::new(&c.bin)
+            .arg("--root")
+            .arg(&c.state)
+            .args(&c.global_args)
+            .arg("checkpoint")
+            .arg(format!("--image-path={}", dir.display()))
+            .arg(&id)
+            .output()
+            .map_err(|e| save(format!("cannot run runsc checkpoint: {e}")))?;
+        let duration_s = t0.elapsed().as_secs_f64();
+        if !out.status.success() {
+            return Err(save(format!(
+                "runsc checkpoint exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let bytes = std::fs::read_dir(dir)
+            .map_err(|e| save(format!("read {}: {e}", dir.display())))?
+            .flatten()
+            .filter_map(|f| f.metadata().ok())
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.blocks() * 512
+            })
+            .sum();
+        Ok(Saved { path: dir.to_path_buf(), bytes, duration_s, checks_restore: false })
     }
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError> {
         // Kills happen before stop; the cgroup is gone after it.
