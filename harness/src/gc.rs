@@ -271,7 +271,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         // pid_max is at most 2^22, so 4194305 is never alive; pid 1 always is.
         for id in ["vmct-4194305-0", "vmct-1-0"] {
-            let st = t.path().join(&id).join("state");
+            let st = t.path().join(id).join("state");
             std::fs::create_dir_all(&st).unwrap();
             std::fs::write(st.join(format!("{id}_sandbox:{id}.state")), "{}").unwrap();
         }

@@ -330,9 +330,11 @@ impl PeerBackend {
         let launched_ns = crate::clock::mono_ns();
         let child = ChildInstance::spawn(self.name, &runtime_spec, cmd)?;
         let cleanup_fn = guard.0.take().unwrap_or_else(|| Box::new(|| ()));
-        let (stats, on_ready): (fn(u32) -> InstanceStats, Option<fn(u32)>) = match self.flavour {
-            Flavour::Container => (peer_stats, None),
-            Flavour::UserSpaceKernel => (super::runsc::sandbox_stats, Some(super::runsc::note_ready)),
+        let (stats, on_ready) = match self.flavour {
+            Flavour::Container => (peer_stats as fn(u32) -> InstanceStats, None),
+            Flavour::UserSpaceKernel => {
+                (super::runsc::sandbox_stats as fn(u32) -> InstanceStats, Some(super::runsc::note_ready as fn(u32)))
+            }
         };
         let inner = child.with_stats(stats).with_cleanup(cleanup_fn);
         let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
