@@ -172,3 +172,75 @@ fn a_platform_runsc_does_not_offer_is_a_usage_error_naming_those_it_offers() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("bogus") && err.contains("it offers: ") && err.contains("ptrace"), "{err}");
 }
+
+#[test]
+fn gc_removes_the_sandbox_of_a_sigkilled_vmct() {
+    let Some(_) = runsc("gc_removes_the_sandbox_of_a_sigkilled_vmct") else { return };
+    let mut run = std::process::Command::new(common::vmct())
+        .args(["run", "--backend", "runsc", "--workload", "idle", "--hold-for", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = run.id();
+    let root = format!("--root={}/vmct-{pid}-0/state", container::DEFAULT_STATE_ROOT);
+    let sandbox = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let c = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.first() == Some(&&b"runsc-sandbox"[..]) && args.contains(&root.as_bytes())
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + T;
+    while sandbox() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no Sentry appeared for {root}");
+        assert!(run.try_wait().unwrap().is_none(), "vmct ended before its sandbox started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // `kill -9` of vmct and its runtime process (as a group kill would): no Drop guard and no runsc
+    // cleanup runs, so runsc's state file, the cgroup and the bundle stay behind.
+    let runtime: Vec<i32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    run.kill().unwrap();
+    for p in runtime {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+    }
+    run.wait().unwrap();
+    // The Sentry and Gofer die with their runtime (runsc sets a parent-death signal); let that settle so
+    // the dry run and the real run see the same host.
+    let settle = std::time::Instant::now() + Duration::from_secs(3);
+    while sandbox() > 0 && std::time::Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!common::kernel_objects(pid).is_empty(), "the kill left nothing to collect");
+    let gc = |dry: bool| {
+        let mut c = std::process::Command::new(common::vmct());
+        c.arg("gc");
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut mine: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(&format!("vmct-{pid}-")))
+            .map(|l| l.trim_start_matches("would remove ").trim_start_matches("removed ").to_string())
+            .collect();
+        mine.sort();
+        mine
+    };
+    let planned = gc(true);
+    assert!(planned.iter().any(|l| l.starts_with("dir ")), "{planned:?}");
+    assert_eq!(gc(false), planned, "the dry run lists what the real run removes");
+    assert_eq!(sandbox(), 0, "the Sentry is gone");
+    assert_eq!(common::leftovers(pid), Vec::<String>::new());
+}
