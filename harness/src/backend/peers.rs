@@ -220,7 +220,16 @@ impl Backend for PeerBackend {
             available: s.is_ok(),
             reason: s.as_ref().err().cloned(),
             version: s.as_ref().ok().map(|s| s.version.clone()),
-            isolation: s.ok().map(|_| super::surface::isolation_profile(Profile::Default, peer_seccomp().as_ref())),
+            isolation: s.ok().map(|_| match self.flavour {
+                Flavour::Container => super::surface::isolation_profile(Profile::Default, peer_seccomp().as_ref()),
+                // The bundle carries Podman's profile, but runsc installs it only with --oci-seccomp (off
+                // by default): no instance filter is recorded.
+                Flavour::UserSpaceKernel => {
+                    let mut p = super::surface::isolation_profile(Profile::Default, None);
+                    p.profile = super::surface::user_space_kernel_profile();
+                    p
+                }
+            }),
             emulated: false,
         }
     }

@@ -217,6 +217,16 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The profile runsc runs: the peers' default bundle inside gVisor's Sentry, whose OCI seccomp profile
+/// runsc does not install by default.
+pub fn user_space_kernel_profile() -> String {
+    format!(
+        "{} in gVisor's Sentry (runsc); the bundle's OCI seccomp profile is not installed (runsc without \
+         --oci-seccomp, its default)",
+        Profile::Default.describe()
+    )
+}
+
 /// The surface of gVisor's runsc (`bin`) running the peers' bundle, which carries `seccomp`:
 /// (b) the Sentry's implemented system calls (`runsc help syscalls`), (c) the Sentry's own host seccomp
 /// filter as read from the last sandbox that reached ready in this process
@@ -247,7 +257,7 @@ pub fn user_space_kernel_surface(bin: &std::path::Path, seccomp: Option<&Profile
     };
     let filter = super::runsc::last_sentry_filter();
     BackendSurface {
-        profile: format!("{} in gVisor's Sentry (runsc)", Profile::Default.describe()),
+        profile: user_space_kernel_profile(),
         seccomp_profile: None,
         vmm: None,
         supervisor_syscalls_allowed: filter.as_ref().and_then(|f| f.allowed),
