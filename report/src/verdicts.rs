@@ -252,7 +252,9 @@ fn state_saving(run: &RunData) -> ClaimVerdict {
     if let Some(c) = common {
         evidence.push(format!("compared at {c} MiB dirtied"));
     }
-    for r in rows.iter().filter(|r| common.is_none_or(|c| r.dirty_mib == c)) {
+    // Evidence of the pair only: a user-space kernel's checkpoint is neither side of this claim.
+    let pair = |b: &str| matches!(run.model(b), Model::Container | Model::MicrovmBare | Model::MicrovmLinux);
+    for r in rows.iter().filter(|r| common.is_none_or(|c| r.dirty_mib == c) && pair(&r.backend)) {
         evidence.push(format!("{} wrote {} to save", r.backend, fmt_bytes(r.save_bytes as f64)));
     }
     ClaimVerdict {
