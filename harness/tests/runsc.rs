@@ -42,13 +42,17 @@ fn runsc_reaches_ready_on_the_detected_platform() {
     let mut i = b.launch(&InstanceSpec::new(id("ready"), Scenario::Ready)).unwrap();
     let r = i.wait_ready(T).unwrap();
     assert!(r.ready_ns > r.launched_ns);
-    let s = i.stats();
-    // The split: workload memory (the Sentry's memory file) and the sandbox's own, both read.
-    assert!(s.guest_mem_bytes.is_some_and(|b| b > 0) && s.vmm_overhead_bytes.is_some_and(|b| b > 0), "{s:?}");
-    assert!(s.rss_bytes.unwrap_or(0) > 0 && s.cgroup_usage_bytes.is_some(), "{s:?}");
     let ev = collect_events(i.as_mut(), T).unwrap();
     assert_eq!(ev.last(), Some(&Event::Done { status: 0 }), "{ev:?}");
     assert_eq!(i.stop(T).unwrap().status, Some(0));
+    // A live sandbox's memory: the split into the workload's memory (the Sentry's memory file) and the
+    // sandbox's own is read, and so is its cgroup.
+    let mut i = b.launch(&InstanceSpec::new(id("idle"), Scenario::Idle { hold_mib: 4 })).unwrap();
+    i.wait_ready(T).unwrap();
+    let s = i.stats();
+    assert!(s.guest_mem_bytes.is_some_and(|b| b > 0) && s.vmm_overhead_bytes.is_some_and(|b| b > 0), "{s:?}");
+    assert!(s.rss_bytes.unwrap_or(0) > 0 && s.cgroup_usage_bytes.is_some(), "{s:?}");
+    i.stop(T).unwrap();
 }
 
 #[test]

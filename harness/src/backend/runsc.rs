@@ -417,9 +417,8 @@ pub fn note_ready(runtime_pid: u32) {
     if g.is_some() {
         return;
     }
-    if let Some(s) = sandbox_pids(runtime_pid).sentry {
-        *g = Some(read_sentry_filter(s));
-    }
+    // A sandbox whose workload already ended may be gone mid-read: then the next ready one is read.
+    *g = sandbox_pids(runtime_pid).sentry.and_then(read_sentry_filter);
 }
 
 /// The Sentry filter read by [`note_ready`] in this process, if a sandbox reached ready.
@@ -428,9 +427,15 @@ pub fn last_sentry_filter() -> Option<SentryFilter> {
 }
 
 /// Read `/proc/PID/status` and the filters themselves ([`bpf::get_filters`]); failures to read the
-/// filters are said in `note`, with `allowed: None`.
-pub fn read_sentry_filter(pid: u32) -> SentryFilter {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// filters are said in `note`, with `allowed: None`. None if the process is gone (before or during the
+/// read): nothing read from it is trusted then.
+pub fn read_sentry_filter(pid: u32) -> Option<SentryFilter> {
+    let f = read_filter_of(pid)?;
+    std::path::Path::new(&format!("/proc/{pid}/status")).exists().then_some(f)
+}
+
+fn read_filter_of(pid: u32) -> Option<SentryFilter> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |k: &str| {
         status.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse::<u32>().ok()).unwrap_or(0)
     };
@@ -438,7 +443,7 @@ pub fn read_sentry_filter(pid: u32) -> SentryFilter {
     let mut f = SentryFilter { mode, filters, allowed: None, instructions: Vec::new(), note: String::new() };
     if mode != 2 {
         f.note = format!("/proc/{pid}/status Seccomp: {mode}: the Sentry runs without a seccomp filter");
-        return f;
+        return Some(f);
     }
     match bpf::get_filters(pid, filters) {
         Ok(progs) => {
@@ -458,7 +463,7 @@ pub fn read_sentry_filter(pid: u32) -> SentryFilter {
             f.note = format!("filtered (Seccomp: 2, {filters} filter(s)), size not readable: {e}");
         }
     }
-    f
+    Some(f)
 }
 
 /// Classic BPF seccomp programs: reading them from a live process and deciding, per system call
