@@ -237,6 +237,37 @@ pub fn for_emulated(s: &Settings) -> Settings {
     e
 }
 
+/// Sample sizes for a user-space kernel (gVisor's runsc): each launch starts a Sentry and a Gofer
+/// (about 0.3 s to ready here with the ptrace platform) and each system call costs tens of
+/// microseconds, so it gets at most [`USER_KERNEL_STARTUP_RUNS`] startup launches (3 warm-ups, at most
+/// 40 per concurrency level), a density sweep of at most [`USER_KERNEL_DENSITY_MAX`] instances and at
+/// most 3 overhead repetitions (the scenarios keep their sizes, so its ratios compare like for like).
+pub fn for_user_space_kernel(s: &Settings) -> Settings {
+    let mut u = s.clone();
+    u.startup.warmup = s.startup.warmup.min(3);
+    u.startup.runs = s.startup.runs.min(USER_KERNEL_STARTUP_RUNS);
+    u.startup.concurrent_launches = s.startup.concurrent_launches.min(40);
+    u.density.max_instances = s.density.max_instances.min(USER_KERNEL_DENSITY_MAX);
+    u.overhead.runs = s.overhead.runs.min(3);
+    u
+}
+
+/// Most sequential startup launches of a user-space kernel ([`for_user_space_kernel`]).
+pub const USER_KERNEL_STARTUP_RUNS: u32 = 50;
+/// Most instances of a user-space kernel's density sweep ([`for_user_space_kernel`]).
+pub const USER_KERNEL_DENSITY_MAX: u32 = 100;
+
+/// Why an available user-space-kernel backend (runsc) is left out of this run, if it is: `--quick`
+/// leaves it out (its rows take about a minute more here: 0.3 s per launch, a Sentry round trip per
+/// system call) unless named in `--backends`.
+pub fn user_space_kernel_left_out(info: &results::BackendInfo, s: &Settings) -> Option<String> {
+    (info.model == results::IsolationModel::UserSpaceKernel && info.available && s.quick && !s.backends.contains(&info.name)).then(|| {
+        "left out of --quick: each launch starts a Sentry and a Gofer (about 0.3 s) and its rows add about a \
+         minute (name it in --backends to run it)"
+            .to_string()
+    })
+}
+
 /// Most sequential startup launches of an emulated backend ([`for_emulated`]).
 pub const EMULATED_STARTUP_RUNS: u32 = 10;
 /// Most instances of an emulated backend's density sweep ([`for_emulated`]).
@@ -354,13 +385,19 @@ pub fn run(
 ) -> Result<Outcome, CompareError> {
     let rd = RunDir::create(&out)?;
     let mut infos: Vec<results::BackendInfo> = backends.iter().map(|b| b.info()).collect();
-    let left_out: Vec<(usize, String)> =
-        infos.iter().enumerate().filter_map(|(i, b)| emulated_left_out(b, &infos, settings).map(|r| (i, r))).collect();
+    let left_out: Vec<(usize, String)> = infos
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            emulated_left_out(b, &infos, settings).or_else(|| user_space_kernel_left_out(b, settings)).map(|r| (i, r))
+        })
+        .collect();
     for (i, reason) in &left_out {
         infos[*i].available = false;
         infos[*i].reason = Some(reason.clone());
     }
     let emulated = for_emulated(settings);
+    let user_kernel = for_user_space_kernel(settings);
     let usable: Vec<&dyn Backend> =
         backends.iter().zip(&infos).filter(|(_, i)| i.available).map(|(b, _)| b.as_ref()).collect();
     if usable.is_empty() {
@@ -403,6 +440,7 @@ pub fn run(
         backends: &usable,
         settings,
         emulated: &emulated,
+        user_kernel: &user_kernel,
         run_dir: &rd,
         mode,
         meta: &mut meta,
@@ -593,6 +631,22 @@ mod tests {
         let named = Settings { backends: vec!["qemu-tcg".into()], ..quick };
         assert_eq!(emulated_left_out(&tcg, &[linux_up.clone(), tcg.clone()], &named), None);
         assert_eq!(emulated_left_out(&linux_up, std::slice::from_ref(&linux_up), &default), None);
+    }
+
+    #[test]
+    fn a_user_space_kernel_gets_small_samples_and_sits_out_quick_unless_named() {
+        let d = Settings::default_plan(64 << 30);
+        let u = for_user_space_kernel(&d);
+        assert_eq!((u.startup.runs, u.density.max_instances, u.overhead.runs), (50, 100, 3));
+        assert_eq!(u.overhead.scenarios, d.overhead.scenarios, "the same sizes as every other backend");
+        let mut runsc = info("runsc", None, false, true);
+        runsc.model = results::IsolationModel::UserSpaceKernel;
+        let quick = Settings::quick(8 << 30);
+        assert!(user_space_kernel_left_out(&runsc, &quick).unwrap().contains("--quick"));
+        assert_eq!(user_space_kernel_left_out(&runsc, &d), None);
+        let named = Settings { backends: vec!["runsc".into()], ..quick };
+        assert_eq!(user_space_kernel_left_out(&runsc, &named), None);
+        assert_eq!(user_space_kernel_left_out(&info("crun", None, false, true), &Settings::quick(8 << 30)), None);
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub enum Leftover {
         /// The dead probe's pid.
         pid: u32,
     },
+    /// A runsc (gVisor) sandbox recorded in a vmct state dir whose harness is dead: removed with
+    /// `runsc --root ROOT delete --force ID` (its Sentry and Gofer, cgroups and runsc state) before the
+    /// state dir itself goes.
+    RunscSandbox(crate::backend::runsc::LeftSandbox),
     /// A kernel object or state dir named with the prefix.
     Kernel(container::Leftover),
 }
@@ -74,6 +78,7 @@ impl std::fmt::Display for Leftover {
         match self {
             Leftover::Process { pid, comm, owner } => write!(f, "process {pid} ({comm}) of dead vmct {owner}"),
             Leftover::ProbeDir { kind, path, pid } => write!(f, "{kind} {} of dead pid {pid}", path.display()),
+            Leftover::RunscSandbox(s) => write!(f, "runsc sandbox {} (state {})", s.id, s.root.display()),
             Leftover::Kernel(k) => k.fmt(f),
         }
     }
@@ -105,6 +110,11 @@ impl Leftover {
                 // Device nodes of `dev.node.*` probes are files (`vmct-probe-node-<name>-<pid>`).
                 let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
                 if is_dir { fs::remove_dir_all(path) } else { fs::remove_file(path) }.map_err(|e| e.to_string())
+            }
+            Leftover::RunscSandbox(s) => {
+                let bin = crate::backend::peers::which(crate::backend::runsc::NAME)
+                    .ok_or_else(|| "runsc not found in PATH (Debian package runsc)".to_string())?;
+                crate::backend::runsc::delete(&bin, &s.root, &s.id)
             }
             Leftover::Kernel(k) => k.remove(),
         }
@@ -141,6 +151,44 @@ fn processes(plan: &mut Plan) {
     }
 }
 
+/// The harness pid in an instance id `<prefix>-<pid>-<n>`.
+fn owner_in_id(id: &str) -> Option<u32> {
+    id.strip_prefix(crate::backend::NAME_PREFIX)?.trim_start_matches('-').split('-').next()?.parse().ok()
+}
+
+/// runsc's Sentry and Gofer processes (argv\[0\] `runsc-sandbox` / `runsc-gofer`, which do not carry
+/// the owner variable) whose `--root` is a vmct state dir, and the sandboxes recorded there, of dead
+/// harnesses.
+fn runsc_leftovers(state_root: &Path, plan: &mut Plan) {
+    let me = std::process::id();
+    let root_flag = format!("--root={}/{}", state_root.display(), crate::backend::NAME_PREFIX);
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if !matches!(args.first().map(String::as_str), Some("runsc-sandbox" | "runsc-gofer")) {
+            continue;
+        }
+        let Some(root) = args.iter().find(|a| a.starts_with(&root_flag)) else { continue };
+        let id = Path::new(root.trim_start_matches("--root=")).parent().and_then(|p| p.file_name());
+        let Some(owner) = id.and_then(|i| owner_in_id(&i.to_string_lossy())) else { continue };
+        let comm = args[0].clone();
+        if owner != me && alive(owner) {
+            plan.kept.push(format!("process {pid} ({comm}) of running vmct {owner}"));
+            continue;
+        }
+        plan.leftovers.push(Leftover::Process { pid, comm, owner });
+    }
+    for s in crate::backend::runsc::left_sandboxes(state_root, crate::backend::NAME_PREFIX) {
+        match owner_in_id(&s.id) {
+            Some(owner) if owner != me && alive(owner) => {
+                plan.kept.push(format!("runsc sandbox {} of running vmct {owner}", s.id));
+            }
+            _ => plan.leftovers.push(Leftover::RunscSandbox(s)),
+        }
+    }
+}
+
 /// Scratch directories of probe processes that were killed before they could remove them.
 fn probe_dirs(bases: &[&Path], plan: &mut Plan) {
     for base in bases {
@@ -165,6 +213,7 @@ fn probe_dirs(bases: &[&Path], plan: &mut Plan) {
 pub fn plan() -> Plan {
     let mut plan = Plan::default();
     processes(&mut plan);
+    runsc_leftovers(Path::new(container::DEFAULT_STATE_ROOT), &mut plan);
     probe_dirs(&PROBE_DIR_BASES.map(Path::new), &mut plan);
     let c = container::find_in(crate::backend::NAME_PREFIX, Path::new(container::DEFAULT_STATE_ROOT));
     plan.leftovers.extend(c.leftovers.into_iter().map(Leftover::Kernel));
@@ -216,6 +265,25 @@ pub fn collect(dry_run: bool) -> GcReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runsc_sandboxes_of_dead_harnesses_are_listed_and_live_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22, so 4194305 is never alive; pid 1 always is.
+        for id in ["vmct-4194305-0", "vmct-1-0"] {
+            let st = t.path().join(id).join("state");
+            std::fs::create_dir_all(&st).unwrap();
+            std::fs::write(st.join(format!("{id}_sandbox:{id}.state")), "{}").unwrap();
+        }
+        let mut plan = Plan::default();
+        runsc_leftovers(t.path(), &mut plan);
+        let listed: Vec<String> = plan.leftovers.iter().map(ToString::to_string).collect();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert!(listed[0].starts_with("runsc sandbox vmct-4194305-0"), "{listed:?}");
+        assert_eq!(plan.kept, vec!["runsc sandbox vmct-1-0 of running vmct 1".to_string()]);
+        assert_eq!(owner_in_id("vmct-12-3"), Some(12));
+        assert_eq!(owner_in_id("other-12-3"), None);
+    }
 
     #[test]
     fn probe_dirs_of_dead_pids_are_removed_and_live_ones_kept() {

@@ -29,7 +29,13 @@ pub fn parse_rollup(text: &str) -> ProcMem {
 }
 
 /// Sum of `Rss` of the mappings in an smaps text whose header line satisfies `pred`.
-pub fn smaps_rss_where(text: &str, mut pred: impl FnMut(&str) -> bool) -> u64 {
+pub fn smaps_rss_where(text: &str, pred: impl FnMut(&str) -> bool) -> u64 {
+    smaps_sum_where(text, "Rss", pred)
+}
+
+/// Sum of the `field` (`Rss`, `Pss`, ...; kB in the file) of the mappings in an smaps text whose header
+/// line satisfies `pred`, in bytes.
+pub fn smaps_sum_where(text: &str, field: &str, mut pred: impl FnMut(&str) -> bool) -> u64 {
     let mut total = 0;
     let mut take = false;
     for line in text.lines() {
@@ -37,7 +43,7 @@ pub fn smaps_rss_where(text: &str, mut pred: impl FnMut(&str) -> bool) -> u64 {
         if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             take = pred(line);
         } else if take {
-            if let Some(rest) = line.strip_prefix("Rss:") {
+            if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
                 total += rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024;
             }
         }
@@ -57,6 +63,7 @@ mod tests {
                  7f20-7f30 rw-s 00000000 00:01 5 /memfd:guest (deleted)\nRss: 100 kB\n";
         assert_eq!(smaps_rss_where(s, |h| h.contains("guest")), 100 * 1024);
         assert_eq!(smaps_rss_where(s, |h| !h.contains("guest")), 8 * 1024);
+        assert_eq!(smaps_sum_where(s, "Pss", |_| true), 8 * 1024, "Pss, not Pss_Dirty or Rss");
         assert!(proc_mem(std::process::id()).unwrap().rss_bytes > 0);
     }
 }

@@ -54,6 +54,8 @@ pub enum Model {
     MicrovmBare,
     /// MicroVM, linux guest model.
     MicrovmLinux,
+    /// User-space kernel (gVisor's runsc): neither a container nor a VM in verdicts and the planner.
+    UserSpaceKernel,
 }
 
 impl Model {
@@ -64,6 +66,7 @@ impl Model {
             Model::Container => "container",
             Model::MicrovmBare => "microVM (bare guest)",
             Model::MicrovmLinux => "microVM (linux guest)",
+            Model::UserSpaceKernel => "user-space kernel (gVisor)",
         }
     }
 }
@@ -94,13 +97,13 @@ impl RunData {
                 IsolationModel::Process => Model::Process,
                 IsolationModel::Microvm if b.guest_model == Some(GuestModel::Linux) => Model::MicrovmLinux,
                 IsolationModel::Microvm => Model::MicrovmBare,
-                // The report has no column of its own for a user-space kernel (runsc, issue 20) yet: it
-                // ranks with the containers, the model it replaces.
-                IsolationModel::Container | IsolationModel::UserSpaceKernel => Model::Container,
+                IsolationModel::UserSpaceKernel => Model::UserSpaceKernel,
+                IsolationModel::Container => Model::Container,
             },
             None if backend == "process" => Model::Process,
             None if backend.starts_with("microvm-linux") => Model::MicrovmLinux,
             None if backend.starts_with("microvm") => Model::MicrovmBare,
+            None if backend == "runsc" => Model::UserSpaceKernel,
             None => Model::Container,
         }
     }
@@ -178,5 +181,23 @@ impl RunData {
             h.cores,
             crate::units::fmt_bytes(h.mem_total_bytes as f64)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_space_kernel_is_its_own_model_not_a_container() {
+        let d = tempfile::tempdir().unwrap();
+        crate::fixture::write(d.path()).unwrap();
+        let mut run = RunData::load(&RunDir::open(d.path()).unwrap()).unwrap();
+        assert_eq!(run.model("runsc"), Model::UserSpaceKernel, "guessed from the name when run.json lacks it");
+        let mut info = run.meta.backends.iter().find(|b| b.name == "crun").unwrap().clone();
+        (info.name, info.model) = ("gvisor".into(), IsolationModel::UserSpaceKernel);
+        run.meta.backends.push(info);
+        assert_eq!(run.model("gvisor"), Model::UserSpaceKernel);
+        assert_eq!(run.model("crun"), Model::Container);
     }
 }

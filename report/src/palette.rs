@@ -2,7 +2,7 @@
 use plotters::style::RGBColor;
 
 /// Fixed colours for the backends vmct knows, chosen so the models read as families: greys for the baseline,
-/// blues for containers, oranges/reds for microVMs, greens for peer runtimes.
+/// blues for containers, oranges/reds for microVMs, greens for peer runtimes (teal for gVisor's runsc).
 const KNOWN: &[(&str, (u8, u8, u8))] = &[
     ("process", (110, 110, 110)),
     ("microvm", (230, 120, 20)),
@@ -12,6 +12,7 @@ const KNOWN: &[(&str, (u8, u8, u8))] = &[
     ("container-userns", (20, 160, 190)),
     ("crun", (40, 150, 70)),
     ("runc", (140, 160, 40)),
+    ("runsc", (0, 120, 110)),
 ];
 
 /// Fallback colours for backends not in the fixed list (picked by a stable hash of the name).

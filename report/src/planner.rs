@@ -291,8 +291,10 @@ fn recommend(run: &RunData, rows: &[BackendPlan]) -> Option<Recommendation> {
         .filter(|r| r.meets_slo == Some(true))
         .filter(|r| r.isolation_failures.unwrap_or(0) == 0)
         .collect();
+    // Tie-break by isolation boundary: own kernel per VM, then a user-space kernel, then a shared kernel.
     let strength = |r: &BackendPlan| match run.model(&r.backend) {
-        Model::MicrovmBare | Model::MicrovmLinux => 1,
+        Model::MicrovmBare | Model::MicrovmLinux => 2,
+        Model::UserSpaceKernel => 1,
         _ => 0,
     };
     let best = cands.iter().max_by(|a, b| {

@@ -21,6 +21,9 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
     body.push_str(&summary_cards(run, plan.as_ref().ok()));
     body.push_str(&host_section(run));
     body.push_str(&verdict_section(run));
+    if let Some(s) = crate::models::three_models(run) {
+        body.push_str(&s.html);
+    }
     for s in &secs {
         body.push_str(&s.html);
     }

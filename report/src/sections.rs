@@ -393,7 +393,10 @@ fn emulated_note(run: &RunData, what: &str) -> String {
 fn composed_linux_guest(run: &RunData, fits: &[results::DensityFit]) -> String {
     let vmm = fits
         .iter()
-        .filter(|f| !run.emulated(&f.backend) && run.model(&f.backend) != crate::data::Model::Container)
+        .filter(|f| {
+            !run.emulated(&f.backend)
+                && matches!(run.model(&f.backend), crate::data::Model::MicrovmBare | crate::data::Model::MicrovmLinux)
+        })
         .find_map(|f| f.vmm_overhead_bytes.filter(|_| f.guest_mem_bytes.is_some()).map(|v| (f.backend.clone(), v)));
     let mut items = Vec::new();
     for f in fits.iter().filter(|f| run.emulated(&f.backend)) {

@@ -45,8 +45,10 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
          backend declares it ran. <b>(a)</b> host-kernel system calls the instance reaches directly, measured \
          by the <code>census.syscalls</code> probe inside it (unit: system calls of the x86_64 table; refused = \
          EPERM/ENOSYS or killed: filtered, or not built into the host kernel); a VM guest reaches none by \
-         construction. <b>(b)</b> for microVMs, the VM exit kinds, I/O port ranges and MMIO ranges the VMM \
-         handles for the guest, as the VMM declares them. <b>(c)</b> host system calls the supervising VMM or \
+         construction, and a workload under a user-space kernel (gVisor's runsc) reaches none either: its calls go \
+         to the Sentry. <b>(b)</b> for microVMs, the VM exit kinds, I/O port ranges and MMIO ranges the VMM \
+         handles for the guest, as the VMM declares them; for a user-space kernel, the system calls its Sentry \
+         implements (<code>runsc help syscalls</code>). <b>(c)</b> host system calls the supervising VMM or \
          runtime process can still make after its confinement: its seccomp allowlist, or the whole table when \
          it is unfiltered. \"not declared\" means the backend does not say, not zero.</p>",
     );
@@ -78,7 +80,9 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
                 ),
                 None => format!("<span class=\"na\">{}</span>", esc(&r.instance_seccomp)),
             };
-            let vmm = if r.vmm_exit_kinds.is_none() && r.vmm_io_port_ranges.is_none() && r.vmm_mmio_ranges.is_none() {
+            let vmm = if let Some(n) = r.user_kernel_syscalls_implemented {
+                figure(Some(n), "syscalls the Sentry implements", &r.vmm_source, csv)
+            } else if r.vmm_exit_kinds.is_none() && r.vmm_io_port_ranges.is_none() && r.vmm_mmio_ranges.is_none() {
                 format!("<span class=\"na\">{}</span>", esc(&r.vmm_source))
             } else {
                 format!(
@@ -112,7 +116,7 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
             "profile",
             "(a) host syscalls reached",
             "instance seccomp",
-            "(b) VMM handles",
+            "(b) VMM handles (runsc: its Sentry)",
             "(c) supervisor syscalls",
             "where from",
         ],

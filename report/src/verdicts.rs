@@ -252,7 +252,9 @@ fn state_saving(run: &RunData) -> ClaimVerdict {
     if let Some(c) = common {
         evidence.push(format!("compared at {c} MiB dirtied"));
     }
-    for r in rows.iter().filter(|r| common.is_none_or(|c| r.dirty_mib == c)) {
+    // Evidence of the pair only: a user-space kernel's checkpoint is neither side of this claim.
+    let pair = |b: &str| matches!(run.model(b), Model::Container | Model::MicrovmBare | Model::MicrovmLinux);
+    for r in rows.iter().filter(|r| common.is_none_or(|c| r.dirty_mib == c) && pair(&r.backend)) {
         evidence.push(format!("{} wrote {} to save", r.backend, fmt_bytes(r.save_bytes as f64)));
     }
     ClaimVerdict {
@@ -288,6 +290,23 @@ mod tests {
         let (v, ev) = judge(&items, false, |c, v| c < v, fmt_secs, "median startup");
         assert_eq!(v, Verdict::HoldsOnlyForLinuxGuest);
         assert!(ev[0].contains("crun"), "{ev:?}");
+    }
+
+    #[test]
+    fn a_user_space_kernel_is_neither_the_container_nor_the_vm_of_a_verdict() {
+        // runsc starts slowest and fastest here: it must not become the "best container" or a VM.
+        let mut items = vec![
+            ("container".to_string(), Model::Container, Figure::positive(0.030)),
+            ("microvm".to_string(), Model::MicrovmBare, Figure::positive(0.005)),
+        ];
+        let (before, _) = judge(&items, false, |c, v| c < v, fmt_secs, "median startup");
+        for f in [0.001, 9.0] {
+            items.push(("runsc".to_string(), Model::UserSpaceKernel, Figure::positive(f)));
+            let (v, ev) = judge(&items, false, |c, v| c < v, fmt_secs, "median startup");
+            assert_eq!(v, before);
+            assert!(ev.iter().all(|e| !e.contains("runsc")), "{ev:?}");
+            items.pop();
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! | layer | what | unit | from |
 //! |---|---|---|---|
 //! | (a) | host-kernel system calls the instance reaches directly | system calls | the `census.syscalls` probe of the same run (measured), or 0 by construction for a VM guest |
-//! | (b) | VM exit kinds, I/O port ranges and MMIO ranges the VMM handles for the guest | kinds, ranges | the VMM's declared surface (microVMs only) |
+//! | (b) | VM exit kinds, I/O port ranges and MMIO ranges the VMM handles for the guest; for a user-space kernel (runsc), the system calls its Sentry implements | kinds, ranges, system calls | the VMM's declared surface (microVMs); `runsc help syscalls` (runsc) |
 //! | (c) | host system calls the VMM or runtime process can still make after its confinement | system calls | the size of its seccomp allowlist, or the whole table when unfiltered |
 //!
 //! `None` in a count means "not declared" (the backend does not say), never zero.
@@ -49,6 +49,10 @@ pub struct AttackSurfaceRow {
     pub supervisor_syscalls_allowed: Option<u32>,
     /// (c) Which process that is and how it is confined.
     pub supervisor_source: String,
+    /// (b) For a user-space kernel (gVisor's Sentry): the system calls it implements for the workload
+    /// (`vmm_source` says where from). Absent in files written before it existed.
+    #[serde(default)]
+    pub user_kernel_syscalls_implemented: Option<u32>,
 }
 impl crate::records::Record for AttackSurfaceRow {
     const FILE: &'static str = "attack_surface.csv";

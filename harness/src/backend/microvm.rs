@@ -305,6 +305,7 @@ impl Backend for MicrovmBackend {
                 "the VMM process (`vmct-vmm`): seccomp allowlist of {} system calls on its vCPU thread (KVM ioctls by request number), anything else kills it",
                 s.syscalls_allowed
             ),
+            user_kernel: None,
         }
     }
 

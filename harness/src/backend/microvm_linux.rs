@@ -197,6 +197,7 @@ impl Backend for MicrovmLinuxBackend {
             vmm: None,
             supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
             supervisor_note: unfiltered_note("the VMM process (`vmct __vmm-linux`), unconfined"),
+            user_kernel: None,
         }
     }
 

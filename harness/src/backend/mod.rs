@@ -7,6 +7,7 @@
 //! | `microvm-linux` | microVM, linux guest | one VMM process per VM (`vmct __vmm-linux`), a Linux kernel with the workload as /init |
 //! | `container` / `container-privileged` / `container-userns` | container | our runtime (crate `container`) with its default, privileged or user-namespace profile |
 //! | `crun` / `runc` | container (peer) | the same image through a generated OCI bundle |
+//! | `runsc` | user-space kernel (peer, gVisor) | the same OCI bundle, the workload's system calls answered by runsc's Sentry |
 //! | `qemu-tcg` | microVM, linux guest (peer, emulated) | Debian's QEMU with TCG booting the same kernel and initramfs as `microvm-linux`, where KVM cannot run it |
 //! | `qemu` / `firecracker` (only with `--peer NAME=PATH`) | microVM, linux guest (peer) | the peer VMM booting the same kernel and initramfs as `microvm-linux` |
 //!
@@ -24,6 +25,7 @@ pub mod peers;
 pub mod process;
 pub mod qemu_tcg;
 pub mod registry;
+pub mod runsc;
 pub mod surface;
 pub mod vmm_jail;
 pub mod vmm_peers;

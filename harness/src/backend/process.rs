@@ -54,6 +54,7 @@ impl Backend for ProcessBackend {
             vmm: None,
             supervisor_syscalls_allowed: None,
             supervisor_note: "not applicable: no supervisor; the workload is itself an unconfined host process".into(),
+            user_kernel: None,
         }
     }
 

@@ -350,6 +350,7 @@ impl Backend for QemuTcgBackend {
             vmm: None,
             supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
             supervisor_note: unfiltered_note("the QEMU process (qemu-system-x86_64 without -sandbox)"),
+            user_kernel: None,
         }
     }
 }

@@ -69,6 +69,20 @@ pub struct BackendSurface {
     pub supervisor_syscalls_allowed: Option<u32>,
     /// Which process supervises the instance and how it is confined.
     pub supervisor_note: String,
+    /// What a user-space kernel (gVisor's Sentry) answers for the workload; None: not one.
+    pub user_kernel: Option<UserKernelSurfaceInfo>,
+}
+
+/// Layer (b) of a user-space kernel: the system calls it implements for the workload, and what becomes of
+/// the OCI seccomp profile the bundle carries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserKernelSurfaceInfo {
+    /// System calls the user-space kernel implements (fully or partly); None: not readable.
+    pub syscalls_implemented: Option<u32>,
+    /// Where that count comes from.
+    pub syscalls_source: String,
+    /// What the instance's seccomp column says (e.g. that the OCI profile is not applied).
+    pub instance_seccomp: String,
 }
 
 /// Number of entries of the native (x86_64) system call table: what an unfiltered process may call.
@@ -101,7 +115,22 @@ pub fn surface_row(
         profile: declared.profile.clone(),
         ..Default::default()
     };
-    if info.model == IsolationModel::Microvm {
+    if let Some(u) = &declared.user_kernel {
+        row.host_syscalls_reachable = Some(0);
+        let census = match census {
+            Some(c) => format!(
+                "; the census inside the sandbox reached {} of {} calls and had {} refused: all answered by the \
+                 Sentry, not the host kernel",
+                c.reachable, c.table, c.filtered
+            ),
+            None => String::new(),
+        };
+        row.host_syscalls_source = format!(
+            "0 by construction: the workload's system calls trap into the Sentry (gVisor's user-space kernel), \
+             which makes its own host calls under its own filter (layer c){census}"
+        );
+        row.user_kernel_syscalls_implemented = u.syscalls_implemented;
+    } else if info.model == IsolationModel::Microvm {
         row.host_syscalls_reachable = Some(0);
         let guest = match (info.guest_model, census) {
             (Some(GuestModel::Bare), _) => "the bare guest has no OS and makes no system calls".to_string(),
@@ -132,6 +161,10 @@ pub fn surface_row(
         row.host_syscalls_source = "not measured: the census did not run on this backend in this run".into();
     }
     match &declared.seccomp_profile {
+        _ if declared.user_kernel.is_some() => {
+            row.instance_seccomp =
+                declared.user_kernel.as_ref().map(|u| u.instance_seccomp.clone()).unwrap_or_default();
+        }
         Some(p) if p.path.as_os_str().is_empty() => {
             row.instance_seccomp_allowed = Some(p.syscalls_allowed);
             row.instance_seccomp = "unfiltered: no seccomp filter (every call of the x86_64 table)".into();
@@ -156,6 +189,9 @@ pub fn surface_row(
         None => row.instance_seccomp = "not declared".into(),
     }
     match &declared.vmm {
+        None if declared.user_kernel.is_some() => {
+            row.vmm_source = declared.user_kernel.as_ref().map(|u| u.syscalls_source.clone()).unwrap_or_default();
+        }
         Some(v) => {
             row.vmm_exit_kinds = Some(count(v.exit_kinds.len()));
             row.vmm_io_port_ranges = Some(count(v.io_ports.len()));
@@ -182,6 +218,64 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The profile runsc runs: the peers' default bundle inside gVisor's Sentry, whose OCI seccomp profile
+/// runsc does not install by default.
+pub fn user_space_kernel_profile() -> String {
+    format!(
+        "{} in gVisor's Sentry (runsc); the bundle's OCI seccomp profile is not installed (runsc without \
+         --oci-seccomp, its default)",
+        Profile::Default.describe()
+    )
+}
+
+/// The surface of gVisor's runsc (`bin`) running the peers' bundle, which carries `seccomp`:
+/// (b) the Sentry's implemented system calls (`runsc help syscalls`), (c) the Sentry's own host seccomp
+/// filter as read from the last sandbox that reached ready in this process
+/// ([`super::runsc::last_sentry_filter`]; "not measured" when none did).
+pub fn user_space_kernel_surface(bin: &std::path::Path, seccomp: Option<&ProfileInfo>) -> BackendSurface {
+    let (implemented, syscalls_source) = match super::runsc::sentry_syscalls(bin) {
+        Ok(s) => (
+            Some(s.implemented()),
+            format!(
+                "the Sentry implements {} system calls ({} fully, {} partly; {} of the amd64 table unimplemented, \
+                 they return errors): `runsc help syscalls -format json`, this runsc",
+                s.implemented(),
+                s.full,
+                s.partial,
+                s.unimplemented
+            ),
+        ),
+        Err(e) => (None, format!("not readable: {e}")),
+    };
+    let instance_seccomp = match seccomp {
+        Some(p) => format!(
+            "not applied: the bundle carries {} (sha256 {}), but runsc loads an OCI seccomp profile only with \
+             --oci-seccomp, which is off by default (as Docker's runsc runtime runs it)",
+            p.path.display(),
+            p.sha256
+        ),
+        None => "none: runsc loads an OCI seccomp profile only with --oci-seccomp (off by default)".into(),
+    };
+    let filter = super::runsc::last_sentry_filter();
+    BackendSurface {
+        profile: user_space_kernel_profile(),
+        seccomp_profile: None,
+        vmm: None,
+        supervisor_syscalls_allowed: filter.as_ref().and_then(|f| f.allowed),
+        supervisor_note: match filter {
+            Some(f) => f.note,
+            None => {
+                "not measured: no runsc sandbox reached ready in this run, so the Sentry's filter was not read".into()
+            }
+        },
+        user_kernel: Some(UserKernelSurfaceInfo {
+            syscalls_implemented: implemented,
+            syscalls_source,
+            instance_seccomp,
+        }),
+    }
+}
+
 /// The surface of a container run with `profile` under `seccomp` by `runtime` (e.g. "vmct's
 /// container runtime", "crun"), whose own process is not seccomp-filtered.
 pub fn container_surface(profile: Profile, seccomp: Option<&ProfileInfo>, runtime: &str) -> BackendSurface {
@@ -196,6 +290,7 @@ pub fn container_surface(profile: Profile, seccomp: Option<&ProfileInfo>, runtim
         vmm: None,
         supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
         supervisor_note: unfiltered_note(runtime),
+        user_kernel: None,
     }
 }
 
@@ -280,6 +375,27 @@ mod tests {
     }
 
     #[test]
+    fn a_user_space_kernel_reaches_no_host_syscalls_and_declares_the_sentry_layers() {
+        let s = BackendSurface {
+            user_kernel: Some(UserKernelSurfaceInfo {
+                syscalls_implemented: Some(321),
+                syscalls_source: "runsc help syscalls".into(),
+                instance_seccomp: "not applied".into(),
+            }),
+            supervisor_syscalls_allowed: Some(80),
+            supervisor_note: "Sentry filter".into(),
+            ..Default::default()
+        };
+        let d = "table=382 reachable=250 filtered=115 skipped=17";
+        let r = surface_row(&info("runsc", "user-space-kernel", None), &s, Some(d), None);
+        assert_eq!(r.host_syscalls_reachable, Some(0));
+        assert!(r.host_syscalls_source.contains("reached 250 of 382"), "{}", r.host_syscalls_source);
+        assert_eq!(r.user_kernel_syscalls_implemented, Some(321));
+        assert_eq!((r.vmm_source.as_str(), r.instance_seccomp.as_str()), ("runsc help syscalls", "not applied"));
+        assert_eq!((r.supervisor_syscalls_allowed, r.supervisor_source.as_str()), (Some(80), "Sentry filter"));
+    }
+
+    #[test]
     fn declared_layers_are_copied_with_their_lists() {
         let s = BackendSurface {
             profile: "p".into(),
@@ -297,6 +413,7 @@ mod tests {
             }),
             supervisor_syscalls_allowed: Some(40),
             supervisor_note: "VMM".into(),
+            user_kernel: None,
         };
         let r = surface_row(&info("microvm", "microvm", Some("bare")), &s, None, None);
         assert_eq!(r.instance_seccomp_allowed, Some(370));

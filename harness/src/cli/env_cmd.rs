@@ -74,7 +74,7 @@ pub fn run(a: EnvArgs) -> anyhow::Result<ExitCode> {
             (false, r, _) => format!("unavailable: {}", r.clone().unwrap_or_default()),
         };
         let model = if i.emulated { format!("{} (emulated)", i.model) } else { i.model.to_string() };
-        println!("  {:<22} {:<10} {}", i.name, model, what);
+        println!("  {:<22} {:<18} {}", i.name, model, what);
     }
     let cav = host.caveats();
     if !cav.is_empty() {

@@ -17,7 +17,7 @@ pub const PARTIAL_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
     after_help = "Examples:\n  vmct run --backend process --workload cpu --json\n  vmct run --backend microvm --workload idle --hold-mib 64 --hold-for 5s\n  vmct run --backend container --workload 'mem --mib 32'"
 )]
 pub struct RunArgs {
-    /// Backend: process, microvm, container, container-privileged, container-userns, crun, runc.
+    /// Backend: process, microvm, container, container-privileged, container-userns, crun, runc, runsc.
     #[arg(long, short, default_value = "process")]
     pub backend: String,
     /// Workload: ready, idle, cpu, mem, syscall, io, probe (flags may follow in quotes: 'cpu --iters 5').
@@ -123,16 +123,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", fb.summary());
         return Ok(ExitCode::from(1));
     }
-    if !info.available {
-        anyhow::bail!("backend {} is not available here: {}", info.name, info.reason.unwrap_or_default());
-    }
     let mut spec = InstanceSpec::new(crate::experiments::next_id(), scenario);
     spec.mem_limit_bytes = mem;
     spec.cpu_quota = cpus.flatten();
     spec.pids_limit = pids.flatten();
     spec.vcpus = a.vcpus;
-    // Every limit is applied as given on this backend, or refused here naming the valid range.
+    // Every limit is applied as given on this backend, or refused here naming the valid range (before the
+    // availability check: a backend option the user got wrong is a usage error, not "unavailable").
     backend.check_spec(&spec).map_err(|e| UsageError(format!("{}: {e}", info.name)))?;
+    if !info.available {
+        anyhow::bail!("backend {} is not available here: {}", info.name, info.reason.unwrap_or_default());
+    }
     spec.log_dir = Some(a.log_dir.clone().unwrap_or_else(crate::logs::dir));
     let mut record = crate::logs::LogRecord {
         id: spec.id.clone(),

@@ -93,6 +93,8 @@ pub struct RunContext<'a> {
     pub settings: &'a Settings,
     /// The plan of backends with an emulated guest CPU (`crate::compare::for_emulated`).
     pub emulated: &'a Settings,
+    /// The plan of user-space-kernel backends (runsc; `crate::compare::for_user_space_kernel`).
+    pub user_kernel: &'a Settings,
     /// Where the CSVs go.
     pub run_dir: &'a RunDir,
     /// Progress output.
@@ -104,10 +106,13 @@ pub struct RunContext<'a> {
 }
 
 impl RunContext<'_> {
-    /// The plan of backend `b`: [`RunContext::emulated`] for an emulated one, else the whole plan.
+    /// The plan of backend `b`: [`RunContext::emulated`] for an emulated one, [`RunContext::user_kernel`]
+    /// for a user-space kernel, else the whole plan.
     pub fn plan_for(&self, b: &dyn Backend) -> &Settings {
         if b.capabilities().emulated {
             self.emulated
+        } else if b.info().model == results::IsolationModel::UserSpaceKernel {
+            self.user_kernel
         } else {
             self.settings
         }

@@ -228,6 +228,9 @@ pub fn probe_backend(
             if info.model == IsolationModel::Microvm {
                 credit_guest_kernel(&mut rows);
             }
+            if info.model == IsolationModel::UserSpaceKernel {
+                credit_user_space_kernel(&mut rows);
+            }
             if caps.own_kernel {
                 rows = guest_local(rows);
             }
@@ -246,10 +249,21 @@ pub fn probe_backend(
 /// In a VM guest the device-node, masked-path and kernel-reach probes reach the guest's own kernel:
 /// not a host failure. Their rows say so (other probes keep their host-side judgement).
 pub fn credit_guest_kernel(rows: &mut [IsolationRow]) {
+    credit_own_kernel(rows, "reached the guest's own kernel (the VM has its own), not the host's");
+}
+
+/// In gVisor (runsc) the same probes reach the Sentry, the sandbox's user-space kernel, which answers
+/// them itself (its own devices, procfs and system call implementations); the host kernel sees only
+/// the Sentry's own filtered calls (attack surface layer c).
+pub fn credit_user_space_kernel(rows: &mut [IsolationRow]) {
+    credit_own_kernel(rows, "answered by the Sentry (gVisor's user-space kernel), not the host kernel");
+}
+
+fn credit_own_kernel(rows: &mut [IsolationRow], why: &str) {
     let own: Vec<&str> = workloads::probe_ids::surface_probes().collect();
     for r in rows.iter_mut().filter(|r| r.outcome == Outcome::Reached && own.contains(&r.probe.as_str())) {
         r.failure = false;
-        r.host_check = "reached the guest's own kernel (the VM has its own), not the host's".into();
+        r.host_check = why.into();
     }
 }
 

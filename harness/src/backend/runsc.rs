@@ -1,0 +1,786 @@
+//! gVisor's `runsc` (Debian package `runsc`): the user-space-kernel model. The workload's system calls
+//! go to the Sentry, a kernel written in Go running as an ordinary host process, and file access goes
+//! through the Gofer process; the workload itself reaches no host system call directly.
+//!
+//! This module holds what is particular to runsc; the launch itself is the peers' one
+//! ([`super::peers::PeerBackend`]: the same generated OCI bundle, image, default profile and limits as
+//! crun and runc), with runsc's global flags from [`Setup::global_args`]:
+//! `runsc --root STATE --network=none --platform=P run --bundle BUNDLE ID`.
+//!
+//! - Platform ([`choose_platform`]): `systrap` where the installed runsc offers it, else `kvm` where a
+//!   real short run on `/dev/kvm` finishes, else `ptrace`; each candidate is tried with
+//!   `runsc --platform=P do /bin/true` ([`try_platform`]), never assumed. `VMCT_RUNSC_PLATFORM=NAME`
+//!   ([`PLATFORM_ENV`]) asks for one platform; a name the installed runsc does not offer is an error
+//!   naming those it offers.
+//! - Attack surface: the Sentry's implemented system calls from `runsc help syscalls -format json`
+//!   ([`sentry_syscalls`]); the Sentry's own host seccomp filter read from the live Sentry with
+//!   `PTRACE_SECCOMP_GET_FILTER` and evaluated per system call number ([`bpf`], [`read_sentry_filter`]).
+//! - Memory ([`sandbox_stats`]): Sentry + Gofer + the Sentry's stub processes, split by smaps into the
+//!   workload's memory (the Sentry's `memfd:runsc-memory` file, which backs all application memory)
+//!   and the sandbox's own overhead.
+use super::InstanceStats;
+use crate::memstat;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Backend name and binary.
+pub const NAME: &str = "runsc";
+/// The Debian package that installs it.
+pub const PACKAGE: &str = "runsc";
+/// Environment variable choosing the platform (`ptrace`, `kvm`, `systrap` where offered); unset:
+/// the first that works of [`PREFERENCE`].
+pub const PLATFORM_ENV: &str = "VMCT_RUNSC_PLATFORM";
+/// Platforms in order of preference (gVisor's documentation: systrap replaces ptrace as the default
+/// where it exists; kvm is the fast path where hardware virtualization works).
+pub const PREFERENCE: [&str; 3] = ["systrap", "kvm", "ptrace"];
+/// How long a platform's test run (`runsc do /bin/true`) may take before it counts as not working
+/// (a working run takes about 0.4 s here with ptrace).
+pub const TRY_TIMEOUT: Duration = Duration::from_secs(3);
+/// The mapping backing all application memory in the Sentry (gVisor's `pgalloc` memory file).
+pub const MEMORY_FILE: &str = "/memfd:runsc-memory";
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum RunscError {
+    /// A runsc command could not be started or failed.
+    #[error("runsc: {what}: {reason}")]
+    Command {
+        /// The command.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The requested platform is not one the installed runsc offers.
+    #[error(
+        "{PLATFORM_ENV}={requested}: the installed runsc ({version}) does not offer platform '{requested}'; it offers: {}",
+        offered.join(", ")
+    )]
+    UnknownPlatform {
+        /// What was asked for.
+        requested: String,
+        /// runsc's version line.
+        version: String,
+        /// What `runsc help platforms` lists.
+        offered: Vec<String>,
+    },
+    /// No platform ran a test sandbox.
+    #[error("runsc: no platform works here: {}", notes.join("; "))]
+    NoPlatform {
+        /// Per platform, why not.
+        notes: Vec<String>,
+    },
+    /// Reading the Sentry's seccomp filter failed.
+    #[error("runsc: reading the seccomp filter of Sentry pid {pid}: {reason}")]
+    Filter {
+        /// Sentry pid.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The platform chosen and why the others are not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformChoice {
+    /// The platform runsc runs with.
+    pub chosen: String,
+    /// What `runsc help platforms` lists.
+    pub offered: Vec<String>,
+    /// One line per other platform: why it is not used (not offered, its test run failed, not tried).
+    pub others: Vec<String>,
+}
+
+impl PlatformChoice {
+    /// `platform ptrace (kvm: ...; systrap: ...)`, for the backend's version field and `vmct env`.
+    pub fn describe(&self) -> String {
+        if self.others.is_empty() {
+            format!("platform {}", self.chosen)
+        } else {
+            format!("platform {} ({})", self.chosen, self.others.join("; "))
+        }
+    }
+}
+
+/// `runsc help platforms`: the platforms this runsc offers, one a line.
+pub fn offered_platforms(bin: &Path) -> Result<Vec<String>, RunscError> {
+    let out = Command::new(bin).args(["help", "platforms"]).output().map_err(|e| RunscError::Command {
+        what: format!("{} help platforms", bin.display()),
+        reason: e.to_string(),
+    })?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Choose the platform: `requested` if given (it must be offered, and its test run must work), else
+/// the first of [`PREFERENCE`] that is offered and whose test run (`works`) succeeds. `kvm_note` is
+/// added to a failing kvm test (e.g. the host's KVM flavour).
+pub fn choose_platform(
+    offered: &[String],
+    version: &str,
+    requested: Option<&str>,
+    kvm_note: &str,
+    mut works: impl FnMut(&str) -> Result<(), String>,
+) -> Result<PlatformChoice, RunscError> {
+    let is_offered = |p: &str| offered.iter().any(|o| o == p);
+    let mut others = Vec::new();
+    let candidates: Vec<&str> = match requested {
+        Some(r) if !is_offered(r) => {
+            return Err(RunscError::UnknownPlatform {
+                requested: r.into(),
+                version: version.into(),
+                offered: offered.to_vec(),
+            })
+        }
+        Some(r) => vec![r],
+        None => PREFERENCE.to_vec(),
+    };
+    let mut chosen = None;
+    for p in candidates {
+        if !is_offered(p) {
+            others.push(format!("{p}: not offered by this runsc (it offers {})", offered.join(", ")));
+            continue;
+        }
+        if let Some(c) = &chosen {
+            others.push(format!("{p}: offered, not tried ({c} preferred)"));
+            continue;
+        }
+        match works(p) {
+            Ok(()) => chosen = Some(p.to_string()),
+            Err(why) if p == "kvm" && !kvm_note.is_empty() => others.push(format!("kvm: {why} ({kvm_note})")),
+            Err(why) => others.push(format!("{p}: {why}")),
+        }
+    }
+    if requested.is_some() {
+        others.extend(
+            offered
+                .iter()
+                .filter(|o| Some(o.as_str()) != requested)
+                .map(|o| format!("{o}: not tried ({PLATFORM_ENV})")),
+        );
+    }
+    match chosen {
+        Some(chosen) => Ok(PlatformChoice { chosen, offered: offered.to_vec(), others }),
+        None => Err(RunscError::NoPlatform { notes: others }),
+    }
+}
+
+/// A real short run on platform `p`: `runsc --platform=P do /bin/true` (host root read-only under an
+/// overlay, no network, no cgroups), killed with its process group after [`TRY_TIMEOUT`]. Its state dir
+/// is a `vmct-probe-runsc-<pid>` scratch directory (removed; `vmct gc` finds it if vmct is killed).
+pub fn try_platform(bin: &Path, p: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    if p == "kvm" && std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return Err("no usable /dev/kvm".into());
+    }
+    let root = std::env::temp_dir().join(format!("vmct-probe-runsc-{}", std::process::id()));
+    std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+    let started = Instant::now();
+    let child = Command::new(bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["--network=none", "--ignore-cgroups", &format!("--platform={p}"), "do", "/bin/true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let result = match child {
+        Err(e) => Err(format!("cannot start {}: {e}", bin.display())),
+        Ok(mut c) => loop {
+            match c.try_wait() {
+                Ok(Some(st)) if st.success() => break Ok(()),
+                Ok(Some(st)) => {
+                    let mut err = String::new();
+                    if let Some(mut e) = c.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+                    break Err(format!("a test run (`runsc --platform={p} do /bin/true`) failed ({st}): {last}"));
+                }
+                Ok(None) if started.elapsed() < TRY_TIMEOUT => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) | Err(_) => {
+                    // The group is the runsc we started and the sandbox processes it forked.
+                    let pgid = i32::try_from(c.id()).expect("pids fit in i32");
+                    let _ = container::sys::kill(-pgid, libc::SIGKILL);
+                    let _ = c.wait();
+                    break Err(format!(
+                        "a test run (`runsc --platform={p} do /bin/true`) did not finish within {} s",
+                        TRY_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+        },
+    };
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+/// A platform asked for with [`PLATFORM_ENV`] must be one `bin` offers: the error names those it offers.
+pub fn check_requested_platform(bin: &Path) -> Result<(), String> {
+    let Some(requested) = std::env::var(PLATFORM_ENV).ok().filter(|s| !s.is_empty()) else { return Ok(()) };
+    let offered = offered_platforms(bin).map_err(|e| e.to_string())?;
+    if offered.contains(&requested) {
+        return Ok(());
+    }
+    let out = Command::new(bin).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+    let version = String::from_utf8_lossy(&out).lines().next().unwrap_or("").trim().to_string();
+    Err(RunscError::UnknownPlatform { requested, version, offered }.to_string())
+}
+
+/// The platform detection of this process (it runs test sandboxes: done once per process).
+pub fn platform(bin: &Path, version: &str) -> Result<PlatformChoice, String> {
+    static CACHE: Mutex<Option<(String, Result<PlatformChoice, String>)>> = Mutex::new(None);
+    let requested = std::env::var(PLATFORM_ENV).ok().filter(|s| !s.is_empty());
+    let key = format!("{}|{}", bin.display(), requested.as_deref().unwrap_or(""));
+    let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, r)) = g.as_ref() {
+        if *k == key {
+            return r.clone();
+        }
+    }
+    let r = offered_platforms(bin).map_err(|e| e.to_string()).and_then(|offered| {
+        let kvm = results::HostEnv::capture().kvm;
+        let note = format!("/dev/kvm here is {}", kvm.as_str());
+        choose_platform(&offered, version, requested.as_deref(), &note, |p| try_platform(bin, p))
+            .map_err(|e| e.to_string())
+    });
+    *g = Some((key, r.clone()));
+    r
+}
+
+/// Global flags for every runsc command of an instance: no network (`--network=none`, Docker's
+/// `--network none`) and the chosen platform.
+pub fn global_args(choice: &PlatformChoice) -> Vec<String> {
+    vec!["--network=none".into(), format!("--platform={}", choice.chosen)]
+}
+
+/// System calls the Sentry implements, from `runsc help syscalls -format json -os linux -arch amd64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SentrySyscalls {
+    /// "Full Support".
+    pub full: u32,
+    /// "Partial Support".
+    pub partial: u32,
+    /// "Unimplemented" (they return an error such as ENOSYS).
+    pub unimplemented: u32,
+}
+
+impl SentrySyscalls {
+    /// Implemented at all (full or partial).
+    pub fn implemented(&self) -> u32 {
+        self.full + self.partial
+    }
+
+    /// Parse the JSON output of `runsc help syscalls -format json`: `{os: {arch: {syscalls: {nr: {support}}}}}`.
+    pub fn parse(json: &str) -> Option<SentrySyscalls> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        let table = v.get("linux")?.get("amd64")?.get("syscalls")?.as_object()?;
+        let mut s = SentrySyscalls::default();
+        for e in table.values() {
+            match e.get("support").and_then(|x| x.as_str()).unwrap_or("") {
+                "Full Support" => s.full += 1,
+                "Partial Support" => s.partial += 1,
+                _ => s.unimplemented += 1,
+            }
+        }
+        Some(s)
+    }
+}
+
+/// Run `runsc help syscalls` and count.
+pub fn sentry_syscalls(bin: &Path) -> Result<SentrySyscalls, RunscError> {
+    let what = "help syscalls -format json -os linux -arch amd64";
+    let out = Command::new(bin)
+        .args(["help", "syscalls", "-format", "json", "-os", "linux", "-arch", "amd64"])
+        .output()
+        .map_err(|e| RunscError::Command { what: what.into(), reason: e.to_string() })?;
+    SentrySyscalls::parse(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| RunscError::Command { what: what.into(), reason: "output is not the expected JSON".into() })
+}
+
+/// The host processes of one sandbox under the `runsc run` process `runtime_pid`: its Gofer and its
+/// Sentry (`runsc-gofer`, `runsc-sandbox` in argv\[0\]) and the Sentry's descendants (with the ptrace
+/// platform, the stub processes whose address spaces hold the workload's memory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxPids {
+    /// The Sentry (`runsc-sandbox boot`).
+    pub sentry: Option<u32>,
+    /// The Gofer.
+    pub gofer: Option<u32>,
+    /// Descendants of the Sentry.
+    pub stubs: Vec<u32>,
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
+}
+
+fn argv0(pid: u32) -> String {
+    let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(c.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
+}
+
+/// Find the sandbox's processes from the `runsc run` pid.
+pub fn sandbox_pids(runtime_pid: u32) -> SandboxPids {
+    let mut s = SandboxPids::default();
+    for c in children(runtime_pid) {
+        match argv0(c).as_str() {
+            "runsc-sandbox" => s.sentry = Some(c),
+            "runsc-gofer" => s.gofer = Some(c),
+            _ => {}
+        }
+    }
+    let mut todo: Vec<u32> = s.sentry.into_iter().collect();
+    while let Some(p) = todo.pop() {
+        for c in children(p) {
+            s.stubs.push(c);
+            todo.push(c);
+        }
+    }
+    s
+}
+
+/// Memory of one sandbox: RSS and PSS summed over Sentry, Gofer and stubs; `guest_mem_bytes` = the
+/// bytes allocated to the Sentry's [`MEMORY_FILE`] (its `st_blocks`, through `/proc/SENTRY/fd`): every
+/// page of the workload's memory, and the sandbox's own file cache, lives in that file, whether or not
+/// a process maps it right now; `vmm_overhead_bytes` = the PSS of everything else the three map (the
+/// Sentry's and Gofer's own heap, stacks and binary), i.e. total PSS minus the PSS of the memory-file
+/// mappings. cgroup usage from the Sentry's memory cgroup (runsc puts Sentry and Gofer in the bundle's
+/// `cgroupsPath`).
+pub fn sandbox_stats(runtime_pid: u32) -> InstanceStats {
+    let pids = sandbox_pids(runtime_pid);
+    let Some(sentry) = pids.sentry else { return InstanceStats::default() };
+    let (mut rss, mut pss, mut app) = (0u64, 0u64, 0u64);
+    for p in std::iter::once(sentry).chain(pids.gofer).chain(pids.stubs.iter().copied()) {
+        let Ok(smaps) = std::fs::read_to_string(format!("/proc/{p}/smaps")) else { continue };
+        rss += memstat::smaps_sum_where(&smaps, "Rss", |_| true);
+        pss += memstat::smaps_sum_where(&smaps, "Pss", |_| true);
+        app += memstat::smaps_sum_where(&smaps, "Pss", |h| h.split_whitespace().nth(5) == Some(MEMORY_FILE));
+    }
+    InstanceStats {
+        rss_bytes: Some(rss),
+        pss_bytes: Some(pss),
+        guest_mem_bytes: memory_file_bytes(sentry),
+        vmm_overhead_bytes: Some(pss.saturating_sub(app)),
+        cgroup_usage_bytes: super::peers::cgroup_usage_of(sentry),
+    }
+}
+
+/// Bytes allocated to the Sentry's memory file (found among its open files by name), if readable.
+fn memory_file_bytes(sentry: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(format!("/proc/{sentry}/fd")).ok()?.flatten().find_map(|fd| {
+        let target = std::fs::read_link(fd.path()).ok()?;
+        target
+            .to_string_lossy()
+            .starts_with(MEMORY_FILE)
+            .then(|| std::fs::metadata(fd.path()).ok())?
+            .map(|m| m.blocks() * 512)
+    })
+}
+
+/// The Sentry's own host seccomp confinement, read from the live process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentryFilter {
+    /// `/proc/PID/status` `Seccomp` (2 = filter mode).
+    pub mode: u32,
+    /// `/proc/PID/status` `Seccomp_filters`.
+    pub filters: u32,
+    /// System call numbers (x86_64) every installed filter allows for some arguments; None if the
+    /// filters could not be read (`note` says why).
+    pub allowed: Option<u32>,
+    /// BPF instructions per filter (most recent first).
+    pub instructions: Vec<usize>,
+    /// How it was read, or why not.
+    pub note: String,
+}
+
+/// The last Sentry filter read in this process (filled when a runsc instance reaches ready).
+static LAST_FILTER: Mutex<Option<SentryFilter>> = Mutex::new(None);
+
+/// Read the filter of the sandbox under `runtime_pid` once per process (the first ready sandbox), for
+/// [`last_sentry_filter`].
+pub fn note_ready(runtime_pid: u32) {
+    let mut g = LAST_FILTER.lock().unwrap_or_else(|e| e.into_inner());
+    if g.is_some() {
+        return;
+    }
+    // A sandbox whose workload already ended may be gone mid-read: then the next ready one is read.
+    *g = sandbox_pids(runtime_pid).sentry.and_then(read_sentry_filter);
+}
+
+/// The Sentry filter read by [`note_ready`] in this process, if a sandbox reached ready.
+pub fn last_sentry_filter() -> Option<SentryFilter> {
+    LAST_FILTER.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Read `/proc/PID/status` and the filters themselves ([`bpf::get_filters`]); failures to read the
+/// filters are said in `note`, with `allowed: None`. None if the process is gone (before or during the
+/// read): nothing read from it is trusted then.
+pub fn read_sentry_filter(pid: u32) -> Option<SentryFilter> {
+    let f = read_filter_of(pid)?;
+    std::path::Path::new(&format!("/proc/{pid}/status")).exists().then_some(f)
+}
+
+fn read_filter_of(pid: u32) -> Option<SentryFilter> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |k: &str| {
+        status.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse::<u32>().ok()).unwrap_or(0)
+    };
+    let (mode, filters) = (field("Seccomp"), field("Seccomp_filters"));
+    let mut f = SentryFilter { mode, filters, allowed: None, instructions: Vec::new(), note: String::new() };
+    if mode != 2 {
+        f.note = format!("/proc/{pid}/status Seccomp: {mode}: the Sentry runs without a seccomp filter");
+        return Some(f);
+    }
+    match bpf::get_filters(pid, filters) {
+        Ok(progs) => {
+            f.instructions = progs.iter().map(Vec::len).collect();
+            let table = workloads::probe_ids::syscall_table::len();
+            let n = (0..bpf::MAX_NR).filter(|nr| progs.iter().all(|p| bpf::may_allow(p, *nr))).count();
+            f.allowed = Some(u32::try_from(n).unwrap_or(u32::MAX));
+            f.note = format!(
+                "the Sentry's (pid {pid}) own host seccomp filter (Seccomp: 2, {filters} filter(s) of {} BPF \
+                 instructions), read with PTRACE_SECCOMP_GET_FILTER and evaluated for x86_64 system call \
+                 numbers 0..{}: {n} may be allowed for some arguments (of {table} in the table)",
+                f.instructions.iter().map(ToString::to_string).collect::<Vec<_>>().join("+"),
+                bpf::MAX_NR
+            );
+        }
+        Err(e) => {
+            f.note = format!("filtered (Seccomp: 2, {filters} filter(s)), size not readable: {e}");
+        }
+    }
+    Some(f)
+}
+
+/// Classic BPF seccomp programs: reading them from a live process and deciding, per system call
+/// number, whether some arguments let the call through. Hand-written: the crates that handle seccomp
+/// (seccompiler, libseccomp) compile filters but neither reads one back nor evaluates a foreign one.
+pub mod bpf {
+    use std::collections::HashSet;
+
+    /// System call numbers evaluated (x86_64 numbers are below 512; x32 and other ABIs are not).
+    pub const MAX_NR: u32 = 512;
+    /// `AUDIT_ARCH_X86_64` (linux/audit.h): the `arch` field of `seccomp_data` on this host.
+    pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    /// `PTRACE_SECCOMP_GET_FILTER` (linux/ptrace.h).
+    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+    /// `SECCOMP_RET_ACTION_FULL` (linux/seccomp.h).
+    const RET_ACTION_FULL: u32 = 0xffff_0000;
+    /// `SECCOMP_RET_ALLOW`, `SECCOMP_RET_LOG`: the call proceeds.
+    const ALLOWING: [u32; 2] = [0x7fff_0000, 0x7ffc_0000];
+
+    /// One BPF instruction (`struct sock_filter`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    #[repr(C)]
+    pub struct Insn {
+        /// Opcode.
+        pub code: u16,
+        /// Jump offset if true.
+        pub jt: u8,
+        /// Jump offset if false.
+        pub jf: u8,
+        /// Constant.
+        pub k: u32,
+    }
+
+    /// Whether some arguments let system call `nr` (arch x86_64) through `prog`: a walk over every path
+    /// the program can take, where the argument and instruction-pointer words are unknown (both
+    /// branches of a test on them are followed). Jumps only go forward, so the walk ends.
+    pub fn may_allow(prog: &[Insn], nr: u32) -> bool {
+        let mut seen = HashSet::new();
+        let mut todo = vec![State { pc: 0, a: Some(0), x: Some(0), m: [None; 16] }];
+        while let Some(s) = todo.pop() {
+            if !seen.insert(s) {
+                continue;
+            }
+            let Some(i) = prog.get(s.pc) else { continue };
+            let next = |pc: usize, a, x, m| State { pc, a, x, m };
+            let (a, x, mut m) = (s.a, s.x, s.m);
+            let src = if i.code & 0x08 != 0 { x } else { Some(i.k) };
+            let mem = |k: u32| m.get(k as usize).copied().flatten();
+            match i.code & 0x07 {
+                0x00 => {
+                    let v = match i.code & 0xe0 {
+                        0x20 if i.code & 0x18 == 0 => match i.k {
+                            0 => Some(nr),
+                            4 => Some(AUDIT_ARCH_X86_64),
+                            _ => None,
+                        },
+                        0x00 => Some(i.k),
+                        0x60 => mem(i.k),
+                        0x80 => Some(64),
+                        _ => None,
+                    };
+                    todo.push(next(s.pc + 1, v, x, m));
+                }
+                0x01 => {
+                    let v = match i.code & 0xe0 {
+                        0x00 => Some(i.k),
+                        0x60 => mem(i.k),
+                        0x80 => Some(64),
+                        _ => None,
+                    };
+                    todo.push(next(s.pc + 1, a, v, m));
+                }
+                0x02 | 0x03 => {
+                    if let Some(slot) = m.get_mut(i.k as usize) {
+                        *slot = if i.code & 0x07 == 0x02 { a } else { x };
+                    }
+                    todo.push(next(s.pc + 1, a, x, m));
+                }
+                0x04 => {
+                    let v = match (a, src) {
+                        (Some(a), Some(b)) => alu(i.code & 0xf0, a, b),
+                        (Some(a), None) if i.code & 0xf0 == 0x80 => Some(a.wrapping_neg()),
+                        _ => None,
+                    };
+                    todo.push(next(s.pc + 1, v, x, m));
+                }
+                0x05 => {
+                    let base = s.pc + 1;
+                    if i.code & 0xf0 == 0x00 {
+                        todo.push(next(base + i.k as usize, a, x, m));
+                        continue;
+                    }
+                    let taken = match (a, src) {
+                        (Some(a), Some(b)) => match i.code & 0xf0 {
+                            0x10 => Some(a == b),
+                            0x20 => Some(a > b),
+                            0x30 => Some(a >= b),
+                            0x40 => Some(a & b != 0),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if taken != Some(false) {
+                        todo.push(next(base + i.jt as usize, a, x, m));
+                    }
+                    if taken != Some(true) {
+                        todo.push(next(base + i.jf as usize, a, x, m));
+                    }
+                }
+                0x06 => {
+                    let ret = if i.code & 0x18 == 0x10 { a } else { Some(i.k) };
+                    // An unknown return value could allow: counted as allowing (an upper bound).
+                    if ret.is_none_or(|r| ALLOWING.contains(&(r & RET_ACTION_FULL))) {
+                        return true;
+                    }
+                }
+                _ => {
+                    let (a2, x2) = if i.code & 0xf8 == 0x80 { (x, x) } else { (a, a) };
+                    todo.push(next(s.pc + 1, a2, x2, m));
+                }
+            }
+        }
+        false
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    struct State {
+        pc: usize,
+        a: Option<u32>,
+        x: Option<u32>,
+        m: [Option<u32>; 16],
+    }
+
+    fn alu(op: u16, a: u32, b: u32) -> Option<u32> {
+        Some(match op {
+            0x00 => a.wrapping_add(b),
+            0x10 => a.wrapping_sub(b),
+            0x20 => a.wrapping_mul(b),
+            0x30 => a.checked_div(b)?,
+            0x40 => a | b,
+            0x50 => a & b,
+            0x60 => a.checked_shl(b).unwrap_or(0),
+            0x70 => a.checked_shr(b).unwrap_or(0),
+            0x80 => a.wrapping_neg(),
+            0x90 => a.checked_rem(b)?,
+            0xa0 => a ^ b,
+            _ => return None,
+        })
+    }
+
+    /// Read the `count` seccomp filters of `pid` (most recent first) with `PTRACE_SECCOMP_GET_FILTER`:
+    /// seize the process's main thread, interrupt it, copy each filter, detach. The thread is stopped
+    /// for the few system calls that takes; nothing of the process is changed. Needs CAP_SYS_ADMIN.
+    pub fn get_filters(pid: u32, count: u32) -> Result<Vec<Vec<Insn>>, String> {
+        let p = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+        // SAFETY: PTRACE_SEIZE on a pid with no address arguments; fails harmlessly if not allowed.
+        if unsafe { libc::ptrace(libc::PTRACE_SEIZE, p, 0usize, 0usize) } != 0 {
+            return Err(err("PTRACE_SEIZE"));
+        }
+        let result = (|| {
+            // SAFETY: PTRACE_INTERRUPT on a thread we have seized; no memory is passed.
+            if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, p, 0usize, 0usize) } != 0 {
+                return Err(err("PTRACE_INTERRUPT"));
+            }
+            let mut st = 0;
+            // SAFETY: waits for the seized thread's stop; `st` is a valid int.
+            if unsafe { libc::waitpid(p, &mut st, libc::__WALL) } != p {
+                return Err(err("waitpid"));
+            }
+            let mut progs = Vec::new();
+            for index in 0..usize::try_from(count).unwrap_or(0) {
+                // SAFETY: with a null data pointer the kernel only returns the filter's length.
+                let n = unsafe { libc::ptrace(PTRACE_SECCOMP_GET_FILTER, p, index, std::ptr::null_mut::<Insn>()) };
+                let n = usize::try_from(n).map_err(|_| err("PTRACE_SECCOMP_GET_FILTER (length)"))?;
+                let mut buf = vec![Insn::default(); n];
+                // SAFETY: `buf` has room for exactly the `n` instructions the kernel reported;
+                // `Insn` has `struct sock_filter`'s layout (repr(C), u16 u8 u8 u32).
+                let got = unsafe { libc::ptrace(PTRACE_SECCOMP_GET_FILTER, p, index, buf.as_mut_ptr()) };
+                if usize::try_from(got).ok() != Some(n) {
+                    return Err(err("PTRACE_SECCOMP_GET_FILTER"));
+                }
+                progs.push(buf);
+            }
+            Ok(progs)
+        })();
+        // SAFETY: PTRACE_DETACH of our tracee with no signal; no memory is passed.
+        unsafe { libc::ptrace(libc::PTRACE_DETACH, p, 0usize, 0usize) };
+        result
+    }
+}
+
+/// A runsc sandbox a killed vmct left: its `runsc --root STATE` state files under a vmct state dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftSandbox {
+    /// runsc's `--root`.
+    pub root: PathBuf,
+    /// Container id.
+    pub id: String,
+}
+
+/// runsc sandboxes recorded in `<state_root>/<prefix>*/state` (runsc writes `<id>_sandbox:<id>.state`
+/// there), for `vmct gc`.
+pub fn left_sandboxes(state_root: &Path, prefix: &str) -> Vec<LeftSandbox> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir(state_root).into_iter().flatten().flatten() {
+        if !d.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let root = d.path().join("state");
+        for f in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".state").and_then(|s| s.split_once("_sandbox:")).map(|(c, _)| c) {
+                out.push(LeftSandbox { root: root.clone(), id: id.to_string() });
+            }
+        }
+    }
+    out
+}
+
+/// `runsc --root ROOT delete --force ID`: kills the sandbox's processes, removes its cgroups and state.
+pub fn delete(bin: &Path, root: &Path, id: &str) -> Result<(), String> {
+    let st = Command::new(bin)
+        .arg("--root")
+        .arg(root)
+        .args(["delete", "--force", id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("runsc delete --force {id} exited with {st}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bpf::{may_allow, Insn};
+    use super::*;
+
+    fn offered() -> Vec<String> {
+        vec!["kvm".into(), "ptrace".into()]
+    }
+
+    #[test]
+    fn systrap_is_used_only_when_offered_and_kvm_only_when_its_run_works() {
+        let c = choose_platform(&offered(), "v", None, "kvm_pvm", |p| {
+            if p == "kvm" {
+                Err("did not finish".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(c.chosen, "ptrace");
+        assert!(c.others[0].starts_with("systrap: not offered"), "{:?}", c.others);
+        assert_eq!(c.others[1], "kvm: did not finish (kvm_pvm)");
+        let with_systrap = vec!["systrap".to_string(), "ptrace".into()];
+        let c = choose_platform(&with_systrap, "v", None, "", |_| Ok(())).unwrap();
+        assert_eq!(c.chosen, "systrap");
+        let c = choose_platform(&offered(), "v", None, "", |_| Ok(())).unwrap();
+        assert_eq!(c.chosen, "kvm", "kvm is preferred where its test run works");
+    }
+
+    #[test]
+    fn a_platform_runsc_does_not_offer_is_an_error_naming_those_it_offers() {
+        let e = choose_platform(&offered(), "runsc version X", Some("bogus"), "", |_| Ok(())).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("bogus") && s.contains("kvm, ptrace") && s.contains(PLATFORM_ENV), "{s}");
+        let e = choose_platform(&offered(), "v", None, "", |_| Err("no".into())).unwrap_err();
+        assert!(e.to_string().contains("ptrace: no"), "{e}");
+    }
+
+    #[test]
+    fn the_syscall_table_json_is_counted_by_support() {
+        let j = r#"{"linux":{"amd64":{"syscalls":{"0":{"name":"read","support":"Full Support"},
+            "1":{"name":"ptrace","support":"Partial Support"},"2":{"name":"x","support":"Unimplemented"}}}}}"#;
+        let s = SentrySyscalls::parse(j).unwrap();
+        assert_eq!((s.full, s.partial, s.unimplemented, s.implemented()), (1, 1, 1, 2));
+        assert_eq!(SentrySyscalls::parse("{}"), None);
+    }
+
+    fn ins(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
+        Insn { code, jt, jf, k }
+    }
+
+    #[test]
+    fn bpf_walk_allows_a_call_when_some_arguments_pass() {
+        // arch check; nr == 1 -> allow; nr == 2 -> allow only if arg0 == 5; else kill.
+        let prog = [
+            ins(0x20, 0, 0, 4),                      // ld arch
+            ins(0x15, 1, 0, bpf::AUDIT_ARCH_X86_64), // jeq arch
+            ins(0x06, 0, 0, 0),                      // ret kill
+            ins(0x20, 0, 0, 0),                      // ld nr
+            ins(0x15, 0, 1, 1),                      // jeq 1
+            ins(0x06, 0, 0, 0x7fff_0000),            // ret allow
+            ins(0x15, 0, 3, 2),                      // jeq 2
+            ins(0x20, 0, 0, 16),                     // ld arg0 (unknown)
+            ins(0x15, 0, 1, 5),                      // jeq 5
+            ins(0x06, 0, 0, 0x7fff_0000),            // ret allow
+            ins(0x06, 0, 0, 0x0005_0001),            // ret errno
+        ];
+        let allowed: Vec<u32> = (0..10).filter(|nr| may_allow(&prog, *nr)).collect();
+        assert_eq!(allowed, vec![1, 2]);
+    }
+
+    #[test]
+    fn left_sandboxes_are_found_by_their_state_files() {
+        let t = tempfile::tempdir().unwrap();
+        let st = t.path().join("vmct-4194305-1/state");
+        std::fs::create_dir_all(&st).unwrap();
+        std::fs::write(st.join("vmct-4194305-1_sandbox:vmct-4194305-1.state"), "{}").unwrap();
+        std::fs::write(st.join("vmct-4194305-1_sandbox:vmct-4194305-1.lock"), "").unwrap();
+        std::fs::create_dir_all(t.path().join("other/state")).unwrap();
+        let l = left_sandboxes(t.path(), "vmct");
+        assert_eq!(l, vec![LeftSandbox { root: st, id: "vmct-4194305-1".into() }]);
+    }
+}
