@@ -499,6 +499,9 @@ fn bad_archives_are_refused_and_leave_nothing() {
     // A bad --name.
     img.docker_archive(&p("good.tar"), Some("x:1"), Comp::Plain);
 
+    // The store's skeleton (its directories for layers and images) is not an import's leftover.
+    std::fs::create_dir_all(s.root().join("layers")).unwrap();
+    std::fs::create_dir_all(s.root().join("committed")).unwrap();
     let before = s.tree();
     for (path, wants) in &cases {
         let o = s.import(path, &[]);

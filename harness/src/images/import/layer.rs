@@ -122,6 +122,30 @@ fn shifted(id: u64, entry: &Path) -> Result<u32, EntryError> {
     )
 }
 
+/// Count the entries, whiteouts and opaque markers of the layer tar read from `r` without writing
+/// anything (a layer the store holds already: its record still says what it deletes).
+pub fn scan(r: impl Read) -> Result<Unpacked, EntryError> {
+    let mut sum = Unpacked::default();
+    let mut a = tar::Archive::new(r);
+    let io = |source| EntryError::Io { entry: "(next entry)".into(), source };
+    for e in a.entries().map_err(io)? {
+        if crate::interrupt::requested() {
+            return Err(EntryError::Interrupted);
+        }
+        let e = e.map_err(io)?;
+        let path = e.path_bytes();
+        let name = path.rsplit(|b| *b == b'/').find(|n| !n.is_empty()).unwrap_or_default();
+        if name == container::commit::OPAQUE_MARKER.as_bytes() {
+            sum.opaque += 1;
+        } else if name.starts_with(fsmeta::WHITEOUT_PREFIX.as_bytes()) {
+            sum.whiteouts += 1;
+        } else {
+            sum.entries += 1;
+        }
+    }
+    Ok(sum)
+}
+
 /// Unpack the layer tar read from `r` into the existing directory `dir`. `shift`: store owners
 /// shifted into the user-namespace range (root only). Checks for a stop request between entries.
 pub fn unpack(r: impl Read, dir: &Path, shift: bool) -> Result<Unpacked, EntryError> {

@@ -541,7 +541,7 @@ struct LayerRead {
 }
 
 /// Stream layer `l` through its digests and decompressor, unpacking into `into` when given (else only
-/// hashing: a layer the store holds). Checks the blob digest, size and `diff_id`.
+/// reading its entries: a layer the store holds). Checks the blob digest, size and `diff_id`.
 fn read_layer(a: &Archive, l: &LayerRef, diff_id: &str, into: Option<&Path>) -> Result<LayerRead, ImportError> {
     let rd = |source| ImportError::Read { archive: a.path().into(), member: l.member.clone(), source };
     let (raw, size) = a.open_member(&l.member)?;
@@ -563,16 +563,34 @@ fn read_layer(a: &Archive, l: &LayerRef, diff_id: &str, into: Option<&Path>) -> 
     // A plain layer's diff-ID is its blob digest: hash it once.
     let mut diff = Hashing::new(decoded);
     let unpacked = match into {
-        Some(dir) => layer::unpack(&mut diff, dir, is_root()).map_err(|e| match e {
-            layer::EntryError::Bad { entry, why } => {
-                ImportError::BadEntry { archive: a.path().into(), member: l.member.clone(), entry, why }
+        Some(dir) => layer::unpack(&mut diff, dir, is_root()),
+        None => layer::scan(&mut diff),
+    };
+    let entry_error = |e| match e {
+        layer::EntryError::Bad { entry, why } => {
+            ImportError::BadEntry { archive: a.path().into(), member: l.member.clone(), entry, why }
+        }
+        layer::EntryError::Io { entry, source } => {
+            ImportError::Unpack { archive: a.path().into(), member: l.member.clone(), entry, source }
+        }
+        layer::EntryError::Interrupted => crate::interrupt::Interrupted.into(),
+    };
+    let unpacked = match unpacked {
+        Ok(u) => u,
+        Err(layer::EntryError::Interrupted) => return Err(crate::interrupt::Interrupted.into()),
+        // A layer that does not unpack may be a damaged blob: a digest mismatch is the root cause
+        // then, reported before what the tar reader tripped over.
+        Err(e) => {
+            if let Ok((diff_hex, _, decoded)) = diff.finish() {
+                if let Ok((blob_hex, _, _)) = decoded.into_inner().into_inner().finish() {
+                    if let Some(expected) = &l.blob_digest {
+                        check_digest(a, &l.member, "the blob's digest (its name or descriptor)", expected, &blob_hex)?;
+                    }
+                }
+                check_digest(a, &l.member, "the config's diff_id for it", diff_id, &diff_hex)?;
             }
-            layer::EntryError::Io { entry, source } => {
-                ImportError::Unpack { archive: a.path().into(), member: l.member.clone(), entry, source }
-            }
-            layer::EntryError::Interrupted => crate::interrupt::Interrupted.into(),
-        })?,
-        None => layer::Unpacked::default(),
+            return Err(entry_error(e));
+        }
     };
     let (diff_hex, tar_bytes, decoded) = diff.finish().map_err(|e| {
         let why = format!("the layer's {comp:?} stream is damaged: {e}").to_lowercase();
