@@ -556,7 +556,7 @@ fn interrupted_imports_leave_nothing_after_gc() {
         }
     };
     for (sig, code) in [(libc::SIGINT, Some(130)), (libc::SIGKILL, None)] {
-        let mut child = s
+        let child = s
             .vmct()
             .args(["images", "import"])
             .arg(&dir)

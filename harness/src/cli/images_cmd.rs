@@ -99,11 +99,12 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let rec = &done.image;
     let from = rec.imported_from.as_ref().expect("an imported record says where from");
     println!(
-        "imported {} as image {} in {}: {} layers ({} new, {} already stored), {} unpacked from {} of blobs",
+        "imported {} as image {} in {}: {} layer{} ({} new, {} already stored), {} unpacked from {} of blobs",
         a.path.display(),
         rec.name,
         crate::units::human_secs(t0.elapsed().as_secs_f64()),
         rec.layers.len(),
+        if rec.layers.len() == 1 { "" } else { "s" },
         done.layers_new,
         done.layers_reused,
         crate::units::human_bytes(done.layer_tar_bytes as f64),
@@ -111,7 +112,7 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     );
     let show = |v: &Option<Vec<String>>| v.as_ref().map_or("(none)".to_string(), |v| format!("{v:?}"));
     println!(
-        "  {:?} {}, config sha256:{}\n  entrypoint {}, cmd {}, workdir {}, user {}, ports {}",
+        "  {} {}, config sha256:{}\n  entrypoint {}, cmd {}, workdir {}, user {}, ports {}",
         from.format,
         from.platform,
         rec.digest.as_deref().map_or("", |d| &d[..d.len().min(12)]),

@@ -158,6 +158,8 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of seconds since the epoch.
 pub fn format_utc(unix_s: f64) -> String {
+    // A float-to-int `as` saturates; times are within i64 seconds by far.
+    #[allow(clippy::cast_possible_truncation)]
     let t = unix_s.floor() as i64;
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     let s = t.rem_euclid(86_400);

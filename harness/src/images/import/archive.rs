@@ -177,7 +177,7 @@ impl Archive {
                 why: format!("{size} bytes, more than the {limit} a metadata file may have"),
             });
         }
-        let mut v = Vec::with_capacity(size as usize);
+        let mut v = Vec::with_capacity(usize::try_from(size).expect("at most `limit` bytes, checked above"));
         r.read_to_end(&mut v).map_err(|source| ImportError::Read {
             archive: self.path().into(),
             member: name.into(),

@@ -199,6 +199,15 @@ pub enum Format {
     OciLayout,
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::DockerArchive => "docker-archive",
+            Format::OciLayout => "OCI layout",
+        })
+    }
+}
+
 /// Where an imported image came from (kept in its record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportedFrom {
@@ -284,7 +293,7 @@ fn blob_member(d: &Descriptor) -> Result<(String, String), String> {
     if dg.algorithm().as_ref() != "sha256" {
         return Err(format!("digest algorithm '{}' is not supported (sha256 is)", dg.algorithm()));
     }
-    let hex = sha256_hex(&dg.to_string()).ok_or_else(|| format!("digest '{dg}' is not a sha256 digest"))?;
+    let hex = sha256_hex(dg.as_ref()).ok_or_else(|| format!("digest '{dg}' is not a sha256 digest"))?;
     Ok((format!("blobs/sha256/{hex}"), hex))
 }
 
