@@ -172,14 +172,24 @@ impl Image {
 
     /// `docker save` form: manifest.json, `<hex>.json`, `<n>/layer.tar`.
     fn docker_archive(&self, path: &Path, tag: Option<&str>, comp: Comp) {
+        self.docker_archive_as(path, tag, comp, false)
+    }
+
+    /// `docker save` form; `blobs`: as docker 25 and later write it (config and layers under
+    /// `blobs/sha256/`, named by digest).
+    fn docker_archive_as(&self, path: &Path, tag: Option<&str>, comp: Comp, blobs: bool) {
         let config = serde_json::to_vec(&self.config).unwrap();
-        let mut files: Vec<(String, Vec<u8>)> = vec![(format!("{}.json", sha(&config)), config.clone())];
+        let config_name =
+            if blobs { format!("blobs/sha256/{}", sha(&config)) } else { format!("{}.json", sha(&config)) };
+        let mut files: Vec<(String, Vec<u8>)> = vec![(config_name.clone(), config.clone())];
         let mut names = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            names.push(format!("layer{i}/layer.tar"));
-            files.push((format!("layer{i}/layer.tar"), compress(l, comp)));
+            let blob = compress(l, comp);
+            let n = if blobs { format!("blobs/sha256/{}", sha(&blob)) } else { format!("layer{i}/layer.tar") };
+            names.push(n.clone());
+            files.push((n, blob));
         }
-        let mut m = json!([{"Config": format!("{}.json", sha(&config)), "Layers": names}]);
+        let mut m = json!([{"Config": config_name, "Layers": names}]);
         if let Some(t) = tag {
             m[0]["RepoTags"] = json!([t]);
         }
@@ -303,8 +313,19 @@ fn docker_archive_and_oci_layouts_import_and_share_layers() {
         let r = row(n);
         assert!(r["bytes"].as_u64().unwrap() > 1_000_000 && r["bytes"] == r["shared_bytes"], "{n}: {r}");
     }
-    let layers: Vec<_> = std::fs::read_dir(s.root().join("layers")).unwrap().flatten().collect();
-    assert_eq!(layers.len(), 1, "three imports of one layer store it once: {layers:?}");
+    // Docker 25's form (blobs named by digest, beside an OCI index the import does not need).
+    let d25 = t.path().join("d25.tar");
+    img.docker_archive_as(&d25, Some("bbox:25"), Comp::Plain, true);
+    let o = s.import(&d25, &[]);
+    assert!(o.status.success() && text(&o).contains("as image bbox-25"), "{}", text(&o));
+    let layers = || std::fs::read_dir(s.root().join("layers")).unwrap().flatten().count();
+    assert_eq!(layers(), 1, "four imports of one layer store it once");
+    // Removal keeps the layer while another image has it, then removes it with the last one.
+    for (n, left) in [("bbox-1.0", 1), ("bbox-oci", 1), ("bbox-gz", 1), ("bbox-25", 0)] {
+        let o = s.vmct().args(["images", "--rm", n]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(layers(), left, "after removing {n}");
+    }
 }
 
 /// Mounts `lower` (top first) read-only with overlayfs; unmounts when dropped.
@@ -391,8 +412,8 @@ fn a_container_sees_the_merged_rootfs() {
 }
 
 #[test]
-fn history_lists_imported_built_and_committed_layers_newest_first() {
-    let Some(bb) = ready("history_lists_imported_built_and_committed_layers_newest_first") else { return };
+fn history_lists_imported_and_built_layers_newest_first() {
+    let Some(bb) = ready("history_lists_imported_and_built_layers_newest_first") else { return };
     let s = Store::new();
     let t = tempfile::tempdir().unwrap();
     let da = t.path().join("h.tar");
@@ -496,6 +517,16 @@ fn bad_archives_are_refused_and_leave_nothing() {
         Image::new(vec![layer(&[Ent::Link("evil", outside.to_str().unwrap()), Ent::File("evil/.wh.x", b"", 0o644)])]);
     wh.docker_archive(&p("whiteout-link.tar"), Some("x:1"), Comp::Plain);
     cases.push((p("whiteout-link.tar"), vec!["whiteout-link.tar", "evil/.wh.x", "symlink"]));
+    // Two images in one archive.
+    let mut files = img.oci_files("one", Comp::Plain, None);
+    let (_, index) = files.iter_mut().find(|(n, _)| n == "index.json").unwrap();
+    let mut v: Value = serde_json::from_slice(index).unwrap();
+    let mut second = v["manifests"][0].clone();
+    second["annotations"]["org.opencontainers.image.ref.name"] = json!("two");
+    v["manifests"].as_array_mut().unwrap().push(second);
+    *index = serde_json::to_vec(&v).unwrap();
+    write_dir(&p("two-images"), &files);
+    cases.push((p("two-images"), vec!["two-images", "holds 2 images (one, two)"]));
     // A bad --name.
     img.docker_archive(&p("good.tar"), Some("x:1"), Comp::Plain);
 
@@ -533,8 +564,8 @@ fn interrupted_imports_leave_nothing_after_gc() {
     let Some(bb) = ready("interrupted_imports_leave_nothing_after_gc") else { return };
     let s = Store::new();
     let t = tempfile::tempdir().unwrap();
-    // 256 MiB of zeros: small compressed, long enough to unpack that the signal lands mid-import.
-    let big = vec![0u8; 256 << 20];
+    // 64 MiB of zeros: small compressed, long enough to unpack that the signal lands mid-import.
+    let big = vec![0u8; 64 << 20];
     let img = Image::new(vec![bb, layer(&[Ent::File("big", &big, 0o644)])]);
     let dir = t.path().join("big");
     write_dir(&dir, &img.oci_files("big", Comp::Zstd, None));
