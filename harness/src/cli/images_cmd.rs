@@ -122,6 +122,17 @@ pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
         rec.user.as_deref().unwrap_or("(root)"),
         if rec.exposed_ports.is_empty() { "(none)".to_string() } else { rec.exposed_ports.join(" ") },
     );
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    if from.platform != format!("linux/{host}") {
+        println!(
+            "  note: the image is for {}, this host is linux/{host}; its programs may not run here",
+            from.platform
+        );
+    }
     if rec.entry.is_none() && rec.cmd.is_none() {
         println!("  note: the image sets neither Entrypoint nor Cmd; give a command when running it");
     }
