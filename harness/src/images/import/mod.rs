@@ -806,6 +806,41 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_platform_index_yields_the_hosts_manifest() {
+        let t = tempfile::tempdir().unwrap();
+        let put = |bytes: &[u8]| {
+            let hex = archive::sha256_hex(bytes);
+            std::fs::create_dir_all(t.path().join("blobs/sha256")).unwrap();
+            std::fs::write(t.path().join("blobs/sha256").join(&hex), bytes).unwrap();
+            (format!("sha256:{hex}"), bytes.len())
+        };
+        let manifest = |layer: &str| {
+            let m = serde_json::json!({"schemaVersion": 2,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "c".repeat(64)), "size": 2},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": format!("sha256:{}", layer.repeat(64)), "size": 9}]});
+            put(&serde_json::to_vec(&m).unwrap())
+        };
+        let (arm, arm_n) = manifest("a");
+        let (amd, amd_n) = manifest("b");
+        let desc = |d: &str, n: usize, arch: &str| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": d, "size": n, "platform": {"architecture": arch, "os": "linux"}})
+        };
+        let inner = serde_json::json!({"schemaVersion": 2, "manifests": [desc(&arm, arm_n, "arm64"), desc(&amd, amd_n, "amd64")]});
+        let (idx, idx_n) = put(&serde_json::to_vec(&inner).unwrap());
+        std::fs::write(t.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": idx, "size": idx_n, "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+        std::fs::write(t.path().join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+        let plan = Plan::find(&Archive::open(t.path()).unwrap()).unwrap();
+        assert_eq!(plan.format, Format::OciLayout);
+        assert_eq!(plan.reference.as_deref(), Some("multi"));
+        let want = if cfg!(target_arch = "x86_64") { "b" } else { "a" };
+        assert_eq!(plan.layers[0].blob_digest.as_deref(), Some(want.repeat(64).as_str()));
+        assert_eq!(plan.manifest_digest.as_deref(), Some(&amd[7..]).filter(|_| want == "b").or(Some(&arm[7..])));
+    }
+
+    #[test]
     fn digests_in_member_names() {
         let h = "a".repeat(64);
         assert_eq!(digest_of_name(&format!("blobs/sha256/{h}")), Some(h.clone()));
