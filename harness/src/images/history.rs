@@ -72,10 +72,13 @@ pub fn for_layers(layers: &[PathBuf]) -> Vec<HistoryEntry> {
 }
 
 fn describe_base(l: &Path) -> String {
-    if l.to_string_lossy().contains("busybox") {
+    let name = l.file_name().unwrap_or_default().to_string_lossy();
+    if name.starts_with("busybox-") {
         "busybox layer (Debian's busybox-static)".into()
+    } else if name.starts_with("base-") {
+        "vmct base layer (the workload binary and mount points)".into()
     } else {
-        format!("vmct layer {}", l.file_name().unwrap_or_default().to_string_lossy())
+        format!("layer {} (no history recorded)", l.display())
     }
 }
 
