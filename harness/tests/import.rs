@@ -432,6 +432,10 @@ fn history_lists_imported_and_built_layers_newest_first() {
     .unwrap();
     let o = s.vmct().arg("build").arg(&spec).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    let built: Value =
+        serde_json::from_slice(&std::fs::read(s.root().join("committed/hist-built/image.json")).unwrap()).unwrap();
+    assert_eq!((&built["cmd"], &built["user"]), (&json!(["sh"]), &json!("0:0")), "the imported config carries over");
+    assert_eq!(built["exposed_ports"], json!(["8080/tcp"]));
     let o = s.vmct().args(["images", "history", "hist-built", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let h: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();

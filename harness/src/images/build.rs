@@ -230,9 +230,11 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
         cwd,
         spec: Some(std::path::absolute(path).unwrap_or_else(|_| path.into())),
         digest: Some(digest.clone()),
-        cmd: None,
-        user: None,
-        exposed_ports: Vec::new(),
+        // An imported parent's Cmd (reset by a new entry point, as a Dockerfile's ENTRYPOINT does),
+        // User and ExposedPorts carry over.
+        cmd: parent.as_ref().and_then(|p| p.cmd.clone()).filter(|_| spec.entry.is_none()),
+        user: parent.as_ref().and_then(|p| p.user.clone()),
+        exposed_ports: parent.as_ref().map(|p| p.exposed_ports.clone()).unwrap_or_default(),
         history,
         imported_from: None,
     };
