@@ -86,9 +86,10 @@ impl Archive {
         }
         f.seek(SeekFrom::Start(0)).map_err(|source| ImportError::Open { path: path.into(), source })?;
         let not_tar = |why: String| ImportError::NotArchive { path: path.into(), why };
-        let mut a = tar::Archive::new(std::io::BufReader::new(f));
+        // Headers only: member bytes are skipped with a seek, not read.
+        let mut a = tar::Archive::new(f);
         let mut members = HashMap::new();
-        for e in a.entries().map_err(|e| not_tar(e.to_string()))? {
+        for e in a.entries_with_seek().map_err(|e| not_tar(e.to_string()))? {
             let e = e.map_err(|e| not_tar(e.to_string()))?;
             let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
             let Some(name) = normalize(&name) else { continue };
@@ -218,28 +219,36 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 #[derive(Debug)]
 pub struct Hashing<R> {
     inner: R,
-    hash: Sha256,
+    /// None: only counting (the same bytes are hashed further along the stream).
+    hash: Option<Sha256>,
     bytes: u64,
 }
 
 impl<R: Read> Hashing<R> {
     /// Hash what is read from `inner`.
     pub fn new(inner: R) -> Self {
-        Hashing { inner, hash: Sha256::new(), bytes: 0 }
+        Hashing { inner, hash: Some(Sha256::new()), bytes: 0 }
     }
 
-    /// Read the rest (so the digest covers the whole stream), then return the hex digest, the byte
-    /// count and the inner reader.
+    /// Count what is read from `inner` without hashing it.
+    pub fn counting(inner: R) -> Self {
+        Hashing { inner, hash: None, bytes: 0 }
+    }
+
+    /// Read the rest (so the digest covers the whole stream), then return the hex digest (empty when
+    /// only counting), the byte count and the inner reader.
     pub fn finish(mut self) -> std::io::Result<(String, u64, R)> {
         std::io::copy(&mut self, &mut std::io::sink())?;
-        Ok((hex(&self.hash.finalize()), self.bytes, self.inner))
+        Ok((self.hash.map(|h| hex(&h.finalize())).unwrap_or_default(), self.bytes, self.inner))
     }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }

@@ -561,9 +561,13 @@ fn read_layer(a: &Archive, l: &LayerRef, diff_id: &str, into: Option<&Path>) -> 
             why: format!("the manifest says {s} bytes, the blob has {size}"),
         });
     }
-    let mut blob = std::io::BufReader::with_capacity(1 << 20, Hashing::new(raw));
-    let head = blob.fill_buf().map_err(rd)?.to_vec();
-    let comp = compression(a, l, &head)?;
+    let mut head = [0u8; 8];
+    let n = a.open_member(&l.member)?.0.read(&mut head).map_err(rd)?;
+    let comp = compression(a, l, &head[..n])?;
+    // A plain layer's blob is its tar: one hash serves as blob digest and diff-ID.
+    let plain = comp == Compression::Plain;
+    let blob =
+        std::io::BufReader::with_capacity(1 << 20, if plain { Hashing::counting(raw) } else { Hashing::new(raw) });
     let decoded = match comp {
         Compression::Plain => Decoded::Plain(blob),
         Compression::Gzip => Decoded::Gzip(flate2::bufread::MultiGzDecoder::new(blob)),
@@ -592,6 +596,7 @@ fn read_layer(a: &Archive, l: &LayerRef, diff_id: &str, into: Option<&Path>) -> 
         Err(e) => {
             if let Ok((diff_hex, _, decoded)) = diff.finish() {
                 if let Ok((blob_hex, _, _)) = decoded.into_inner().into_inner().finish() {
+                    let blob_hex = if plain { diff_hex.clone() } else { blob_hex };
                     if let Some(expected) = &l.blob_digest {
                         check_digest(a, &l.member, "the blob's digest (its name or descriptor)", expected, &blob_hex)?;
                     }
@@ -605,7 +610,10 @@ fn read_layer(a: &Archive, l: &LayerRef, diff_id: &str, into: Option<&Path>) -> 
         let why = format!("the layer's {comp:?} stream is damaged: {e}").to_lowercase();
         ImportError::Invalid { archive: a.path().into(), member: l.member.clone(), why }
     })?;
-    let (blob_hex, blob_bytes, _) = decoded.into_inner().into_inner().finish().map_err(rd)?;
+    let (mut blob_hex, blob_bytes, _) = decoded.into_inner().into_inner().finish().map_err(rd)?;
+    if plain {
+        blob_hex.clone_from(&diff_hex);
+    }
     if let Some(expected) = &l.blob_digest {
         check_digest(a, &l.member, "the blob's digest (its name or descriptor)", expected, &blob_hex)?;
     }
