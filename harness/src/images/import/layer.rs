@@ -3,10 +3,11 @@
 //!
 //! 1. `.wh.NAME` (an OCI whiteout) becomes a 0/0 character device `NAME`, overlayfs' whiteout;
 //!    `.wh..wh..opq` marks its directory opaque with the `trusted.overlay.opaque` xattr.
-//! 2. Regular files, directories, symlinks and hard links are written by the tar crate's
-//!    `unpack_in`, which refuses to write through a symlink that leads outside the layer dir; fifos
-//!    and devices (which the crate would write as regular files) and whiteouts are created here,
-//!    below parents that are checked to be real directories of the layer (never a symlink).
+//! 2. Every entry is written below parents checked to be real directories of the layer (never a
+//!    symlink, wherever it points: a layer made by a diff of a file system has no entry below a
+//!    symlink); regular files, directories and symlinks by the tar crate's `unpack`, fifos and
+//!    devices (which the crate would write as regular files), hard links and whiteouts here. (The
+//!    crate's `unpack_in` checks the same by resolving every parent, two `realpath`s per entry.)
 //! 3. An entry whose path climbs out with `..` is refused (the crate would skip it silently).
 //! 4. Owners are shifted by [`container::USERNS_BASE`] when running as root, like every layer of the
 //!    store (uid 0 in the image is the container's root); then the mode (setuid kept), then the
@@ -76,31 +77,56 @@ fn entry_rel(raw: &[u8]) -> Result<PathBuf, EntryError> {
     Ok(rel)
 }
 
-/// Create the parent directories of `rel` under `dir`, refusing any that exists as something other
-/// than a directory (a symlink could lead out of the layer). Returns the parent's path.
-fn real_parent(dir: &Path, rel: &Path, owner: Option<u32>) -> Result<PathBuf, EntryError> {
-    let mut p = dir.to_path_buf();
-    let entry = || rel.display().to_string();
-    for c in rel.parent().into_iter().flat_map(|p| p.components()) {
-        p.push(c);
-        match p.symlink_metadata() {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(EntryError::Bad {
-                    entry: entry(),
-                    why: format!("its parent {} is a symlink or a file in the layer", c.as_os_str().to_string_lossy()),
-                })
-            }
-            Err(_) => {
-                std::fs::create_dir(&p).map_err(|source| EntryError::Io { entry: entry(), source })?;
-                if let Some(o) = owner {
-                    std::os::unix::fs::lchown(&p, Some(o), Some(o))
-                        .map_err(|source| EntryError::Io { entry: entry(), source })?;
+/// The parent directories of entries, created under the layer dir as needed and checked to be real
+/// directories: a symlink (or file) where a parent should be is refused, so no entry is written
+/// through a symlink, wherever it points. The last parent checked is remembered (entries come
+/// directory by directory); [`Parents::forget`] after anything that removes paths.
+struct Parents<'a> {
+    dir: &'a Path,
+    owner: Option<u32>,
+    last: Option<PathBuf>,
+}
+
+impl Parents<'_> {
+    /// The parent of `rel` (under the layer dir), created if missing.
+    fn ensure(&mut self, rel: &Path) -> Result<PathBuf, EntryError> {
+        let parent_rel = rel.parent().unwrap_or(Path::new(""));
+        if self.last.as_deref() == Some(parent_rel) {
+            return Ok(self.dir.join(parent_rel));
+        }
+        let mut p = self.dir.to_path_buf();
+        let entry = || rel.display().to_string();
+        for c in parent_rel.components() {
+            p.push(c);
+            match p.symlink_metadata() {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) => {
+                    let what = if m.file_type().is_symlink() { "a symlink" } else { "not a directory" };
+                    return Err(EntryError::Bad {
+                        entry: entry(),
+                        why: format!(
+                            "its parent {} is {what} in the layer (an entry is never written through a symlink, which \
+                             could lead outside the layer)",
+                            c.as_os_str().to_string_lossy()
+                        ),
+                    });
+                }
+                Err(_) => {
+                    std::fs::create_dir(&p).map_err(|source| EntryError::Io { entry: entry(), source })?;
+                    if let Some(o) = self.owner {
+                        std::os::unix::fs::lchown(&p, Some(o), Some(o))
+                            .map_err(|source| EntryError::Io { entry: entry(), source })?;
+                    }
                 }
             }
         }
+        self.last = Some(parent_rel.to_path_buf());
+        Ok(p)
     }
-    Ok(p)
+
+    fn forget(&mut self) {
+        self.last = None;
+    }
 }
 
 /// Remove whatever is at `p` (a whiteout or special file replacing an earlier entry of the layer).
@@ -161,6 +187,7 @@ pub fn unpack(r: impl Read, dir: &Path, shift: bool) -> Result<Unpacked, EntryEr
         let entry = entry.display().to_string();
         move |source| EntryError::Io { entry, source }
     };
+    let mut parents = Parents { dir, owner: base, last: None };
     let entries = a.entries().map_err(io(Path::new("(archive)")))?;
     for e in entries {
         if crate::interrupt::requested() {
@@ -175,15 +202,16 @@ pub fn unpack(r: impl Read, dir: &Path, shift: bool) -> Result<Unpacked, EntryEr
         }
         let name = rel.file_name().unwrap_or_default().as_bytes().to_vec();
         if name == container::commit::OPAQUE_MARKER.as_bytes() {
-            let parent = real_parent(dir, &rel, base)?;
+            let parent = parents.ensure(&rel)?;
             xattr::set(&parent, "trusted.overlay.opaque", b"y").map_err(io(&rel))?;
             sum.opaque += 1;
             continue;
         }
         if let Some(hidden) = name.strip_prefix(fsmeta::WHITEOUT_PREFIX.as_bytes()) {
-            let parent = real_parent(dir, &rel, base)?;
+            let parent = parents.ensure(&rel)?;
             let target = parent.join(OsStr::from_bytes(hidden));
             clear(&target).map_err(io(&rel))?;
+            parents.forget();
             fsmeta::make_special(&target, Kind::CharDevice, 0).map_err(io(&rel))?;
             sum.whiteouts += 1;
             continue;
@@ -208,39 +236,38 @@ pub fn unpack(r: impl Read, dir: &Path, shift: bool) -> Result<Unpacked, EntryEr
                 .collect(),
             None => Vec::new(),
         };
-        let target = dir.join(&rel);
+        let target = parents.ensure(&rel)?.join(rel.file_name().unwrap_or_default());
         let kind = if let Some(k) = special {
             let field = |r: std::io::Result<Option<u32>>| r.map(Option::unwrap_or_default).map_err(io(&rel));
             let rdev = fsmeta::makedev(field(h.device_major())?, field(h.device_minor())?);
-            real_parent(dir, &rel, base)?;
             clear(&target).map_err(io(&rel))?;
+            parents.forget();
             fsmeta::make_special(&target, k, rdev).map_err(io(&rel))?;
             k
-        } else {
-            match e.unpack_in(dir) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(EntryError::Bad {
-                        entry: rel.display().to_string(),
-                        why: "the tar reader refused its path".into(),
-                    })
-                }
-                Err(err) if err.to_string().contains("outside of destination") => {
-                    return Err(EntryError::Bad {
-                        entry: rel.display().to_string(),
-                        why: "it would be written through a symlink that leads outside the layer".into(),
-                    })
-                }
-                Err(err) => return Err(io(&rel)(err)),
+        } else if kind == tar::EntryType::Link {
+            // A hard link to another entry of the layer, reached through real directories only.
+            let src_bytes = e.link_name_bytes().ok_or_else(|| EntryError::Bad {
+                entry: rel.display().to_string(),
+                why: "a hard link without a target".into(),
+            })?;
+            let src_rel = entry_rel(&src_bytes)?;
+            let src = parents.ensure(&src_rel)?.join(src_rel.file_name().unwrap_or_default());
+            parents.ensure(&rel)?;
+            if target.symlink_metadata().is_ok() {
+                clear(&target).map_err(io(&rel))?;
+                parents.forget();
             }
+            std::fs::hard_link(&src, &target).map_err(io(&rel))?;
+            // It shares the inode of its first name, whose owner and mode are set.
+            sum.entries += 1;
+            continue;
+        } else {
+            // The path is checked (no '..', every parent a real directory): the tar crate writes the
+            // entry there (files replace what was there, never writing through it).
+            e.unpack(&target).map_err(io(&rel))?;
             match kind {
                 tar::EntryType::Directory => Kind::Dir,
                 tar::EntryType::Symlink => Kind::Symlink,
-                // A hard link shares the inode of its first name, whose owner and mode are set.
-                tar::EntryType::Link => {
-                    sum.entries += 1;
-                    continue;
-                }
                 _ => Kind::File,
             }
         };
@@ -344,6 +371,19 @@ mod tests {
         ]);
         let e = unpack(&wh[..], &d2, false).unwrap_err();
         assert!(matches!(&e, EntryError::Bad { why, .. } if why.contains("symlink")), "{e:?}");
+        // A hard link to a file outside, by '..' or through the symlink.
+        for (n, target) in [("l3", "../outside/x"), ("l4", "evil/x")] {
+            std::fs::write(out.join("x"), "host file").unwrap();
+            let d = t.path().join(n);
+            std::fs::create_dir(&d).unwrap();
+            let hl = layer(&[
+                ("evil", tar::EntryType::Symlink, out.to_str().unwrap()),
+                ("link", tar::EntryType::Link, target),
+            ]);
+            let e = unpack(&hl[..], &d, false).unwrap_err();
+            assert!(matches!(&e, EntryError::Bad { .. }), "{n}: {e:?}");
+            std::fs::remove_file(out.join("x")).unwrap();
+        }
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written outside the layer");
     }
 }
