@@ -24,13 +24,154 @@ pub struct CommitArgs {
 
 /// Arguments of `vmct images`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ImagesArgs {
+    /// Import an image archive, or show an image's history (without one: list images).
+    #[command(subcommand)]
+    pub command: Option<ImagesCommand>,
     /// Remove these images (and build layers no other image uses) instead of listing.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub rm: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `vmct images` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ImagesCommand {
+    /// Import a `docker save` tar or an OCI image layout (directory or tar) as an image.
+    Import(ImportArgs),
+    /// Show what made each layer of an image, newest first (like `docker history`).
+    History(HistoryArgs),
+}
+
+/// Arguments of `vmct images import`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Formats:
+  docker-archive     `docker save IMAGE -o img.tar` (manifest.json, config, layer tars; newer docker
+                     writes them inside an OCI layout in the same tar)
+  OCI image layout   `skopeo copy docker://IMAGE oci:DIR:TAG` (a directory), or a tar of one such as
+                     `podman save --format oci-archive -o img.tar IMAGE`
+
+Layers may be plain, gzip or zstd tars; every digest (manifest, config, blobs, diff-IDs) is checked
+before the image is stored. Layers are stored once per diff-ID and shared with every image that has
+them (`vmct images` shows the shared bytes). No registry is contacted: fetch the image on a machine
+that has one, copy the archive here.
+
+Example:
+  docker save redis:7.2 -o redis.tar        # on a machine with docker and a registry
+  vmct images import redis.tar              # image `redis-7.2`
+  vmct images history redis-7.2")]
+pub struct ImportArgs {
+    /// The archive (a tar file) or OCI layout directory.
+    pub path: std::path::PathBuf,
+    /// Name of the new image (default: from the archive's tag, `repo:tag` -> `repo-tag`, `:latest` dropped).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `vmct images history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// The image.
+    pub name: String,
+    /// Print JSON (newest first, like the table).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `vmct images import`.
+pub fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
+    use images::import::ImportError;
+    let t0 = std::time::Instant::now();
+    let done = images::import::import(&a.path, a.name.as_deref()).map_err(|e| match e {
+        ImportError::Store(images::ImagesError::Io { .. }) | ImportError::Interrupted(_) => anyhow::Error::from(e),
+        other => UsageError(other.to_string()).into(),
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rec = &done.image;
+    let from = rec.imported_from.as_ref().expect("an imported record says where from");
+    println!(
+        "imported {} as image {} in {}: {} layer{} ({} new, {} already stored), {} unpacked from {} of blobs",
+        a.path.display(),
+        rec.name,
+        crate::units::human_secs(t0.elapsed().as_secs_f64()),
+        rec.layers.len(),
+        if rec.layers.len() == 1 { "" } else { "s" },
+        done.layers_new,
+        done.layers_reused,
+        crate::units::human_bytes(done.layer_tar_bytes as f64),
+        crate::units::human_bytes(done.blob_bytes as f64),
+    );
+    let show = |v: &Option<Vec<String>>| v.as_ref().map_or("(none)".to_string(), |v| format!("{v:?}"));
+    println!(
+        "  {} {}, config sha256:{}\n  entrypoint {}, cmd {}, workdir {}, user {}, ports {}",
+        from.format,
+        from.platform,
+        rec.digest.as_deref().map_or("", |d| &d[..d.len().min(12)]),
+        show(&rec.entry),
+        show(&rec.cmd),
+        rec.cwd.as_deref().unwrap_or("/"),
+        rec.user.as_deref().unwrap_or("(root)"),
+        if rec.exposed_ports.is_empty() { "(none)".to_string() } else { rec.exposed_ports.join(" ") },
+    );
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    if from.platform != format!("linux/{host}") {
+        println!(
+            "  note: the image is for {}, this host is linux/{host}; its programs may not run here",
+            from.platform
+        );
+    }
+    if rec.entry.is_none() && rec.cmd.is_none() {
+        println!("  note: the image sets neither Entrypoint nor Cmd; give a command when running it");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vmct images history`.
+pub fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let rec = images::load(&a.name).map_err(|e| UsageError(e.to_string()))?;
+    let mut h = images::history::of(&rec);
+    h.reverse();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<14} {:<20} {:<10} {:>10}  CREATED BY", "LAYER", "CREATED (UTC)", "ORIGIN", "SIZE");
+    for e in &h {
+        let layer = e.layer.as_ref().map_or("<none>".to_string(), |l| {
+            let n = l.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            // `sha256-<hex>` layers by their digest; a committed image's own layer by its image.
+            match n.strip_prefix("sha256-") {
+                Some(hex) => hex[..hex.len().min(12)].to_string(),
+                None => l.parent().and_then(|p| p.file_name()).unwrap_or_default().to_string_lossy().into_owned(),
+            }
+        });
+        let mut by = e.created_by.replace('\n', " ");
+        if let Some(c) = &e.comment {
+            by.push_str(&format!("  ({c})"));
+        }
+        println!(
+            "{:<14} {:<20} {:<10} {:>10}  {}",
+            layer,
+            e.created_unix_s.map_or("-".to_string(), images::history::format_utc),
+            e.origin.as_str(),
+            crate::units::human_bytes(e.size_bytes as f64),
+            by
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `vmct build`.
@@ -128,6 +269,11 @@ pub fn commit(a: CommitArgs) -> anyhow::Result<ExitCode> {
 
 /// `vmct images`.
 pub fn list(a: ImagesArgs) -> anyhow::Result<ExitCode> {
+    match a.command {
+        Some(ImagesCommand::Import(i)) => return import(i),
+        Some(ImagesCommand::History(h)) => return history(h),
+        None => {}
+    }
     if !a.rm.is_empty() {
         for name in &a.rm {
             let r = images::remove(name).map_err(|e| match e {

@@ -49,7 +49,8 @@ pub enum Command {
     Kernel(kernel_cmd::KernelArgs),
     /// Save a running container's filesystem changes as a new image (a layer on top of its image).
     Commit(images_cmd::CommitArgs),
-    /// List images with their layers, sizes and bytes shared between them (`--rm` removes).
+    /// List images with their layers, sizes and bytes shared between them (`--rm` removes, `import`
+    /// imports a docker-archive or OCI layout, `history` shows what made each layer).
     Images(images_cmd::ImagesArgs),
     /// Build an image from a spec file (base image, files to add, entry point), cached by content hash.
     Build(images_cmd::BuildArgs),

@@ -168,8 +168,8 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
     let image_dir = store().join(&spec.name);
     let old = super::load(&spec.name).ok();
     match &old {
-        // A committed image holds its own layer: a build does not replace it.
-        Some(o) if o.digest.is_none() => return Err(ImagesError::Exists(spec.name).into()),
+        // A committed or imported image is not a build's to replace.
+        Some(o) if o.digest.is_none() || o.imported_from.is_some() => return Err(ImagesError::Exists(spec.name).into()),
         None if image_dir.symlink_metadata().is_ok() => return Err(ImagesError::Incomplete(spec.name).into()),
         _ => {}
     }
@@ -199,6 +199,22 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
         env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
         env.push(kv.clone());
     }
+    let mut history = match &parent {
+        Some(p) => super::parent_history(&p.name, &p.layers),
+        None => super::history::for_layers(&parents[..parents.len() - usize::from(spec.busybox)]),
+    };
+    if spec.busybox {
+        history.extend(super::history::for_layers(&parents[parents.len() - 1..]));
+    }
+    let created_unix_s = crate::logs::unix_now();
+    history.push(super::history::HistoryEntry {
+        origin: super::history::Origin::Built,
+        created_by: format!("built from spec {}", std::path::absolute(path).unwrap_or_else(|_| path.into()).display()),
+        created_unix_s: Some(created_unix_s),
+        layer: Some(layer.clone()),
+        size_bytes: super::dir_bytes(&layer),
+        comment: None,
+    });
     let mut layers = parents;
     layers.push(layer.clone());
     let record = ImageRecord {
@@ -208,15 +224,19 @@ pub fn build(path: &Path, base_layers: Vec<PathBuf>) -> Result<Built, BuildError
         layer_tar_bytes: super::dir_bytes(&layer),
         whiteouts: 0,
         deleted_paths: 0,
-        created_unix_s: crate::logs::unix_now(),
+        created_unix_s,
         entry,
         env,
         cwd,
         spec: Some(std::path::absolute(path).unwrap_or_else(|_| path.into())),
         digest: Some(digest.clone()),
-        cmd: None,
-        user: None,
-        exposed_ports: Vec::new(),
+        // An imported parent's Cmd (reset by a new entry point, as a Dockerfile's ENTRYPOINT does),
+        // User and ExposedPorts carry over.
+        cmd: parent.as_ref().and_then(|p| p.cmd.clone()).filter(|_| spec.entry.is_none()),
+        user: parent.as_ref().and_then(|p| p.user.clone()),
+        exposed_ports: parent.as_ref().map(|p| p.exposed_ports.clone()).unwrap_or_default(),
+        history,
+        imported_from: None,
     };
     if let Some(old) = old.filter(|old| {
         old.digest.as_deref() == Some(digest.as_str())

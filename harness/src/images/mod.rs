@@ -7,6 +7,8 @@
 //! instances use which layers, so no removal deletes a layer under a live container.
 pub mod build;
 pub mod busybox;
+pub mod history;
+pub mod import;
 pub mod store;
 pub mod usage;
 
@@ -127,6 +129,14 @@ pub struct ImageRecord {
     /// The image config's `ExposedPorts` keys, e.g. `8080/tcp`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposed_ports: Vec<String>,
+    /// What made each layer, oldest first (see [`history`]); empty in records written before it was
+    /// kept ([`history::of`] derives one then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<history::HistoryEntry>,
+    /// The archive an imported image came from (`vmct images import`); None for built and committed
+    /// images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<import::ImportedFrom>,
 }
 
 /// Where committed images live.
@@ -216,6 +226,18 @@ pub fn commit(id: &str, name: &str, parent: Parent) -> Result<Committed, ImagesE
     let layer = container::commit::commit_into(&upper, tmp.path(), &parent.layers)?;
     let mut all = parent.layers.clone();
     all.push(dir.join("layer"));
+    let created_unix_s = crate::logs::unix_now();
+    let mut history = parent_history(&parent.name, &parent.layers);
+    // An imported parent's Cmd, User and ExposedPorts stay with the image, like its entry point.
+    let parent_rec = load(&parent.name).ok().filter(|p| p.layers == parent.layers);
+    history.push(history::HistoryEntry {
+        origin: history::Origin::Committed,
+        created_by: format!("committed from container {id}"),
+        created_unix_s: Some(created_unix_s),
+        layer: Some(dir.join("layer")),
+        size_bytes: layer.tar_bytes,
+        comment: (layer.whiteouts > 0).then(|| format!("{} deleted paths", layer.deleted_paths)),
+    });
     let rec = ImageRecord {
         name: name.into(),
         layers: all,
@@ -223,18 +245,29 @@ pub fn commit(id: &str, name: &str, parent: Parent) -> Result<Committed, ImagesE
         layer_tar_bytes: layer.tar_bytes,
         whiteouts: layer.whiteouts,
         deleted_paths: layer.deleted_paths,
-        created_unix_s: crate::logs::unix_now(),
+        created_unix_s,
         entry: parent.entry,
         env: parent.env,
         cwd: parent.cwd,
         spec: None,
         digest: None,
-        cmd: None,
-        user: None,
-        exposed_ports: Vec::new(),
+        cmd: parent_rec.as_ref().and_then(|p| p.cmd.clone()),
+        user: parent_rec.as_ref().and_then(|p| p.user.clone()),
+        exposed_ports: parent_rec.map(|p| p.exposed_ports).unwrap_or_default(),
+        history,
+        imported_from: None,
     };
     store::publish_image(tmp, &rec, &parent.name)?;
     Ok(Committed { image: rec, skipped: layer.skipped })
+}
+
+/// The history of the layers `layers` of image `parent` (the base image's layers, or an image of the
+/// store whose layers they still are), oldest first, for an image built or committed on them.
+pub(crate) fn parent_history(parent: &str, layers: &[PathBuf]) -> Vec<history::HistoryEntry> {
+    match load(parent) {
+        Ok(p) if p.layers == layers => history::of(&p),
+        _ => history::for_layers(layers),
+    }
 }
 
 /// Write `dir/image.json` atomically (see [`store::write_atomic`]).
