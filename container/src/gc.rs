@@ -157,13 +157,20 @@ pub fn gc_in(prefix: &str, state_root: &Path) -> GcReport {
 }
 
 /// The pid of a live process (not this one) that an object name says owns it: the harness names
-/// instances `<prefix>-<pid>-<n>`, shells `<prefix>-shell-<pid>`, bridge namespaces `<prefix>-net-<pid>`.
+/// instances `<prefix>-<pid>-<n>`, shells `<prefix>-shell-<pid>`, bridge namespaces `<prefix>-net-<pid>`,
+/// VMM jails `<prefix>-jail-<seq>-<pid>` (pooled: empty until a VMM joins, so only the name says they
+/// are in use; a concurrent `vmct gc` removed a running harness's pooled jail cgroups, and its next
+/// VMM launch failed with ENODEV joining them).
 /// Keeps an empty cgroup a running harness has just made (before its init joins) from being removed; a
 /// reused pid only makes gc keep (and report) more, never remove more.
 fn live_owner_by_name(name: &str, prefix: &str) -> Option<u32> {
     let rest = name.strip_prefix(prefix)?.trim_start_matches('-');
-    let rest = rest.strip_prefix("shell-").or_else(|| rest.strip_prefix("net-")).unwrap_or(rest);
-    let pid: u32 = rest.split('-').next()?.parse().ok()?;
+    let pid: u32 = if let Some(jail) = rest.strip_prefix("jail-") {
+        jail.rsplit('-').next()?.parse().ok()?
+    } else {
+        let rest = rest.strip_prefix("shell-").or_else(|| rest.strip_prefix("net-")).unwrap_or(rest);
+        rest.split('-').next()?.parse().ok()?
+    };
     (pid > 1 && pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
@@ -304,6 +311,9 @@ mod tests {
         assert_eq!(live_owner_by_name(&format!("vmct-{parent}-3"), "vmct"), Some(parent));
         assert_eq!(live_owner_by_name(&format!("vmct-shell-{parent}"), "vmct"), Some(parent));
         assert_eq!(live_owner_by_name("vmct-4194305-3", "vmct"), None);
+        // A pooled VMM jail of a running harness (named by vmm_jail: `vmct-jail-<seq>-<owner>`).
+        assert_eq!(live_owner_by_name(&format!("vmct-jail-7-{parent}"), "vmct"), Some(parent));
+        assert_eq!(live_owner_by_name("vmct-jail-7-4194305", "vmct"), None);
         assert_eq!(live_owner_by_name("vmct-t12-gc-1", "vmct"), None);
         assert_eq!(live_owner_by_name(&format!("vmct-{}-0", std::process::id()), "vmct"), None);
     }
