@@ -17,13 +17,14 @@
 //!
 //! Modules: [`layout`] (addresses, port map, boot-info block), [`arch`] (descriptor tables, stubs,
 //! page tables), [`loader`], [`vm`] (boot + run loop + typed exit errors), [`vmm`] (the one-VM-per-process
-//! entry point behind the `vmct-vmm` binary), [`snapshot`] (save a paused VM, restore copy-on-write), [`status`] (KVM flavour, guest models), [`confine`] (the VMM's jail and seccomp
+//! entry point behind the `vmct-vmm` binary), [`snapshot`] (save a paused VM, restore copy-on-write), [`smp`] (secondary vCPUs running `cpu` work), [`status`] (KVM flavour, guest models), [`confine`] (the VMM's jail and seccomp
 //! filter), [`sys`] and [`confine`] (the only `unsafe` code).
 pub mod arch;
 pub mod confine;
 pub mod layout;
 pub mod linux;
 pub mod loader;
+pub mod smp;
 pub mod snapshot;
 pub mod status;
 pub mod sys;

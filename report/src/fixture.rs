@@ -368,6 +368,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 victim_with_neighbour_s: 0.010 * s,
                 slowdown: s,
                 victim_ok: true,
+                neighbour_cpus: Some(2.0),
             });
         }
     }
