@@ -18,6 +18,7 @@ pub mod data;
 pub mod fixture;
 pub mod html;
 pub mod merge;
+pub mod noise;
 pub mod palette;
 pub mod planner;
 mod render;
