@@ -14,7 +14,8 @@
 //! allowlist as vCPU 0). It ends its guest work with an OUT to [`layout::ports::EXIT`], which ends that
 //! vCPU only; the thread then blocks on a pipe nobody writes to (thread exit would need system calls
 //! the filter refuses) until vCPU 0 ends the process. An unexpected exit of a secondary (fault, HLT,
-//! unknown port) parks it the same way, after one line on stderr.
+//! unknown port) parks it the same way, after one line on stderr; a failing `KVM_RUN` (EFAULT once
+//! vCPU 0 has unmapped guest memory at the end) parks it silently.
 use crate::layout::{self, ports};
 use crate::vm::{Vm, VmError};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -101,7 +102,8 @@ fn run_secondary(
                 Ok(VcpuExit::IoOut(port, _)) if ports::role(port) == Some(ports::Role::Exit) => break None,
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
                 Ok(other) => break Some(format!("{other:?}")),
-                Err(e) => break Some(format!("KVM_RUN: {e}")),
+                // EFAULT while vCPU 0 tears the VM down (guest memory unmapped): the process is ending.
+                Err(_) => break None,
             }
         },
     };
