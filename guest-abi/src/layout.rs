@@ -85,6 +85,19 @@ pub const PD_ADDR: u64 = 0x1_5000;
 pub const USER_STACK_BOTTOM: u64 = 0x10_0000;
 /// Initial user RSP.
 pub const USER_STACK_TOP: u64 = 0x20_0000;
+/// Stack of each secondary vCPU that runs guest code, bytes: carved from the bottom of the user stack
+/// (vCPU 0's stack grows down from [`USER_STACK_TOP`] and keeps the upper 768 KiB).
+pub const SECONDARY_STACK_BYTES: u64 = 0x4000;
+/// Most secondary vCPUs (vCPU 1, 2, ...) that run guest code; any beyond stay parked. 16 stacks of
+/// [`SECONDARY_STACK_BYTES`] use the lowest 256 KiB of the user stack.
+pub const MAX_RUNNING_SECONDARIES: u32 = 16;
+
+/// Initial RSP of secondary vCPU `index` (1 to [`MAX_RUNNING_SECONDARIES`]); the VMM also puts `index`
+/// in RSI, which is 0 on vCPU 0, so the guest's entry tells them apart.
+pub const fn secondary_stack_top(index: u32) -> u64 {
+    USER_STACK_BOTTOM + index as u64 * SECONDARY_STACK_BYTES
+}
+
 /// Where the guest image is linked and loaded; also the lowest valid entry point.
 pub const IMAGE_BASE: u64 = 0x20_0000;
 

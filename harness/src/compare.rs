@@ -261,7 +261,11 @@ pub const USER_KERNEL_DENSITY_MAX: u32 = 100;
 /// leaves it out (its rows take about a minute more here: 0.3 s per launch, a Sentry round trip per
 /// system call) unless named in `--backends`.
 pub fn user_space_kernel_left_out(info: &results::BackendInfo, s: &Settings) -> Option<String> {
-    (info.model == results::IsolationModel::UserSpaceKernel && info.available && s.quick && !s.backends.contains(&info.name)).then(|| {
+    (info.model == results::IsolationModel::UserSpaceKernel
+        && info.available
+        && s.quick
+        && !s.backends.contains(&info.name))
+    .then(|| {
         "left out of --quick: each launch starts a Sentry and a Gofer (about 0.3 s) and its rows add about a \
          minute (name it in --backends to run it)"
             .to_string()

@@ -281,6 +281,8 @@ fn blast_radius_on_the_process_backend_is_bounded_and_reported() {
     assert_eq!(rows.len(), 3, "{rows:#?} {notes:?}");
     for r in &rows {
         assert!(r.victim_ok && r.slowdown.is_finite() && r.slowdown > 0.0, "{r:?}");
+        // The process baseline's neighbour gets the same allotment as a container's: N hog threads.
+        assert_eq!(r.neighbour_cpus, Some(f64::from(bo.allotment_cpus)), "{r:?}");
     }
 }
 

@@ -292,3 +292,47 @@ fn a_vmm_that_breaks_its_seccomp_filter_is_killed_by_sigsys_and_leaves_nothing_b
     i.wait_ready(T).unwrap();
     assert_eq!(i.stop(T).unwrap().status, Some(0));
 }
+
+/// CPU ticks (user + system, guest time included) of the thread named `comm` in process `pid`.
+fn thread_ticks(pid: u32, comm: &str) -> Option<u64> {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        if std::fs::read_to_string(t.path().join("comm")).ok()?.trim() != comm {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+        let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        return Some(f[11].parse::<u64>().ok()? + f[12].parse::<u64>().ok()?);
+    }
+    None
+}
+
+/// A bare guest given 2 vCPUs runs its `cpu` work on both (the blast radius's equal allotment): the
+/// VMM's secondary vCPU thread spends CPU time. Before, extra vCPUs were created but stayed parked.
+#[test]
+fn cpu_work_runs_on_every_vcpu_the_guest_is_given() {
+    if !gate("cpu_work_runs_on_every_vcpu_the_guest_is_given", &[Need::Kvm]) {
+        return;
+    }
+    let b = MicrovmBackend::default();
+    let mut s = spec("smp", "cpu --iters 100000000");
+    s.vcpus = 2;
+    let mut i = b.launch(&s).unwrap();
+    i.wait_ready(T).unwrap();
+    let pid = i.pid().expect("the VMM's pid");
+    let mut ticks = None;
+    for _ in 0..100 {
+        ticks = thread_ticks(pid, "vcpu1");
+        if ticks.is_some_and(|t| t > 0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = i.stop(Duration::from_millis(200));
+    assert!(ticks.is_some_and(|t| t > 0), "secondary vCPU thread vcpu1 of VMM {pid}: ticks {ticks:?}");
+    // One vCPU: no secondary thread.
+    let mut one = b.launch(&spec("smp1", "cpu --iters 100000000")).unwrap();
+    one.wait_ready(T).unwrap();
+    let pid = one.pid().unwrap();
+    assert_eq!(thread_ticks(pid, "vcpu1"), None);
+    let _ = one.stop(Duration::from_millis(200));
+}

@@ -181,3 +181,19 @@ fn a_line_to_an_exited_instance_is_an_error_not_a_sigpipe() {
     let e = r.unwrap_err();
     assert!(e.to_string().contains("Broken pipe"), "{e}");
 }
+
+/// Layer (b) of the attack surface is measured from QEMU's monitor, not declared by hand: the device
+/// models, ports and MMIO ranges of the command line vmct builds (the virtio-blk disk, the serial port,
+/// the virtio-mmio slots).
+#[test]
+fn the_device_model_layer_is_read_from_qemus_monitor() {
+    let Some(b) = backend("the_device_model_layer_is_read_from_qemus_monitor") else { return };
+    let s = b.attack_surface();
+    let v = s.vmm.unwrap_or_else(|| panic!("layer (b) not measured: {}", s.supervisor_note));
+    for d in ["virtio-blk-device", "virtio-mmio", "isa-serial"] {
+        assert!(v.exit_kinds.iter().any(|k| k == d), "{d} missing from {:?}", v.exit_kinds);
+    }
+    assert!(v.io_ports.contains(&(0x3f8, 0x3ff)), "{:?}", v.io_ports);
+    assert!(!v.mmio_ranges.is_empty());
+    assert!(v.source.as_deref().is_some_and(|t| t.contains("measured from QEMU's monitor")), "{:?}", v.source);
+}

@@ -24,7 +24,7 @@
 //! run loop, one exit at a time), [`snapshot`] (save a paused VM, restore copy-on-write; depends on
 //! [`vm`], not the reverse), [`run`] (the driver: run loop plus snapshot requests), [`vmm`] (the
 //! one-VM-per-process entry point behind the `vmct-vmm` binary), [`status`] (KVM flavour, guest
-//! models), [`confine`] (the VMM's seccomp filter), [`linux`] (the linux guest model). The only
+//! models), [`confine`] (the VMM's seccomp filter), [`linux`] (the linux guest model), [`smp`] (secondary vCPUs running `cpu` work). The only
 //! `unsafe` code is in [`sys`] and [`confine`].
 pub mod arch;
 pub mod builder;
@@ -36,6 +36,7 @@ pub mod linux;
 pub mod loader;
 pub mod observe;
 pub mod run;
+pub mod smp;
 pub mod snapshot;
 pub mod status;
 pub mod sys;

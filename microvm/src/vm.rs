@@ -10,8 +10,9 @@
 //! The run loop ([`crate::vcpu`]) then serves the port map of [`crate::layout::ports`]; the driver
 //! that also serves snapshot requests is [`Vm::run`] ([`crate::run`]).
 //!
-//! Only vCPU 0 runs. Extra vCPUs are created and configured (their cost is real) but stay parked:
-//! the bare guest has no SMP bring-up.
+//! vCPU 0 runs the workload. Extra vCPUs are created and configured (their cost is real); with `cpu`
+//! work they run the same kernel loop on threads of their own ([`crate::smp`]), otherwise they stay
+//! parked: the bare guest has no SMP bring-up.
 use crate::arch;
 use crate::builder::{Machine, VmBuilder};
 use crate::layout::{self, BootInfo, ProbeArea};
@@ -32,7 +33,7 @@ pub struct VmConfig {
     /// Guest RAM in bytes (rounded up to 2 MiB; between [`layout::MIN_MEM_BYTES`] and
     /// [`layout::MAX_MEM_BYTES`]).
     pub mem_bytes: u64,
-    /// Number of vCPUs (vCPU 0 runs the workload, the others are parked).
+    /// Number of vCPUs (vCPU 0 runs the workload; the others run `cpu` work too, see [`crate::smp`], or park).
     pub vcpus: u32,
     /// Scenario words for the guest, e.g. `cpu --iters 1000`.
     pub args: String,

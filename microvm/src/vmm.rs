@@ -225,6 +225,8 @@ pub fn main(args: &[String]) -> u8 {
         }
         // Built during setup; installed right before the first KVM_RUN.
         let filter = confine::vcpu_filter().map_err(VmError::from)?;
+        // Secondary vCPUs with work of their own (see crate::smp) confine themselves on their threads.
+        vm.start_secondaries(&filter)?;
         let mut before_guest = |host: &mut dyn Host| -> Result<(), VmError> {
             confine::before_guest(&filter)?;
             host.phase(Phase::Confine, sys::mono_ns());

@@ -60,13 +60,16 @@ pub struct DeltaRow {
     pub delta_pct: Option<f64>,
     /// Whether a lower value is better (None when the direction is not known).
     pub lower_is_better: Option<bool>,
+    /// Whether the delta is beyond noise (a bootstrap CI on the runs' raw samples, [`crate::noise`]);
+    /// only a change beyond noise counts as better or worse.
+    pub noise: crate::noise::Noise,
 }
 
 impl DeltaRow {
-    /// Whether B is better than A (None when unknown or equal).
+    /// Whether B is better than A (None when unknown, equal, or within noise).
     pub fn b_better(&self) -> Option<bool> {
         let d = self.delta?;
-        if d == 0.0 {
+        if d == 0.0 || !self.noise.beyond_noise() {
             return None;
         }
         Some((d < 0.0) == self.lower_is_better?)
@@ -149,6 +152,10 @@ fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
             let (bv, bn) = val(gb, b);
             // Only two valid figures (no note) are compared.
             let delta = av.zip(bv).filter(|_| an.is_none() && bn.is_none()).map(|(x, y)| y - x);
+            let noise = match delta {
+                Some(_) => crate::noise::test_figure(a, b, &key.0, &key.1, &key.2),
+                None => crate::noise::Noise::Untested { reason: "no delta".into() },
+            };
             DeltaRow {
                 section: key.0.clone(),
                 backend: key.1.clone(),
@@ -161,6 +168,7 @@ fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
                 delta,
                 delta_pct: av.zip(delta).filter(|(x, _)| *x != 0.0).map(|(x, d)| d / x * 100.0),
                 lower_is_better: g.2,
+                noise,
             }
         })
         .collect();
@@ -226,7 +234,8 @@ pub fn compare_html(d: &RunDeltas) -> String {
     .collect();
     let mut body = format!(
         "<header class=\"top\"><h1>vmct comparison</h1><p class=\"sub\">A = <b>{}</b> on {} · B = <b>{}</b> on {} · \
-         Δ = B − A; <span class=\"down\">green</span> = B better, <span class=\"up\">red</span> = B worse</p>\
+         Δ = B − A; <span class=\"down\">green</span> = B better, <span class=\"up\">red</span> = B worse, only \
+         beyond noise (95% bootstrap CI of the difference on the raw samples)</p>\
          </header>",
         esc(&d.a.id),
         esc(&d.a.host),
@@ -259,13 +268,19 @@ pub fn compare_html(d: &RunDeltas) -> String {
                     }
                     _ => "<span class=\"na\">-</span>".into(),
                 };
+                let noise = match r.delta {
+                    Some(_) => {
+                        format!(" <span class=\"noise\">{}</span>", esc(&r.noise.describe(|v| fmt_value(v, &r.unit))))
+                    }
+                    None => String::new(),
+                };
                 vec![
                     backend(r.backend.split('/').next().unwrap_or(&r.backend))
                         + &esc(r.backend.find('/').map_or("", |i| &r.backend[i..])),
                     esc(&r.metric),
                     cell(r.a, &r.a_note, &d.a.dir),
                     cell(r.b, &r.b_note, &d.b.dir),
-                    format!("<span class=\"{class}\">{delta}</span>"),
+                    format!("<span class=\"{class}\">{delta}</span>{noise}"),
                 ]
             })
             .collect();
@@ -293,11 +308,8 @@ mod tests {
     fn compares_two_runs_as_data_and_html() {
         let d = tempfile::tempdir().unwrap();
         let a = crate::fixture::write(&d.path().join("a")).unwrap();
-        let b = crate::fixture::write(&d.path().join("b")).unwrap();
+        let b = crate::fixture::write_drawn(&d.path().join("b"), 42, 2.0).unwrap();
         let mut rows: Vec<StartupSummary> = b.read_csv().unwrap();
-        for r in &mut rows {
-            r.median_s *= 2.0;
-        }
         rows.retain(|r| r.backend != "crun");
         b.write_csv(&rows).unwrap();
         std::fs::remove_file(b.path().join(results::SnapshotRow::FILE)).unwrap();
@@ -327,6 +339,38 @@ mod tests {
         let file = compare(&a, &b, &d.path().join("out/x.html")).unwrap();
         assert!(file.ends_with("out/x.html") && file.exists());
         assert_eq!(StartupSummary::FILE, "startup_summary.csv");
+    }
+
+    /// Two runs drawn from the same distribution compare as "no change detected" and are not coloured;
+    /// a run shifted by 30% compares as changed, with its interval, and is coloured worse.
+    #[test]
+    fn only_changes_beyond_noise_are_better_or_worse() {
+        let d = tempfile::tempdir().unwrap();
+        let a = crate::fixture::write_drawn(&d.path().join("a"), 42, 1.0).unwrap();
+        let same = crate::fixture::write_drawn(&d.path().join("same"), 43, 1.0).unwrap();
+        let shifted = crate::fixture::write_drawn(&d.path().join("shifted"), 44, 1.3).unwrap();
+        let row = |dl: &RunDeltas, backend: &str, metric: &str| {
+            dl.rows.iter().find(|r| r.backend == backend && r.metric == metric).unwrap().clone()
+        };
+        let dl = deltas(&a, &same).unwrap();
+        for b in ["process", "microvm", "container", "crun"] {
+            let r = row(&dl, b, "median sequential");
+            assert!(r.delta.is_some_and(|d| d != 0.0), "{r:?}");
+            assert!(matches!(r.noise, crate::noise::Noise::NoChange { .. }), "{r:?}");
+            assert_eq!(r.b_better(), None, "{r:?}");
+        }
+        let slope = row(&dl, "container", "per-instance slope");
+        assert!(matches!(slope.noise, crate::noise::Noise::NoChange { .. }), "{slope:?}");
+        let html = compare_html(&dl);
+        assert!(html.contains("no change detected (95% CI"));
+        let dl = deltas(&a, &shifted).unwrap();
+        let r = row(&dl, "container", "median sequential");
+        assert!(matches!(r.noise, crate::noise::Noise::Changed { .. }), "{r:?}");
+        assert_eq!(r.b_better(), Some(false));
+        assert!(compare_html(&dl).contains("changed by +"));
+        // Figures without raw samples are never coloured.
+        let blast = dl.rows.iter().find(|r| r.section == "blast").unwrap();
+        assert!(matches!(blast.noise, crate::noise::Noise::Untested { .. }));
     }
 
     #[test]

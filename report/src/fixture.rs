@@ -156,9 +156,15 @@ pub const STARTUP_S: &[(&str, f64)] =
 
 /// Write the whole fixture into `dir` (created if needed) and return it.
 pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
+    write_drawn(dir, 42, 1.0)
+}
+
+/// [`write`] with the random draws from `seed` and every startup time scaled by `startup_scale`: two
+/// seeds are two runs drawn from the same distribution (noise tests, `crate::noise`).
+pub fn write_drawn(dir: &Path, seed: u64, startup_scale: f64) -> Result<RunDir, RunDirError> {
     let rd = RunDir::create(dir)?;
     rd.write_meta(&meta())?;
-    let mut rng = Lcg(42);
+    let mut rng = Lcg(seed);
     let mut samples = Vec::new();
     let mut summaries = Vec::new();
     let mut phases = Vec::new();
@@ -167,7 +173,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
             let mut xs = Vec::new();
             for i in 0..runs + 2 {
                 let warm = mode == "sequential" && i < 2;
-                let mut v = base * slow * (1.0 + 0.08 * rng.next());
+                let mut v = base * startup_scale * slow * (1.0 + 0.08 * rng.next());
                 if i == runs + 1 && mode == "sequential" {
                     v *= 2.5; // one slow launch: the p99 tail
                 }
@@ -369,6 +375,7 @@ pub fn write(dir: &Path) -> Result<RunDir, RunDirError> {
                 victim_with_neighbour_s: 0.010 * s,
                 slowdown: s,
                 victim_ok: true,
+                neighbour_cpus: Some(2.0),
             });
         }
     }

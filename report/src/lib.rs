@@ -19,6 +19,7 @@ pub mod fixture;
 pub mod html;
 pub mod merge;
 pub mod models;
+pub mod noise;
 pub mod palette;
 pub mod planner;
 pub mod registry;

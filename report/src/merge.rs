@@ -30,8 +30,11 @@ pub struct MergedRow {
     pub notes: Vec<Option<String>>,
     /// Whether a lower value is better (None when the direction is not known).
     pub lower_is_better: Option<bool>,
-    /// Index of the best run for this figure, when known and there are two values or more.
+    /// Index of the best run for this figure, when known, there are two values or more, and the best
+    /// differs from the runner-up beyond noise ([`crate::noise`]).
     pub best: Option<usize>,
+    /// The noise test of the best run against the runner-up (None without a best candidate).
+    pub noise: Option<crate::noise::Noise>,
 }
 
 /// Several runs side by side.
@@ -86,6 +89,7 @@ fn merged_of(data: &[RunData]) -> MergedRuns {
                 }
                 _ => None,
             };
+            let (best, noise) = beyond_noise(data, &present, best, lower, &key);
             MergedRow {
                 section: key.0,
                 backend: key.1,
@@ -95,10 +99,27 @@ fn merged_of(data: &[RunData]) -> MergedRuns {
                 notes,
                 lower_is_better: lower,
                 best,
+                noise,
             }
         })
         .collect();
     MergedRuns { runs: data.iter().map(side).collect(), rows }
+}
+
+/// The best run kept only when it differs from the runner-up (the next best valid value) beyond noise.
+fn beyond_noise(
+    data: &[RunData],
+    present: &[(usize, f64)],
+    best: Option<usize>,
+    lower: Option<bool>,
+    key: &(String, String, String),
+) -> (Option<usize>, Option<crate::noise::Noise>) {
+    let (Some(b), Some(lower)) = (best, lower) else { return (None, None) };
+    let others = present.iter().filter(|p| p.0 != b);
+    let cmp = |x: &&(usize, f64), y: &&(usize, f64)| x.1.total_cmp(&y.1);
+    let Some(runner_up) = (if lower { others.min_by(cmp) } else { others.max_by(cmp) }) else { return (None, None) };
+    let noise = crate::noise::test_figure(&data[runner_up.0], &data[b], &key.0, &key.1, &key.2);
+    (noise.beyond_noise().then_some(b), Some(noise))
 }
 
 /// Write the merged page for `runs` and return its path. `out` is a directory (the page is
@@ -232,7 +253,8 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
     let hosts: std::collections::BTreeSet<&str> = m.runs.iter().map(|r| r.host.as_str()).collect();
     let mut body = format!(
         "<header class=\"top\"><h1>vmct: {} runs merged</h1><p class=\"sub\">{} distinct host(s): {} · one column \
-         per run · <span class=\"down\">green</span> = best of the row</p></header>",
+         per run · <span class=\"down\">green</span> = best of the row, when it differs from the runner-up beyond \
+         noise (95% bootstrap CI on the raw samples)</p></header>",
         m.runs.len(),
         hosts.len(),
         esc(&hosts.iter().copied().collect::<Vec<_>>().join("; "))
@@ -256,7 +278,11 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
                 let mut cells = vec![
                     backend(r.backend.split('/').next().unwrap_or(&r.backend))
                         + &esc(r.backend.find('/').map_or("", |i| &r.backend[i..])),
-                    esc(&r.metric),
+                    esc(&r.metric)
+                        + &r.noise.as_ref().map_or(String::new(), |n| {
+                            let text = n.describe(|v| crate::units::fmt_value(v, &r.unit));
+                            format!(" <span class=\"noise\">(best vs runner-up: {})</span>", esc(&text))
+                        }),
                 ];
                 for (i, v) in r.values.iter().enumerate() {
                     let href = format!("{}/{}", m.runs[i].dir.trim_end_matches('/'), sec.csv());
@@ -293,19 +319,13 @@ mod tests {
     #[test]
     fn merges_three_runs_with_best_values_charts_and_links() {
         let d = tempfile::tempdir().unwrap();
-        let runs: Vec<RunDir> =
-            ["a", "b", "c"].iter().map(|n| crate::fixture::write(&d.path().join(n)).unwrap()).collect();
-        // Run b is twice as slow to start; run c did not measure crun.
-        let mut rows: Vec<StartupSummary> = runs[1].read_csv().unwrap();
-        for r in &mut rows {
-            r.median_s *= 2.0;
-        }
-        runs[1].write_csv(&rows).unwrap();
+        // Run b is twice as slow to start, run c twice as fast and did not measure crun.
+        let runs: Vec<RunDir> = [("a", 1.0), ("b", 2.0), ("c", 0.5)]
+            .iter()
+            .map(|(n, scale)| crate::fixture::write_drawn(&d.path().join(n), 42, *scale).unwrap())
+            .collect();
         let mut rows: Vec<StartupSummary> = runs[2].read_csv().unwrap();
         rows.retain(|r| r.backend != "crun");
-        for r in &mut rows {
-            r.median_s *= 0.5;
-        }
         runs[2].write_csv(&rows).unwrap();
 
         let m = merged(&runs).unwrap();
@@ -313,6 +333,7 @@ mod tests {
         let row = |b: &str, metric: &str| m.rows.iter().find(|r| r.backend == b && r.metric == metric).unwrap();
         let c = row("container", "median sequential");
         assert_eq!(c.best, Some(2), "the fastest run is marked");
+        assert!(matches!(c.noise, Some(crate::noise::Noise::Changed { .. })), "{c:?}");
         assert!((c.values[1].unwrap() / c.values[0].unwrap() - 2.0).abs() < 1e-9);
         let crun = row("crun", "median sequential");
         assert_eq!((crun.values[2], crun.notes[2].as_deref()), (None, Some("not measured in this run")));
@@ -338,12 +359,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = crate::fixture::write(&d.path().join("a")).unwrap();
         let b = crate::fixture::write_degenerate(&d.path().join("b")).unwrap();
-        let c = crate::fixture::write(&d.path().join("c")).unwrap();
-        let mut rows: Vec<StartupSummary> = c.read_csv().unwrap();
-        for r in &mut rows {
-            r.median_s *= 2.0;
-        }
-        c.write_csv(&rows).unwrap();
+        let c = crate::fixture::write_drawn(&d.path().join("c"), 42, 2.0).unwrap();
         let m = merged(&[a, b, c]).unwrap();
         let row = |b: &str, metric: &str| m.rows.iter().find(|r| r.backend == b && r.metric == metric).unwrap();
         let single = row("container-privileged", "median sequential");
@@ -357,5 +373,20 @@ mod tests {
         let html = merged_html(&m, &[]);
         assert!(html.contains("<span class=\"flaw\">(n = 1: too few samples to compare)</span>"));
         assert!(!html.contains("NaN B"));
+    }
+
+    /// The best of a row is marked only when it beats the runner-up beyond noise: two runs drawn from
+    /// the same distribution have no best.
+    #[test]
+    fn runs_within_noise_have_no_best() {
+        let d = tempfile::tempdir().unwrap();
+        let a = crate::fixture::write_drawn(&d.path().join("a"), 42, 1.0).unwrap();
+        let b = crate::fixture::write_drawn(&d.path().join("b"), 43, 1.0).unwrap();
+        let m = merged(&[a, b]).unwrap();
+        let c = m.rows.iter().find(|r| r.backend == "container" && r.metric == "median sequential").unwrap();
+        assert_ne!(c.values[0], c.values[1]);
+        assert_eq!(c.best, None, "{c:?}");
+        assert!(matches!(c.noise, Some(crate::noise::Noise::NoChange { .. })), "{c:?}");
+        assert!(merged_html(&m, &[]).contains("best vs runner-up: no change detected"));
     }
 }

@@ -617,7 +617,9 @@ pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartErr
     sorted_backends(run, &mut rows, |r| &r.backend);
     let mut body = String::from(
         "<p>Latency of a victim instance alone and next to a noisy or faulting neighbour; slowdown = with / \
-         alone.</p>",
+         alone. CPU allotment: what the neighbour was given, the same in every model (its vCPUs for a VM, its \
+         CPU quota for a container, its hog threads for the process baseline); the CPU hog spins on all of \
+         it.</p>",
     );
     let t: Vec<Vec<String>> = rows
         .iter()
@@ -626,6 +628,7 @@ pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartErr
                 backend(&r.backend),
                 esc(r.neighbour.as_str()),
                 if r.limited { "yes".into() } else { "no".into() },
+                r.neighbour_cpus.map_or_else(|| "not recorded".into(), |c| num(&format!("{c} CPUs"), csv)),
                 num(&fmt_secs(r.victim_alone_s), csv),
                 num(&fmt_secs(r.victim_with_neighbour_s), csv),
                 format!(
@@ -642,7 +645,16 @@ pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartErr
         })
         .collect();
     body.push_str(&table(
-        &["backend", "neighbour", "limited", "victim alone", "with neighbour", "slowdown", "victim ok"],
+        &[
+            "backend",
+            "neighbour",
+            "limited",
+            "CPU allotment",
+            "victim alone",
+            "with neighbour",
+            "slowdown",
+            "victim ok",
+        ],
         &t,
     ));
     let bars: Vec<Bar> = rows

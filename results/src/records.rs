@@ -247,6 +247,11 @@ pub struct BlastRow {
     pub slowdown: f64,
     /// Whether the victim and harness survived.
     pub victim_ok: bool,
+    /// The neighbour's CPU allotment as applied, CPUs: its vCPUs (a VM), its CPU quota (a container) or
+    /// its hog threads (the process baseline, which applies no quota); the CPU hog spins that many
+    /// threads (or vCPUs) in every model. Empty in runs written before the column existed.
+    #[serde(default)]
+    pub neighbour_cpus: Option<f64>,
 }
 record!(BlastRow, "blast.csv");
 

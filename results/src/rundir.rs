@@ -261,6 +261,28 @@ mod tests {
     use super::*;
     use crate::records::*;
 
+    /// blast.csv gained `neighbour_cpus` as its last column: older files still read (empty allotment)
+    /// and the earlier columns keep their bytes.
+    #[test]
+    fn blast_csv_keeps_its_columns_and_reads_files_without_the_allotment() {
+        let d = tempfile::tempdir().unwrap();
+        let old = "backend,neighbour,limited,victim_alone_s,victim_with_neighbour_s,slowdown,victim_ok\n\
+                   container,cpu-hog,false,0.1,0.2,2.0,true\n";
+        let r = RunDir::create(d.path()).unwrap();
+        std::fs::write(d.path().join(BlastRow::FILE), old).unwrap();
+        let rows: Vec<BlastRow> = r.read_csv().unwrap();
+        assert_eq!((rows[0].slowdown, rows[0].neighbour_cpus), (2.0, None));
+        let mut row = rows[0].clone();
+        row.neighbour_cpus = Some(2.0);
+        r.write_csv(&[row]).unwrap();
+        let text = std::fs::read_to_string(d.path().join(BlastRow::FILE)).unwrap();
+        let mut lines = old.lines().zip(text.lines());
+        let (h_old, h_new) = lines.next().unwrap();
+        assert_eq!(h_new, format!("{h_old},neighbour_cpus"));
+        let (r_old, r_new) = lines.next().unwrap();
+        assert_eq!(r_new, format!("{r_old},2.0"));
+    }
+
     fn meta() -> RunMeta {
         RunMeta {
             schema_version: SCHEMA_VERSION,

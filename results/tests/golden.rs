@@ -232,6 +232,7 @@ fn blast() -> Vec<BlastRow> {
             victim_with_neighbour_s: 0.0012,
             slowdown: 1.2,
             victim_ok: true,
+            neighbour_cpus: Some(2.0),
         })
         .collect()
 }

@@ -299,6 +299,7 @@ impl Backend for MicrovmBackend {
                 io_ports: s.io_ports.clone(),
                 mmio_ranges: s.mmio_ranges.clone(),
                 syscalls_allowed: s.syscalls_allowed,
+                source: None,
             }),
             supervisor_syscalls_allowed: Some(s.syscalls_allowed),
             supervisor_note: format!(

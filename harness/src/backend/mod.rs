@@ -23,6 +23,7 @@ pub mod microvm;
 pub mod microvm_linux;
 pub mod peers;
 pub mod process;
+pub mod qemu_surface;
 pub mod qemu_tcg;
 pub mod registry;
 pub mod runsc;

@@ -190,6 +190,8 @@ pub struct QemuTcgBackend {
     workload: PathBuf,
     setup: OnceLock<Result<Setup, String>>,
     initramfs: OnceLock<Result<PathBuf, String>>,
+    /// QEMU's device model for our command line (layer b of the attack surface), measured once.
+    device_model: OnceLock<Result<super::qemu_surface::DeviceModel, String>>,
 }
 
 /// The backend; `workload` is the static workload binary packed as /init.
@@ -200,7 +202,12 @@ pub fn backend(workload: &Path) -> Box<dyn Backend> {
 impl QemuTcgBackend {
     /// The backend for `workload`.
     pub fn new(workload: &Path) -> QemuTcgBackend {
-        QemuTcgBackend { workload: workload.into(), setup: OnceLock::new(), initramfs: OnceLock::new() }
+        QemuTcgBackend {
+            workload: workload.into(),
+            setup: OnceLock::new(),
+            initramfs: OnceLock::new(),
+            device_model: OnceLock::new(),
+        }
     }
 
     fn setup(&self) -> &Result<Setup, String> {
@@ -223,6 +230,37 @@ impl QemuTcgBackend {
             }
             Ok(Setup { qemu, version, kernel, no_disk })
         })
+    }
+
+    /// QEMU's device model for the command line a guest with the io scenario's disk gets (2 vCPUs,
+    /// 64 MiB; a 1 MiB sparse stand-in for the disk image), read from QEMU's monitor once
+    /// ([`super::qemu_surface::census`]).
+    pub fn device_model(&self) -> Result<super::qemu_surface::DeviceModel, String> {
+        self.device_model
+            .get_or_init(|| {
+                let s = self.setup().clone()?;
+                let initrd = self.initramfs()?;
+                // Where the io scenario's disks go (`vmct gc` knows the name), removed on drop.
+                let dir = Disk {
+                    dir: Path::new(container::DEFAULT_STATE_ROOT)
+                        .join(format!("{}-disk", crate::experiments::next_id())),
+                    image: PathBuf::new(),
+                };
+                std::fs::create_dir_all(&dir.dir).map_err(|e| format!("{}: {e}", dir.dir.display()))?;
+                let disk = dir.dir.join("disk.raw");
+                std::fs::File::create(&disk).and_then(|f| f.set_len(1 << 20)).map_err(|e| e.to_string())?;
+                let args = QemuArgs {
+                    accel: Accel::Tcg,
+                    kernel: &s.kernel,
+                    initrd: &initrd,
+                    append: "console=ttyS0",
+                    mem_mib: 64,
+                    vcpus: 2,
+                    disk: Some(&disk),
+                };
+                super::qemu_surface::census(&s.qemu, &args.to_args()).map_err(|e| e.to_string())
+            })
+            .clone()
     }
 
     fn initramfs(&self) -> Result<PathBuf, String> {
@@ -339,17 +377,31 @@ impl Backend for QemuTcgBackend {
         Ok(Box::new(self.launch_tcg(spec)?))
     }
 
-    /// Layer (c) only: QEMU runs without `-sandbox`, so its process is unfiltered. Layer (b) (the
-    /// microvm machine's device model: virtio-mmio slots, serial, TCG's emulated instructions) is not
-    /// enumerated here and reads "not declared".
+    /// Layer (b) measured from QEMU's monitor ([`QemuTcgBackend::device_model`]: the device models,
+    /// port and MMIO ranges QEMU emulates for our command line); when that cannot run, layer (b) is
+    /// not declared and the supervisor note says why. Layer (c): QEMU runs without `-sandbox`, so its
+    /// process is unfiltered.
     fn attack_surface(&self) -> super::surface::BackendSurface {
         use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
+        let mut supervisor_note = unfiltered_note("the QEMU process (qemu-system-x86_64 without -sandbox)");
+        let vmm = match self.device_model() {
+            Ok(m) => {
+                let mut v = m.to_surface(unfiltered_syscalls());
+                v.source = Some(m.describe());
+                Some(v)
+            }
+            Err(e) => {
+                supervisor_note
+                    .push_str(&format!("; layer (b) not declared: QEMU's device model is not enumerated here ({e})"));
+                None
+            }
+        };
         BackendSurface {
             profile: "linux guest under QEMU TCG (emulated): its own kernel and initramfs".into(),
             seccomp_profile: None,
-            vmm: None,
+            vmm,
             supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
-            supervisor_note: unfiltered_note("the QEMU process (qemu-system-x86_64 without -sandbox)"),
+            supervisor_note,
             user_kernel: None,
         }
     }

@@ -53,6 +53,9 @@ pub struct VmmSurfaceInfo {
     pub mmio_ranges: Vec<(u64, u64)>,
     /// Host system calls the VMM's seccomp filter allows (unit: system calls).
     pub syscalls_allowed: u32,
+    /// Where the lists come from, naming every entry, when they were measured rather than declared by
+    /// the VMM's own code (e.g. QEMU's monitor, [`super::qemu_surface`]); None: declared by the VMM.
+    pub source: Option<String>,
 }
 
 /// A backend's declared attack surface. The default declares nothing.
@@ -198,12 +201,14 @@ pub fn surface_row(
             row.vmm_mmio_ranges = Some(count(v.mmio_ranges.len()));
             let ports: Vec<String> = v.io_ports.iter().map(|(a, b)| format!("{a:#x}-{b:#x}")).collect();
             let mmio: Vec<String> = v.mmio_ranges.iter().map(|(a, b)| format!("{a:#x}-{b:#x}")).collect();
-            row.vmm_source = format!(
-                "declared by the VMM: exits [{}]; ports [{}]; mmio [{}]",
-                v.exit_kinds.join(","),
-                ports.join(","),
-                mmio.join(",")
-            );
+            row.vmm_source = v.source.clone().unwrap_or_else(|| {
+                format!(
+                    "declared by the VMM: exits [{}]; ports [{}]; mmio [{}]",
+                    v.exit_kinds.join(","),
+                    ports.join(","),
+                    mmio.join(",")
+                )
+            });
         }
         None if info.model == IsolationModel::Microvm => row.vmm_source = "not declared".into(),
         None => row.vmm_source = "not applicable: no VMM".into(),
@@ -410,6 +415,7 @@ mod tests {
                 io_ports: vec![(0x3f8, 0x3ff)],
                 mmio_ranges: vec![],
                 syscalls_allowed: 40,
+                source: None,
             }),
             supervisor_syscalls_allowed: Some(40),
             supervisor_note: "VMM".into(),

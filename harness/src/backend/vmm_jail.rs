@@ -61,8 +61,9 @@ pub const JAIL_ID_BASE: u32 = 0x4000_0000;
 /// `pids.max` of a jailed VMM's cgroup: the launching harness thread while it spawns, the VMM's one
 /// thread, and the kernel thread KVM starts at the first `KVM_RUN` (`kvm-nx-lpage-recovery`), which it
 /// attaches to the cgroups of the VM's owner (without room for it `KVM_RUN` fails with EAGAIN: seen
-/// here).
-pub const JAIL_PIDS_MAX: u64 = 3;
+/// here), and one thread per secondary vCPU that runs guest code (`microvm::smp`, at most
+/// [`microvm::layout::MAX_RUNNING_SECONDARIES`]).
+pub const JAIL_PIDS_MAX: u64 = 3 + microvm::layout::MAX_RUNNING_SECONDARIES as u64;
 /// Jails a pool keeps for reuse at most (the most VMMs a run keeps alive at once is larger only in
 /// the density sweep, whose extra jails are prepared at launch and removed at stop).
 pub const JAIL_SPARES: usize = 8;

@@ -195,8 +195,11 @@ impl Experiment for Startup {
             cx.run_dir.write_csv(&phases)?;
             cx.run_dir.write_csv(&sums)?;
         }
-        cx.outcome.startup_medians =
-            sums.iter().filter(|s| s.mode == StartupMode::Sequential).map(|s| (s.backend.clone(), s.median_s, s.n)).collect();
+        cx.outcome.startup_medians = sums
+            .iter()
+            .filter(|s| s.mode == StartupMode::Sequential)
+            .map(|s| (s.backend.clone(), s.median_s, s.n))
+            .collect();
         Ok(())
     }
 }

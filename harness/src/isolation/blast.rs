@@ -7,9 +7,15 @@
 //! OOM-killed neighbour (a memory hog above its limit). Every hog is bounded: time (`hog_secs`, and it
 //! is killed when the victim is done), size (at most a quarter of MemAvailable), and processes
 //! (`fork_max` live children at most, fewer under the pids limit).
+//!
+//! Equal CPU allotment: every neighbour gets the same CPU allotment in every model
+//! ([`apply_allotment`]): `allotment_cpus` (default: the host's CPUs) without limits, `limit_cpu` with
+//! them, taken as N vCPUs by a VM (the bare guest runs its CPU hog on every vCPU, see `microvm::smp`),
+//! as a CPU quota of N by a container, and as N hog threads by the Linux workload everywhere (also in
+//! a Linux guest). The allotment as applied is `blast.csv`'s `neighbour_cpus` column.
 use super::IsolationError;
 use crate::backend::{collect_events, Backend, Event, Instance, InstanceSpec};
-use results::{BackendInfo, BlastRow, Capabilities, GuestModel};
+use results::{BackendInfo, BlastRow, Capabilities, GuestModel, IsolationModel};
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
@@ -28,8 +34,12 @@ pub struct BlastOptions {
     pub hog_mib: u64,
     /// Memory limit of a limited neighbour, bytes.
     pub limit_mem_bytes: u64,
-    /// CPU quota of a limited neighbour, CPUs.
+    /// CPU allotment of a limited neighbour, CPUs (a VM gets it rounded up to whole vCPUs).
     pub limit_cpu: f64,
+    /// CPU allotment of a neighbour without limits, CPUs (JSON `allotment_cpus`; plans written before
+    /// it existed read the host's CPUs).
+    #[serde(default = "host_cpus")]
+    pub allotment_cpus: u32,
     /// Pids limit of a limited neighbour.
     pub limit_pids: u64,
     /// Most live children of the fork loop.
@@ -47,7 +57,9 @@ impl Default for BlastOptions {
             hog_secs: 60.0,
             hog_mib: 1024,
             limit_mem_bytes: 128 << 20,
-            limit_cpu: 0.5,
+            // A whole CPU, so a VM (whole vCPUs) can be given the same allotment as a container.
+            limit_cpu: 1.0,
+            allotment_cpus: host_cpus(),
             limit_pids: 32,
             fork_max: 256,
             timeout: Duration::from_secs(120),
@@ -58,6 +70,42 @@ impl Default for BlastOptions {
 /// How long a neighbour gets to exit once the victim is done before it is killed: a hog never ends on its
 /// own before its `hog_secs`, so it is killed almost at once.
 pub const HOG_STOP_GRACE: Duration = Duration::from_millis(200);
+
+/// The host's online CPUs (the default allotment of a neighbour without limits).
+fn host_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+/// The CPU allotment of a neighbour, CPUs: `allotment_cpus` without limits, `limit_cpu` with them.
+pub fn allotment(limited: bool, o: &BlastOptions) -> f64 {
+    if limited {
+        o.limit_cpu
+    } else {
+        f64::from(o.allotment_cpus.max(1))
+    }
+}
+
+/// Give the neighbour `s` the CPU allotment `cpus` the way its isolation `model` takes it: whole vCPUs
+/// for a microVM (rounded up: a VM cannot have part of a vCPU), a CPU quota for a container, nothing
+/// for the process baseline (it applies no limits); in every model the CPU hog spins that many threads
+/// (`VMCT_HOG_THREADS`, rounded up). Returns the allotment as applied (the `neighbour_cpus` column).
+pub fn apply_allotment(s: &mut InstanceSpec, model: IsolationModel, cpus: f64) -> f64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    // ceil of a positive CPU count, far below u32::MAX
+    let whole = cpus.ceil().max(1.0) as u32;
+    s.env.push(("VMCT_HOG_THREADS".into(), whole.to_string()));
+    match model {
+        IsolationModel::Microvm => {
+            s.vcpus = whole;
+            f64::from(whole)
+        }
+        IsolationModel::Process => f64::from(whole),
+        _ => {
+            s.cpu_quota = Some(cpus);
+            cpus
+        }
+    }
+}
 
 /// One neighbour case (the closed set `blast.csv` names).
 pub use results::Neighbour;
@@ -103,8 +151,9 @@ fn mem_available_mib() -> Option<u64> {
     Some(l.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
 }
 
-/// The neighbour's spec for a case.
-pub fn neighbour_spec(n: Neighbour, limited: bool, o: &BlastOptions) -> InstanceSpec {
+/// The neighbour's spec for a case on a backend of isolation `model`, and its CPU allotment as applied
+/// ([`apply_allotment`]).
+pub fn neighbour_spec(n: Neighbour, limited: bool, o: &BlastOptions, model: IsolationModel) -> (InstanceSpec, f64) {
     let mib = o.hog_mib.min(mem_available_mib().map_or(512, |m| m / 4)).max(16);
     // The Linux workload runs the VMCT_HOG mode and ignores the scenario; a platform without hog modes
     // (the bare guest) runs the scenario, which hogs the same resource, bounded by size or count.
@@ -130,10 +179,10 @@ pub fn neighbour_spec(n: Neighbour, limited: bool, o: &BlastOptions) -> Instance
     }
     if limited {
         s.mem_limit_bytes = Some(o.limit_mem_bytes);
-        s.cpu_quota = Some(o.limit_cpu);
         s.pids_limit = Some(o.limit_pids);
     }
-    s
+    let cpus = apply_allotment(&mut s, model, allotment(limited, o));
+    (s, cpus)
 }
 
 /// One victim run: in-instance compute seconds, or None if it failed.
@@ -171,6 +220,7 @@ pub fn run_blast(
     progress: &dyn Fn(&str),
 ) -> Result<(Vec<BlastRow>, Vec<String>), IsolationError> {
     let name = backend.name().to_string();
+    let model = backend.info().model;
     let (cases, mut notes) = cases(&backend.info(), backend.capabilities());
     progress(&format!("blast: {name}: victim alone"));
     let (alone, alone_ok) = victim(backend, o);
@@ -182,7 +232,7 @@ pub fn run_blast(
     for (n, limited) in cases {
         crate::interrupt::check()?;
         progress(&format!("blast: {name}: victim with {}{}", n.name(), if limited { " (limited)" } else { "" }));
-        let spec = neighbour_spec(n, limited, o);
+        let (spec, cpus) = neighbour_spec(n, limited, o, model);
         let mut hog: Box<dyn Instance> = match backend.launch(&spec) {
             Ok(h) => h,
             Err(e) => {
@@ -209,6 +259,7 @@ pub fn run_blast(
             victim_with_neighbour_s: with,
             slowdown: with / alone,
             victim_ok: ok,
+            neighbour_cpus: Some(cpus),
         });
     }
     Ok((rows, notes))
@@ -252,13 +303,41 @@ mod tests {
     #[test]
     fn hogs_are_bounded() {
         let o = BlastOptions { hog_mib: 1 << 20, hog_secs: 1e9, fork_max: 1 << 20, ..Default::default() };
-        let s = neighbour_spec(Neighbour::MemoryHog, true, &o);
+        let (s, _) = neighbour_spec(Neighbour::MemoryHog, true, &o, IsolationModel::Container);
         let get = |k: &str| s.env.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
         assert!(get("VMCT_HOG_MIB").parse::<u64>().unwrap() <= mem_available_mib().unwrap_or(2048) / 4 + 16);
         assert_eq!(get("VMCT_HOG_SECS"), "120");
         assert_eq!(s.pids_limit, Some(32));
-        let f = neighbour_spec(Neighbour::ForkLoop, false, &o);
+        let (f, _) = neighbour_spec(Neighbour::ForkLoop, false, &o, IsolationModel::Container);
         assert!(f.env.iter().any(|(k, v)| k == "VMCT_HOG_PROCS" && v == "512"));
         assert_eq!(f.pids_limit, None);
+    }
+
+    /// The CPU hog's allotment is the same in every model: N vCPUs for a VM, a quota of N for a
+    /// container, N hog threads everywhere, and the row records it.
+    #[test]
+    fn cpu_hog_neighbours_get_equal_allotments_in_every_model() {
+        let o = BlastOptions { allotment_cpus: 2, limit_cpu: 1.0, ..Default::default() };
+        for limited in [false, true] {
+            let want = if limited { 1.0 } else { 2.0 };
+            let threads = |s: &InstanceSpec| {
+                s.env.iter().find(|(k, _)| k == "VMCT_HOG_THREADS").map(|(_, v)| v.parse::<f64>().unwrap())
+            };
+            let (vm, vm_cpus) = neighbour_spec(Neighbour::CpuHog, limited, &o, IsolationModel::Microvm);
+            let (ct, ct_cpus) = neighbour_spec(Neighbour::CpuHog, limited, &o, IsolationModel::Container);
+            let (pr, pr_cpus) = neighbour_spec(Neighbour::CpuHog, limited, &o, IsolationModel::Process);
+            assert_eq!((vm_cpus, ct_cpus, pr_cpus), (want, want, want), "limited {limited}");
+            assert_eq!(f64::from(vm.vcpus), want);
+            assert_eq!(vm.cpu_quota, None, "a VM's CPU share is its vCPUs");
+            assert_eq!(ct.cpu_quota, Some(want));
+            assert_eq!(pr.cpu_quota, None, "the process backend applies no quota");
+            for s in [&vm, &ct, &pr] {
+                assert_eq!(threads(s), Some(want), "limited {limited}");
+            }
+        }
+        // A fractional quota has no VM equivalent: the VM gets the next whole vCPU and says so.
+        let half = BlastOptions { limit_cpu: 0.5, ..o };
+        assert_eq!(neighbour_spec(Neighbour::CpuHog, true, &half, IsolationModel::Microvm).1, 1.0);
+        assert_eq!(neighbour_spec(Neighbour::CpuHog, true, &half, IsolationModel::Container).1, 0.5);
     }
 }

@@ -24,12 +24,22 @@ global_asm!(
     ".section .text._start,\"ax\"",
     ".global _start",
     "_start:",
+    // RSI: 0 on vCPU 0 (entered through the VMM's trampoline), the vCPU index on a secondary vCPU,
+    // which the VMM starts here with its own stack (microvm/src/smp.rs).
+    "test rsi, rsi",
+    "jnz 2f",
     "mov rsp, {stack}",
     "xor ebp, ebp",
     "call {main}",
     "ud2",
+    "2:",
+    "xor ebp, ebp",
+    "mov rdi, rsi",
+    "call {secondary}",
+    "ud2",
     stack = const layout::USER_STACK_TOP,
     main = sym guest_main,
+    secondary = sym secondary_main,
 );
 
 extern "C" {
@@ -302,6 +312,23 @@ extern "C" fn guest_main() -> ! {
         }
     };
     exit(status as u32)
+}
+
+/// A secondary vCPU (index >= 1): runs the `cpu` scenario's kernel loop for the same number of
+/// blocks as vCPU 0, silently (vCPU 0 owns the mailbox), then ends this vCPU with an OUT to EXIT,
+/// which the VMM's secondary loop takes as "this vCPU is done" (the VM goes on). Any other scenario
+/// ends the vCPU at once (the VMM starts secondaries for `cpu` only).
+extern "C" fn secondary_main(_index: u64) -> ! {
+    let info = boot_info();
+    let args_len = (info.args_len as usize).min(layout::ARGS_CAPACITY);
+    let args = core::str::from_utf8(&info.args[..args_len]).unwrap_or("");
+    if let Ok(Scenario::Cpu { iters }) = Scenario::parse(args.split_whitespace()) {
+        core::hint::black_box(workloads::kernels::cpu_sha256_chain(iters));
+    }
+    outl(ports::EXIT, 0);
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 #[panic_handler]

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! VMCT_HOG=mem|cpu|fork  VMCT_HOG_SECS=S (<= 120)  VMCT_HOG_MIB=N (mem, <= 4096)  VMCT_HOG_PROCS=N (fork, <= 512)
+//! VMCT_HOG_THREADS=N (cpu, <= 64; default: the CPUs this process may use)
 //! ```
 //! Every hog is bounded in time, size and process count, reports `ready` once it is hogging, a result
 //! when it ends, then `done`. The harness normally kills it earlier.
@@ -19,6 +20,10 @@ const MAX_SECS: f64 = 120.0;
 const MAX_MIB: u64 = 4096;
 /// Most live children of the fork loop.
 const MAX_PROCS: u64 = 512;
+/// Threads of the CPU hog (the neighbour's CPU allotment, rounded up).
+pub const ENV_HOG_THREADS: &str = "VMCT_HOG_THREADS";
+/// Most CPU hog threads.
+const MAX_THREADS: u64 = 64;
 
 fn env_num(k: &str, default: f64, max: f64) -> f64 {
     std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(default).clamp(0.0, max)
@@ -73,9 +78,11 @@ fn mem(p: &mut LinuxPlatform, mib: u64, deadline: Instant) -> i32 {
     0
 }
 
-/// Spin one thread per online CPU until the deadline.
+/// Spin `VMCT_HOG_THREADS` threads (the neighbour's CPU allotment; default one per CPU this process
+/// may use) until the deadline.
 fn cpu(p: &mut LinuxPlatform, deadline: Instant) -> i32 {
-    let n = std::thread::available_parallelism().map_or(2, |n| n.get()).min(64);
+    let online = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let n = (env_num(ENV_HOG_THREADS, online as f64, MAX_THREADS as f64) as usize).max(1);
     p.emit(&Message::Ready);
     let threads: Vec<_> = (0..n)
         .map(|_| {
