@@ -9,6 +9,7 @@ mod kernel_cmd;
 mod logs_cmd;
 mod report_cmd;
 mod run_cmd;
+mod run_image;
 mod shell_cmd;
 
 use clap::{Parser, Subcommand};
