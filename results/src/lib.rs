@@ -4,6 +4,7 @@
 //! per experiment ([`records`]). Units are in the field names: `_s` seconds, `_bytes` bytes,
 //! `_per_s` per second. The report is rendered from these files alone, so any run can be re-rendered.
 pub mod env;
+pub mod image;
 pub mod records;
 pub mod rundir;
 pub mod stats;

@@ -8,6 +8,7 @@ mod isolation_cmd;
 mod kernel_cmd;
 mod logs_cmd;
 mod report_cmd;
+mod compare_image;
 mod run_cmd;
 mod run_image;
 mod shell_cmd;

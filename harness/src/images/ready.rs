@@ -22,6 +22,9 @@ use workloads::image_run::ReadyRule;
 /// Interval between two connect attempts of the `tcp:PORT` rule.
 pub const TCP_POLL: Duration = Duration::from_millis(2);
 
+/// Longest wait between SIGTERM and SIGKILL when an image's process is stopped.
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// Errors of a readiness rule given by the user; each names the rule and the valid forms.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadyError {
@@ -275,11 +278,13 @@ impl Instance for ReadyInstance {
             Some(e) => Ok(e),
             None => {
                 // As `docker stop`: SIGTERM first (a peer runtime forwards it to the container), the
-                // backend's stop (SIGKILL) after the grace time.
+                // backend's stop (SIGKILL) after a grace of at most STOP_GRACE: a process that is pid 1
+                // of its namespace without a SIGTERM handler (busybox httpd) ignores SIGTERM, and a
+                // density sweep stops hundreds of them.
                 if let Some(pid) = self.inner.pid().and_then(|p| i32::try_from(p).ok()) {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM);
                 }
-                self.inner.stop(timeout)
+                self.inner.stop(timeout.min(STOP_GRACE))
             }
         }
     }
