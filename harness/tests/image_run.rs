@@ -219,3 +219,45 @@ fn a_web_server_image_reaches_ready_in_the_linux_guest_under_qemu_tcg() {
     let o = run(&["run", "--image", &img.name, "--backend", "microvm"]);
     assert!(o.status.success() && text(&o).contains("an image needs an OS"), "{}", text(&o));
 }
+
+#[test]
+fn a_root_disk_applies_whiteouts_and_opaque_dirs_and_shifts_owners_back() {
+    use container::fsmeta::{make_special, makedev, set_xattrs, Kind};
+    if !gate("a_root_disk_applies_whiteouts_and_opaque_dirs_and_shifts_owners_back", &[Need::Root]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+    for d in [lower.join("opq"), upper.join("opq")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for f in ["gone", "keep", "opq/old"] {
+        std::fs::write(lower.join(f), f).unwrap();
+    }
+    let base = container::USERNS_BASE;
+    std::os::unix::fs::lchown(lower.join("keep"), Some(base + 33), Some(base + 34)).unwrap();
+    make_special(&upper.join("gone"), Kind::CharDevice, makedev(0, 0)).unwrap();
+    set_xattrs(&upper.join("opq"), &[("trusted.overlay.opaque".into(), b"y".to_vec())]).unwrap();
+    std::fs::write(upper.join("opq/new"), "new").unwrap();
+    let rec: ImageRecord = serde_json::from_value(serde_json::json!({
+        "name": "vmct-test-rootdisk", "layers": [lower, upper], "layer_tar_bytes": 0, "whiteouts": 1,
+        "created_unix_s": 0.0, "digest": format!("sha256:0000test{}", std::process::id()),
+    }))
+    .unwrap();
+    let disk = harness::images::rootdisk::build(&rec).unwrap();
+    assert!(!disk.cached && disk.bytes > 0 && disk.build_s > 0.0, "{disk:?}");
+    let debugfs = |cmd: &str| {
+        let o = Command::new("debugfs").args(["-R", cmd]).arg(&disk.path).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let root = debugfs("ls -p /");
+    assert!(root.contains("/keep/") && root.contains("/opq/") && !root.contains("/gone/"), "{root}");
+    let opq = debugfs("ls -p /opq");
+    assert!(opq.contains("/new/") && !opq.contains("/old/"), "the opaque dir hides the lower one: {opq}");
+    // ls -p: /inode/mode/uid/gid/name/size/
+    let keep = root.lines().find(|l| l.contains("/keep/")).unwrap();
+    assert!(keep.contains("/33/34/keep/"), "owners shifted back: {keep}");
+    assert!(harness::images::rootdisk::build(&rec).unwrap().cached);
+    assert!(harness::images::rootdisk::remove_for(&rec) > 0);
+    assert!(!disk.path.exists());
+}
