@@ -261,3 +261,18 @@ fn a_root_disk_applies_whiteouts_and_opaque_dirs_and_shifts_owners_back() {
     assert!(harness::images::rootdisk::remove_for(&rec) > 0);
     assert!(!disk.path.exists());
 }
+
+#[test]
+fn gc_finds_the_root_disk_of_a_removed_image() {
+    if !gate("gc_finds_the_root_disk_of_a_removed_image", &[Need::Root]) {
+        return;
+    }
+    let dir = harness::images::rootdisk::dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let orphan = dir.join(format!("sha256-vmct-test-orphan-{}.ext4", std::process::id()));
+    std::fs::write(&orphan, b"").unwrap();
+    let o = run(&["gc", "--dry-run"]);
+    let found = text(&o).contains(&format!("root disk {}", orphan.display()));
+    std::fs::remove_file(&orphan).unwrap();
+    assert!(found, "{}", text(&o));
+}
