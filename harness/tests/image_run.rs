@@ -106,8 +106,18 @@ fn exit_and_log_rules_report_the_status_and_the_matching_line() {
     // The image's env and cwd reach the process; its exit status is reported.
     for backend in ["container", "crun"] {
         let o = run(&[
-            "run", "--image", &img.name, "--backend", backend, "--ready", "exit", "--json", "--",
-            "/bin/sh", "-c", "test \"$GREETING $(pwd)\" = 'hello /tmp' && exit 3",
+            "run",
+            "--image",
+            &img.name,
+            "--backend",
+            backend,
+            "--ready",
+            "exit",
+            "--json",
+            "--",
+            "/bin/sh",
+            "-c",
+            "test \"$GREETING $(pwd)\" = 'hello /tmp' && exit 3",
         ]);
         assert_eq!(o.status.code(), Some(1), "{backend}: {}", text(&o));
         let j = json(&o);
@@ -119,8 +129,16 @@ fn exit_and_log_rules_report_the_status_and_the_matching_line() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(json(&o)["exit_status"], 0);
     let o = run(&[
-        "run", "--image", &img.name, "--ready", "log:^listening on [0-9]+$", "--json", "--",
-        "/bin/sh", "-c", "echo starting; echo listening on 42; sleep 30",
+        "run",
+        "--image",
+        &img.name,
+        "--ready",
+        "log:^listening on [0-9]+$",
+        "--json",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo starting; echo listening on 42; sleep 30",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(json(&o)["launch_to_ready_s"].as_f64().unwrap() > 0.0);
@@ -177,7 +195,10 @@ fn compare_with_an_image_records_it_and_what_does_not_apply() {
     let info = results::image::read(&dir).unwrap().expect("image.json");
     assert_eq!(info.name, img.name);
     assert_eq!(info.ready_rule, "tcp:8080");
-    assert!(info.not_applicable.iter().any(|n| n.experiment == "overhead" && n.reason.contains("not applicable to an image")));
+    assert!(info
+        .not_applicable
+        .iter()
+        .any(|n| n.experiment == "overhead" && n.reason.contains("not applicable to an image")));
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
     let bare = meta["backends"].as_array().unwrap().iter().find(|b| b["name"] == "microvm").unwrap();
     assert!(bare["reason"].as_str().unwrap().contains("an image needs an OS"), "{bare}");
@@ -211,8 +232,18 @@ fn a_web_server_image_reaches_ready_in_the_linux_guest_under_qemu_tcg() {
     assert!(disk["bytes"].as_u64().unwrap() > 0 && disk["build_s"].as_f64().unwrap() > 0.0, "{j}");
     // The exit rule: the guest's /init forwards the process's status; env and cwd arrive.
     let o = run(&[
-        "run", "--image", &img.name, "--backend", "qemu-tcg", "--ready", "exit", "--json", "--",
-        "/bin/sh", "-c", "test \"$GREETING $(pwd)\" = 'hello /tmp' && exit 4",
+        "run",
+        "--image",
+        &img.name,
+        "--backend",
+        "qemu-tcg",
+        "--ready",
+        "exit",
+        "--json",
+        "--",
+        "/bin/sh",
+        "-c",
+        "test \"$GREETING $(pwd)\" = 'hello /tmp' && exit 4",
     ]);
     assert_eq!(json(&o)["exit_status"], 4, "{}", text(&o));
     // The bare guest says plainly that it cannot run an image.

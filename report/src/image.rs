@@ -56,10 +56,16 @@ mod tests {
                 content_bytes: 1 << 20,
                 cached: false,
             }),
-            not_applicable: vec![results::image::NotApplicable { experiment: "overhead".into(), reason: "not applicable to an image".into() }],
+            not_applicable: vec![results::image::NotApplicable {
+                experiment: "overhead".into(),
+                reason: "not applicable to an image".into(),
+            }],
         };
         let h = image_section(&i);
-        assert!(h.contains("image web (no digest") && h.contains("none beyond the layers") && h.contains("ext4 root disk"), "{h}");
+        assert!(
+            h.contains("image web (no digest") && h.contains("none beyond the layers") && h.contains("ext4 root disk"),
+            "{h}"
+        );
         assert!(h.contains("overhead") && h.contains("not applicable to an image"), "{h}");
         // A run with an image.json: the first line names it, every verdict is about it.
         let d = tempfile::tempdir().unwrap();

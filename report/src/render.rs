@@ -24,14 +24,14 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
         sections::snapshot(run)?,
     ];
     let plan = plan_data(run, &PlanInput::default_for(run));
-    let image = results::image::read(&run.dir).map_err(|source| ReportError::Write {
-        path: run.dir.join(results::image::FILE),
-        source,
-    })?;
+    let image = results::image::read(&run.dir)
+        .map_err(|source| ReportError::Write { path: run.dir.join(results::image::FILE), source })?;
     let mut body = match &image {
         // The first line names the image: every figure and verdict below is about it.
-        Some(i) => header(run).replacen("<h1>vmct report</h1>", &format!("<h1>vmct report: {}</h1>", esc(&i.headline())), 1)
-            + &crate::image::image_section(i),
+        Some(i) => {
+            header(run).replacen("<h1>vmct report</h1>", &format!("<h1>vmct report: {}</h1>", esc(&i.headline())), 1)
+                + &crate::image::image_section(i)
+        }
         None => header(run),
     };
     body.push_str(&summary_cards(run, plan.as_ref().ok()));

@@ -60,7 +60,12 @@ impl ImageRunInfo {
     /// The report's first line: `image NAME (DIGEST, SIZE)`.
     pub fn headline(&self) -> String {
         let digest = self.digest.as_deref().map(short_digest).unwrap_or_else(|| "no digest".into());
-        format!("image {} ({digest}, {:.1} MiB in {} layers)", self.name, self.size_bytes as f64 / 1048576.0, self.layers)
+        format!(
+            "image {} ({digest}, {:.1} MiB in {} layers)",
+            self.name,
+            self.size_bytes as f64 / 1048576.0,
+            self.layers
+        )
     }
 }
 

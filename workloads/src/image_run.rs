@@ -103,15 +103,25 @@ pub fn encode(s: &str, out: &mut dyn fmt::Write) -> fmt::Result {
     Ok(())
 }
 
-/// Decode what [`encode`] wrote, byte by byte into `push`; Err on a malformed `%` escape.
-pub fn decode(s: &str, mut push: impl FnMut(u8)) -> Result<(), ()> {
+/// A malformed `%` escape at byte offset `.0` of a value [`decode`] was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadEscape(pub usize);
+
+impl fmt::Display for BadEscape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed %-escape at byte {}", self.0)
+    }
+}
+
+/// Decode what [`encode`] wrote, byte by byte into `push`.
+pub fn decode(s: &str, mut push: impl FnMut(u8)) -> Result<(), BadEscape> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).ok_or(())?;
-            let hex = core::str::from_utf8(hex).map_err(|_| ())?;
-            push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            let hex = b.get(i + 1..i + 3).ok_or(BadEscape(i))?;
+            let hex = core::str::from_utf8(hex).map_err(|_| BadEscape(i))?;
+            push(u8::from_str_radix(hex, 16).map_err(|_| BadEscape(i))?);
             i += 3;
         } else {
             push(b[i]);

@@ -172,7 +172,13 @@ impl VmmPeer {
                 };
                 let mut c = Command::new(&self.path);
                 // A shared root disk is opened read-only.
-                c.args(args.to_args().into_iter().map(|a| if a.starts_with("file=") { format!("{a},readonly=on") } else { a }));
+                c.args(args.to_args().into_iter().map(|a| {
+                    if a.starts_with("file=") {
+                        format!("{a},readonly=on")
+                    } else {
+                        a
+                    }
+                }));
                 c
             }
             PeerVmm::Firecracker => {

@@ -123,8 +123,7 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     }
     let image = match &a.image {
         Some(name) => {
-            let (run, na) =
-                super::compare_image::prepare(name, a.ready.as_deref(), &a.command, &workload, &mut s)?;
+            let (run, na) = super::compare_image::prepare(name, a.ready.as_deref(), &a.command, &workload, &mut s)?;
             backends = super::compare_image::wrap(backends, &run)?;
             Some((run, na))
         }

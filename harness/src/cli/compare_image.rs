@@ -24,10 +24,7 @@ pub fn prepare(
     s: &mut Settings,
 ) -> Result<(Arc<ImageRun>, Vec<NotApplicable>), UsageError> {
     let ready = ready.ok_or_else(|| {
-        UsageError(format!(
-            "--image {image} needs --ready RULE: {}",
-            workloads::image_run::RULE_FORMS
-        ))
+        UsageError(format!("--image {image} needs --ready RULE: {}", workloads::image_run::RULE_FORMS))
     })?;
     let rule = Readiness::parse(ready).map_err(|e| UsageError(e.to_string()))?;
     let rec = crate::images::load(image).map_err(|e| UsageError(e.to_string()))?;

@@ -79,7 +79,8 @@ pub struct RunArgs {
 
 /// Scenario words from `--workload` plus the per-scenario flags.
 pub fn scenario_of(a: &RunArgs) -> Result<Scenario, UsageError> {
-    let mut words: Vec<String> = a.workload.as_deref().unwrap_or("ready").split_whitespace().map(String::from).collect();
+    let mut words: Vec<String> =
+        a.workload.as_deref().unwrap_or("ready").split_whitespace().map(String::from).collect();
     for (flag, v) in [("--iters", &a.iters), ("--mib", &a.mib), ("--hold-mib", &a.hold_mib), ("--n", &a.n)] {
         if let Some(v) = v {
             words.push(flag.into());
@@ -113,7 +114,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         return super::run_image::run(&a, image);
     }
     if a.ready.is_some() || !a.command.is_empty() {
-        return Err(UsageError("--ready and a command after `--` run an image's own process: drop --workload".into()).into());
+        return Err(
+            UsageError("--ready and a command after `--` run an image's own process: drop --workload".into()).into()
+        );
     }
     let scenario = scenario_of(&a)?;
     let timeout = parse_duration(&a.timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;

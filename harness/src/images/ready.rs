@@ -300,7 +300,10 @@ mod tests {
         assert!(Readiness::parse("log:listening on \\d+").unwrap().holds_alive());
         assert!(!Readiness::parse("exit").unwrap().holds_alive());
         let e = Readiness::parse("port:80").unwrap_err().to_string();
-        assert!(e.contains("port:80") && e.contains("tcp:PORT") && e.contains("log:REGEX") && e.contains("exit"), "{e}");
+        assert!(
+            e.contains("port:80") && e.contains("tcp:PORT") && e.contains("log:REGEX") && e.contains("exit"),
+            "{e}"
+        );
         let e = Readiness::parse("log:([").unwrap_err().to_string();
         assert!(e.contains("log:([") && e.contains("regular expression"), "{e}");
     }

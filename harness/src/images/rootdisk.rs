@@ -109,7 +109,8 @@ pub fn build(rec: &ImageRecord) -> Result<RootDisk, RootDiskError> {
     let tmp_disk = container::image::temp_sibling(&disk);
     let r = (|| {
         flatten(&rec.layers, &staging, &mnt).map_err(fail("flatten the layers"))?;
-        let (content_bytes, entries) = unshift_owners(&staging).map_err(|e| fail("shift owners back")(e.to_string()))?;
+        let (content_bytes, entries) =
+            unshift_owners(&staging).map_err(|e| fail("shift owners back")(e.to_string()))?;
         // Content, one block per entry for inodes and directories, ext4 metadata; at least 16 MiB.
         let size_mib = (content_bytes + content_bytes / 5 + entries * 4096) / (1 << 20) + 16;
         mkfs(&staging, &tmp_disk, size_mib).map_err(fail("mkfs.ext4"))?;
@@ -234,8 +235,8 @@ pub fn orphans(images: &[ImageRecord]) -> Vec<PathBuf> {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let stem = name.strip_suffix(".ext4").or_else(|| name.strip_suffix(".json"));
             // Temporaries of a build whose process is gone, too.
-            let dead_tmp = container::image::temp_owner(&name)
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            let dead_tmp =
+                container::image::temp_owner(&name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
             dead_tmp || stem.is_some_and(|s| !keys.iter().any(|k| k == s))
         })
         .collect()

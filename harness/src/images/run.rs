@@ -17,7 +17,7 @@
 //! ([`super::ready::ReadyInstance`]). Linux guests get the layers flattened into a read-only root disk
 //! ([`super::rootdisk`]) and apply the rule inside. The bare guest and the process baseline have no
 //! root file system to run an image in and say so.
-use super::ready::{ReadyInstance, Readiness};
+use super::ready::{Readiness, ReadyInstance};
 use super::rootdisk::{self, RootDisk};
 use super::ImageRecord;
 use crate::backend::{Backend, BackendError, Instance, InstanceSpec};
@@ -32,7 +32,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// What a result says for a scenario that needs the vmct workload.
 pub const NOT_APPLICABLE: &str = "not applicable to an image";
 /// What the bare guest says.
-pub const NEEDS_OS: &str = "unsupported: an image needs an OS (the bare guest has no kernel, file systems or processes)";
+pub const NEEDS_OS: &str =
+    "unsupported: an image needs an OS (the bare guest has no kernel, file systems or processes)";
 
 /// Errors turning an image and a command line into a run; each names the image.
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +139,15 @@ pub fn env_of(rec: &ImageRecord) -> Vec<(String, String)> {
 /// `cmd` as an absolute path inside the image made of `layers` (bottom first): a name without '/'
 /// is looked up in each PATH directory, top layer first, like execvp in the container would.
 pub fn resolve_command(cmd: &str, path: &str, layers: &[PathBuf]) -> Option<String> {
-    let exists = |inside: &str| layers.iter().rev().any(|l| l.join(inside.trim_start_matches('/')).symlink_metadata().is_ok());
+    let exists =
+        |inside: &str| layers.iter().rev().any(|l| l.join(inside.trim_start_matches('/')).symlink_metadata().is_ok());
     if cmd.contains('/') {
         return exists(cmd).then(|| cmd.to_string());
     }
-    path.split(':').filter(|d| d.starts_with('/')).map(|d| format!("{}/{cmd}", d.trim_end_matches('/'))).find(|p| exists(p))
+    path.split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(|d| format!("{}/{cmd}", d.trim_end_matches('/')))
+        .find(|p| exists(p))
 }
 
 fn read_in_layers(layers: &[PathBuf], inside: &str) -> String {
@@ -245,7 +250,10 @@ impl ImageRun {
 
     /// The image's root disk for linux guests, built (or found in the cache) on first use.
     pub fn rootdisk(&self) -> Result<&RootDisk, String> {
-        self.rootdisk.get_or_init(|| rootdisk::build(&self.record).map_err(|e| e.to_string())).as_ref().map_err(Clone::clone)
+        self.rootdisk
+            .get_or_init(|| rootdisk::build(&self.record).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The root disk if it was built in this run.
@@ -272,7 +280,9 @@ pub fn support(info: &results::BackendInfo) -> ImageSupport {
         ("container", _) => ImageSupport::Layers,
         (_, Some("linux")) => ImageSupport::RootDisk,
         (_, Some("bare")) => ImageSupport::None(NEEDS_OS),
-        _ => ImageSupport::None("unsupported: the process baseline has no root file system of its own to run an image in"),
+        _ => ImageSupport::None(
+            "unsupported: the process baseline has no root file system of its own to run an image in",
+        ),
     }
 }
 
@@ -295,7 +305,9 @@ impl ImageBackend {
             Scenario::Ready => {}
             Scenario::Idle { .. } if l.ready.as_ref().is_some_and(Readiness::holds_alive) => {}
             Scenario::Idle { .. } => {
-                return Err(format!("{NOT_APPLICABLE} run with --ready exit: its process does not stay alive to be held"))
+                return Err(format!(
+                    "{NOT_APPLICABLE} run with --ready exit: its process does not stay alive to be held"
+                ))
             }
             Scenario::Probe => {
                 l.argv = vec![PROBE_PATH.into(), "probe".into()];
@@ -346,7 +358,9 @@ impl Backend for ImageBackend {
         let l = self.launch_for(&spec.scenario, support).map_err(unavailable)?;
         let inst = self.inner.launch_image(&l, spec)?;
         Ok(match (&l.ready, support) {
-            (Some(rule), ImageSupport::Layers) => Box::new(ReadyInstance::new(self.name(), inst, rule.clone(), launched_ns)),
+            (Some(rule), ImageSupport::Layers) => {
+                Box::new(ReadyInstance::new(self.name(), inst, rule.clone(), launched_ns))
+            }
             _ => inst,
         })
     }

@@ -46,7 +46,7 @@ pub fn requested(cmdline: &str) -> bool {
 
 fn decoded(v: &str) -> Result<String, String> {
     let mut out = Vec::new();
-    image_run::decode(v, |b| out.push(b)).map_err(|()| format!("bad escape in {v:?}"))?;
+    image_run::decode(v, |b| out.push(b)).map_err(|e| format!("{e} in {v:?}"))?;
     String::from_utf8(out).map_err(|e| e.to_string())
 }
 
