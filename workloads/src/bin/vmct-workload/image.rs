@@ -76,6 +76,8 @@ fn emit(m: &Message<'_>) {
 }
 
 fn failed(reason: &str) -> u8 {
+    // Also as plain text: a host waiting for `ready` shows the console's last lines.
+    eprintln!("vmct-workload: init: image: {reason}");
     emit(&Message::Failed { what: "image", reason });
     emit(&Message::Done { status: 1 });
     1
