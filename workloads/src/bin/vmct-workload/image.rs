@@ -159,8 +159,9 @@ fn loopback_up() -> std::io::Result<()> {
     // SAFETY: fd is a socket and ifr a valid ifreq naming "lo"; the kernel writes only the flags.
     let mut r = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) };
     if r == 0 {
+        let up = libc::c_short::try_from(libc::IFF_UP | libc::IFF_RUNNING).expect("IFF_UP|IFF_RUNNING is 0x41");
         // SAFETY: the flags member of the union is the one SIOCGIFFLAGS filled.
-        unsafe { ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+        unsafe { ifr.ifr_ifru.ifru_flags |= up };
         // SAFETY: as above; SIOCSIFFLAGS reads the ifreq.
         r = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) };
     }
