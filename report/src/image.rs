@@ -19,7 +19,7 @@ pub fn image_section(i: &ImageRunInfo) -> String {
         None => "no linux guest ran in this run".into(),
     };
     let rows = vec![
-        vec!["image".into(), esc(&i.headline())],
+        vec!["name, digest, size".into(), esc(&i.headline())],
         vec!["process".into(), format!("<code>{}</code>", esc(&i.argv.join(" ")))],
         vec!["ready when".into(), format!("<code>{}</code>", esc(&i.ready_rule))],
         vec!["image-build cost, container side".into(), esc(&i.container_image_build)],
