@@ -18,6 +18,10 @@ struct TestImage {
 
 impl TestImage {
     fn new(tag: &str, entry: Option<&[&str]>, cmd: Option<&[&str]>) -> TestImage {
+        Self::with_user(tag, entry, cmd, None)
+    }
+
+    fn with_user(tag: &str, entry: Option<&[&str]>, cmd: Option<&[&str]>, user: Option<&str>) -> TestImage {
         let name = format!("vmct-test-{tag}-{}", std::process::id());
         let v = |x: Option<&[&str]>| x.map(|a| a.iter().map(|s| s.to_string()).collect());
         let layer = harness::images::busybox::layer().expect("busybox-static installed (scripts/setup-host)");
@@ -35,7 +39,7 @@ impl TestImage {
             spec: None,
             digest: None,
             cmd: v(cmd),
-            user: None,
+            user: user.map(String::from),
             exposed_ports: vec!["8080/tcp".into()],
         };
         let dir = harness::images::store().join(&name);
@@ -142,6 +146,13 @@ fn exit_and_log_rules_report_the_status_and_the_matching_line() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(json(&o)["launch_to_ready_s"].as_f64().unwrap() > 0.0);
+    // The image's User: the OCI peers run the process as it; our runtime says it cannot.
+    let img_user = TestImage::with_user("user", None, Some(&["/bin/true"]), Some("1000:1001"));
+    let id = ["/bin/sh", "-c", "test $(id -u):$(id -g) = 1000:1001"];
+    let o = run(&[&["run", "--image", &img_user.name, "--backend", "runc", "--"][..], &id].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&[&["run", "--image", &img_user.name, "--backend", "container", "--"][..], &id].concat());
+    assert!(!o.status.success() && text(&o).contains("runs as user '1000:1001'"), "{}", text(&o));
     // A process that ends before its line appears is an error naming the rule.
     let o = run(&["run", "--image", &img.name, "--ready", "log:never", "--", "/bin/true"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
