@@ -71,6 +71,9 @@ pub enum Leftover {
     RunscSandbox(crate::backend::runsc::LeftSandbox),
     /// A kernel object or state dir named with the prefix.
     Kernel(container::Leftover),
+    /// A linux guest's root disk (or its record, or a build's temporary) of an image that is gone
+    /// (`crate::images::rootdisk::orphans`).
+    RootDisk(PathBuf),
 }
 
 impl std::fmt::Display for Leftover {
@@ -80,6 +83,7 @@ impl std::fmt::Display for Leftover {
             Leftover::ProbeDir { kind, path, pid } => write!(f, "{kind} {} of dead pid {pid}", path.display()),
             Leftover::RunscSandbox(s) => write!(f, "runsc sandbox {} (state {})", s.id, s.root.display()),
             Leftover::Kernel(k) => k.fmt(f),
+            Leftover::RootDisk(p) => write!(f, "root disk {} of a removed image", p.display()),
         }
     }
 }
@@ -117,6 +121,10 @@ impl Leftover {
                 crate::backend::runsc::delete(&bin, &s.root, &s.id)
             }
             Leftover::Kernel(k) => k.remove(),
+            Leftover::RootDisk(p) => {
+                let is_dir = fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+                if is_dir { fs::remove_dir_all(p) } else { fs::remove_file(p) }.map_err(|e| e.to_string())
+            }
         }
     }
 }
@@ -217,6 +225,8 @@ pub fn plan() -> Plan {
     probe_dirs(&PROBE_DIR_BASES.map(Path::new), &mut plan);
     let c = container::find_in(crate::backend::NAME_PREFIX, Path::new(container::DEFAULT_STATE_ROOT));
     plan.leftovers.extend(c.leftovers.into_iter().map(Leftover::Kernel));
+    let images = crate::images::list();
+    plan.leftovers.extend(crate::images::rootdisk::orphans(&images).into_iter().map(Leftover::RootDisk));
     plan.kept.extend(c.kept);
     plan.errors.extend(c.errors);
     plan

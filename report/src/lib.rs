@@ -17,6 +17,7 @@ pub mod data;
 #[doc(hidden)]
 pub mod fixture;
 pub mod html;
+pub mod image;
 pub mod merge;
 pub mod models;
 pub mod noise;

@@ -17,10 +17,19 @@ use std::path::PathBuf;
 pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
     let secs = SECTIONS.iter().map(|s| s.render(run)).collect::<Result<Vec<_>, _>>()?;
     let plan = plan_data(run, &PlanInput::default_for(run));
-    let mut body = header(run);
+    let image = results::image::read(&run.dir)
+        .map_err(|source| ReportError::Write { path: run.dir.join(results::image::FILE), source })?;
+    let mut body = match &image {
+        // The first line names the image: every figure and verdict below is about it.
+        Some(i) => {
+            header(run).replacen("<h1>vmct report</h1>", &format!("<h1>vmct report: {}</h1>", esc(&i.headline())), 1)
+                + &crate::image::image_section(i)
+        }
+        None => header(run),
+    };
     body.push_str(&summary_cards(run, plan.as_ref().ok()));
     body.push_str(&host_section(run));
-    body.push_str(&verdict_section(run));
+    body.push_str(&verdict_section(run, image.as_ref()));
     if let Some(s) = crate::models::three_models(run) {
         body.push_str(&s.html);
     }
@@ -29,7 +38,11 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
     }
     body.push_str(&planner_section(plan));
     body.push_str(&footer(run));
-    let html = page(&format!("vmct report: {} on {}", run.meta.id, run.host_label()), &body);
+    let title = match &image {
+        Some(i) => format!("vmct report: {} · {} on {}", i.headline(), run.meta.id, run.host_label()),
+        None => format!("vmct report: {} on {}", run.meta.id, run.host_label()),
+    };
+    let html = page(&title, &body);
     for c in secs.iter().flat_map(|s| &s.charts) {
         let path = run.dir.join(&c.file);
         fs::write(&path, &c.svg).map_err(|source| ReportError::Write { path, source })?;
@@ -272,19 +285,31 @@ fn isolation_cell(p: Option<&results::IsolationProfile>) -> String {
     out
 }
 
-fn verdict_section(run: &RunData) -> String {
+fn verdict_section(run: &RunData, image: Option<&results::image::ImageRunInfo>) -> String {
     let mut rows = Vec::new();
     for v in verdicts(run) {
         let ev: String = v.evidence.iter().map(|e| format!("<li>{}</li>", esc(e))).collect();
+        let claim = match image {
+            Some(i) => format!("For image {}: {}", i.name, v.claim),
+            None => v.claim.to_string(),
+        };
         rows.push(vec![
-            format!("<b>{}</b>", esc(v.claim)),
+            format!("<b>{}</b>", esc(&claim)),
             format!("<span class=\"verdict {}\">{}</span>", v.verdict.css(), esc(v.verdict.label())),
             format!("<ul class=\"ev\">{ev}</ul><a class=\"n\" href=\"{0}\">{0}</a>", esc(v.source)),
         ]);
     }
+    let about = image.map_or(String::new(), |i| {
+        format!(
+            " Every verdict here is about image <b>{}</b> ({}): its own process, ready by the rule <code>{}</code>.",
+            esc(&i.name),
+            esc(&i.headline()),
+            esc(&i.ready_rule)
+        )
+    });
     let body = format!(
         "<p>Each classic claim is checked against this run's measurements: the best container backend measured \
-         against each microVM guest model measured.</p>{}",
+         against each microVM guest model measured.{about}</p>{}",
         table(&["claim", "verdict", "evidence"], &rows)
     );
     section("verdicts", "Verdicts on the classic claims", &body)

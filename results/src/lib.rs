@@ -5,6 +5,7 @@
 //! `_per_s` per second. The report is rendered from these files alone, so any run can be re-rendered.
 pub mod env;
 pub mod experiment;
+pub mod image;
 pub mod records;
 pub mod rundir;
 pub mod stats;

@@ -6,9 +6,11 @@
 //! - [`scenario`]: the scenarios (`ready`, `idle`, `cpu`, `mem`, `syscall`, `io`, `probe`) and their arguments.
 //! - [`kernels`]: the measured compute and memory kernels.
 //! - [`runner`]: runs a scenario against a [`runner::Platform`], the thin layer each build provides.
+//! - [`image_run`]: an image's own process as the workload: readiness rules and the guest's run parameters.
 //! - [`probe_ids`]: the isolation probe ids, their targets and the canary environment names (shared with the harness).
 #![no_std]
 
+pub mod image_run;
 pub mod kernels;
 pub mod probe_ids;
 pub mod protocol;

@@ -292,6 +292,10 @@ impl Instance for ChildInstance {
         }
     }
 
+    fn next_line(&mut self, timeout: Duration) -> Result<Line, BackendError> {
+        self.read(timeout)
+    }
+
     fn stats(&mut self) -> InstanceStats {
         let Some(pid) = self.pid() else { return InstanceStats::default() };
         if let Some(f) = self.stats_fn {

@@ -78,6 +78,8 @@ pub struct ContainerBackend {
     runtime: Mutex<Option<Result<Arc<Runtime>, String>>>,
     /// Runtimes of images made from committed layers (`restore`, `--image`), by layer list.
     committed: Mutex<Vec<(Vec<PathBuf>, Arc<Runtime>)>>,
+    /// Runtimes of images run with their own process ([`Backend::launch_image`]), by launch key.
+    images: Mutex<Vec<(String, Arc<Runtime>)>>,
 }
 
 impl ContainerBackend {
@@ -89,6 +91,7 @@ impl ContainerBackend {
             workload: workload.to_path_buf(),
             runtime: Mutex::new(None),
             committed: Mutex::new(Vec::new()),
+            images: Mutex::new(Vec::new()),
         }
     }
 
@@ -165,6 +168,43 @@ impl Backend for ContainerBackend {
         layers.push(saved.path.clone());
         self.launch_layers(layers, spec, launched_ns)
     }
+
+    /// The image's layers as lower dirs, its argv, environment and working directory; the profile's
+    /// security settings as for the workload. Runtimes are kept per (layers, argv\[0\], env, cwd).
+    fn launch_image(
+        &self,
+        l: &crate::images::run::ImageLaunch,
+        spec: &InstanceSpec,
+    ) -> Result<Box<dyn Instance>, BackendError> {
+        let launched_ns = clock::mono_ns();
+        let unavailable = |reason: String| BackendError::Unavailable { backend: self.name.into(), reason };
+        if l.uid_gid != (0, 0) {
+            return Err(unavailable(format!(
+                "image '{}' runs as user '{}' ({}:{}), and vmct's container runtime starts processes as root only",
+                l.image, l.user, l.uid_gid.0, l.uid_gid.1
+            )));
+        }
+        let key = format!("{:?}|{}|{:?}|{}", l.layers, l.argv[0], l.env, l.cwd);
+        let rt = {
+            let mut g = self.images.lock().unwrap_or_else(|e| e.into_inner());
+            match g.iter().find(|(k, _)| *k == key) {
+                Some((_, rt)) => rt.clone(),
+                None => {
+                    if !nix::unistd::geteuid().is_root() {
+                        return Err(unavailable("needs root (cgroups, mounts, namespaces); run vmct as root".into()));
+                    }
+                    let mut img = Image::open(l.layers.clone(), vec![l.argv[0].clone()])
+                        .map_err(|e| unavailable(format!("image '{}': {e}", l.image)))?;
+                    img.env = l.env.clone();
+                    img.cwd = l.cwd.clone();
+                    let rt = Arc::new(Runtime::new(img, self.profile).map_err(|e| unavailable(e.to_string()))?);
+                    g.push((key, rt.clone()));
+                    rt
+                }
+            }
+        };
+        self.launch_args(&rt, spec, l.argv[1..].to_vec(), launched_ns)
+    }
 }
 
 impl ContainerBackend {
@@ -207,11 +247,20 @@ impl ContainerBackend {
         spec: &InstanceSpec,
         launched_ns: u64,
     ) -> Result<Box<dyn Instance>, BackendError> {
+        let args = spec.scenario.to_string().split_whitespace().map(String::from).collect();
+        self.launch_args(rt, spec, args, launched_ns)
+    }
+
+    /// Start a container of `rt`'s image with `args` after its entry point.
+    fn launch_args(
+        &self,
+        rt: &Runtime,
+        spec: &InstanceSpec,
+        args: Vec<String>,
+        launched_ns: u64,
+    ) -> Result<Box<dyn Instance>, BackendError> {
         let launch_err = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
-        let mut cs = ContainerSpec::new(
-            spec.id.clone(),
-            spec.scenario.to_string().split_whitespace().map(String::from).collect(),
-        );
+        let mut cs = ContainerSpec::new(spec.id.clone(), args);
         cs.env = spec.env.clone();
         cs.limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
         let log = match &spec.log_dir {
@@ -333,6 +382,10 @@ impl Instance for ContainerInstance {
                 Line::Timeout => return Err(self.timeout("finish", timeout)),
             }
         }
+    }
+
+    fn next_line(&mut self, timeout: Duration) -> Result<Line, BackendError> {
+        self.read(timeout)
     }
 
     fn stats(&mut self) -> InstanceStats {

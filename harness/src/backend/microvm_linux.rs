@@ -201,6 +201,22 @@ impl Backend for MicrovmLinuxBackend {
         }
     }
 
+    /// Not yet: an image's root disk needs a virtio-blk device, which vmct's VMM does not have (the
+    /// `qemu-tcg` backend and the qemu/firecracker peers run images).
+    fn launch_image(
+        &self,
+        l: &crate::images::run::ImageLaunch,
+        _spec: &InstanceSpec,
+    ) -> Result<Box<dyn Instance>, BackendError> {
+        Err(BackendError::Unavailable {
+            backend: self.name().into(),
+            reason: format!(
+                "cannot run image '{}': its root disk needs a virtio-blk device, which vmct's VMM does not have yet",
+                l.image
+            ),
+        })
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         use linux::layout::{MAX_MEM_BYTES, MIN_MEM_BYTES};
         super::check_guest_memory(spec.mem_limit_bytes, 1 << 20, MIN_MEM_BYTES, MAX_MEM_BYTES)

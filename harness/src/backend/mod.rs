@@ -331,6 +331,18 @@ pub trait Backend: Send + Sync {
     fn attack_surface(&self) -> surface::BackendSurface {
         surface::BackendSurface::default()
     }
+
+    /// Start an instance of an image's own process (`vmct run --image`, `vmct compare --image`):
+    /// its argv, environment, working directory and user, on `launch.layers` (containers) or its root
+    /// disk (linux guests, which apply the readiness rule inside). The default: not possible here.
+    fn launch_image(
+        &self,
+        launch: &crate::images::run::ImageLaunch,
+        spec: &InstanceSpec,
+    ) -> Result<Box<dyn Instance>, BackendError> {
+        let _ = (launch, spec);
+        Err(BackendError::Unavailable { backend: self.name().into(), reason: "cannot run an image".into() })
+    }
 }
 
 /// A running instance. Dropping it kills it and removes everything it created.
@@ -347,6 +359,12 @@ pub trait Instance: Send {
     fn stats(&mut self) -> InstanceStats;
     /// Tell the workload to stop (close its stdin), wait up to `timeout`, then kill; clean up.
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError>;
+    /// The next line of the instance's output, plain or protocol (readiness rules of an image's own
+    /// process read it: `crate::images::ready`). The default: the backend does not expose its output.
+    fn next_line(&mut self, timeout: Duration) -> Result<lines::Line, BackendError> {
+        let _ = timeout;
+        Err(BackendError::Unavailable { backend: self.id().into(), reason: "its output lines are not exposed".into() })
+    }
     /// Save the running instance's state under `dir` (VM snapshot; container commit) and keep running.
     fn save_state(&mut self, dir: &std::path::Path) -> Result<Saved, BackendError> {
         let _ = dir;

@@ -281,6 +281,22 @@ impl Backend for PeerBackend {
             }),
         }
     }
+
+    /// The bundle is generated from the image's config: its layers, argv, environment, working
+    /// directory and user (uid:gid resolved in the image), with the same default profile.
+    fn launch_image(
+        &self,
+        l: &crate::images::run::ImageLaunch,
+        spec: &InstanceSpec,
+    ) -> Result<Box<dyn Instance>, BackendError> {
+        let unavailable = |reason: String| BackendError::Unavailable { backend: self.name.into(), reason };
+        let s = self.setup().map_err(unavailable)?;
+        let mut image = Image::open(l.layers.clone(), vec![l.argv[0].clone()])
+            .map_err(|e| unavailable(format!("image '{}': {e}", l.image)))?;
+        image.env = l.env.clone();
+        image.cwd = l.cwd.clone();
+        self.launch_bundle(&s, spec, &image, &l.argv[1..], l.uid_gid, None)
+    }
 }
 
 impl PeerBackend {
@@ -288,6 +304,23 @@ impl PeerBackend {
     /// `restore --image-path DIR`.
     fn launch_with(&self, spec: &InstanceSpec, restore_from: Option<&Path>) -> Result<Box<dyn Instance>, BackendError> {
         let s = self.setup().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
+        let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
+        self.launch_bundle(&s, spec, &s.image, &args, (0, 0), restore_from)
+    }
+}
+
+impl PeerBackend {
+    /// Launch `image` with `args` after its entry point as `user` (uid, gid): `run`, or for runsc with
+    /// `restore_from` a checkpoint directory, `restore --image-path DIR`.
+    fn launch_bundle(
+        &self,
+        s: &Setup,
+        spec: &InstanceSpec,
+        image: &Image,
+        args: &[String],
+        user: (u32, u32),
+        restore_from: Option<&Path>,
+    ) -> Result<Box<dyn Instance>, BackendError> {
         let fail = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
         let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
         limits.validate().map_err(|e| fail(e.to_string()))?;
@@ -316,10 +349,9 @@ impl PeerBackend {
         for d in [&upper, &work, &rootfs, &bundle.join("state")] {
             std::fs::create_dir(d).map_err(io("create", d))?;
         }
-        let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
         let cfg = oci::config_json(&OciInputs {
-            image: &s.image,
-            args: &args,
+            image,
+            args,
             env: &spec.env,
             hostname: &spec.id,
             limits,
@@ -328,10 +360,11 @@ impl PeerBackend {
             profile: Profile::Default,
         })
         .map_err(|e| fail(e.to_string()))?;
+        let cfg = with_user(cfg, user).map_err(fail)?;
         let cfg_path = bundle.join("config.json");
         std::fs::write(&cfg_path, cfg).map_err(io("write", &cfg_path))?;
         let target = CString::new(rootfs.as_os_str().as_encoded_bytes()).map_err(|e| fail(e.to_string()))?;
-        let data = CString::new(s.image.overlay_data(&upper, &work)).map_err(|e| fail(e.to_string()))?;
+        let data = CString::new(image.overlay_data(&upper, &work)).map_err(|e| fail(e.to_string()))?;
         let unified = (self.name == "crun" && s.hybrid).then(|| c"/sys/fs/cgroup/unified".to_owned());
         let mut cmd = Command::new(&s.bin);
         cmd.arg("--root").arg(bundle.join("state")).args(&s.global_args);
@@ -375,6 +408,16 @@ impl PeerBackend {
             checkpoint,
         }))
     }
+}
+
+/// `cfg` (an OCI config.json) with `process.user` set to `user` (uid, gid); unchanged for root.
+fn with_user(cfg: String, user: (u32, u32)) -> Result<String, String> {
+    if user == (0, 0) {
+        return Ok(cfg);
+    }
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).map_err(|e| format!("config.json: {e}"))?;
+    v["process"]["user"] = serde_json::json!({ "uid": user.0, "gid": user.1 });
+    serde_json::to_string_pretty(&v).map_err(|e| format!("config.json: {e}"))
 }
 
 /// The seccomp profile the generated bundles carry (Podman's default, resolved for Docker's default
@@ -483,6 +526,9 @@ impl Instance for PeerInstance {
     }
     fn next_event(&mut self, timeout: Duration) -> Result<Option<(u64, super::Event)>, BackendError> {
         self.inner.next_event(timeout)
+    }
+    fn next_line(&mut self, timeout: Duration) -> Result<super::lines::Line, BackendError> {
+        self.inner.next_line(timeout)
     }
     fn stats(&mut self) -> InstanceStats {
         self.inner.stats()

@@ -122,6 +122,42 @@ pub fn guest_cmdline(spec: &InstanceSpec, kernel_log: bool) -> Result<String, St
     cmdline(&CmdlineOptions { workload_args: args, kernel_log, extra, ..Default::default() }).map_err(|e| e.to_string())
 }
 
+/// Longest kernel command line x86 Linux keeps (COMMAND_LINE_SIZE); longer ones are cut silently.
+pub const MAX_CMDLINE: usize = 2048;
+
+/// [`guest_cmdline`] plus an image's run as `workloads::image_run` parameters (percent-encoded argv,
+/// environment, working directory, user and readiness rule); an error when it would not fit.
+pub fn image_cmdline(spec: &InstanceSpec, l: &crate::images::run::ImageLaunch) -> Result<String, String> {
+    use workloads::image_run::{self as ir, encode};
+    let mut c = guest_cmdline(spec, true)?;
+    let enc = |s: &str| {
+        let mut o = String::new();
+        encode(s, &mut o).expect("writing to a String");
+        o
+    };
+    let list = |v: &mut dyn Iterator<Item = String>| v.map(|s| enc(&s)).collect::<Vec<_>>().join(",");
+    let env = list(&mut l.env.iter().map(|(k, v)| format!("{k}={v}")));
+    c.push_str(&format!(" {}=1 {}={}", ir::PARAM_IMAGE, ir::PARAM_ARGV, list(&mut l.argv.iter().cloned())));
+    if !env.is_empty() {
+        c.push_str(&format!(" {}={env}", ir::PARAM_ENV));
+    }
+    c.push_str(&format!(" {}={}", ir::PARAM_CWD, enc(&l.cwd)));
+    if !l.user.is_empty() {
+        c.push_str(&format!(" {}={}", ir::PARAM_USER, enc(&l.user)));
+    }
+    if let Some(r) = &l.ready {
+        c.push_str(&format!(" {}={}", ir::PARAM_READY, enc(&r.to_string())));
+    }
+    if c.len() >= MAX_CMDLINE {
+        return Err(format!(
+            "image '{}': its command, environment and readiness rule make a kernel command line of {} bytes;              Linux keeps {MAX_CMDLINE} at most",
+            l.image,
+            c.len()
+        ));
+    }
+    Ok(c)
+}
+
 /// Why a kernel cannot be booted by QEMU, if it cannot: QEMU's `-kernel` takes a bzImage (boot
 /// protocol header `HdrS` at offset 0x202) or an ELF vmlinux with the PVH note (CONFIG_PVH=y).
 pub fn check_qemu_kernel(path: &Path) -> Result<(), String> {
@@ -375,6 +411,44 @@ impl Backend for QemuTcgBackend {
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         Ok(Box::new(self.launch_tcg(spec)?))
+    }
+
+    /// The image's root disk (read-only virtio-blk) and its run on the kernel command line
+    /// ([`image_cmdline`]); the guest's /init applies the readiness rule and reports `ready`.
+    fn launch_image(
+        &self,
+        l: &crate::images::run::ImageLaunch,
+        spec: &InstanceSpec,
+    ) -> Result<Box<dyn Instance>, BackendError> {
+        let s = self.setup().clone().map_err(|reason| BackendError::Unavailable { backend: NAME.into(), reason })?;
+        let fail = |reason: String| BackendError::Launch { backend: NAME.into(), reason };
+        let disk = l.rootdisk.as_deref().ok_or_else(|| fail(format!("image '{}' has no root disk", l.image)))?;
+        let initrd = self.initramfs().map_err(fail)?;
+        let mut spec = spec.clone();
+        if spec.scenario != Scenario::Probe {
+            spec.scenario = Scenario::Ready;
+        }
+        let append = image_cmdline(&spec, l).map_err(fail)?;
+        let mem_mib = super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20;
+        let args = QemuArgs {
+            accel: Accel::Tcg,
+            kernel: &s.kernel,
+            initrd: &initrd,
+            append: &append,
+            mem_mib,
+            vcpus: spec.vcpus.max(1),
+            disk: Some(disk),
+        };
+        // The cached disk is shared by every instance of the image: QEMU opens it read-only.
+        let argv: Vec<String> = args
+            .to_args()
+            .into_iter()
+            .map(|a| if a.starts_with("file=") { format!("{a},readonly=on") } else { a })
+            .collect();
+        let mut cmd = Command::new(&s.qemu);
+        cmd.args(argv);
+        let inner = ChildInstance::spawn(NAME, &spec, cmd)?.with_stats(tcg_stats).with_text_phases(CONSOLE_PHASES);
+        Ok(Box::new(QemuTcgInstance { inner, disk_image: None }))
     }
 
     /// Layer (b) measured from QEMU's monitor ([`QemuTcgBackend::device_model`]: the device models,

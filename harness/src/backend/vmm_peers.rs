@@ -124,14 +124,45 @@ impl Backend for VmmPeer {
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let fail = |reason: String| BackendError::Launch { backend: self.vmm.name().into(), reason };
+        let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
+        let append =
+            cmdline(&CmdlineOptions { workload_args: args, ..Default::default() }).map_err(|e| fail(e.to_string()))?;
+        self.launch_with(spec, &append, None)
+    }
+
+    /// The image's root disk read-only on virtio-blk and its run on the kernel command line, as on
+    /// `qemu-tcg` (the guest's /init applies the readiness rule). Not run on a host without VT-x/AMD-V.
+    fn launch_image(
+        &self,
+        l: &crate::images::run::ImageLaunch,
+        spec: &InstanceSpec,
+    ) -> Result<Box<dyn Instance>, BackendError> {
+        let fail = |reason: String| BackendError::Launch { backend: self.vmm.name().into(), reason };
+        let disk = l.rootdisk.as_deref().ok_or_else(|| fail(format!("image '{}' has no root disk", l.image)))?;
+        let mut spec = spec.clone();
+        if spec.scenario != workloads::scenario::Scenario::Probe {
+            spec.scenario = workloads::scenario::Scenario::Ready;
+        }
+        let append = super::qemu_tcg::image_cmdline(&spec, l).map_err(fail)?;
+        self.launch_with(&spec, &append, Some(disk))
+    }
+}
+
+impl VmmPeer {
+    /// Boot the linux guest model with kernel command line `append` and, if given, `disk` attached
+    /// read-only.
+    fn launch_with(
+        &self,
+        spec: &InstanceSpec,
+        append: &str,
+        disk: Option<&std::path::Path>,
+    ) -> Result<Box<dyn Instance>, BackendError> {
         let name = self.vmm.name();
         let fail = |reason: String| BackendError::Launch { backend: name.into(), reason };
         let kernel = super::microvm_linux::availability()
             .map_err(|reason| BackendError::Unavailable { backend: name.into(), reason })?;
         let initrd = super::microvm_linux::initramfs_for(&self.workload).map_err(fail)?;
-        let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
-        let append =
-            cmdline(&CmdlineOptions { workload_args: args, ..Default::default() }).map_err(|e| fail(e.to_string()))?;
         let mem_mib = super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20;
         let cmd = match self.vmm {
             PeerVmm::Qemu => {
@@ -139,13 +170,20 @@ impl Backend for VmmPeer {
                     accel: super::qemu_tcg::Accel::Kvm,
                     kernel: &kernel,
                     initrd: &initrd,
-                    append: &append,
+                    append,
                     mem_mib,
                     vcpus: spec.vcpus,
-                    disk: None,
+                    disk,
                 };
                 let mut c = Command::new(&self.path);
-                c.args(args.to_args());
+                // A shared root disk is opened read-only.
+                c.args(args.to_args().into_iter().map(|a| {
+                    if a.starts_with("file=") {
+                        format!("{a},readonly=on")
+                    } else {
+                        a
+                    }
+                }));
                 c
             }
             PeerVmm::Firecracker => {
@@ -153,7 +191,9 @@ impl Backend for VmmPeer {
                 std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
                 let cfg = serde_json::json!({
                     "boot-source": {"kernel_image_path": kernel, "initrd_path": initrd, "boot_args": append},
-                    "drives": [],
+                    "drives": disk.map_or_else(Vec::new, |d| vec![serde_json::json!({
+                        "drive_id": "rootdisk", "path_on_host": d, "is_root_device": false, "is_read_only": true
+                    })]),
                     "machine-config": {"vcpu_count": spec.vcpus, "mem_size_mib": mem_mib},
                 });
                 let path = dir.join("config.json");

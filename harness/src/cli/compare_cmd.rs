@@ -61,10 +61,20 @@ pub struct CompareArgs {
     /// host. Flags that change the plan cannot be combined with it.
     #[arg(long, value_name = "RUN_DIR|RUN_JSON", conflicts_with_all = PLAN_FLAGS)]
     pub plan: Option<PathBuf>,
+    /// Measure this image (see `vmct images`) instead of the vmct workload: its own process (Entrypoint
+    /// ++ the command after `--`, else Cmd) on every backend; startup, density and isolation apply.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// With --image: when its process counts as ready: tcp:PORT, log:REGEX or exit.
+    #[arg(long, value_name = "RULE", requires = "image")]
+    pub ready: Option<String>,
+    /// With --image: the command and arguments, replacing the image's Cmd.
+    #[arg(last = true, value_name = "CMD ARGS", requires = "image")]
+    pub command: Vec<String>,
 }
 
 /// The arguments a recorded plan fixes (ids of clap's `conflicts_with_all` for `--plan`).
-const PLAN_FLAGS: [&str; 10] = [
+const PLAN_FLAGS: [&str; 13] = [
     "runs",
     "quick",
     "backends",
@@ -75,6 +85,9 @@ const PLAN_FLAGS: [&str; 10] = [
     "density_max",
     "hold_mib",
     "peer",
+    "image",
+    "ready",
+    "command",
 ];
 
 /// Run the command.
@@ -92,7 +105,7 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
         many => return super::report_cmd::merge_runs(many, a.out.clone(), a.json),
     }
     let avail = results::env::meminfo_bytes("MemAvailable").unwrap_or(4 << 30);
-    let s = match &a.plan {
+    let mut s = match &a.plan {
         Some(p) => {
             let mut s = compare::load_plan(p).map_err(|e| UsageError(e.to_string()))?;
             s.density.floor_bytes = compare::host_floor_bytes(avail);
@@ -108,11 +121,22 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
             None => UsageError(e),
         })?;
     }
+    let image = match &a.image {
+        Some(name) => {
+            let (run, na) = super::compare_image::prepare(name, a.ready.as_deref(), &a.command, &workload, &mut s)?;
+            backends = super::compare_image::wrap(backends, &run)?;
+            Some((run, na))
+        }
+        None => None,
+    };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(compare::new_run_id()));
     let mode = Mode::auto(a.quiet);
     let host = super::env_cmd::host_env(&backends);
     crate::progress::note(mode, &format!("vmct compare: writing {}", out.display()));
     let mut outcome = compare::run(&backends, &s, out, argv.to_vec(), host, mode)?;
+    if let Some((run, na)) = image {
+        super::compare_image::record(&outcome.run_dir, &run, na)?;
+    }
     if !a.no_report {
         let rd = results::RunDir::open(&outcome.run_dir)?;
         match report::render(&rd) {

@@ -1,6 +1,7 @@
 //! The command line: parsing, dispatch and printing only. `main` prints `Error: {:#}` and exits 1 on
 //! failure; usage errors (bad flags, unknown workload or backend, bad sizes) exit 2.
 mod compare_cmd;
+mod compare_image;
 mod env_cmd;
 mod gc_cmd;
 mod images_cmd;
@@ -9,6 +10,7 @@ mod kernel_cmd;
 mod logs_cmd;
 mod report_cmd;
 mod run_cmd;
+mod run_image;
 mod shell_cmd;
 
 use clap::{Parser, Subcommand};

@@ -14,15 +14,16 @@ pub const PARTIAL_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Arguments of `vmct run`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct run --backend process --workload cpu --json\n  vmct run --backend microvm --workload idle --hold-mib 64 --hold-for 5s\n  vmct run --backend container --workload 'mem --mib 32'"
+    after_help = "Examples:\n  vmct run --image web --ready tcp:8080 --hold-for 5s\n  vmct run --image tools --backend qemu-tcg -- /bin/sh -c 'exit 3'\n  vmct run --backend process --workload cpu --json\n  vmct run --backend microvm --workload idle --hold-mib 64 --hold-for 5s\n  vmct run --backend container --workload 'mem --mib 32'"
 )]
 pub struct RunArgs {
     /// Backend: process, microvm, container, container-privileged, container-userns, crun, runc, runsc.
     #[arg(long, short, default_value = "process")]
     pub backend: String,
-    /// Workload: ready, idle, cpu, mem, syscall, io, probe (flags may follow in quotes: 'cpu --iters 5').
-    #[arg(long, short, default_value = "ready")]
-    pub workload: String,
+    /// Workload: ready, idle, cpu, mem, syscall, io, probe (flags may follow in quotes: 'cpu --iters 5');
+    /// default ready. With --image and no --workload, the image's own process runs instead.
+    #[arg(long, short)]
+    pub workload: Option<String>,
     /// cpu: SHA-256 block compressions.
     #[arg(long, allow_hyphen_values = true)]
     pub iters: Option<String>,
@@ -57,9 +58,18 @@ pub struct RunArgs {
     /// microVM guest model: bare (default) or linux (same as `--backend microvm-linux`).
     #[arg(long)]
     pub guest: Option<results::GuestModel>,
-    /// Container backends: start from this committed image (see `vmct images`).
+    /// Run this image (see `vmct images`): its own process (Entrypoint ++ the command after `--`, else
+    /// Cmd) with its environment, working directory and user, on a container backend (the default here)
+    /// or a linux guest (qemu-tcg, microvm-linux). With --workload, the vmct workload runs in the
+    /// image's layers instead (our container backends).
     #[arg(long)]
     pub image: Option<String>,
+    /// With --image: when the image's process counts as ready: tcp:PORT, log:REGEX or exit (default).
+    #[arg(long, value_name = "RULE", requires = "image")]
+    pub ready: Option<String>,
+    /// With --image: the command and arguments, replacing the image's Cmd.
+    #[arg(last = true, value_name = "CMD ARGS", requires = "image")]
+    pub command: Vec<String>,
     /// Write the instance's output to DIR/<id>.log (default: vmct's log directory, read by `vmct logs`).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<std::path::PathBuf>,
@@ -73,7 +83,8 @@ pub struct RunArgs {
 
 /// Scenario words from `--workload` plus the per-scenario flags.
 pub fn scenario_of(a: &RunArgs) -> Result<Scenario, UsageError> {
-    let mut words: Vec<String> = a.workload.split_whitespace().map(String::from).collect();
+    let mut words: Vec<String> =
+        a.workload.as_deref().unwrap_or("ready").split_whitespace().map(String::from).collect();
     for (flag, v) in [("--iters", &a.iters), ("--mib", &a.mib), ("--hold-mib", &a.hold_mib), ("--n", &a.n)] {
         if let Some(v) = v {
             words.push(flag.into());
@@ -103,6 +114,14 @@ struct RunReport {
 
 /// Run the command.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(image), None) = (&a.image, &a.workload) {
+        return super::run_image::run(&a, image);
+    }
+    if a.ready.is_some() || !a.command.is_empty() {
+        return Err(
+            UsageError("--ready and a command after `--` run an image's own process: drop --workload".into()).into()
+        );
+    }
     let scenario = scenario_of(&a)?;
     let timeout = parse_duration(&a.timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;
     if timeout.is_zero() {

@@ -4,11 +4,15 @@
 //! in OCI form, `layer/` unpacked for overlayfs); a built image points at a content-addressed layer
 //! (see [`build`]). [`busybox`] packs the optional shell layer. Every write goes through [`store`]
 //! (one lock, atomic writes, temporary dirs renamed into place); [`usage`] records which running
-//! instances use which layers, so no removal deletes a layer under a live container.
+//! instances use which layers, so no removal deletes a layer under a live container. [`run`] runs an
+//! image's own process as the workload ([`ready`]: readiness rules; [`rootdisk`]: the linux guest's disk).
 pub mod build;
 pub mod busybox;
 pub mod history;
 pub mod import;
+pub mod ready;
+pub mod rootdisk;
+pub mod run;
 pub mod store;
 pub mod usage;
 
@@ -316,7 +320,7 @@ pub fn remove(name: &str) -> Result<Removed, ImagesError> {
     if !users.is_empty() {
         return Err(ImagesError::Busy { image: name.into(), users: users.join(", ") });
     }
-    let mut freed_bytes = dir_bytes(&dir);
+    let mut freed_bytes = dir_bytes(&dir) + rootdisk::remove_for(&rec);
     store::discard(&dir)?;
     let mut used: std::collections::BTreeSet<PathBuf> = list().into_iter().flat_map(|i| i.layers).collect();
     used.extend(usage::protected_layers());

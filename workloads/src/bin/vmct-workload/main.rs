@@ -8,6 +8,7 @@
 //! Messages go to stdout in the [`workloads::protocol`] format; `idle` waits until stdin is closed or
 //! a line `stop` arrives.
 mod hog;
+mod image;
 mod init;
 mod linux;
 mod probes;
@@ -18,7 +19,10 @@ use workloads::scenario::Scenario;
 fn main() -> ExitCode {
     if init::is_guest_init() {
         // /init of a linux-guest microVM: scenario from the kernel command line, VM ends after it.
-        init::finish(run(init::start()));
+        // With `vmct.image=1` it runs an image from its root disk instead (see `image`).
+        let args = init::start();
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        init::finish(if image::requested(&cmdline) { image::run(args) } else { run(args) });
     }
     ExitCode::from(run(std::env::args().skip(1).collect()))
 }

@@ -31,9 +31,15 @@ pub fn raw_socket(ctx: &Ctx) -> Verdict {
     }
     // SAFETY: fd was just returned by socket and is closed once.
     unsafe { libc::close(fd) };
+    let host_has_netns = ctx.host_ns.iter().any(|(k, _)| k == "net");
     match ctx.same_ns("net") {
         Some(false) => Verdict::blocked("raw socket allowed, but only in its own network namespace"),
         Some(true) => Verdict::reached("opened a raw socket in the host network namespace"),
+        // The host has network namespaces (the harness gave the inode) and this kernel has none (no /proc/self/ns/net): it is
+        // another kernel, a linux guest's own network stack (IPv4 is on for images' services).
+        None if host_has_netns && !std::path::Path::new("/proc/self/ns/net").exists() => Verdict::blocked(
+            "raw socket allowed in a kernel without network namespaces, not the host's: the guest's own network stack",
+        ),
         None => Verdict::reached("opened a raw socket (network namespace unknown)"),
     }
 }
