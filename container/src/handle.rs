@@ -162,7 +162,7 @@ impl Container {
     pub fn wait(&mut self, timeout: Duration) -> Option<WaitStatus> {
         if self.exit.is_none() {
             if let Some(fd) = &self.pidfd {
-                let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+                let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
                 if sys::poll_in(fd.as_raw_fd(), ms).unwrap_or(true) {
                     if let Ok(Some(st)) = sys::waitpid(self.pid, false) {
                         self.exit = Some(st);

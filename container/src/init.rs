@@ -75,7 +75,11 @@ pub fn run<S: Sys + ?Sized>(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> ChildMsg {
-    let fail = |stage: Stage, op: usize, errno: Errno| ChildMsg::Failed { stage, op: op as u16, errno };
+    let fail = |stage: Stage, op: usize, errno: Errno| ChildMsg::Failed {
+        stage,
+        op: u16::try_from(op).unwrap_or(u16::MAX),
+        errno,
+    };
     macro_rules! step {
         ($stage:expr, $e:expr) => {
             if let Err(errno) = $e {
@@ -85,8 +89,8 @@ pub fn run<S: Sys + ?Sized>(
     }
     let reached = |stage: Stage| p.channel.reached(sys, stage);
     let sync = || p.channel.wait_for_go(sys);
-    for (i, fd) in p.stdio.iter().enumerate() {
-        step!(Stage::Stdio, sys.dup2(*fd, i as RawFd));
+    for (fd, to) in p.stdio.iter().zip(0..) {
+        step!(Stage::Stdio, sys.dup2(*fd, to));
     }
     if p.early_sync {
         step!(Stage::Sync, sync());

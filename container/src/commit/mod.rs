@@ -178,9 +178,13 @@ pub fn unpack_for_overlay(tar_path: &Path, dir: &Path) -> Result<(), CommitError
         if let Some(kind) = kind {
             let field = |r: std::io::Result<Option<u32>>| r.map(Option::unwrap_or_default).map_err(io(tar_path));
             let rdev = fsmeta::makedev(field(h.device_major())?, field(h.device_minor())?);
+            let id32 = |v: u64, why| {
+                let entry = rel.display().to_string();
+                u32::try_from(v).map_err(|_| CommitError::BadEntry { tar: tar_path.into(), entry, why })
+            };
             let (uid, gid, mode) = (
-                h.uid().map_err(io(tar_path))? as u32,
-                h.gid().map_err(io(tar_path))? as u32,
+                id32(h.uid().map_err(io(tar_path))?, "uid above 4294967295")?,
+                id32(h.gid().map_err(io(tar_path))?, "gid above 4294967295")?,
                 h.mode().map_err(io(tar_path))?,
             );
             if let Some(d) = target.parent() {

@@ -10,7 +10,8 @@ fn scmp_action(a: LinuxSeccompAction, errno: Option<u32>) -> libseccomp::ScmpAct
         LinuxSeccompAction::ScmpActTrap => S::Trap,
         LinuxSeccompAction::ScmpActErrno => S::Errno(errno.unwrap_or(libc::EPERM as u32) as i32),
         LinuxSeccompAction::ScmpActNotify => S::Notify,
-        LinuxSeccompAction::ScmpActTrace => S::Trace(errno.unwrap_or(0) as u16),
+        // SECCOMP_RET_TRACE carries a 16-bit message: larger values are clamped.
+        LinuxSeccompAction::ScmpActTrace => S::Trace(errno.map_or(0, |e| u16::try_from(e).unwrap_or(u16::MAX))),
         LinuxSeccompAction::ScmpActLog => S::Log,
         LinuxSeccompAction::ScmpActAllow => S::Allow,
     }
@@ -82,7 +83,7 @@ impl Resolved {
             info: ProfileInfo {
                 path: path.into(),
                 sha256: sha256.into(),
-                syscalls_allowed: allowed.len() as u32,
+                syscalls_allowed: u32::try_from(allowed.len()).expect("a few hundred syscalls"),
                 unknown_names_skipped: unknown.into_iter().collect(),
             },
             resolved: self.clone(),

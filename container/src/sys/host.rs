@@ -106,11 +106,11 @@ pub fn bpf_load_cgroup_device(prog: &[crate::devices::Insn]) -> std::io::Result<
     let mut log = vec![0u8; 16 * 1024];
     let attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: prog.len() as u32,
+        insn_cnt: u32::try_from(prog.len()).map_err(|_| std::io::Error::other("BPF program longer than 2^32"))?,
         insns: prog.as_ptr() as u64,
         license: license.as_ptr() as u64,
         log_level: 1,
-        log_size: log.len() as u32,
+        log_size: u32::try_from(log.len()).expect("16 KiB"),
         log_buf: log.as_mut_ptr() as u64,
         prog_name: *b"vmct_devices\0\0\0\0",
         ..Default::default()
@@ -124,8 +124,9 @@ pub fn bpf_load_cgroup_device(prog: &[crate::devices::Insn]) -> std::io::Result<
         let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
         return Err(std::io::Error::new(e.kind(), format!("BPF_PROG_LOAD: {e}; verifier: {text}")));
     }
+    let fd = RawFd::try_from(fd).expect("the kernel's fds are ints");
     // SAFETY: the kernel returned a fresh program fd we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Attach a cgroup device program to the cgroup v2 directory open as `cgroup` (BPF_F_ALLOW_MULTI,
@@ -190,7 +191,7 @@ pub unsafe fn clone_fork(ns_flags: u64) -> std::io::Result<Option<Cloned>> {
     match rc {
         0 => Ok(None),
         pid if pid > 0 => Ok(Some(Cloned {
-            pid: pid as i32,
+            pid: i32::try_from(pid).expect("the kernel's pids are ints"),
             // SAFETY: the kernel stored a fresh pidfd we now own.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         })),

@@ -178,7 +178,9 @@ impl Sys for Real {
         let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
         ifr.ifr_name[0] = b'l' as libc::c_char;
         ifr.ifr_name[1] = b'o' as libc::c_char;
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        #[allow(clippy::cast_possible_truncation)] // IFF_UP | IFF_RUNNING is 0x41
+        const UP_RUNNING: libc::c_short = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        ifr.ifr_ifru.ifru_flags = UP_RUNNING;
         // SAFETY: SIOCSIFFLAGS reads a valid ifreq; s is our socket, closed right after.
         let rc = unsafe { libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) };
         let r = check(rc as _);
@@ -260,8 +262,7 @@ impl Sys for Real {
             inheritable: u32,
         }
         let mut hdr = Header { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
-        let lo = mask as u32;
-        let hi = (mask >> 32) as u32;
+        let [lo, hi] = [mask & 0xffff_ffff, mask >> 32].map(|w| u32::try_from(w).unwrap_or(u32::MAX));
         let data = [
             Data { effective: lo, permitted: lo, inheritable: lo },
             Data { effective: hi, permitted: hi, inheritable: hi },
@@ -277,7 +278,8 @@ impl Sys for Real {
 
     fn seccomp(&self, prog: &[seccompiler::sock_filter]) -> Result<(), Errno> {
         // seccompiler's sock_filter is #[repr(C)] with the kernel's layout, like libc's.
-        let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+        let Ok(len) = u16::try_from(prog.len()) else { return Err(libc::EINVAL) };
+        let fprog = libc::sock_fprog { len, filter: prog.as_ptr() as *mut libc::sock_filter };
         // SAFETY: fprog points at `prog`, which outlives the call; the kernel copies it.
         check(unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog) })
     }
@@ -347,6 +349,7 @@ fn msghdr(iov: &mut libc::iovec, cbuf: &mut [u64; 4]) -> libc::msghdr {
 
 /// Send `fd` with one data byte over the unix socket `sock` (SCM_RIGHTS); no allocation, so the
 /// container init may call it.
+#[allow(clippy::cast_possible_truncation)] // size_of::<c_int>() is 4
 fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
     let byte = [b'T'];
     let mut iov = libc::iovec { iov_base: byte.as_ptr() as *mut libc::c_void, iov_len: 1 };
