@@ -44,11 +44,13 @@ pub enum Stage {
     Exec = 12,
     /// Open the terminal in the container's devpts and hand its master to the parent.
     Terminal = 13,
+    /// Own fd table: stop sharing the runtime's (see [`crate::sys::Sys::unshare_fds`]).
+    Files = 14,
 }
 
 impl Stage {
     /// Every stage, in declaration order.
-    pub const ALL: [Stage; 13] = [
+    pub const ALL: [Stage; 14] = [
         Stage::Stdio,
         Stage::Sync,
         Stage::Identity,
@@ -62,6 +64,7 @@ impl Stage {
         Stage::Seccomp,
         Stage::Exec,
         Stage::Terminal,
+        Stage::Files,
     ];
 
     /// Name as used in phases and errors.
@@ -80,6 +83,7 @@ impl Stage {
             Stage::Seccomp => "seccomp",
             Stage::Exec => "exec",
             Stage::Terminal => "terminal",
+            Stage::Files => "files",
         }
     }
 
@@ -216,6 +220,11 @@ pub struct ChildFds {
 }
 
 impl ChildFds {
+    /// The raw end with both fds first moved by `place` (e.g. into [`crate::fdslots`]).
+    pub fn placed(&self, mut place: impl FnMut(&OwnedFd) -> std::io::Result<RawFd>) -> std::io::Result<ChildEnd> {
+        Ok(ChildEnd { to_parent: place(&self.to_parent)?, from_parent: place(&self.from_parent)? })
+    }
+
     /// The raw end the child uses (valid while `self` lives; the clone copies it).
     pub fn end(&self) -> ChildEnd {
         ChildEnd { to_parent: self.to_parent.as_raw_fd(), from_parent: self.from_parent.as_raw_fd() }

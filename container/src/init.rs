@@ -25,6 +25,14 @@ use std::os::fd::RawFd;
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub struct InitPlan {
+    /// The init shares the runtime's fd table until it copies the fds below this number into a table
+    /// of its own, first thing ([`Stage::Files`], reported so the parent may reuse its fd slots);
+    /// None: the init was cloned with a copy of the whole table.
+    pub own_fds_below: Option<u32>,
+    /// The parent's ends, closed in the init's own table right after [`Stage::Files`]: kept open
+    /// there, a parent killed before it sends `Go` would leave the init waiting for it forever (its
+    /// own copy of the writer keeps the socket open), outside any cgroup gc could find.
+    pub parent_fds: Vec<RawFd>,
     /// Child's stdio: fds to dup2 onto 0, 1, 2.
     pub stdio: [RawFd; 3],
     /// Unix socket to the parent: after the pivot, open a terminal in the container's devpts, send
@@ -89,6 +97,13 @@ pub fn run<S: Sys + ?Sized>(
     }
     let reached = |stage: Stage| p.channel.reached(sys, stage);
     let sync = || p.channel.wait_for_go(sys);
+    if let Some(below) = p.own_fds_below {
+        step!(Stage::Files, sys.unshare_fds(below));
+        reached(Stage::Files);
+    }
+    for fd in &p.parent_fds {
+        sys.close(*fd);
+    }
     for (fd, to) in p.stdio.iter().zip(0..) {
         step!(Stage::Stdio, sys.dup2(*fd, to));
     }
@@ -202,6 +217,12 @@ mod tests {
         fn unshare(&self, f: i32) -> Result<(), Errno> {
             self.rec(format!("unshare {f:#x}"))
         }
+        fn close(&self, fd: RawFd) {
+            let _ = self.rec(format!("close {fd}"));
+        }
+        fn unshare_fds(&self, below: u32) -> Result<(), Errno> {
+            self.rec(format!("unshare_fds {below}"))
+        }
         fn dup2(&self, a: RawFd, b: RawFd) -> Result<(), Errno> {
             self.rec(format!("dup2 {a} {b}"))
         }
@@ -244,6 +265,8 @@ mod tests {
     fn plan(userns: bool) -> InitPlan {
         let c = |s: &str| CString::new(s).unwrap();
         InitPlan {
+            own_fds_below: Some(9),
+            parent_fds: vec![7],
             stdio: [3, 4, 4],
             terminal_sock: None,
             channel: ChildEnd { to_parent: 5, from_parent: 6 },
@@ -284,6 +307,8 @@ mod tests {
         assert_eq!(m, ChildMsg::Failed { stage: Stage::Exec, op: 0, errno: libc::ENOENT });
         let log = f.log.borrow();
         let pos = |s: &str| log.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("{s} in {log:?}"));
+        // The init's own fd table comes first, and the parent hears of it before anything else.
+        assert_eq!(log[..3], ["unshare_fds 9", "reached files", "close 7"]);
         assert!(pos("dup2") < pos("mount None"));
         assert!(pos("mount Some(\"overlay\")") < pos("reached rootfs"));
         assert!(pos("reached rootfs") < pos("pivot_root"));

@@ -28,6 +28,7 @@ pub mod cgroup;
 pub mod channel;
 pub mod commit;
 pub mod devices;
+pub mod fdslots;
 pub mod fsmeta;
 pub mod gc;
 pub mod handle;

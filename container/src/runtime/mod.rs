@@ -176,6 +176,13 @@ impl Runtime {
         } else {
             (None, Vec::new(), None, HostPaths::default())
         };
+        // Before the process holds an fd per instance: the slots must be low numbers.
+        crate::fdslots::reserve().map_err(|e| RuntimeError::Io {
+            id: "-".into(),
+            what: "reserve",
+            path: "fd slots".into(),
+            source: std::io::Error::other(e),
+        })?;
         let rt = Runtime {
             image,
             profile,

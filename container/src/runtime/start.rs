@@ -2,6 +2,7 @@
 //! [`crate::runtime`]).
 use super::{LaunchStage, Runtime, RuntimeError, STAGE_TIMEOUT, USERNS_BASE, USERNS_SIZE};
 use crate::channel::{self, ChildFds, ChildMsg, ParentEnd, Report, Stage};
+use crate::fdslots;
 use crate::handle::Container;
 use crate::init::{self, InitPlan};
 use crate::net::NetMode;
@@ -94,10 +95,34 @@ impl Runtime {
     }
 
     /// Stage 3: clone the init into its new namespaces; the child walks the plan and never returns.
-    fn clone_init(&self, c: &mut Container, p: Prepared) -> Result<Started, RuntimeError> {
-        let mut flags =
-            (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET)
-                as u64;
+    fn clone_init(&self, c: &mut Container, mut p: Prepared) -> Result<Started, RuntimeError> {
+        // The child's ends go into the reserved low fd slots and the child shares the fd table until
+        // it keeps a copy of the fds below them only (see `crate::fdslots`).
+        let mut slots =
+            fdslots::lock().map_err(|e| io(&c.id, "lock fd slots for", &p.dirs.rootfs)(std::io::Error::other(e)))?;
+        let placed = (|| -> std::io::Result<()> {
+            let stdio = [&p.stdin.0, &p.stdout.0, &p.stderr.0];
+            p.plan.stdio = [slots.place(stdio[0])?, slots.place(stdio[1])?, slots.place(stdio[2])?];
+            p.plan.channel = p.child_channel.placed(|fd| slots.place(fd))?;
+            if let Some((_, child)) = &p.term {
+                p.plan.terminal_sock = Some(slots.place(child)?);
+            }
+            Ok(())
+        })();
+        if let Err(e) = placed {
+            slots.clear();
+            return Err(io(&c.id, "place fds for", &p.dirs.rootfs)(e));
+        }
+        p.plan.own_fds_below = Some(slots.keep_below());
+        let parent_ends = [Some(&p.stdin.1), p.stdout.1.as_ref(), p.stderr.1.as_ref(), p.term.as_ref().map(|t| &t.0)];
+        p.plan.parent_fds =
+            parent_ends.into_iter().flatten().map(AsRawFd::as_raw_fd).chain(p.channel.raw_fds()).collect();
+        let mut flags = (libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWNET
+            | libc::CLONE_FILES) as u64;
         if self.profile == Profile::Userns {
             flags |= libc::CLONE_NEWUSER as u64;
         }
@@ -105,32 +130,33 @@ impl Runtime {
         // system calls, no allocation) and ends in execve or _exit.
         let cloned = match unsafe { sys::clone_fork(flags) } {
             Ok(None) => {
-                // The parent's ends, copied into this child's fd table: kept open here, a parent killed
-                // before it sends the start byte would leave this child waiting for it forever (its own
-                // copy of the writer keeps the socket open), outside any cgroup gc could find.
-                let parent_ends = [Some(&p.stdin.1), p.stdout.1.as_ref(), p.stderr.1.as_ref()];
-                let parent_ends = parent_ends.into_iter().flatten().map(AsRawFd::as_raw_fd);
-                for fd in p.channel.raw_fds().into_iter().chain(parent_ends) {
-                    sys::close_in_child(fd);
-                }
-                if let Some((parent, _)) = &p.term {
-                    sys::close_in_child(parent.as_raw_fd());
-                }
+                // The init takes its own fd table first, then closes the parent's ends there.
                 let msg = init::run(&sys::Real, &p.plan, &p.argv, &p.envp);
                 p.plan.channel.failed(&sys::Real, msg);
                 sys::exit_child(127);
             }
             Ok(Some(cl)) => cl,
-            Err(e) => return Err(io(&c.id, "clone3 for", &p.dirs.rootfs)(e)),
+            Err(e) => {
+                slots.clear();
+                return Err(io(&c.id, "clone3 for", &p.dirs.rootfs)(e));
+            }
         };
         c.pid = cloned.pid;
         c.pidfd = Some(cloned.pidfd);
         c.stdin = Some(p.stdin.1);
         c.stdout = p.stdout.1;
         c.stderr = p.stderr.1;
-        // The child's ends (channel, stdio, terminal peer) are the child's alone from here on.
+        // The child's ends (channel, stdio, terminal peer) are the child's alone once it has its own
+        // fd table; until then the slots must hold them. Its first report says it has (or why not).
+        let first = p.channel.next_report(STAGE_TIMEOUT);
+        slots.clear();
+        drop(slots);
         drop((p.child_channel, p.stdin.0, p.stdout.0, p.stderr.0, p.plan));
-        Ok(Started { dirs: p.dirs, channel: p.channel, term: p.term.map(|(parent, _child)| parent) })
+        let first = match first.map_err(io(&c.id, "read channel of", &p.dirs.rootfs))? {
+            Report::Msg(ChildMsg::Reached { stage: Stage::Files, .. }) => None,
+            other => Some(other),
+        };
+        Ok(Started { dirs: p.dirs, channel: p.channel, term: p.term.map(|(parent, _child)| parent), first })
     }
 
     /// Stage 4: uid/gid maps, cgroup membership, veth; then `Go`.
@@ -159,10 +185,15 @@ impl Runtime {
     fn wait_for_exec(&self, c: &mut Container, s: Started) -> Result<(), RuntimeError> {
         let mut before_exec = false;
         let mut last = LaunchStage::Attach.name();
+        let mut first = s.first;
         loop {
             // A child that hangs (it must not, but a bug or a stuck kernel call would) must not hang
             // the harness: the Container guard kills and removes it on return.
-            match s.channel.next_report(STAGE_TIMEOUT).map_err(io(&c.id, "read channel of", &s.dirs.rootfs))? {
+            let report = match first.take() {
+                Some(r) => r,
+                None => s.channel.next_report(STAGE_TIMEOUT).map_err(io(&c.id, "read channel of", &s.dirs.rootfs))?,
+            };
+            match report {
                 Report::TimedOut => {
                     return Err(RuntimeError::StartTimeout { id: c.id.clone(), last, secs: STAGE_TIMEOUT.as_secs() })
                 }
@@ -218,6 +249,8 @@ impl Runtime {
             self.image.env.iter().chain(spec.env.iter()).map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect();
         InitPlan {
             stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
+            own_fds_below: None,
+            parent_fds: Vec::new(),
             terminal_sock: None,
             channel: channel.end(),
             early_sync: userns,
@@ -265,6 +298,8 @@ struct Started {
     dirs: StateDirs,
     channel: ParentEnd,
     term: Option<OwnedFd>,
+    /// The init's first report, if it was not [`Stage::Files`] (a failure, or a timeout).
+    first: Option<Report>,
 }
 
 /// Maps an I/O error of `what` on `path` to [`RuntimeError::Io`].

@@ -71,6 +71,12 @@ pub trait Sys {
     fn become_root(&self) -> Result<(), Errno>;
     /// unshare(2).
     fn unshare(&self, flags: i32) -> Result<(), Errno>;
+    /// close(2), errors ignored (an fd that is not open is fine).
+    fn close(&self, fd: RawFd);
+    /// Stop sharing the fd table (the init is cloned with CLONE_FILES) keeping a copy of fds below
+    /// `keep_below` only: `close_range(keep_below, ~0, CLOSE_RANGE_UNSHARE)`. The kernel then copies
+    /// `keep_below` fds instead of the harness's whole table, which grows with every live instance.
+    fn unshare_fds(&self, keep_below: u32) -> Result<(), Errno>;
     /// dup2(2) (clears close-on-exec on `to`).
     fn dup2(&self, from: RawFd, to: RawFd) -> Result<(), Errno>;
     /// Give the process a terminal from the container's own devpts (after the pivot): open
@@ -203,6 +209,16 @@ impl Sys for Real {
     fn unshare(&self, flags: i32) -> Result<(), Errno> {
         // SAFETY: integer argument.
         check(unsafe { libc::unshare(flags) } as _)
+    }
+
+    fn close(&self, fd: RawFd) {
+        close_in_child(fd);
+    }
+
+    fn unshare_fds(&self, keep_below: u32) -> Result<(), Errno> {
+        // SAFETY: integer arguments; the fds at or above `keep_below` are not in this process's own
+        // table afterwards, and the init uses only fds below it (the runtime's fd slots).
+        check(unsafe { libc::syscall(libc::SYS_close_range, keep_below, u32::MAX, libc::CLOSE_RANGE_UNSHARE) })
     }
 
     fn dup2(&self, from: RawFd, to: RawFd) -> Result<(), Errno> {
