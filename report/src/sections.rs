@@ -311,6 +311,10 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
         }
         None => body.push_str(&no_rows(results::DensityStep::FILE, "has no density step")),
     }
+    if let Some((c, html)) = crate::density_latency::chart(run)? {
+        body.push_str(&html);
+        out.charts.push(c);
+    }
     let mut fits = fits.to_vec();
     sorted_backends(run, &mut fits, |f| &f.backend);
     let rows: Vec<Vec<String>> = fits
@@ -341,6 +345,7 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 },
                 checked(&validity::instances_per_gib(f), |v| fmt_value(v, "1/GiB"), csv),
                 num(&fmt_secs(f.launch_at_max_s), csv),
+                crate::density_latency::slope_cell(run, &f.backend),
                 num(&fmt_secs(f.teardown_s), csv),
             ]
         })
@@ -365,6 +370,7 @@ pub fn density(run: &RunData) -> Result<Section, ChartError> {
                 "VMM overhead",
                 "instances/GiB",
                 "launch at max",
+                "launch growth",
                 "teardown",
             ],
             &rows,
