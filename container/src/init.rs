@@ -5,6 +5,8 @@
 //! only walks it through [`Sys`], so nothing allocates after clone.
 //!
 //! Order (each numbered step is a [`Stage`]; the child reports a timestamp after rootfs and pivot):
+//! 0. `Files`: take an fd table of its own holding only the runtime's low fd slots (the init is cloned
+//!    sharing the runtime's table, see [`crate::fdslots`]), report it, close the parent's ends.
 //! 1. `Stdio`: dup2 the stdio pipes to 0, 1, 2.
 //! 2. `Sync` (user namespace only): wait for the parent's `Go` (uid/gid maps written, cgroup
 //!    attached), then become root in the namespace.

@@ -19,7 +19,8 @@
 //! Module map: [`image`] (layers), [`commit`] and [`fsmeta`] (layers from a container's changes),
 //! [`spec`] (profile and container spec), [`runtime`] (parent side of the start sequence as named
 //! stages), [`handle`] (the [`Container`] handle), [`channel`] (the typed parent/child start channel),
-//! [`init`] (the child's named stages), [`rootfs`] (the rootfs mount plan), [`cgroup`] (v1/v2 behind one
+//! [`init`] (the child's named stages), [`fdslots`] (the low fd numbers a starting init keeps),
+//! [`rootfs`] (the rootfs mount plan), [`cgroup`] (v1/v2 behind one
 //! trait), [`security`] (caps, masked paths), [`seccomp_profile`] (Podman's profile, libseccomp),
 //! [`devices`] (device cgroup rules, v2 BPF program), [`net`], [`limits`], [`oci`] (configs for
 //! crun/runc), [`mod@gc`], and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
