@@ -53,13 +53,36 @@ pub fn reserve() -> Result<(), String> {
         .map_err(Clone::clone)
 }
 
+/// The slots, locked for one start; dropping it points them back at /dev/null ([`Slots::clear`]).
+#[derive(Debug)]
+pub struct Held(MutexGuard<'static, Slots>);
+
+impl std::ops::Deref for Held {
+    type Target = Slots;
+    fn deref(&self) -> &Slots {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Slots {
+        &mut self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Lock the slots for one start (reserving them first if needed).
-pub fn lock() -> Result<MutexGuard<'static, Slots>, String> {
+pub fn lock() -> Result<Held, String> {
     reserve()?;
     let m = SHARED.get().and_then(|r| r.as_ref().ok()).ok_or("fd slots unavailable")?;
     let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
     g.used = 0;
-    Ok(g)
+    Ok(Held(g))
 }
 
 impl Slots {

@@ -26,9 +26,9 @@ impl Runtime {
         c.mark_launch(LaunchStage::Prepare);
         self.create_cgroup(spec, &mut c)?;
         c.mark_launch(LaunchStage::Cgroup);
-        let started = self.clone_init(&mut c, prepared)?;
+        let mut started = self.clone_init(&mut c, prepared)?;
         c.mark_launch(LaunchStage::Clone);
-        self.attach(&mut c, &started)?;
+        self.attach(&mut c, &mut started)?;
         c.mark_launch(LaunchStage::Attach);
         self.wait_for_exec(&mut c, started)?;
         c.mark_launch(LaunchStage::Exec);
@@ -146,21 +146,15 @@ impl Runtime {
         c.stdin = Some(p.stdin.1);
         c.stdout = p.stdout.1;
         c.stderr = p.stderr.1;
-        // The child's ends (channel, stdio, terminal peer) are the child's alone once it has its own
-        // fd table; until then the slots must hold them. Its first report says it has (or why not).
-        let first = p.channel.next_report(STAGE_TIMEOUT);
-        slots.clear();
-        drop(slots);
+        // The slots hold copies of the child's ends (channel, stdio, terminal peer) until the child has
+        // its own fd table (see `attach`); the originals are not needed any more.
         drop((p.child_channel, p.stdin.0, p.stdout.0, p.stderr.0, p.plan));
-        let first = match first.map_err(io(&c.id, "read channel of", &p.dirs.rootfs))? {
-            Report::Msg(ChildMsg::Reached { stage: Stage::Files, .. }) => None,
-            other => Some(other),
-        };
-        Ok(Started { dirs: p.dirs, channel: p.channel, term: p.term.map(|(parent, _child)| parent), first })
+        let term = p.term.map(|(parent, _child)| parent);
+        Ok(Started { dirs: p.dirs, channel: p.channel, term, slots: Some(slots), first: None })
     }
 
     /// Stage 4: uid/gid maps, cgroup membership, veth; then `Go`.
-    fn attach(&self, c: &mut Container, s: &Started) -> Result<(), RuntimeError> {
+    fn attach(&self, c: &mut Container, s: &mut Started) -> Result<(), RuntimeError> {
         if self.profile == Profile::Userns {
             let base = format!("/proc/{}", c.pid);
             let map = format!("0 {USERNS_BASE} {USERNS_SIZE}\n");
@@ -177,6 +171,13 @@ impl Runtime {
                 let v = b.attach(&c.id, c.pid).map_err(|source| RuntimeError::Net { id: c.id.clone(), source })?;
                 c.veth = Some(v);
             }
+        }
+        // The init's first report says it has its own fd table (or why not); it was sent right after
+        // the clone, so waiting for it here, after the work above, costs no extra hand-over.
+        let first = s.channel.next_report(STAGE_TIMEOUT).map_err(io(&c.id, "read channel of", &s.dirs.rootfs))?;
+        s.slots = None;
+        if !matches!(first, Report::Msg(ChildMsg::Reached { stage: Stage::Files, .. })) {
+            s.first = Some(first);
         }
         s.channel.send_go().map_err(io(&c.id, "signal", &s.dirs.rootfs))
     }
@@ -298,6 +299,8 @@ struct Started {
     dirs: StateDirs,
     channel: ParentEnd,
     term: Option<OwnedFd>,
+    /// The fd slots, held until the init reports [`Stage::Files`].
+    slots: Option<fdslots::Held>,
     /// The init's first report, if it was not [`Stage::Files`] (a failure, or a timeout).
     first: Option<Report>,
 }
