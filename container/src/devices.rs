@@ -204,7 +204,7 @@ pub fn cgroup_device_program(rules: &[DeviceRule]) -> Vec<Insn> {
         let mut conditional = false;
         for (i, ins) in block.iter_mut().enumerate() {
             if ins.code == op::JNE_K || ins.code == op::JNE_X {
-                ins.off = (n - i - 1) as i16;
+                ins.off = i16::try_from(n - i - 1).expect("a rule's block is a handful of instructions");
                 conditional = true;
             }
         }
@@ -223,6 +223,7 @@ pub fn cgroup_device_program(rules: &[DeviceRule]) -> Vec<Insn> {
 /// Runs `prog` the way the kernel would for one access: a tiny interpreter of the six opcodes
 /// [`cgroup_device_program`] emits, for tests and for checking a program before loading it.
 /// Returns r0, or None for an opcode it does not know or a jump out of the program.
+#[allow(clippy::cast_possible_truncation)] // eBPF's 32-bit ALU operations use the low 32 bits of a register
 pub fn evaluate(prog: &[Insn], kind: DeviceKind, major: u32, minor: u32, acc: u8) -> Option<u64> {
     let dev = match kind {
         DeviceKind::Block => DEV_BLOCK as u32,
@@ -320,7 +321,7 @@ mod tests {
         for (pc, i) in p.iter().enumerate() {
             if i.code == op::JNE_K || i.code == op::JNE_X {
                 let t = pc as i64 + 1 + i64::from(i.off);
-                assert!(t > pc as i64 && (t as usize) < p.len(), "jump at {pc}");
+                assert!(t > pc as i64 && usize::try_from(t).is_ok_and(|t| t < p.len()), "jump at {pc}");
             }
         }
         assert_eq!(p.last().unwrap().code, op::EXIT);

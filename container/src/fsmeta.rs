@@ -126,8 +126,9 @@ pub fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32, kind: Kind) ->
 
 /// Device major and minor of `rdev` (for tar headers).
 pub fn dev_major_minor(rdev: u64) -> (u32, u32) {
-    let rdev = rdev as libc::dev_t;
-    (nix::sys::stat::major(rdev) as u32, nix::sys::stat::minor(rdev) as u32)
+    // glibc's major() and minor() return unsigned int: Linux device numbers are 32-bit each.
+    let part = |v: u64| u32::try_from(v).expect("a Linux major or minor number fits in 32 bits");
+    (part(nix::sys::stat::major(rdev)), part(nix::sys::stat::minor(rdev)))
 }
 
 /// The device number of `major`/`minor`.

@@ -1,10 +1,12 @@
-//! The container init: what the cloned child does between `clone3` and `execve`, as named stages,
-//! and the typed parent/child channel.
+//! The container init: what the cloned child does between `clone3` and `execve`, as named stages
+//! reported over the typed channel ([`crate::channel`]); its filesystem steps are [`crate::rootfs`]'s.
 //!
 //! The parent builds an [`InitPlan`] (every path, string and BPF program prepared in advance); the child
 //! only walks it through [`Sys`], so nothing allocates after clone.
 //!
 //! Order (each numbered step is a [`Stage`]; the child reports a timestamp after rootfs and pivot):
+//! 0. `Files`: take an fd table of its own holding only the runtime's low fd slots (the init is cloned
+//!    sharing the runtime's table, see [`crate::fdslots`]), report it, close the parent's ends.
 //! 1. `Stdio`: dup2 the stdio pipes to 0, 1, 2.
 //! 2. `Sync` (user namespace only): wait for the parent's `Go` (uid/gid maps written, cgroup
 //!    attached), then become root in the namespace.
@@ -16,214 +18,30 @@
 //! 7. `CgroupNs`: unshare the cgroup namespace now that the child is in its cgroup (so the namespace
 //!    is rooted there), then chdir to the working directory.
 //! 8. `Caps` (drop to the profile's set), `NoNewPrivs`, `Seccomp` (then report it), `Exec`.
+use crate::channel::{ChildEnd, ChildMsg, Stage};
+use crate::rootfs::Op;
 use crate::sys::{Errno, Sys};
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
-/// A named stage of the init.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Stage {
-    /// Redirect stdio.
-    Stdio = 1,
-    /// Wait for the parent.
-    Sync = 2,
-    /// Become root in the user namespace.
-    Identity = 3,
-    /// Mount the root filesystem.
-    Rootfs = 4,
-    /// pivot_root and detach the old root.
-    Pivot = 5,
-    /// Set the hostname.
-    Hostname = 6,
-    /// Bring up loopback.
-    Network = 7,
-    /// New cgroup namespace, working directory.
-    CgroupNs = 8,
-    /// Drop capabilities.
-    Caps = 9,
-    /// PR_SET_NO_NEW_PRIVS.
-    NoNewPrivs = 10,
-    /// Install seccomp.
-    Seccomp = 11,
-    /// execve.
-    Exec = 12,
-    /// Open the terminal in the container's devpts and hand its master to the parent.
-    Terminal = 13,
-}
-
-impl Stage {
-    /// Name as used in phases and errors.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Stdio => "stdio",
-            Stage::Sync => "sync",
-            Stage::Identity => "identity",
-            Stage::Rootfs => "rootfs",
-            Stage::Pivot => "pivot",
-            Stage::Hostname => "hostname",
-            Stage::Network => "network",
-            Stage::CgroupNs => "cgroupns",
-            Stage::Caps => "caps",
-            Stage::NoNewPrivs => "no_new_privs",
-            Stage::Seccomp => "seccomp",
-            Stage::Exec => "exec",
-            Stage::Terminal => "terminal",
-        }
-    }
-
-    fn from_u8(v: u8) -> Option<Stage> {
-        use Stage::*;
-        [Stdio, Sync, Identity, Rootfs, Pivot, Hostname, Network, CgroupNs, Caps, NoNewPrivs, Seccomp, Exec, Terminal]
-            .into_iter()
-            .find(|s| *s as u8 == v)
-    }
-}
-
-/// A message from the child to the parent (fixed 16 bytes, written atomically).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildMsg {
-    /// The child finished `stage` at host monotonic `ns`.
-    Reached {
-        /// Stage.
-        stage: Stage,
-        /// Timestamp.
-        ns: u64,
-    },
-    /// Step `op` (index into the plan's ops, or 0) of `stage` failed with `errno`.
-    Failed {
-        /// Stage.
-        stage: Stage,
-        /// Op index.
-        op: u16,
-        /// errno.
-        errno: Errno,
-    },
-}
-
-/// Size of an encoded [`ChildMsg`].
-pub const MSG_LEN: usize = 16;
-
-impl ChildMsg {
-    /// Encode.
-    pub fn encode(&self) -> [u8; MSG_LEN] {
-        let mut b = [0u8; MSG_LEN];
-        match *self {
-            ChildMsg::Reached { stage, ns } => {
-                b[0] = 1;
-                b[1] = stage as u8;
-                b[8..].copy_from_slice(&ns.to_le_bytes());
-            }
-            ChildMsg::Failed { stage, op, errno } => {
-                b[0] = 2;
-                b[1] = stage as u8;
-                b[2..4].copy_from_slice(&op.to_le_bytes());
-                b[4..8].copy_from_slice(&errno.to_le_bytes());
-            }
-        }
-        b
-    }
-
-    /// Decode; None for garbage.
-    pub fn decode(b: &[u8; MSG_LEN]) -> Option<ChildMsg> {
-        let stage = Stage::from_u8(b[1])?;
-        match b[0] {
-            1 => Some(ChildMsg::Reached { stage, ns: u64::from_le_bytes(b[8..].try_into().ok()?) }),
-            2 => Some(ChildMsg::Failed {
-                stage,
-                op: u16::from_le_bytes([b[2], b[3]]),
-                errno: i32::from_le_bytes(b[4..8].try_into().ok()?),
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// The parent's one message to the child: go on (cgroup attached, maps written).
-pub const GO: u8 = 0x60;
-
-/// One filesystem step of the rootfs/pivot stages.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    /// mount(2).
-    Mount {
-        /// Source.
-        src: Option<CString>,
-        /// Target.
-        target: CString,
-        /// Filesystem type.
-        fstype: Option<CString>,
-        /// MS_* flags.
-        flags: u64,
-        /// Data.
-        data: Option<CString>,
-    },
-    /// mkdir (EEXIST ok).
-    Mkdir(CString, u32),
-    /// mknod.
-    Mknod(CString, u32, u64),
-    /// Empty file (bind target).
-    Touch(CString),
-    /// symlink(target, link).
-    Symlink(CString, CString),
-    /// chdir.
-    Chdir(CString),
-    /// pivot_root(".", ".").
-    PivotRoot,
-    /// umount2(".", MNT_DETACH): drop the old root stacked under ".".
-    DetachOldRoot,
-}
-
-impl Op {
-    /// For error messages.
-    pub fn describe(&self) -> String {
-        let s = |c: &CString| c.to_string_lossy().into_owned();
-        match self {
-            Op::Mount { src, target, fstype, data, .. } => format!(
-                "mount {} ({}) on {}{}",
-                src.as_ref().map(s).unwrap_or_default(),
-                fstype.as_ref().map(s).unwrap_or_else(|| "bind/propagation".into()),
-                s(target),
-                data.as_ref().map(|d| format!(" with '{}'", s(d))).unwrap_or_default()
-            ),
-            Op::Mkdir(p, _) => format!("mkdir {}", s(p)),
-            Op::Mknod(p, ..) => format!("mknod {}", s(p)),
-            Op::Touch(p) => format!("create {}", s(p)),
-            Op::Symlink(t, l) => format!("symlink {} -> {}", s(l), s(t)),
-            Op::Chdir(p) => format!("chdir {}", s(p)),
-            Op::PivotRoot => "pivot_root(\".\", \".\")".into(),
-            Op::DetachOldRoot => "detach the old root".into(),
-        }
-    }
-
-    fn run<S: Sys + ?Sized>(&self, sys: &S) -> Result<(), Errno> {
-        match self {
-            Op::Mount { src, target, fstype, flags, data } => {
-                sys.mount(src.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
-            }
-            Op::Mkdir(p, m) => sys.mkdir(p, *m),
-            Op::Mknod(p, m, d) => sys.mknod(p, *m, *d),
-            Op::Touch(p) => sys.touch(p),
-            Op::Symlink(t, l) => sys.symlink(t, l),
-            Op::Chdir(p) => sys.chdir(p),
-            Op::PivotRoot => sys.pivot_root_dot(),
-            Op::DetachOldRoot => sys.umount2(c".", libc::MNT_DETACH),
-        }
-    }
-}
-
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub struct InitPlan {
+    /// The init shares the runtime's fd table until it copies the fds below this number into a table
+    /// of its own, first thing ([`Stage::Files`], reported so the parent may reuse its fd slots);
+    /// None: the init was cloned with a copy of the whole table.
+    pub own_fds_below: Option<u32>,
+    /// The parent's ends, closed in the init's own table right after [`Stage::Files`]: kept open
+    /// there, a parent killed before it sends `Go` would leave the init waiting for it forever (its
+    /// own copy of the writer keeps the socket open), outside any cgroup gc could find.
+    pub parent_fds: Vec<RawFd>,
     /// Child's stdio: fds to dup2 onto 0, 1, 2.
     pub stdio: [RawFd; 3],
     /// Unix socket to the parent: after the pivot, open a terminal in the container's devpts, send
     /// its master here and make it stdio and the controlling terminal ([`Sys::terminal`]).
     pub terminal_sock: Option<RawFd>,
-    /// Channel: child writes [`ChildMsg`]s here.
-    pub to_parent: RawFd,
-    /// Channel: child reads [`GO`] here.
-    pub from_parent: RawFd,
+    /// The child's end of the start channel.
+    pub channel: ChildEnd,
     /// Wait for Go before the rootfs (user namespace) instead of after the network stage.
     pub early_sync: bool,
     /// setresuid/gid(0) after the early sync.
@@ -267,7 +85,11 @@ pub fn run<S: Sys + ?Sized>(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> ChildMsg {
-    let fail = |stage: Stage, op: usize, errno: Errno| ChildMsg::Failed { stage, op: op as u16, errno };
+    let fail = |stage: Stage, op: usize, errno: Errno| ChildMsg::Failed {
+        stage,
+        op: u16::try_from(op).unwrap_or(u16::MAX),
+        errno,
+    };
     macro_rules! step {
         ($stage:expr, $e:expr) => {
             if let Err(errno) = $e {
@@ -275,19 +97,17 @@ pub fn run<S: Sys + ?Sized>(
             }
         };
     }
-    let reached = |stage: Stage| {
-        let _ = sys.write(p.to_parent, &ChildMsg::Reached { stage, ns: sys.now_ns() }.encode());
-    };
-    let sync = || -> Result<(), Errno> {
-        let mut b = [0u8; 1];
-        match sys.read_exact(p.from_parent, &mut b) {
-            Ok(true) if b[0] == GO => Ok(()),
-            Ok(_) => Err(libc::ECANCELED),
-            Err(e) => Err(e),
-        }
-    };
-    for (i, fd) in p.stdio.iter().enumerate() {
-        step!(Stage::Stdio, sys.dup2(*fd, i as RawFd));
+    let reached = |stage: Stage| p.channel.reached(sys, stage);
+    let sync = || p.channel.wait_for_go(sys);
+    if let Some(below) = p.own_fds_below {
+        step!(Stage::Files, sys.unshare_fds(below));
+        reached(Stage::Files);
+    }
+    for fd in &p.parent_fds {
+        sys.close(*fd);
+    }
+    for (fd, to) in p.stdio.iter().zip(0..) {
+        step!(Stage::Stdio, sys.dup2(*fd, to));
     }
     if p.early_sync {
         step!(Stage::Sync, sync());
@@ -339,6 +159,7 @@ pub fn run<S: Sys + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::GO;
     use std::cell::RefCell;
     use std::ffi::CStr;
 
@@ -398,6 +219,12 @@ mod tests {
         fn unshare(&self, f: i32) -> Result<(), Errno> {
             self.rec(format!("unshare {f:#x}"))
         }
+        fn close(&self, fd: RawFd) {
+            let _ = self.rec(format!("close {fd}"));
+        }
+        fn unshare_fds(&self, below: u32) -> Result<(), Errno> {
+            self.rec(format!("unshare_fds {below}"))
+        }
         fn dup2(&self, a: RawFd, b: RawFd) -> Result<(), Errno> {
             self.rec(format!("dup2 {a} {b}"))
         }
@@ -440,10 +267,11 @@ mod tests {
     fn plan(userns: bool) -> InitPlan {
         let c = |s: &str| CString::new(s).unwrap();
         InitPlan {
+            own_fds_below: Some(9),
+            parent_fds: vec![7],
             stdio: [3, 4, 4],
             terminal_sock: None,
-            to_parent: 5,
-            from_parent: 6,
+            channel: ChildEnd { to_parent: 5, from_parent: 6 },
             early_sync: userns,
             become_root: userns,
             ops: vec![
@@ -481,6 +309,8 @@ mod tests {
         assert_eq!(m, ChildMsg::Failed { stage: Stage::Exec, op: 0, errno: libc::ENOENT });
         let log = f.log.borrow();
         let pos = |s: &str| log.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("{s} in {log:?}"));
+        // The init's own fd table comes first, and the parent hears of it before anything else.
+        assert_eq!(log[..3], ["unshare_fds 9", "reached files", "close 7"]);
         assert!(pos("dup2") < pos("mount None"));
         assert!(pos("mount Some(\"overlay\")") < pos("reached rootfs"));
         assert!(pos("reached rootfs") < pos("pivot_root"));
@@ -530,16 +360,5 @@ mod tests {
         assert_eq!(m, ChildMsg::Failed { stage: Stage::Rootfs, op: 1, errno: libc::ENOENT });
         assert!(p.ops[1].describe().contains("overlay"));
         assert!(!f.log.borrow().iter().any(|l| l.starts_with("execve")));
-    }
-
-    #[test]
-    fn messages_roundtrip() {
-        for m in [
-            ChildMsg::Reached { stage: Stage::Pivot, ns: u64::MAX - 3 },
-            ChildMsg::Failed { stage: Stage::Seccomp, op: 7, errno: libc::EPERM },
-        ] {
-            assert_eq!(ChildMsg::decode(&m.encode()), Some(m));
-        }
-        assert_eq!(ChildMsg::decode(&[0; MSG_LEN]), None);
     }
 }

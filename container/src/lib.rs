@@ -16,25 +16,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: [`image`] (layers), [`commit`] and [`fsmeta`] (layers from a container's changes), [`runtime`] (parent side of the start sequence, the [`Container`]
-//! handle), [`init`] (the child's named stages and the typed channel), [`cgroup`] (v1/v2 behind one
+//! Module map: [`image`] (layers), [`commit`] and [`fsmeta`] (layers from a container's changes),
+//! [`spec`] (profile and container spec), [`runtime`] (parent side of the start sequence as named
+//! stages), [`handle`] (the [`Container`] handle), [`channel`] (the typed parent/child start channel),
+//! [`init`] (the child's named stages), [`fdslots`] (the low fd numbers a starting init keeps),
+//! [`rootfs`] (the rootfs mount plan), [`cgroup`] (v1/v2 behind one
 //! trait), [`security`] (caps, masked paths), [`seccomp_profile`] (Podman's profile, libseccomp),
 //! [`devices`] (device cgroup rules, v2 BPF program), [`net`], [`limits`], [`oci`] (configs for
-//! crun/runc), [`gc`], and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
+//! crun/runc), [`mod@gc`], and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
 //! [`sys::clone_fork`] in [`runtime`] and the overlay xattr and whiteout calls in [`commit`]).
 pub mod cgroup;
+pub mod channel;
 pub mod commit;
 pub mod devices;
+pub mod fdslots;
 pub mod fsmeta;
 pub mod gc;
+pub mod handle;
 pub mod image;
 pub mod init;
 pub mod limits;
 pub mod net;
 pub mod oci;
+pub mod rootfs;
 pub mod runtime;
 pub mod seccomp_profile;
 pub mod security;
+pub mod spec;
 pub mod sys;
 
 pub use gc::{find_in, gc, gc_in, GcPlan, GcReport, Leftover};

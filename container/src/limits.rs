@@ -97,6 +97,7 @@ impl Limits {
 
     /// CFS quota for the CPU limit, microseconds per [`CPU_PERIOD_US`] (exact for limits that pass
     /// [`Limits::validate`]).
+    #[allow(clippy::cast_possible_truncation)] // rounded on purpose; validated limits are far below u64::MAX
     pub fn cpu_quota_us(&self) -> Option<u64> {
         self.cpus.map(|c| (c * CPU_PERIOD_US as f64).round() as u64)
     }

@@ -84,7 +84,8 @@ impl Bridge {
         if n >= 65_000 {
             return Err(NetError::Exhausted(self.netns.clone()));
         }
-        let addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], (n >> 8) as u8, (n & 0xff) as u8);
+        let [hi, lo] = u16::try_from(n).expect("below 65000, checked above").to_be_bytes();
+        let addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], hi, lo);
         let host = format!("vmct{n}");
         let ns = self.netns.as_str();
         let pid_s = pid.to_string();

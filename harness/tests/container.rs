@@ -236,6 +236,34 @@ fn seccomp_and_caps_apply_in_the_default_profile_only() {
     }
 }
 
+#[test]
+fn a_runtime_fd_never_reaches_a_container_even_without_close_on_exec() {
+    if !gate("a_runtime_fd_never_reaches_a_container_even_without_close_on_exec", &[Need::Root]) {
+        return;
+    }
+    let t = tempfile::Builder::new().prefix("vmct-test").tempdir_in("/var/tmp").unwrap();
+    let Some(img) = busybox_image(t.path()) else { return };
+    let rt = container::Runtime::new(img, container::Profile::Default).unwrap();
+    // A harness fd as the thousands a density sweep holds, here even inheritable (F_DUPFD leaves
+    // close-on-exec off): the init copies only the runtime's low fd slots, so it cannot see it.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let high = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_DUPFD(900)).unwrap();
+    assert!(high >= 900);
+    let log = t.path().join("fds.log");
+    let mut s = container::ContainerSpec::new(
+        format!("vmct-t{}-fds", std::process::id()),
+        vec!["sh".into(), "-c".into(), "ls /proc/self/fd".into()],
+    );
+    s.stdout = container::Output::File(log.clone());
+    let mut c = rt.start(&s).unwrap();
+    assert_eq!(c.stop(T).unwrap().status, Some(0));
+    let fds: Vec<i32> =
+        std::fs::read_to_string(&log).unwrap().split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    assert!(fds.contains(&0) && fds.contains(&1), "{fds:?}");
+    assert!(!fds.contains(&high), "fd {high} of the runtime process reached the container: {fds:?}");
+    nix::unistd::close(high).unwrap();
+}
+
 /// Objects whose name starts with `prefix`: mounts, cgroups, bridge netns, links, state dirs.
 fn leak_counts(prefix: &str) -> Vec<(&'static str, usize)> {
     let mounts =

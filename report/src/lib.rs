@@ -14,6 +14,7 @@
 pub mod charts;
 pub mod compare;
 pub mod data;
+pub mod density_latency;
 #[doc(hidden)]
 pub mod fixture;
 pub mod html;

@@ -465,7 +465,16 @@ mod tests {
         for id in ["host", "verdicts", "startup", "density", "overhead", "isolation", "blast", "snapshot", "planner"] {
             assert!(html.contains(&format!("<section id=\"{id}\">")), "section {id} missing");
         }
-        let charts = ["startup_cdf", "startup_phases", "launch_rate", "density", "overhead", "blast", "snapshot"];
+        let charts = [
+            "startup_cdf",
+            "startup_phases",
+            "launch_rate",
+            "density",
+            "density_launch",
+            "overhead",
+            "blast",
+            "snapshot",
+        ];
         for c in charts {
             let file = format!("{c}.svg");
             assert!(html.contains(&format!("href=\"{file}\"")), "{file} not linked");
@@ -562,7 +571,7 @@ mod tests {
         assert!(sec("startup").contains("Not run in this run"));
         assert!(sec("density").contains("<svg"));
         assert!(sec("verdicts").contains("not measured in this run"));
-        assert_eq!(html.matches("<svg").count(), 2, "density and overhead charts only");
+        assert_eq!(html.matches("<svg").count(), 3, "density (memory, launch latency) and overhead charts only");
     }
 
     /// The HTML of one `<section id=...>` of a page.

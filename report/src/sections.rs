@@ -307,6 +307,10 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
         }
         None => body.push_str(&no_rows(results::DensityStep::FILE, "has no density step")),
     }
+    if let Some((c, html)) = crate::density_latency::chart(run)? {
+        body.push_str(&html);
+        out.charts.push(c);
+    }
     let mut fits = fits.to_vec();
     sorted_backends(run, &mut fits, |f| &f.backend);
     let rows: Vec<Vec<String>> = fits
@@ -337,6 +341,7 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 },
                 checked(&validity::instances_per_gib(f), |v| fmt_value(v, "1/GiB"), csv),
                 num(&fmt_secs(f.launch_at_max_s), csv),
+                crate::density_latency::slope_cell(run, &f.backend),
                 num(&fmt_secs(f.teardown_s), csv),
             ]
         })
@@ -361,6 +366,7 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 "VMM overhead",
                 "instances/GiB",
                 "launch at max",
+                "launch growth",
                 "teardown",
             ],
             &rows,

@@ -37,6 +37,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
+mod compile;
+mod resolve;
+
+use resolve::running_kernel;
+pub use resolve::{host_arch, kernel_version};
+
 /// Where Debian's `golang-github-containers-common` installs Podman's default profile.
 pub const DEFAULT_PROFILE_PATH: &str = "/usr/share/containers/seccomp.json";
 /// The Debian package that ships [`DEFAULT_PROFILE_PATH`].
@@ -231,24 +237,6 @@ pub struct Resolved {
     pub rules: Vec<Rule>,
 }
 
-/// This machine's arch as (`SCMP_ARCH_*`, Go name used by `includes.arches`).
-pub fn host_arch() -> (&'static str, &'static str) {
-    #[cfg(target_arch = "aarch64")]
-    return ("SCMP_ARCH_AARCH64", "arm64");
-    #[cfg(not(target_arch = "aarch64"))]
-    ("SCMP_ARCH_X86_64", "amd64")
-}
-
-/// `(major, minor)` of a kernel release string ("6.1.0-18-amd64" -> (6, 1)).
-pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
-fn running_kernel() -> Option<(u32, u32)> {
-    kernel_version(nix::sys::utsname::uname().ok()?.release().to_str()?)
-}
-
 /// Parse a profile; errors name `path` and the JSON path.
 pub fn parse(path: &Path, text: &str) -> Result<ProfileFile, ProfileError> {
     let de = &mut serde_json::Deserializer::from_str(text);
@@ -285,86 +273,6 @@ pub fn parse(path: &Path, text: &str) -> Result<ProfileFile, ProfileError> {
     Ok(file)
 }
 
-impl ProfileFile {
-    /// The rules for a container holding `caps`, on arch (`SCMP_ARCH_*`, Go name) and `kernel`.
-    pub fn resolve(
-        &self,
-        path: &Path,
-        caps: &[Capability],
-        arch: (&'static str, &'static str),
-        kernel: Option<(u32, u32)>,
-    ) -> Result<Resolved, ProfileError> {
-        let (scmp_arch, go_arch) = arch;
-        let architectures = if self.arch_map.is_empty() {
-            self.architectures.clone()
-        } else {
-            let e = self
-                .arch_map
-                .iter()
-                .find(|e| e.architecture == scmp_arch)
-                .ok_or(ProfileError::NoArch { path: path.into(), arch: scmp_arch })?;
-            std::iter::once(e.architecture.clone()).chain(e.sub_architectures.iter().cloned()).collect()
-        };
-        let has = |c: &String| caps.iter().any(|k| k.to_string() == *c);
-        let rules = self
-            .syscalls
-            .iter()
-            .filter(|r| {
-                let ex = &r.excludes;
-                let inc = &r.includes;
-                let too_old = inc.min_kernel.as_deref().is_some_and(|m| match (kernel_version(m), kernel) {
-                    (Some(want), Some(have)) => have < want,
-                    _ => true,
-                });
-                let excluded = ex.arches.iter().any(|a| a == go_arch) || ex.caps.iter().any(has);
-                let included = (inc.arches.is_empty() || inc.arches.iter().any(|a| a == go_arch))
-                    && inc.caps.iter().all(has)
-                    && !too_old;
-                included && !excluded
-            })
-            .map(|r| Rule {
-                names: r.names.clone(),
-                action: r.action,
-                errno_ret: r.errno_ret,
-                args: r.args.clone().unwrap_or_default(),
-            })
-            .collect();
-        Ok(Resolved {
-            default_action: self.default_action,
-            default_errno_ret: self.default_errno_ret,
-            architectures,
-            rules,
-        })
-    }
-}
-
-fn scmp_action(a: LinuxSeccompAction, errno: Option<u32>) -> libseccomp::ScmpAction {
-    use libseccomp::ScmpAction as S;
-    match a {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => S::KillThread,
-        LinuxSeccompAction::ScmpActKillProcess => S::KillProcess,
-        LinuxSeccompAction::ScmpActTrap => S::Trap,
-        LinuxSeccompAction::ScmpActErrno => S::Errno(errno.unwrap_or(libc::EPERM as u32) as i32),
-        LinuxSeccompAction::ScmpActNotify => S::Notify,
-        LinuxSeccompAction::ScmpActTrace => S::Trace(errno.unwrap_or(0) as u16),
-        LinuxSeccompAction::ScmpActLog => S::Log,
-        LinuxSeccompAction::ScmpActAllow => S::Allow,
-    }
-}
-
-fn scmp_op(a: &ArgRule) -> (libseccomp::ScmpCompareOp, u64) {
-    use libseccomp::ScmpCompareOp as O;
-    match a.op {
-        LinuxSeccompOperator::ScmpCmpNe => (O::NotEqual, a.value),
-        LinuxSeccompOperator::ScmpCmpLt => (O::Less, a.value),
-        LinuxSeccompOperator::ScmpCmpLe => (O::LessOrEqual, a.value),
-        LinuxSeccompOperator::ScmpCmpEq => (O::Equal, a.value),
-        LinuxSeccompOperator::ScmpCmpGe => (O::GreaterEqual, a.value),
-        LinuxSeccompOperator::ScmpCmpGt => (O::Greater, a.value),
-        LinuxSeccompOperator::ScmpCmpMaskedEq => (O::MaskedEqual(a.value), a.value_two),
-    }
-}
-
 /// A compiled profile: the BPF program our init installs, and what it is.
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -375,131 +283,6 @@ pub struct Compiled {
     /// The rules (also what the peers get, see [`Resolved::to_oci`]); the BPF may leave out the x32
     /// architecture (see the module doc).
     pub resolved: Resolved,
-}
-
-impl Resolved {
-    /// Compile with libseccomp. `path` and `sha256` only label the result.
-    pub fn compile(&self, path: &Path, sha256: &str) -> Result<Compiled, ProfileError> {
-        use libseccomp::{ScmpArch, ScmpArgCompare, ScmpFilterContext, ScmpSyscall};
-        let err = |what: String, e: &dyn std::fmt::Display| ProfileError::Compile {
-            path: path.into(),
-            what,
-            reason: e.to_string(),
-        };
-        let default = scmp_action(self.default_action, self.default_errno_ret);
-        let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("create filter".into(), &e))?;
-        // Calls of an architecture left out of the filter get the default action, not a kill.
-        ctx.set_act_badarch(default).map_err(|e| err("bad-architecture action".into(), &e))?;
-        for a in &self.architectures {
-            let arch = ScmpArch::from_str(a).map_err(|e| err(format!("architecture {a}"), &e))?;
-            ctx.add_arch(arch).map_err(|e| err(format!("add architecture {a}"), &e))?;
-        }
-        // A binary tree of syscall numbers instead of a linear list (libseccomp >= 2.5), as crun does.
-        let _ = ctx.set_ctl_optimize(2);
-        let mut unknown = BTreeSet::new();
-        let mut allowed = BTreeSet::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            let action = scmp_action(r.action, r.errno_ret);
-            if action == default {
-                // libseccomp refuses rules equal to the default action (crun and runc skip them too).
-                continue;
-            }
-            let conds: Vec<ScmpArgCompare> = r
-                .args
-                .iter()
-                .map(|a| {
-                    let (op, datum) = scmp_op(a);
-                    ScmpArgCompare::new(a.index, op, datum)
-                })
-                .collect();
-            for name in &r.names {
-                let Ok(nr) = ScmpSyscall::from_name(name) else {
-                    unknown.insert(name.clone());
-                    continue;
-                };
-                ctx.add_rule_conditional(action, nr, &conds)
-                    .map_err(|e| err(format!("rule {i} ({name}, {:?})", r.action), &e))?;
-                if r.action == LinuxSeccompAction::ScmpActAllow {
-                    allowed.insert(name.clone());
-                }
-            }
-        }
-        let bpf = export_bpf(&ctx).map_err(|e| err("export BPF".into(), &e))?;
-        Ok(Compiled {
-            bpf: Arc::new(bpf),
-            info: ProfileInfo {
-                path: path.into(),
-                sha256: sha256.into(),
-                syscalls_allowed: allowed.len() as u32,
-                unknown_names_skipped: unknown.into_iter().collect(),
-            },
-            resolved: self.clone(),
-        })
-    }
-
-    /// The `linux.seccomp` section Podman writes for crun and runc from the same rules.
-    pub fn to_oci(&self) -> LinuxSeccomp {
-        use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
-        let arches: Vec<Arch> = self
-            .architectures
-            .iter()
-            .filter_map(|a| serde_json::from_value(serde_json::Value::String(a.clone())).ok())
-            .collect();
-        let syscalls = self
-            .rules
-            .iter()
-            .map(|r| {
-                let mut b = LinuxSyscallBuilder::default().names(r.names.clone()).action(r.action);
-                if let Some(e) = r.errno_ret {
-                    b = b.errno_ret(e);
-                }
-                if !r.args.is_empty() {
-                    let args = r
-                        .args
-                        .iter()
-                        .map(|a| {
-                            LinuxSeccompArgBuilder::default()
-                                .index(a.index as usize)
-                                .value(a.value)
-                                .value_two(a.value_two)
-                                .op(a.op)
-                                .build()
-                                .expect("every field of a seccomp argument is set")
-                        })
-                        .collect::<Vec<_>>();
-                    b = b.args(args);
-                }
-                b.build().expect("every field of a seccomp rule is set")
-            })
-            .collect::<Vec<_>>();
-        let mut b =
-            LinuxSeccompBuilder::default().default_action(self.default_action).architectures(arches).syscalls(syscalls);
-        if let Some(e) = self.default_errno_ret {
-            b = b.default_errno_ret(e);
-        }
-        b.build().expect("every field of a seccomp section is set")
-    }
-}
-
-/// libseccomp's BPF as seccompiler's instruction type (what [`crate::sys::Sys::seccomp`] installs).
-/// Exported through a pipe: a program is at most BPF_MAXINSNS (4096) instructions of 8 bytes, 32 KiB,
-/// within a pipe's 64 KiB buffer, so the export never blocks.
-fn export_bpf(ctx: &libseccomp::ScmpFilterContext) -> Result<seccompiler::BpfProgram, std::io::Error> {
-    use std::io::Read;
-    let (r, w) = crate::sys::pipe()?;
-    ctx.export_bpf(&w).map_err(std::io::Error::other)?;
-    drop(w);
-    let mut bytes = Vec::new();
-    std::fs::File::from(r).read_to_end(&mut bytes)?;
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| seccompiler::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect())
 }
 
 /// Lowercase hex SHA-256.
@@ -545,7 +328,7 @@ pub fn load(path: &Path, caps: &[Capability]) -> Result<Arc<Compiled>, ProfileEr
 mod tests {
     use super::*;
 
-    const FIXTURE: &str = include_str!("../tests/fixtures/seccomp-small.json");
+    const FIXTURE: &str = include_str!("../../tests/fixtures/seccomp-small.json");
     const X86: (&str, &str) = ("SCMP_ARCH_X86_64", "amd64");
 
     fn resolved(caps: &[Capability]) -> Resolved {
