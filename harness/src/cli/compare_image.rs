@@ -38,7 +38,7 @@ pub fn prepare(
         });
     }
     s.experiments.retain(|e| IMAGE_EXPERIMENTS.contains(e));
-    if s.experiments.iter().any(|e| *e == ExperimentId::Isolation) && s.blast.take().is_some() {
+    if s.experiments.contains(&ExperimentId::Isolation) && s.blast.take().is_some() {
         na.push(NotApplicable {
             experiment: "blast".into(),
             reason: format!("{NOT_APPLICABLE}: the blast radius runs the vmct workload's victim and hogs"),

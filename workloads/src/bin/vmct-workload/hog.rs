@@ -82,6 +82,8 @@ fn mem(p: &mut LinuxPlatform, mib: u64, deadline: Instant) -> i32 {
 /// may use) until the deadline.
 fn cpu(p: &mut LinuxPlatform, deadline: Instant) -> i32 {
     let online = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // env_num clamps to [0, MAX_THREADS], so the float holds a small whole count.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let n = (env_num(ENV_HOG_THREADS, online as f64, MAX_THREADS as f64) as usize).max(1);
     p.emit(&Message::Ready);
     let threads: Vec<_> = (0..n)
