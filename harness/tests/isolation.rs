@@ -31,7 +31,10 @@ fn leftovers() -> Vec<PathBuf> {
     for dir in [std::env::temp_dir(), PathBuf::from("/sys/fs/cgroup/pids"), PathBuf::from("/sys/fs/cgroup")] {
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("vmct-canary-") || n.starts_with("vmct-escape-") || n.starts_with("vmct-probe-") {
+            // Probe scratch dirs end in their owner's pid: another vmct's (a concurrent run) are not ours.
+            let ours = !n.starts_with("vmct-probe-") || n.ends_with(&format!("-{}", std::process::id()));
+            if ours && (n.starts_with("vmct-canary-") || n.starts_with("vmct-escape-") || n.starts_with("vmct-probe-"))
+            {
                 v.push(e.path());
             }
         }
