@@ -79,7 +79,27 @@ pub struct QemuArgs<'a> {
     pub disk: Option<&'a Path>,
 }
 
-impl QemuArgs<'_> {
+impl<'a> QemuArgs<'a> {
+    /// A TCG command line for instance `spec`: its vCPUs (at least 1) and the guest memory its limit and
+    /// scenario need ([`super::microvm_linux::guest_mem_bytes`]).
+    pub fn tcg(
+        kernel: &'a Path,
+        initrd: &'a Path,
+        append: &'a str,
+        spec: &InstanceSpec,
+        disk: Option<&'a Path>,
+    ) -> Self {
+        QemuArgs {
+            accel: Accel::Tcg,
+            kernel,
+            initrd,
+            append,
+            mem_mib: super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20,
+            vcpus: spec.vcpus.max(1),
+            disk,
+        }
+    }
+
     /// The arguments after the binary.
     pub fn to_args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
@@ -318,16 +338,7 @@ impl QemuTcgBackend {
             _ => None,
         };
         let append = guest_cmdline(&spec, true).map_err(fail)?;
-        let mem_mib = super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20;
-        let args = QemuArgs {
-            accel: Accel::Tcg,
-            kernel: &s.kernel,
-            initrd: &initrd,
-            append: &append,
-            mem_mib,
-            vcpus: spec.vcpus.max(1),
-            disk: disk.as_ref().map(|d| d.image.as_path()),
-        };
+        let args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, disk.as_ref().map(|d| d.image.as_path()));
         let mut cmd = Command::new(&s.qemu);
         cmd.args(args.to_args());
         let mut inner = ChildInstance::spawn(NAME, &spec, cmd)?.with_stats(tcg_stats).with_text_phases(CONSOLE_PHASES);
@@ -429,16 +440,7 @@ impl Backend for QemuTcgBackend {
             spec.scenario = Scenario::Ready;
         }
         let append = image_cmdline(&spec, l).map_err(fail)?;
-        let mem_mib = super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20;
-        let args = QemuArgs {
-            accel: Accel::Tcg,
-            kernel: &s.kernel,
-            initrd: &initrd,
-            append: &append,
-            mem_mib,
-            vcpus: spec.vcpus.max(1),
-            disk: Some(disk),
-        };
+        let args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, Some(disk));
         // The cached disk is shared by every instance of the image: QEMU opens it read-only.
         let argv: Vec<String> = args
             .to_args()
