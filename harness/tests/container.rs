@@ -356,7 +356,7 @@ fn clear_errors_for_bad_rootfs_limits_and_missing_runtime() {
     let missing = harness::backend::peers::PeerBackend::new("vmct-no-such-runtime", &workload());
     let info = missing.info();
     assert!(!info.available);
-    assert!(info.reason.unwrap().contains("vmct-no-such-runtime not found in PATH; install it with apt-get install"));
+    assert!(info.reason.unwrap().contains("vmct-no-such-runtime not found in PATH; install the Debian package"));
     let e = missing.launch(&spec("nort", "ready")).err().unwrap().to_string();
     assert!(e.contains("not found in PATH"), "{e}");
 }
