@@ -22,7 +22,8 @@ pub enum Stage {
     Stdio = 1,
     /// Wait for the parent.
     Sync = 2,
-    /// Become root in the user namespace.
+    /// Become root in the user namespace; later, switch to the process user
+    /// ([`crate::spec::ProcessUser`]).
     Identity = 3,
     /// Mount the root filesystem.
     Rootfs = 4,

@@ -17,7 +17,11 @@
 //! 6. `Sync` (no user namespace): wait for `Go` (cgroup attached).
 //! 7. `CgroupNs`: unshare the cgroup namespace now that the child is in its cgroup (so the namespace
 //!    is rooted there), then chdir to the working directory.
-//! 8. `Caps` (drop to the profile's set), `NoNewPrivs`, `Seccomp` (then report it), `Exec`.
+//! 8. `Caps` (drop the bounding set), `Identity` (the process user: setgroups, setresgid, setresuid,
+//!    runc's order, with every capability still held), `Caps` (effective = permitted = inheritable:
+//!    the profile's set, none for a non-root user), `NoNewPrivs`, `Seccomp` (then report it), `Exec`.
+//!    Seccomp comes last, after no_new_privs, as runc does when no_new_privs is set; the privileged
+//!    profile installs no filter.
 use crate::channel::{ChildEnd, ChildMsg, Stage};
 use crate::rootfs::Op;
 use crate::sys::{Errno, Sys};
@@ -58,7 +62,12 @@ pub struct InitPlan {
     pub cgroup_ns: bool,
     /// Working directory inside the container.
     pub cwd: CString,
-    /// Capability plan; None keeps everything (privileged).
+    /// The process user, switched to after the bounding set is dropped and before the capability
+    /// sets are set (so setgroups/setresgid/setresuid still hold CAP_SETGID/CAP_SETUID); None: stay
+    /// root with the groups the init has.
+    pub user: Option<crate::spec::ProcessUser>,
+    /// Capability plan; None keeps everything (privileged). The parent gives a mask of 0 for a
+    /// non-root user.
     pub caps: Option<crate::security::CapsPlan>,
     /// Set no_new_privs.
     pub no_new_privs: bool,
@@ -143,6 +152,13 @@ pub fn run<S: Sys + ?Sized>(
         for cap in &c.drop_bounding {
             step!(Stage::Caps, sys.capbset_drop(*cap));
         }
+    }
+    if let Some(u) = &p.user {
+        step!(Stage::Identity, sys.setgroups(&u.groups));
+        step!(Stage::Identity, sys.setresgid(u.gid));
+        step!(Stage::Identity, sys.setresuid(u.uid));
+    }
+    if let Some(c) = &p.caps {
         step!(Stage::Caps, sys.capset(c.mask));
     }
     if p.no_new_privs {
@@ -215,6 +231,15 @@ mod tests {
         }
         fn become_root(&self) -> Result<(), Errno> {
             self.rec("become_root".into())
+        }
+        fn setgroups(&self, g: &[libc::gid_t]) -> Result<(), Errno> {
+            self.rec(format!("setgroups {g:?}"))
+        }
+        fn setresgid(&self, g: u32) -> Result<(), Errno> {
+            self.rec(format!("setresgid {g}"))
+        }
+        fn setresuid(&self, u: u32) -> Result<(), Errno> {
+            self.rec(format!("setresuid {u}"))
         }
         fn unshare(&self, f: i32) -> Result<(), Errno> {
             self.rec(format!("unshare {f:#x}"))
@@ -292,6 +317,7 @@ mod tests {
             loopback: true,
             cgroup_ns: true,
             cwd: c("/work"),
+            user: None,
             caps: Some(crate::security::CapsPlan { drop_bounding: vec![21], mask: 1 }),
             no_new_privs: true,
             seccomp: std::sync::Arc::new(vec![vec![seccompiler::sock_filter { code: 6, jt: 0, jf: 0, k: 0 }]]),
@@ -324,7 +350,7 @@ mod tests {
         assert!(pos("nnp") < pos("seccomp"));
         assert!(pos("seccomp") < pos("reached seccomp"));
         assert!(pos("reached seccomp") < pos("execve"));
-        assert!(!log.iter().any(|l| l == "become_root"));
+        assert!(!log.iter().any(|l| l == "become_root" || l.starts_with("setres") || l.starts_with("setgroups")));
         assert!(!log.iter().any(|l| l.starts_with("terminal")), "no terminal asked for");
     }
 
@@ -350,6 +376,40 @@ mod tests {
         assert!(pos("sync") < pos("become_root"));
         assert!(pos("become_root") < pos("mount"));
         assert_eq!(log.iter().filter(|l| *l == "sync").count(), 1);
+    }
+
+    #[test]
+    fn the_user_switch_comes_after_root_work_and_before_the_capability_sets() {
+        let f = Fake::default();
+        let mut p = plan(false);
+        p.user = Some(crate::spec::ProcessUser { uid: 1000, gid: 1001, groups: vec![27] });
+        run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        let log = f.log.borrow();
+        let pos = |s: &str| log.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("{s} in {log:?}"));
+        // Everything that needs root first: mounts, pivot, hostname, cgroup namespace, bounding set.
+        let last = |s: &str| log.iter().rposition(|l| l.starts_with(s)).unwrap_or_else(|| panic!("{s} in {log:?}"));
+        for before in
+            ["mount", "umount", "hostname", "lo up", "sync", "unshare 0x2000000", "chdir \"/work\"", "bset_drop"]
+        {
+            assert!(last(before) < pos("setgroups"), "{before} before the switch: {log:?}");
+        }
+        // runc's order: groups, gid, uid (setgroups and setresgid need CAP_SETGID, gone after setresuid).
+        assert!(pos("setgroups [27]") < pos("setresgid 1001"));
+        assert!(pos("setresgid 1001") < pos("setresuid 1000"));
+        // Then the capability sets, no_new_privs and seccomp, the filter last before exec.
+        assert!(pos("setresuid 1000") < pos("capset"));
+        assert!(pos("capset") < pos("nnp") && pos("nnp") < pos("seccomp") && pos("seccomp") < pos("execve"));
+    }
+
+    #[test]
+    fn a_failed_user_switch_is_the_identity_stage_and_nothing_runs_after_it() {
+        let f = Fake { fail_on: Some("setresuid"), ..Default::default() };
+        let mut p = plan(false);
+        p.user = Some(crate::spec::ProcessUser { uid: 1000, gid: 1000, groups: vec![] });
+        let m = run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        assert_eq!(m, ChildMsg::Failed { stage: Stage::Identity, op: 0, errno: libc::ENOENT });
+        assert!(f.log.borrow().iter().any(|l| l == "setgroups []"));
+        assert!(!f.log.borrow().iter().any(|l| l.starts_with("capset") || l.starts_with("seccomp")));
     }
 
     #[test]

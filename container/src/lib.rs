@@ -50,8 +50,8 @@ pub use image::{Image, ImageError};
 pub use limits::{LimitError, Limits};
 pub use net::NetMode;
 pub use runtime::{
-    Container, ContainerSpec, Exit, Output, Profile, Runtime, RuntimeError, Timings, DEFAULT_STATE_ROOT, USERNS_BASE,
-    USERNS_SIZE,
+    Container, ContainerSpec, Exit, Output, ProcessUser, Profile, Runtime, RuntimeError, Timings, DEFAULT_STATE_ROOT,
+    USERNS_BASE, USERNS_SIZE,
 };
 
 /// Name prefix of every object the runtime creates for the harness (bridge namespace, veths).

@@ -83,6 +83,28 @@ pub struct ContainerSpec {
     /// `tty` and `/dev/pts` inside see it) whose peer is its stdin, stdout, stderr and controlling
     /// terminal (`stdout`/`stderr` are then ignored); take the master with [`crate::Container::take_terminal`].
     pub terminal: bool,
+    /// The process's user (an image config's `User`, resolved in the image); None: root with the
+    /// runtime's groups, as before. See [`ProcessUser`].
+    pub user: Option<ProcessUser>,
+}
+
+/// The user the container's process runs as: OCI `process.user` (`uid`, `gid`, `additionalGids`).
+///
+/// The init switches to it last before dropping to the profile's capabilities, as runc does
+/// (`setgroups`, `setresgid`, `setresuid`). A non-zero `uid` keeps no effective, permitted or
+/// inheritable capabilities (the bounding set stays the profile's): what Docker gives a non-root
+/// `--user` (moby `oci.SetCapabilities`) and what the kernel does on `setuid` from 0 without
+/// `PR_SET_KEEPCAPS`. Under [`Profile::Userns`] the ids are inside the user namespace: container id `n`
+/// is host id [`crate::USERNS_BASE`]` + n`, for `n <` [`crate::USERNS_SIZE`] (else the start fails with
+/// [`RuntimeError::BadUser`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessUser {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids (replace the runtime's own; empty: none).
+    pub groups: Vec<u32>,
 }
 
 impl ContainerSpec {
@@ -96,7 +118,29 @@ impl ContainerSpec {
             stdout: Output::Pipe,
             stderr: Output::SameAsStdout,
             terminal: false,
+            user: None,
         }
+    }
+}
+
+/// Under [`Profile::Userns`], every id of `user` must be inside the namespace's map.
+pub(crate) fn check_user(id: &str, profile: Profile, user: Option<&ProcessUser>) -> Result<(), RuntimeError> {
+    let Some(u) = user else { return Ok(()) };
+    if profile != Profile::Userns {
+        return Ok(());
+    }
+    let ids = [u.uid, u.gid].into_iter().chain(u.groups.iter().copied());
+    match ids.into_iter().find(|n| *n >= crate::USERNS_SIZE) {
+        Some(n) => Err(RuntimeError::BadUser {
+            id: id.into(),
+            reason: format!(
+                "id {n} is outside the user namespace's map (0..{}, host {}..{})",
+                crate::USERNS_SIZE,
+                crate::USERNS_BASE,
+                crate::USERNS_BASE + crate::USERNS_SIZE
+            ),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -136,6 +180,20 @@ mod tests {
         assert!(check_id("vmct-1.a_b").is_ok());
         for bad in ["", "a/b", "..", "x y", &"a".repeat(65)] {
             assert!(matches!(check_id(bad), Err(RuntimeError::BadId { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn userns_users_must_be_inside_the_map() {
+        let u = |uid, gid, groups: Vec<u32>| ProcessUser { uid, gid, groups };
+        let inside = u(1000, 1000, vec![crate::USERNS_SIZE - 1]);
+        assert!(check_user("c", Profile::Userns, Some(&inside)).is_ok());
+        assert!(check_user("c", Profile::Userns, None).is_ok());
+        for bad in [u(crate::USERNS_SIZE, 0, vec![]), u(0, 70_000, vec![]), u(1, 1, vec![2, crate::USERNS_SIZE])] {
+            let e = check_user("c", Profile::Userns, Some(&bad)).unwrap_err();
+            assert!(matches!(&e, RuntimeError::BadUser { .. }) && e.to_string().contains("outside"), "{e}");
+            // Without a user namespace any id is the host's own.
+            assert!(check_user("c", Profile::Default, Some(&bad)).is_ok());
         }
     }
 }

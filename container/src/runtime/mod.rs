@@ -30,7 +30,7 @@ mod start;
 
 pub use crate::handle::{Container, Exit, Timings};
 pub use crate::rootfs::build_ops;
-pub use crate::spec::{ContainerSpec, Output, Profile};
+pub use crate::spec::{ContainerSpec, Output, ProcessUser, Profile};
 
 /// Where containers' private dirs live by default. World-traversable on purpose: a user-namespaced
 /// container's root (a mapped uid) must be able to reach its overlay dirs.
@@ -52,6 +52,14 @@ pub enum RuntimeError {
         id: String,
         /// Why.
         reason: &'static str,
+    },
+    /// The process user does not fit the profile (an id outside the user namespace's map).
+    #[error("container {id}: bad user: {reason}")]
+    BadUser {
+        /// Id.
+        id: String,
+        /// Why.
+        reason: String,
     },
     /// Bad limits.
     #[error("container {id}: {source}")]

@@ -7,7 +7,7 @@ use crate::handle::Container;
 use crate::init::{self, InitPlan};
 use crate::net::NetMode;
 use crate::rootfs::{build_ops, cstr, Op};
-use crate::spec::{check_id, open_output, ContainerSpec, Output, Profile};
+use crate::spec::{check_id, check_user, open_output, ContainerSpec, Output, ProcessUser, Profile};
 use crate::sys;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -20,6 +20,7 @@ impl Runtime {
     pub fn start(&self, spec: &ContainerSpec) -> Result<Container, RuntimeError> {
         let launched_ns = sys::mono_ns();
         check_id(&spec.id)?;
+        check_user(&spec.id, self.profile, spec.user.as_ref())?;
         spec.limits.validate().map_err(|source| RuntimeError::Limits { id: spec.id.clone(), source })?;
         let mut c = Container::new(spec.id.clone(), self.cgroups.clone(), launched_ns);
         let prepared = self.prepare(spec, &mut c)?;
@@ -158,7 +159,9 @@ impl Runtime {
         if self.profile == Profile::Userns {
             let base = format!("/proc/{}", c.pid);
             let map = format!("0 {USERNS_BASE} {USERNS_SIZE}\n");
-            for (f, v) in [("setgroups", "deny"), ("uid_map", map.as_str()), ("gid_map", map.as_str())] {
+            // setgroups stays "allow" (as runc leaves it when run as root): the init sets the
+            // process's groups inside the namespace, dropping the host groups it was cloned with.
+            for (f, v) in [("uid_map", map.as_str()), ("gid_map", map.as_str())] {
                 let p = PathBuf::from(format!("{base}/{f}"));
                 std::fs::write(&p, v).map_err(io(&c.id, "write", &p))?;
             }
@@ -248,6 +251,12 @@ impl Runtime {
         argv.extend(spec.args.iter().map(|a| cstr(a.as_bytes())));
         let envp =
             self.image.env.iter().chain(spec.env.iter()).map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect();
+        // In a user namespace the init always sets its groups: it was cloned with the host's (root's
+        // gid 0 among them), which the namespace cannot map but the kernel still checks.
+        let user = spec.user.clone().or_else(|| userns.then(|| ProcessUser { uid: 0, gid: 0, groups: Vec::new() }));
+        // Docker gives a non-root user no effective/permitted capabilities, only the bounding set.
+        let non_root = user.as_ref().is_some_and(|u| u.uid != 0);
+        let caps = self.caps.clone().map(|c| if non_root { crate::security::CapsPlan { mask: 0, ..c } } else { c });
         InitPlan {
             stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
             own_fds_below: None,
@@ -262,7 +271,8 @@ impl Runtime {
             loopback: true,
             cgroup_ns: true,
             cwd: cstr(self.image.cwd.as_bytes()),
-            caps: self.caps.clone(),
+            user,
+            caps,
             no_new_privs: self.profile != Profile::Privileged,
             seccomp: self.seccomp.clone(),
             exec_path: cstr(self.image.entry[0].as_bytes()),

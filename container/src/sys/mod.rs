@@ -69,6 +69,14 @@ pub trait Sys {
     fn loopback_up(&self) -> Result<(), Errno>;
     /// setresgid(0,0,0) + setresuid(0,0,0) (after the parent wrote the user namespace maps).
     fn become_root(&self) -> Result<(), Errno>;
+    /// setgroups(2): replace the supplementary groups with `groups` (raw system call, see
+    /// `become_root`).
+    fn setgroups(&self, groups: &[libc::gid_t]) -> Result<(), Errno>;
+    /// setresgid(gid, gid, gid) (raw system call).
+    fn setresgid(&self, gid: u32) -> Result<(), Errno>;
+    /// setresuid(uid, uid, uid) (raw system call); from uid 0 to a non-zero uid the kernel clears the
+    /// effective, permitted and ambient capabilities (no `PR_SET_KEEPCAPS`).
+    fn setresuid(&self, uid: u32) -> Result<(), Errno>;
     /// unshare(2).
     fn unshare(&self, flags: i32) -> Result<(), Errno>;
     /// close(2), errors ignored (an fd that is not open is fine).
@@ -204,6 +212,22 @@ impl Sys for Real {
         check(unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } as _)?;
         // SAFETY: as above.
         check(unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } as _)
+    }
+
+    fn setgroups(&self, groups: &[libc::gid_t]) -> Result<(), Errno> {
+        let ptr = if groups.is_empty() { std::ptr::null() } else { groups.as_ptr() };
+        // SAFETY: `ptr` is null or `groups`, a valid array of `groups.len()` gids for the call.
+        check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), ptr) })
+    }
+
+    fn setresgid(&self, gid: u32) -> Result<(), Errno> {
+        // SAFETY: integer arguments (raw, not glibc's wrapper: see `become_root`).
+        check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+    }
+
+    fn setresuid(&self, uid: u32) -> Result<(), Errno> {
+        // SAFETY: integer arguments (raw, not glibc's wrapper: see `become_root`).
+        check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
     }
 
     fn unshare(&self, flags: i32) -> Result<(), Errno> {

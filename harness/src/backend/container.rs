@@ -13,7 +13,7 @@ use super::lines::{Line, LineReader};
 use super::{Backend, BackendError, Event, ExitInfo, Instance, InstanceSpec, InstanceStats, Phase, Ready};
 use crate::clock;
 use crate::memstat;
-use container::{ContainerSpec, Image, Limits, Profile, Runtime};
+use container::{ContainerSpec, Image, Limits, ProcessUser, Profile, Runtime};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -169,8 +169,10 @@ impl Backend for ContainerBackend {
         self.launch_layers(layers, spec, launched_ns)
     }
 
-    /// The image's layers as lower dirs, its argv, environment and working directory; the profile's
-    /// security settings as for the workload. Runtimes are kept per (layers, argv\[0\], env, cwd).
+    /// The image's layers as lower dirs, its argv, environment, working directory and user (uid:gid
+    /// resolved in the image, no supplementary groups; inside the user namespace for
+    /// `container-userns`, see [`container::ProcessUser`]); the profile's security settings as for the
+    /// workload. Runtimes are kept per (layers, argv\[0\], env, cwd).
     fn launch_image(
         &self,
         l: &crate::images::run::ImageLaunch,
@@ -178,12 +180,6 @@ impl Backend for ContainerBackend {
     ) -> Result<Box<dyn Instance>, BackendError> {
         let launched_ns = clock::mono_ns();
         let unavailable = |reason: String| BackendError::Unavailable { backend: self.name.into(), reason };
-        if l.uid_gid != (0, 0) {
-            return Err(unavailable(format!(
-                "image '{}' runs as user '{}' ({}:{}), and vmct's container runtime starts processes as root only",
-                l.image, l.user, l.uid_gid.0, l.uid_gid.1
-            )));
-        }
         let key = format!("{:?}|{}|{:?}|{}", l.layers, l.argv[0], l.env, l.cwd);
         let rt = {
             let mut g = self.images.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,7 +199,10 @@ impl Backend for ContainerBackend {
                 }
             }
         };
-        self.launch_args(&rt, spec, l.argv[1..].to_vec(), launched_ns)
+        let (uid, gid) = l.uid_gid;
+        // Root stays as before (the runtime's own groups); anything else is switched to by the init.
+        let user = (l.uid_gid != (0, 0)).then(|| ProcessUser { uid, gid, groups: Vec::new() });
+        self.launch_args(&rt, spec, l.argv[1..].to_vec(), user, launched_ns)
     }
 }
 
@@ -248,20 +247,22 @@ impl ContainerBackend {
         launched_ns: u64,
     ) -> Result<Box<dyn Instance>, BackendError> {
         let args = spec.scenario.to_string().split_whitespace().map(String::from).collect();
-        self.launch_args(rt, spec, args, launched_ns)
+        self.launch_args(rt, spec, args, None, launched_ns)
     }
 
-    /// Start a container of `rt`'s image with `args` after its entry point.
+    /// Start a container of `rt`'s image with `args` after its entry point, as `user` (None: root).
     fn launch_args(
         &self,
         rt: &Runtime,
         spec: &InstanceSpec,
         args: Vec<String>,
+        user: Option<ProcessUser>,
         launched_ns: u64,
     ) -> Result<Box<dyn Instance>, BackendError> {
         let launch_err = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
         let mut cs = ContainerSpec::new(spec.id.clone(), args);
         cs.env = spec.env.clone();
+        cs.user = user;
         cs.limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
         let log = match &spec.log_dir {
             Some(dir) => {

@@ -410,13 +410,20 @@ impl PeerBackend {
     }
 }
 
-/// `cfg` (an OCI config.json) with `process.user` set to `user` (uid, gid); unchanged for root.
+/// `cfg` (an OCI config.json) with `process.user` set to `user` (uid, gid); unchanged for root. A
+/// non-root uid keeps the bounding set only, no effective/permitted/inheritable/ambient capabilities:
+/// what Docker writes for a non-root `--user` (moby `oci.SetCapabilities`) and what vmct's runtime does.
 fn with_user(cfg: String, user: (u32, u32)) -> Result<String, String> {
     if user == (0, 0) {
         return Ok(cfg);
     }
     let mut v: serde_json::Value = serde_json::from_str(&cfg).map_err(|e| format!("config.json: {e}"))?;
     v["process"]["user"] = serde_json::json!({ "uid": user.0, "gid": user.1 });
+    if user.0 != 0 {
+        if let Some(caps) = v["process"]["capabilities"].as_object_mut() {
+            caps.retain(|k, _| k == "bounding");
+        }
+    }
     serde_json::to_string_pretty(&v).map_err(|e| format!("config.json: {e}"))
 }
 
@@ -584,5 +591,24 @@ impl Instance for PeerInstance {
             e.error = Some("OOM-killed by the memory limit".into());
         }
         Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_root_user_keeps_only_the_bounding_set_like_docker() {
+        let caps = r#"{"bounding":["CAP_KILL"],"effective":["CAP_KILL"],"permitted":["CAP_KILL"],"inheritable":[]}"#;
+        let cfg = format!(r#"{{"process":{{"user":{{"uid":0,"gid":0}},"capabilities":{caps}}}}}"#);
+        let v = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap();
+        assert_eq!(with_user(cfg.clone(), (0, 0)).unwrap(), cfg, "root: unchanged");
+        let user = v(with_user(cfg.clone(), (1000, 1001)).unwrap());
+        assert_eq!(user["process"]["user"], serde_json::json!({ "uid": 1000, "gid": 1001 }));
+        assert_eq!(user["process"]["capabilities"], serde_json::json!({ "bounding": ["CAP_KILL"] }));
+        // uid 0 with another group keeps root's capabilities.
+        let root_group = v(with_user(cfg, (0, 5)).unwrap());
+        assert_eq!(root_group["process"]["capabilities"]["effective"], serde_json::json!(["CAP_KILL"]));
     }
 }
