@@ -11,7 +11,8 @@
 //!
 //! Each clock gets one untimed warm-up first (the first launch builds the base image). n is the
 //! startup plan's run count capped at [`RUNS`] (the user-space-kernel plan for runsc), so the default
-//! plan takes n = 30 and `--quick` leaves the experiment out unless it is named.
+//! plan takes n = 30. Neither preset runs it unless it is named (`--experiments crosscheck`; see
+//! `crate::compare::default_experiments`).
 use super::registry::{Experiment, RunContext};
 use super::startup::StartupPlan;
 use super::{launch_ready, spec, ExperimentError};
