@@ -31,6 +31,8 @@ pub struct RunData {
     pub blast: Option<Vec<BlastRow>>,
     /// snapshot.csv.
     pub snapshot: Option<Vec<SnapshotRow>>,
+    /// crosscheck.csv.
+    pub crosscheck: Option<Vec<results::CrossCheckRow>>,
     /// attack_surface.csv.
     pub attack_surface: Option<Vec<results::AttackSurfaceRow>>,
 }
@@ -86,6 +88,7 @@ impl RunData {
             isolation: opt(rd)?,
             blast: opt(rd)?,
             snapshot: opt(rd)?,
+            crosscheck: opt(rd)?,
             attack_surface: opt(rd)?,
         })
     }
@@ -138,6 +141,9 @@ impl RunData {
             add(&s.backend);
         }
         for s in self.snapshot.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.crosscheck.iter().flatten() {
             add(&s.backend);
         }
         names

@@ -57,7 +57,7 @@ pub fn meta() -> RunMeta {
         git_commit: Some("0123abc".into()),
         command: vec!["vmct".into(), "compare".into(), "--quick".into()],
         plan: Plan {
-            experiments: ["startup", "density", "overhead", "isolation", "blast", "snapshot"]
+            experiments: ["startup", "density", "overhead", "isolation", "blast", "snapshot", "crosscheck"]
                 .map(String::from)
                 .to_vec(),
             backends: vec![],
@@ -397,6 +397,26 @@ pub fn write_drawn(dir: &Path, seed: u64, startup_scale: f64) -> Result<RunDir, 
         }
     }
     rd.write_csv(&snaps)?;
+
+    // Cross-check: five samples per clock, in milliseconds.
+    use results::CrossClock as C;
+    let ms = |base: f64| [0.0, 0.3, -0.2, 0.5, 0.1].map(|d| (base + d) * 1e-3);
+    let mut cross = Vec::new();
+    for (b, clock, base) in [
+        ("container", C::VmctLaunchToReady, 4.5),
+        ("container", C::VmctRun, 14.0),
+        ("container", C::VmctRunStart, 5.4),
+        ("container", C::VmctRunLessStart, 8.6),
+        ("crun", C::VmctLaunchToReady, 14.0),
+        ("crun", C::PeerCliRun, 14.2),
+        ("crun", C::VmctRun, 25.0),
+        ("crun", C::VmctRunStart, 5.5),
+        ("crun", C::VmctRunLessStart, 19.5),
+    ] {
+        cross.extend(results::CrossCheckRow::of(b, clock, &format!("{clock} on {b}"), &ms(base)));
+    }
+    results::crosscheck::fill_ratios(&mut cross, "container");
+    rd.write_csv(&cross)?;
     Ok(rd)
 }
 

@@ -81,7 +81,7 @@ pub trait ReportSection: Sync {
 
 /// Every experiment section, in page order.
 pub static SECTIONS: &[&dyn ReportSection] =
-    &[&Startup, &Density, &Overhead, &Isolation, &AttackSurface, &Blast, &Snapshot];
+    &[&Startup, &Density, &Overhead, &Isolation, &AttackSurface, &Blast, &Snapshot, &crate::crosscheck::CrossCheck];
 
 /// A figure's key.
 fn key(sec: &dyn ReportSection, backend: &str, metric: &str) -> (String, String, String) {

@@ -43,6 +43,8 @@ experiment_ids! {
     Isolation = "isolation",
     /// Saving and restoring state (`snapshot.csv`).
     Snapshot = "snapshot",
+    /// Peer cross-check: each peer CLI's own `run` beside vmct's clocks (`crosscheck.csv`).
+    CrossCheck = "crosscheck",
 }
 
 impl ExperimentId {

@@ -332,6 +332,14 @@ pub trait Backend: Send + Sync {
         surface::BackendSurface::default()
     }
 
+    /// The runtime's own command line timed whole-process on `spec` (a peer runtime: `<peer> run` of the
+    /// bundle it would launch, spawn to exit, `delete` included when needed), seconds; Ok(None) for a
+    /// backend without a command line of its own (the default).
+    fn own_cli_run(&self, spec: &InstanceSpec, timeout: Duration) -> Result<Option<f64>, BackendError> {
+        let _ = (spec, timeout);
+        Ok(None)
+    }
+
     /// Start an instance of an image's own process (`vmct run --image`, `vmct compare --image`):
     /// its argv, environment, working directory and user, on `launch.layers` (containers) or its root
     /// disk (linux guests, which apply the readiness rule inside). The default: not possible here.

@@ -282,6 +282,65 @@ impl Backend for PeerBackend {
         }
     }
 
+    /// `<peer> --root STATE [GLOBAL FLAGS] run --bundle B ID` of the bundle [`Backend::launch`] would
+    /// run, timed hyperfine-style: from just before the spawn (fork, entering the private mount namespace
+    /// with the bundle's overlay, exec) to the runtime's exit, seen by polling every 100 µs, plus
+    /// `<peer> delete --force ID` when the container's state outlived the run (crun and runc remove it
+    /// themselves on exit). Writing the bundle before and removing it after are not timed. The workload's
+    /// output goes to /dev/null; a non-zero exit is an error with the runtime's stderr.
+    fn own_cli_run(&self, spec: &InstanceSpec, timeout: Duration) -> Result<Option<f64>, BackendError> {
+        let s = self.setup().map_err(|reason| BackendError::Unavailable { backend: self.name.into(), reason })?;
+        let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
+        let Prepared { mut cmd, guard, bundle, .. } = self.bundle_command(&s, spec, &s.image, &args, (0, 0), None)?;
+        let fail = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
+        let err_path = bundle.join("stderr");
+        let err_file = std::fs::File::create(&err_path).map_err(|e| fail(format!("{}: {e}", err_path.display())))?;
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(err_file);
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in spec.env.iter().filter(|(k, _)| k == super::OWNER_ENV) {
+            cmd.env(k, v);
+        }
+        let t0 = std::time::Instant::now();
+        let mut child = cmd.spawn().map_err(|e| fail(format!("cannot start {}: {e}", s.bin.display())))?;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if t0.elapsed() < timeout => std::thread::sleep(Duration::from_micros(100)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(fail(format!("{} run did not exit within {timeout:?}", self.name)));
+                }
+                Err(e) => return Err(fail(format!("wait for {} run: {e}", self.name))),
+            }
+        };
+        let run_s = t0.elapsed().as_secs_f64();
+        if !status.success() {
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            return Err(fail(format!("{} run exited with {status}: {}", self.name, err.trim())));
+        }
+        let state = bundle.join("state");
+        let runsc_state = state.join(format!("{0}_sandbox:{0}.state", spec.id));
+        let t1 = std::time::Instant::now();
+        if state.join(&spec.id).exists() || runsc_state.exists() {
+            let st = Command::new(&s.bin)
+                .arg("--root")
+                .arg(&state)
+                .args(&s.global_args)
+                .args(["delete", "--force", &spec.id])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|e| fail(format!("cannot run {} delete: {e}", self.name)))?;
+            if !st.success() {
+                return Err(fail(format!("{} delete exited with {st}", self.name)));
+            }
+        }
+        let delete_s = t1.elapsed().as_secs_f64();
+        drop(guard);
+        Ok(Some(run_s + delete_s))
+    }
+
     /// The bundle is generated from the image's config: its layers, argv, environment, working
     /// directory and user (uid:gid resolved in the image), with the same default profile.
     fn launch_image(
@@ -321,6 +380,52 @@ impl PeerBackend {
         user: (u32, u32),
         restore_from: Option<&Path>,
     ) -> Result<Box<dyn Instance>, BackendError> {
+        let Prepared { cmd, mut guard, bundle, cgroups_path } =
+            self.bundle_command(s, spec, image, args, user, restore_from)?;
+        // The OCI config carries the environment; the runtime itself gets the owner variable too.
+        let mut runtime_spec = spec.clone();
+        runtime_spec.env.retain(|(k, _)| k == super::OWNER_ENV);
+        let launched_ns = crate::clock::mono_ns();
+        let child = ChildInstance::spawn(self.name, &runtime_spec, cmd)?;
+        let cleanup_fn = guard.0.take().unwrap_or_else(|| Box::new(|| ()));
+        let (stats, on_ready) = match self.flavour {
+            Flavour::Container => (peer_stats as fn(u32) -> InstanceStats, None),
+            Flavour::UserSpaceKernel => {
+                (super::runsc::sandbox_stats as fn(u32) -> InstanceStats, Some(super::runsc::note_ready as fn(u32)))
+            }
+        };
+        let inner = child.with_stats(stats).with_cleanup(cleanup_fn);
+        let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
+        let checkpoint = (self.flavour == Flavour::UserSpaceKernel).then(|| Checkpoint {
+            bin: s.bin.clone(),
+            state: bundle.join("state"),
+            global_args: s.global_args.clone(),
+            restored: restore_from.is_some(),
+            launched_ns,
+        });
+        Ok(Box::new(PeerInstance {
+            inner,
+            memcg,
+            v2: !s.hybrid && !memcg_exists_v1(),
+            vmstat_oom: vmstat_oom_kills(),
+            on_ready,
+            checkpoint,
+        }))
+    }
+}
+
+impl PeerBackend {
+    /// The bundle of `spec` written and the runtime's command (`run`, or runsc's `restore`) ready to
+    /// spawn; the guard removes bundle and cgroups when dropped.
+    fn bundle_command(
+        &self,
+        s: &Setup,
+        spec: &InstanceSpec,
+        image: &Image,
+        args: &[String],
+        user: (u32, u32),
+        restore_from: Option<&Path>,
+    ) -> Result<Prepared, BackendError> {
         let fail = |reason: String| BackendError::Launch { backend: self.name.into(), reason };
         let limits = Limits { memory_bytes: spec.mem_limit_bytes, cpus: spec.cpu_quota, pids: spec.pids_limit };
         limits.validate().map_err(|e| fail(e.to_string()))?;
@@ -335,16 +440,8 @@ impl PeerBackend {
         let dirs = missing_cgroup_dirs(&cgroups_path);
         let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
         // From here on the guard removes the bundle (and cgroups) on any error.
-        struct Guard(Option<Box<dyn FnOnce() + Send>>);
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                if let Some(f) = self.0.take() {
-                    f()
-                }
-            }
-        }
         let (bin, b2, id2) = (s.bin.clone(), bundle.clone(), spec.id.clone());
-        let mut guard = Guard(Some(Box::new(move || cleanup(&bin, &b2, &id2, &memcg, &dirs))));
+        let guard = Guard(Some(Box::new(move || cleanup(&bin, &b2, &id2, &memcg, &dirs))));
         let (upper, work, rootfs) = (bundle.join("upper"), bundle.join("work"), bundle.join("rootfs"));
         for d in [&upper, &work, &rootfs, &bundle.join("state")] {
             std::fs::create_dir(d).map_err(io("create", d))?;
@@ -378,36 +475,27 @@ impl PeerBackend {
         unsafe {
             cmd.pre_exec(move || container::sys::private_mount_ns(Some((&target, &data)), unified.as_deref()));
         }
-        // The OCI config carries the environment; the runtime itself gets the owner variable too.
-        let mut runtime_spec = spec.clone();
-        runtime_spec.env.retain(|(k, _)| k == super::OWNER_ENV);
-        let launched_ns = crate::clock::mono_ns();
-        let child = ChildInstance::spawn(self.name, &runtime_spec, cmd)?;
-        let cleanup_fn = guard.0.take().unwrap_or_else(|| Box::new(|| ()));
-        let (stats, on_ready) = match self.flavour {
-            Flavour::Container => (peer_stats as fn(u32) -> InstanceStats, None),
-            Flavour::UserSpaceKernel => {
-                (super::runsc::sandbox_stats as fn(u32) -> InstanceStats, Some(super::runsc::note_ready as fn(u32)))
-            }
-        };
-        let inner = child.with_stats(stats).with_cleanup(cleanup_fn);
-        let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
-        let checkpoint = (self.flavour == Flavour::UserSpaceKernel).then(|| Checkpoint {
-            bin: s.bin.clone(),
-            state: bundle.join("state"),
-            global_args: s.global_args.clone(),
-            restored: restore_from.is_some(),
-            launched_ns,
-        });
-        Ok(Box::new(PeerInstance {
-            inner,
-            memcg,
-            v2: !s.hybrid && !memcg_exists_v1(),
-            vmstat_oom: vmstat_oom_kills(),
-            on_ready,
-            checkpoint,
-        }))
+        Ok(Prepared { cmd, guard, bundle, cgroups_path })
     }
+}
+
+/// Runs its closure (removal of a bundle and its cgroups) when dropped, unless taken.
+struct Guard(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f()
+        }
+    }
+}
+
+/// A bundle on disk and the runtime command that runs it.
+struct Prepared {
+    cmd: Command,
+    guard: Guard,
+    bundle: PathBuf,
+    cgroups_path: String,
 }
 
 /// `cfg` (an OCI config.json) with `process.user` set to `user` (uid, gid); unchanged for root. A

@@ -100,6 +100,8 @@ struct RunReport {
     id: String,
     workload: String,
     launch_to_ready_s: f64,
+    /// Host CLOCK_MONOTONIC when the launch began, ns (a caller timing this process subtracts its start).
+    launched_mono_ns: u64,
     phases: Vec<(String, f64)>,
     results: Vec<serde_json::Value>,
     probes: Vec<serde_json::Value>,
@@ -209,6 +211,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         id: spec.id.clone(),
         workload: scenario.to_string(),
         launch_to_ready_s: ready.launch_to_ready_s(),
+        launched_mono_ns: ready.launched_ns,
         phases: ready.phases.iter().map(|p| (p.name.clone(), p.duration_s)).collect(),
         results: vec![],
         probes: vec![],

@@ -77,6 +77,7 @@ pub fn experiment(id: ExperimentId) -> &'static dyn Registered {
         ExperimentId::Density => &super::density::Density,
         ExperimentId::Isolation => &super::isolation::Isolation,
         ExperimentId::Snapshot => &super::snapshot::Snapshot,
+        ExperimentId::CrossCheck => &super::crosscheck::CrossCheck,
     }
 }
 
