@@ -183,43 +183,27 @@ pub fn find_in(prefix: &str, state_root: &Path) -> GcPlan {
         return plan;
     }
     let mut live = Vec::new();
-    // 1. cgroups and the processes in them.
-    if let Ok(cg) = cgroup::detect() {
-        let mut parents = cg.parents();
-        // Peers (crun/runc) and older layouts may have put them at hierarchy roots too.
-        for p in cg.parents() {
-            if let Some(root) = p.ancestors().find(|a| a.parent() == Some(Path::new("/sys/fs/cgroup"))) {
-                parents.push(root.to_path_buf());
-            }
+    // 1. cgroups and the processes in them: anywhere in every hierarchy (cgroup::find_named).
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for d in cgroup::find_named(&cgroup::parse_mountinfo(&mountinfo), prefix) {
+        let pids = cgroup::procs(&d);
+        let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !pids.is_empty() && owned(&pids) {
+            plan.kept.push(format!("cgroup {} ({} processes of a running owner)", d.display(), pids.len()));
+            live.push(name);
+            continue;
         }
-        parents.sort();
-        parents.dedup();
-        for parent in parents {
-            for d in entries_with_prefix(&parent, prefix) {
-                if !d.is_dir() {
-                    continue;
-                }
-                let pids = cgroup::procs(&d);
-                let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                if !pids.is_empty() && owned(&pids) {
-                    plan.kept.push(format!("cgroup {} ({} processes of a running owner)", d.display(), pids.len()));
-                    live.push(name);
-                    continue;
-                }
-                if let Some(owner) = live_owner_by_name(&name, prefix) {
-                    plan.kept.push(format!("cgroup {} of running vmct {owner}", d.display()));
-                    live.push(name);
-                    continue;
-                }
-                for p in &pids {
-                    plan.leftovers.push(Leftover::StrayProcess { pid: *p, cgroup: d.clone() });
-                }
-                plan.leftovers.push(Leftover::Cgroup(d));
-            }
+        if let Some(owner) = live_owner_by_name(&name, prefix) {
+            plan.kept.push(format!("cgroup {} of running vmct {owner}", d.display()));
+            live.push(name);
+            continue;
         }
+        for p in &pids {
+            plan.leftovers.push(Leftover::StrayProcess { pid: *p, cgroup: d.clone() });
+        }
+        plan.leftovers.push(Leftover::Cgroup(d));
     }
     // 2. host mounts under the state root or /run/netns carrying the prefix (deepest first).
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut mounts: Vec<String> = mountinfo
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))

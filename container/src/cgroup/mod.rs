@@ -293,6 +293,42 @@ pub fn from_texts(mountinfo: &str, proc_cgroup: &str) -> Result<Box<dyn Cgroups>
     Err(CgroupError::NotFound(format!("{} cgroup mounts, none with memory", mounts.len())))
 }
 
+/// Deepest cgroup level [`find_named`] looks at below a hierarchy's mount point (host cgroup trees
+/// are a few levels deep: slice/scope/instance).
+pub const FIND_DEPTH: usize = 8;
+
+/// Every cgroup directory named `prefix*`, at any depth (up to [`FIND_DEPTH`]) of every cgroup
+/// hierarchy mounted on this host (`mounts`: [`parse_mountinfo`] of /proc/self/mountinfo), not only
+/// below this process's own cgroups: a peer runtime (crun, runc, runsc) creates its container's
+/// cgroup at the same path in every hierarchy (vmct hands it the memory cgroup's path), and a run
+/// killed in another login session or systemd scope left its cgroups below that scope. A directory
+/// found is not descended into. Sorted, deepest first (children are removed before parents).
+pub fn find_named(mounts: &[Mount], prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), prefix, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut points: Vec<&Path> = mounts.iter().map(|m| m.point.as_path()).collect();
+    points.sort();
+    points.dedup();
+    for p in points {
+        walk(p, prefix, FIND_DEPTH, &mut out);
+    }
+    out.sort_by(|a, b| b.components().count().cmp(&a.components().count()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
+}
+
 /// Detect this host's layout.
 pub fn detect() -> Result<Box<dyn Cgroups>, CgroupError> {
     let mi = fs::read_to_string("/proc/self/mountinfo").map_err(|e| CgroupError::NotFound(e.to_string()))?;
@@ -313,6 +349,25 @@ mod tests {
 36 30 0:32 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices
 ";
     const HYBRID_PC: &str = "8:pids:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/\n0::/\n";
+
+    #[test]
+    fn find_named_looks_below_every_hierarchy_not_only_the_own_cgroup() {
+        // The layout a killed crun run leaves when vmct's memory cgroup is /scope but its pids
+        // cgroup is the root: crun created /scope/vmct-1-0 in every hierarchy.
+        let t = tempfile::tempdir().unwrap();
+        for h in ["memory", "pids"] {
+            fs::create_dir_all(t.path().join(h).join("scope/vmct-1-0/inner")).unwrap();
+            fs::create_dir_all(t.path().join(h).join("other")).unwrap();
+        }
+        fs::create_dir_all(t.path().join("pids/vmct-2-0")).unwrap();
+        let mounts: Vec<Mount> = ["memory", "pids"]
+            .iter()
+            .map(|h| Mount { point: t.path().join(h), v2: false, controllers: vec![(*h).to_string()] })
+            .collect();
+        let found = find_named(&mounts, "vmct");
+        let rel: Vec<String> = found.iter().map(|p| p.strip_prefix(t.path()).unwrap().display().to_string()).collect();
+        assert_eq!(rel, ["memory/scope/vmct-1-0", "pids/scope/vmct-1-0", "pids/vmct-2-0"]);
+    }
 
     #[test]
     fn detects_hybrid_and_v2() {

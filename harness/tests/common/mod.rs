@@ -37,17 +37,17 @@ pub fn owned_processes(owner: u32) -> Vec<String> {
 }
 
 /// Cgroup directories, container state dirs, mounts and network namespaces of the vmct process `pid`
-/// (cgroups are looked for where this process's runtime puts them, and at each hierarchy root).
+/// (cgroups at any depth of every hierarchy, as `vmct gc` looks for them).
 pub fn kernel_objects(pid: u32) -> Vec<String> {
     let mut out = Vec::new();
-    let mut parents: Vec<PathBuf> = container::cgroup::detect().map(|c| c.parents()).unwrap_or_default();
-    for p in parents.clone() {
-        if let Some(root) = p.ancestors().find(|a| a.parent() == Some(Path::new("/sys/fs/cgroup"))) {
-            parents.push(root.to_path_buf());
+    // Every hierarchy at any depth, as `vmct gc` looks: a peer runtime creates its cgroups at the
+    // memory cgroup's path in every hierarchy, which need not be this process's path there.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for d in container::cgroup::find_named(&container::cgroup::parse_mountinfo(&mountinfo), "vmct") {
+        if is_of(&d.file_name().unwrap_or_default().to_string_lossy(), pid) {
+            out.push(format!("cgroup {}", d.display()));
         }
     }
-    parents.sort();
-    parents.dedup();
     let named = |dir: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(dir)
             .into_iter()
@@ -57,9 +57,6 @@ pub fn kernel_objects(pid: u32) -> Vec<String> {
             .map(|e| e.path())
             .collect()
     };
-    for p in &parents {
-        out.extend(named(p).into_iter().map(|d| format!("cgroup {}", d.display())));
-    }
     out.extend(named(Path::new(container::DEFAULT_STATE_ROOT)).into_iter().map(|d| format!("dir {}", d.display())));
     out.extend(named(Path::new("/run/netns")).into_iter().map(|d| format!("netns {}", d.display())));
     for base in harness::gc::PROBE_DIR_BASES {
