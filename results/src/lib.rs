@@ -11,6 +11,7 @@ pub mod records;
 pub mod rundir;
 pub mod stats;
 pub mod surface;
+pub mod transfer;
 pub mod vocab;
 
 pub use crosscheck::{CrossCheckRow, CrossClock};
@@ -19,6 +20,7 @@ pub use experiment::{ExperimentId, UnknownExperiment};
 pub use records::*;
 pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
 pub use surface::AttackSurfaceRow;
+pub use transfer::{Quantity, Transfer};
 pub use vocab::{
     BackendKind, Capabilities, DensityStop, GuestModel, IsolationModel, Neighbour, ProbeOutcome, StartupMode,
     StopReason, VocabError,
