@@ -23,6 +23,7 @@ pub mod image;
 pub mod merge;
 pub mod models;
 pub mod noise;
+pub mod pair;
 pub mod palette;
 pub mod planner;
 pub mod registry;
