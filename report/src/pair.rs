@@ -126,7 +126,7 @@ mod tests {
 
     fn fixture() -> (tempfile::TempDir, RunData) {
         let d = tempfile::tempdir().unwrap();
-        crate::fixture::write(d.path()).unwrap();
+        crate::fixture::write_with_emulated_guest(d.path()).unwrap();
         let run = RunData::load(&results::RunDir::open(d.path()).unwrap()).unwrap();
         (d, run)
     }
@@ -138,6 +138,11 @@ mod tests {
         assert_eq!(run.model(&p.container), Model::Container);
         assert_eq!(run.model(&p.vm), Model::MicrovmLinux, "{p}");
         assert_eq!(ConfigPair::all(&run)[0], p);
+        // Without a linux guest the VM side falls back to the VM that ran (the bare guest).
+        let d = tempfile::tempdir().unwrap();
+        crate::fixture::write(d.path()).unwrap();
+        let bare = RunData::load(&results::RunDir::open(d.path()).unwrap()).unwrap();
+        assert_eq!(bare.model(&ConfigPair::default_for(&bare).unwrap().vm), Model::MicrovmBare);
     }
 
     #[test]
