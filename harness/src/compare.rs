@@ -439,6 +439,7 @@ pub fn run(
         host,
         backends: infos,
         attack_surface: Vec::new(),
+        transfer: Vec::new(),
         load_before: LoadSnapshot::capture(),
         load_after: None,
         harness_timestamp_cost_s: Some(crate::experiments::timestamp_cost_s(10_000)),
