@@ -466,6 +466,7 @@ pub fn run(
     meta.caveats.extend(load_caveats(&meta.load_before, &after, meta.host.cores));
     meta.load_after = Some(after);
     meta.finished_unix_s = unix_now();
+    meta.transfer = results::transfer::marks(&meta);
     rd.write_meta(&meta)?;
     Ok(outcome)
 }

@@ -80,6 +80,7 @@ pub fn meta() -> RunMeta {
             backend("crun", "peer", "container", None, true),
         ],
         attack_surface: surface_rows(),
+        transfer: Vec::new(),
         caveats,
         load_before: LoadSnapshot {
             loadavg_1m: 0.4,
