@@ -112,6 +112,46 @@ mod tests {
         }
     }
 
+    /// The `<tr>` of `backend` in the `<section id=...>` of `html`.
+    fn row_in(html: &str, section: &str, backend: &str) -> String {
+        let start = html.find(&format!("<section id=\"{section}\">")).unwrap();
+        let sec = &html[start..start + html[start..].find("</section>").unwrap()];
+        let at = sec.find(&format!("</span>{backend}</span>")).unwrap_or_else(|| panic!("{backend} in {section}"));
+        let row = &sec[sec[..at].rfind("<tr>").unwrap()..];
+        row[..row.find("</tr>").unwrap()].to_string()
+    }
+
+    /// A fixture run with an emulated linux guest (qemu-tcg) on a kvm_pvm host: its startup figures are
+    /// marked as not transferring, its attack surface is not marked (it transfers), the bare guest's
+    /// figures are marked as its model's only, and the legend is on the page once.
+    #[test]
+    fn an_emulated_guests_startup_is_marked_and_its_attack_surface_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write_with_emulated_guest(d.path()).unwrap();
+        let mut sums: Vec<results::StartupSummary> = rd.read_csv().unwrap();
+        let mut tcg: Vec<_> = sums.iter().filter(|s| s.backend == "microvm").cloned().collect();
+        tcg.iter_mut().for_each(|s| s.backend = "qemu-tcg".into());
+        sums.extend(tcg);
+        rd.write_csv(&sums).unwrap();
+        let mut surface: Vec<results::AttackSurfaceRow> = rd.read_csv().unwrap();
+        let mut row = surface.iter().find(|r| r.backend == "microvm").unwrap().clone();
+        row.backend = "qemu-tcg".into();
+        surface.push(row);
+        rd.write_csv(&surface).unwrap();
+        let html = std::fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        let emulated = badge(Transfer::EmulatedCpu);
+        let start = row_in(&html, "startup", "qemu-tcg");
+        assert_eq!(start.matches(&emulated).count(), 7, "median, p90, p99, min, max, MAD, rate: {start}");
+        let surf = row_in(&html, "surface", "qemu-tcg");
+        assert!(surf.contains(">0</a>") && !surf.contains("class=\"tm "), "{surf}");
+        assert!(row_in(&html, "surface", "microvm").contains(&badge(Transfer::BareModelOnly)));
+        let container = row_in(&html, "startup", "container");
+        assert!(!container.contains("class=\"tm "), "{container}");
+        assert_eq!(html.matches("<div class=\"tmlegend\">").count(), 1);
+        let cards = &html[html.find("<div class=\"cards\">").unwrap()..html.find("<section id=\"host\">").unwrap()];
+        assert!(cards.contains(&emulated) && cards.contains(&badge(Transfer::BareModelOnly)), "{cards}");
+    }
+
     /// Old run.json files (no recorded marks) get them from the rule; recorded marks win.
     #[test]
     fn marks_come_from_run_json_else_from_the_rule() {
