@@ -84,7 +84,9 @@ pub fn legend() -> String {
                 Transfer::InterpretedGuestKernel => {
                     "KVM here interprets guest kernel code (kvm_pvm): the linux guest's times and CPU do not transfer"
                 }
-                _ => "the bare guest (no OS, Hyperlight-like) describes the bare model only, never a Linux-guest microVM",
+                _ => {
+                    "the bare guest (no OS, Hyperlight-like) describes the bare model only, never a Linux-guest microVM"
+                }
             };
             format!("<li>{} {}: {}</li>", badge(*t), esc(t.mark()), esc(why))
         })

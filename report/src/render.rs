@@ -2,7 +2,6 @@
 use crate::data::RunData;
 use crate::html::{backend, checked, esc, num, page, section, table};
 use crate::marks::{marked, marked_table};
-use results::Quantity;
 use crate::planner::{plan_data, PlanInput, PlanOutput};
 use crate::registry::SECTIONS;
 use crate::sections;
@@ -11,6 +10,7 @@ use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use crate::verdicts::verdicts;
 use crate::ReportError;
+use results::Quantity;
 use results::Record;
 use std::fs;
 use std::path::PathBuf;

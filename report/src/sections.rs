@@ -227,7 +227,10 @@ fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String
             let v: Vec<f64> = mine.iter().filter(|p| p.phase == ph).map(|p| p.duration_s).collect();
             let med = results::stats::median(&v);
             segs.push((med * 1e3, phase_color(pi)));
-            rows.push((b.clone(), vec![backend(&b), esc(ph), num(&v.len().to_string(), csv), num(&fmt_secs(med), csv)]));
+            rows.push((
+                b.clone(),
+                vec![backend(&b), esc(ph), num(&v.len().to_string(), csv), num(&fmt_secs(med), csv)],
+            ));
         }
         bars.push(Bar { label: format!("{b} (n={})", launches.len()), segments: segs });
     }
