@@ -480,12 +480,13 @@ pub fn write_vtx_host(dir: &Path) -> Result<RunDir, RunDirError> {
     }
     sums.extend(more);
     rd.write_csv(&sums)?;
-    let extra = 24.0 * 1024.0 * 1024.0;
+    let extra_mib: i64 = 24;
+    let extra = (extra_mib << 20) as f64;
     let mut steps: Vec<DensityStep> = rd.read_csv()?;
     let mut more: Vec<DensityStep> = steps.iter().filter(|s| s.backend == "microvm").cloned().collect();
     for s in &mut more {
         s.backend = linux.into();
-        s.mem_used_delta_bytes += (extra * f64::from(s.instances)) as i64;
+        s.mem_used_delta_bytes += (extra_mib << 20) * i64::from(s.instances);
     }
     steps.extend(more);
     rd.write_csv(&steps)?;
