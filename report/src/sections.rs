@@ -378,7 +378,7 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
             &[
                 ("backend", None),
                 ("held", None),
-                ("instances", None),
+                ("instances", host),
                 ("stopped by", None),
                 ("per instance", host),
                 ("r²", None),
