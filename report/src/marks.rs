@@ -70,6 +70,17 @@ pub fn marked_table(run: &RunData, cols: &[(&str, Option<Quantity>)], rows: Vec<
     table(&headers, &cells)
 }
 
+/// The mark as chart legends and bar labels carry it: ` [emulated]`, ` [bare model]`, ` [interpreted]`, or
+/// empty when the figure transfers (a chart has no tooltips; the page's [`legend`] explains the words).
+pub fn chart_note(run: &RunData, backend: &str, quantity: Quantity) -> String {
+    short(run.transfer(backend, quantity)).map_or_else(String::new, |(word, _)| format!(" [{word}]"))
+}
+
+/// [`chart_note`] of a known mark.
+pub fn chart_note_of(t: Transfer) -> String {
+    short(t).map_or_else(String::new, |(word, _)| format!(" [{word}]"))
+}
+
 /// The legend of the marks, once per page.
 pub fn legend() -> String {
     let items: Vec<String> = [Transfer::EmulatedCpu, Transfer::InterpretedGuestKernel, Transfer::BareModelOnly]
@@ -150,6 +161,11 @@ mod tests {
         let container = row_in(&html, "startup", "container");
         assert!(!container.contains("class=\"tm "), "{container}");
         assert_eq!(html.matches("<div class=\"tmlegend\">").count(), 1);
+        let rate = std::fs::read_to_string(rd.path().join("launch_rate.svg")).unwrap();
+        assert!(rate.contains("qemu-tcg (n=") && rate.contains(" [emulated]"), "chart legends carry the mark");
+        assert!(rate.contains(" [bare model]"), "{rate}");
+        let container = &rate[rate.find("container (n=").expect("container's legend")..];
+        assert!(!container[..container.find('<').unwrap()].contains('['), "a container's figures transfer");
         let cards = &html[html.find("<div class=\"cards\">").unwrap()..html.find("<section id=\"host\">").unwrap()];
         assert!(cards.contains(&emulated) && cards.contains(&badge(Transfer::BareModelOnly)), "{cards}");
     }

@@ -300,7 +300,12 @@ fn charts(m: &MergedRuns, data: &[RunData]) -> Result<Vec<crate::charts::Chart>,
             for (i, v) in r.values.iter().enumerate() {
                 if let Some(v) = v {
                     bars.push(Bar {
-                        label: format!("{} #{}", r.backend, i + 1),
+                        label: format!(
+                            "{} #{}{}",
+                            r.backend,
+                            i + 1,
+                            r.transfer[i].map_or_else(String::new, crate::marks::chart_note_of)
+                        ),
                         segments: vec![(v * scale, run_color(i))],
                     });
                 }

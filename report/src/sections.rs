@@ -9,7 +9,7 @@ use crate::charts::lines::{xy_chart, XyChart, XySeries};
 use crate::charts::{Chart, ChartError};
 use crate::data::RunData;
 use crate::html::{backend, checked, esc, figure, no_rows, not_run, num, section, table};
-use crate::marks::{marked, marked_table};
+use crate::marks::{chart_note, marked, marked_table};
 use crate::palette::{backend_color, phase_color};
 use crate::registry::ReportSection;
 use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
@@ -120,6 +120,7 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 .filter(|s| s.backend == b && Some(s.mode) == mode && !s.warmup)
                 .map(|s| s.launch_to_ready_s)
                 .collect(),
+            note: chart_note(run, &b, Quantity::Startup),
             backend: b,
         })
         .collect();
@@ -162,7 +163,7 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 .collect();
             let n: u32 = pts.iter().map(|p| p.2).sum();
             XySeries {
-                legend: format!("{b} (n={n})"),
+                legend: format!("{b} (n={n}){}", chart_note(run, &b, Quantity::Startup)),
                 backend: b,
                 points: pts.iter().map(|p| (p.0, p.1)).collect(),
                 fit: None,
@@ -232,7 +233,8 @@ fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String
                 vec![backend(&b), esc(ph), num(&v.len().to_string(), csv), num(&fmt_secs(med), csv)],
             ));
         }
-        bars.push(Bar { label: format!("{b} (n={})", launches.len()), segments: segs });
+        let note = chart_note(run, &b, Quantity::Startup);
+        bars.push(Bar { label: format!("{b} (n={}){note}", launches.len()), segments: segs });
     }
     let spec = BarChart {
         file: "startup_phases.svg".into(),
@@ -297,7 +299,7 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                     format!("{b}: slope {} (n={})", flaw.describe(|v| format!("{} MiB", sig3(mib(v)))), pts.len())
                 }
                 None => format!("{b} (n={})", pts.len()),
-            };
+            } + &chart_note(run, &b, Quantity::HostMemory);
             Some(XySeries {
                 backend: b,
                 legend,
@@ -522,7 +524,8 @@ pub fn overhead(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
             if let Some(r) = rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
                 if let Some(x) = validity::overhead_ratio(r).and_then(|f| f.shown()) {
                     n += r.n;
-                    bars.push(Bar { label: format!("{metric} · {b}"), segments: vec![(x, backend_color(b))] });
+                    let label = format!("{metric} · {b}{}", chart_note(run, b, Quantity::Throughput));
+                    bars.push(Bar { label, segments: vec![(x, backend_color(b))] });
                 }
             }
         }
@@ -697,7 +700,13 @@ pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartErr
     let bars: Vec<Bar> = rows
         .iter()
         .map(|r| Bar {
-            label: format!("{} ({}) · {}", r.neighbour, if r.limited { "limited" } else { "unlimited" }, r.backend),
+            label: format!(
+                "{} ({}) · {}{}",
+                r.neighbour,
+                if r.limited { "limited" } else { "unlimited" },
+                r.backend,
+                chart_note(run, &r.backend, Quantity::Slowdown)
+            ),
             segments: vec![(r.slowdown, backend_color(&r.backend))],
         })
         .collect();
@@ -778,7 +787,12 @@ pub fn snapshot(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
             legend_b.push(r.backend.clone());
         }
         bars.push(Bar {
-            label: format!("{} · {} MiB dirty", r.backend, r.dirty_mib),
+            label: format!(
+                "{} · {} MiB dirty{}",
+                r.backend,
+                r.dirty_mib,
+                chart_note(run, &r.backend, Quantity::SaveTime)
+            ),
             segments: vec![(r.save_s * 1e3, backend_color(&r.backend))],
         });
     }
