@@ -439,6 +439,7 @@ pub fn run(
         host,
         backends: infos,
         attack_surface: Vec::new(),
+        transfer: Vec::new(),
         load_before: LoadSnapshot::capture(),
         load_after: None,
         harness_timestamp_cost_s: Some(crate::experiments::timestamp_cost_s(10_000)),
@@ -465,6 +466,7 @@ pub fn run(
     meta.caveats.extend(load_caveats(&meta.load_before, &after, meta.host.cores));
     meta.load_after = Some(after);
     meta.finished_unix_s = unix_now();
+    meta.transfer = results::transfer::marks(&meta);
     rd.write_meta(&meta)?;
     Ok(outcome)
 }

@@ -86,6 +86,12 @@ fn quick_compare_on_the_process_backend_writes_a_run_dir() {
     let rd = results::RunDir::open(&out).unwrap();
     let meta = rd.read_meta().unwrap();
     assert_eq!(meta.backends[0].name, "process");
+    // run.json carries the transfer mark of every (backend, quantity) the run measured (issue 15 item 5).
+    assert_eq!(meta.transfer, results::transfer::marks(&meta));
+    for q in [results::Quantity::Startup, results::Quantity::HostMemory, results::Quantity::Throughput] {
+        let m = meta.transfer.iter().find(|m| m.backend == "process" && m.quantity == q);
+        assert_eq!(m.map(|m| m.transfer), Some(results::Transfer::Transfers), "{q:?} in {:?}", meta.transfer);
+    }
     let sums: Vec<results::StartupSummary> = rd.read_csv().unwrap();
     let seq = sums.iter().find(|s| s.mode == results::StartupMode::Sequential).unwrap();
     assert_eq!(seq.n, 30);

@@ -63,6 +63,10 @@ pub struct DeltaRow {
     /// Whether the delta is beyond noise (a bootstrap CI on the runs' raw samples, [`crate::noise`]);
     /// only a change beyond noise counts as better or worse.
     pub noise: crate::noise::Noise,
+    /// A's transfer mark of the figure (None when A has no value).
+    pub a_transfer: Option<results::Transfer>,
+    /// B's transfer mark of the figure (None when B has no value).
+    pub b_transfer: Option<results::Transfer>,
 }
 
 impl DeltaRow {
@@ -150,6 +154,10 @@ fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
             };
             let (av, an) = val(ga, a);
             let (bv, bn) = val(gb, b);
+            let mark = |r: &RunData| {
+                let q = crate::registry::section(&key.0).map_or(results::Quantity::Startup, |s| s.quantity());
+                r.transfer(key.1.split('/').next().unwrap_or(&key.1), q)
+            };
             // Only two valid figures (no note) are compared.
             let delta = av.zip(bv).filter(|_| an.is_none() && bn.is_none()).map(|(x, y)| y - x);
             let noise = match delta {
@@ -169,6 +177,8 @@ fn deltas_of(a: &RunData, b: &RunData) -> RunDeltas {
                 delta_pct: av.zip(delta).filter(|(x, _)| *x != 0.0).map(|(x, d)| d / x * 100.0),
                 lower_is_better: g.2,
                 noise,
+                a_transfer: av.map(|_| mark(a)),
+                b_transfer: bv.map(|_| mark(b)),
             }
         })
         .collect();
@@ -243,6 +253,7 @@ pub fn compare_html(d: &RunDeltas) -> String {
         esc(&d.b.host)
     );
     body.push_str(&section("runs", "Runs", &table(&["", "A", "B"], &side_rows)));
+    body.push_str(&crate::marks::legend());
     for (sec, title) in compared_sections() {
         let link = |dir: &str| format!("{}/{}", dir.trim_end_matches('/'), sec.csv());
         let rows: Vec<Vec<String>> = d
@@ -250,7 +261,13 @@ pub fn compare_html(d: &RunDeltas) -> String {
             .iter()
             .filter(|r| r.section == sec.id())
             .map(|r| {
-                let cell = |v: Option<f64>, note: &Option<String>, dir: &str| figure_cell(v, note, &link(dir), &r.unit);
+                let cell = |v: Option<f64>, note: &Option<String>, dir: &str, t: Option<results::Transfer>| {
+                    let c = figure_cell(v, note, &link(dir), &r.unit);
+                    match t {
+                        Some(t) if !t.transfers() => format!("{c} {}", crate::marks::badge(t)),
+                        _ => c,
+                    }
+                };
                 let class = match r.b_better() {
                     Some(true) => "down",
                     Some(false) => "up",
@@ -278,8 +295,8 @@ pub fn compare_html(d: &RunDeltas) -> String {
                     backend(r.backend.split('/').next().unwrap_or(&r.backend))
                         + &esc(r.backend.find('/').map_or("", |i| &r.backend[i..])),
                     esc(&r.metric),
-                    cell(r.a, &r.a_note, &d.a.dir),
-                    cell(r.b, &r.b_note, &d.b.dir),
+                    cell(r.a, &r.a_note, &d.a.dir, r.a_transfer),
+                    cell(r.b, &r.b_note, &d.b.dir, r.b_transfer),
                     format!("<span class=\"{class}\">{delta}</span>{noise}"),
                 ]
             })
@@ -323,6 +340,13 @@ mod tests {
         assert_eq!(c.b_better(), Some(false));
         let crun = row("crun", "median sequential");
         assert_eq!((crun.b, crun.b_note.as_deref()), (None, Some("not measured for this backend")));
+        assert_eq!(
+            (c.a_transfer, c.b_transfer),
+            (Some(results::Transfer::Transfers), Some(results::Transfer::Transfers))
+        );
+        let bare = row("microvm", "median sequential");
+        assert_eq!(bare.b_transfer, Some(results::Transfer::BareModelOnly), "{bare:?}");
+        assert_eq!(crun.b_transfer, None, "no value, no mark");
         let snap = row("microvm", "save 16 MiB");
         assert_eq!(snap.b_note.as_deref(), Some("not run in this run"));
         let unsup = row("microvm", "syscall ratio to process");
@@ -334,6 +358,7 @@ mod tests {
         assert_eq!(page, d.path().join("compare.html"));
         let html = std::fs::read_to_string(&page).unwrap();
         assert!(html.contains("+100.0%") && html.contains("class=\"up\""));
+        assert!(html.contains(&crate::marks::badge(results::Transfer::BareModelOnly)));
         assert!(html.contains(&format!("{}/startup_summary.csv", dl.a.dir)));
         assert!(!html.contains("http://") && !html.contains("https://"));
         let file = compare(&a, &b, &d.path().join("out/x.html")).unwrap();

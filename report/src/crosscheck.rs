@@ -4,7 +4,7 @@
 //! command line.
 use crate::compare::Fig;
 use crate::data::RunData;
-use crate::html::{backend, esc, no_rows, not_run, num, section, table};
+use crate::html::{backend, esc, no_rows, not_run, num, section};
 use crate::registry::{ReportSection, SectionMeta};
 use crate::sections::Section;
 use crate::units::{fmt_secs, fmt_value};
@@ -63,10 +63,10 @@ fn render(sec: &CrossCheck, run: &RunData) -> Section {
                  default profile) over that peer: on vmct's launch-to-ready, and ours' vmct-run-less-start over \
                  the peer CLI's whole-process run. Unit: seconds; MAD unscaled.</p>",
             );
-            let t: Vec<Vec<String>> = rows
+            let t: Vec<(String, Vec<String>)> = rows
                 .iter()
                 .map(|r| {
-                    vec![
+                    let cells = vec![
                         backend(&r.backend),
                         format!("<span title=\"{}\">{}</span>", esc(&r.timed), esc(r.clock.as_str())),
                         num(&r.n.to_string(), csv),
@@ -84,22 +84,25 @@ fn render(sec: &CrossCheck, run: &RunData) -> Section {
                         } else {
                             String::new()
                         },
-                    ]
+                    ];
+                    (r.backend.clone(), cells)
                 })
                 .collect();
-            body.push_str(&table(
+            let s = Some(results::Quantity::Startup);
+            body.push_str(&crate::marks::marked_table(
+                run,
                 &[
-                    "backend",
-                    "clock",
-                    "n",
-                    "median",
-                    "p10",
-                    "p90",
-                    "MAD",
-                    "ours / peer, launch-to-ready",
-                    "ours / peer, whole process",
+                    ("backend", None),
+                    ("clock", None),
+                    ("n", None),
+                    ("median", s),
+                    ("p10", s),
+                    ("p90", s),
+                    ("MAD", s),
+                    ("ours / peer, launch-to-ready", s),
+                    ("ours / peer, whole process", s),
                 ],
-                &t,
+                t,
             ));
             body
         }

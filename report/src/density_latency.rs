@@ -65,7 +65,7 @@ pub fn chart(run: &RunData) -> Result<Option<(Chart, String)>, ChartError> {
             let legend = match fit {
                 Some(f) => format!("{b}: {} ms per 1000 alive (n={})", sig3(f.ms_per_1000), pts.len()),
                 None => format!("{b} (n={})", pts.len()),
-            };
+            } + &crate::marks::chart_note(run, &b, results::Quantity::Startup);
             Some(XySeries { backend: b, legend, points: pts, fit: fit.map(|f| (f.ms_per_1000 / 1000.0, f.ms_at_0)) })
         })
         .collect();

@@ -157,6 +157,11 @@ ul.ev{margin:4px 0 0;padding-left:18px;font-size:13px;color:var(--mut)}
 .kv td:first-child{color:var(--mut);white-space:nowrap}
 footer{margin-top:48px;font-size:13px;color:var(--mut);border-top:1px solid var(--line);padding-top:10px}
 .up{color:var(--bad)} .down{color:var(--ok)}
+.tm{display:inline-block;font-size:11px;font-style:normal;font-weight:600;line-height:1.3;padding:0 5px;border-radius:8px;white-space:nowrap;vertical-align:baseline;cursor:help}
+.tm-emul,.tm-interp{background:var(--badbg);color:var(--bad)}
+.tm-bare{background:var(--warnbg);color:var(--warn)}
+.tmlegend{font-size:13px;color:var(--mut);background:var(--alt);border:1px solid var(--line);border-radius:6px;padding:6px 12px;margin:12px 0}
+.tmlegend ul{margin:4px 0 0;padding-left:18px}
 @media print{main{max-width:none}figure,table{break-inside:avoid}}
 "#;
 

@@ -2,13 +2,19 @@
 //! comparison knows (startup, density, overhead, isolation, blast radius, saving state), the best value of each
 //! row marked, bar charts of startup medians and density slopes grouped by backend with a colour per host, and
 //! links to each run's own report and CSVs. Two runs are better served by [`crate::compare`], which adds deltas.
+//!
+//! Transfer marks (issue 15 item 5): every figure carries its run's mark, and a figure that does not
+//! transfer to a VT-x/AMD-V host running the deployed model (a linux guest's startup under QEMU TCG or
+//! kvm_pvm) gets a "deployed model" row: the same figure of the same model from a run where it transfers
+//! (a VT-x host's run), named by run and host, or "needs a run on a VT-x host" when no merged run has it
+//! ([`DeployedRow`]).
 use crate::charts::bars::{bar_chart, Bar, BarChart};
 use crate::compare::{compared_sections, figure_cell, figures, judged, side, RunSide};
 use crate::data::RunData;
 use crate::html::{backend, esc, figure, page, section, table};
 use crate::ReportError;
 use plotters::style::RGBColor;
-use results::RunDir;
+use results::{RunDir, Transfer};
 use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,7 +41,35 @@ pub struct MergedRow {
     pub best: Option<usize>,
     /// The noise test of the best run against the runner-up (None without a best candidate).
     pub noise: Option<crate::noise::Noise>,
+    /// Each run's transfer mark of this figure (None where the run has no value).
+    pub transfer: Vec<Option<Transfer>>,
 }
+
+/// The figure of a model's deployed form (hardware virtualisation) for a figure some run measured only on a
+/// stand-in that does not transfer (emulated CPU, interpreted guest kernel).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeployedRow {
+    /// Section id, as [`MergedRow::section`].
+    pub section: String,
+    /// The isolation model (`microVM (linux guest)`).
+    pub model: String,
+    /// What the figure is, as [`MergedRow::metric`].
+    pub metric: String,
+    /// Unit of the value.
+    pub unit: String,
+    /// The transferable figure, when a merged run has one.
+    pub value: Option<f64>,
+    /// Where it came from: the run's index in [`MergedRuns::runs`] and the backend that measured it (the first
+    /// run in the order given that has one).
+    pub from: Option<(usize, String)>,
+    /// The figures that do not transfer: (run index, backend, mark).
+    pub stand_ins: Vec<(usize, String, Transfer)>,
+    /// Why there is no value ("needs a run on a VT-x host").
+    pub note: Option<String>,
+}
+
+/// What a deployed-model row says when no merged run has a transferable figure.
+pub const NEEDS_VTX: &str = "needs a run on a VT-x host";
 
 /// Several runs side by side.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +78,8 @@ pub struct MergedRuns {
     pub runs: Vec<RunSide>,
     /// Every figure present in any run.
     pub rows: Vec<MergedRow>,
+    /// The deployed model's figure for every figure some run measured only on a stand-in that does not transfer.
+    pub deployed: Vec<DeployedRow>,
 }
 
 /// Merge `runs` (at least one) as data, for `--json`.
@@ -60,7 +96,7 @@ fn merged_of(data: &[RunData]) -> MergedRuns {
             keys.push(f.0.clone());
         }
     }
-    let rows = keys
+    let rows: Vec<MergedRow> = keys
         .into_iter()
         .map(|key| {
             let found: Vec<_> = figs.iter().map(|fs| fs.iter().find(|f| f.0 == key)).collect();
@@ -90,6 +126,7 @@ fn merged_of(data: &[RunData]) -> MergedRuns {
                 _ => None,
             };
             let (best, noise) = beyond_noise(data, &present, best, lower, &key);
+            let transfer = values.iter().enumerate().map(|(i, v)| v.map(|_| mark(&data[i], &key))).collect();
             MergedRow {
                 section: key.0,
                 backend: key.1,
@@ -100,10 +137,73 @@ fn merged_of(data: &[RunData]) -> MergedRuns {
                 lower_is_better: lower,
                 best,
                 noise,
+                transfer,
             }
         })
         .collect();
-    MergedRuns { runs: data.iter().map(side).collect(), rows }
+    let deployed = deployed_rows(data, &rows);
+    MergedRuns { runs: data.iter().map(side).collect(), rows, deployed }
+}
+
+/// The backend of a row key (`container/default` -> `container`).
+fn backend_of(row_backend: &str) -> &str {
+    row_backend.split('/').next().unwrap_or(row_backend)
+}
+
+/// The transfer mark of the figure `key` (section, backend, metric) in `run`.
+fn mark(run: &RunData, key: &(String, String, String)) -> Transfer {
+    let quantity = crate::registry::section(&key.0).map_or(results::Quantity::Startup, |s| s.quantity());
+    run.transfer(backend_of(&key.1), quantity)
+}
+
+/// A mark a run on another host can fill: the stand-in's CPU was emulated or its guest kernel interpreted.
+/// The bare model's figures are its own model's, never filled from another one.
+fn fillable(t: Transfer) -> bool {
+    matches!(t, Transfer::EmulatedCpu | Transfer::InterpretedGuestKernel)
+}
+
+/// One [`DeployedRow`] per (section, model, metric) that some run measured only on a stand-in that does not
+/// transfer, filled from the first run (in the order given) whose figure of the same model transfers and is
+/// valid (no note).
+fn deployed_rows(data: &[RunData], rows: &[MergedRow]) -> Vec<DeployedRow> {
+    let mut out: Vec<DeployedRow> = Vec::new();
+    let model_of = |i: usize, r: &MergedRow| data[i].model(backend_of(&r.backend));
+    for r in rows {
+        for (i, t) in r.transfer.iter().enumerate() {
+            let Some(t) = t.filter(|t| fillable(*t)) else { continue };
+            let model = model_of(i, r);
+            let label = model.label().to_string();
+            let at = match out.iter().position(|d| d.section == r.section && d.model == label && d.metric == r.metric) {
+                Some(at) => at,
+                None => {
+                    let from = rows
+                        .iter()
+                        .filter(|o| o.section == r.section && o.metric == r.metric)
+                        .flat_map(|o| (0..data.len()).map(move |j| (j, o)))
+                        .filter(|(j, o)| {
+                            model_of(*j, o) == model
+                                && o.transfer[*j] == Some(Transfer::Transfers)
+                                && o.notes[*j].is_none()
+                        })
+                        .min_by_key(|(j, _)| *j)
+                        .map(|(j, o)| (j, o.backend.clone(), o.values[j]));
+                    out.push(DeployedRow {
+                        section: r.section.clone(),
+                        model: label,
+                        metric: r.metric.clone(),
+                        unit: r.unit.clone(),
+                        value: from.as_ref().and_then(|f| f.2),
+                        note: from.is_none().then(|| NEEDS_VTX.to_string()),
+                        from: from.map(|f| (f.0, f.1)),
+                        stand_ins: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            out[at].stand_ins.push((i, r.backend.clone(), t));
+        }
+    }
+    out
 }
 
 /// The best run kept only when it differs from the runner-up (the next best valid value) beyond noise.
@@ -200,7 +300,12 @@ fn charts(m: &MergedRuns, data: &[RunData]) -> Result<Vec<crate::charts::Chart>,
             for (i, v) in r.values.iter().enumerate() {
                 if let Some(v) = v {
                     bars.push(Bar {
-                        label: format!("{} #{}", r.backend, i + 1),
+                        label: format!(
+                            "{} #{}{}",
+                            r.backend,
+                            i + 1,
+                            r.transfer[i].map_or_else(String::new, crate::marks::chart_note_of)
+                        ),
                         segments: vec![(v * scale, run_color(i))],
                     });
                 }
@@ -222,6 +327,35 @@ fn charts(m: &MergedRuns, data: &[RunData]) -> Result<Vec<crate::charts::Chart>,
         out.extend(bar_chart(&spec)?);
     }
     Ok(out)
+}
+
+/// The cells of a deployed-model row: the model, the figure with where its value came from (or
+/// [`NEEDS_VTX`]), then per run the transferable value (in the run it came from) or what that run measured
+/// instead.
+fn deployed_cells(m: &MergedRuns, d: &DeployedRow, csv: &str) -> Vec<String> {
+    let source = match &d.from {
+        Some((i, b)) => format!("from #{} {} ({})", i + 1, run_label(m, *i), b),
+        None => d.note.clone().unwrap_or_else(|| NEEDS_VTX.to_string()),
+    };
+    let mut cells = vec![
+        format!("<b>{}</b><br><span class=\"na\">deployed model</span>", esc(&d.model)),
+        format!("{} <span class=\"na\">({})</span>", esc(&d.metric), esc(&source)),
+    ];
+    for i in 0..m.runs.len() {
+        let stand_in = d.stand_ins.iter().find(|s| s.0 == i);
+        cells.push(match (&d.from, stand_in) {
+            (Some((j, _)), _) if *j == i => {
+                let href = format!("{}/{}", m.runs[i].dir.trim_end_matches('/'), csv);
+                figure_cell(d.value, &None, &href, &d.unit)
+            }
+            (_, Some((_, b, t))) => {
+                format!("<span class=\"na\">{} does not transfer</span> {}", esc(b), crate::marks::badge(*t))
+            }
+            (None, None) => format!("<span class=\"na\">{NEEDS_VTX}</span>"),
+            _ => "<span class=\"na\">-</span>".to_string(),
+        });
+    }
+    cells
 }
 
 /// The merged page's HTML (`charts` as returned by drawing them; may be empty).
@@ -260,6 +394,12 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
         esc(&hosts.iter().copied().collect::<Vec<_>>().join("; "))
     );
     body.push_str(&section("runs", "Runs and hosts", &table(&headers, &run_rows)));
+    body.push_str(&crate::marks::legend());
+    if !m.deployed.is_empty() {
+        body.push_str(
+            "<p>Rows named <b>deployed model</b> give, for a figure some run measured only on a stand-in that does              not transfer (marked), the same figure of the same model from a run where it transfers, with the run              and host it came from.</p>",
+        );
+    }
     if !charts.is_empty() {
         let figs: String = charts
             .iter()
@@ -287,14 +427,16 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
                 for (i, v) in r.values.iter().enumerate() {
                     let href = format!("{}/{}", m.runs[i].dir.trim_end_matches('/'), sec.csv());
                     let cell = figure_cell(*v, &r.notes[i], &href, &r.unit);
-                    cells.push(if r.best == Some(i) {
-                        cell.replacen("class=\"n\"", "class=\"n down\"", 1)
-                    } else {
-                        cell
+                    let cell =
+                        if r.best == Some(i) { cell.replacen("class=\"n\"", "class=\"n down\"", 1) } else { cell };
+                    cells.push(match r.transfer[i] {
+                        Some(t) if !t.transfers() => format!("{cell} {}", crate::marks::badge(t)),
+                        _ => cell,
                     });
                 }
                 cells
             })
+            .chain(m.deployed.iter().filter(|d| d.section == sec.id()).map(|d| deployed_cells(m, d, sec.csv())))
             .collect();
         let html = if rows.is_empty() {
             "<p class=\"notrun\">Not run in any of these runs.</p>".to_string()
@@ -373,6 +515,58 @@ mod tests {
         let html = merged_html(&m, &[]);
         assert!(html.contains("<span class=\"flaw\">(n = 1: too few samples to compare)</span>"));
         assert!(!html.contains("NaN B"));
+    }
+
+    /// A run from this host (kvm_pvm) whose linux guest ran only emulated (qemu-tcg): its startup and host
+    /// memory per instance do not transfer, and alone the merged page says so and that the deployed model's
+    /// figure needs a run on a VT-x host; merged with a VT-x host's run (microvm-linux under kvm_intel), the
+    /// deployed model's figures come from that run, named with its host.
+    #[test]
+    fn a_vtx_hosts_run_fills_the_deployed_models_figures() {
+        let d = tempfile::tempdir().unwrap();
+        let here = crate::fixture::write_with_emulated_guest(&d.path().join("here")).unwrap();
+        let mut sums: Vec<StartupSummary> = here.read_csv().unwrap();
+        let mut tcg: Vec<_> = sums.iter().filter(|s| s.backend == "microvm").cloned().collect();
+        tcg.iter_mut().for_each(|s| (s.backend, s.median_s) = ("qemu-tcg".into(), s.median_s * 300.0));
+        sums.extend(tcg);
+        here.write_csv(&sums).unwrap();
+        let mut fits: Vec<results::DensityFit> = here.read_csv().unwrap();
+        let mut tcg = fits.iter().find(|f| f.backend == "microvm").unwrap().clone();
+        tcg.backend = "qemu-tcg".into();
+        fits.push(tcg);
+        here.write_csv(&fits).unwrap();
+        let vtx = crate::fixture::write_vtx_host(&d.path().join("vtx")).unwrap();
+
+        let alone = merged(std::slice::from_ref(&here)).unwrap();
+        let start = |m: &MergedRuns| {
+            m.deployed.iter().find(|r| r.section == "startup" && r.metric == "median sequential").unwrap().clone()
+        };
+        let s = start(&alone);
+        assert_eq!((s.value, s.from.clone(), s.note.as_deref()), (None, None, Some(NEEDS_VTX)), "{s:?}");
+        assert_eq!(s.model, "microVM (linux guest)");
+        assert_eq!(s.stand_ins, vec![(0, "qemu-tcg".to_string(), Transfer::EmulatedCpu)]);
+        assert!(alone.deployed.iter().all(|r| r.model != "microVM (bare guest)"), "the bare model is its own");
+        assert!(alone.deployed.iter().any(|r| r.section == "density" && r.metric == "per-instance slope"));
+        let html = merged_html(&alone, &[]);
+        assert!(html.contains("median sequential <span class=\"na\">(needs a run on a VT-x host)</span>"), "{html}");
+        assert!(html.contains(&crate::marks::badge(Transfer::EmulatedCpu)));
+
+        let both = merged(&[here, vtx.clone()]).unwrap();
+        let s = start(&both);
+        let linux: Vec<StartupSummary> = vtx.read_csv().unwrap();
+        let want = linux.iter().find(|r| r.backend == "microvm-linux" && r.mode.concurrency().is_none()).unwrap();
+        assert_eq!(s.value, Some(want.median_s), "{s:?}");
+        assert_eq!((s.from, s.note), (Some((1, "microvm-linux".to_string())), None));
+        let slope = both.deployed.iter().find(|r| r.metric == "per-instance slope").unwrap();
+        let vfits: Vec<results::DensityFit> = vtx.read_csv().unwrap();
+        let want = vfits.iter().find(|f| f.backend == "microvm-linux").unwrap().slope_bytes;
+        assert_eq!((slope.value, slope.from.as_ref().map(|f| f.0)), (Some(want), Some(1)), "{slope:?}");
+        let row = both.rows.iter().find(|r| r.backend == "microvm-linux" && r.metric == "median sequential").unwrap();
+        assert_eq!(row.transfer, vec![None, Some(Transfer::Transfers)]);
+        let html = merged_html(&both, &[]);
+        assert!(html.contains("(from #2 fixture-vtx-run @ fixture-vtx-host (microvm-linux))"), "{html}");
+        assert!(both.deployed.iter().all(|r| r.note.is_none()), "{:?}", both.deployed);
+        assert!(!html.contains(NEEDS_VTX), "every stand-in's figure is filled");
     }
 
     /// The best of a row is marked only when it beats the runner-up beyond noise: two runs drawn from

@@ -6,11 +6,12 @@
 //! container vs microVM (a user-space kernel is neither), this section only puts the models next to each
 //! other.
 use crate::data::{Model, RunData};
-use crate::html::{backend, checked, esc, section, table};
+use crate::html::{backend, checked, esc, section};
+use crate::marks::marked_table;
 use crate::sections::Section;
 use crate::units::{fmt_bytes, fmt_secs, sig3};
 use crate::validity;
-use results::Record;
+use results::{Quantity, Record};
 
 /// The models in the order shown, with what isolates the workload in each.
 const ORDER: [(Model, &str); 5] = [
@@ -74,34 +75,38 @@ pub fn three_models(run: &RunData) -> Option<Section> {
                 Some(s) => (layer(s.host_syscalls_reachable), layer(s.supervisor_syscalls_allowed)),
                 None => (na("not run"), na("not run")),
             };
-            rows.push(vec![
-                format!("{}<br><span class=\"na\">{}</span>", esc(model.label()), esc(how)),
-                backend(b),
-                start,
-                density,
-                syscall,
-                failures,
-                a,
-                c,
-            ]);
+            rows.push((
+                b.clone(),
+                vec![
+                    format!("{}<br><span class=\"na\">{}</span>", esc(model.label()), esc(how)),
+                    backend(b),
+                    start,
+                    density,
+                    syscall,
+                    failures,
+                    a,
+                    c,
+                ],
+            ));
         }
     }
     let body = format!(
         "<p>Each backend of this run under its isolation model, with the headline figure of every experiment \
          (details, sample counts and sources in the sections below). Verdicts compare containers with microVMs \
          only; the user-space kernel (gVisor's runsc) is shown beside both and decides none of them.</p>{}",
-        table(
+        marked_table(
+            run,
             &[
-                "model",
-                "backend",
-                "median startup",
-                "host memory per instance",
-                "syscall rate vs process",
-                "isolation failures",
-                "(a) host syscalls reached",
-                "(c) supervisor syscalls",
+                ("model", None),
+                ("backend", None),
+                ("median startup", Some(Quantity::Startup)),
+                ("host memory per instance", Some(Quantity::HostMemory)),
+                ("syscall rate vs process", Some(Quantity::Throughput)),
+                ("isolation failures", Some(Quantity::ProbeOutcome)),
+                ("(a) host syscalls reached", Some(Quantity::AttackSurface)),
+                ("(c) supervisor syscalls", Some(Quantity::AttackSurface)),
             ],
-            &rows
+            rows
         )
     );
     Some(Section { html: section("models", "Three isolation models side by side", &body), charts: Vec::new() })

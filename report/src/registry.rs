@@ -71,6 +71,11 @@ pub trait ReportSection: Sync {
     fn present(&self, run: &RunData) -> bool {
         run.dir.join(self.csv()).exists()
     }
+    /// What the figures of [`ReportSection::figures`] measure, for their transfer marks (default: the main
+    /// quantity of its experiment, [`results::transfer::experiment_quantities`]).
+    fn quantity(&self) -> results::Quantity {
+        results::transfer::experiment_quantities(self.experiment())[0]
+    }
     /// Its HTML and charts on the run report.
     fn render(&self, run: &RunData) -> Result<Section, ReportError>;
     /// The figures the comparison and merged pages show for it, keyed by (section id, backend, metric).
@@ -246,6 +251,9 @@ impl ReportSection for AttackSurface {
     fn render(&self, run: &RunData) -> Result<Section, ReportError> {
         Ok(crate::surface::attack_surface(self, run))
     }
+    fn quantity(&self) -> results::Quantity {
+        results::Quantity::AttackSurface
+    }
 }
 
 /// Blast radius: `blast.csv`, written by the isolation experiment.
@@ -267,6 +275,9 @@ impl ReportSection for Blast {
     fn why_absent(&self, run: &RunData) -> String {
         let legacy = run.meta.plan.experiments.iter().any(|e| e == "blast");
         run.why_absent(if legacy { "blast" } else { self.experiment().as_str() })
+    }
+    fn quantity(&self) -> results::Quantity {
+        results::Quantity::Slowdown
     }
     fn render(&self, run: &RunData) -> Result<Section, ReportError> {
         Ok(sections::blast(self, run)?)
@@ -329,6 +340,16 @@ mod tests {
         }
         for s in SECTIONS {
             assert!(s.files().contains(&s.csv()), "{}: files() lists its csv", s.id());
+        }
+    }
+
+    /// The figures of every section measure one of its experiment's quantities (the table the run.json
+    /// marks come from).
+    #[test]
+    fn every_sections_quantity_is_one_of_its_experiments() {
+        for s in SECTIONS {
+            let qs = results::transfer::experiment_quantities(s.experiment());
+            assert!(qs.contains(&s.quantity()), "{}: {:?} not in {qs:?}", s.id(), s.quantity());
         }
     }
 

@@ -1,6 +1,7 @@
 //! The report page: header, headline summary, host and caveats, verdicts, experiment sections, planner, footer.
 use crate::data::RunData;
 use crate::html::{backend, checked, esc, num, page, section, table};
+use crate::marks::{marked, marked_table};
 use crate::planner::{plan_data, PlanInput, PlanOutput};
 use crate::registry::SECTIONS;
 use crate::sections;
@@ -9,6 +10,7 @@ use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use crate::verdicts::verdicts;
 use crate::ReportError;
+use results::Quantity;
 use results::Record;
 use std::fs;
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
         }
         None => header(run),
     };
+    body.push_str(&crate::marks::legend());
     body.push_str(&summary_cards(run, plan.as_ref().ok()));
     body.push_str(&host_section(run));
     body.push_str(&verdict_section(run, image.as_ref()));
@@ -36,7 +39,7 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
     for s in &secs {
         body.push_str(&s.html);
     }
-    body.push_str(&planner_section(plan));
+    body.push_str(&planner_section(run, plan));
     body.push_str(&footer(run));
     let title = match &image {
         Some(i) => format!("vmct report: {} · {} on {}", i.headline(), run.meta.id, run.host_label()),
@@ -93,7 +96,8 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
         o.push_str(&nothing(run.startup_summary.is_some(), results::StartupSummary::FILE));
     } else {
         for (b, m) in &med {
-            o.push_str(&card_row(&backend(b), &checked(m, fmt_secs, results::StartupSummary::FILE), ""));
+            let value = marked(run, b, Quantity::Startup, checked(m, fmt_secs, results::StartupSummary::FILE));
+            o.push_str(&card_row(&backend(b), &value, ""));
         }
     }
     o.push_str("</div><div class=\"card\"><h3>Instances per GiB of host memory (memory each)</h3>");
@@ -117,7 +121,7 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
                 } else {
                     checked(&per_gib, |v| fmt_value(v, "1/GiB"), csv) + &each
                 };
-                o.push_str(&card_row(&backend(&x.backend), &value, ""));
+                o.push_str(&card_row(&backend(&x.backend), &marked(run, &x.backend, Quantity::HostMemory, value), ""));
             }
         }
         f => o.push_str(&nothing(f.is_some(), results::DensityFit::FILE)),
@@ -134,7 +138,8 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
             ));
             for (b, n) in sections::failures_by_backend(run).values() {
                 let class = if *n > 0 { "up" } else { "down" };
-                o.push_str(&card_row(&backend(b), &num(&n.to_string(), results::IsolationRow::FILE), class));
+                let value = marked(run, b, Quantity::ProbeOutcome, num(&n.to_string(), results::IsolationRow::FILE));
+                o.push_str(&card_row(&backend(b), &value, class));
             }
         }
         None => o.push_str("<p class=\"na\">not run in this run</p>"),
@@ -315,7 +320,7 @@ fn verdict_section(run: &RunData, image: Option<&results::image::ImageRunInfo>) 
     section("verdicts", "Verdicts on the classic claims", &body)
 }
 
-fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> String {
+fn planner_section(run: &RunData, plan: Result<PlanOutput, crate::planner::PlanError>) -> String {
     let p = match plan {
         Ok(p) => p,
         Err(e) => {
@@ -329,11 +334,11 @@ fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> Strin
     let dcsv = results::DensityFit::FILE;
     let scsv = results::StartupSummary::FILE;
     let dash = || "<span class=\"na\">-</span>".to_string();
-    let rows: Vec<Vec<String>> = p
+    let rows: Vec<(String, Vec<String>)> = p
         .backends
         .iter()
         .map(|b| {
-            vec![
+            let cells = vec![
                 backend(&b.backend),
                 esc(&b.model),
                 b.overhead_per_instance_bytes.map_or_else(dash, |v| num(&fmt_bytes(v), dcsv)),
@@ -356,7 +361,8 @@ fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> Strin
                     None => dash(),
                 },
                 b.isolation_failures.map_or_else(dash, |n| num(&n.to_string(), results::IsolationRow::FILE)),
-            ]
+            ];
+            (b.backend.clone(), cells)
         })
         .collect();
     let mut body = format!(
@@ -368,19 +374,21 @@ fn planner_section(plan: Result<PlanOutput, crate::planner::PlanError>) -> Strin
         fmt_bytes(p.input.working_set_bytes as f64),
         fmt_secs(p.input.slo_p99_s)
     );
-    body.push_str(&table(
+    let (mem, start) = (Some(Quantity::HostMemory), Some(Quantity::Startup));
+    body.push_str(&marked_table(
+        run,
         &[
-            "backend",
-            "model",
-            "overhead/instance",
-            "memory/instance",
-            "fit by memory",
-            "effective cores",
-            "p99 startup",
-            "meets SLO",
-            "isolation failures",
+            ("backend", None),
+            ("model", None),
+            ("overhead/instance", mem),
+            ("memory/instance", mem),
+            ("fit by memory", mem),
+            ("effective cores", Some(Quantity::Throughput)),
+            ("p99 startup", start),
+            ("meets SLO", start),
+            ("isolation failures", Some(Quantity::ProbeOutcome)),
         ],
-        &rows,
+        rows,
     ));
     body.push_str(&match &p.recommended {
         Some(r) => format!("<p><b>Recommended:</b> {} ({}): {}.</p>", backend(&r.backend), esc(&r.model), esc(&r.why)),

@@ -9,12 +9,13 @@ use crate::charts::lines::{xy_chart, XyChart, XySeries};
 use crate::charts::{Chart, ChartError};
 use crate::data::RunData;
 use crate::html::{backend, checked, esc, figure, no_rows, not_run, num, section, table};
+use crate::marks::{chart_note, marked, marked_table};
 use crate::palette::{backend_color, phase_color};
 use crate::registry::ReportSection;
 use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
 use results::Record;
-use results::{ProbeOutcome, StartupMode};
+use results::{ProbeOutcome, Quantity, StartupMode};
 use std::collections::BTreeMap;
 
 /// A rendered section: HTML plus the charts it embeds (also written as .svg files).
@@ -63,10 +64,10 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
     body.push_str(&emulated_note(run, "startup times are emulation-bound"));
     let mut rows = summary.to_vec();
     rows.sort_by_key(|r| (run.backend_rank(&r.backend), r.mode.concurrency().unwrap_or(0)));
-    let t: Vec<Vec<String>> = rows
+    let t: Vec<(String, Vec<String>)> = rows
         .iter()
         .map(|r| {
-            vec![
+            let cells = vec![
                 backend(&r.backend),
                 format!("<span class=\"nw\">{}</span>", esc(&r.mode.to_string())),
                 num(&r.n.to_string(), csv),
@@ -79,12 +80,27 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 num(&r.outliers.to_string(), csv),
                 validity::launch_rate(r)
                     .map_or("<span class=\"na\">-</span>".into(), |f| checked(&f, |v| fmt_value(v, ""), csv)),
-            ]
+            ];
+            (r.backend.clone(), cells)
         })
         .collect();
-    body.push_str(&table(
-        &["backend", "mode", "n", "median", "p90", "p99", "min", "max", "MAD", "outliers", "launches/s"],
-        &t,
+    let s = Some(Quantity::Startup);
+    body.push_str(&marked_table(
+        run,
+        &[
+            ("backend", None),
+            ("mode", None),
+            ("n", None),
+            ("median", s),
+            ("p90", s),
+            ("p99", s),
+            ("min", s),
+            ("max", s),
+            ("MAD", s),
+            ("outliers", None),
+            ("launches/s", s),
+        ],
+        t,
     ));
 
     // CDF of the sequential (else first) mode.
@@ -104,6 +120,7 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 .filter(|s| s.backend == b && Some(s.mode) == mode && !s.warmup)
                 .map(|s| s.launch_to_ready_s)
                 .collect(),
+            note: chart_note(run, &b, Quantity::Startup),
             backend: b,
         })
         .collect();
@@ -146,7 +163,7 @@ pub fn startup(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 .collect();
             let n: u32 = pts.iter().map(|p| p.2).sum();
             XySeries {
-                legend: format!("{b} (n={n})"),
+                legend: format!("{b} (n={n}){}", chart_note(run, &b, Quantity::Startup)),
                 backend: b,
                 points: pts.iter().map(|p| (p.0, p.1)).collect(),
                 fit: None,
@@ -211,9 +228,13 @@ fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String
             let v: Vec<f64> = mine.iter().filter(|p| p.phase == ph).map(|p| p.duration_s).collect();
             let med = results::stats::median(&v);
             segs.push((med * 1e3, phase_color(pi)));
-            rows.push(vec![backend(&b), esc(ph), num(&v.len().to_string(), csv), num(&fmt_secs(med), csv)]);
+            rows.push((
+                b.clone(),
+                vec![backend(&b), esc(ph), num(&v.len().to_string(), csv), num(&fmt_secs(med), csv)],
+            ));
         }
-        bars.push(Bar { label: format!("{b} (n={})", launches.len()), segments: segs });
+        let note = chart_note(run, &b, Quantity::Startup);
+        bars.push(Bar { label: format!("{b} (n={}){note}", launches.len()), segments: segs });
     }
     let spec = BarChart {
         file: "startup_phases.svg".into(),
@@ -234,7 +255,8 @@ fn phase_chart(run: &RunData, phases: &[results::PhaseSample]) -> Result<(String
         charts.push(c);
     }
     html.push_str("<details><summary>Phase medians as a table</summary>");
-    html.push_str(&table(&["backend", "phase", "n", "median"], &rows));
+    let cols = [("backend", None), ("phase", None), ("n", None), ("median", Some(Quantity::Startup))];
+    html.push_str(&marked_table(run, &cols, rows));
     html.push_str("</details>");
     Ok((html, charts))
 }
@@ -277,7 +299,7 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                     format!("{b}: slope {} (n={})", flaw.describe(|v| format!("{} MiB", sig3(mib(v)))), pts.len())
                 }
                 None => format!("{b} (n={})", pts.len()),
-            };
+            } + &chart_note(run, &b, Quantity::HostMemory);
             Some(XySeries {
                 backend: b,
                 legend,
@@ -313,10 +335,10 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
     }
     let mut fits = fits.to_vec();
     sorted_backends(run, &mut fits, |f| &f.backend);
-    let rows: Vec<Vec<String>> = fits
+    let rows: Vec<(String, Vec<String>)> = fits
         .iter()
         .map(|f| {
-            vec![
+            let cells = vec![
                 backend(&f.backend),
                 num(&format!("{} MiB", f.hold_mib), csv),
                 num(&f.instances.to_string(), csv),
@@ -343,7 +365,8 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 num(&fmt_secs(f.launch_at_max_s), csv),
                 crate::density_latency::slope_cell(run, &f.backend),
                 num(&fmt_secs(f.teardown_s), csv),
-            ]
+            ];
+            (f.backend.clone(), cells)
         })
         .collect();
     if run.density_fit.is_none() {
@@ -351,25 +374,27 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
     } else if rows.is_empty() {
         body.push_str(&no_rows(csv, "has no fitted per-instance cost"));
     } else {
-        body.push_str(&table(
+        let (host, start) = (Some(Quantity::HostMemory), Some(Quantity::Startup));
+        body.push_str(&marked_table(
+            run,
             &[
-                "backend",
-                "held",
-                "instances",
-                "stopped by",
-                "per instance",
-                "r²",
-                "fitted over",
-                "drift at start",
-                "slab/instance",
-                "guest RAM touched",
-                "VMM overhead",
-                "instances/GiB",
-                "launch at max",
-                "launch growth",
-                "teardown",
+                ("backend", None),
+                ("held", None),
+                ("instances", host),
+                ("stopped by", None),
+                ("per instance", host),
+                ("r²", None),
+                ("fitted over", None),
+                ("drift at start", None),
+                ("slab/instance", Some(Quantity::KernelObjects)),
+                ("guest RAM touched", Some(Quantity::GuestMemory)),
+                ("VMM overhead", host),
+                ("instances/GiB", host),
+                ("launch at max", start),
+                ("launch growth", start),
+                ("teardown", start),
             ],
-            &rows,
+            rows,
         ));
         body.push_str(&composed_linux_guest(run, &fits));
     }
@@ -463,7 +488,7 @@ pub fn overhead(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
         let mut row = vec![esc(scen), format!("<code>{}</code> {}", esc(metric), esc(unit))];
         for b in &backends {
             let cell = match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
-                Some(r) if r.supported && !r.failed => {
+                Some(r) if r.supported && !r.failed => marked(run, b, Quantity::Throughput, {
                     let ratio = match (validity::is_check_value(&r.unit), r.ratio_to_process) {
                         (true, Some(1.0)) => "<span class=\"pass\">same as process</span>".into(),
                         (true, Some(_)) => "<span class=\"fail\">differs from process</span>".into(),
@@ -476,7 +501,7 @@ pub fn overhead(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
                         num(&fmt_value(r.median, &r.unit), csv),
                         r.n
                     )
-                }
+                }),
                 _ => match rows.iter().find(|r| &r.backend == b && &r.scenario == scen && (!r.supported || r.failed)) {
                     Some(r) if r.failed => format!("<span class=\"unsup\">failed: {}</span>", esc(&r.reason)),
                     Some(r) => format!("<span class=\"unsup\">unsupported: {}</span>", esc(&r.reason)),
@@ -499,7 +524,8 @@ pub fn overhead(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
             if let Some(r) = rows.iter().find(|r| &r.backend == b && &r.scenario == scen && &r.metric == metric) {
                 if let Some(x) = validity::overhead_ratio(r).and_then(|f| f.shown()) {
                     n += r.n;
-                    bars.push(Bar { label: format!("{metric} · {b}"), segments: vec![(x, backend_color(b))] });
+                    let label = format!("{metric} · {b}{}", chart_note(run, b, Quantity::Throughput));
+                    bars.push(Bar { label, segments: vec![(x, backend_color(b))] });
                 }
             }
         }
@@ -574,11 +600,15 @@ pub fn isolation(sec: &dyn ReportSection, run: &RunData) -> Section {
                     } else {
                         format!("{}; host check: {}", r.detail, r.host_check)
                     };
-                    o.push_str(&format!(
-                        "<td class=\"{class}\" title=\"{}\"><a class=\"n\" href=\"{csv}\">{}{}</a></td>",
-                        esc(&tip),
+                    let cell = format!(
+                        "<a class=\"n\" href=\"{csv}\">{}{}</a>",
                         esc(r.outcome.as_str()),
                         if r.failure { " ✗" } else { "" }
+                    );
+                    o.push_str(&format!(
+                        "<td class=\"{class}\" title=\"{}\">{}</td>",
+                        esc(&tip),
+                        marked(run, b, Quantity::ProbeOutcome, cell)
                     ));
                 }
                 None => o.push_str("<td class=\"na\">-</td>"),
@@ -589,7 +619,8 @@ pub fn isolation(sec: &dyn ReportSection, run: &RunData) -> Section {
     o.push_str("<tr><th>failures</th>");
     for (b, p) in &cols {
         let f = rows.iter().filter(|r| &r.backend == b && &r.profile == p && r.failure).count();
-        o.push_str(&format!("<th class=\"{}\">{}</th>", if f > 0 { "fail" } else { "pass" }, num(&f.to_string(), csv)));
+        let cell = marked(run, b, Quantity::ProbeOutcome, num(&f.to_string(), csv));
+        o.push_str(&format!("<th class=\"{}\">{cell}</th>", if f > 0 { "fail" } else { "pass" }));
     }
     o.push_str("</tr></tbody></table></div>");
     body.push_str(&o);
@@ -627,10 +658,10 @@ pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartErr
          CPU quota for a container, its hog threads for the process baseline); the CPU hog spins on all of \
          it.</p>",
     );
-    let t: Vec<Vec<String>> = rows
+    let t: Vec<(String, Vec<String>)> = rows
         .iter()
         .map(|r| {
-            vec![
+            let cells = vec![
                 backend(&r.backend),
                 esc(r.neighbour.as_str()),
                 if r.limited { "yes".into() } else { "no".into() },
@@ -647,26 +678,35 @@ pub fn blast(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartErr
                 } else {
                     "<span class=\"fail\">no</span>".into()
                 },
-            ]
+            ];
+            (r.backend.clone(), cells)
         })
         .collect();
-    body.push_str(&table(
+    let slow = Some(Quantity::Slowdown);
+    body.push_str(&marked_table(
+        run,
         &[
-            "backend",
-            "neighbour",
-            "limited",
-            "CPU allotment",
-            "victim alone",
-            "with neighbour",
-            "slowdown",
-            "victim ok",
+            ("backend", None),
+            ("neighbour", None),
+            ("limited", None),
+            ("CPU allotment", None),
+            ("victim alone", slow),
+            ("with neighbour", slow),
+            ("slowdown", slow),
+            ("victim ok", slow),
         ],
-        &t,
+        t,
     ));
     let bars: Vec<Bar> = rows
         .iter()
         .map(|r| Bar {
-            label: format!("{} ({}) · {}", r.neighbour, if r.limited { "limited" } else { "unlimited" }, r.backend),
+            label: format!(
+                "{} ({}) · {}{}",
+                r.neighbour,
+                if r.limited { "limited" } else { "unlimited" },
+                r.backend,
+                chart_note(run, &r.backend, Quantity::Slowdown)
+            ),
             segments: vec![(r.slowdown, backend_color(&r.backend))],
         })
         .collect();
@@ -705,10 +745,10 @@ pub fn snapshot(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
         "<p>Containers save state by committing their upper directory as a layer; microVMs by snapshotting guest \
          memory and device state. Restore is launch-to-ready from the saved state.</p>",
     );
-    let t: Vec<Vec<String>> = rows
+    let t: Vec<(String, Vec<String>)> = rows
         .iter()
         .map(|r| {
-            vec![
+            let cells = vec![
                 backend(&r.backend),
                 num(&format!("{} MiB", r.dirty_mib), csv),
                 checked(&validity::save_time(r), fmt_secs, csv),
@@ -721,21 +761,24 @@ pub fn snapshot(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
                     "-".into()
                 },
                 r.shared_bytes.map_or("<span class=\"na\">-</span>".into(), |b| num(&fmt_bytes(b as f64), csv)),
-            ]
+            ];
+            (r.backend.clone(), cells)
         })
         .collect();
-    body.push_str(&table(
+    let start = Some(Quantity::Startup);
+    body.push_str(&marked_table(
+        run,
         &[
-            "backend",
-            "dirtied",
-            "save time",
-            "bytes written",
-            "restore to ready",
-            "cold start",
-            "restore / cold",
-            "shared after restore",
+            ("backend", None),
+            ("dirtied", None),
+            ("save time", Some(Quantity::SaveTime)),
+            ("bytes written", Some(Quantity::SaveSize)),
+            ("restore to ready", start),
+            ("cold start", start),
+            ("restore / cold", start),
+            ("shared after restore", Some(Quantity::HostMemory)),
         ],
-        &t,
+        t,
     ));
     let mut legend_b: Vec<String> = Vec::new();
     let mut bars = Vec::new();
@@ -744,7 +787,12 @@ pub fn snapshot(sec: &dyn ReportSection, run: &RunData) -> Result<Section, Chart
             legend_b.push(r.backend.clone());
         }
         bars.push(Bar {
-            label: format!("{} · {} MiB dirty", r.backend, r.dirty_mib),
+            label: format!(
+                "{} · {} MiB dirty{}",
+                r.backend,
+                r.dirty_mib,
+                chart_note(run, &r.backend, Quantity::SaveTime)
+            ),
             segments: vec![(r.save_s * 1e3, backend_color(&r.backend))],
         });
     }

@@ -4,10 +4,11 @@
 //! Each figure carries its unit and, on hover and in the last column, where it came from; an undeclared
 //! figure says "not declared", never 0.
 use crate::data::RunData;
-use crate::html::{backend, esc, not_run, num, section, table};
+use crate::html::{backend, esc, not_run, num, section};
+use crate::marks::marked_table;
 use crate::registry::ReportSection;
 use crate::sections::Section;
-use results::AttackSurfaceRow;
+use results::{AttackSurfaceRow, Quantity};
 
 /// `N unit` linked to the CSV with `source` on hover, or "not declared".
 fn figure(v: Option<u32>, unit: &str, source: &str, csv: &str) -> String {
@@ -52,7 +53,7 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
          runtime process can still make after its confinement: its seccomp allowlist, or the whole table when \
          it is unfiltered. \"not declared\" means the backend does not say, not zero.</p>",
     );
-    let t: Vec<Vec<String>> = rows
+    let t: Vec<(String, Vec<String>)> = rows
         .iter()
         .map(|r| {
             let reached = match (r.host_syscalls_reachable, r.host_syscalls_table) {
@@ -92,7 +93,7 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
                     figure(r.vmm_mmio_ranges, "MMIO ranges", &r.vmm_source, csv)
                 )
             };
-            vec![
+            let cells = vec![
                 backend(&r.backend),
                 esc(r.model.as_str()),
                 esc(&r.profile),
@@ -106,21 +107,24 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
                     esc(&r.vmm_source),
                     esc(&r.supervisor_source)
                 ),
-            ]
+            ];
+            (r.backend.clone(), cells)
         })
         .collect();
-    body.push_str(&table(
+    let surface = Some(Quantity::AttackSurface);
+    body.push_str(&marked_table(
+        run,
         &[
-            "backend",
-            "model",
-            "profile",
-            "(a) host syscalls reached",
-            "instance seccomp",
-            "(b) VMM handles (runsc: its Sentry)",
-            "(c) supervisor syscalls",
-            "where from",
+            ("backend", None),
+            ("model", None),
+            ("profile", None),
+            ("(a) host syscalls reached", surface),
+            ("instance seccomp", surface),
+            ("(b) VMM handles (runsc: its Sentry)", surface),
+            ("(c) supervisor syscalls", surface),
+            ("where from", None),
         ],
-        &t,
+        t,
     ));
     Section { html: section(sec.id(), sec.title(), &body), charts: Vec::new() }
 }

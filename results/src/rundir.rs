@@ -167,6 +167,11 @@ pub struct RunMeta {
     /// empty when it did not run, or in run.json files written before issue 13.
     #[serde(default)]
     pub attack_surface: Vec<crate::surface::AttackSurfaceRow>,
+    /// Whether each (backend, quantity) the run measured transfers to a VT-x/AMD-V host running the
+    /// deployed model ([`crate::transfer::marks`], written with the finished run). Empty in run.json files
+    /// written before issue 15; readers then apply the rule ([`crate::transfer::mark_of`]).
+    #[serde(default)]
+    pub transfer: Vec<crate::transfer::TransferMark>,
     /// Conditions that change what the numbers mean.
     pub caveats: Vec<String>,
     /// Load before the run.
@@ -310,6 +315,7 @@ mod tests {
                 host_syscalls_reachable: Some(340),
                 ..Default::default()
             }],
+            transfer: Vec::new(),
             caveats: vec!["x".into()],
             load_before: LoadSnapshot::capture(),
             load_after: None,
@@ -336,6 +342,19 @@ mod tests {
         v.as_object_mut().unwrap().remove("attack_surface");
         let m: RunMeta = serde_json::from_value(v).unwrap();
         assert!(m.attack_surface.is_empty());
+    }
+
+    /// run.json files written before the transfer marks read (empty marks: readers apply the rule).
+    #[test]
+    fn run_json_without_transfer_marks_still_reads() {
+        let mut m = meta();
+        m.transfer = crate::transfer::marks(&m);
+        assert!(!m.transfer.is_empty());
+        let mut v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["transfer"][0]["quantity"], "startup", "{v}");
+        v.as_object_mut().unwrap().remove("transfer");
+        let back: RunMeta = serde_json::from_value(v).unwrap();
+        assert!(back.transfer.is_empty());
     }
 
     #[test]

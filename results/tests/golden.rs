@@ -47,7 +47,7 @@ const BACKENDS: &[(&str, &str, &str, Option<&str>, bool)] = &[
 ];
 
 fn meta() -> RunMeta {
-    RunMeta {
+    let mut m = RunMeta {
         schema_version: 1,
         id: "20261201T000000Z-golden".into(),
         started_unix_s: 1_764_547_200.25,
@@ -81,12 +81,16 @@ fn meta() -> RunMeta {
         },
         backends: BACKENDS.iter().map(|b| backend(b.0, b.1, b.2, b.3, b.4)).collect(),
         attack_surface: surface(),
+        transfer: Vec::new(),
         caveats: vec!["quick run".into()],
         load_before: LoadSnapshot { loadavg_1m: 0.5, steal_s: 1.0, total_cpu_s: 100.0, mem_available_bytes: 4 << 30 },
         load_after: None,
         harness_timestamp_cost_s: Some(2e-8),
         full_plan: Some(serde_json::json!({"experiments": ["startup"], "startup": {"timeout_s": 20.0}})),
-    }
+    };
+    // Every mark value: qemu-tcg's startup is emulated, the bare guest's is its model's only.
+    m.transfer = results::transfer::marks(&m);
+    m
 }
 
 fn surface() -> Vec<AttackSurfaceRow> {

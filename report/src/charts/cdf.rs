@@ -12,6 +12,8 @@ pub struct CdfSeries {
     pub backend: String,
     /// Launch-to-ready samples, seconds.
     pub samples_s: Vec<f64>,
+    /// Appended to the legend entry (a transfer mark, `crate::marks::chart_note`; may be empty).
+    pub note: String,
 }
 
 /// Draw the startup CDF. `series` with no samples are skipped; returns None when nothing is left.
@@ -58,7 +60,7 @@ pub fn startup_cdf(series: &[CdfSeries], mode: &str) -> Result<Option<Chart>, Ch
             let c = backend_color(&s.backend);
             chart
                 .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-                .label(format!("{} (n={})", s.backend, v.len()))
+                .label(format!("{} (n={}){}", s.backend, v.len(), s.note))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         }
         chart

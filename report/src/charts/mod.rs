@@ -142,7 +142,7 @@ pub(crate) mod tests {
     fn cdf_axes_have_two_labels_whatever_the_span() {
         let mut bad = Vec::new();
         for (name, v) in spans(1e-3) {
-            let s = [CdfSeries { backend: "container".into(), samples_s: v }];
+            let s = [CdfSeries { backend: "container".into(), samples_s: v, note: String::new() }];
             let c = startup_cdf(&s, "sequential").unwrap().unwrap();
             let (x, y) = axis_labels(&c.svg);
             bad.extend(check(&format!("{name}: x"), &x));
