@@ -464,3 +464,60 @@ pub fn write_degenerate(dir: &Path) -> Result<RunDir, RunDirError> {
     rd.write_csv(&fits)?;
     Ok(rd)
 }
+
+/// Median launch-to-ready (seconds) and host memory per instance (MiB) of the linux guest under KVM in
+/// [`write_vtx_host`]'s run.
+pub const VTX_LINUX_GUEST: (f64, f64) = (0.120, 34.0);
+
+/// A run from a host with VT-x (issue 15 item 5, for `vmct report --merge`): [`write_with_emulated_guest`]'s run
+/// with id `fixture-vtx-run`, host `fixture-vtx-host` whose KVM is `kvm_intel`, and the linux guest as
+/// `microvm-linux` (ran, not emulated) with its own startup and density rows ([`VTX_LINUX_GUEST`]: a copy of the
+/// bare microVM's rows scaled to them).
+pub fn write_vtx_host(dir: &Path) -> Result<RunDir, RunDirError> {
+    let rd = write_with_emulated_guest(dir)?;
+    let mut meta = rd.read_meta()?;
+    meta.id = "fixture-vtx-run".into();
+    meta.host.hostname = "fixture-vtx-host".into();
+    meta.host.kvm = KvmFlavour::KvmIntel;
+    meta.host.virtualized = false;
+    meta.caveats = meta.host.caveats();
+    if let Some(b) = meta.backends.iter_mut().find(|b| b.name == "microvm-linux") {
+        (b.available, b.reason, b.emulated) = (true, None, false);
+    }
+    rd.write_meta(&meta)?;
+    let (start_s, mib) = VTX_LINUX_GUEST;
+    let mut rows: Vec<StartupSummary> = rd.read_csv()?;
+    let bare = STARTUP_S.iter().find(|s| s.0 == "microvm").map_or(1.0, |s| s.1);
+    let scale = start_s / bare;
+    let linux: Vec<StartupSummary> = rows
+        .iter()
+        .filter(|r| r.backend == "microvm")
+        .map(|r| StartupSummary {
+            backend: "microvm-linux".into(),
+            median_s: r.median_s * scale,
+            p90_s: r.p90_s * scale,
+            p99_s: r.p99_s * scale,
+            min_s: r.min_s * scale,
+            max_s: r.max_s * scale,
+            mean_s: r.mean_s * scale,
+            mad_s: r.mad_s * scale,
+            launches_per_s: r.launches_per_s.map(|x| x / scale),
+            ..r.clone()
+        })
+        .collect();
+    rows.extend(linux);
+    rd.write_csv(&rows)?;
+    let mut fits: Vec<DensityFit> = rd.read_csv()?;
+    if let Some(f) = fits.iter().find(|f| f.backend == "microvm").cloned() {
+        let slope = mib * 1048576.0;
+        fits.push(DensityFit {
+            backend: "microvm-linux".into(),
+            slope_bytes: slope,
+            instances_per_gib: 1073741824.0 / slope,
+            vmm_overhead_bytes: Some(3.0 * 1048576.0),
+            ..f
+        });
+    }
+    rd.write_csv(&fits)?;
+    Ok(rd)
+}

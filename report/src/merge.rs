@@ -125,6 +125,17 @@ fn beyond_noise(
 /// Write the merged page for `runs` and return its path. `out` is a directory (the page is
 /// `out/merged.html`, the charts' SVGs beside it) or a file path ending in `.html`.
 pub fn merge(runs: &[RunDir], out: &Path) -> Result<PathBuf, ReportError> {
+    merge_with_pair(runs, out, None)
+}
+
+/// [`merge`] with the verdicts' pair chosen (`vmct report --merge --pair`; None: the first run's default pair).
+/// The page's verdicts take the first run as the primary run and fill figures it cannot transfer from the
+/// others whose host has VT-x/AMD-V ([`crate::verdicts`]).
+pub fn merge_with_pair(
+    runs: &[RunDir],
+    out: &Path,
+    pair: Option<&crate::pair::ConfigPair>,
+) -> Result<PathBuf, ReportError> {
     let data: Vec<RunData> = runs.iter().map(RunData::load).collect::<Result<_, _>>()?;
     let m = merged_of(&data);
     let path = if out.extension().is_some_and(|e| e == "html") { out.to_path_buf() } else { out.join("merged.html") };
@@ -135,7 +146,14 @@ pub fn merge(runs: &[RunDir], out: &Path) -> Result<PathBuf, ReportError> {
         let p = dir.join(&c.file);
         fs::write(&p, &c.svg).map_err(|source| ReportError::Write { path: p, source })?;
     }
-    fs::write(&path, merged_html(&m, &charts)).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+    let verdicts = match data.split_first() {
+        Some((first, rest)) => {
+            crate::render::verdict_section(first, rest, pair, None, Some(&first.dir.display().to_string()))
+        }
+        None => String::new(),
+    };
+    fs::write(&path, merged_html_with(&m, &charts, &verdicts))
+        .map_err(|source| ReportError::Write { path: path.clone(), source })?;
     Ok(path)
 }
 
@@ -226,6 +244,11 @@ fn charts(m: &MergedRuns, data: &[RunData]) -> Result<Vec<crate::charts::Chart>,
 
 /// The merged page's HTML (`charts` as returned by drawing them; may be empty).
 pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
+    merged_html_with(m, charts, "")
+}
+
+/// [`merged_html`] with a verdict section (HTML) after the runs table.
+pub fn merged_html_with(m: &MergedRuns, charts: &[crate::charts::Chart], verdicts: &str) -> String {
     let cols: Vec<String> = (0..m.runs.len()).map(|i| format!("#{}", i + 1)).collect();
     let mut headers: Vec<&str> = vec![""];
     headers.extend(cols.iter().map(String::as_str));
@@ -260,6 +283,7 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
         esc(&hosts.iter().copied().collect::<Vec<_>>().join("; "))
     );
     body.push_str(&section("runs", "Runs and hosts", &table(&headers, &run_rows)));
+    body.push_str(verdicts);
     if !charts.is_empty() {
         let figs: String = charts
             .iter()
