@@ -378,6 +378,32 @@ mod tests {
         assert!(!html.contains("http://") && !html.contains("https://"));
     }
 
+    /// The merged page's verdicts take the first run as primary and fill its non-transferable figures (qemu-tcg
+    /// startup) from a merged run whose host has VT-x, naming it.
+    #[test]
+    fn merged_page_verdicts_fill_emulated_figures_from_a_vtx_run() {
+        let d = tempfile::tempdir().unwrap();
+        let tcg = crate::fixture::write_with_emulated_guest(&d.path().join("tcg")).unwrap();
+        let mut rows: Vec<StartupSummary> = tcg.read_csv().unwrap();
+        let mut q = rows.iter().find(|r| r.backend == "microvm").unwrap().clone();
+        (q.backend, q.median_s) = ("qemu-tcg".into(), 2.5);
+        rows.push(q);
+        tcg.write_csv(&rows).unwrap();
+        let vtx = crate::fixture::write_vtx_host(&d.path().join("vtx")).unwrap();
+        let section = |html: &str| {
+            let s = &html[html.find("<section id=\"verdicts\">").unwrap()..];
+            s[..s.find("</section>").unwrap()].to_string()
+        };
+        let alone = merge(&[tcg.clone(), crate::fixture::write(&d.path().join("plain")).unwrap()], &d.path().join("a"))
+            .unwrap();
+        assert!(section(&std::fs::read_to_string(alone).unwrap()).contains("needs a run on a VT-x host"));
+        let page = merge(&[tcg, vtx], &d.path().join("b")).unwrap();
+        let sec = section(&std::fs::read_to_string(page).unwrap());
+        let main = &sec[..sec.find("<details").unwrap_or(sec.len())];
+        assert!(main.contains("<b>container vs qemu-tcg</b>"), "{main}");
+        assert!(main.contains("from merged run fixture-vtx-run on host fixture-vtx-host"), "{main}");
+    }
+
     #[test]
     fn invalid_and_single_sample_figures_never_are_the_best() {
         let d = tempfile::tempdir().unwrap();

@@ -607,6 +607,23 @@ mod tests {
         assert!(n >= 10, "the fixture writes every CSV, found {n}");
     }
 
+    /// The verdict table is for the default pair, each row naming the pair and its condition; every other pair of
+    /// the run has its own table in a closed `<details>` (no script).
+    #[test]
+    fn verdicts_show_the_default_pair_and_fold_the_others() {
+        let (_d, rd, html) = rendered();
+        let sec = section_of(&html, "verdicts");
+        let main = &sec[..sec.find("<details").expect("other pairs folded")];
+        assert!(main.contains("the default pair") && main.contains("<b>container vs microvm</b>"), "{main}");
+        assert!(main.contains("if same probe list on both sides"), "{main}");
+        assert!(main.contains("not measured like-for-like here") && main.contains("CRIU"), "{main}");
+        let run = crate::data::RunData::load(&rd).unwrap();
+        let others = crate::pair::ConfigPair::all(&run).len() - 1;
+        assert_eq!(sec.matches("<details class=\"pair\">").count(), others);
+        assert!(sec.contains("<summary>crun vs microvm</summary>"), "{sec}");
+        assert!(!sec.contains("<details open"), "other pairs start folded");
+    }
+
     #[test]
     fn text_from_csvs_is_escaped() {
         let (_d, _rd, html) = rendered();

@@ -219,9 +219,14 @@ struct Located<'a> {
 impl Located<'_> {
     /// Which run and host the figures came from, and what stands for the pair's VM there.
     fn provenance(&self, pair: &ConfigPair, what: &str) -> String {
-        let host = format!("{} (KVM {})", self.run.host_label(), self.run.meta.host.kvm.as_str());
+        let host = format!("{}, KVM {}", self.run.host_label(), self.run.meta.host.kvm.as_str());
+        let bare = if self.run.model(&self.vm) == Model::MicrovmBare {
+            "; the VM side is the bare guest model (no OS, Hyperlight-like): this verdict describes that model only"
+        } else {
+            ""
+        };
         if self.primary {
-            return format!("{what} of both sides from this run ({}, host {host})", self.run.meta.id);
+            return format!("{what} of both sides from this run ({} on {host}){bare}", self.run.meta.id);
         }
         let stand = if self.vm == pair.vm {
             String::new()
@@ -449,7 +454,10 @@ fn isolation(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     let seccomp = c.instance_seccomp_allowed.map_or(String::new(), |n| format!(" (its seccomp filter allows {n})"));
     evidence.push(format!("the container reaches {ca} host syscalls directly{seccomp}; {vm_words}"));
     if let Some(s) = c.supervisor_syscalls_allowed {
-        evidence.push(format!("{}'s runtime may still make {s} host syscalls after its confinement", l.container));
+        evidence.push(format!(
+            "{}'s runtime or supervisor may still make {s} host syscalls after its confinement ({})",
+            l.container, c.supervisor_source
+        ));
     }
     evidence.push(l.provenance(pair, "attack surface"));
     for (b, rs) in [(&l.container, &rc), (&l.vm, &rv)] {
@@ -645,10 +653,10 @@ impl SaveKind {
 }
 
 /// Why no like-for-like save pair ran (../shared/HOST-NOTES.md).
-const NO_LIKE_SAVE: &str = "no like-for-like pair ran on this host: a container memory checkpoint (CRIU) is not \
-                            measured because `criu check` fails on the kernel vmct is developed on (\"vdso: \
-                            Unexpected rt vDSO area bounds\"), and the VM side has no disk-image delta to set \
-                            against a container commit";
+const NO_LIKE_SAVE: &str = "a commit and a snapshot save different things, and no like-for-like pair ran: a \
+                            container memory checkpoint (CRIU) is not measured because `criu check` fails on the \
+                            kernel vmct is developed on (\"vdso: Unexpected rt vDSO area bounds\"), and the VM \
+                            side has no disk-image delta to set against a container commit";
 
 fn state_saving(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     let condition = "the same thing saved on both sides (a container commit saves filesystem changes, a VM \
