@@ -584,7 +584,7 @@ fn blast_radius(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
                     "left out: {} {} slowdown {}",
                     x.backend,
                     x.neighbour,
-                    f.describe(&fmt_value_ratio)
+                    f.describe(fmt_value_ratio)
                 )),
             }
             evidence.push(format!(
