@@ -774,28 +774,35 @@ mod tests {
         assert_eq!(by_id(&own, "start_faster").verdict, Verdict::Holds);
     }
 
-    #[test]
-    fn unequal_probe_lists_are_not_like_for_like() {
+    /// The default pair's verdict `id` on the fixture with the rows of one CSV edited.
+    fn edited<R: Record + serde::Serialize + serde::de::DeserializeOwned>(
+        id: &str,
+        edit: impl FnOnce(&mut Vec<R>),
+    ) -> ClaimVerdict {
         let d = tempfile::tempdir().unwrap();
         let rd = crate::fixture::write(d.path()).unwrap();
-        let mut rows: Vec<results::IsolationRow> = rd.read_csv().unwrap();
-        rows.retain(|r| !(r.backend == "microvm" && r.probe == "load_module"));
+        let mut rows: Vec<R> = rd.read_csv().unwrap();
+        edit(&mut rows);
         rd.write_csv(&rows).unwrap();
-        let v = by_id(&verdicts(&load(d.path())), "isolation").clone();
+        by_id(&verdicts(&load(d.path())), id).clone()
+    }
+
+    #[test]
+    fn unequal_probe_lists_are_not_like_for_like() {
+        let v = edited("isolation", |rows: &mut Vec<results::IsolationRow>| {
+            rows.retain(|r| !(r.backend == "microvm" && r.probe == "load_module"));
+        });
         assert_eq!(v.verdict, Verdict::NotLikeForLike, "{v:?}");
         assert!(v.evidence[0].contains("only on container: [load_module]"), "{v:?}");
     }
 
     #[test]
     fn unequal_cpu_allotments_are_not_like_for_like() {
-        let d = tempfile::tempdir().unwrap();
-        let rd = crate::fixture::write(d.path()).unwrap();
-        let mut rows: Vec<BlastRow> = rd.read_csv().unwrap();
-        for r in rows.iter_mut().filter(|r| r.backend == "microvm" && r.neighbour == results::Neighbour::CpuHog) {
-            r.neighbour_cpus = Some(1.0);
-        }
-        rd.write_csv(&rows).unwrap();
-        let v = by_id(&verdicts(&load(d.path())), "blast_radius").clone();
+        let v = edited("blast_radius", |rows: &mut Vec<BlastRow>| {
+            for r in rows.iter_mut().filter(|r| r.backend == "microvm" && r.neighbour == results::Neighbour::CpuHog) {
+                r.neighbour_cpus = Some(1.0);
+            }
+        });
         assert_eq!(v.verdict, Verdict::NotLikeForLike, "{v:?}");
         assert!(
             v.evidence[0].contains("container gave it 2 CPUs") && v.evidence[0].contains("microvm 1 CPUs"),
@@ -821,12 +828,9 @@ mod tests {
 
     #[test]
     fn a_vmm_allowed_more_syscalls_than_the_container_reaches_does_not_hold() {
-        let d = tempfile::tempdir().unwrap();
-        let rd = crate::fixture::write(d.path()).unwrap();
-        let mut rows: Vec<AttackSurfaceRow> = rd.read_csv().unwrap();
-        rows.iter_mut().find(|r| r.backend == "microvm").unwrap().supervisor_syscalls_allowed = Some(382);
-        rd.write_csv(&rows).unwrap();
-        let v = by_id(&verdicts(&load(d.path())), "isolation").clone();
+        let v = edited("isolation", |rows: &mut Vec<AttackSurfaceRow>| {
+            rows.iter_mut().find(|r| r.backend == "microvm").unwrap().supervisor_syscalls_allowed = Some(382);
+        });
         assert_eq!(v.verdict, Verdict::DoesNotHold, "{v:?}");
         assert!(v.evidence[0].ends_with("of a VMM confined to 382 syscalls"), "{v:?}");
     }
