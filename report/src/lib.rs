@@ -76,7 +76,7 @@ pub fn render_with_pair(run: &results::RunDir, pair: Option<&pair::ConfigPair>) 
     render::render_run_with(&data, pair)
 }
 
-/// The verdicts on the classic claims for a run (the same ones the report shows).
+/// The verdicts on the classic claims for a run's default pair (the main table the report shows).
 pub fn verdicts(run: &results::RunDir) -> Result<Vec<ClaimVerdict>, ReportError> {
     Ok(verdicts::verdicts(&data::RunData::load(run)?))
 }
