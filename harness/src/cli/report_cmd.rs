@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// Arguments of `vmct report`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct report results/runs/<id>                       # re-render one run's report.html\n  vmct report results/runs/<new> --baseline results/runs/<old>   # plus compare.html with deltas\n  vmct report --merge hostA/run hostB/run hostC/run   # several hosts in one page (report/out/merged-<time>/)"
+    after_help = "Examples:\n  vmct report results/runs/<id>                       # re-render one run's report.html\n  vmct report results/runs/<id> --pair crun:microvm-linux       # verdict table for that pair\n  vmct report results/runs/<new> --baseline results/runs/<old>   # plus compare.html with deltas\n  vmct report --merge hostA/run hostB/run hostC/run   # several hosts in one page (report/out/merged-<time>/)"
 )]
 pub struct ReportArgs {
     /// The run directory to render (written by `vmct compare`); with --merge, two or more.
