@@ -568,24 +568,27 @@ fn blast_radius(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     let mut unlike = Vec::new();
     let mut harm = [0.0f64; 2];
     let mut left_out = Vec::new();
+    let cpus = |x: &BlastRow| x.neighbour_cpus.map_or("not recorded".to_string(), |n| format!("{n} CPUs"));
+    let limits = |x: &BlastRow| if x.limited { "with limits" } else { "without limits" };
+    let same_cpus = |a: &BlastRow, b: &BlastRow| matches!((a.neighbour_cpus, b.neighbour_cpus), (Some(x), Some(y)) if (x - y).abs() < 1e-9);
+    // Rows pair up by neighbour and limits; a pair counts only at the same CPU allotment.
     for c in &rc {
-        let Some(v) = rv.iter().find(|v| v.neighbour == c.neighbour) else { continue };
-        let cpus = |x: &BlastRow| x.neighbour_cpus.map_or("not recorded".to_string(), |n| format!("{n} CPUs"));
-        let same_cpus = matches!((c.neighbour_cpus, v.neighbour_cpus), (Some(a), Some(b)) if (a - b).abs() < 1e-9);
-        if !same_cpus || c.limited != v.limited {
-            unlike.push(format!(
-                "{} neighbour: {} gave it {}{}, {} {}{}",
-                c.neighbour,
-                c.backend,
-                cpus(c),
-                if c.limited { " with limits" } else { " without limits" },
-                v.backend,
-                cpus(v),
-                if v.limited { " with limits" } else { " without limits" },
-            ));
+        let kind: Vec<&BlastRow> = rv.iter().filter(|v| v.neighbour == c.neighbour && v.limited == c.limited).collect();
+        let Some(v) = kind.iter().find(|v| same_cpus(c, v)) else {
+            if let Some(v) = kind.first() {
+                unlike.push(format!(
+                    "{} neighbour {}: {} gave it {}, {} {}",
+                    c.neighbour,
+                    limits(c),
+                    c.backend,
+                    cpus(c),
+                    v.backend,
+                    cpus(v)
+                ));
+            }
             continue;
-        }
-        for (i, x) in [c, v].into_iter().enumerate() {
+        };
+        for (i, x) in [c, *v].into_iter().enumerate() {
             let h = if x.victim_ok { validity::blast_slowdown(x) } else { Figure::positive(f64::INFINITY) };
             match h.check() {
                 Ok(s) => harm[i] = harm[i].max(s),
@@ -598,26 +601,28 @@ fn blast_radius(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
                 )),
             }
             evidence.push(format!(
-                "{} next to a {} neighbour ({}): {}",
+                "{} next to a {} neighbour ({}, {}): {}",
                 x.backend,
                 x.neighbour,
                 cpus(x),
+                limits(x),
                 if x.victim_ok {
-                    format!("victim slowed {}x", fmt_value_ratio(x.slowdown))
+                    format!("victim slowed {}", fmt_value_ratio(x.slowdown))
                 } else {
                     "victim failed".into()
                 }
             ));
         }
     }
-    if !unlike.is_empty() {
-        unlike.extend(evidence);
-        return claim("blast_radius", pair, condition, Verdict::NotLikeForLike, unlike);
-    }
     if evidence.len() == 1 {
+        if !unlike.is_empty() {
+            unlike.extend(evidence);
+            return claim("blast_radius", pair, condition, Verdict::NotLikeForLike, unlike);
+        }
         evidence.push(format!("{} and {} ran no neighbour in common", l.container, l.vm));
         return claim("blast_radius", pair, condition, Verdict::NotMeasured, evidence);
     }
+    evidence.extend(unlike.iter().map(|u| format!("left out, not like-for-like: {u}")));
     if !left_out.is_empty() {
         evidence.extend(left_out);
         return claim("blast_radius", pair, condition, Verdict::NotMeasured, evidence);
@@ -808,16 +813,24 @@ mod tests {
 
     #[test]
     fn unequal_cpu_allotments_are_not_like_for_like() {
+        // One neighbour at unequal allotments is left out; the others decide.
         let v = edited("blast_radius", |rows: &mut Vec<BlastRow>| {
-            for r in rows.iter_mut().filter(|r| r.backend == "microvm" && r.neighbour == results::Neighbour::CpuHog) {
+            for r in rows.iter_mut().filter(|r| r.backend == "microvm" && r.neighbour == results::Neighbour::ForkLoop) {
+                r.neighbour_cpus = Some(1.0);
+            }
+        });
+        assert_eq!(v.verdict, Verdict::DoesNotHold, "without the fork loop no victim is harmed: {v:?}");
+        let left =
+            "left out, not like-for-like: fork-loop neighbour without limits: container gave it 2 CPUs, microvm 1";
+        assert!(v.evidence.iter().any(|e| e.starts_with(left)), "{v:?}");
+        // Every neighbour at unequal allotments: nothing like for like.
+        let v = edited("blast_radius", |rows: &mut Vec<BlastRow>| {
+            for r in rows.iter_mut().filter(|r| r.backend == "microvm") {
                 r.neighbour_cpus = Some(1.0);
             }
         });
         assert_eq!(v.verdict, Verdict::NotLikeForLike, "{v:?}");
-        assert!(
-            v.evidence[0].contains("container gave it 2 CPUs") && v.evidence[0].contains("microvm 1 CPUs"),
-            "{v:?}"
-        );
+        assert!(v.evidence[0].contains("container gave it 2 CPUs, microvm 1 CPUs"), "{v:?}");
     }
 
     #[test]
