@@ -568,7 +568,9 @@ fn blast_radius(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     let mut unlike = Vec::new();
     let mut harm = [0.0f64; 2];
     let mut left_out = Vec::new();
-    let cpus = |x: &BlastRow| x.neighbour_cpus.map_or("not recorded".to_string(), |n| format!("{n} CPUs"));
+    let cpus = |x: &BlastRow| {
+        x.neighbour_cpus.map_or("not recorded".to_string(), |n| format!("{n} CPU{}", if n == 1.0 { "" } else { "s" }))
+    };
     let limits = |x: &BlastRow| if x.limited { "with limits" } else { "without limits" };
     let same_cpus = |a: &BlastRow, b: &BlastRow| matches!((a.neighbour_cpus, b.neighbour_cpus), (Some(x), Some(y)) if (x - y).abs() < 1e-9);
     // Rows pair up by neighbour and limits; a pair counts only at the same CPU allotment.
@@ -830,7 +832,7 @@ mod tests {
             }
         });
         assert_eq!(v.verdict, Verdict::NotLikeForLike, "{v:?}");
-        assert!(v.evidence[0].contains("container gave it 2 CPUs, microvm 1 CPUs"), "{v:?}");
+        assert!(v.evidence[0].contains("container gave it 2 CPUs, microvm 1 CPU"), "{v:?}");
     }
 
     #[test]
