@@ -305,6 +305,25 @@ fn locate<'a>(
     }
 }
 
+/// Both sides' rows (`rows(run, backend)`, present when not empty) from the run [`locate`] finds, or the verdict
+/// `id` saying why there is none.
+fn located_rows<'a, R>(
+    ev: &Evidence<'a>,
+    pair: &ConfigPair,
+    (q, what, id): (Quantity, &str, &str),
+    condition: &str,
+    rows: &dyn Fn(&RunData, &str) -> Vec<R>,
+) -> Result<(Located<'a>, Vec<R>, Vec<R>), Box<ClaimVerdict>> {
+    let has = |r: &RunData, b: &str| !rows(r, b).is_empty();
+    match locate(ev, pair, q, what, &has) {
+        Ok(l) => {
+            let (c, v) = (rows(l.run, &l.container), rows(l.run, &l.vm));
+            Ok((l, c, v))
+        }
+        Err(u) => Err(Box::new(u.into_claim(id, pair, condition.to_string()))),
+    }
+}
+
 /// Judge two figures with the validity rule: both values, or the verdict "not measured" with the reasons.
 fn both_valid(
     c: (&str, Figure),
@@ -558,12 +577,11 @@ fn blast_radius(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
                      both sides"
         .to_string();
     let rows = |r: &RunData, b: &str| r.blast.iter().flatten().filter(|x| x.backend == b).cloned().collect::<Vec<_>>();
-    let has = |r: &RunData, b: &str| !rows(r, b).is_empty();
-    let l = match locate(ev, pair, Quantity::Slowdown, "blast radius", &has) {
-        Ok(l) => l,
-        Err(u) => return u.into_claim("blast_radius", pair, condition),
+    let what = (Quantity::Slowdown, "blast radius", "blast_radius");
+    let (l, rc, rv) = match located_rows(ev, pair, what, &condition, &rows) {
+        Ok(x) => x,
+        Err(v) => return *v,
     };
-    let (rc, rv) = (rows(l.run, &l.container), rows(l.run, &l.vm));
     let mut evidence = vec![l.provenance(pair, "blast radius")];
     let mut unlike = Vec::new();
     let mut harm = [0.0f64; 2];
@@ -702,12 +720,11 @@ fn state_saving(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
         evidence.extend(shown);
         return claim("state_saving", pair, condition, Verdict::NotLikeForLike, evidence);
     }
-    let has = |r: &RunData, b: &str| !rows(r, b).is_empty();
-    let l = match locate(ev, pair, Quantity::SaveTime, "save time", &has) {
-        Ok(l) => l,
-        Err(u) => return u.into_claim("state_saving", pair, condition),
+    let (l, rc, rv) = match located_rows(ev, pair, (Quantity::SaveTime, "save time", "state_saving"), &condition, &rows)
+    {
+        Ok(x) => x,
+        Err(v) => return *v,
     };
-    let (rc, rv) = (rows(l.run, &l.container), rows(l.run, &l.vm));
     let mut evidence = vec![l.provenance(pair, "save time")];
     evidence.extend(shown);
     let Some(size) = rc.iter().map(|r| r.dirty_mib).filter(|s| rv.iter().any(|v| v.dirty_mib == *s)).max() else {
