@@ -341,11 +341,9 @@ fn both_valid(
 }
 
 fn start_faster(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
-    let plan = &ev.primary.meta.plan;
-    let condition = format!(
-        "same workload and plan in one run ({} warm-up + {} measured sequential launches planned per backend)",
-        plan.warmup, plan.startup_runs
-    );
+    let condition = "same workload and plan: both sides from one run, the same warm-up and sequential launches \
+                     planned per backend"
+        .to_string();
     let has = |r: &RunData, b: &str| r.startup_of(b).is_some();
     let l = match locate(ev, pair, Quantity::Startup, "median startup", &has) {
         Ok(l) => l,
@@ -353,7 +351,11 @@ fn start_faster(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     };
     let fig = |b: &str| validity::startup_median(l.run.startup_of(b).expect("located"));
     let (fc, fv) = (fig(&l.container), fig(&l.vm));
-    let mut evidence = vec![l.provenance(pair, "median startup")];
+    let plan = &l.run.meta.plan;
+    let mut evidence = vec![
+        l.provenance(pair, "median startup"),
+        format!("plan: {} warm-up + {} measured sequential launches per backend", plan.warmup, plan.startup_runs),
+    ];
     let line = |b: &str, f: &Figure| format!("{b}: median startup {} (n = {})", fmt_secs(f.value), f.n.unwrap_or(0));
     evidence.push(line(&l.container, &fc));
     evidence.push(line(&l.vm, &fv));
