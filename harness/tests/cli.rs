@@ -136,6 +136,32 @@ fn several_runs_merge_into_one_page() {
         .stderr(predicate::str::contains("nope"));
 }
 
+/// `vmct report --pair C:VM` picks the verdict table's pair; a bad pair is a usage error naming the valid backends.
+#[test]
+fn report_pair_picks_the_verdict_pair_or_exits_2() {
+    let d = tempfile::tempdir().unwrap();
+    report::fixture::write(d.path()).unwrap();
+    vmct().args(["report", "--pair", "crun:microvm"]).arg(d.path()).assert().success();
+    let html = std::fs::read_to_string(d.path().join("report.html")).unwrap();
+    assert!(html.contains("the pair chosen with <code>--pair</code>: <b>crun vs microvm</b>"), "crun is the main pair");
+    assert!(html.contains("<summary>container vs microvm</summary>"), "the default pair is folded below");
+    vmct()
+        .args(["report", "--pair", "microvm:crun"])
+        .arg(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a container backend"))
+        .stderr(predicate::str::contains("container backends of"))
+        .stderr(predicate::str::contains("container, container-privileged, crun"))
+        .stderr(predicate::str::contains("VM backends: microvm, microvm-linux"));
+    vmct()
+        .args(["report", "--pair", "container"])
+        .arg(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expected CONTAINER:VM"));
+}
+
 #[test]
 fn env_reports_kvm_and_guest_models() {
     let out = vmct().args(["env", "--json"]).output().unwrap();

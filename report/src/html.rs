@@ -150,7 +150,8 @@ figure svg{width:100%;height:auto;border:1px solid var(--line);border-radius:6px
 figcaption{font-size:13px;color:var(--mut);margin-top:4px}
 .verdict{display:inline-block;padding:1px 8px;border-radius:10px;font-size:13px;font-weight:600;white-space:nowrap}
 .v-holds{background:var(--okbg);color:var(--ok)}
-.v-linux,.v-bare{background:var(--warnbg);color:var(--warn)}
+.v-unlike,.v-vtx{background:var(--warnbg);color:var(--warn)}
+details.pair{margin:.5em 0}details.pair>summary{cursor:pointer;font-weight:600}
 .v-not{background:var(--badbg);color:var(--bad)}
 .v-unmeasured{background:var(--alt);color:var(--mut)}
 ul.ev{margin:4px 0 0;padding-left:18px;font-size:13px;color:var(--mut)}

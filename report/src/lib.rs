@@ -70,7 +70,14 @@ pub fn render(run: &results::RunDir) -> Result<PathBuf, ReportError> {
     render::render_run(&data)
 }
 
-/// The verdicts on the classic claims for a run (the same ones the report shows).
+/// [`render`] with the verdicts' main pair chosen (`vmct report --pair`); None is the default pair.
+/// The pair is checked against the run with [`pair::ConfigPair::parse`] by the caller.
+pub fn render_with_pair(run: &results::RunDir, pair: Option<&pair::ConfigPair>) -> Result<PathBuf, ReportError> {
+    let data = data::RunData::load(run)?;
+    render::render_run_with(&data, pair)
+}
+
+/// The verdicts on the classic claims for a run's default pair (the main table the report shows).
 pub fn verdicts(run: &results::RunDir) -> Result<Vec<ClaimVerdict>, ReportError> {
     Ok(verdicts::verdicts(&data::RunData::load(run)?))
 }

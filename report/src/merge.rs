@@ -225,6 +225,17 @@ fn beyond_noise(
 /// Write the merged page for `runs` and return its path. `out` is a directory (the page is
 /// `out/merged.html`, the charts' SVGs beside it) or a file path ending in `.html`.
 pub fn merge(runs: &[RunDir], out: &Path) -> Result<PathBuf, ReportError> {
+    merge_with_pair(runs, out, None)
+}
+
+/// [`merge`] with the verdicts' pair chosen (`vmct report --merge --pair`; None: the first run's default pair).
+/// The page's verdicts take the first run as the primary run and fill figures it cannot transfer from the
+/// others whose host has VT-x/AMD-V ([`crate::verdicts`]).
+pub fn merge_with_pair(
+    runs: &[RunDir],
+    out: &Path,
+    pair: Option<&crate::pair::ConfigPair>,
+) -> Result<PathBuf, ReportError> {
     let data: Vec<RunData> = runs.iter().map(RunData::load).collect::<Result<_, _>>()?;
     let m = merged_of(&data);
     let path = if out.extension().is_some_and(|e| e == "html") { out.to_path_buf() } else { out.join("merged.html") };
@@ -235,7 +246,14 @@ pub fn merge(runs: &[RunDir], out: &Path) -> Result<PathBuf, ReportError> {
         let p = dir.join(&c.file);
         fs::write(&p, &c.svg).map_err(|source| ReportError::Write { path: p, source })?;
     }
-    fs::write(&path, merged_html(&m, &charts)).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+    let verdicts = match data.split_first() {
+        Some((first, rest)) => {
+            crate::render::verdict_section(first, rest, pair, None, Some(&first.dir.display().to_string()))
+        }
+        None => String::new(),
+    };
+    fs::write(&path, merged_html_with(&m, &charts, &verdicts))
+        .map_err(|source| ReportError::Write { path: path.clone(), source })?;
     Ok(path)
 }
 
@@ -360,6 +378,11 @@ fn deployed_cells(m: &MergedRuns, d: &DeployedRow, csv: &str) -> Vec<String> {
 
 /// The merged page's HTML (`charts` as returned by drawing them; may be empty).
 pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
+    merged_html_with(m, charts, "")
+}
+
+/// [`merged_html`] with a verdict section (HTML) after the runs table.
+pub fn merged_html_with(m: &MergedRuns, charts: &[crate::charts::Chart], verdicts: &str) -> String {
     let cols: Vec<String> = (0..m.runs.len()).map(|i| format!("#{}", i + 1)).collect();
     let mut headers: Vec<&str> = vec![""];
     headers.extend(cols.iter().map(String::as_str));
@@ -400,6 +423,7 @@ pub fn merged_html(m: &MergedRuns, charts: &[crate::charts::Chart]) -> String {
             "<p>Rows named <b>deployed model</b> give, for a figure some run measured only on a stand-in that does              not transfer (marked), the same figure of the same model from a run where it transfers, with the run              and host it came from.</p>",
         );
     }
+    body.push_str(verdicts);
     if !charts.is_empty() {
         let figs: String = charts
             .iter()
@@ -494,6 +518,32 @@ mod tests {
         }
         assert!(html.contains("class=\"n down\""));
         assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+
+    /// The merged page's verdicts take the first run as primary and fill its non-transferable figures (qemu-tcg
+    /// startup) from a merged run whose host has VT-x, naming it.
+    #[test]
+    fn merged_page_verdicts_fill_emulated_figures_from_a_vtx_run() {
+        let d = tempfile::tempdir().unwrap();
+        let tcg = crate::fixture::write_with_emulated_guest(&d.path().join("tcg")).unwrap();
+        let mut rows: Vec<StartupSummary> = tcg.read_csv().unwrap();
+        let mut q = rows.iter().find(|r| r.backend == "microvm").unwrap().clone();
+        (q.backend, q.median_s) = ("qemu-tcg".into(), 2.5);
+        rows.push(q);
+        tcg.write_csv(&rows).unwrap();
+        let vtx = crate::fixture::write_vtx_host(&d.path().join("vtx")).unwrap();
+        let section = |html: &str| {
+            let s = &html[html.find("<section id=\"verdicts\">").unwrap()..];
+            s[..s.find("</section>").unwrap()].to_string()
+        };
+        let alone = merge(&[tcg.clone(), crate::fixture::write(&d.path().join("plain")).unwrap()], &d.path().join("a"))
+            .unwrap();
+        assert!(section(&std::fs::read_to_string(alone).unwrap()).contains("needs a run on a VT-x host"));
+        let page = merge(&[tcg, vtx], &d.path().join("b")).unwrap();
+        let sec = section(&std::fs::read_to_string(page).unwrap());
+        let main = &sec[..sec.find("<details").unwrap_or(sec.len())];
+        assert!(main.contains("<b>container vs qemu-tcg</b>"), "{main}");
+        assert!(main.contains("from merged run fixture-vtx-run on host fixture-vtx-host"), "{main}");
     }
 
     #[test]

@@ -2,13 +2,14 @@
 use crate::data::RunData;
 use crate::html::{backend, checked, esc, num, page, section, table};
 use crate::marks::{marked, marked_table};
+use crate::pair::ConfigPair;
 use crate::planner::{plan_data, PlanInput, PlanOutput};
 use crate::registry::SECTIONS;
 use crate::sections;
 use crate::timefmt::utc;
 use crate::units::{fmt_bytes, fmt_secs, fmt_value, sig3};
 use crate::validity;
-use crate::verdicts::verdicts;
+use crate::verdicts::{verdicts_for, ClaimVerdict, Evidence};
 use crate::ReportError;
 use results::Quantity;
 use results::Record;
@@ -17,6 +18,11 @@ use std::path::PathBuf;
 
 /// Render RUN_DIR/report.html and one .svg per chart; returns the report's path.
 pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
+    render_run_with(run, None)
+}
+
+/// [`render_run`] with the verdicts' main pair chosen (None: the default pair).
+pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathBuf, ReportError> {
     let secs = SECTIONS.iter().map(|s| s.render(run)).collect::<Result<Vec<_>, _>>()?;
     let plan = plan_data(run, &PlanInput::default_for(run));
     let image = results::image::read(&run.dir)
@@ -32,7 +38,7 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
     body.push_str(&crate::marks::legend());
     body.push_str(&summary_cards(run, plan.as_ref().ok()));
     body.push_str(&host_section(run));
-    body.push_str(&verdict_section(run, image.as_ref()));
+    body.push_str(&verdict_section(run, &[], pair, image.as_ref(), None));
     if let Some(s) = crate::models::three_models(run) {
         body.push_str(&s.html);
     }
@@ -290,20 +296,56 @@ fn isolation_cell(p: Option<&results::IsolationProfile>) -> String {
     out
 }
 
-fn verdict_section(run: &RunData, image: Option<&results::image::ImageRunInfo>) -> String {
+/// The verdict table of one pair (`image` prefixes each claim of the main table).
+fn verdict_table(
+    vs: &[ClaimVerdict],
+    image: Option<&results::image::ImageRunInfo>,
+    source: &dyn Fn(&str) -> String,
+) -> String {
     let mut rows = Vec::new();
-    for v in verdicts(run) {
+    for v in vs {
         let ev: String = v.evidence.iter().map(|e| format!("<li>{}</li>", esc(e))).collect();
         let claim = match image {
             Some(i) => format!("For image {}: {}", i.name, v.claim),
             None => v.claim.to_string(),
         };
+        let pair = v
+            .pair
+            .as_ref()
+            .map_or_else(|| "no pair".to_string(), |p| format!("{} vs {}", backend(&p.container), backend(&p.vm)));
         rows.push(vec![
             format!("<b>{}</b>", esc(&claim)),
+            format!("{pair}<br><span class=\"na\">if {}</span>", esc(&v.condition)),
             format!("<span class=\"verdict {}\">{}</span>", v.verdict.css(), esc(v.verdict.label())),
-            format!("<ul class=\"ev\">{ev}</ul><a class=\"n\" href=\"{0}\">{0}</a>", esc(v.source)),
+            format!("<ul class=\"ev\">{ev}</ul>{}", source(v.source)),
         ]);
     }
+    table(&["claim", "pair and condition", "verdict", "evidence"], &rows)
+}
+
+/// The verdicts for the main pair (given, else [`ConfigPair::default_for`]), then every other pair of the run
+/// ([`ConfigPair::all`]) in a closed `<details>` (no script). `merged` are runs whose VT-x figures may fill the
+/// primary run's (see [`crate::verdicts`]).
+pub(crate) fn verdict_section(
+    run: &RunData,
+    merged: &[RunData],
+    pair: Option<&ConfigPair>,
+    image: Option<&results::image::ImageRunInfo>,
+    link_prefix: Option<&str>,
+) -> String {
+    let ev = Evidence { primary: run, merged };
+    // A link to the source CSV of the primary run when it has one (`link_prefix`: the run's directory as seen
+    // from the page, None when the page is in it).
+    let source = |f: &str| {
+        if run.dir.join(f).exists() {
+            let href = link_prefix.map_or_else(|| f.to_string(), |p| format!("{}/{f}", p.trim_end_matches('/')));
+            format!("<a class=\"n\" href=\"{}\">{}</a>", esc(&href), esc(f))
+        } else {
+            format!("<span class=\"na\">{}: not in this run</span>", esc(f))
+        }
+    };
+    let main = pair.cloned().or_else(|| ConfigPair::default_for(run));
+    let vs = main.as_ref().map_or_else(crate::verdicts::unpaired, |p| verdicts_for(&ev, p));
     let about = image.map_or(String::new(), |i| {
         format!(
             " Every verdict here is about image <b>{}</b> ({}): its own process, ready by the rule <code>{}</code>.",
@@ -312,11 +354,42 @@ fn verdict_section(run: &RunData, image: Option<&results::image::ImageRunInfo>) 
             esc(&i.ready_rule)
         )
     });
-    let body = format!(
-        "<p>Each classic claim is checked against this run's measurements: the best container backend measured \
-         against each microVM guest model measured.{about}</p>{}",
-        table(&["claim", "verdict", "evidence"], &rows)
+    let which = match (&main, pair) {
+        (Some(p), Some(_)) => format!("the pair chosen with <code>--pair</code>: <b>{}</b>", esc(&p.to_string())),
+        (Some(p), None) => format!(
+            "the default pair, our container with its default profile against the linux guest model where one \
+             ran: <b>{}</b> (choose another with <code>vmct report --pair CONTAINER:VM</code>)",
+            esc(&p.to_string())
+        ),
+        (None, _) => "no pair: the run lacks a container or a VM backend".to_string(),
+    };
+    let merged_note = if merged.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Figures that do not transfer to a VT-x/AMD-V host in this run are filled from the merged runs ({}) \
+             when their host has VT-x/AMD-V; each verdict says which run they came from.",
+            esc(&merged.iter().map(|r| r.meta.id.as_str()).collect::<Vec<_>>().join(", "))
+        )
+    };
+    let mut body = format!(
+        "<p>Each classic claim compares one container configuration with one VM configuration, measured like for \
+         like (the condition under each pair); no claim takes the best backend of a model. This table is for \
+         {which}. Only figures that transfer to a host with VT-x/AMD-V running the deployed model decide a verdict; \
+         where the pair's figure does not, the verdict says it needs a run on a VT-x host.{merged_note}{about}</p>{}",
+        verdict_table(&vs, image, &source)
     );
+    let others: Vec<ConfigPair> = ConfigPair::all(run).into_iter().filter(|p| Some(p) != main.as_ref()).collect();
+    if !others.is_empty() {
+        body.push_str("<h3>Other pairs of this run</h3>");
+        for p in others {
+            body.push_str(&format!(
+                "<details class=\"pair\"><summary>{}</summary>{}</details>",
+                esc(&p.to_string()),
+                verdict_table(&verdicts_for(&ev, &p), None, &source)
+            ));
+        }
+    }
     section("verdicts", "Verdicts on the classic claims", &body)
 }
 
@@ -542,6 +615,23 @@ mod tests {
         assert!(n >= 10, "the fixture writes every CSV, found {n}");
     }
 
+    /// The verdict table is for the default pair, each row naming the pair and its condition; every other pair of
+    /// the run has its own table in a closed `<details>` (no script).
+    #[test]
+    fn verdicts_show_the_default_pair_and_fold_the_others() {
+        let (_d, rd, html) = rendered();
+        let sec = section_of(&html, "verdicts");
+        let main = &sec[..sec.find("<details").expect("other pairs folded")];
+        assert!(main.contains("the default pair") && main.contains("<b>container vs microvm</b>"), "{main}");
+        assert!(main.contains("if same probe list on both sides"), "{main}");
+        assert!(main.contains("not measured like-for-like here") && main.contains("CRIU"), "{main}");
+        let run = crate::data::RunData::load(&rd).unwrap();
+        let others = crate::pair::ConfigPair::all(&run).len() - 1;
+        assert_eq!(sec.matches("<details class=\"pair\">").count(), others);
+        assert!(sec.contains("<summary>crun vs microvm</summary>"), "{sec}");
+        assert!(!sec.contains("<details open"), "other pairs start folded");
+    }
+
     #[test]
     fn text_from_csvs_is_escaped() {
         let (_d, _rd, html) = rendered();
@@ -616,12 +706,20 @@ mod tests {
         let single = row_of(&startup, "container-privileged");
         assert!(single.contains("500 µs") && single.contains("(n = 1, not compared)"), "{single}");
         assert!(single.contains("title=\"n = 1: too few samples to compare\""), "{single}");
-        // The verdict is decided by valid figures only: the bare microVM starts faster than every container
-        // with more than one launch.
+        // The verdict is decided by valid figures only: the default pair's container has a single 0 s launch, so
+        // the startup claim is not measured (and the faster single-launch profile is not in the pair).
         let v = crate::verdicts::verdicts(&crate::data::RunData::load(&rd).unwrap());
         let start = v.iter().find(|c| c.id == "start_faster").unwrap();
-        assert_eq!(start.verdict, crate::Verdict::DoesNotHold, "{:?}", start.evidence);
-        assert!(start.evidence.iter().any(|e| e.starts_with("left out: container-privileged")), "{:?}", start.evidence);
+        assert_eq!(start.verdict, crate::Verdict::NotMeasured, "{:?}", start.evidence);
+        assert!(
+            start
+                .evidence
+                .iter()
+                .any(|e| e == "left out: container median startup invalid: 0 s (must be greater than zero)"),
+            "{:?}",
+            start.evidence
+        );
+        assert!(start.evidence.iter().all(|e| !e.contains("container-privileged")), "{:?}", start.evidence);
         let density_v = v.iter().find(|c| c.id == "density").unwrap();
         assert_eq!(density_v.verdict, crate::Verdict::NotMeasured, "{:?}", density_v.evidence);
         // A present CSV without usable rows is not called absent.

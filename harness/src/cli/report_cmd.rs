@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// Arguments of `vmct report`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct report results/runs/<id>                       # re-render one run's report.html\n  vmct report results/runs/<new> --baseline results/runs/<old>   # plus compare.html with deltas\n  vmct report --merge hostA/run hostB/run hostC/run   # several hosts in one page (report/out/merged-<time>/)"
+    after_help = "Examples:\n  vmct report results/runs/<id>                       # re-render one run's report.html\n  vmct report results/runs/<id> --pair crun:microvm-linux       # verdict table for that pair\n  vmct report results/runs/<new> --baseline results/runs/<old>   # plus compare.html with deltas\n  vmct report --merge hostA/run hostB/run hostC/run   # several hosts in one page (report/out/merged-<time>/)"
 )]
 pub struct ReportArgs {
     /// The run directory to render (written by `vmct compare`); with --merge, two or more.
@@ -26,6 +26,11 @@ pub struct ReportArgs {
     /// With --merge: print the merged figures as JSON instead of writing the page.
     #[arg(long, requires = "merge")]
     pub json: bool,
+    /// The configuration pair of the verdict table, CONTAINER:VM (backend names of the run, e.g.
+    /// container:microvm-linux); default: our container's default profile against the linux guest. The other pairs
+    /// stay on the page, folded. With --merge: a pair of the first run.
+    #[arg(long, value_name = "CONTAINER:VM")]
+    pub pair: Option<String>,
 }
 
 /// Arguments of `vmct plan`.
@@ -60,7 +65,7 @@ fn open(p: &PathBuf) -> anyhow::Result<RunDir> {
 /// `vmct report`.
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     if a.merge {
-        return merge_runs(&a.run_dirs, a.out, a.json);
+        return merge_runs_with(&a.run_dirs, a.out, a.json, a.pair.as_deref());
     }
     let [run_dir] = a.run_dirs.as_slice() else {
         return Err(UsageError(format!(
@@ -70,7 +75,9 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         .into());
     };
     let rd = open(run_dir)?;
-    let path = report::render(&rd).with_context(|| format!("rendering {}", run_dir.display()))?;
+    let pair = pair_of(&rd, a.pair.as_deref())?;
+    let path =
+        report::render_with_pair(&rd, pair.as_ref()).with_context(|| format!("rendering {}", run_dir.display()))?;
     println!("report: {}", path.display());
     if let Some(b) = &a.baseline {
         let base = open(b)?;
@@ -78,6 +85,22 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         println!("comparison with {}: {}", b.display(), cmp.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--pair CONTAINER:VM` checked against the run: a usage error (exit 2) naming the valid backends of each side.
+fn pair_of(rd: &RunDir, text: Option<&str>) -> anyhow::Result<Option<report::pair::ConfigPair>> {
+    let Some(text) = text else { return Ok(None) };
+    let run = report::data::RunData::load(rd).with_context(|| format!("reading {}", rd.path().display()))?;
+    report::pair::ConfigPair::parse(text, &run).map(Some).map_err(|e| {
+        let list = |v: Vec<String>| if v.is_empty() { "none in this run".to_string() } else { v.join(", ") };
+        UsageError(format!(
+            "--pair: {e}\n  container backends of {}: {}\n  VM backends: {}",
+            rd.path().display(),
+            list(report::pair::ConfigPair::containers(&run)),
+            list(report::pair::ConfigPair::vms(&run))
+        ))
+        .into()
+    })
 }
 
 /// `vmct plan`.
@@ -127,6 +150,16 @@ pub fn compare_runs(a: &PathBuf, b: &PathBuf, json: bool) -> anyhow::Result<Exit
 
 /// `vmct report --merge RUN...` and `vmct compare RUN_A RUN_B RUN_C...`: several runs in one page.
 pub fn merge_runs(dirs: &[PathBuf], out: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    merge_runs_with(dirs, out, json, None)
+}
+
+/// [`merge_runs`] with the verdicts' pair (`--pair`, checked against the first run).
+pub fn merge_runs_with(
+    dirs: &[PathBuf],
+    out: Option<PathBuf>,
+    json: bool,
+    pair: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     if dirs.len() < 2 {
         return Err(UsageError("--merge needs two or more run directories".into()).into());
     }
@@ -137,7 +170,8 @@ pub fn merge_runs(dirs: &[PathBuf], out: Option<PathBuf>, json: bool) -> anyhow:
     }
     let out =
         out.unwrap_or_else(|| PathBuf::from("report/out").join(format!("merged-{}", crate::compare::new_run_id())));
-    let path = report::merge(&runs, &out)?;
+    let pair = pair_of(&runs[0], pair)?;
+    let path = report::merge::merge_with_pair(&runs, &out, pair.as_ref())?;
     println!("merged report of {} runs: {}", runs.len(), path.display());
     Ok(ExitCode::SUCCESS)
 }
