@@ -5,8 +5,8 @@
 //! Each side gets one count per limit, each named:
 //! - **memory**: host memory / memory per instance. Memory per instance comes from figures that transfer
 //!   ([`results::transfer`]): for a container (or the bare guest) the density slope − the working set held in
-//!   the sweep + the user's working set; for the Linux-guest VM the guest RAM it touched − the held working set
-//!   + the user's working set + our own VMM's overhead (never the TCG emulator's). When the Linux guest's VMM
+//!   the sweep + the user's working set; for the Linux-guest VM the guest RAM it touched − the held working
+//!   set + the user's working set + our own VMM's overhead (never the TCG emulator's). When the Linux guest's VMM
 //!   overhead only exists under emulation, the planner composes it with our VMM's overhead measured with the
 //!   bare guest, labelled "composed"; with no guest RAM figure the limit reads "needs a run on a VT-x host".
 //!   A working-set burst (`burst`) adds the share of it the model keeps after freeing it (give-back, as
@@ -845,15 +845,19 @@ mod tests {
         let rd = crate::fixture::write(d.path()).unwrap();
         // crun is slower to start and bigger than our container: a best-of would never plan it; here it is
         // planned because it is the pair's container side.
-        let out =
-            plan(&[rd.clone()], Some("crun:microvm"), &PlanInput::default_for(&RunData::load(&rd).unwrap())).unwrap();
+        let out = plan(
+            std::slice::from_ref(&rd),
+            Some("crun:microvm"),
+            &PlanInput::default_for(&RunData::load(&rd).unwrap()),
+        )
+        .unwrap();
         assert_eq!(out.pair, ConfigPair { container: "crun".into(), vm: "microvm".into() });
         assert_eq!((out.container.backend.as_str(), out.vm.backend.as_str()), ("crun", "microvm"));
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["pair"]["container"], "crun");
         assert!(json.get("recommended").is_none());
         // The default pair: our container against the VM that ran.
-        let def = plan(&[rd.clone()], None, &input()).unwrap();
+        let def = plan(std::slice::from_ref(&rd), None, &input()).unwrap();
         assert_eq!((def.container.backend.as_str(), def.vm.backend.as_str()), ("container", "microvm"));
         // The bare guest's own figures plan the bare guest.
         assert!(matches!(def.vm.limits[0].status, LimitStatus::Bound { .. }), "{:?}", def.vm.limits[0]);
@@ -869,11 +873,11 @@ mod tests {
             PlanInput { cpu_per_instance: f64::NAN, ..input() },
             PlanInput { slo_p99_s: 0.0, ..input() },
         ] {
-            assert!(matches!(plan(&[rd.clone()], None, &bad), Err(PlanError::Input(_))), "{bad:?}");
+            assert!(matches!(plan(std::slice::from_ref(&rd), None, &bad), Err(PlanError::Input(_))), "{bad:?}");
         }
-        let e = plan(&[rd.clone()], Some("container:nosuchvm"), &input()).unwrap_err();
+        let e = plan(std::slice::from_ref(&rd), Some("container:nosuchvm"), &input()).unwrap_err();
         assert!(matches!(e, PlanError::Pair(_)) && e.to_string().contains("nosuchvm"), "{e}");
-        let empty = RunDir::create(&d.path().join("empty")).unwrap();
+        let empty = RunDir::create(d.path().join("empty")).unwrap();
         empty.write_meta(&crate::fixture::meta()).unwrap();
         let e = plan(&[empty], None, &input()).unwrap_err();
         assert!(e.to_string().contains("no density_summary.csv"), "{e}");
