@@ -415,6 +415,59 @@ impl PlanFigures {
     }
 }
 
+/// Test runs (until the verdicts branch's `fixture::write_vtx_host` is merged; the lead keeps one): the
+/// fixture with the Linux guest measured only under QEMU TCG here, and a run from a VT-x host with
+/// `microvm-linux` measured.
+#[cfg(test)]
+pub(crate) mod test_runs {
+    use results::{DensityFit, DensityStep, RunDir, StartupMode, StartupSummary};
+    use std::path::Path;
+
+    fn add_backend(rd: &RunDir, like: &str, name: &str, guest: f64, vmm: f64, p99: f64, ms_per_1000: f64) {
+        let mut fits: Vec<DensityFit> = rd.read_csv().unwrap();
+        let mut f = fits.iter().find(|f| f.backend == like).unwrap().clone();
+        (f.backend, f.guest_mem_bytes, f.vmm_overhead_bytes) = (name.into(), Some(guest), Some(vmm));
+        fits.push(f);
+        rd.write_csv(&fits).unwrap();
+        let mut steps: Vec<DensityStep> = rd.read_csv().unwrap();
+        let mut more: Vec<DensityStep> = steps.iter().filter(|s| s.backend == like).cloned().collect();
+        for s in &mut more {
+            s.backend = name.into();
+            s.launch_s = p99 / 2.0 + ms_per_1000 / 1e6 * f64::from(s.instances - 1);
+        }
+        steps.extend(more);
+        rd.write_csv(&steps).unwrap();
+        let mut st: Vec<StartupSummary> = rd.read_csv().unwrap();
+        let mut s = st.iter().find(|s| s.backend == like && s.mode == StartupMode::Sequential).unwrap().clone();
+        (s.backend, s.p99_s, s.median_s) = (name.into(), p99, p99 / 2.0);
+        st.push(s);
+        rd.write_csv(&st).unwrap();
+    }
+
+    /// The fixture with `qemu-tcg` (emulated Linux guest): 40 MB guest RAM touched, a 90 MB emulator, 2 s p99.
+    pub(crate) fn emulated_here(dir: &Path) -> RunDir {
+        let rd = crate::fixture::write_with_emulated_guest(dir).unwrap();
+        add_backend(&rd, "microvm", "qemu-tcg", 40e6, 90e6, 2.0, 500.0);
+        rd
+    }
+
+    /// A run `vtx-run` from a kvm_intel host with `microvm-linux` measured: 30 MB guest RAM, 2 MB VMM, 20 ms p99
+    /// growing 1 ms per 1000 alive.
+    pub(crate) fn vtx_host(dir: &Path) -> RunDir {
+        let rd = crate::fixture::write(dir).unwrap();
+        let mut meta = rd.read_meta().unwrap();
+        meta.id = "vtx-run".into();
+        meta.host.hostname = "vtx-host".into();
+        meta.host.kvm = results::KvmFlavour::KvmIntel;
+        for b in &mut meta.backends {
+            (b.available, b.reason) = (true, None);
+        }
+        rd.write_meta(&meta).unwrap();
+        add_backend(&rd, "microvm", "microvm-linux", 30e6, 2e6, 0.020, 1.0);
+        rd
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,14 +493,7 @@ mod tests {
     #[test]
     fn emulated_linux_guest_keeps_its_guest_ram_and_a_vt_x_run_fills_the_rest() {
         let d = tempfile::tempdir().unwrap();
-        let rd = crate::fixture::write_with_emulated_guest(&d.path().join("a")).unwrap();
-        // qemu-tcg's density: guest RAM touched (transfers) and the emulator's own memory (does not).
-        let mut fits: Vec<results::DensityFit> = rd.read_csv().unwrap();
-        let mut tcg = fits.iter().find(|f| f.backend == "microvm").unwrap().clone();
-        (tcg.backend, tcg.guest_mem_bytes, tcg.vmm_overhead_bytes) = ("qemu-tcg".into(), Some(40e6), Some(90e6));
-        fits.push(tcg);
-        rd.write_csv(&fits).unwrap();
-        let run = load(&rd);
+        let run = load(&test_runs::emulated_here(&d.path().join("a")));
         let pair = ConfigPair::parse("container:qemu-tcg", &run).unwrap();
         let f = PlanFigures::from_runs(std::slice::from_ref(&run), &pair);
         let vm = &f.vm;
@@ -455,31 +501,23 @@ mod tests {
         let emu = vm.vmm_overhead.as_ref().unwrap();
         assert_eq!((emu.transfer, emu.value), (Transfer::EmulatedCpu, 90e6));
         assert!(!emu.usable_for(Model::MicrovmLinux));
+        assert_eq!(vm.startup_p99.as_ref().unwrap().transfer, Transfer::EmulatedCpu);
         let bare = vm.bare_vmm_overhead.as_ref().unwrap();
         assert_eq!((bare.source.backend.as_str(), bare.transfer), ("microvm", Transfer::BareModelOnly));
         assert!(f.container.density_slope.as_ref().unwrap().usable_for(Model::Container));
         assert_eq!(f.container.density_slope.as_ref().unwrap().source.run, "fixture-run");
 
-        // A run from a VT-x host with microvm-linux measured fills the VM side's memory from there.
-        let rd2 = crate::fixture::write(&d.path().join("b")).unwrap();
-        let mut meta = rd2.read_meta().unwrap();
-        meta.id = "vtx-run".into();
-        meta.host.kvm = results::KvmFlavour::KvmIntel;
-        for b in &mut meta.backends {
-            b.available = true;
-        }
-        rd2.write_meta(&meta).unwrap();
-        let mut fits: Vec<results::DensityFit> = rd2.read_csv().unwrap();
-        let mut lin = fits.iter().find(|f| f.backend == "microvm").unwrap().clone();
-        (lin.backend, lin.guest_mem_bytes, lin.vmm_overhead_bytes) = ("microvm-linux".into(), Some(30e6), Some(2e6));
-        fits.push(lin);
-        rd2.write_csv(&fits).unwrap();
-        let runs = [run, load(&rd2)];
+        // A run from a VT-x host with microvm-linux measured fills the VM side's VMM overhead and startup.
+        let runs = [run, load(&test_runs::vtx_host(&d.path().join("b")))];
         let f = PlanFigures::from_runs(&runs, &pair);
         let o = f.vm.vmm_overhead.as_ref().unwrap();
         assert_eq!((o.value, o.source.run.as_str(), o.source.backend.as_str()), (2e6, "vtx-run", "microvm-linux"));
         assert!(o.transfer.transfers());
+        let p = f.vm.startup_p99.as_ref().unwrap();
+        assert_eq!((p.value, p.source.run.as_str(), p.transfer), (0.020, "vtx-run", Transfer::Transfers));
         // Guest RAM: the pair's own backend's figure transfers, so it stays first.
         assert_eq!(f.vm.guest_ram.as_ref().unwrap().source.backend, "qemu-tcg");
+        // The container side reads the primary run first.
+        assert_eq!(f.container.startup_p99.as_ref().unwrap().source.run, "fixture-run");
     }
 }

@@ -863,6 +863,44 @@ mod tests {
         assert!(matches!(def.vm.limits[0].status, LimitStatus::Bound { .. }), "{:?}", def.vm.limits[0]);
     }
 
+    /// Issue 15 item 5 for the planner: on this host the linux guest ran only under TCG, so its startup cannot be
+    /// judged ("needs a run on a VT-x host") and its memory is composed and labelled; a merged VT-x run fills both.
+    #[test]
+    fn a_vt_x_run_fills_what_the_emulated_linux_guest_cannot_give() {
+        let d = tempfile::tempdir().unwrap();
+        let here = crate::plan_figures::test_runs::emulated_here(&d.path().join("a"));
+        let inp = PlanInput { cpu_per_instance: 0.0, ..input() };
+        let alone = plan(std::slice::from_ref(&here), Some("container:qemu-tcg"), &inp).unwrap();
+        let v = &alone.vm;
+        match limit(v, &LimitKind::StartupSlo) {
+            LimitStatus::NotChecked { reason } => assert!(
+                reason.contains(
+                    "p99 startup of qemu-tcg (fixture-run) is emulated: does not transfer; needs a run on a VT-x host"
+                ),
+                "{reason}"
+            ),
+            s => panic!("{s:?}"),
+        }
+        assert!(v.mem_composed, "guest RAM from qemu-tcg + our VMM's overhead with the bare guest");
+        // 40 MB guest RAM − 16 MiB held + 0 working set + 3 MiB bare VMM: the emulator's 90 MB is not in it.
+        assert_eq!(v.mem_per_instance_bytes, Some(40e6 - 16.0 * MIB + 3.0 * MIB));
+        let vtx = crate::plan_figures::test_runs::vtx_host(&d.path().join("b"));
+        let both = plan(&[here, vtx], Some("container:qemu-tcg"), &inp).unwrap();
+        let v = &both.vm;
+        assert!(!v.mem_composed);
+        assert_eq!(v.mem_per_instance_bytes, Some(40e6 - 16.0 * MIB + 2e6));
+        let slo = v.limits.iter().find(|l| l.kind == LimitKind::StartupSlo).unwrap();
+        // (50 − 20) ms / 1 ms per 1000 alive = 30000 instances.
+        assert_eq!(slo.status, LimitStatus::Bound { instances: 30000 });
+        assert!(
+            slo.sources.iter().all(|s| s.contains("microvm-linux of run vtx-run on vtx-host")),
+            "{:?}",
+            slo.sources
+        );
+        assert_eq!(both.runs.len(), 2);
+        assert!(both.runs[1].starts_with("vtx-run on vtx-host") && both.runs[1].ends_with("(kvm_intel)"));
+    }
+
     #[test]
     fn rejects_bad_inputs_unknown_pairs_and_empty_runs() {
         let d = tempfile::tempdir().unwrap();
