@@ -547,7 +547,13 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
         }),
         Err(why) => limits.push(Limit {
             kind: LimitKind::Host("pids, open files, ...".into()),
-            status: LimitStatus::NotChecked { reason: format!("{why} (no host limit stopped a sweep)") },
+            status: LimitStatus::NotChecked {
+                reason: if f.host_limit.is_none() {
+                    "no host limit stopped a density sweep in the runs given".into()
+                } else {
+                    why
+                },
+            },
             how: String::new(),
             sources: vec![],
         }),
@@ -686,7 +692,7 @@ impl fmt::Display for PlanOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan_figures::{HeldMemory, LaunchGrowth, Source};
+    use crate::plan_figures::{HeldMemory, HostLimit, LaunchGrowth, Source};
     use results::Transfer;
 
     const MIB: f64 = 1048576.0;
@@ -767,6 +773,15 @@ mod tests {
         let text = out.to_string();
         assert!(text.contains("container (container): binding limit: CPU at 16.0 k instances"), "{text}");
         assert!(text.contains("microvm-linux (microVM (linux guest)): binding limit: memory at 2.43 k"), "{text}");
+        // A host limit the sweep ran into binds when it is the tightest, named with its value.
+        let mut f = figures();
+        let pids = HostLimit { name: "pids.max of the parent cgroup at 4096".into(), instances: 4090 };
+        f.container.host_limit = fig("container", pids, Transfer::Transfers);
+        let c = plan_figures(&f, &pair(), vec![], &input()).container;
+        assert_eq!(
+            c.binding_words(),
+            "binding limit: host limit (pids.max of the parent cgroup at 4096) at 4.09 k instances"
+        );
         // A tight SLO binds instead: (12 − 10) ms / 2 µs = 1000.
         let tight = PlanInput { slo_p99_s: 0.012, ..input() };
         let out3 = plan_figures(&figures(), &pair(), vec![], &tight);
