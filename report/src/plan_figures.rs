@@ -77,6 +77,8 @@ pub struct HeldMemory {
     pub bytes: f64,
     /// Working set each instance held during the measurement, bytes (included in `bytes`).
     pub held_bytes: f64,
+    /// r² of the density fit the figure comes from (None: not a fitted figure).
+    pub fit_r2: Option<f64>,
 }
 
 /// Growth of launch-to-ready with instances alive ([`crate::density_latency`]).
@@ -319,13 +321,14 @@ fn side(places: &[At<'_>], backend: &str, model: Model, bare: &[At<'_>]) -> Side
             let f = fit_of(a)?;
             let v = validity::density_slope(&f).check().ok()?;
             let n = validity::fitted_steps(&f);
-            Some(a.sourced(HeldMemory { bytes: v, held_bytes: held(&f) }, "B", n, dfile, Quantity::HostMemory))
+            let m = HeldMemory { bytes: v, held_bytes: held(&f), fit_r2: Some(f.r2) };
+            Some(a.sourced(m, "B", n, dfile, Quantity::HostMemory))
         }),
         guest_ram: first(places, model, |a| {
             let f = fit_of(a)?;
             let v = f.guest_mem_bytes.filter(|v| v.is_finite() && *v > 0.0)?;
             Some(a.sourced(
-                HeldMemory { bytes: v, held_bytes: held(&f) },
+                HeldMemory { bytes: v, held_bytes: held(&f), fit_r2: None },
                 "B",
                 f.instances,
                 dfile,

@@ -22,7 +22,7 @@
 //! transfer is "not checked", with the reason, and the plan goes on without it.
 use crate::data::{Model, RunData};
 use crate::pair::{ConfigPair, PairError};
-use crate::plan_figures::{PlanFigures, SideFigures, Sourced};
+use crate::plan_figures::{HeldMemory, PlanFigures, SideFigures, Sourced};
 use crate::units::{fmt_bytes, fmt_secs, sig3};
 use results::{RunDir, RunDirError};
 use serde::Serialize;
@@ -292,6 +292,25 @@ struct Memory {
     composed: bool,
     how: String,
     sources: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// Notes on a measured memory figure: a poor fit, or less than the working set held (shared, not yet resident,
+/// or noise).
+fn memory_notes(what: &str, m: &HeldMemory) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(r2) = m.fit_r2.filter(|r| *r < 0.9) {
+        notes.push(format!("{what}: the density fit is poor (r² = {}): treat the memory count as rough", sig3(r2)));
+    }
+    if m.bytes < m.held_bytes {
+        notes.push(format!(
+            "{what} {} is below the {} each instance held (pages shared, not yet resident, or noise): the \
+             overhead beyond the working set is planned as 0",
+            fmt_bytes(m.bytes),
+            fmt_bytes(m.held_bytes)
+        ));
+    }
+    notes
 }
 
 /// Base memory per instance (before burst and files) from transferable figures.
@@ -311,6 +330,7 @@ fn base_memory(f: &SideFigures, ws: f64) -> Result<Memory, String> {
                 b(over + ws)
             ),
             sources: vec![cite("density slope", s, b(s.value.bytes))],
+            notes: memory_notes("density slope", &s.value),
         });
     }
     let g = usable(&f.guest_ram, f, "guest RAM touched")?;
@@ -339,6 +359,7 @@ fn base_memory(f: &SideFigures, ws: f64) -> Result<Memory, String> {
             b(per)
         ),
         sources: vec![cite("guest RAM touched", g, b(g.value.bytes)), cite("VMM overhead", vmm, b(vmm.value))],
+        notes: memory_notes("guest RAM touched", &g.value),
     })
 }
 
@@ -352,6 +373,7 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
     let mut limits = Vec::new();
     // Memory.
     let mem = base_memory(f, input.working_set_bytes as f64).map(|mut m| {
+        notes.append(&mut m.notes);
         if input.burst_bytes > 0 {
             let burst = input.burst_bytes as f64;
             match usable(&f.give_back, f, "memory give-back") {
@@ -692,7 +714,7 @@ impl fmt::Display for PlanOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan_figures::{HeldMemory, HostLimit, LaunchGrowth, Source};
+    use crate::plan_figures::{HostLimit, LaunchGrowth, Source};
     use results::Transfer;
 
     const MIB: f64 = 1048576.0;
@@ -716,12 +738,12 @@ mod tests {
     fn figures() -> PlanFigures {
         let t = Transfer::Transfers;
         let mut c = SideFigures::empty("container", Model::Container);
-        c.density_slope = fig("container", HeldMemory { bytes: 20.0 * MIB, held_bytes: 16.0 * MIB }, t);
+        c.density_slope = fig("container", HeldMemory { bytes: 20.0 * MIB, held_bytes: 16.0 * MIB, fit_r2: None }, t);
         c.startup_p99 = fig("container", 0.010, t);
         c.launch_growth = fig("container", LaunchGrowth { ms_per_1000: 2.0, max_alive: 5000 }, t);
         c.idle_cpu = fig("container", 0.001, t);
         let mut v = SideFigures::empty("microvm-linux", Model::MicrovmLinux);
-        v.guest_ram = fig("microvm-linux", HeldMemory { bytes: 40.0 * MIB, held_bytes: 16.0 * MIB }, t);
+        v.guest_ram = fig("microvm-linux", HeldMemory { bytes: 40.0 * MIB, held_bytes: 16.0 * MIB, fit_r2: None }, t);
         v.vmm_overhead = fig("microvm-linux", 3.0 * MIB, t);
         v.startup_p99 = fig("microvm-linux", 0.005, t);
         v.launch_growth = fig("microvm-linux", LaunchGrowth { ms_per_1000: 0.0, max_alive: 100 }, t);
@@ -782,6 +804,13 @@ mod tests {
             c.binding_words(),
             "binding limit: host limit (pids.max of the parent cgroup at 4096) at 4.09 k instances"
         );
+        // A poor fit below the held working set is planned, with both said.
+        let mut f = figures();
+        let m = HeldMemory { bytes: 80e3, held_bytes: 4.0 * MIB, fit_r2: Some(0.64) };
+        f.container.density_slope = fig("container", m, Transfer::Transfers);
+        let c = plan_figures(&f, &pair(), vec![], &input()).container;
+        assert!(c.notes.iter().any(|n| n.contains("poor (r² = 0.640)")), "{:?}", c.notes);
+        assert!(c.notes.iter().any(|n| n.contains("below the 4.00 MiB each instance held")), "{:?}", c.notes);
         // A tight SLO binds instead: (12 − 10) ms / 2 µs = 1000.
         let tight = PlanInput { slo_p99_s: 0.012, ..input() };
         let out3 = plan_figures(&figures(), &pair(), vec![], &tight);
@@ -834,7 +863,7 @@ mod tests {
         // A bare-model figure on the container side or as the linux guest's own figure is not used.
         let mut f = figures();
         f.container.density_slope =
-            fig("container", HeldMemory { bytes: MIB, held_bytes: 0.0 }, Transfer::BareModelOnly);
+            fig("container", HeldMemory { bytes: MIB, held_bytes: 0.0, fit_r2: None }, Transfer::BareModelOnly);
         let c = plan_figures(&f, &pair(), vec![], &input()).container;
         assert!(matches!(limit(&c, &LimitKind::Memory), LimitStatus::NotChecked { .. }));
     }
