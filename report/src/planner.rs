@@ -108,9 +108,8 @@ impl PlanInput {
     }
 }
 
-/// Which limit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "name")]
+/// Which limit; in JSON its words ("memory", "CPU", "startup SLO", "host limit (NAME)").
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitKind {
     /// Host memory.
     Memory,
@@ -120,6 +119,12 @@ pub enum LimitKind {
     StartupSlo,
     /// A host limit that stopped the density sweep (its name and value).
     Host(String),
+}
+
+impl Serialize for LimitKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl fmt::Display for LimitKind {
@@ -185,7 +190,10 @@ pub struct Binding {
 
 impl fmt::Display for Binding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "binding limit: {} at {} instances", self.kind, fmt_count(self.instances))
+        match self.instances {
+            0 => write!(f, "binding limit: {} allows no instance", self.kind),
+            n => write!(f, "binding limit: {} at {} instances", self.kind, fmt_count(n)),
+        }
     }
 }
 
@@ -815,6 +823,8 @@ mod tests {
         let tight = PlanInput { slo_p99_s: 0.012, ..input() };
         let out3 = plan_figures(&figures(), &pair(), vec![], &tight);
         assert_eq!(out3.container.binding, Some(Binding { kind: LimitKind::StartupSlo, instances: 1000 }));
+        let missed = plan_figures(&figures(), &pair(), vec![], &PlanInput { slo_p99_s: 0.009, ..input() });
+        assert_eq!(missed.container.binding_words(), "binding limit: startup SLO allows no instance");
     }
 
     #[test]
