@@ -64,9 +64,9 @@ impl<T> Sourced<T> {
         self.transfer.transfers() || (self.transfer == Transfer::BareModelOnly && side == Model::MicrovmBare)
     }
 
-    /// "n = 20, microvm of run X on host (2 cores, 24 GiB), kvm_pvm, startup_summary.csv".
+    /// "n = 20, microvm of run X on host (2 cores, 24 GiB), kvm_pvm, startup_summary.csv; bare model only".
     pub fn cite(&self) -> String {
-        format!("n = {}, {}, {}", self.n, self.source, self.source.file)
+        format!("n = {}, {}, {}; {}", self.n, self.source, self.source.file, self.transfer.mark())
     }
 }
 

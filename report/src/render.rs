@@ -375,7 +375,10 @@ fn planner_section(plan: Result<PlanOutput, PlanError>) -> String {
                 ]
             })
             .collect();
-        body.push_str(&table(&["limit", "instances", "how", "figures used (n, backend, run, host, file)"], &rows));
+        body.push_str(&table(
+            &["limit", "instances", "how", "figures used (n, backend, run, host, file; transfer mark)"],
+            &rows,
+        ));
         if let Some(v) = s.p99_at_planned_s {
             body.push_str(&format!("<p>p99 startup at the planned density: {}.</p>", fmt_secs(v)));
         }
