@@ -162,6 +162,42 @@ fn report_pair_picks_the_verdict_pair_or_exits_2() {
         .stderr(predicate::str::contains("expected CONTAINER:VM"));
 }
 
+/// `vmct plan` plans the pair it is given (issue 15 item 7), names the binding limit (issue 18 item 6), takes
+/// merged runs, and refuses bad input with exit 2.
+#[test]
+fn plan_takes_a_pair_merged_runs_and_refuses_bad_input() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    report::fixture::write(&a).unwrap();
+    report::fixture::write(&b).unwrap();
+    let out = vmct()
+        .args(["plan", "--json", "--host-mem", "64GiB", "--cores", "16", "--pair", "crun:microvm", "--merge"])
+        .arg(&b)
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["pair"]["container"].as_str(), v["pair"]["vm"].as_str()), (Some("crun"), Some("microvm")));
+    assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+    assert!(v.get("recommended").is_none(), "no best-of pick");
+    assert_eq!(v["input"]["cpu_per_instance"], 0.01, "the stated default");
+    vmct().args(["plan", "--cores", "4", "--host-mem", "8GiB"]).arg(&a).assert().success().stdout(
+        predicate::str::contains("Capacity plan for the pair container vs microvm")
+            .and(predicate::str::contains("microvm (microVM (bare guest)): binding limit: ")),
+    );
+    for (args, want) in [
+        (vec!["--cores", "0"], "--host-mem and --cores must be above 0"),
+        (vec!["--cpu-per-instance", "-0.5"], "--cpu-per-instance -0.5: give the cores each instance needs, 0 or more"),
+        (vec!["--pair", "container:nosuchvm"], "pair side \"nosuchvm\": not a VM backend of this run; valid: microvm"),
+        (vec!["--pair", "container"], "expected CONTAINER:VM"),
+        (vec!["--burst", "lots"], "--burst"),
+    ] {
+        vmct().arg("plan").args(&args).arg(&a).assert().code(2).stderr(predicate::str::contains(want));
+    }
+    vmct().arg("plan").arg(&a).arg("--merge").arg(d.path().join("nope")).assert().code(2);
+}
+
 #[test]
 fn env_reports_kvm_and_guest_models() {
     let out = vmct().args(["env", "--json"]).output().unwrap();

@@ -26,6 +26,7 @@ pub mod models;
 pub mod noise;
 pub mod pair;
 pub mod palette;
+pub mod plan_figures;
 pub mod planner;
 pub mod registry;
 mod render;
@@ -38,7 +39,7 @@ pub mod verdicts;
 
 pub use compare::{compare, deltas, DeltaRow, RunDeltas};
 pub use merge::{merge, merged, MergedRow, MergedRuns};
-pub use planner::{plan, BackendPlan, PlanError, PlanInput, PlanOutput, Recommendation};
+pub use planner::{plan, Binding, Limit, LimitKind, LimitStatus, PlanError, PlanInput, PlanOutput, SidePlan};
 pub use registry::{ReportSection, SECTIONS};
 pub use units::{parse_duration, parse_size, UnitsError};
 pub use verdicts::{ClaimVerdict, Verdict};

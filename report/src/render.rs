@@ -1,9 +1,9 @@
 //! The report page: header, headline summary, host and caveats, verdicts, experiment sections, planner, footer.
 use crate::data::RunData;
 use crate::html::{backend, checked, esc, num, page, section, table};
-use crate::marks::{marked, marked_table};
+use crate::marks::marked;
 use crate::pair::ConfigPair;
-use crate::planner::{plan_data, PlanInput, PlanOutput};
+use crate::planner::{plan_data, LimitStatus, PlanError, PlanInput, PlanOutput};
 use crate::registry::SECTIONS;
 use crate::sections;
 use crate::timefmt::utc;
@@ -24,7 +24,10 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
 /// [`render_run`] with the verdicts' main pair chosen (None: the default pair).
 pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathBuf, ReportError> {
     let secs = SECTIONS.iter().map(|s| s.render(run)).collect::<Result<Vec<_>, _>>()?;
-    let plan = plan_data(run, &PlanInput::default_for(run));
+    // The planner on the default pair (issue 15 item 7): never a best-of across backends.
+    let plan = ConfigPair::default_for(run)
+        .ok_or_else(|| PlanError::NoPair(run.dir.display().to_string()))
+        .and_then(|pair| plan_data(std::slice::from_ref(run), &pair, &PlanInput::default_for(run)));
     let image = results::image::read(&run.dir)
         .map_err(|source| ReportError::Write { path: run.dir.join(results::image::FILE), source })?;
     let mut body = match &image {
@@ -45,7 +48,7 @@ pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathB
     for s in &secs {
         body.push_str(&s.html);
     }
-    body.push_str(&planner_section(run, plan));
+    body.push_str(&planner_section(plan));
     body.push_str(&footer(run));
     let title = match &image {
         Some(i) => format!("vmct report: {} · {} on {}", i.headline(), run.meta.id, run.host_label()),
@@ -151,12 +154,13 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
         None => o.push_str("<p class=\"na\">not run in this run</p>"),
     }
     o.push_str("</div>");
-    if let Some(r) = plan.and_then(|p| p.recommended.as_ref()) {
+    if let Some(p) = plan {
         o.push_str(&format!(
-            "<div class=\"card\"><h3>Planner pick (this host, 128 MiB, p99 ≤ 50 ms)</h3><div class=\"big\">{}</div>\
-             <p>{}</p><p><a href=\"#planner\">details and assumptions</a></p></div>",
-            backend(&r.backend),
-            esc(&r.why)
+            "<div class=\"card\"><h3>Planner: {} (this host, 128 MiB, p99 ≤ 50 ms)</h3>{}{}\
+             <p><a href=\"#planner\">limits, figures and assumptions</a></p></div>",
+            esc(&p.pair.to_string()),
+            card_row(&backend(&p.container.backend), &esc(&p.container.binding_words()), ""),
+            card_row(&backend(&p.vm.backend), &esc(&p.vm.binding_words()), ""),
         ));
     }
     o.push_str("</div>\n");
@@ -393,7 +397,7 @@ pub(crate) fn verdict_section(
     section("verdicts", "Verdicts on the classic claims", &body)
 }
 
-fn planner_section(run: &RunData, plan: Result<PlanOutput, crate::planner::PlanError>) -> String {
+fn planner_section(plan: Result<PlanOutput, PlanError>) -> String {
     let p = match plan {
         Ok(p) => p,
         Err(e) => {
@@ -404,78 +408,71 @@ fn planner_section(run: &RunData, plan: Result<PlanOutput, crate::planner::PlanE
             )
         }
     };
-    let dcsv = results::DensityFit::FILE;
-    let scsv = results::StartupSummary::FILE;
-    let dash = || "<span class=\"na\">-</span>".to_string();
-    let rows: Vec<(String, Vec<String>)> = p
-        .backends
-        .iter()
-        .map(|b| {
-            let cells = vec![
-                backend(&b.backend),
-                esc(&b.model),
-                b.overhead_per_instance_bytes.map_or_else(dash, |v| num(&fmt_bytes(v), dcsv)),
-                b.mem_per_instance_bytes.map_or_else(dash, |v| num(&fmt_bytes(v), dcsv)),
-                b.fit_by_memory.map_or_else(dash, |n| {
-                    format!(
-                        "{}{}",
-                        num(&n.to_string(), dcsv),
-                        if b.extrapolated { " <span class=\"unsup\">extrapolated</span>" } else { "" }
-                    )
-                }),
-                b.effective_cores.map_or_else(
-                    || "<span class=\"na\">not measured</span>".into(),
-                    |c| num(&fmt_value(c, ""), results::OverheadRow::FILE),
-                ),
-                b.p99_startup_s.map_or_else(dash, |v| num(&fmt_secs(v), scsv)),
-                match b.meets_slo {
-                    Some(true) => "<span class=\"pass\">yes</span>".into(),
-                    Some(false) => "<span class=\"fail\">no</span>".into(),
-                    None => dash(),
-                },
-                b.isolation_failures.map_or_else(dash, |n| num(&n.to_string(), results::IsolationRow::FILE)),
-            ];
-            (b.backend.clone(), cells)
-        })
-        .collect();
     let mut body = format!(
-        "<p>For <b>{}</b> of host memory, <b>{}</b> cores, a <b>{}</b> working set per instance and a p99 startup \
-         SLO of <b>{}</b> (this host; change them with <code>vmct plan --host-mem 256GiB --cores 64 --working-set \
-         128MiB --slo-p99 50ms RUN_DIR</code>).</p>",
+        "<p>The pair <b>{}</b> (the default pair; pick another with <code>vmct plan --pair CONTAINER:VM</code>) for \
+         <b>{}</b> of host memory, <b>{}</b> cores, a <b>{}</b> working set and <b>{}</b> cores of CPU demand per \
+         instance and a p99 startup SLO of <b>{}</b> at the planned density (this host; change them with \
+         <code>vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --cpu-per-instance 0.25 --slo-p99 50ms \
+         RUN_DIR [--merge VTX_RUN_DIR]</code>). Figures from {}.</p>",
+        esc(&p.pair.to_string()),
         fmt_bytes(p.input.host_mem_bytes as f64),
         p.input.cores,
         fmt_bytes(p.input.working_set_bytes as f64),
-        fmt_secs(p.input.slo_p99_s)
+        sig3(p.input.cpu_per_instance),
+        fmt_secs(p.input.slo_p99_s),
+        esc(&p.runs.join("; "))
     );
-    let (mem, start) = (Some(Quantity::HostMemory), Some(Quantity::Startup));
-    body.push_str(&marked_table(
-        run,
-        &[
-            ("backend", None),
-            ("model", None),
-            ("overhead/instance", mem),
-            ("memory/instance", mem),
-            ("fit by memory", mem),
-            ("effective cores", Some(Quantity::Throughput)),
-            ("p99 startup", start),
-            ("meets SLO", start),
-            ("isolation failures", Some(Quantity::ProbeOutcome)),
-        ],
-        rows,
-    ));
-    body.push_str(&match &p.recommended {
-        Some(r) => format!("<p><b>Recommended:</b> {} ({}): {}.</p>", backend(&r.backend), esc(&r.model), esc(&r.why)),
-        None => {
-            "<p><b>Recommended:</b> none: no isolating backend meets the SLO without isolation failures.</p>".into()
+    for s in [&p.container, &p.vm] {
+        body.push_str(&format!("<h3>{} ({}): {}</h3>", backend(&s.backend), esc(&s.model), esc(&s.binding_words())));
+        let rows: Vec<Vec<String>> = s
+            .limits
+            .iter()
+            .map(|l| {
+                let bound = s.binding.as_ref().is_some_and(|b| b.kind == l.kind);
+                let what = match &l.status {
+                    LimitStatus::Bound { instances } => {
+                        let n = crate::planner::fmt_count(*instances);
+                        if bound {
+                            format!("<b>{n}</b> (binding)")
+                        } else {
+                            n
+                        }
+                    }
+                    LimitStatus::Unbounded => "no bound".into(),
+                    LimitStatus::NotChecked { reason } => {
+                        format!("<span class=\"na\">not checked: {}</span>", esc(reason))
+                    }
+                };
+                let from: String = l.sources.iter().map(|x| format!("<li>{}</li>", esc(x))).collect();
+                vec![
+                    esc(&l.kind.to_string()),
+                    what,
+                    esc(&l.how),
+                    if from.is_empty() { "-".into() } else { format!("<ul>{from}</ul>") },
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &["limit", "instances", "how", "figures used (n, backend, run, host, file; transfer mark)"],
+            &rows,
+        ));
+        if let Some(v) = s.p99_at_planned_s {
+            body.push_str(&format!("<p>p99 startup at the planned density: {}.</p>", fmt_secs(v)));
         }
-    });
-    let notes: Vec<String> = p
-        .backends
-        .iter()
-        .flat_map(|b| b.notes.iter().map(move |n| format!("<li>{}: {}</li>", esc(&b.backend), esc(n))))
-        .collect();
-    if !notes.is_empty() {
-        body.push_str(&format!("<h3>Extrapolations and notes</h3><ul>{}</ul>", notes.concat()));
+        if !s.notes.is_empty() {
+            body.push_str("<ul>");
+            for n in &s.notes {
+                body.push_str(&format!("<li>{}</li>", esc(n)));
+            }
+            body.push_str("</ul>");
+        }
+    }
+    if !p.refused.is_empty() {
+        body.push_str("<h3>Refused figures</h3><ul>");
+        for r in &p.refused {
+            body.push_str(&format!("<li>{}</li>", esc(r)));
+        }
+        body.push_str("</ul>");
     }
     body.push_str("<h3>Assumptions</h3><ul>");
     for a in &p.assumptions {
@@ -728,9 +725,13 @@ mod tests {
         assert!(startup_sec.contains("<code>startup_summary.csv</code> is present but has no concurrent-launch row"));
         // The planner refuses the same figures with the same words.
         let planner = section_of(&html, "planner");
+        // The planner refuses the same figures with the same words, for the pair's backends only.
         assert!(planner.contains("density slope invalid: NaN (not a finite number): cannot plan memory"), "{planner}");
-        assert!(planner.contains("p99 startup invalid: 0 s (must be greater than zero)"), "{planner}");
-        assert!(planner.contains("container-privileged: p99 startup n = 1: too few samples to compare"), "{planner}");
+        assert!(
+            planner.contains("not checked: p99 startup refused (invalid: 0 s (must be greater than zero)"),
+            "{planner}"
+        );
+        assert!(!planner.contains("container-privileged"), "not in the default pair: {planner}");
     }
 
     #[test]

@@ -36,11 +36,19 @@ pub struct ReportArgs {
 /// Arguments of `vmct plan`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --slo-p99 50ms results/runs/<id>"
+    after_help = "Examples:\n  vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --cpu-per-instance 0.25 --slo-p99 50ms results/runs/<id>\n  vmct plan --pair crun:qemu-tcg results/runs/<id>\n  vmct plan results/runs/<here> --merge vtx-host/run    # a VT-x host's run fills the linux guest's figures"
 )]
 pub struct PlanArgs {
-    /// The run directory whose measurements to plan with.
+    /// The run directory whose measurements to plan with (the primary run).
     pub run_dir: PathBuf,
+    /// Another run whose figures fill what the primary run lacks or measured only in a form that does not
+    /// transfer (e.g. a VT-x host's run for the linux guest); repeat for several.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub merge: Vec<PathBuf>,
+    /// The configuration pair to plan, CONTAINER:VM (backend names of the run; default: our container's default
+    /// profile vs the linux guest).
+    #[arg(long, value_name = "CONTAINER:VM")]
+    pub pair: Option<String>,
     /// Memory of the target host, e.g. 256GiB (default: this host's).
     #[arg(long)]
     pub host_mem: Option<String>,
@@ -50,7 +58,17 @@ pub struct PlanArgs {
     /// Memory each instance's workload itself uses, e.g. 128MiB.
     #[arg(long, default_value = "128MiB")]
     pub working_set: String,
-    /// Startup SLO: launch-to-ready p99 must be at most this, e.g. 50ms.
+    /// CPU each instance's workload itself needs, in cores (0 or more, e.g. 0.25); default 0.01.
+    #[arg(long, value_name = "CORES", default_value_t = report::PlanInput::DEFAULT_CPU_PER_INSTANCE, allow_negative_numbers = true)]
+    pub cpu_per_instance: f64,
+    /// A transient burst each instance touches and frees beyond its working set, e.g. 64MiB (planned with the
+    /// memory give-back measured).
+    #[arg(long, default_value = "0B")]
+    pub burst: String,
+    /// Files every instance reads from the same image, e.g. 200MiB (planned with the page-cache sharing measured).
+    #[arg(long, default_value = "0B")]
+    pub file_set: String,
+    /// Startup SLO: launch-to-ready p99 at the planned density must be at most this, e.g. 50ms.
     #[arg(long, default_value = "50ms")]
     pub slo_p99: String,
     /// Print JSON instead of text.
@@ -105,7 +123,7 @@ fn pair_of(rd: &RunDir, text: Option<&str>) -> anyhow::Result<Option<report::pai
 
 /// `vmct plan`.
 pub fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
-    let rd = open(&a.run_dir)?;
+    let runs = std::iter::once(&a.run_dir).chain(&a.merge).map(open).collect::<anyhow::Result<Vec<RunDir>>>()?;
     let host_mem_bytes = match &a.host_mem {
         Some(s) => crate::units::parse_size(s).map_err(|e| UsageError(format!("--host-mem: {e}")))?,
         None => results::env::meminfo_bytes("MemTotal").unwrap_or(0),
@@ -116,8 +134,17 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
     if host_mem_bytes == 0 || cores == 0 {
         return Err(UsageError("--host-mem and --cores must be above 0".into()).into());
     }
-    let working_set_bytes =
-        crate::units::parse_size(&a.working_set).map_err(|e| UsageError(format!("--working-set: {e}")))?;
+    if !(a.cpu_per_instance.is_finite() && a.cpu_per_instance >= 0.0) {
+        return Err(UsageError(format!(
+            "--cpu-per-instance {}: give the cores each instance needs, 0 or more (e.g. 0.25)",
+            a.cpu_per_instance
+        ))
+        .into());
+    }
+    let size = |flag: &str, v: &str| {
+        crate::units::parse_size(v).map_err(|e| anyhow::Error::from(UsageError(format!("--{flag}: {e}"))))
+    };
+    let working_set_bytes = size("working-set", &a.working_set)?;
     let slo = crate::units::parse_duration(&a.slo_p99).map_err(|e| UsageError(format!("--slo-p99: {e}")))?;
     if slo.is_zero() {
         return Err(UsageError(format!(
@@ -126,8 +153,22 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let input = report::PlanInput { host_mem_bytes, cores, working_set_bytes, slo_p99_s: slo.as_secs_f64() };
-    let out = report::plan(&rd, &input)?;
+    let input = report::PlanInput {
+        host_mem_bytes,
+        cores,
+        working_set_bytes,
+        slo_p99_s: slo.as_secs_f64(),
+        cpu_per_instance: a.cpu_per_instance,
+        burst_bytes: size("burst", &a.burst)?,
+        file_set_bytes: size("file-set", &a.file_set)?,
+    };
+    let out = match report::plan(&runs, a.pair.as_deref(), &input) {
+        Ok(out) => out,
+        Err(e @ (report::PlanError::Input(_) | report::PlanError::Pair(_) | report::PlanError::NoPair(_))) => {
+            return Err(UsageError(e.to_string()).into())
+        }
+        Err(e) => return Err(e.into()),
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
