@@ -8,13 +8,24 @@
 //! instance, 4.9 MiB when run first). Two defences: [`settle`] waits (at most 10 s) until the drift is
 //! under 4 MiB/s and records what it measured, and [`fit`] uses the upper half of the sweep
 //! (instances N/2..N) when there are at least [`UPPER_HALF_MIN_STEPS`] steps.
+//!
+//! A launch that fails on a host limit (open files, pids, threads, namespaces: see
+//! [`crate::hostlimit`]) stops the sweep as `host limit: LIMIT at VALUE`, and the instances alive are
+//! torn down as after any stop.
+//!
+//! At the steps of [`DensityPlan::probe_at`] and at the last step alive, the sweep measures what the
+//! idle instances cost and do to a newcomer (issue 18 items 4 and 5): the host CPU time their process
+//! trees consume over [`DensityPlan::idle_window`] (`idle_cpu.csv`), then one more instance, the victim,
+//! running `cpu --iters` [`DensityPlan::victim_iters`] among them: its launch-to-ready and the p50 and
+//! p99 of its iteration latency (`victim.csv`). The victim is stopped before the sweep goes on.
 use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
-use crate::backend::{Backend, Instance};
+use crate::backend::{collect_events, Backend, Event, Instance};
+use crate::hostlimit::{HostLimit, HostView};
 use crate::compare::{CompareError, Settings};
 use crate::progress::{Mode, Task};
 use results::stats;
-use results::{DensityFit, DensityStep, DensityStop, ExperimentId, Record, StopReason};
+use results::{DensityFit, DensityStep, DensityStop, ExperimentId, IdleCpuRow, Record, StopReason, VictimRow};
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
 
@@ -24,6 +35,58 @@ pub trait HostMeter {
     fn mem_available(&self) -> u64;
     /// Slab, bytes.
     fn slab(&self) -> u64;
+    /// The host limit behind a failed launch's error text, if one is at its value.
+    fn host_limit(&self, error: &str) -> Option<HostLimit> {
+        crate::hostlimit::identify(error, &HostView::host())
+    }
+    /// CPU time consumed so far by every thread of the process trees rooted at `pids`, per thread id,
+    /// ns; None when it cannot be read.
+    fn tree_cpu_ns(&self, pids: &[u32]) -> Option<std::collections::HashMap<u32, u64>> {
+        tree_cpu_ns(std::path::Path::new("/proc"), pids)
+    }
+}
+
+/// CPU time of every thread of the process trees rooted at `roots` (each root and its descendants, by
+/// the parent pid in `PROC/PID/stat`), per thread id, ns: the first field of `task/TID/schedstat`
+/// (time on a CPU, user and system). None when `proc` cannot be listed.
+pub fn tree_cpu_ns(proc: &std::path::Path, roots: &[u32]) -> Option<std::collections::HashMap<u32, u64>> {
+    use std::collections::HashMap;
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for e in std::fs::read_dir(proc).ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the last ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = HashMap::new();
+    let mut todo: Vec<u32> = roots.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(pid) = todo.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        todo.extend(children.get(&pid).into_iter().flatten());
+        let Ok(tasks) = std::fs::read_dir(proc.join(pid.to_string()).join("task")) else { continue };
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let ns = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+            if let Some(ns) = ns {
+                out.insert(tid, ns);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// CPU ns consumed between two [`tree_cpu_ns`] readings: each thread's growth, threads born in
+/// between counted from zero, threads gone by the second reading not counted.
+pub fn cpu_between(before: &std::collections::HashMap<u32, u64>, after: &std::collections::HashMap<u32, u64>) -> u64 {
+    after.iter().map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
 }
 
 /// Reads /proc/meminfo.
@@ -54,6 +117,16 @@ pub struct DensityPlan {
     /// Per-launch timeout (JSON: `timeout_s`, seconds).
     #[serde(rename = "timeout_s", with = "super::duration_s")]
     pub timeout: Duration,
+    /// Instances alive at which idle CPU and a victim are measured (the last step alive is measured
+    /// too when this is not empty). Absent in older plans: none.
+    #[serde(default)]
+    pub probe_at: Vec<u32>,
+    /// Window over which idle CPU is measured (JSON: `idle_window_s`; zero: not measured).
+    #[serde(default, rename = "idle_window_s", with = "super::duration_s")]
+    pub idle_window: Duration,
+    /// SHA-256 blocks of the victim's `cpu` scenario (0: no victim).
+    #[serde(default)]
+    pub victim_iters: u64,
 }
 
 /// The sweep's records.
@@ -63,6 +136,66 @@ pub struct DensityOutput {
     pub steps: Vec<DensityStep>,
     /// The fit.
     pub fit: DensityFit,
+    /// Idle CPU at the probed steps.
+    pub idle_cpu: Vec<IdleCpuRow>,
+    /// The victims launched at the probed steps.
+    pub victims: Vec<VictimRow>,
+}
+
+/// Host CPU the idle `alive` instances consume over `window` (None when an instance has no host pid
+/// or /proc cannot be read).
+fn idle_cpu(
+    backend: &str,
+    alive: &[Box<dyn Instance>],
+    window: Duration,
+    meter: &dyn HostMeter,
+) -> Option<IdleCpuRow> {
+    let pids: Vec<u32> = alive.iter().map(|i| i.pid()).collect::<Option<_>>()?;
+    let before = meter.tree_cpu_ns(&pids)?;
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let after = meter.tree_cpu_ns(&pids)?;
+    let window_s = t0.elapsed().as_secs_f64();
+    let host_cpu_s = cpu_between(&before, &after) as f64 * 1e-9;
+    let n = u32::try_from(alive.len()).ok()?;
+    Some(IdleCpuRow {
+        backend: backend.into(),
+        alive: n,
+        window_s,
+        host_cpu_s,
+        cpu_s_per_instance_per_s: host_cpu_s / f64::from(n) / window_s,
+    })
+}
+
+/// Launch the victim (`cpu --iters iters`) among `neighbours` idle instances, run it to its end and
+/// stop it. Err: why there is no row (the sweep notes it and goes on).
+fn victim(backend: &dyn Backend, neighbours: u32, iters: u64, timeout: Duration) -> Result<VictimRow, String> {
+    use workloads::protocol::{CPU_ITERATIONS_TIMED, CPU_ITER_P50, CPU_ITER_P99};
+    let (mut inst, ready) =
+        launch_ready(backend, spec(Scenario::Cpu { iters }), timeout).map_err(|e| e.to_string())?;
+    let events = collect_events(inst.as_mut(), timeout);
+    // Stopped whatever the events said; a failure to stop is the instance's Drop's to clean.
+    let _ = inst.stop(crate::backend::STOP_GRACE);
+    let events = events.map_err(|e| e.to_string())?;
+    let get = |want: &str| {
+        events.iter().find_map(|e| match e {
+            Event::Result { name, value, .. } if name == want => Some(*value),
+            _ => None,
+        })
+    };
+    match (get(CPU_ITERATIONS_TIMED), get(CPU_ITER_P50), get(CPU_ITER_P99)) {
+        (Some(n), Some(p50), Some(p99)) => Ok(VictimRow {
+            backend: backend.name().into(),
+            neighbours,
+            launch_to_ready_s: ready.launch_to_ready_s(),
+            // A count of at most workloads::protocol::CPU_ITERATIONS, sent as a float.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            iterations: n as u32,
+            iter_p50_s: p50,
+            iter_p99_s: p99,
+        }),
+        _ => Err(format!("the victim reported no per-iteration latencies ({} events)", events.len())),
+    }
 }
 
 /// Sweeps with at least this many steps are fitted over their upper half only.
@@ -157,6 +290,25 @@ pub fn sweep(
     let mut stop_reason = StopReason::Count;
     let scenario = Scenario::Idle { hold_mib: plan.hold_mib };
     let mut bookkeeping = Vec::with_capacity(plan.max_instances as usize);
+    let (mut idle_rows, mut victims) = (Vec::new(), Vec::new());
+    let mut probed_at = 0usize;
+    let mut probe = |alive: &[Box<dyn Instance>], task: &mut Task| {
+        let n = u32::try_from(alive.len()).expect("at most max_instances, a u32");
+        if plan.idle_window > Duration::ZERO {
+            task.message(&format!("idle CPU of {n}"));
+            match idle_cpu(&name, alive, plan.idle_window, meter) {
+                Some(r) => idle_rows.push(r),
+                None => task.message("idle CPU: an instance has no host process to read"),
+            }
+        }
+        if plan.victim_iters > 0 {
+            task.message(&format!("victim among {n}"));
+            match victim(backend, n, plan.victim_iters, plan.timeout) {
+                Ok(v) => victims.push(v),
+                Err(e) => crate::progress::note(mode, &format!("{name}: no victim row at {n} alive: {e}")),
+            }
+        }
+    };
     while alive.len() < plan.max_instances as usize {
         if crate::interrupt::requested() {
             stop_reason = StopReason::Interrupted;
@@ -165,7 +317,11 @@ pub fn sweep(
         let (mut inst, ready) = match launch_ready(backend, spec(scenario), plan.timeout) {
             Ok(x) => x,
             Err(e) => {
-                stop_reason = StopReason::Error(e.to_string());
+                let text = e.to_string();
+                stop_reason = match meter.host_limit(&text) {
+                    Some(HostLimit { limit, value }) => StopReason::HostLimit { limit, value },
+                    None => StopReason::Error(text),
+                };
                 break;
             }
         };
@@ -191,6 +347,10 @@ pub fn sweep(
             launch_s: ready.launch_to_ready_s(),
         });
         task.inc();
+        if plan.probe_at.contains(&u32::try_from(alive.len()).expect("at most max_instances, a u32")) {
+            probe(&alive, &mut task);
+            probed_at = alive.len();
+        }
         if used > 0 && used as u64 >= plan.budget_bytes {
             stop_reason = StopReason::Budget;
             break;
@@ -199,6 +359,9 @@ pub fn sweep(
             stop_reason = StopReason::HostMemoryFloor;
             break;
         }
+    }
+    if !plan.probe_at.is_empty() && !alive.is_empty() && probed_at != alive.len() && !crate::interrupt::requested() {
+        probe(&alive, &mut task);
     }
     task.message("tearing down");
     let t0 = Instant::now();
@@ -215,7 +378,7 @@ pub fn sweep(
     if crate::interrupt::requested() {
         return Err(crate::interrupt::Interrupted.into());
     }
-    Ok(DensityOutput { steps, fit })
+    Ok(DensityOutput { steps, fit, idle_cpu: idle_rows, victims })
 }
 
 /// The density experiment, as registered.
@@ -225,25 +388,29 @@ impl Experiment for Density {
     const ID: ExperimentId = ExperimentId::Density;
     type Plan = DensityPlan;
     type Row = DensityFit;
-    const FILES: &'static [&'static str] = &[DensityFit::FILE, DensityStep::FILE];
+    const FILES: &'static [&'static str] = &[DensityFit::FILE, DensityStep::FILE, IdleCpuRow::FILE, VictimRow::FILE];
 
     fn plan(settings: &Settings) -> &DensityPlan {
         &settings.density
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
-        let (mut steps, mut fits) = (Vec::new(), Vec::new());
+        let (mut steps, mut fits, mut idle, mut victims) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for b in cx.backends {
             match sweep(*b, Self::plan(cx.plan_for(*b)), &ProcMeter, cx.mode) {
                 Ok(o) => {
                     cx.outcome.density.push((o.fit.backend.clone(), o.fit.instances, o.fit.slope_bytes));
                     steps.extend(o.steps);
                     fits.push(o.fit);
+                    idle.extend(o.idle_cpu);
+                    victims.extend(o.victims);
                 }
                 Err(e) => cx.failed(Self::ID, *b, e)?,
             }
             cx.run_dir.write_csv(&steps)?;
             cx.run_dir.write_csv(&fits)?;
+            cx.run_dir.write_csv(&idle)?;
+            cx.run_dir.write_csv(&victims)?;
         }
         Ok(())
     }
@@ -277,6 +444,9 @@ mod tests {
             max_instances: max,
             floor_bytes: 0,
             timeout: Duration::from_secs(1),
+            probe_at: Vec::new(),
+            idle_window: Duration::ZERO,
+            victim_iters: 0,
         }
     }
 
