@@ -428,6 +428,24 @@ mod tests {
         used: Arc<AtomicI64>,
     }
 
+    /// A meter whose host limits are read from a fake /proc and /sys under `view.root`.
+    struct LimitedMeter {
+        inner: FakeMeter,
+        view: HostView,
+    }
+
+    impl HostMeter for LimitedMeter {
+        fn mem_available(&self) -> u64 {
+            self.inner.mem_available()
+        }
+        fn slab(&self) -> u64 {
+            self.inner.slab()
+        }
+        fn host_limit(&self, error: &str) -> Option<HostLimit> {
+            crate::hostlimit::identify(error, &self.view)
+        }
+    }
+
     impl HostMeter for FakeMeter {
         fn mem_available(&self) -> u64 {
             self.total - self.used.load(Ordering::SeqCst) as u64
@@ -516,6 +534,79 @@ mod tests {
             out.fit.stop_reason
         );
         assert_eq!(b.used.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_launch_failing_on_a_host_limit_stops_the_sweep_naming_it_and_tears_down() {
+        let d = tempfile::tempdir().unwrap();
+        let file = |p: &str, text: &str| {
+            let f = d.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, text).unwrap();
+        };
+        file("proc/self/cgroup", "3:pids:/t\n");
+        file("sys/fs/cgroup/pids/t/pids.max", "100\n");
+        file("sys/fs/cgroup/pids/t/pids.current", "100\n");
+        let mut b = FakeBackend::new("fake", 1 << 20);
+        b.fail_after = Some(7);
+        b.fail_reason = "spawning vmct-workload: Resource temporarily unavailable (os error 11)";
+        let view = HostView { root: d.path().to_path_buf(), nofile_soft: 1024, nproc_soft: None };
+        let m = LimitedMeter { inner: FakeMeter { total: 1 << 30, used: b.used.clone() }, view };
+        let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
+        assert_eq!(out.fit.instances, 7);
+        let want = StopReason::HostLimit { limit: "pids.max of the parent cgroup /t".into(), value: 100 };
+        assert_eq!(out.fit.stop_reason, want.into());
+        assert_eq!(out.fit.stop_reason.to_string(), "host limit: pids.max of the parent cgroup /t at 100");
+        assert_eq!(b.used.load(Ordering::SeqCst), 0, "all instances stopped");
+        // The same error far from the limit stays an error.
+        file("sys/fs/cgroup/pids/t/pids.current", "1\n");
+        b.launched.store(0, Ordering::SeqCst);
+        let out = sweep(&b, &plan(u64::MAX, 25), &m, Mode::Quiet).unwrap();
+        assert!(matches!(out.fit.stop_reason.reason, StopReason::Error(_)), "{:?}", out.fit.stop_reason);
+    }
+
+    #[test]
+    fn victims_are_launched_at_the_probed_steps_and_the_last_one() {
+        let b = FakeBackend::new("fake", 1 << 20);
+        let m = FakeMeter { total: 1 << 30, used: b.used.clone() };
+        let mut p = plan(u64::MAX, 8);
+        (p.probe_at, p.victim_iters, p.idle_window) = (vec![1, 5], 1000, Duration::from_millis(1));
+        let out = sweep(&b, &p, &m, Mode::Quiet).unwrap();
+        let at: Vec<u32> = out.victims.iter().map(|v| v.neighbours).collect();
+        assert_eq!(at, vec![1, 5, 8]);
+        let v = &out.victims[0];
+        assert_eq!((v.iterations, v.iter_p50_s, v.iter_p99_s), (200, 1e-3, 3e-3));
+        assert!((v.launch_to_ready_s - 1e-3).abs() < 1e-12);
+        assert!(out.idle_cpu.is_empty(), "fake instances have no host process to read");
+        assert_eq!(out.steps.len(), 8, "victims are not steps");
+        assert_eq!(b.used.load(Ordering::SeqCst), 0, "victims and instances stopped");
+        // Nothing probed when the plan names no step.
+        let out = sweep(&b, &plan(u64::MAX, 3), &m, Mode::Quiet).unwrap();
+        assert!(out.victims.is_empty() && out.idle_cpu.is_empty());
+    }
+
+    #[test]
+    fn tree_cpu_reads_every_thread_of_the_tree() {
+        let me = std::process::id();
+        let spin = std::thread::spawn(|| {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(30) {
+                std::hint::black_box(0u64);
+            }
+        });
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        spin.join().unwrap();
+        let before = tree_cpu_ns(std::path::Path::new("/proc"), &[me]).unwrap();
+        assert!(before.contains_key(&me), "the root's own threads");
+        assert!(before.contains_key(&child.id()), "a child's threads");
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        let after = tree_cpu_ns(std::path::Path::new("/proc"), &[me]).unwrap();
+        assert!(cpu_between(&before, &after) > 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]
