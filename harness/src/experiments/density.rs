@@ -292,7 +292,9 @@ pub fn sweep(
     let mut bookkeeping = Vec::with_capacity(plan.max_instances as usize);
     let (mut idle_rows, mut victims) = (Vec::new(), Vec::new());
     let mut probed_at = 0usize;
+    let mut probe_s = 0.0;
     let mut probe = |alive: &[Box<dyn Instance>], task: &mut Task| {
+        let t0 = Instant::now();
         let n = u32::try_from(alive.len()).expect("at most max_instances, a u32");
         if plan.idle_window > Duration::ZERO {
             task.message(&format!("idle CPU of {n}"));
@@ -308,6 +310,7 @@ pub fn sweep(
                 Err(e) => crate::progress::note(mode, &format!("{name}: no victim row at {n} alive: {e}")),
             }
         }
+        probe_s += t0.elapsed().as_secs_f64();
     };
     while alive.len() < plan.max_instances as usize {
         if crate::interrupt::requested() {
@@ -362,6 +365,9 @@ pub fn sweep(
     }
     if !plan.probe_at.is_empty() && !alive.is_empty() && probed_at != alive.len() && !crate::interrupt::requested() {
         probe(&alive, &mut task);
+    }
+    if probe_s > 0.0 {
+        crate::progress::note(mode, &format!("{name}: idle CPU and victims took {probe_s:.1} s"));
     }
     task.message("tearing down");
     let t0 = Instant::now();
