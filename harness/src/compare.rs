@@ -593,7 +593,7 @@ mod tests {
         assert_eq!(original["blast"]["hog_s"], 0.3);
         assert_eq!(original["peers"][0]["vmm"], "firecracker");
         // Both presets round-trip too.
-        for p in [Settings::quick(1 << 30), Settings::default_plan(64 << 30)] {
+        for p in [Settings::quick(1 << 30), Settings::default_plan(64 << 30), Settings::scale(64 << 30)] {
             let v = serde_json::to_value(&p).unwrap();
             assert_eq!(serde_json::from_value::<Settings>(v).unwrap(), p);
         }
@@ -698,6 +698,28 @@ mod tests {
         let named = Settings { backends: vec!["runsc".into()], ..quick };
         assert_eq!(user_space_kernel_left_out(&runsc, &named), None);
         assert_eq!(user_space_kernel_left_out(&info("crun", None, false, true), &Settings::quick(8 << 30)), None);
+    }
+
+    #[test]
+    fn the_scale_preset_sweeps_every_model_to_its_limit_with_probes_along_the_way() {
+        let s = Settings::scale(64 << 30);
+        assert_eq!(s.experiments, vec![ExperimentId::Density]);
+        assert_eq!(s.density.max_instances, MAX_DENSITY_INSTANCES);
+        assert_eq!(s.density.budget_bytes, 32 << 30);
+        assert_eq!(s.density.probe_at, vec![1, 10, 100, 1000, 10_000]);
+        assert_eq!(s.density.idle_window, Duration::from_secs(2));
+        assert!(s.validate().is_ok());
+        assert_eq!(for_user_space_kernel(&s).density.max_instances, MAX_DENSITY_INSTANCES, "runsc swept too");
+        assert_eq!(for_emulated(&s).density.max_instances, EMULATED_DENSITY_MAX);
+        // The other presets probe a few steps only, and an older plan without the fields probes none.
+        assert_eq!(Settings::default_plan(64 << 30).density.probe_at, vec![1, 100]);
+        let mut v = serde_json::to_value(Settings::quick(1 << 30)).unwrap();
+        for f in ["probe_at", "idle_window_s", "victim_iters"] {
+            v["density"].as_object_mut().unwrap().remove(f);
+        }
+        v.as_object_mut().unwrap().remove("scale");
+        let old: Settings = serde_json::from_value(v).unwrap();
+        assert!(old.density.probe_at.is_empty() && old.density.victim_iters == 0 && !old.scale);
     }
 
     #[test]

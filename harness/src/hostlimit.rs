@@ -65,10 +65,15 @@ pub fn errnos_in(text: &str) -> Vec<Errno> {
         ("No space left on device", Errno::ENOSPC),
         ("Cannot allocate memory", Errno::ENOMEM),
     ];
+    // strerror texts in any case (Go's runtimes, runc and runsc, print them in lower case); ASCII
+    // lower-casing keeps byte offsets.
+    let lower = text.to_ascii_lowercase();
     for (w, e) in words {
         let is_name = w.starts_with('E') && !w.contains(' ');
+        let (hay, w) = if is_name { (text, w.to_string()) } else { (lower.as_str(), w.to_ascii_lowercase()) };
+        let w = w.as_str();
         let mut from = 0;
-        while let Some(i) = text[from..].find(w).map(|i| i + from) {
+        while let Some(i) = hay[from..].find(w).map(|i| i + from) {
             let before = text[..i].chars().next_back();
             let after = text[i + w.len()..].chars().next();
             let word_edge = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
@@ -80,7 +85,8 @@ pub fn errnos_in(text: &str) -> Vec<Errno> {
         }
     }
     // "Too many open files" alone is EMFILE; followed by " in system" it is ENFILE.
-    if let Some(i) = text.match_indices("Too many open files").find(|(i, _)| !text[*i..].starts_with("Too many open files in system")).map(|(i, _)| i) {
+    let emfile = lower.match_indices("too many open files").find(|(i, _)| !lower[*i..].starts_with("too many open files in system"));
+    if let Some((i, _)) = emfile {
         add(i, Errno::EMFILE);
     }
     found.sort_by_key(|(i, _)| *i);
@@ -265,6 +271,9 @@ mod tests {
         assert_eq!(errnos_in("unshare: ENOSPC then ENOMEM"), vec![Errno::ENOSPC, Errno::ENOMEM]);
         assert_eq!(errnos_in("XEAGAINS is not a name; ENOENT is not ours"), vec![]);
         assert_eq!(errnos_in("timed out"), vec![]);
+        let go = "runc: exited before it reported ready: fork/exec /proc/self/exe: resource temporarily unavailable";
+        assert_eq!(errnos_in(go), vec![Errno::EAGAIN]);
+        assert_eq!(errnos_in("runsc: open: too many open files"), vec![Errno::EMFILE]);
     }
 
     fn write(root: &Path, p: &str, text: &str) {

@@ -49,6 +49,17 @@ fn idle_table(run: &RunData) -> String {
     html
 }
 
+/// An iteration latency cell; a zero is shown as what it is: iterations shorter than the instance
+/// clock's tick (a guest without a high-resolution clock source, e.g. an emulated one whose clock
+/// advances by 10 ms jiffies).
+fn iteration_cell(v: f64, csv: &str) -> String {
+    if v > 0.0 {
+        num(&fmt_secs(v), csv)
+    } else {
+        format!("{} <span class=\"unsup\">under the instance clock's tick</span>", num("0", csv))
+    }
+}
+
 /// The victim table and chart; a line saying it was not measured when `victim.csv` is absent.
 fn victim_part(run: &RunData) -> Result<(String, Option<Chart>), ChartError> {
     let csv = VictimRow::FILE;
@@ -63,7 +74,8 @@ fn victim_part(run: &RunData) -> Result<(String, Option<Chart>), ChartError> {
          backend (the victim) is launched among the <i>neighbours</i> alive and runs the <code>cpu</code> scenario \
          in equal iterations, each timed on the instance's own clock: its launch-to-ready (host clock) and the \
          median and 99th percentile (nearest rank) of its iterations. One victim per row; <i>iterations</i> is the \
-         sample count of its percentiles.</p>",
+         sample count of its percentiles. The victim shares the host's CPUs with whatever else runs there: read its \
+         p99 with the host load recorded in run.json.</p>",
     );
     if rows.is_empty() {
         html.push_str(&no_rows(csv, "has no victim row"));
@@ -77,9 +89,13 @@ fn victim_part(run: &RunData) -> Result<(String, Option<Chart>), ChartError> {
                 num(&r.neighbours.to_string(), csv),
                 num(&fmt_secs(r.launch_to_ready_s), csv),
                 num(&r.iterations.to_string(), csv),
-                num(&fmt_secs(r.iter_p50_s), csv),
-                num(&fmt_secs(r.iter_p99_s), csv),
-                num(&format!("{}×", sig3(r.iter_p99_s / r.iter_p50_s)), csv),
+                iteration_cell(r.iter_p50_s, csv),
+                iteration_cell(r.iter_p99_s, csv),
+                if r.iter_p50_s > 0.0 {
+                    num(&format!("{}×", sig3(r.iter_p99_s / r.iter_p50_s)), csv)
+                } else {
+                    "<span class=\"na\">-</span>".into()
+                },
             ]
         })
         .collect();
@@ -161,6 +177,13 @@ mod tests {
         assert!(html.contains("A victim among idle neighbours") && html.contains("2.50×"), "{html}");
         assert_eq!(charts.len(), 1);
         assert!(charts[0].svg.contains("n = 4 victims"), "the chart names its sample count");
+        assert!(!html.contains("clock's tick"));
+        // A guest whose clock ticks every 10 ms: its iterations read as 0, shown as under the tick.
+        let mut victims = run.victim.clone().unwrap();
+        victims[0].iter_p50_s = 0.0;
+        rd.write_csv(&victims).unwrap();
+        let (html, _) = part(&RunData::load(&rd).unwrap()).unwrap();
+        assert!(html.contains("under the instance clock's tick"), "{html}");
         // An older run without the files says so instead of showing empty tables.
         std::fs::remove_file(d.path().join(IdleCpuRow::FILE)).unwrap();
         std::fs::remove_file(d.path().join(VictimRow::FILE)).unwrap();
