@@ -85,7 +85,9 @@ pub fn errnos_in(text: &str) -> Vec<Errno> {
         }
     }
     // "Too many open files" alone is EMFILE; followed by " in system" it is ENFILE.
-    let emfile = lower.match_indices("too many open files").find(|(i, _)| !lower[*i..].starts_with("too many open files in system"));
+    let emfile = lower
+        .match_indices("too many open files")
+        .find(|(i, _)| !lower[*i..].starts_with("too many open files in system"));
     if let Some((i, _)) = emfile {
         add(i, Errno::EMFILE);
     }
@@ -142,7 +144,11 @@ impl HostView {
             hit.then(|| p.to_string())
         });
         let Some(mut p) = line else { return Vec::new() };
-        let base = if controller.is_empty() { self.path("sys/fs/cgroup") } else { self.path("sys/fs/cgroup").join(controller) };
+        let base = if controller.is_empty() {
+            self.path("sys/fs/cgroup")
+        } else {
+            self.path("sys/fs/cgroup").join(controller)
+        };
         let mut out = Vec::new();
         loop {
             out.push((base.join(p.trim_start_matches('/')), p.clone()));
@@ -162,7 +168,8 @@ impl HostView {
         ["pids", ""].iter().flat_map(|c| self.own_cgroups(c)).find_map(|(dir, shown)| {
             let max = self.read_u64(&dir.join("pids.max"))?;
             let cur = self.read_u64(&dir.join("pids.current"))?;
-            (cur + MARGIN >= max).then(|| HostLimit { limit: format!("pids.max of the parent cgroup {shown}"), value: max })
+            (cur + MARGIN >= max)
+                .then(|| HostLimit { limit: format!("pids.max of the parent cgroup {shown}"), value: max })
         })
     }
 
@@ -172,7 +179,8 @@ impl HostView {
             let max = self.read_u64(&dir.join("cgroup.max.descendants"))?;
             let stat = std::fs::read_to_string(dir.join("cgroup.stat")).ok()?;
             let cur: u64 = stat.lines().find_map(|l| l.strip_prefix("nr_descendants ")?.trim().parse().ok())?;
-            (cur + MARGIN >= max).then(|| HostLimit { limit: format!("cgroup.max.descendants of the cgroup {shown}"), value: max })
+            (cur + MARGIN >= max)
+                .then(|| HostLimit { limit: format!("cgroup.max.descendants of the cgroup {shown}"), value: max })
         })
     }
 
@@ -180,7 +188,9 @@ impl HostView {
     fn task_limits(&self) -> Option<HostLimit> {
         let threads = self.threads()?;
         let at = |max: u64| threads + MARGIN >= max;
-        for (name, file) in [("kernel.threads-max", "proc/sys/kernel/threads-max"), ("kernel.pid_max", "proc/sys/kernel/pid_max")] {
+        for (name, file) in
+            [("kernel.threads-max", "proc/sys/kernel/threads-max"), ("kernel.pid_max", "proc/sys/kernel/pid_max")]
+        {
             if let Some(max) = self.read_u64(&self.path(file)).filter(|m| at(*m)) {
                 return Some(HostLimit { limit: name.into(), value: max });
             }
@@ -202,8 +212,10 @@ impl HostView {
             .collect();
         NAMESPACE_TYPES.iter().find_map(|t| {
             let max = self.read_u64(&self.path(&format!("proc/sys/user/max_{t}_namespaces")))?;
-            let live: HashSet<PathBuf> = procs.iter().filter_map(|p| std::fs::read_link(p.join("ns").join(t)).ok()).collect();
-            (live.len() as u64 + MARGIN >= max).then(|| HostLimit { limit: format!("user.max_{t}_namespaces"), value: max })
+            let live: HashSet<PathBuf> =
+                procs.iter().filter_map(|p| std::fs::read_link(p.join("ns").join(t)).ok()).collect();
+            (live.len() as u64 + MARGIN >= max)
+                .then(|| HostLimit { limit: format!("user.max_{t}_namespaces"), value: max })
         })
     }
 
@@ -217,7 +229,9 @@ impl HostView {
     /// Which host limit the errno `e` of a failed launch came from, if one is at its value.
     pub fn identify_errno(&self, e: Errno) -> Option<HostLimit> {
         match e {
-            Errno::EMFILE => Some(HostLimit { limit: "RLIMIT_NOFILE (open files of the harness)".into(), value: self.nofile_soft }),
+            Errno::EMFILE => {
+                Some(HostLimit { limit: "RLIMIT_NOFILE (open files of the harness)".into(), value: self.nofile_soft })
+            }
             Errno::ENFILE => self.file_max(),
             Errno::EAGAIN => self.pids_max().or_else(|| self.cgroup_descendants()).or_else(|| self.task_limits()),
             // alloc_pid fails with ENOMEM when a pid namespace has no pid left.

@@ -132,7 +132,7 @@ fn idle_cpu_and_victim_rows_are_written_for_process_and_container() {
         let at: Vec<u32> = victims.iter().filter(|v| v.backend == b).map(|v| v.neighbours).collect();
         assert_eq!(at, vec![1, 3], "{b}: {victims:?}");
         for v in victims.iter().filter(|v| v.backend == b) {
-            assert_eq!(v.iterations, workloads::protocol::CPU_ITERATIONS as u32, "{v:?}");
+            assert_eq!(v.iterations as usize, workloads::protocol::CPU_ITERATIONS, "{v:?}");
             assert!(v.launch_to_ready_s > 0.0, "{v:?}");
             assert!(v.iter_p50_s > 0.0 && v.iter_p50_s <= v.iter_p99_s, "{v:?}");
         }

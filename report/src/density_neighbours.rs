@@ -18,7 +18,9 @@ fn per_instance(v: f64) -> String {
 fn idle_table(run: &RunData) -> String {
     let csv = IdleCpuRow::FILE;
     let Some(rows) = run.idle_cpu.as_deref() else {
-        return format!("<p class=\"notrun\">Idle CPU per instance: not measured in this run (<code>{csv}</code> is absent).</p>");
+        return format!(
+            "<p class=\"notrun\">Idle CPU per instance: not measured in this run (<code>{csv}</code> is absent).</p>"
+        );
     };
     let mut rows = rows.to_vec();
     rows.sort_by_key(|r| (run.backend_rank(&r.backend), r.alive));
@@ -64,7 +66,9 @@ fn iteration_cell(v: f64, csv: &str) -> String {
 fn victim_part(run: &RunData) -> Result<(String, Option<Chart>), ChartError> {
     let csv = VictimRow::FILE;
     let Some(rows) = run.victim.as_deref() else {
-        let line = format!("<p class=\"notrun\">Victim among neighbours: not measured in this run (<code>{csv}</code> is absent).</p>");
+        let line = format!(
+            "<p class=\"notrun\">Victim among neighbours: not measured in this run (<code>{csv}</code> is absent).</p>"
+        );
         return Ok((line, None));
     };
     let mut rows = rows.to_vec();
@@ -112,7 +116,12 @@ fn victim_part(run: &RunData) -> Result<(String, Option<Chart>), ChartError> {
                 .filter(|r| r.backend == b && r.iter_p99_s.is_finite() && r.iter_p99_s > 0.0)
                 .map(|r| (f64::from(r.neighbours), r.iter_p99_s * 1e3))
                 .collect();
-            (!pts.is_empty()).then(|| XySeries { legend: format!("{b} (n={} victims)", pts.len()), backend: b, points: pts, fit: None })
+            (!pts.is_empty()).then(|| XySeries {
+                legend: format!("{b} (n={} victims)", pts.len()),
+                backend: b,
+                points: pts,
+                fit: None,
+            })
         })
         .collect();
     let n: usize = series.iter().map(|s| s.points.len()).sum();
@@ -149,7 +158,13 @@ pub fn fixture_rows() -> (Vec<IdleCpuRow>, Vec<VictimRow>) {
     for (b, cpu, launch) in [("container", 2e-5, 0.004), ("microvm", 1e-4, 0.003)] {
         for alive in [1u32, 10] {
             let host_cpu_s = cpu * f64::from(alive) * 2.0;
-            idle.push(IdleCpuRow { backend: b.into(), alive, window_s: 2.0, host_cpu_s, cpu_s_per_instance_per_s: cpu });
+            idle.push(IdleCpuRow {
+                backend: b.into(),
+                alive,
+                window_s: 2.0,
+                host_cpu_s,
+                cpu_s_per_instance_per_s: cpu,
+            });
             victims.push(VictimRow {
                 backend: b.into(),
                 neighbours: alive,

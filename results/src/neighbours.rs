@@ -85,10 +85,7 @@ mod tests {
         let head = std::fs::read_to_string(d.path().join("idle_cpu.csv")).unwrap();
         assert!(head.starts_with("backend,alive,window_s,host_cpu_s,cpu_s_per_instance_per_s\n"), "{head}");
         let head = std::fs::read_to_string(d.path().join("victim.csv")).unwrap();
-        assert!(
-            head.starts_with("backend,neighbours,launch_to_ready_s,iterations,iter_p50_s,iter_p99_s\n"),
-            "{head}"
-        );
+        assert!(head.starts_with("backend,neighbours,launch_to_ready_s,iterations,iter_p50_s,iter_p99_s\n"), "{head}");
         assert_eq!(rd.read_csv::<IdleCpuRow>().unwrap(), idle);
         assert_eq!(rd.read_csv::<VictimRow>().unwrap(), victim);
     }

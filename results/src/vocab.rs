@@ -277,38 +277,39 @@ impl FromStr for DensityStop {
             .and_then(|h| h.rsplit_once(" ("))
             .and_then(|(h, n)| Some((h, n.parse().ok()?)))
             .unwrap_or((s, 0));
-        let reason = match head {
-            "count" => StopReason::Count,
-            "budget" => StopReason::Budget,
-            "host memory floor" => StopReason::HostMemoryFloor,
-            "interrupted" => StopReason::Interrupted,
-            _ => match head.strip_prefix("error: ") {
-                Some(e) => StopReason::Error(e.to_string()),
-                None if head.starts_with(HOST_LIMIT) => {
-                    let limit = head[HOST_LIMIT.len()..].rsplit_once(" at ").and_then(|(l, v)| Some((l, v.parse().ok()?)));
-                    match limit {
-                        Some((limit, value)) => StopReason::HostLimit { limit: limit.to_string(), value },
-                        None => {
-                            return Err(VocabError {
-                                set: "density stop reason",
-                                value: s.into(),
-                                valid: "host limit: LIMIT at VALUE (VALUE a whole number)".into(),
-                            })
+        let reason =
+            match head {
+                "count" => StopReason::Count,
+                "budget" => StopReason::Budget,
+                "host memory floor" => StopReason::HostMemoryFloor,
+                "interrupted" => StopReason::Interrupted,
+                _ => match head.strip_prefix("error: ") {
+                    Some(e) => StopReason::Error(e.to_string()),
+                    None if head.starts_with(HOST_LIMIT) => {
+                        let limit =
+                            head[HOST_LIMIT.len()..].rsplit_once(" at ").and_then(|(l, v)| Some((l, v.parse().ok()?)));
+                        match limit {
+                            Some((limit, value)) => StopReason::HostLimit { limit: limit.to_string(), value },
+                            None => {
+                                return Err(VocabError {
+                                    set: "density stop reason",
+                                    value: s.into(),
+                                    valid: "host limit: LIMIT at VALUE (VALUE a whole number)".into(),
+                                })
+                            }
                         }
                     }
-                }
-                None => {
-                    return Err(VocabError {
+                    None => return Err(VocabError {
                         set: "density stop reason",
                         value: s.into(),
-                        valid: "count, budget, host memory floor, interrupted, error: MESSAGE, host limit: LIMIT at VALUE \
+                        valid:
+                            "count, budget, host memory floor, interrupted, error: MESSAGE, host limit: LIMIT at VALUE \
                                 (each optionally \
                                 followed by \" (N instances needed a kill on teardown)\")"
-                            .into(),
-                    })
-                }
-            },
-        };
+                                .into(),
+                    }),
+                },
+            };
         Ok(DensityStop { reason, teardown_kills })
     }
 }
@@ -374,7 +375,10 @@ mod tests {
         let r = StopReason::HostLimit { limit: "pids.max of the parent cgroup /a at b".into(), value: 4096 };
         let s = DensityStop { reason: r, teardown_kills: 2 };
         let text = s.to_string();
-        assert_eq!(text, "host limit: pids.max of the parent cgroup /a at b at 4096 (2 instances needed a kill on teardown)");
+        assert_eq!(
+            text,
+            "host limit: pids.max of the parent cgroup /a at b at 4096 (2 instances needed a kill on teardown)"
+        );
         assert_eq!(text.parse::<DensityStop>().unwrap(), s);
         let e = "host limit: pids.max at many".parse::<DensityStop>().unwrap_err().to_string();
         assert!(e.contains("VALUE a whole number"), "{e}");

@@ -21,8 +21,8 @@
 use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{collect_events, Backend, Event, Instance};
-use crate::hostlimit::{HostLimit, HostView};
 use crate::compare::{CompareError, Settings};
+use crate::hostlimit::{HostLimit, HostView};
 use crate::progress::{Mode, Task};
 use results::stats;
 use results::{DensityFit, DensityStep, DensityStop, ExperimentId, IdleCpuRow, Record, StopReason, VictimRow};
@@ -144,12 +144,7 @@ pub struct DensityOutput {
 
 /// Host CPU the idle `alive` instances consume over `window` (None when an instance has no host pid
 /// or /proc cannot be read).
-fn idle_cpu(
-    backend: &str,
-    alive: &[Box<dyn Instance>],
-    window: Duration,
-    meter: &dyn HostMeter,
-) -> Option<IdleCpuRow> {
+fn idle_cpu(backend: &str, alive: &[Box<dyn Instance>], window: Duration, meter: &dyn HostMeter) -> Option<IdleCpuRow> {
     let pids: Vec<u32> = alive.iter().map(|i| i.pid()).collect::<Option<_>>()?;
     let before = meter.tree_cpu_ns(&pids)?;
     let t0 = Instant::now();
@@ -171,8 +166,7 @@ fn idle_cpu(
 /// stop it. Err: why there is no row (the sweep notes it and goes on).
 fn victim(backend: &dyn Backend, neighbours: u32, iters: u64, timeout: Duration) -> Result<VictimRow, String> {
     use workloads::protocol::{CPU_ITERATIONS_TIMED, CPU_ITER_P50, CPU_ITER_P99};
-    let (mut inst, ready) =
-        launch_ready(backend, spec(Scenario::Cpu { iters }), timeout).map_err(|e| e.to_string())?;
+    let (mut inst, ready) = launch_ready(backend, spec(Scenario::Cpu { iters }), timeout).map_err(|e| e.to_string())?;
     let events = collect_events(inst.as_mut(), timeout);
     // Stopped whatever the events said; a failure to stop is the instance's Drop's to clean.
     let _ = inst.stop(crate::backend::STOP_GRACE);
@@ -297,14 +291,14 @@ pub fn sweep(
         let t0 = Instant::now();
         let n = u32::try_from(alive.len()).expect("at most max_instances, a u32");
         if plan.idle_window > Duration::ZERO {
-            task.message(&format!("idle CPU of {n}"));
+            task.message(format!("idle CPU of {n}"));
             match idle_cpu(&name, alive, plan.idle_window, meter) {
                 Some(r) => idle_rows.push(r),
                 None => task.message("idle CPU: an instance has no host process to read"),
             }
         }
         if plan.victim_iters > 0 {
-            task.message(&format!("victim among {n}"));
+            task.message(format!("victim among {n}"));
             match victim(backend, n, plan.victim_iters, plan.timeout) {
                 Ok(v) => victims.push(v),
                 Err(e) => crate::progress::note(mode, &format!("{name}: no victim row at {n} alive: {e}")),

@@ -243,9 +243,11 @@ pub(crate) mod fake {
                     events.push(Event::Result { name: "cpu.sha256".into(), value: self.rate, unit: "blocks/s".into() });
                     events.push(Event::Result { name: "cpu.check".into(), value: 7.0, unit: "u32".into() });
                     use workloads::protocol as p;
-                    for (name, value, unit) in
-                        [(p::CPU_ITERATIONS_TIMED, 200.0, "count"), (p::CPU_ITER_P50, 1e-3, "s"), (p::CPU_ITER_P99, 3e-3, "s")]
-                    {
+                    for (name, value, unit) in [
+                        (p::CPU_ITERATIONS_TIMED, 200.0, "count"),
+                        (p::CPU_ITER_P50, 1e-3, "s"),
+                        (p::CPU_ITER_P99, 3e-3, "s"),
+                    ] {
                         events.push(Event::Result { name: name.into(), value, unit: unit.into() });
                     }
                 }
