@@ -294,7 +294,10 @@ pub fn sweep(
             task.message(format!("idle CPU of {n}"));
             match idle_cpu(&name, alive, plan.idle_window, meter) {
                 Some(r) => idle_rows.push(r),
-                None => task.message("idle CPU: an instance has no host process to read"),
+                None => {
+                    let why = "an instance has no host process, or /proc could not be read";
+                    crate::progress::note(mode, &format!("{name}: no idle CPU row at {n} alive: {why}"))
+                }
             }
         }
         if plan.victim_iters > 0 {
