@@ -144,7 +144,11 @@ impl HostView {
             hit.then(|| p.to_string())
         });
         let Some(mut p) = line else { return Vec::new() };
-        let base = if controller.is_empty() {
+        // The v2 hierarchy sits at /sys/fs/cgroup, or at /sys/fs/cgroup/unified on a hybrid host.
+        let unified = self.path("sys/fs/cgroup/unified");
+        let base = if controller.is_empty() && unified.is_dir() {
+            unified
+        } else if controller.is_empty() {
             self.path("sys/fs/cgroup")
         } else {
             self.path("sys/fs/cgroup").join(controller)

@@ -11,16 +11,17 @@ use serde::{Deserialize, Serialize};
 /// Host CPU time consumed by `alive` idle instances of one backend over `window_s` seconds.
 ///
 /// The CPU time is the sum over each instance's host process tree (the instance's host process and
-/// its descendants, every thread: user + system time from `/proc/PID/task/TID/schedstat`, ns), read
-/// before and after the window; guest timer ticks, VMM threads, emulators and runtime shims are all
-/// in it, work the host kernel does outside those processes is not.
+/// its descendants, found once before the window; every thread: user + system time from
+/// `/proc/PID/task/TID/schedstat`, ns), read before and after the window; guest timer ticks, VMM
+/// threads, emulators and runtime shims are all in it, work the host kernel does outside those
+/// processes is not, nor processes started during the window (idle instances start none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleCpuRow {
     /// Backend name.
     pub backend: String,
     /// Instances alive (all idle: `idle --hold-mib W`) during the window.
     pub alive: u32,
-    /// Length of the window, seconds (host CLOCK_MONOTONIC).
+    /// Length of the window, seconds (host CLOCK_MONOTONIC, between the middles of the two readings).
     pub window_s: f64,
     /// Host CPU time all `alive` instances consumed in the window, seconds.
     pub host_cpu_s: f64,

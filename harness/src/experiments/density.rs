@@ -39,17 +39,22 @@ pub trait HostMeter {
     fn host_limit(&self, error: &str) -> Option<HostLimit> {
         crate::hostlimit::identify(error, &HostView::host())
     }
-    /// CPU time consumed so far by every thread of the process trees rooted at `pids`, per thread id,
-    /// ns; None when it cannot be read.
-    fn tree_cpu_ns(&self, pids: &[u32]) -> Option<std::collections::HashMap<u32, u64>> {
-        tree_cpu_ns(std::path::Path::new("/proc"), pids)
+    /// The processes of the trees rooted at `pids` (see [`process_tree`]); None when /proc cannot be
+    /// listed.
+    fn process_tree(&self, pids: &[u32]) -> Option<Vec<u32>> {
+        process_tree(std::path::Path::new("/proc"), pids)
+    }
+    /// CPU time consumed so far by every thread of `pids`, per thread id, ns (see [`threads_cpu_ns`]).
+    fn threads_cpu_ns(&self, pids: &[u32]) -> std::collections::HashMap<u32, u64> {
+        threads_cpu_ns(std::path::Path::new("/proc"), pids)
     }
 }
 
-/// CPU time of every thread of the process trees rooted at `roots` (each root and its descendants, by
-/// the parent pid in `PROC/PID/stat`), per thread id, ns: the first field of `task/TID/schedstat`
-/// (time on a CPU, user and system). None when `proc` cannot be listed.
-pub fn tree_cpu_ns(proc: &std::path::Path, roots: &[u32]) -> Option<std::collections::HashMap<u32, u64>> {
+/// The processes of the trees rooted at `roots`: each root and its descendants, by the parent pid in
+/// `PROC/PID/stat`. One scan of every process on the host (about 1 s with 3000 processes on a loaded
+/// 2-core host), so it is done once per measurement, outside the timed window. None when `proc`
+/// cannot be listed.
+pub fn process_tree(proc: &std::path::Path, roots: &[u32]) -> Option<Vec<u32>> {
     use std::collections::HashMap;
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for e in std::fs::read_dir(proc).ok()?.flatten() {
@@ -61,14 +66,23 @@ pub fn tree_cpu_ns(proc: &std::path::Path, roots: &[u32]) -> Option<std::collect
             children.entry(ppid).or_default().push(pid);
         }
     }
-    let mut out = HashMap::new();
+    let mut out = Vec::new();
     let mut todo: Vec<u32> = roots.to_vec();
     let mut seen = std::collections::HashSet::new();
     while let Some(pid) = todo.pop() {
-        if !seen.insert(pid) {
-            continue;
+        if seen.insert(pid) {
+            out.push(pid);
+            todo.extend(children.get(&pid).into_iter().flatten());
         }
-        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    Some(out)
+}
+
+/// CPU time of every thread of `pids`, per thread id, ns: the first field of
+/// `PROC/PID/task/TID/schedstat` (time on a CPU, user and system). Processes gone are left out.
+pub fn threads_cpu_ns(proc: &std::path::Path, pids: &[u32]) -> std::collections::HashMap<u32, u64> {
+    let mut out = std::collections::HashMap::new();
+    for pid in pids {
         let Ok(tasks) = std::fs::read_dir(proc.join(pid.to_string()).join("task")) else { continue };
         for t in tasks.flatten() {
             let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
@@ -80,10 +94,10 @@ pub fn tree_cpu_ns(proc: &std::path::Path, roots: &[u32]) -> Option<std::collect
             }
         }
     }
-    Some(out)
+    out
 }
 
-/// CPU ns consumed between two [`tree_cpu_ns`] readings: each thread's growth, threads born in
+/// CPU ns consumed between two [`threads_cpu_ns`] readings: each thread's growth, threads born in
 /// between counted from zero, threads gone by the second reading not counted.
 pub fn cpu_between(before: &std::collections::HashMap<u32, u64>, after: &std::collections::HashMap<u32, u64>) -> u64 {
     after.iter().map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
@@ -146,11 +160,17 @@ pub struct DensityOutput {
 /// or /proc cannot be read).
 fn idle_cpu(backend: &str, alive: &[Box<dyn Instance>], window: Duration, meter: &dyn HostMeter) -> Option<IdleCpuRow> {
     let pids: Vec<u32> = alive.iter().map(|i| i.pid()).collect::<Option<_>>()?;
-    let before = meter.tree_cpu_ns(&pids)?;
-    let t0 = Instant::now();
+    let tree = meter.process_tree(&pids)?;
+    // Each reading is timed at its middle: the window is the time between the two middles.
+    let read = || {
+        let t = Instant::now();
+        let r = meter.threads_cpu_ns(&tree);
+        (r, t + t.elapsed() / 2)
+    };
+    let (before, t0) = read();
     std::thread::sleep(window);
-    let after = meter.tree_cpu_ns(&pids)?;
-    let window_s = t0.elapsed().as_secs_f64();
+    let (after, t1) = read();
+    let window_s = (t1 - t0).as_secs_f64();
     let host_cpu_s = cpu_between(&before, &after) as f64 * 1e-9;
     let n = u32::try_from(alive.len()).ok()?;
     Some(IdleCpuRow {
@@ -589,7 +609,7 @@ mod tests {
     }
 
     #[test]
-    fn tree_cpu_reads_every_thread_of_the_tree() {
+    fn idle_cpu_reads_every_thread_of_the_process_tree() {
         let me = std::process::id();
         let spin = std::thread::spawn(|| {
             let t = Instant::now();
@@ -599,14 +619,17 @@ mod tests {
         });
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         spin.join().unwrap();
-        let before = tree_cpu_ns(std::path::Path::new("/proc"), &[me]).unwrap();
+        let proc = std::path::Path::new("/proc");
+        let tree = process_tree(proc, &[me]).unwrap();
+        assert!(tree.contains(&me) && tree.contains(&child.id()), "the root and its child");
+        let before = threads_cpu_ns(proc, &tree);
         assert!(before.contains_key(&me), "the root's own threads");
         assert!(before.contains_key(&child.id()), "a child's threads");
         let t = Instant::now();
         while t.elapsed() < Duration::from_millis(30) {
             std::hint::black_box(0u64);
         }
-        let after = tree_cpu_ns(std::path::Path::new("/proc"), &[me]).unwrap();
+        let after = threads_cpu_ns(proc, &tree);
         assert!(cpu_between(&before, &after) > 0);
         child.kill().unwrap();
         child.wait().unwrap();
