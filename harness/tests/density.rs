@@ -16,7 +16,9 @@ fn density_run(mut cmd: Command, backends: &str, max: u32, out: &Path) -> u32 {
     cmd.args(["compare", "--quick", "--quiet", "--no-report", "--experiments", "density", "--hold-mib", "0"])
         .args(["--backends", backends, "--density-max", &max.to_string(), "--out"])
         .arg(out)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     let pid = child.id();
     let o = child.wait_with_output().unwrap();
