@@ -82,6 +82,9 @@ pub struct Settings {
     pub blast: Option<crate::isolation::blast::BlastOptions>,
     /// Whether this is the quick preset.
     pub quick: bool,
+    /// Whether this is the scale preset ([`Settings::scale`]; absent in older plans: false).
+    #[serde(default)]
+    pub scale: bool,
 }
 
 impl Settings {
@@ -104,6 +107,9 @@ impl Settings {
                 max_instances: 40,
                 floor_bytes: host_floor_bytes(mem_available),
                 timeout: Duration::from_secs(20),
+                probe_at: vec![1],
+                idle_window: Duration::from_millis(500),
+                victim_iters: 50_000,
             },
             overhead: overhead::OverheadPlan {
                 scenarios: vec![
@@ -124,6 +130,7 @@ impl Settings {
                 ..Default::default()
             }),
             quick: true,
+            scale: false,
         }
     }
 
@@ -146,6 +153,9 @@ impl Settings {
                 max_instances: 1000,
                 floor_bytes: host_floor_bytes(mem_available),
                 timeout: Duration::from_secs(30),
+                probe_at: vec![1, 100],
+                idle_window: Duration::from_secs(1),
+                victim_iters: 100_000,
             },
             overhead: overhead::OverheadPlan {
                 scenarios: vec![
@@ -160,6 +170,29 @@ impl Settings {
             snapshot: snapshot::SnapshotPlan::default_plan(),
             blast: Some(crate::isolation::blast::BlastOptions { hog_secs: 20.0, rounds: 3, ..Default::default() }),
             quick: false,
+            scale: false,
+        }
+    }
+
+    /// `--scale` (issue 18 item 2): the density sweep only, each backend swept until the memory budget
+    /// (half of MemAvailable), [`MAX_DENSITY_INSTANCES`] (or `--density-max`) or a host limit, which then
+    /// stops the sweep and is named (`crate::hostlimit`); idle CPU and a victim at 1, 10, 100, 1000 and
+    /// 10 000 instances alive and at the last step, idle CPU over 2 s. The user-space kernel is swept to
+    /// its limit too; an emulated backend keeps its cap ([`EMULATED_DENSITY_MAX`]: its instances boot in
+    /// seconds and keep a host core busy emulating their timers).
+    pub fn scale(mem_available: u64) -> Settings {
+        let d = Settings::default_plan(mem_available);
+        Settings {
+            // MERGE: the memory experiment (give-back, page cache, KSM; branch memshare) belongs here too.
+            experiments: vec![ExperimentId::Density],
+            density: density::DensityPlan {
+                max_instances: MAX_DENSITY_INSTANCES,
+                probe_at: vec![1, 10, 100, 1000, 10_000],
+                idle_window: Duration::from_secs(2),
+                ..d.density
+            },
+            scale: true,
+            ..d
         }
     }
 
@@ -247,14 +280,17 @@ pub fn for_emulated(s: &Settings) -> Settings {
 /// Sample sizes for a user-space kernel (gVisor's runsc): each launch starts a Sentry and a Gofer
 /// (about 0.3 s to ready here with the ptrace platform) and each system call costs tens of
 /// microseconds, so it gets at most [`USER_KERNEL_STARTUP_RUNS`] startup launches (3 warm-ups, at most
-/// 40 per concurrency level), a density sweep of at most [`USER_KERNEL_DENSITY_MAX`] instances and at
-/// most 3 overhead repetitions (the scenarios keep their sizes, so its ratios compare like for like).
+/// 40 per concurrency level), a density sweep of at most [`USER_KERNEL_DENSITY_MAX`] instances (except
+/// with `--scale`, which sweeps it to its limit) and at most 3 overhead repetitions (the scenarios keep
+/// their sizes, so its ratios compare like for like).
 pub fn for_user_space_kernel(s: &Settings) -> Settings {
     let mut u = s.clone();
     u.startup.warmup = s.startup.warmup.min(3);
     u.startup.runs = s.startup.runs.min(USER_KERNEL_STARTUP_RUNS);
     u.startup.concurrent_launches = s.startup.concurrent_launches.min(40);
-    u.density.max_instances = s.density.max_instances.min(USER_KERNEL_DENSITY_MAX);
+    if !s.scale {
+        u.density.max_instances = s.density.max_instances.min(USER_KERNEL_DENSITY_MAX);
+    }
     u.overhead.runs = s.overhead.runs.min(3);
     u
 }
@@ -445,6 +481,9 @@ pub fn run(
         harness_timestamp_cost_s: Some(crate::experiments::timestamp_cost_s(10_000)),
         full_plan: Some(serde_json::to_value(&recorded).map_err(CompareError::PlanJson)?),
     };
+    if settings.experiments.contains(&ExperimentId::Density) {
+        meta.caveats.push(crate::hostlimit::raise_nofile());
+    }
     rd.write_meta(&meta)?;
     let mut outcome =
         Outcome { run_dir: out, report: None, failures: Vec::new(), startup_medians: Vec::new(), density: Vec::new() };
@@ -556,7 +595,7 @@ mod tests {
         assert_eq!(original["blast"]["hog_s"], 0.3);
         assert_eq!(original["peers"][0]["vmm"], "firecracker");
         // Both presets round-trip too.
-        for p in [Settings::quick(1 << 30), Settings::default_plan(64 << 30)] {
+        for p in [Settings::quick(1 << 30), Settings::default_plan(64 << 30), Settings::scale(64 << 30)] {
             let v = serde_json::to_value(&p).unwrap();
             assert_eq!(serde_json::from_value::<Settings>(v).unwrap(), p);
         }
@@ -661,6 +700,28 @@ mod tests {
         let named = Settings { backends: vec!["runsc".into()], ..quick };
         assert_eq!(user_space_kernel_left_out(&runsc, &named), None);
         assert_eq!(user_space_kernel_left_out(&info("crun", None, false, true), &Settings::quick(8 << 30)), None);
+    }
+
+    #[test]
+    fn the_scale_preset_sweeps_every_model_to_its_limit_with_probes_along_the_way() {
+        let s = Settings::scale(64 << 30);
+        assert_eq!(s.experiments, vec![ExperimentId::Density]);
+        assert_eq!(s.density.max_instances, MAX_DENSITY_INSTANCES);
+        assert_eq!(s.density.budget_bytes, 32 << 30);
+        assert_eq!(s.density.probe_at, vec![1, 10, 100, 1000, 10_000]);
+        assert_eq!(s.density.idle_window, Duration::from_secs(2));
+        assert!(s.validate().is_ok());
+        assert_eq!(for_user_space_kernel(&s).density.max_instances, MAX_DENSITY_INSTANCES, "runsc swept too");
+        assert_eq!(for_emulated(&s).density.max_instances, EMULATED_DENSITY_MAX);
+        // The other presets probe a few steps only, and an older plan without the fields probes none.
+        assert_eq!(Settings::default_plan(64 << 30).density.probe_at, vec![1, 100]);
+        let mut v = serde_json::to_value(Settings::quick(1 << 30)).unwrap();
+        for f in ["probe_at", "idle_window_s", "victim_iters"] {
+            v["density"].as_object_mut().unwrap().remove(f);
+        }
+        v.as_object_mut().unwrap().remove("scale");
+        let old: Settings = serde_json::from_value(v).unwrap();
+        assert!(old.density.probe_at.is_empty() && old.density.victim_iters == 0 && !old.scale);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod compare;
 pub mod experiments;
 pub mod gc;
+pub mod hostlimit;
 pub mod images;
 pub mod interrupt;
 pub mod isolation;

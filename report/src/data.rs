@@ -35,6 +35,10 @@ pub struct RunData {
     pub crosscheck: Option<Vec<results::CrossCheckRow>>,
     /// attack_surface.csv.
     pub attack_surface: Option<Vec<results::AttackSurfaceRow>>,
+    /// idle_cpu.csv (density sweep).
+    pub idle_cpu: Option<Vec<results::IdleCpuRow>>,
+    /// victim.csv (density sweep).
+    pub victim: Option<Vec<results::VictimRow>>,
 }
 
 fn opt<R: Record>(rd: &RunDir) -> Result<Option<Vec<R>>, RunDirError> {
@@ -90,6 +94,8 @@ impl RunData {
             snapshot: opt(rd)?,
             crosscheck: opt(rd)?,
             attack_surface: opt(rd)?,
+            idle_cpu: opt(rd)?,
+            victim: opt(rd)?,
         })
     }
 

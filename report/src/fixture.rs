@@ -418,6 +418,9 @@ pub fn write_drawn(dir: &Path, seed: u64, startup_scale: f64) -> Result<RunDir, 
     }
     results::crosscheck::fill_ratios(&mut cross, "container");
     rd.write_csv(&cross)?;
+    let (idle, victims) = crate::density_neighbours::fixture_rows();
+    rd.write_csv(&idle)?;
+    rd.write_csv(&victims)?;
     Ok(rd)
 }
 

@@ -16,6 +16,7 @@ pub mod compare;
 pub mod crosscheck;
 pub mod data;
 pub mod density_latency;
+pub mod density_neighbours;
 #[doc(hidden)]
 pub mod fixture;
 pub mod html;

@@ -142,7 +142,7 @@ impl ReportSection for Density {
         &M
     }
     fn files(&self) -> Vec<&'static str> {
-        vec![DensityStep::FILE, DensityFit::FILE]
+        vec![DensityStep::FILE, DensityFit::FILE, results::IdleCpuRow::FILE, results::VictimRow::FILE]
     }
     fn render(&self, run: &RunData) -> Result<Section, ReportError> {
         Ok(sections::density(self, run)?)

@@ -549,6 +549,7 @@ mod tests {
             "launch_rate",
             "density",
             "density_launch",
+            "density_victim",
             "overhead",
             "blast",
             "snapshot",
@@ -666,7 +667,11 @@ mod tests {
         assert!(sec("startup").contains("Not run in this run"));
         assert!(sec("density").contains("<svg"));
         assert!(sec("verdicts").contains("not measured in this run"));
-        assert_eq!(html.matches("<svg").count(), 3, "density (memory, launch latency) and overhead charts only");
+        assert_eq!(
+            html.matches("<svg").count(),
+            4,
+            "density (memory, launch latency, victim) and overhead charts only"
+        );
     }
 
     /// The HTML of one `<section id=...>` of a page.

@@ -333,6 +333,9 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
         body.push_str(&html);
         out.charts.push(c);
     }
+    let (html, charts) = crate::density_neighbours::part(run)?;
+    body.push_str(&html);
+    out.charts.extend(charts);
     let mut fits = fits.to_vec();
     sorted_backends(run, &mut fits, |f| &f.backend);
     let rows: Vec<(String, Vec<String>)> = fits

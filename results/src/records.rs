@@ -138,7 +138,8 @@ pub struct DensityFit {
     pub hold_mib: u64,
     /// Instances reached.
     pub instances: u32,
-    /// Why the sweep stopped (`count`, `budget`, `host memory floor`, `interrupted`, `error: ...`).
+    /// Why the sweep stopped (`count`, `budget`, `host memory floor`, `interrupted`, `error: ...`,
+    /// `host limit: LIMIT at VALUE`).
     pub stop_reason: DensityStop,
     /// Least-squares slope of host memory used vs instances, bytes per instance.
     pub slope_bytes: f64,

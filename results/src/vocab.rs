@@ -220,6 +220,15 @@ pub enum StopReason {
     Interrupted,
     /// `error: MESSAGE`: launching or measuring the next instance failed.
     Error(String),
+    /// `host limit: LIMIT at VALUE`: launching the next instance failed on a limit of the host, named
+    /// with where it is set and its value (e.g. `pids.max of the parent cgroup /a/b at 4096`,
+    /// `RLIMIT_NOFILE (open files of the harness) at 1024`, `user.max_net_namespaces at 100`).
+    HostLimit {
+        /// The limit and where it is set (no ` at ` inside; the value follows it).
+        limit: String,
+        /// Its value when the launch failed.
+        value: u64,
+    },
 }
 
 /// `density_summary.csv` column `stop_reason`: why the sweep stopped, and how many instances needed a
@@ -240,6 +249,9 @@ impl From<StopReason> for DensityStop {
 
 const KILL_SUFFIX: &str = " instances needed a kill on teardown)";
 
+/// Word before a [`StopReason::HostLimit`]'s limit.
+const HOST_LIMIT: &str = "host limit: ";
+
 impl fmt::Display for DensityStop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.reason {
@@ -248,6 +260,7 @@ impl fmt::Display for DensityStop {
             StopReason::HostMemoryFloor => f.write_str("host memory floor")?,
             StopReason::Interrupted => f.write_str("interrupted")?,
             StopReason::Error(e) => write!(f, "error: {e}")?,
+            StopReason::HostLimit { limit, value } => write!(f, "{HOST_LIMIT}{limit} at {value}")?,
         }
         if self.teardown_kills > 0 {
             write!(f, " ({}{KILL_SUFFIX}", self.teardown_kills)?;
@@ -264,24 +277,39 @@ impl FromStr for DensityStop {
             .and_then(|h| h.rsplit_once(" ("))
             .and_then(|(h, n)| Some((h, n.parse().ok()?)))
             .unwrap_or((s, 0));
-        let reason = match head {
-            "count" => StopReason::Count,
-            "budget" => StopReason::Budget,
-            "host memory floor" => StopReason::HostMemoryFloor,
-            "interrupted" => StopReason::Interrupted,
-            _ => match head.strip_prefix("error: ") {
-                Some(e) => StopReason::Error(e.to_string()),
-                None => {
-                    return Err(VocabError {
+        let reason =
+            match head {
+                "count" => StopReason::Count,
+                "budget" => StopReason::Budget,
+                "host memory floor" => StopReason::HostMemoryFloor,
+                "interrupted" => StopReason::Interrupted,
+                _ => match head.strip_prefix("error: ") {
+                    Some(e) => StopReason::Error(e.to_string()),
+                    None if head.starts_with(HOST_LIMIT) => {
+                        let limit =
+                            head[HOST_LIMIT.len()..].rsplit_once(" at ").and_then(|(l, v)| Some((l, v.parse().ok()?)));
+                        match limit {
+                            Some((limit, value)) => StopReason::HostLimit { limit: limit.to_string(), value },
+                            None => {
+                                return Err(VocabError {
+                                    set: "density stop reason",
+                                    value: s.into(),
+                                    valid: "host limit: LIMIT at VALUE (VALUE a whole number)".into(),
+                                })
+                            }
+                        }
+                    }
+                    None => return Err(VocabError {
                         set: "density stop reason",
                         value: s.into(),
-                        valid: "count, budget, host memory floor, interrupted, error: MESSAGE (each optionally \
+                        valid:
+                            "count, budget, host memory floor, interrupted, error: MESSAGE, host limit: LIMIT at VALUE \
+                                (each optionally \
                                 followed by \" (N instances needed a kill on teardown)\")"
-                            .into(),
-                    })
-                }
-            },
-        };
+                                .into(),
+                    }),
+                },
+            };
         Ok(DensityStop { reason, teardown_kills })
     }
 }
@@ -340,5 +368,19 @@ mod tests {
         assert_eq!(s.to_string(), "error: launch failed (x) (3 instances needed a kill on teardown)");
         assert_eq!("budget".parse::<DensityStop>().unwrap(), StopReason::Budget.into());
         assert!("full".parse::<DensityStop>().unwrap_err().to_string().contains("host memory floor"));
+    }
+
+    #[test]
+    fn a_host_limit_reads_back_with_its_name_and_value() {
+        let r = StopReason::HostLimit { limit: "pids.max of the parent cgroup /a at b".into(), value: 4096 };
+        let s = DensityStop { reason: r, teardown_kills: 2 };
+        let text = s.to_string();
+        assert_eq!(
+            text,
+            "host limit: pids.max of the parent cgroup /a at b at 4096 (2 instances needed a kill on teardown)"
+        );
+        assert_eq!(text.parse::<DensityStop>().unwrap(), s);
+        let e = "host limit: pids.max at many".parse::<DensityStop>().unwrap_err().to_string();
+        assert!(e.contains("VALUE a whole number"), "{e}");
     }
 }

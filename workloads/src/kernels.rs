@@ -8,15 +8,45 @@ pub const PAGE: usize = 4096;
 /// Chain `iters` SHA-256 compressions (each block is the previous state), returning the first state
 /// word as a check value: every platform must produce the same value for the same `iters`.
 pub fn cpu_sha256_chain(iters: u64) -> u32 {
-    let mut state = sha256::H0;
-    let mut block = [0u8; 64];
-    for _ in 0..iters {
-        sha256::compress(&mut state, &block);
-        for (b, s) in block.chunks_exact_mut(4).zip(state) {
-            b.copy_from_slice(&s.to_be_bytes());
+    let mut c = Sha256Chain::new();
+    c.run(iters);
+    c.check()
+}
+
+/// A SHA-256 chain that can be run in pieces: [`Sha256Chain::run`] of `a` then `b` blocks ends where
+/// [`cpu_sha256_chain`]`(a + b)` ends, so a timed run in iterations keeps the same check value.
+#[derive(Debug, Clone)]
+pub struct Sha256Chain {
+    state: [u32; 8],
+    block: [u8; 64],
+}
+
+impl Sha256Chain {
+    /// The chain before its first block.
+    pub fn new() -> Sha256Chain {
+        Sha256Chain { state: sha256::H0, block: [0u8; 64] }
+    }
+
+    /// Run `blocks` more compressions.
+    pub fn run(&mut self, blocks: u64) {
+        for _ in 0..blocks {
+            sha256::compress(&mut self.state, &self.block);
+            for (b, s) in self.block.chunks_exact_mut(4).zip(self.state) {
+                b.copy_from_slice(&s.to_be_bytes());
+            }
         }
     }
-    state[0]
+
+    /// The check value: the first state word.
+    pub fn check(&self) -> u32 {
+        self.state[0]
+    }
+}
+
+impl Default for Sha256Chain {
+    fn default() -> Self {
+        Sha256Chain::new()
+    }
 }
 
 /// Write one byte in every page of `buf` (first touch: includes the page faults of the platform).
@@ -73,6 +103,10 @@ mod tests {
         assert_eq!(cpu_sha256_chain(0), sha256::H0[0]);
         assert_eq!(cpu_sha256_chain(10), cpu_sha256_chain(10));
         assert_ne!(cpu_sha256_chain(10), cpu_sha256_chain(11));
+        let mut c = Sha256Chain::new();
+        c.run(4);
+        c.run(7);
+        assert_eq!(c.check(), cpu_sha256_chain(11), "a chain run in pieces ends where it would in one run");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! ```text
 //! @vmct ready
 //! @vmct result cpu.sha256 1234567.5 blocks/s
+//! @vmct result cpu.iter_p99 0.000512 s
 //! @vmct probe fs.host_canary blocked ENOENT reading /tmp/vmct-canary
 //! @vmct unsupported syscall bare guest has no system calls
 //! @vmct failed io ENOSPC (No space left on device) writing MiB 913 of 1048576
@@ -17,6 +18,20 @@ use core::fmt;
 
 /// Every protocol line starts with this prefix; other lines on the same stream are plain log output.
 pub const PREFIX: &str = "@vmct ";
+
+/// The `cpu` scenario runs its SHA-256 blocks in this many iterations of (nearly) equal size (at most
+/// one block apart; fewer iterations when it has fewer blocks) and times each on the instance's own
+/// monotonic clock, so a victim's tail latency is seen, not only its mean rate.
+pub const CPU_ITERATIONS: usize = 200;
+
+/// `cpu` result: iterations timed (unit `count`).
+pub const CPU_ITERATIONS_TIMED: &str = "cpu.iterations";
+
+/// `cpu` result: median iteration latency (nearest rank, unit `s`).
+pub const CPU_ITER_P50: &str = "cpu.iter_p50";
+
+/// `cpu` result: 99th percentile iteration latency (nearest rank, unit `s`).
+pub const CPU_ITER_P99: &str = "cpu.iter_p99";
 
 /// Outcome of one isolation probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! `unsupported` (status 0), never as zero; a scenario that ran and failed is reported as `failed` with
 //! the error and how far it got, and `done` carries status 1.
 use crate::kernels;
-use crate::protocol::Message;
+use crate::protocol::{Message, CPU_ITERATIONS, CPU_ITERATIONS_TIMED, CPU_ITER_P50, CPU_ITER_P99};
 use crate::scenario::Scenario;
 use core::fmt::Write;
 
@@ -108,6 +108,13 @@ impl<const N: usize> Write for Buf<N> {
     }
 }
 
+/// The `q`th percentile of sorted `v` by the nearest-rank rule (the value at rank ceil(q/100 * n)),
+/// None for an empty `v`.
+fn nearest_rank(v: &[u64], q: usize) -> Option<u64> {
+    let rank = (q * v.len()).div_ceil(100).max(1);
+    v.get(rank - 1).copied()
+}
+
 fn rate(work: f64, ns: u64) -> f64 {
     work * 1e9 / (ns.max(1) as f64)
 }
@@ -145,11 +152,28 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
         }
         Scenario::Cpu { iters } => {
             p.emit(&Message::Ready);
+            let mut times = [0u64; CPU_ITERATIONS];
+            let n = usize::try_from(iters).unwrap_or(usize::MAX).min(CPU_ITERATIONS);
+            let mut chain = kernels::Sha256Chain::new();
             let t0 = p.now_ns();
-            let check = kernels::cpu_sha256_chain(iters);
-            let ns = p.now_ns() - t0;
+            let mut prev = t0;
+            for (i, t) in times[..n].iter_mut().enumerate() {
+                // The first `iters % n` iterations take one block more.
+                chain.run(iters / n as u64 + u64::from((i as u64) < iters % n as u64));
+                let now = p.now_ns();
+                *t = now - prev;
+                prev = now;
+            }
+            let ns = prev - t0;
             p.emit(&Message::Result { name: "cpu.sha256", value: rate(iters as f64, ns), unit: "blocks/s" });
-            p.emit(&Message::Result { name: "cpu.check", value: check as f64, unit: "u32" });
+            p.emit(&Message::Result { name: "cpu.check", value: chain.check() as f64, unit: "u32" });
+            let times = &mut times[..n];
+            times.sort_unstable();
+            p.emit(&Message::Result { name: CPU_ITERATIONS_TIMED, value: n as f64, unit: "count" });
+            for (name, q) in [(CPU_ITER_P50, 50), (CPU_ITER_P99, 99)] {
+                let v = nearest_rank(times, q).map_or(f64::NAN, |ns| ns as f64 / 1e9);
+                p.emit(&Message::Result { name, value: v, unit: "s" });
+            }
             0
         }
         Scenario::Mem { mib } => {
@@ -321,5 +345,25 @@ mod tests {
         let check = kernels::cpu_sha256_chain(4);
         assert!(f.out.iter().any(|l| l.starts_with("@vmct result cpu.sha256 ") && l.ends_with(" blocks/s\n")));
         assert!(f.out.contains(&std::format!("@vmct result cpu.check {check} u32\n")));
+        assert!(f.out.iter().any(|l| l == "@vmct result cpu.iterations 4 count\n"), "{:?}", f.out);
+    }
+
+    #[test]
+    fn cpu_times_each_iteration_and_reports_p50_and_p99() {
+        // The fake clock advances 1 us per read: every iteration reads it once.
+        let mut f = fake();
+        run(&Scenario::Cpu { iters: 1001 }, &mut f);
+        let check = kernels::cpu_sha256_chain(1001);
+        assert!(f.out.contains(&std::format!("@vmct result cpu.check {check} u32\n")), "{:?}", f.out);
+        for want in ["cpu.iterations 200 count", "cpu.iter_p50 0.000001 s", "cpu.iter_p99 0.000001 s"] {
+            assert!(f.out.contains(&std::format!("@vmct result {want}\n")), "{want}: {:?}", f.out);
+        }
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: std::vec::Vec<u64> = (1..=200).collect();
+        assert_eq!((nearest_rank(&v, 50), nearest_rank(&v, 99)), (Some(100), Some(198)));
+        assert_eq!((nearest_rank(&[7], 99), nearest_rank(&[], 50)), (Some(7), None));
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Arguments of `vmct compare`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page\n  vmct compare --plan RUN_DIR       # re-run exactly the plan recorded in RUN_DIR/run.json"
+    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --scale              # density sweeps to the memory budget or a host limit\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page\n  vmct compare --plan RUN_DIR       # re-run exactly the plan recorded in RUN_DIR/run.json"
 )]
 pub struct CompareArgs {
     /// Earlier run directories instead of running experiments: two give a comparison with deltas
@@ -20,6 +20,10 @@ pub struct CompareArgs {
     /// A short plan that finishes in under a minute.
     #[arg(long)]
     pub quick: bool,
+    /// The density sweep at scale: each backend swept until the memory budget, --density-max or a
+    /// host limit (named in the results), with idle CPU and a victim at 1, 10, 100, 1000, 10000 alive.
+    #[arg(long, conflicts_with = "quick")]
+    pub scale: bool,
     /// Comma-separated backends (default: every available one).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
@@ -74,9 +78,10 @@ pub struct CompareArgs {
 }
 
 /// The arguments a recorded plan fixes (ids of clap's `conflicts_with_all` for `--plan`).
-const PLAN_FLAGS: [&str; 13] = [
+const PLAN_FLAGS: [&str; 14] = [
     "runs",
     "quick",
+    "scale",
     "backends",
     "experiments",
     "runs_per_backend",
@@ -196,7 +201,13 @@ impl clap::builder::TypedValueParser for ExperimentParser {
 
 /// The plan from a preset (`--quick` or the default) and the flags that change it.
 fn settings_from_flags(a: &CompareArgs, avail: u64) -> anyhow::Result<Settings> {
-    let mut s = if a.quick { Settings::quick(avail) } else { Settings::default_plan(avail) };
+    let mut s = if a.quick {
+        Settings::quick(avail)
+    } else if a.scale {
+        Settings::scale(avail)
+    } else {
+        Settings::default_plan(avail)
+    };
     s.backends = a.backends.clone();
     s.peers = a.peer.clone();
     if !a.experiments.is_empty() {

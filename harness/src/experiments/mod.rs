@@ -177,6 +177,8 @@ pub(crate) mod fake {
         pub rate: f64,
         /// Instances can save state (working set + 4 KiB bytes) and the backend restores it.
         pub saves: bool,
+        /// The launch error's reason once `fail_after` launches were made.
+        pub fail_reason: &'static str,
     }
 
     impl FakeBackend {
@@ -191,6 +193,7 @@ pub(crate) mod fake {
                 io_fails: false,
                 rate: 100.0,
                 saves: false,
+                fail_reason: "fake limit",
             }
         }
     }
@@ -228,7 +231,7 @@ pub(crate) mod fake {
         fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
             let n = self.launched.fetch_add(1, Ordering::SeqCst);
             if self.fail_after.is_some_and(|f| n >= f) {
-                return Err(BackendError::Launch { backend: self.name.clone(), reason: "fake limit".into() });
+                return Err(BackendError::Launch { backend: self.name.clone(), reason: self.fail_reason.into() });
             }
             self.used.fetch_add(self.per_instance, Ordering::SeqCst);
             let mut events = Vec::new();
@@ -239,6 +242,14 @@ pub(crate) mod fake {
                 Scenario::Cpu { .. } => {
                     events.push(Event::Result { name: "cpu.sha256".into(), value: self.rate, unit: "blocks/s".into() });
                     events.push(Event::Result { name: "cpu.check".into(), value: 7.0, unit: "u32".into() });
+                    use workloads::protocol as p;
+                    for (name, value, unit) in [
+                        (p::CPU_ITERATIONS_TIMED, 200.0, "count"),
+                        (p::CPU_ITER_P50, 1e-3, "s"),
+                        (p::CPU_ITER_P99, 3e-3, "s"),
+                    ] {
+                        events.push(Event::Result { name: name.into(), value, unit: unit.into() });
+                    }
                 }
                 Scenario::Syscall { .. } => events.push(Event::Result {
                     name: "syscall.getpid".into(),

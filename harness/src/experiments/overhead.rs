@@ -49,6 +49,8 @@ pub fn run(backend: &dyn Backend, plan: &OverheadPlan, mode: Mode) -> Result<Vec
             task.inc();
             for e in events {
                 match e {
+                    // The count of timed iterations is the same every run: not a figure of the backend.
+                    Event::Result { name, .. } if name == workloads::protocol::CPU_ITERATIONS_TIMED => {}
                     Event::Result { name, value, unit } => {
                         metrics.entry(name).or_insert_with(|| (unit, Vec::new())).1.push(value)
                     }
