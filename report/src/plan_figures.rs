@@ -366,9 +366,11 @@ fn side(places: &[At<'_>], backend: &str, model: Model, bare: &[At<'_>]) -> Side
                 a.sourced(results::stats::median(&r), "x process", n, results::OverheadRow::FILE, Quantity::Throughput)
             })
         }),
-        // MERGE: idle_cpu.csv: `a.run.idle_cpu` rows of `a.backend` as (alive, cpu_s_per_instance_per_s) through
-        // `idle_cpu_of`, then `a.sourced(cores, "cores", alive, results::IdleCpuRow::FILE, Quantity::IdleCpu)`.
-        idle_cpu: None,
+        idle_cpu: first(places, model, |a| {
+            let rows = a.run.idle_cpu.iter().flatten().filter(|r| r.backend == a.backend);
+            let (cores, alive) = idle_cpu_of(rows.map(|r| (r.alive, r.cpu_s_per_instance_per_s)))?;
+            Some(a.sourced(cores, "cores", alive, results::IdleCpuRow::FILE, Quantity::IdleCpu))
+        }),
         // MERGE: memory_giveback.csv: `a.run.give_back` rows as (instances, burst_bytes, held_before_bytes,
         // held_after_bytes) through `give_back_of`, Quantity::HostMemory, unit "of the burst".
         give_back: None,
@@ -378,9 +380,13 @@ fn side(places: &[At<'_>], backend: &str, model: Model, bare: &[At<'_>]) -> Side
         // MERGE: ksm.csv: `a.run.ksm` rows as (instances, saved_bytes_per_instance, ksm_cpu_s, window_s)
         // through `ksm_of`, Quantity::HostMemory, unit "B".
         ksm: None,
-        // MERGE: density_summary.csv `stop_reason` = `StopReason::HostLimit` (density branch): HostLimit { name:
-        // the limit's name and value, instances: fit.instances }, Quantity::KernelObjects.
-        host_limit: None,
+        host_limit: first(places, model, |a| {
+            let f = fit_of(a)?;
+            let results::StopReason::HostLimit { limit, value } = &f.stop_reason.reason else { return None };
+            let name = format!("{limit} at {value}");
+            let limit = HostLimit { name, instances: u64::from(f.instances) };
+            Some(a.sourced(limit, "instances", f.instances, dfile, Quantity::KernelObjects))
+        }),
         refused,
     }
 }
@@ -522,5 +528,34 @@ mod tests {
         assert_eq!(f.vm.guest_ram.as_ref().unwrap().source.backend, "qemu-tcg");
         // The container side reads the primary run first.
         assert_eq!(f.container.startup_p99.as_ref().unwrap().source.run, "fixture-run");
+    }
+
+    /// idle_cpu.csv and a density sweep stopped by a host limit reach the planner (merge of the density branch).
+    #[test]
+    fn idle_cpu_and_a_host_limit_come_from_the_run() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        let row = |alive, c| results::IdleCpuRow {
+            backend: "container".into(),
+            alive,
+            window_s: 1.0,
+            host_cpu_s: c * f64::from(alive),
+            cpu_s_per_instance_per_s: c,
+        };
+        rd.write_csv(&[row(1, 0.01), row(100, 0.002)]).unwrap();
+        let mut fits: Vec<results::DensityFit> = rd.read_csv().unwrap();
+        for f in fits.iter_mut().filter(|f| f.backend == "container") {
+            f.stop_reason.reason =
+                results::StopReason::HostLimit { limit: "pids.max of the parent cgroup".into(), value: 4096 };
+        }
+        rd.write_csv(&fits).unwrap();
+        let run = load(&rd);
+        let pair = ConfigPair::default_for(&run).unwrap();
+        let f = PlanFigures::from_runs(std::slice::from_ref(&run), &pair);
+        let idle = f.container.idle_cpu.as_ref().expect("idle CPU read from idle_cpu.csv");
+        assert_eq!((idle.value, idle.n), (0.002, 100), "the fullest host's row");
+        let hl = f.container.host_limit.as_ref().expect("host limit read from density_summary.csv");
+        assert_eq!(hl.value.name, "pids.max of the parent cgroup at 4096");
+        assert!(f.vm.idle_cpu.is_none() && f.vm.host_limit.is_none());
     }
 }
