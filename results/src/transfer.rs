@@ -132,7 +132,9 @@ pub fn experiment_quantities(e: ExperimentId) -> &'static [Quantity] {
     match e {
         ExperimentId::Startup => &[Q::Startup],
         ExperimentId::Overhead => &[Q::Throughput],
-        ExperimentId::Density => &[Q::HostMemory, Q::GuestMemory, Q::KernelObjects, Q::Startup],
+        ExperimentId::Density => {
+            &[Q::HostMemory, Q::GuestMemory, Q::KernelObjects, Q::Startup, Q::IdleCpu, Q::Throughput]
+        }
         ExperimentId::Isolation => &[Q::ProbeOutcome, Q::AttackSurface, Q::Slowdown],
         ExperimentId::Snapshot => &[Q::SaveTime, Q::SaveSize, Q::Startup],
         ExperimentId::CrossCheck => &[Q::Startup],
