@@ -18,7 +18,7 @@ pub use crosscheck::{CrossCheckRow, CrossClock};
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use experiment::{ExperimentId, UnknownExperiment};
 pub use records::*;
-pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
+pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta, WallTime};
 pub use surface::AttackSurfaceRow;
 pub use transfer::{Quantity, Transfer};
 pub use vocab::{

@@ -23,7 +23,7 @@ pub struct CompareArgs {
     /// Comma-separated backends (default: every available one).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Comma-separated experiments (default: all but crosscheck, the peer cross-check, which runs only when named).
+    /// Comma-separated experiments (default: all; --quick: all but crosscheck, the peer cross-check).
     #[arg(long, value_delimiter = ',', value_parser = ExperimentParser)]
     pub experiments: Vec<results::ExperimentId>,
     /// Measured sequential launches per backend.

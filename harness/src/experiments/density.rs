@@ -234,6 +234,7 @@ impl Experiment for Density {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
         let (mut steps, mut fits) = (Vec::new(), Vec::new());
         for b in cx.backends {
+            cx.on_backend(*b);
             match sweep(*b, Self::plan(cx.plan_for(*b)), &ProcMeter, cx.mode) {
                 Ok(o) => {
                     cx.outcome.density.push((o.fit.backend.clone(), o.fit.instances, o.fit.slope_bytes));
