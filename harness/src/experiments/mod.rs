@@ -177,6 +177,8 @@ pub(crate) mod fake {
         pub rate: f64,
         /// Instances can save state (working set + 4 KiB bytes) and the backend restores it.
         pub saves: bool,
+        /// `request` and `stop` as instances are told to stop and are stopped, in order.
+        pub stop_log: Arc<std::sync::Mutex<Vec<&'static str>>>,
     }
 
     impl FakeBackend {
@@ -191,6 +193,7 @@ pub(crate) mod fake {
                 io_fails: false,
                 rate: 100.0,
                 saves: false,
+                stop_log: Arc::default(),
             }
         }
     }
@@ -203,6 +206,7 @@ pub(crate) mod fake {
         events: Vec<Event>,
         alive: bool,
         saves: bool,
+        stop_log: Arc<std::sync::Mutex<Vec<&'static str>>>,
     }
 
     impl Backend for FakeBackend {
@@ -262,6 +266,7 @@ pub(crate) mod fake {
                 events,
                 alive: true,
                 saves: self.saves,
+                stop_log: self.stop_log.clone(),
             }))
         }
         fn restore(
@@ -298,9 +303,13 @@ pub(crate) mod fake {
         fn stats(&mut self) -> InstanceStats {
             InstanceStats { rss_bytes: Some(self.per_instance as u64), ..Default::default() }
         }
+        fn request_stop(&mut self) {
+            self.stop_log.lock().unwrap().push("request");
+        }
         fn stop(&mut self, _: Duration) -> Result<ExitInfo, BackendError> {
             if std::mem::take(&mut self.alive) {
                 self.used.fetch_sub(self.per_instance, Ordering::SeqCst);
+                self.stop_log.lock().unwrap().push("stop");
             }
             Ok(ExitInfo { status: Some(0), ..Default::default() })
         }
