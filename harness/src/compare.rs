@@ -53,13 +53,6 @@ pub enum CompareError {
     },
 }
 
-/// Instances of the default plan's density sweep, the same for every backend but the user-space kernel
-/// and emulated ones ([`USER_KERNEL_DENSITY_MAX`], [`EMULATED_DENSITY_MAX`]). It was 1000, and those
-/// sweeps were the longest poles of the default plan (runc 91 s, crun 59 s of its 12.3 min); the fit
-/// uses the sweep's upper half (`crate::experiments::density::fit`), which at 500 still has 250 steps
-/// (instances 251..500). `--density-max 1000` sweeps as before.
-pub const DEFAULT_DENSITY_MAX: u32 = 500;
-
 /// Most instances `--density-max` (and a replayed plan) may ask for per backend.
 pub const MAX_DENSITY_INSTANCES: u32 = 100_000;
 
@@ -135,7 +128,7 @@ impl Settings {
     }
 
     /// The default plan ([`default_experiments`], the peer cross-check included): stable p99s, a
-    /// [`DEFAULT_DENSITY_MAX`]-instance density sweep when the budget allows.
+    /// 1000-instance density sweep when the budget allows.
     pub fn default_plan(mem_available: u64) -> Settings {
         Settings {
             experiments: default_experiments(),
@@ -151,7 +144,7 @@ impl Settings {
             density: density::DensityPlan {
                 hold_mib: 4,
                 budget_bytes: mem_available / 2,
-                max_instances: DEFAULT_DENSITY_MAX,
+                max_instances: 1000,
                 floor_bytes: host_floor_bytes(mem_available),
                 timeout: Duration::from_secs(30),
             },
