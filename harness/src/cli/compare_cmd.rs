@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Arguments of `vmct compare`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page\n  vmct compare --plan RUN_DIR       # re-run exactly the plan recorded in RUN_DIR/run.json"
+    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (12+ min on a quiet 2-core host; run.json wall_times: where it went)\n  vmct compare --quick              # under a minute\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page\n  vmct compare --plan RUN_DIR       # re-run exactly the plan recorded in RUN_DIR/run.json"
 )]
 pub struct CompareArgs {
     /// Earlier run directories instead of running experiments: two give a comparison with deltas
