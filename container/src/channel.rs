@@ -33,7 +33,7 @@ pub enum Stage {
     Hostname = 6,
     /// Bring up loopback.
     Network = 7,
-    /// New cgroup namespace, working directory.
+    /// New cgroup namespace.
     CgroupNs = 8,
     /// Drop capabilities.
     Caps = 9,
@@ -47,11 +47,13 @@ pub enum Stage {
     Terminal = 13,
     /// Own fd table: stop sharing the runtime's (see [`crate::sys::Sys::unshare_fds`]).
     Files = 14,
+    /// Change to the process's working directory (`process.cwd`, the image's WorkingDir).
+    Cwd = 15,
 }
 
 impl Stage {
     /// Every stage, in declaration order.
-    pub const ALL: [Stage; 14] = [
+    pub const ALL: [Stage; 15] = [
         Stage::Stdio,
         Stage::Sync,
         Stage::Identity,
@@ -66,6 +68,7 @@ impl Stage {
         Stage::Exec,
         Stage::Terminal,
         Stage::Files,
+        Stage::Cwd,
     ];
 
     /// Name as used in phases and errors.
@@ -85,6 +88,7 @@ impl Stage {
             Stage::Exec => "exec",
             Stage::Terminal => "terminal",
             Stage::Files => "files",
+            Stage::Cwd => "cwd",
         }
     }
 

@@ -16,7 +16,7 @@
 //! 5. `Hostname`, `Network` (loopback up).
 //! 6. `Sync` (no user namespace): wait for `Go` (cgroup attached).
 //! 7. `CgroupNs`: unshare the cgroup namespace now that the child is in its cgroup (so the namespace
-//!    is rooted there), then chdir to the working directory.
+//!    is rooted there); `Cwd`: chdir to the working directory.
 //! 8. `Caps` (drop the bounding set), `Identity` (the process user: setgroups, setresgid, setresuid,
 //!    runc's order, with every capability still held), `Caps` (effective = permitted = inheritable:
 //!    the profile's set, none for a non-root user), `NoNewPrivs`, `Seccomp` (then report it), `Exec`.
@@ -147,7 +147,7 @@ pub fn run<S: Sys + ?Sized>(
     if p.cgroup_ns {
         step!(Stage::CgroupNs, sys.unshare(libc::CLONE_NEWCGROUP));
     }
-    step!(Stage::CgroupNs, sys.chdir(&p.cwd));
+    step!(Stage::Cwd, sys.chdir(&p.cwd));
     if let Some(c) = &p.caps {
         for cap in &c.drop_bounding {
             step!(Stage::Caps, sys.capbset_drop(*cap));
@@ -410,6 +410,16 @@ mod tests {
         assert_eq!(m, ChildMsg::Failed { stage: Stage::Identity, op: 0, errno: libc::ENOENT });
         assert!(f.log.borrow().iter().any(|l| l == "setgroups []"));
         assert!(!f.log.borrow().iter().any(|l| l.starts_with("capset") || l.starts_with("seccomp")));
+    }
+
+    #[test]
+    fn a_missing_working_directory_is_the_cwd_stage() {
+        let f = Fake { fail_on: Some("chdir \"/work\""), ..Default::default() };
+        let p = plan(false);
+        let m = run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        assert_eq!(m, ChildMsg::Failed { stage: Stage::Cwd, op: 0, errno: libc::ENOENT });
+        assert_eq!(Stage::Cwd.name(), "cwd");
+        assert!(!f.log.borrow().iter().any(|l| l.starts_with("capset") || l.starts_with("execve")));
     }
 
     #[test]

@@ -93,10 +93,14 @@ pub fn config_with_profile(i: &OciInputs<'_>, profile_path: &Path) -> Result<Spe
             .cwd(i.image.cwd.clone())
             .capabilities(build(
                 "capabilities",
+                // Inheritable and ambient empty, as Docker writes them since CVE-2022-24769 (moby
+                // 20.10.14); left unset, oci-spec's default would fill both with three capabilities.
                 LinuxCapabilitiesBuilder::default()
                     .bounding(caps.clone())
                     .effective(caps.clone())
                     .permitted(caps)
+                    .inheritable(HashSet::new())
+                    .ambient(HashSet::new())
                     .build(),
             )?)
             .no_new_privileges(confined)
@@ -225,6 +229,9 @@ mod tests {
             c["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
         assert_eq!(ns, ["pid", "network", "ipc", "uts", "mount", "cgroup"]);
         assert_eq!(c["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+        // Docker since CVE-2022-24769: nothing inheritable, nothing ambient.
+        assert_eq!(c["process"]["capabilities"]["inheritable"], json!([]));
+        assert_eq!(c["process"]["capabilities"]["ambient"], json!([]));
         assert_eq!(c["process"]["noNewPrivileges"], true);
         // The profile's rules, resolved for the default capabilities (the CAP_SYS_ADMIN mount allow is gone).
         assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");

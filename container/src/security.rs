@@ -41,7 +41,8 @@ pub const DEFAULT_CAPS: &[Capability] = &[
 pub struct CapsPlan {
     /// Capabilities to drop from the bounding set, by number.
     pub drop_bounding: Vec<u32>,
-    /// effective = permitted = inheritable mask.
+    /// effective = permitted mask; the inheritable and ambient sets are empty (Docker since
+    /// CVE-2022-24769, see [`crate::sys::Sys::capset`]).
     pub mask: u64,
 }
 

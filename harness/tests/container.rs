@@ -220,7 +220,7 @@ fn seccomp_and_caps_apply_in_the_default_profile_only() {
             vec![
                 "sh".into(),
                 "-c".into(),
-                "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; hostname".into(),
+                "grep -E '^(Seccomp|NoNewPrivs|Cap(Inh|Prm|Eff|Amb)):' /proc/self/status; hostname".into(),
             ],
         );
         s.stdout = container::Output::File(log.clone());
@@ -232,6 +232,10 @@ fn seccomp_and_caps_apply_in_the_default_profile_only() {
         assert!(out.contains(&s.id), "hostname: {out}");
         if want == 1 {
             assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+            assert!(out.contains("CapPrm:\t00000000a80425fb"), "{out}");
+            // Docker since CVE-2022-24769 (moby 20.10.14): the inheritable set is empty.
+            assert!(out.contains("CapInh:\t0000000000000000"), "{out}");
+            assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
         }
     }
 }

@@ -128,6 +128,9 @@ pub enum VmError {
     /// `KVM_RUN` itself failed.
     #[error("microvm: KVM_RUN failed: {0}")]
     Run(kvm_ioctls::Error),
+    /// `KVM_RUN` kept returning EAGAIN ([`crate::sys::EagainStreak`]).
+    #[error("microvm: {0}")]
+    Stuck(crate::sys::StuckVcpu),
     /// The guest accessed a port outside the port map.
     #[error("microvm: guest {dir} unknown port 0x{port:x} ({size} bytes) at rip 0x{rip:x}")]
     UnknownPort {
@@ -229,7 +232,7 @@ impl VmError {
         match self {
             VmError::Config(_) => ErrorKind::Config,
             VmError::Build(e) => e.kind(),
-            VmError::Load(_) | VmError::Run(_) => ErrorKind::Setup,
+            VmError::Load(_) | VmError::Run(_) | VmError::Stuck(_) => ErrorKind::Setup,
             VmError::UnknownPort { .. } => ErrorKind::UnknownPort,
             VmError::Mmio { .. } => ErrorKind::Mmio,
             VmError::Hlt { .. } => ErrorKind::Hlt,

@@ -95,12 +95,22 @@ fn run_secondary(
     mut park: std::io::PipeReader,
     _park_writer: std::io::PipeWriter,
 ) {
+    let mut eagain = crate::sys::EagainStreak::default();
     let unexpected = match crate::confine::apply_vcpu_filter(filter) {
         Err(e) => Some(e.to_string()),
         Ok(()) => loop {
-            match vcpu.run() {
+            let r = vcpu.run();
+            if !matches!(&r, Err(e) if e.errno() == libc::EAGAIN) {
+                eagain.reset();
+            }
+            match r {
                 Ok(VcpuExit::IoOut(port, _)) if ports::role(port) == Some(ports::Role::Exit) => break None,
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) if e.errno() == libc::EAGAIN => {
+                    if let Err(stuck) = eagain.again(crate::sys::mono_ns()) {
+                        break Some(stuck.to_string());
+                    }
+                }
+                Err(e) if e.errno() == libc::EINTR => {}
                 Ok(other) => break Some(format!("{other:?}")),
                 // EFAULT while vCPU 0 tears the VM down (guest memory unmapped): the process is ending.
                 Err(_) => break None,

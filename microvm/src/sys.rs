@@ -134,6 +134,58 @@ pub fn mono_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// How long `KVM_RUN` may keep failing with EAGAIN before a run loop gives up ([`EagainStreak`]).
+/// KVM returns EAGAIN when the vCPU is not runnable after it was woken (an AP still waiting for
+/// INIT/SIPI, a request that never clears); retrying at once is right for a few returns, but a vCPU
+/// that stays so would spin a host CPU until the watchdog (tens of seconds).
+pub const KVM_RUN_EAGAIN_LIMIT: Duration = Duration::from_millis(500);
+/// Fewest consecutive EAGAIN returns before giving up, whatever the time: one slow return never
+/// counts as stuck.
+pub const KVM_RUN_EAGAIN_MIN: u32 = 1000;
+
+/// Consecutive EAGAIN returns of `KVM_RUN`: the bounded retry of every run loop (vCPU 0 of the bare
+/// guest, its secondaries, the linux guest's vCPU). Reads the clock through the vDSO only, so it needs
+/// no system call the VMM's seccomp filter would have to allow.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EagainStreak {
+    count: u32,
+    since_ns: u64,
+}
+
+/// A `KVM_RUN` that kept returning EAGAIN ([`EagainStreak::again`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "KVM_RUN returned EAGAIN {count} times in a row over {after:?}: the vCPU never became runnable \
+     (gave up after {KVM_RUN_EAGAIN_LIMIT:?} instead of spinning until the watchdog)"
+)]
+pub struct StuckVcpu {
+    /// Consecutive EAGAIN returns.
+    pub count: u32,
+    /// From the first of them to the last.
+    pub after: Duration,
+}
+
+impl EagainStreak {
+    /// `KVM_RUN` returned anything but EAGAIN: the streak ends.
+    pub fn reset(&mut self) {
+        self.count = 0;
+    }
+
+    /// `KVM_RUN` returned EAGAIN at `now_ns` (host CLOCK_MONOTONIC): Ok to retry, or the streak once
+    /// it holds at least [`KVM_RUN_EAGAIN_MIN`] returns over at least [`KVM_RUN_EAGAIN_LIMIT`].
+    pub fn again(&mut self, now_ns: u64) -> Result<(), StuckVcpu> {
+        if self.count == 0 {
+            self.since_ns = now_ns;
+        }
+        self.count = self.count.saturating_add(1);
+        let after = Duration::from_nanos(now_ns.saturating_sub(self.since_ns));
+        if self.count >= KVM_RUN_EAGAIN_MIN && after >= KVM_RUN_EAGAIN_LIMIT {
+            return Err(StuckVcpu { count: self.count, after });
+        }
+        Ok(())
+    }
+}
+
 /// The suberror of a `KVM_EXIT_INTERNAL_ERROR` exit (0 if the last exit was something else).
 pub fn internal_error_suberror(run: &kvm_bindings::kvm_run) -> u32 {
     if run.exit_reason != kvm_bindings::KVM_EXIT_INTERNAL_ERROR {
@@ -262,6 +314,31 @@ impl Watchdog {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn kvm_run_eagain_is_retried_a_bounded_while_then_named() {
+        let ms = 1_000_000u64;
+        let mut s = EagainStreak::default();
+        // Many returns in a short time, or a few over a long time: still retried.
+        for i in 0..5000 {
+            assert_eq!(s.again(10 * ms + i), Ok(()));
+        }
+        let mut slow = EagainStreak::default();
+        for i in 0..10 {
+            assert_eq!(slow.again(i * 1000 * ms), Ok(()));
+        }
+        // Both bounds passed: the error says what happened.
+        let e = s.again(10 * ms + 600 * ms).unwrap_err();
+        assert_eq!(e.count, 5001);
+        assert_eq!(e.after, Duration::from_millis(600));
+        assert!(e.to_string().contains("EAGAIN 5001 times"), "{e}");
+        // Any other return ends the streak: the clock starts again.
+        s.reset();
+        for i in 0..2000 {
+            assert_eq!(s.again(2000 * ms + i), Ok(()));
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -96,6 +96,7 @@ pub enum VcpuEvent {
 pub struct VcpuRun {
     watchdog: Option<Watchdog>,
     first_exit_seen: bool,
+    eagain: sys::EagainStreak,
 }
 
 impl VcpuRun {
@@ -168,7 +169,7 @@ impl Vm {
             Some(limit) => Some(Watchdog::for_current_thread(limit)?),
             None => None,
         };
-        let mut run = VcpuRun { watchdog, first_exit_seen: false };
+        let mut run = VcpuRun { watchdog, first_exit_seen: false, eagain: sys::EagainStreak::default() };
         before_guest(host)?;
         run.arm()?;
         Ok(run)
@@ -218,9 +219,16 @@ impl Vm {
             Ok(VcpuExit::InternalError) => Step::Internal,
             Ok(VcpuExit::FailEntry(reason, _)) => Step::FailEntry(reason),
             Ok(other) => Step::Other(format!("{other:?}")),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Step::Interrupted,
+            Err(e) if e.errno() == libc::EAGAIN => {
+                run.eagain.again(sys::mono_ns()).map_err(VmError::Stuck)?;
+                Step::Interrupted
+            }
+            Err(e) if e.errno() == libc::EINTR => Step::Interrupted,
             Err(e) => return Err(VmError::Run(e)),
         };
+        if !matches!(step, Step::Interrupted) {
+            run.eagain.reset();
+        }
         if !run.first_exit_seen {
             run.first_exit_seen = true;
             let ns = self.timeline.mark(Phase::FirstExit);

@@ -96,6 +96,7 @@ pub fn meta() -> RunMeta {
         }),
         harness_timestamp_cost_s: Some(2.5e-8),
         full_plan: None,
+        wall_times: Vec::new(),
     }
 }
 

@@ -20,7 +20,7 @@ pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use experiment::{ExperimentId, UnknownExperiment};
 pub use neighbours::{IdleCpuRow, VictimRow};
 pub use records::*;
-pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
+pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta, WallTime};
 pub use surface::AttackSurfaceRow;
 pub use transfer::{Quantity, Transfer};
 pub use vocab::{

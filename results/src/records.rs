@@ -157,7 +157,7 @@ pub struct DensityFit {
     pub instances_per_gib: f64,
     /// Median launch-to-ready at the highest density, seconds.
     pub launch_at_max_s: f64,
-    /// Seconds to tear all instances down.
+    /// Seconds to tear all instances down (all told to stop at once, then each reaped and cleaned up).
     pub teardown_s: f64,
     /// Median time the harness spent on its own bookkeeping per step (stats and host meter reads),
     /// seconds: shows the sweep's own cost does not grow with N.

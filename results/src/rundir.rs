@@ -186,6 +186,23 @@ pub struct RunMeta {
     /// it was recorded (absent in the file; [`RunMeta::plan`] is the summary every run has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_plan: Option<serde_json::Value>,
+    /// Wall-clock time of each experiment, as a whole (`backend` None) and on each backend, in run
+    /// order: where a run's time went, so the long poles of a plan can be seen. Empty in run.json files
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wall_times: Vec<WallTime>,
+}
+
+/// Wall-clock time one experiment took, on one backend or as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WallTime {
+    /// The experiment (`startup`, `density`, ...).
+    pub experiment: crate::ExperimentId,
+    /// The backend; None for the experiment as a whole (its backends plus what it does around them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Host CLOCK_MONOTONIC elapsed, seconds.
+    pub wall_s: f64,
 }
 
 /// A run directory on disk.
@@ -321,6 +338,7 @@ mod tests {
             load_after: None,
             harness_timestamp_cost_s: Some(2e-8),
             full_plan: Some(serde_json::json!({"experiments": ["startup"], "startup": {"timeout_s": 20.0}})),
+            wall_times: Vec::new(),
         }
     }
 

@@ -247,6 +247,7 @@ mod tests {
             backends,
             attack_surface: Vec::new(),
             transfer: Vec::new(),
+            wall_times: Vec::new(),
             caveats: Vec::new(),
             load_before: crate::env::LoadSnapshot::capture(),
             load_after: None,

@@ -87,6 +87,7 @@ fn meta() -> RunMeta {
         load_after: None,
         harness_timestamp_cost_s: Some(2e-8),
         full_plan: Some(serde_json::json!({"experiments": ["startup"], "startup": {"timeout_s": 20.0}})),
+        wall_times: Vec::new(),
     };
     // Every mark value: qemu-tcg's startup is emulated, the bare guest's is its model's only.
     m.transfer = results::transfer::marks(&m);

@@ -210,6 +210,7 @@ impl Runtime {
                     let what = match stage {
                         Stage::Rootfs | Stage::Pivot => self.describe_op(&s.dirs, usize::from(op)),
                         Stage::Exec => format!("execve {}", self.image.entry[0]),
+                        Stage::Cwd => format!("chdir to the working directory {}", self.image.cwd),
                         _ => stage.name().to_string(),
                     };
                     let (id, err) = (c.id.clone(), sys::strerror(errno));

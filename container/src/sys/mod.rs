@@ -94,7 +94,9 @@ pub trait Sys {
     fn terminal(&self, sock: RawFd) -> Result<(), Errno>;
     /// Drop capability `cap` from the bounding set.
     fn capbset_drop(&self, cap: u32) -> Result<(), Errno>;
-    /// Clear the ambient set and set effective = permitted = inheritable = `mask` (capset v3).
+    /// Clear the ambient set, set effective = permitted = `mask` and empty the inheritable set
+    /// (capset v3), as Docker does since CVE-2022-24769 (moby 20.10.14: a non-empty inheritable set let
+    /// programs with inheritable file capabilities gain them at execve).
     fn capset(&self, mask: u64) -> Result<(), Errno>;
     /// prctl(PR_SET_NO_NEW_PRIVS, 1).
     fn no_new_privs(&self) -> Result<(), Errno>;
@@ -304,8 +306,8 @@ impl Sys for Real {
         let mut hdr = Header { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
         let [lo, hi] = [mask & 0xffff_ffff, mask >> 32].map(|w| u32::try_from(w).unwrap_or(u32::MAX));
         let data = [
-            Data { effective: lo, permitted: lo, inheritable: lo },
-            Data { effective: hi, permitted: hi, inheritable: hi },
+            Data { effective: lo, permitted: lo, inheritable: 0 },
+            Data { effective: hi, permitted: hi, inheritable: 0 },
         ];
         // SAFETY: header and two data structs laid out as the kernel's v3 ABI; both live for the call.
         check(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) })

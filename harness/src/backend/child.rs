@@ -216,6 +216,12 @@ impl Instance for ChildInstance {
         &self.id
     }
 
+    fn request_stop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            drop(c.stdin.take());
+        }
+    }
+
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -342,6 +342,12 @@ impl Instance for ContainerInstance {
         &self.id
     }
 
+    fn request_stop(&mut self) {
+        if let Some(c) = self.c.as_mut() {
+            c.close_stdin();
+        }
+    }
+
     fn pid(&self) -> Option<u32> {
         self.c.as_ref().map(|c| c.pid())
     }

@@ -387,6 +387,9 @@ impl Instance for MicrovmInstance {
     fn id(&self) -> &str {
         self.inner.id()
     }
+    fn request_stop(&mut self) {
+        self.inner.request_stop();
+    }
     fn pid(&self) -> Option<u32> {
         self.inner.pid()
     }

@@ -367,6 +367,10 @@ pub trait Instance: Send {
     fn stats(&mut self) -> InstanceStats;
     /// Tell the workload to stop (close its stdin), wait up to `timeout`, then kill; clean up.
     fn stop(&mut self, timeout: Duration) -> Result<ExitInfo, BackendError>;
+    /// Tell the workload to stop (close its stdin) without waiting, so a caller ending many instances
+    /// lets them end together and then reaps each with [`Instance::stop`] (a density sweep's
+    /// teardown). The default does nothing: `stop` then does all of it.
+    fn request_stop(&mut self) {}
     /// The next line of the instance's output, plain or protocol (readiness rules of an image's own
     /// process read it: `crate::images::ready`). The default: the backend does not expose its output.
     fn next_line(&mut self, timeout: Duration) -> Result<lines::Line, BackendError> {

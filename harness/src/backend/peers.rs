@@ -588,6 +588,9 @@ impl Instance for PeerInstance {
     fn id(&self) -> &str {
         self.inner.id()
     }
+    fn request_stop(&mut self) {
+        self.inner.request_stop();
+    }
     fn pid(&self) -> Option<u32> {
         self.inner.pid()
     }

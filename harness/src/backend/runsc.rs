@@ -11,7 +11,11 @@
 //!   real short run on `/dev/kvm` finishes, else `ptrace`; each candidate is tried with
 //!   `runsc --platform=P do /bin/true` ([`try_platform`]), never assumed. `VMCT_RUNSC_PLATFORM=NAME`
 //!   ([`PLATFORM_ENV`]) asks for one platform; a name the installed runsc does not offer is an error
-//!   naming those it offers.
+//!   naming those it offers. The detection (about 3.3 s here: the kvm test run times out on `kvm_pvm`)
+//!   is cached per host in [`platform_cache_file`], keyed by [`HostKey`] (the runsc binary's path,
+//!   size, mtime and version, the kernel release, whether `/dev/kvm` exists): a whole-process
+//!   `vmct run --backend runsc` no longer pays it each time. A key that no longer matches, or a file
+//!   that does not parse, is detected again and rewritten; the environment variable bypasses the cache.
 //! - Attack surface: the Sentry's implemented system calls from `runsc help syscalls -format json`
 //!   ([`sentry_syscalls`]); the Sentry's own host seccomp filter read from the live Sentry with
 //!   `PTRACE_SECCOMP_GET_FILTER` and evaluated per system call number ([`bpf`], [`read_sentry_filter`]).
@@ -82,7 +86,7 @@ pub enum RunscError {
 }
 
 /// The platform chosen and why the others are not used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlatformChoice {
     /// The platform runsc runs with.
     pub chosen: String,
@@ -234,7 +238,9 @@ pub fn check_requested_platform(bin: &Path) -> Result<(), String> {
     Err(RunscError::UnknownPlatform { requested, version, offered }.to_string())
 }
 
-/// The platform detection of this process (it runs test sandboxes: done once per process).
+/// The platform detection of this process: once per process, and without [`PLATFORM_ENV`] once per
+/// host and runsc binary ([`cached_choice`] with [`platform_cache_file`] and [`HostKey::of`]); with
+/// it, the requested platform's test run every process.
 pub fn platform(bin: &Path, version: &str) -> Result<PlatformChoice, String> {
     static CACHE: Mutex<Option<(String, Result<PlatformChoice, String>)>> = Mutex::new(None);
     let requested = std::env::var(PLATFORM_ENV).ok().filter(|s| !s.is_empty());
@@ -245,14 +251,94 @@ pub fn platform(bin: &Path, version: &str) -> Result<PlatformChoice, String> {
             return r.clone();
         }
     }
-    let r = offered_platforms(bin).map_err(|e| e.to_string()).and_then(|offered| {
-        let kvm = results::HostEnv::capture().kvm;
-        let note = format!("/dev/kvm here is {}", kvm.as_str());
-        choose_platform(&offered, version, requested.as_deref(), &note, |p| try_platform(bin, p))
-            .map_err(|e| e.to_string())
-    });
+    let detect = || {
+        offered_platforms(bin).map_err(|e| e.to_string()).and_then(|offered| {
+            let kvm = results::HostEnv::capture().kvm;
+            let note = format!("/dev/kvm here is {}", kvm.as_str());
+            choose_platform(&offered, version, requested.as_deref(), &note, |p| try_platform(bin, p))
+                .map_err(|e| e.to_string())
+        })
+    };
+    let host = HostKey::of(bin, version);
+    let r = cached_choice(&platform_cache_file(), host.as_ref(), requested.as_deref(), detect);
     *g = Some((key, r.clone()));
     r
+}
+
+/// What a cached platform choice depends on: the runsc binary (path, size, mtime, `--version` line),
+/// the kernel release and whether `/dev/kvm` exists. Any change means the cache is stale.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostKey {
+    /// The runsc binary as found in PATH.
+    pub bin: PathBuf,
+    /// Its size, bytes.
+    pub size: u64,
+    /// Its modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+    /// Its `--version` first line.
+    pub version: String,
+    /// `/proc/sys/kernel/osrelease`.
+    pub kernel: String,
+    /// Whether `/dev/kvm` exists.
+    pub kvm: bool,
+}
+
+impl HostKey {
+    /// The key of `bin` on this host; None if the binary cannot be stat'ed (then nothing is cached).
+    pub fn of(bin: &Path, version: &str) -> Option<HostKey> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(bin).ok()?;
+        Some(HostKey {
+            bin: bin.to_path_buf(),
+            size: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            version: version.to_string(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            kvm: Path::new("/dev/kvm").exists(),
+        })
+    }
+}
+
+/// The cache file's contents.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CachedChoice {
+    key: HostKey,
+    choice: PlatformChoice,
+}
+
+/// Where the platform choice is cached: `runsc-platform.json` in vmct's cache directory
+/// (`crate::artifacts::cache_dir`, the user cache dir).
+pub fn platform_cache_file() -> PathBuf {
+    crate::artifacts::cache_dir().join("runsc-platform.json")
+}
+
+/// The choice cached in `file` for `key`, else `detect()`'s, which is written to `file` when it
+/// succeeded (a failure is not cached: the next process detects again). A file that is missing, does
+/// not parse, or holds another key is detected again and replaced; a cache that cannot be written is
+/// only a slower next start. A `requested` platform ([`PLATFORM_ENV`]) wins: detected, never read from
+/// or written to the cache; so does a binary without a key.
+pub fn cached_choice(
+    file: &Path,
+    key: Option<&HostKey>,
+    requested: Option<&str>,
+    detect: impl FnOnce() -> Result<PlatformChoice, String>,
+) -> Result<PlatformChoice, String> {
+    let Some(key) = key.filter(|_| requested.is_none()) else { return detect() };
+    let cached = std::fs::read(file).ok().and_then(|b| serde_json::from_slice::<CachedChoice>(&b).ok());
+    if let Some(c) = cached.filter(|c| c.key == *key) {
+        return Ok(c.choice);
+    }
+    let choice = detect()?;
+    let entry = CachedChoice { key: key.clone(), choice: choice.clone() };
+    if let (Some(dir), Ok(json)) = (file.parent(), serde_json::to_vec_pretty(&entry)) {
+        // Written whole and renamed, so a concurrent reader sees the old file or the new one.
+        let tmp = dir.join(format!(".runsc-platform.{}.tmp", std::process::id()));
+        let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&tmp, json));
+        if written.and_then(|()| std::fs::rename(&tmp, file)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(choice)
 }
 
 /// Global flags for every runsc command of an instance: no network (`--network=none`, Docker's
@@ -728,6 +814,58 @@ mod tests {
         assert_eq!(c.chosen, "systrap");
         let c = choose_platform(&offered(), "v", None, "", |_| Ok(())).unwrap();
         assert_eq!(c.chosen, "kvm", "kvm is preferred where its test run works");
+    }
+
+    fn key(size: u64) -> HostKey {
+        HostKey {
+            bin: "/usr/bin/runsc".into(),
+            size,
+            mtime_ns: 1,
+            version: "runsc version X".into(),
+            kernel: "6.1.0".into(),
+            kvm: true,
+        }
+    }
+
+    #[test]
+    fn the_platform_choice_is_cached_per_host_and_detected_again_when_stale_or_corrupt() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("sub/runsc-platform.json");
+        let calls = std::cell::Cell::new(0);
+        let detect = |chosen: &'static str| {
+            let calls = &calls;
+            move || {
+                calls.set(calls.get() + 1);
+                Ok(PlatformChoice { chosen: chosen.into(), offered: offered(), others: vec!["kvm: no".into()] })
+            }
+        };
+        let first = cached_choice(&file, Some(&key(10)), None, detect("ptrace")).unwrap();
+        assert_eq!((first.chosen.as_str(), calls.get()), ("ptrace", 1));
+        // Same host and binary: read back, not detected.
+        assert_eq!(cached_choice(&file, Some(&key(10)), None, detect("kvm")).unwrap(), first);
+        assert_eq!(calls.get(), 1);
+        // Another binary (size): stale, detected again and rewritten.
+        assert_eq!(cached_choice(&file, Some(&key(11)), None, detect("kvm")).unwrap().chosen, "kvm");
+        assert_eq!(cached_choice(&file, Some(&key(11)), None, detect("ptrace")).unwrap().chosen, "kvm");
+        assert_eq!(calls.get(), 2);
+        // A corrupt file: detected again.
+        std::fs::write(&file, "{not json").unwrap();
+        assert_eq!(cached_choice(&file, Some(&key(11)), None, detect("ptrace")).unwrap().chosen, "ptrace");
+        assert_eq!(calls.get(), 3);
+        // A failed detection is returned and not cached.
+        let k = HostKey { kvm: false, ..key(11) };
+        assert_eq!(cached_choice(&file, Some(&k), None, || Err("no platform".into())).unwrap_err(), "no platform");
+        assert_eq!(cached_choice(&file, Some(&k), None, detect("kvm")).unwrap().chosen, "kvm");
+        assert_eq!(calls.get(), 4);
+        // VMCT_RUNSC_PLATFORM wins over the cache (which says kvm) and leaves it as it was.
+        assert_eq!(cached_choice(&file, Some(&k), Some("ptrace"), detect("ptrace")).unwrap().chosen, "ptrace");
+        assert_eq!(cached_choice(&file, Some(&k), None, detect("ptrace")).unwrap().chosen, "kvm");
+        assert_eq!(calls.get(), 5);
+        let names: Vec<String> = std::fs::read_dir(d.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["runsc-platform.json"], "no temporary file left");
     }
 
     #[test]

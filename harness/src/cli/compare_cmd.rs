@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Arguments of `vmct compare`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (under 10 min)\n  vmct compare --quick              # under a minute\n  vmct compare --scale              # density sweeps to the memory budget or a host limit\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page\n  vmct compare --plan RUN_DIR       # re-run exactly the plan recorded in RUN_DIR/run.json"
+    after_help = "Examples:\n  vmct compare                      # default plan, all available backends (12+ min on a quiet 2-core host; run.json wall_times: where it went)\n  vmct compare --quick              # under a minute\n  vmct compare --scale              # density sweeps to the memory budget or a host limit\n  vmct compare --backends process,microvm,container --experiments startup\n  vmct compare RUN_A RUN_B          # compare two earlier runs side by side\n  vmct compare RUN_A RUN_B RUN_C    # merge several runs (hosts) into one page\n  vmct compare --plan RUN_DIR       # re-run exactly the plan recorded in RUN_DIR/run.json"
 )]
 pub struct CompareArgs {
     /// Earlier run directories instead of running experiments: two give a comparison with deltas
@@ -27,7 +27,7 @@ pub struct CompareArgs {
     /// Comma-separated backends (default: every available one).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// Comma-separated experiments (default: all but crosscheck, the peer cross-check, which runs only when named).
+    /// Comma-separated experiments (default: all; --quick: all but crosscheck, the peer cross-check).
     #[arg(long, value_delimiter = ',', value_parser = ExperimentParser)]
     pub experiments: Vec<results::ExperimentId>,
     /// Measured sequential launches per backend.

@@ -11,8 +11,8 @@
 //!
 //! Each clock gets one untimed warm-up first (the first launch builds the base image). n is the
 //! startup plan's run count capped at [`RUNS`] (the user-space-kernel plan for runsc), so the default
-//! plan takes n = 30. Neither preset runs it unless it is named (`--experiments crosscheck`; see
-//! `crate::compare::default_experiments`).
+//! plan takes n = 30. The default plan runs it; `--quick` only when named (`--experiments crosscheck`;
+//! see `crate::compare::default_experiments`).
 use super::registry::{Experiment, RunContext};
 use super::startup::StartupPlan;
 use super::{launch_ready, spec, ExperimentError};
@@ -47,6 +47,7 @@ impl Experiment for CrossCheck {
         let ours = cx.backends.iter().find(|b| is_ours(**b)).map(|b| b.name().to_string());
         let mut rows = Vec::new();
         for &b in cx.backends.iter().filter(|b| is_ours(**b) || is_peer_container(**b)) {
+            cx.on_backend(b);
             let plan = Self::plan(cx.plan_for(b));
             match measure(b, plan.runs.min(RUNS), plan.timeout, vmct.as_deref()) {
                 Ok(r) => rows.extend(r),

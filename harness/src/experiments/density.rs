@@ -389,6 +389,11 @@ pub fn sweep(
     task.message("tearing down");
     let t0 = Instant::now();
     let mut teardown_kills = 0;
+    // Every instance is told to stop first, so they end together; then each is reaped. One by one,
+    // each stop waited for its instance's end (a peer runtime's exit and cleanup: tens of ms each).
+    for inst in &mut alive {
+        inst.request_stop();
+    }
     for mut inst in alive.drain(..) {
         if inst.stop(crate::backend::STOP_GRACE).is_err() {
             teardown_kills += 1;
@@ -420,6 +425,7 @@ impl Experiment for Density {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
         let (mut steps, mut fits, mut idle, mut victims) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for b in cx.backends {
+            cx.on_backend(*b);
             match sweep(*b, Self::plan(cx.plan_for(*b)), &ProcMeter, cx.mode) {
                 Ok(o) => {
                     cx.outcome.density.push((o.fit.backend.clone(), o.fit.instances, o.fit.slope_bytes));
@@ -505,6 +511,8 @@ mod tests {
         assert_eq!(out.fit.fit_from_instances, Some(1), "short sweeps are fitted whole");
         assert_eq!(out.fit.drift_bytes_per_s, Some(0.0));
         assert_eq!(b.used.load(Ordering::SeqCst), 0, "all instances stopped");
+        // Teardown: every instance is told to stop before the first is reaped.
+        assert_eq!(*b.stop_log.lock().unwrap(), [["request"; 10], ["stop"; 10]].concat());
     }
 
     fn step(instances: u32, used: i64) -> DensityStep {

@@ -32,15 +32,25 @@ impl Experiment for Isolation {
                 cx.run_dir.write_csv(&o.blast)?;
                 cx.run_dir.write_csv(&o.surface)?;
                 cx.meta.attack_surface = o.surface;
+                for (b, s) in &o.wall_s {
+                    cx.wall.add(b, *s);
+                }
                 for n in o.notes {
-                    progress::note(cx.mode, &format!("{}: {n}", Self::ID));
+                    progress::note(cx.mode, &line(&n));
                 }
             }
             Err(IsolationError::Interrupted(i)) => return Err(i.into()),
-            Err(e) => cx.warn(format!("{}: {e}", Self::ID)),
+            Err(e) => cx.warn(line(&e.to_string())),
         }
         Ok(())
     }
+}
+
+/// A note or error of the isolation experiment as printed and recorded: `isolation: ` and the message,
+/// the experiment's name once even when the message already starts with it.
+fn line(msg: &str) -> String {
+    let prefix = format!("{}: ", Isolation::ID);
+    format!("{prefix}{}", msg.strip_prefix(&prefix).unwrap_or(msg))
 }
 
 /// The isolation experiment (probe catalogue + blast radius) on the usable backends.
@@ -51,4 +61,25 @@ pub fn run(backends: &[&dyn Backend], settings: &Settings, mode: Mode) -> Result
     opts.blast = Isolation::plan(settings).clone();
     opts.emulated_blast = Isolation::plan(&for_emulated(settings)).clone();
     crate::isolation::run_isolation(backends, &opts, &|m| progress::note(mode, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The notes `crate::isolation` returns and its errors, as `vmct compare` prints and records them:
+    /// one `isolation: ` (a restore error read "isolation: isolation: container: ...").
+    #[test]
+    fn notes_and_errors_name_the_experiment_once() {
+        let e = IsolationError::Setup("no workload binary".into());
+        assert_eq!(line(&e.to_string()), "isolation: setup failed: no workload binary");
+        for n in [
+            crate::isolation::launch_note("fake", "failed", "it did not start"),
+            crate::isolation::restore_note("fake", "x"),
+        ] {
+            assert_eq!(line(&n).matches("isolation:").count(), 1, "{}", line(&n));
+        }
+        assert_eq!(line("isolation: fake: x"), "isolation: fake: x");
+        assert_eq!(line("blast: fake: oom case skipped"), "isolation: blast: fake: oom case skipped");
+    }
 }

@@ -179,6 +179,8 @@ pub(crate) mod fake {
         pub saves: bool,
         /// The launch error's reason once `fail_after` launches were made.
         pub fail_reason: &'static str,
+        /// `request` and `stop` as instances are told to stop and are stopped, in order.
+        pub stop_log: Arc<std::sync::Mutex<Vec<&'static str>>>,
     }
 
     impl FakeBackend {
@@ -194,6 +196,7 @@ pub(crate) mod fake {
                 rate: 100.0,
                 saves: false,
                 fail_reason: "fake limit",
+                stop_log: Arc::default(),
             }
         }
     }
@@ -206,6 +209,7 @@ pub(crate) mod fake {
         events: Vec<Event>,
         alive: bool,
         saves: bool,
+        stop_log: Arc<std::sync::Mutex<Vec<&'static str>>>,
     }
 
     impl Backend for FakeBackend {
@@ -273,6 +277,7 @@ pub(crate) mod fake {
                 events,
                 alive: true,
                 saves: self.saves,
+                stop_log: self.stop_log.clone(),
             }))
         }
         fn restore(
@@ -309,9 +314,13 @@ pub(crate) mod fake {
         fn stats(&mut self) -> InstanceStats {
             InstanceStats { rss_bytes: Some(self.per_instance as u64), ..Default::default() }
         }
+        fn request_stop(&mut self) {
+            self.stop_log.lock().unwrap().push("request");
+        }
         fn stop(&mut self, _: Duration) -> Result<ExitInfo, BackendError> {
             if std::mem::take(&mut self.alive) {
                 self.used.fetch_sub(self.per_instance, Ordering::SeqCst);
+                self.stop_log.lock().unwrap().push("stop");
             }
             Ok(ExitInfo { status: Some(0), ..Default::default() })
         }

@@ -144,6 +144,7 @@ impl Experiment for Overhead {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
         let mut rows = Vec::new();
         for b in cx.backends {
+            cx.on_backend(*b);
             match run(*b, Self::plan(cx.plan_for(*b)), cx.mode) {
                 Ok(r) => rows.extend(r),
                 Err(e) => cx.failed(Self::ID, *b, e)?,

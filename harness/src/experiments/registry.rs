@@ -21,7 +21,8 @@ use super::ExperimentError;
 use crate::backend::Backend;
 use crate::compare::{CompareError, Outcome, Settings};
 use crate::progress::{self, Mode};
-use results::{ExperimentId, Record, RunDir, RunMeta};
+use results::{ExperimentId, Record, RunDir, RunMeta, WallTime};
+use std::time::{Duration, Instant};
 
 /// One experiment of `vmct compare`.
 pub trait Experiment: Sync + 'static {
@@ -65,7 +66,10 @@ impl<E: Experiment> Registered for E {
         E::FILES
     }
     fn execute(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
-        self.run(cx)
+        let t0 = Instant::now();
+        let r = self.run(cx);
+        cx.finish_experiment(E::ID, t0.elapsed());
+        r
     }
 }
 
@@ -104,6 +108,47 @@ pub struct RunContext<'a> {
     pub meta: &'a mut RunMeta,
     /// The summary the CLI prints (failures, headline figures).
     pub outcome: &'a mut Outcome,
+    /// Wall-clock time of the running experiment per backend (see [`RunContext::on_backend`]).
+    pub wall: WallClock,
+}
+
+/// Where the running experiment's time goes: the backend it is on since when, and the seconds each
+/// backend took so far (summed when an experiment comes back to a backend), in first-seen order.
+#[derive(Debug, Default)]
+pub struct WallClock {
+    current: Option<(String, Instant)>,
+    done: Vec<(String, f64)>,
+}
+
+impl WallClock {
+    /// From now on the time is `backend`'s (the previous backend's time ends here).
+    pub fn start(&mut self, backend: &str) {
+        self.stop();
+        self.current = Some((backend.to_string(), Instant::now()));
+    }
+
+    /// The running backend's time ends here.
+    pub fn stop(&mut self) {
+        if let Some((b, t0)) = self.current.take() {
+            self.add(&b, t0.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Add `s` seconds to `backend` (for an experiment that times its backends itself).
+    pub fn add(&mut self, backend: &str, s: f64) {
+        match self.done.iter_mut().find(|(b, _)| b == backend) {
+            Some((_, t)) => *t += s,
+            None => self.done.push((backend.to_string(), s)),
+        }
+    }
+
+    /// The records of experiment `id`, which took `whole` in all: one per backend, then the whole;
+    /// the clock is empty afterwards.
+    pub fn take(&mut self, id: ExperimentId, whole: Duration) -> Vec<WallTime> {
+        self.stop();
+        let per = self.done.drain(..).map(|(b, s)| WallTime { experiment: id, backend: Some(b), wall_s: s });
+        per.chain(std::iter::once(WallTime { experiment: id, backend: None, wall_s: whole.as_secs_f64() })).collect()
+    }
 }
 
 impl RunContext<'_> {
@@ -117,6 +162,28 @@ impl RunContext<'_> {
         } else {
             self.settings
         }
+    }
+
+    /// Experiment time from now on is backend `b`'s (recorded in run.json's `wall_times`): called by
+    /// each experiment as it starts on a backend.
+    pub fn on_backend(&mut self, b: &dyn Backend) {
+        self.wall.start(b.name());
+    }
+
+    /// Record experiment `id`'s wall time (`whole`, and per backend) in run.json's `wall_times`, and
+    /// print it with its longest backends.
+    pub fn finish_experiment(&mut self, id: ExperimentId, whole: Duration) {
+        let times = self.wall.take(id, whole);
+        let mut per: Vec<&WallTime> = times.iter().filter(|t| t.backend.is_some()).collect();
+        per.sort_by(|a, b| b.wall_s.total_cmp(&a.wall_s));
+        let longest: Vec<String> = per
+            .iter()
+            .take(3)
+            .map(|t| format!("{} {}", t.backend.as_deref().unwrap_or(""), crate::units::human_secs(t.wall_s)))
+            .collect();
+        let detail = if longest.is_empty() { String::new() } else { format!(" (longest: {})", longest.join(", ")) };
+        progress::note(self.mode, &format!("{id}: {} wall{detail}", crate::units::human_secs(whole.as_secs_f64())));
+        self.meta.wall_times.extend(times);
     }
 
     /// Note that experiment `id` failed on backend `b` and go on; a Ctrl-C ends the run.
@@ -150,6 +217,23 @@ mod tests {
         assert_eq!(ids, ExperimentId::ALL);
     }
 
+    #[test]
+    fn the_wall_clock_sums_each_backends_time_and_ends_with_the_whole() {
+        let mut w = WallClock::default();
+        w.start("a");
+        w.start("b");
+        w.add("a", 2.0);
+        w.stop();
+        w.add("c", 1.0);
+        let t = w.take(ExperimentId::Density, Duration::from_secs(5));
+        let names: Vec<Option<&str>> = t.iter().map(|t| t.backend.as_deref()).collect();
+        assert_eq!(names, [Some("a"), Some("b"), Some("c"), None]);
+        assert!(t[0].wall_s >= 2.0 && t[0].wall_s < 3.0, "{t:?}");
+        assert_eq!((t[2].wall_s, t[3].wall_s), (1.0, 5.0));
+        assert!(t.iter().all(|t| t.experiment == ExperimentId::Density));
+        assert!(w.take(ExperimentId::Startup, Duration::ZERO).len() == 1, "empty after take");
+    }
+
     /// What an experiment declares it writes is what a run of it writes (density, which waits for host
     /// memory to settle, and isolation, which needs the workload binary, are left out).
     #[test]
@@ -169,6 +253,12 @@ mod tests {
             .filter(|n| n.ends_with(".csv"))
             .collect();
         written.sort();
+        // Every experiment's wall time, on its backend and as a whole, is in run.json.
+        let meta = RunDir::open(&out).unwrap().read_meta().unwrap();
+        for &id in &s.experiments {
+            let of = |b: Option<&str>| meta.wall_times.iter().any(|t| t.experiment == id && t.backend.as_deref() == b);
+            assert!(of(Some("fake")) && of(None), "{id}: {:?}", meta.wall_times);
+        }
         let mut declared: Vec<String> =
             s.experiments.iter().flat_map(|&id| experiment(id).files()).map(|f| f.to_string()).collect();
         declared.sort();

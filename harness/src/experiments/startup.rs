@@ -183,6 +183,7 @@ impl Experiment for Startup {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), CompareError> {
         let (mut samples, mut phases, mut sums) = (Vec::new(), Vec::new(), Vec::new());
         for b in cx.backends {
+            cx.on_backend(*b);
             match run(*b, Self::plan(cx.plan_for(*b)), cx.mode) {
                 Ok(o) => {
                     samples.extend(o.samples);

@@ -58,7 +58,7 @@ pub enum IsolationError {
     #[error(transparent)]
     Interrupted(#[from] crate::interrupt::Interrupted),
     /// The workload binary or a working directory could not be prepared.
-    #[error("isolation: setup failed: {0}")]
+    #[error("setup failed: {0}")]
     Setup(String),
 }
 
@@ -107,10 +107,13 @@ pub struct IsolationOutcome {
     pub rows: Vec<IsolationRow>,
     /// `blast.csv`.
     pub blast: Vec<results::BlastRow>,
-    /// Things the user should know (restore failures, skipped blast cases with reasons).
+    /// Things the user should know (restore failures, skipped blast cases with reasons), each starting
+    /// with the backend or `blast:`; whoever prints them adds the experiment's name.
     pub notes: Vec<String>,
     /// `attack_surface.csv`: one row per probed backend, in probe order.
     pub surface: Vec<results::AttackSurfaceRow>,
+    /// Wall-clock seconds spent on each backend (probes and blast radius), in probe order.
+    pub wall_s: Vec<(String, f64)>,
 }
 
 impl IsolationOutcome {
@@ -158,6 +161,7 @@ pub fn run_isolation(
     let mut baseline_rows: Vec<IsolationRow> = Vec::new();
     for b in &order {
         crate::interrupt::check()?;
+        let t0 = std::time::Instant::now();
         progress(&format!("isolation: probing {}", b.name()));
         let (mut rows, notes) = probe_backend(*b, opts, &baseline_rows)?;
         out.notes.extend(notes);
@@ -170,14 +174,17 @@ pub fn run_isolation(
         progress(&format!("isolation: {}: {} probes, {fails} failures", b.name(), rows.len()));
         out.surface.push(surface_of(*b, &rows, &baseline_rows));
         out.rows.extend(rows);
+        out.wall_s.push((b.name().to_string(), t0.elapsed().as_secs_f64()));
     }
     if let Some(bo) = &opts.blast {
         for b in &order {
             crate::interrupt::check()?;
             let bo = opts.emulated_blast.as_ref().filter(|_| b.capabilities().emulated).unwrap_or(bo);
+            let t0 = std::time::Instant::now();
             let (rows, notes) = blast::run_blast(*b, bo, progress)?;
             out.blast.extend(rows);
             out.notes.extend(notes);
+            out.wall_s.push((b.name().to_string(), t0.elapsed().as_secs_f64()));
         }
     }
     Ok(out)
@@ -218,8 +225,7 @@ pub fn probe_backend(
     let checks = canaries.check();
     drop(canaries);
     let profile = profile_of(backend);
-    let mut notes: Vec<String> =
-        checks.restore_errors.iter().map(|e| format!("isolation: {}: {e}", backend.name())).collect();
+    let mut notes: Vec<String> = checks.restore_errors.iter().map(|e| restore_note(backend.name(), e)).collect();
     let (info, caps) = (backend.info(), backend.capabilities());
     let rows = match events {
         Ok(ev) => {
@@ -237,13 +243,23 @@ pub fn probe_backend(
             rows
         }
         Err((outcome, reason)) => {
-            notes.push(format!("isolation: {}: {outcome}: {reason}", backend.name()));
+            notes.push(launch_note(backend.name(), outcome, &reason));
             let mut rows = not_run(backend.name(), &profile, outcome, &reason, baseline);
             rows.extend(uncovered(backend.name(), &profile, &rows, &checks));
             rows
         }
     };
     Ok((rows, notes))
+}
+
+/// The note for a backend whose probe instance did not run (`outcome`: why, e.g. failed or timeout).
+pub fn launch_note(backend: &str, outcome: impl std::fmt::Display, reason: &str) -> String {
+    format!("{backend}: {outcome}: {reason}")
+}
+
+/// The note for a host value a probe run left changed that could not be put back.
+pub fn restore_note(backend: &str, error: &str) -> String {
+    format!("{backend}: {error}")
 }
 
 /// In a VM guest the device-node, masked-path and kernel-reach probes reach the guest's own kernel:

@@ -65,6 +65,9 @@ pub enum LinuxError {
         /// Cause.
         source: kvm_ioctls::Error,
     },
+    /// `KVM_RUN` kept returning EAGAIN ([`crate::sys::EagainStreak`]).
+    #[error("linux vm: {0}")]
+    Stuck(crate::sys::StuckVcpu),
     /// KVM, the VM, guest memory or the vCPU could not be created ([`crate::builder`]).
     #[error("linux vm: {0}")]
     Build(#[from] BuildError),

@@ -274,12 +274,22 @@ impl LinuxVm {
         watchdog.arm().map_err(LinuxError::Watchdog)?;
         let mut panic_line: Option<String> = None;
         let vcpu = &mut self.machine.vcpus[0];
+        let mut eagain = sys::EagainStreak::default();
         let result = loop {
             let exit = vcpu.run();
             let now = sys::mono_ns();
+            if !matches!(&exit, Err(e) if e.errno() == libc::EAGAIN) {
+                eagain.reset();
+            }
             let exit = match exit {
                 Ok(e) => e,
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                Err(e) if e.errno() == libc::EAGAIN => {
+                    if let Err(stuck) = eagain.again(now) {
+                        break Err(LinuxError::Stuck(stuck));
+                    }
+                    continue;
+                }
+                Err(e) if e.errno() == libc::EINTR => {
                     if watchdog.expired() {
                         break Ok(Outcome::Watchdog { after: self.timeout });
                     }
