@@ -477,7 +477,12 @@ fn isolation(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
         Some(s) => vm_words.push_str(&format!(" of a VMM confined to {s} syscalls")),
         None => vm_words.push_str(" of a VMM whose confinement is not declared"),
     }
-    let seccomp = c.instance_seccomp_allowed.map_or(String::new(), |n| format!(" (its seccomp filter allows {n})"));
+    // A filter that allows the whole table is no filter (the privileged profile): say so, not "allows 383".
+    let seccomp = match (c.instance_seccomp_allowed, c.host_syscalls_table.or(table)) {
+        (Some(n), Some(t)) if n >= t => " (no seccomp filter)".to_string(),
+        (Some(n), _) => format!(" (its seccomp filter allows {n})"),
+        (None, _) => String::new(),
+    };
     evidence.push(format!("the container reaches {ca} host syscalls directly{seccomp}; {vm_words}"));
     if let Some(s) = c.supervisor_syscalls_allowed {
         evidence.push(format!(
@@ -868,6 +873,27 @@ mod tests {
         // Probe failures stay as a check of each side's configuration.
         assert!(v.evidence.iter().any(|e| e.contains("container failed 1 of 6 probes (read_kernel_log)")), "{v:?}");
         assert!(v.evidence.iter().any(|e| e.contains("microvm blocked all 6 probes")), "{v:?}");
+    }
+
+    /// A container without a seccomp filter (privileged) is not said to have "a seccomp filter allowing 383"
+    /// (review of issue 15: the real privileged profile read so).
+    #[test]
+    fn an_unfiltered_container_is_said_to_have_no_seccomp_filter() {
+        let v = edited("isolation", |rows: &mut Vec<AttackSurfaceRow>| {
+            let c = rows.iter_mut().find(|r| r.backend == "container").unwrap();
+            c.host_syscalls_table = Some(383);
+            c.instance_seccomp_allowed = Some(383);
+        });
+        assert!(
+            v.evidence[0].starts_with("the container reaches 300 host syscalls directly (no seccomp filter);"),
+            "{v:?}"
+        );
+        let v = edited("isolation", |rows: &mut Vec<AttackSurfaceRow>| {
+            let c = rows.iter_mut().find(|r| r.backend == "container").unwrap();
+            c.host_syscalls_table = Some(383);
+            c.instance_seccomp_allowed = Some(379);
+        });
+        assert!(v.evidence[0].contains("(its seccomp filter allows 379);"), "{v:?}");
     }
 
     #[test]
