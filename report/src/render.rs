@@ -152,9 +152,13 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
     o.push_str("</div>");
     if let Some(p) = plan {
         o.push_str(&format!(
-            "<div class=\"card\"><h3>Planner: {} (this host, 128 MiB, p99 ≤ 50 ms)</h3>{}{}\
+            "<div class=\"card\"><h3>Planner: {} (this host, {} working set and {} cores each, p99 ≤ {})</h3>{}{}\
              <p><a href=\"#planner\">limits, figures and assumptions</a></p></div>",
             esc(&p.pair.to_string()),
+            // From the input planned, never restated by hand: the CPU demand binds as much as memory does.
+            esc(&crate::units::fmt_bytes(p.input.working_set_bytes as f64)),
+            esc(&crate::units::sig3(p.input.cpu_per_instance)),
+            esc(&crate::units::fmt_secs(p.input.slo_p99_s)),
             card_row(&backend(&p.container.backend), &esc(&p.container.binding_words()), ""),
             card_row(&backend(&p.vm.backend), &esc(&p.vm.binding_words()), ""),
         ));
@@ -542,6 +546,20 @@ mod tests {
         let card = &html[start..start + html[start..].find("</div><div class=\"card\">").unwrap_or(html.len() - start)];
         assert!(!card.contains("class=\"big"), "{card}");
         assert!(card.contains("crow"), "per-backend rows stay: {card}");
+    }
+
+    /// The planner card states the input it was planned with, the CPU demand included (it was a hand-written
+    /// "128 MiB, p99 ≤ 50 ms" that left out the 0.01 cores each that can bind).
+    #[test]
+    fn the_planner_card_states_its_input() {
+        let (_d, _rd, html) = rendered();
+        let want = format!(
+            "(this host, {} working set and {} cores each, p99 ≤ {})",
+            fmt_bytes((128u64 << 20) as f64),
+            crate::units::sig3(crate::planner::PlanInput::DEFAULT_CPU_PER_INSTANCE),
+            fmt_secs(0.050)
+        );
+        assert!(html.contains(&want), "{want}");
     }
 
     #[test]
