@@ -24,8 +24,11 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
 /// [`render_run`] with the verdicts' main pair chosen (None: the default pair).
 pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathBuf, ReportError> {
     let secs = SECTIONS.iter().map(|s| s.render(run)).collect::<Result<Vec<_>, _>>()?;
-    // The planner on the default pair (issue 15 item 7): never a best-of across backends.
-    let plan = ConfigPair::default_for(run)
+    // The planner on the verdicts' pair (issue 15 item 7): the one chosen with `--pair`, else the default pair;
+    // never a best-of across backends, and never a different pair from the verdict table's on the same page.
+    let plan = pair
+        .cloned()
+        .or_else(|| ConfigPair::default_for(run))
         .ok_or_else(|| PlanError::NoPair(run.dir.display().to_string()))
         .and_then(|pair| plan_data(std::slice::from_ref(run), &pair, &PlanInput::default_for(run)));
     let image = results::image::read(&run.dir)
@@ -48,7 +51,7 @@ pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathB
     for s in &secs {
         body.push_str(&s.html);
     }
-    body.push_str(&planner_section(plan));
+    body.push_str(&planner_section(plan, pair.is_some()));
     body.push_str(&footer(run));
     let title = match &image {
         Some(i) => format!("vmct report: {} · {} on {}", i.headline(), run.meta.id, run.host_label()),
@@ -397,7 +400,8 @@ pub(crate) fn verdict_section(
     section("verdicts", "Verdicts on the classic claims", &body)
 }
 
-fn planner_section(plan: Result<PlanOutput, PlanError>) -> String {
+/// The planner section; `chosen`: the pair was chosen with `vmct report --pair` (else it is the default pair).
+fn planner_section(plan: Result<PlanOutput, PlanError>, chosen: bool) -> String {
     let p = match plan {
         Ok(p) => p,
         Err(e) => {
@@ -409,12 +413,17 @@ fn planner_section(plan: Result<PlanOutput, PlanError>) -> String {
         }
     };
     let mut body = format!(
-        "<p>The pair <b>{}</b> (the default pair; pick another with <code>vmct plan --pair CONTAINER:VM</code>) for \
+        "<p>The pair <b>{}</b> ({}; pick another with <code>vmct plan --pair CONTAINER:VM</code>) for \
          <b>{}</b> of host memory, <b>{}</b> cores, a <b>{}</b> working set and <b>{}</b> cores of CPU demand per \
          instance and a p99 startup SLO of <b>{}</b> at the planned density (this host; change them with \
          <code>vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --cpu-per-instance 0.25 --slo-p99 50ms \
          RUN_DIR [--merge VTX_RUN_DIR]</code>). Figures from {}.</p>",
         esc(&p.pair.to_string()),
+        if chosen {
+            "the pair of the verdict table, chosen with <code>vmct report --pair</code>"
+        } else {
+            "the default pair"
+        },
         fmt_bytes(p.input.host_mem_bytes as f64),
         p.input.cores,
         fmt_bytes(p.input.working_set_bytes as f64),
@@ -652,6 +661,23 @@ mod tests {
         assert_eq!(sec.matches("<details class=\"pair\">").count(), others);
         assert!(sec.contains("<summary>crun vs microvm</summary>"), "{sec}");
         assert!(!sec.contains("<details open"), "other pairs start folded");
+    }
+
+    /// `vmct report --pair` moves the planner to the same pair as the verdict table (it stayed on the default
+    /// pair: one page with verdicts for crun vs microvm and a plan for container vs microvm).
+    #[test]
+    fn a_chosen_pair_moves_the_planner_with_the_verdicts() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(&d.path().join("run")).unwrap();
+        let run = crate::data::RunData::load(&rd).unwrap();
+        let pair = crate::pair::ConfigPair::parse("crun:microvm", &run).unwrap();
+        let html = fs::read_to_string(crate::render_with_pair(&rd, Some(&pair)).unwrap()).unwrap();
+        let planner = section_of(&html, "planner");
+        assert!(planner.contains("The pair <b>crun vs microvm</b> (the pair of the verdict table"), "{planner}");
+        let card = &html[html.find("<h3>Planner:").expect("planner card")..];
+        assert!(card.starts_with("<h3>Planner: crun vs microvm"), "{}", &card[..200]);
+        let default = fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        assert!(section_of(&default, "planner").contains("The pair <b>container vs microvm</b> (the default pair;"));
     }
 
     #[test]
