@@ -45,6 +45,14 @@ pub fn three_models(run: &RunData) -> Option<Section> {
                 || na("not run"),
                 |f| checked(&validity::density_slope(f), fmt_bytes, results::DensityFit::FILE),
             );
+            // A scenario the backend cannot run (the bare guest has no OS, so no system calls) says why; it
+            // is not "not run".
+            let unsupported = run
+                .overhead
+                .iter()
+                .flatten()
+                .find(|o| &o.backend == b && o.scenario == "syscall" && !o.supported)
+                .map(|o| na(&format!("not applicable: {}", o.reason)));
             let syscall = run
                 .overhead
                 .iter()
@@ -52,7 +60,7 @@ pub fn three_models(run: &RunData) -> Option<Section> {
                 .find(|o| &o.backend == b && o.scenario == "syscall" && !o.metric.is_empty())
                 .and_then(validity::overhead_ratio)
                 .map_or_else(
-                    || na("not run"),
+                    || unsupported.unwrap_or_else(|| na("not run")),
                     |f| checked(&f, |r| format!("{}x", sig3(r)), results::OverheadRow::FILE),
                 );
             let failures = {
@@ -133,5 +141,18 @@ mod tests {
         assert!(at("namespaces, cgroups") < at("user-space kernel (gVisor)"));
         assert!(at("user-space kernel (gVisor)") < at("microVM (bare guest)"));
         assert!(html.contains(">runsc<") || html.contains("runsc"), "{html}");
+    }
+
+    /// The bare guest's syscall scenario is unsupported (no OS), with its reason in overhead.csv: the table
+    /// says so rather than "not run" (review of issue 15: a real run read "not run" beside a bare guest that ran).
+    #[test]
+    fn an_unsupported_scenario_says_why_not_not_run() {
+        let d = tempfile::tempdir().unwrap();
+        crate::fixture::write(d.path()).unwrap();
+        let run = RunData::load(&results::RunDir::open(d.path()).unwrap()).unwrap();
+        let html = three_models(&run).unwrap().html;
+        let row = &html[html.find(">microvm<").expect("microvm row")..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(row.contains("not applicable: bare guest has no system calls"), "{row}");
     }
 }

@@ -487,17 +487,24 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
                 sources,
             }
         }
+        // The idle cost is unknown, but it only adds to the demand: the demand alone still caps the count
+        // (an upper bound), so it must bind when it is the tightest (a demand of 0.1 core on 2 cores allows
+        // at most 20 instances, whatever memory allows).
+        Err(reason) if input.cpu_per_instance > 0.0 => Limit {
+            kind: LimitKind::Cpu,
+            status: LimitStatus::Bound { instances: whole(f64::from(input.cores) / input.cpu_per_instance) },
+            how: format!(
+                "{} cores / your demand {} cores per instance alone ({reason}: idle cost not counted, so the true \
+                 count is at most this)",
+                input.cores,
+                sig3(input.cpu_per_instance)
+            ),
+            sources: vec![],
+        },
         Err(reason) => Limit {
             kind: LimitKind::Cpu,
             status: LimitStatus::NotChecked { reason },
-            how: if input.cpu_per_instance > 0.0 {
-                format!(
-                    "by your demand alone (idle cost unknown): at most {} instances",
-                    fmt_count(whole(f64::from(input.cores) / input.cpu_per_instance))
-                )
-            } else {
-                String::new()
-            },
+            how: String::new(),
             sources: vec![],
         },
     });
@@ -594,7 +601,9 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
         .min_by_key(|(n, _)| *n)
         .map(|(instances, l)| Binding { kind: l.kind.clone(), instances });
     let p99_at_planned_s = match (&binding, &p99, &growth) {
-        (Some(b), Ok(p), Ok(g)) => Some(p.value + g.value.ms_per_1000 / 1e6 * b.instances as f64),
+        // A fitted slope below zero is noise, not launches getting faster as the host fills (the SLO limit
+        // reads it as "does not grow"): it never lowers the p99 below the one measured.
+        (Some(b), Ok(p), Ok(g)) => Some(p.value + g.value.ms_per_1000.max(0.0) / 1e6 * b.instances as f64),
         _ => None,
     };
     SidePlan {
@@ -827,20 +836,42 @@ mod tests {
         assert_eq!(missed.container.binding_words(), "binding limit: startup SLO allows no instance");
     }
 
+    /// Without an idle-CPU figure the user's demand alone still caps the count (the idle cost only adds to
+    /// it): 16 cores / 0.5 = 32 instances bind, not the 16384 memory allows (review of issue 15: the plan said
+    /// "binding limit: memory at 187" while 0.1 core per instance on 2 cores allowed 20).
     #[test]
-    fn a_missing_idle_cpu_figure_leaves_the_cpu_limit_not_checked() {
+    fn a_missing_idle_cpu_figure_still_bounds_by_the_demand_alone() {
         let mut f = figures();
         f.container.idle_cpu = None;
         let out = plan_figures(&f, &pair(), vec![], &PlanInput { cpu_per_instance: 0.5, ..input() });
+        let c = &out.container;
+        assert_eq!(limit(c, &LimitKind::Cpu), LimitStatus::Bound { instances: 32 });
+        assert_eq!(c.binding, Some(Binding { kind: LimitKind::Cpu, instances: 32 }));
+        let how = &c.limits.iter().find(|l| l.kind == LimitKind::Cpu).unwrap().how;
+        assert!(how.contains("idle CPU per instance not measured") && how.contains("at most this"), "{how}");
+        // No demand and no idle figure: nothing to bound with, said so; memory binds (SLO 20000 > 16384).
+        let out = plan_figures(&f, &pair(), vec![], &PlanInput { cpu_per_instance: 0.0, ..input() });
         let c = &out.container;
         assert!(
             matches!(limit(c, &LimitKind::Cpu), LimitStatus::NotChecked { reason } if reason.contains("idle CPU per instance not measured")),
             "{:?}",
             c.limits
         );
-        // Planned without it: memory binds (SLO 20000 > memory 16384).
         assert_eq!(c.binding, Some(Binding { kind: LimitKind::Memory, instances: 16384 }));
         assert!(out.to_string().contains("CPU          not checked: idle CPU per instance not measured"));
+    }
+
+    /// A fitted launch-latency slope below zero does not lower the p99 at the planned density below the
+    /// p99 measured (review of issue 15: "does not grow" beside a planned p99 of 22.3 ms under a measured 22.6).
+    #[test]
+    fn a_negative_launch_growth_does_not_lower_the_planned_p99() {
+        let mut f = figures();
+        f.container.launch_growth =
+            fig("container", LaunchGrowth { ms_per_1000: -1.67, max_alive: 999 }, Transfer::Transfers);
+        let c = plan_figures(&f, &pair(), vec![], &input()).container;
+        assert_eq!(limit(&c, &LimitKind::StartupSlo), LimitStatus::Unbounded);
+        let p99 = c.p99_at_planned_s.unwrap();
+        assert!((p99 - 0.010).abs() < 1e-12, "{p99}");
     }
 
     #[test]

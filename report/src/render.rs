@@ -24,8 +24,11 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
 /// [`render_run`] with the verdicts' main pair chosen (None: the default pair).
 pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathBuf, ReportError> {
     let secs = SECTIONS.iter().map(|s| s.render(run)).collect::<Result<Vec<_>, _>>()?;
-    // The planner on the default pair (issue 15 item 7): never a best-of across backends.
-    let plan = ConfigPair::default_for(run)
+    // The planner on the verdicts' pair (issue 15 item 7): the one chosen with `--pair`, else the default pair;
+    // never a best-of across backends, and never a different pair from the verdict table's on the same page.
+    let plan = pair
+        .cloned()
+        .or_else(|| ConfigPair::default_for(run))
         .ok_or_else(|| PlanError::NoPair(run.dir.display().to_string()))
         .and_then(|pair| plan_data(std::slice::from_ref(run), &pair, &PlanInput::default_for(run)));
     let image = results::image::read(&run.dir)
@@ -48,7 +51,7 @@ pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathB
     for s in &secs {
         body.push_str(&s.html);
     }
-    body.push_str(&planner_section(plan));
+    body.push_str(&planner_section(plan, pair.is_some()));
     body.push_str(&footer(run));
     let title = match &image {
         Some(i) => format!("vmct report: {} · {} on {}", i.headline(), run.meta.id, run.host_label()),
@@ -138,13 +141,9 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
     o.push_str("</div><div class=\"card\"><h3>Isolation failures</h3>");
     match &run.isolation {
         Some(rows) if rows.is_empty() => o.push_str(&nothing(true, results::IsolationRow::FILE)),
-        Some(rows) => {
-            let total = rows.iter().filter(|r| r.failure).count();
-            o.push_str(&format!(
-                "<div class=\"big {}\">{}</div>",
-                if total > 0 { "up" } else { "down" },
-                num(&total.to_string(), results::IsolationRow::FILE)
-            ));
+        // Per backend only: a total across backends (the process baseline's and the privileged profile's
+        // failures added to the others') describes no configuration anyone runs.
+        Some(_) => {
             for (b, n) in sections::failures_by_backend(run).values() {
                 let class = if *n > 0 { "up" } else { "down" };
                 let value = marked(run, b, Quantity::ProbeOutcome, num(&n.to_string(), results::IsolationRow::FILE));
@@ -156,9 +155,13 @@ fn summary_cards(run: &RunData, plan: Option<&PlanOutput>) -> String {
     o.push_str("</div>");
     if let Some(p) = plan {
         o.push_str(&format!(
-            "<div class=\"card\"><h3>Planner: {} (this host, 128 MiB, p99 ≤ 50 ms)</h3>{}{}\
+            "<div class=\"card\"><h3>Planner: {} (this host, {} working set and {} cores each, p99 ≤ {})</h3>{}{}\
              <p><a href=\"#planner\">limits, figures and assumptions</a></p></div>",
             esc(&p.pair.to_string()),
+            // From the input planned, never restated by hand: the CPU demand binds as much as memory does.
+            esc(&crate::units::fmt_bytes(p.input.working_set_bytes as f64)),
+            esc(&crate::units::sig3(p.input.cpu_per_instance)),
+            esc(&crate::units::fmt_secs(p.input.slo_p99_s)),
             card_row(&backend(&p.container.backend), &esc(&p.container.binding_words()), ""),
             card_row(&backend(&p.vm.backend), &esc(&p.vm.binding_words()), ""),
         ));
@@ -397,7 +400,8 @@ pub(crate) fn verdict_section(
     section("verdicts", "Verdicts on the classic claims", &body)
 }
 
-fn planner_section(plan: Result<PlanOutput, PlanError>) -> String {
+/// The planner section; `chosen`: the pair was chosen with `vmct report --pair` (else it is the default pair).
+fn planner_section(plan: Result<PlanOutput, PlanError>, chosen: bool) -> String {
     let p = match plan {
         Ok(p) => p,
         Err(e) => {
@@ -409,12 +413,17 @@ fn planner_section(plan: Result<PlanOutput, PlanError>) -> String {
         }
     };
     let mut body = format!(
-        "<p>The pair <b>{}</b> (the default pair; pick another with <code>vmct plan --pair CONTAINER:VM</code>) for \
+        "<p>The pair <b>{}</b> ({}; pick another with <code>vmct plan --pair CONTAINER:VM</code>) for \
          <b>{}</b> of host memory, <b>{}</b> cores, a <b>{}</b> working set and <b>{}</b> cores of CPU demand per \
          instance and a p99 startup SLO of <b>{}</b> at the planned density (this host; change them with \
          <code>vmct plan --host-mem 256GiB --cores 64 --working-set 128MiB --cpu-per-instance 0.25 --slo-p99 50ms \
          RUN_DIR [--merge VTX_RUN_DIR]</code>). Figures from {}.</p>",
         esc(&p.pair.to_string()),
+        if chosen {
+            "the pair of the verdict table, chosen with <code>vmct report --pair</code>"
+        } else {
+            "the default pair"
+        },
         fmt_bytes(p.input.host_mem_bytes as f64),
         p.input.cores,
         fmt_bytes(p.input.working_set_bytes as f64),
@@ -537,6 +546,31 @@ mod tests {
         (d, rd, html)
     }
 
+    /// The headline cards show no figure across backends: the isolation card had a big total of the failures
+    /// of every backend (59 in a real run: the process baseline's 34 and the privileged profile's 20 included).
+    #[test]
+    fn the_isolation_card_has_no_total_across_backends() {
+        let (_d, _rd, html) = rendered();
+        let start = html.find("<h3>Isolation failures</h3>").expect("isolation card");
+        let card = &html[start..start + html[start..].find("</div><div class=\"card\">").unwrap_or(html.len() - start)];
+        assert!(!card.contains("class=\"big"), "{card}");
+        assert!(card.contains("crow"), "per-backend rows stay: {card}");
+    }
+
+    /// The planner card states the input it was planned with, the CPU demand included (it was a hand-written
+    /// "128 MiB, p99 ≤ 50 ms" that left out the 0.01 cores each that can bind).
+    #[test]
+    fn the_planner_card_states_its_input() {
+        let (_d, _rd, html) = rendered();
+        let want = format!(
+            "(this host, {} working set and {} cores each, p99 ≤ {})",
+            fmt_bytes((128u64 << 20) as f64),
+            crate::units::sig3(crate::planner::PlanInput::DEFAULT_CPU_PER_INSTANCE),
+            fmt_secs(0.050)
+        );
+        assert!(html.contains(&want), "{want}");
+    }
+
     #[test]
     fn every_section_and_chart_is_present() {
         let (_d, rd, html) = rendered();
@@ -628,6 +662,23 @@ mod tests {
         assert_eq!(sec.matches("<details class=\"pair\">").count(), others);
         assert!(sec.contains("<summary>crun vs microvm</summary>"), "{sec}");
         assert!(!sec.contains("<details open"), "other pairs start folded");
+    }
+
+    /// `vmct report --pair` moves the planner to the same pair as the verdict table (it stayed on the default
+    /// pair: one page with verdicts for crun vs microvm and a plan for container vs microvm).
+    #[test]
+    fn a_chosen_pair_moves_the_planner_with_the_verdicts() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(&d.path().join("run")).unwrap();
+        let run = crate::data::RunData::load(&rd).unwrap();
+        let pair = crate::pair::ConfigPair::parse("crun:microvm", &run).unwrap();
+        let html = fs::read_to_string(crate::render_with_pair(&rd, Some(&pair)).unwrap()).unwrap();
+        let planner = section_of(&html, "planner");
+        assert!(planner.contains("The pair <b>crun vs microvm</b> (the pair of the verdict table"), "{planner}");
+        let card = &html[html.find("<h3>Planner:").expect("planner card")..];
+        assert!(card.starts_with("<h3>Planner: crun vs microvm"), "{}", &card[..200]);
+        let default = fs::read_to_string(crate::render(&rd).unwrap()).unwrap();
+        assert!(section_of(&default, "planner").contains("The pair <b>container vs microvm</b> (the default pair;"));
     }
 
     #[test]

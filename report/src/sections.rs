@@ -573,13 +573,19 @@ pub fn isolation(sec: &dyn ReportSection, run: &RunData) -> Section {
             probes.push(r.probe.clone());
         }
     }
-    let failures = rows.iter().filter(|r| r.failure).count();
+    // Failures per backend, never one total across them (the process baseline's, which has no isolation, would
+    // be added to the others').
+    let per_backend = failures_by_backend(run)
+        .values()
+        .map(|(b, n)| {
+            let of = rows.iter().filter(|r| &r.backend == b).count();
+            format!("{} {} of {}", esc(b), num(&n.to_string(), csv), num(&of.to_string(), csv))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut body = format!(
         "<p>Each probe runs inside the instance against canaries the host planted; a <b>failure</b> (red) is a \
-         probe that read, changed or reached host or neighbour state. <b>{}</b> failure{} in {} probe runs.</p>",
-        num(&failures.to_string(), csv),
-        if failures == 1 { "" } else { "s" },
-        num(&rows.len().to_string(), csv)
+         probe that read, changed or reached host or neighbour state. Failures per backend: {per_backend}.</p>"
     );
     let mut o = String::from("<div class=\"tw\"><table class=\"matrix\"><thead><tr><th>probe</th>");
     for (b, p) in &cols {
@@ -829,6 +835,23 @@ pub fn failures_by_backend(run: &RunData) -> BTreeMap<usize, (String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The isolation section counts failures per backend, not one total across backends.
+    #[test]
+    fn the_isolation_section_counts_failures_per_backend() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        let run = RunData::load(&rd).unwrap();
+        let html = isolation(&crate::registry::Isolation, &run).html;
+        assert!(!html.contains("probe runs."), "{html}");
+        let rows = run.isolation.clone().unwrap();
+        for (b, n) in failures_by_backend(&run).values() {
+            let of = rows.iter().filter(|r| &r.backend == b).count();
+            let want = format!("{b} <a class=\"n\" href=\"isolation.csv\" title=\"from isolation.csv\">{n}</a> of");
+            assert!(html.contains(&want), "{want} in {html}");
+            assert!(of > 0);
+        }
+    }
 
     /// An emulated linux guest's density row shows guest RAM and the emulator's overhead apart, the
     /// overhead labelled as never used for verdicts, and the composed KVM figure with both parts.

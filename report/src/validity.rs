@@ -20,12 +20,18 @@ use results::{BlastRow, DensityFit, OverheadRow, SnapshotRow, StartupSummary};
 pub const MIN_SAMPLES: u32 = 2;
 
 /// The values a quantity can take when it was measured correctly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Domain {
     /// Durations, per-instance costs, rates and ratios of those: strictly positive.
     Positive,
     /// Counts (isolation failures): zero or more.
     NonNegative,
+    /// Host memory per instance when each instance held (touched and kept) this many bytes: positive and at
+    /// least half of it; less means the measurement missed memory the instance provably holds (a fit a few
+    /// percent under the held bytes is noise of the fit and stands; the planner notes it).
+    AtLeastHeld(f64),
+    /// Instances per GiB when each instance held this many bytes: positive and at most 1 GiB / held.
+    AtMostPerGibHeld(f64),
 }
 
 /// Why a figure is not valid. The message is shown in the report next to (or instead of) the value.
@@ -40,6 +46,12 @@ pub enum Flaw {
     /// Negative where counts are expected.
     #[error("invalid: {0} (a count cannot be negative)")]
     Negative(f64),
+    /// Below what each instance provably holds (value, held bytes).
+    #[error("implausible: {0} B per instance is less than half the {1} B each instance held")]
+    BelowHeld(f64, f64),
+    /// More instances per GiB than fit when each holds its working set (value, the most possible).
+    #[error("implausible: {0} per GiB is more than twice the {1} that fit when each instance holds its working set")]
+    AboveHeldFit(f64, f64),
     /// Fewer samples than [`MIN_SAMPLES`].
     #[error("n = {0}: too few samples to compare")]
     TooFewSamples(u32),
@@ -51,6 +63,17 @@ impl Flaw {
         match self {
             Flaw::NotPositive(v) => format!("invalid: {} (must be greater than zero)", fmt(*v)),
             Flaw::Negative(v) => format!("invalid: {} (a count cannot be negative)", fmt(*v)),
+            // The bound is said in its own unit, not through `fmt` (which may prefix the figure's name).
+            Flaw::AboveHeldFit(v, max) => format!(
+                "implausible: {} is more than twice the {} per GiB that fit when each instance holds its working set",
+                fmt(*v),
+                crate::units::sig3(*max)
+            ),
+            Flaw::BelowHeld(v, held) => format!(
+                "implausible: {} per instance is less than half the {} each instance held",
+                fmt(*v),
+                crate::units::fmt_bytes(*held)
+            ),
             _ => self.to_string(),
         }
     }
@@ -105,6 +128,10 @@ impl Figure {
         match self.domain {
             Domain::Positive if v <= 0.0 => return Err(Flaw::NotPositive(v)),
             Domain::NonNegative if v < 0.0 => return Err(Flaw::Negative(v)),
+            Domain::AtLeastHeld(_) if v <= 0.0 => return Err(Flaw::NotPositive(v)),
+            Domain::AtLeastHeld(held) if v < held / 2.0 => return Err(Flaw::BelowHeld(v, held)),
+            Domain::AtMostPerGibHeld(_) if v <= 0.0 => return Err(Flaw::NotPositive(v)),
+            Domain::AtMostPerGibHeld(max) if v > 2.0 * max => return Err(Flaw::AboveHeldFit(v, max)),
             _ => {}
         }
         match self.n {
@@ -150,7 +177,10 @@ pub fn fitted_steps(f: &DensityFit) -> u32 {
 
 /// Fitted host memory per instance, bytes.
 pub fn density_slope(f: &DensityFit) -> Figure {
-    Figure::positive(f.slope_bytes).samples(fitted_steps(f))
+    // Each instance touched and kept `hold_mib`: a slope below it missed memory the instance provably holds
+    // (a real run on a loaded host fitted 193 KiB per instance holding 4 MiB).
+    Figure { value: f.slope_bytes, domain: Domain::AtLeastHeld((f.hold_mib << 20) as f64), n: None }
+        .samples(fitted_steps(f))
 }
 
 /// Instances per GiB of host memory (1 GiB / slope). Judged together with the slope it comes from: when the slope
@@ -162,6 +192,11 @@ pub fn instances_per_gib(f: &DensityFit) -> Figure {
     } else {
         f.instances_per_gib
     };
+    if f.hold_mib > 0 {
+        // As many as fit when each holds its working set, at most: more says the slope missed memory.
+        let max = (1u64 << 30) as f64 / (f.hold_mib << 20) as f64;
+        return Figure { value, domain: Domain::AtMostPerGibHeld(max), n: None }.samples(fitted_steps(f));
+    }
     Figure::positive(value).samples(fitted_steps(f))
 }
 
@@ -195,6 +230,37 @@ pub fn startup_medians(run: &RunData) -> Vec<(String, Figure)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A density slope below the memory each instance held is implausible, and so is the instances/GiB it
+    /// gives (review of issue 15: a real run on a loaded host showed "5.42 k instances/GiB (193 KiB each,
+    /// holding 4 MiB)" as a valid figure and the density verdict used it).
+    #[test]
+    fn a_slope_below_the_held_memory_is_implausible() {
+        let d = tempfile::tempdir().unwrap();
+        let rd = crate::fixture::write(d.path()).unwrap();
+        let fits: Vec<DensityFit> = rd.read_csv().unwrap();
+        let mut f = fits.into_iter().find(|f| f.backend == "container").unwrap();
+        (f.hold_mib, f.slope_bytes) = (4, 193.0 * 1024.0);
+        f.instances_per_gib = (1u64 << 30) as f64 / f.slope_bytes;
+        assert_eq!(density_slope(&f).check(), Err(Flaw::BelowHeld(193.0 * 1024.0, (4u64 << 20) as f64)));
+        let per_gib = instances_per_gib(&f).check();
+        assert!(matches!(per_gib, Err(Flaw::AboveHeldFit(_, max)) if max == 256.0), "{per_gib:?}");
+        let words = density_slope(&f).check().unwrap_err().describe(|b| format!("{b} B"));
+        assert!(words.starts_with("implausible: 197632 B per instance is less than half the 4.00 MiB"), "{words}");
+        // A few percent under the held memory is noise of the fit: it stands (3.90 MiB holding 4 MiB, real run).
+        f.slope_bytes = 3.90 * (1u64 << 20) as f64;
+        f.instances_per_gib = (1u64 << 30) as f64 / f.slope_bytes;
+        assert!(density_slope(&f).valid() && instances_per_gib(&f).valid());
+        // At or above the held memory it stands.
+        f.slope_bytes = (5u64 << 20) as f64;
+        f.instances_per_gib = (1u64 << 30) as f64 / f.slope_bytes;
+        assert!(density_slope(&f).valid() && instances_per_gib(&f).valid());
+        // Nothing held: only positive.
+        f.hold_mib = 0;
+        f.slope_bytes = 1000.0;
+        f.instances_per_gib = (1u64 << 30) as f64 / 1000.0;
+        assert!(density_slope(&f).valid() && instances_per_gib(&f).valid());
+    }
 
     #[test]
     fn the_rule_refuses_impossible_values_and_marks_single_samples() {

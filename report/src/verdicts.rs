@@ -381,13 +381,20 @@ fn density(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     let mut evidence = vec![l.provenance(pair, "density")];
     let per_gib = |x: f64| format!("{} instances/GiB", fmt_value(x, "1/GiB"));
     for f in [&c, &v] {
-        evidence.push(format!(
-            "{}: {} ({} each, holding {} MiB)",
-            f.backend,
-            per_gib(f.instances_per_gib),
-            fmt_bytes(f.slope_bytes),
-            f.hold_mib
-        ));
+        // A slope the validity rule refuses is said with its flaw, never as a plain figure ("5.42 k
+        // instances/GiB (193 KiB each, holding 4 MiB)" read as a result in a real run).
+        evidence.push(match validity::density_slope(f).check() {
+            Err(flaw) if !flaw.shows_value() => {
+                format!("{}: {} (holding {} MiB)", f.backend, flaw.describe(fmt_bytes), f.hold_mib)
+            }
+            _ => format!(
+                "{}: {} ({} each, holding {} MiB)",
+                f.backend,
+                per_gib(f.instances_per_gib),
+                fmt_bytes(f.slope_bytes),
+                f.hold_mib
+            ),
+        });
     }
     if c.hold_mib != v.hold_mib {
         evidence
@@ -477,7 +484,12 @@ fn isolation(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
         Some(s) => vm_words.push_str(&format!(" of a VMM confined to {s} syscalls")),
         None => vm_words.push_str(" of a VMM whose confinement is not declared"),
     }
-    let seccomp = c.instance_seccomp_allowed.map_or(String::new(), |n| format!(" (its seccomp filter allows {n})"));
+    // A filter that allows the whole table is no filter (the privileged profile): say so, not "allows 383".
+    let seccomp = match (c.instance_seccomp_allowed, c.host_syscalls_table.or(table)) {
+        (Some(n), Some(t)) if n >= t => " (no seccomp filter)".to_string(),
+        (Some(n), _) => format!(" (its seccomp filter allows {n})"),
+        (None, _) => String::new(),
+    };
     evidence.push(format!("the container reaches {ca} host syscalls directly{seccomp}; {vm_words}"));
     if let Some(s) = c.supervisor_syscalls_allowed {
         evidence.push(format!(
@@ -868,6 +880,49 @@ mod tests {
         // Probe failures stay as a check of each side's configuration.
         assert!(v.evidence.iter().any(|e| e.contains("container failed 1 of 6 probes (read_kernel_log)")), "{v:?}");
         assert!(v.evidence.iter().any(|e| e.contains("microvm blocked all 6 probes")), "{v:?}");
+    }
+
+    /// A container without a seccomp filter (privileged) is not said to have "a seccomp filter allowing 383"
+    /// (review of issue 15: the real privileged profile read so).
+    /// A density slope the validity rule refuses (below half the held memory, or negative) is said with its
+    /// flaw in the evidence and decides nothing.
+    #[test]
+    fn an_implausible_density_slope_is_said_with_its_flaw_and_decides_nothing() {
+        let v = edited("density", |rows: &mut Vec<results::DensityFit>| {
+            let c = rows.iter_mut().find(|r| r.backend == "container").unwrap();
+            c.hold_mib = 4;
+            c.slope_bytes = 193.0 * 1024.0;
+            c.instances_per_gib = (1u64 << 30) as f64 / c.slope_bytes;
+            let m = rows.iter_mut().find(|r| r.backend == "microvm").unwrap();
+            m.hold_mib = 4;
+        });
+        assert_eq!(v.verdict, Verdict::NotMeasured, "{v:?}");
+        assert!(
+            v.evidence.iter().any(|e| e.starts_with(
+                "container: implausible: 193 KiB per instance is less than half the 4.00 MiB each instance held"
+            )),
+            "{v:?}"
+        );
+        assert!(!v.evidence.iter().any(|e| e.contains("193 KiB each")), "{v:?}");
+    }
+
+    #[test]
+    fn an_unfiltered_container_is_said_to_have_no_seccomp_filter() {
+        let v = edited("isolation", |rows: &mut Vec<AttackSurfaceRow>| {
+            let c = rows.iter_mut().find(|r| r.backend == "container").unwrap();
+            c.host_syscalls_table = Some(383);
+            c.instance_seccomp_allowed = Some(383);
+        });
+        assert!(
+            v.evidence[0].starts_with("the container reaches 300 host syscalls directly (no seccomp filter);"),
+            "{v:?}"
+        );
+        let v = edited("isolation", |rows: &mut Vec<AttackSurfaceRow>| {
+            let c = rows.iter_mut().find(|r| r.backend == "container").unwrap();
+            c.host_syscalls_table = Some(383);
+            c.instance_seccomp_allowed = Some(379);
+        });
+        assert!(v.evidence[0].contains("(its seccomp filter allows 379);"), "{v:?}");
     }
 
     #[test]
