@@ -82,6 +82,23 @@ pub struct Settings {
     pub blast: Option<crate::isolation::blast::BlastOptions>,
     /// Whether this is the quick preset.
     pub quick: bool,
+    /// The image measured instead of the vmct workload (`--image NAME --ready RULE [-- CMD]`); absent
+    /// for the vmct workload (and in run.json files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImagePlan>,
+}
+
+/// The image workload of a run, as `vmct compare --image NAME --ready RULE [-- CMD ARGS]` gave it; a
+/// replay (`--plan`) runs the same image from the local store with the same rule and command.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePlan {
+    /// The image's name in the store (`vmct images`).
+    pub name: String,
+    /// When its process counts as ready: `tcp:PORT`, `log:REGEX` or `exit`.
+    pub ready: String,
+    /// The command and arguments replacing the image's Cmd (empty: its own Cmd).
+    pub command: Vec<String>,
 }
 
 impl Settings {
@@ -124,6 +141,7 @@ impl Settings {
                 ..Default::default()
             }),
             quick: true,
+            image: None,
         }
     }
 
@@ -160,6 +178,7 @@ impl Settings {
             snapshot: snapshot::SnapshotPlan::default_plan(),
             blast: Some(crate::isolation::blast::BlastOptions { hog_secs: 20.0, rounds: 3, ..Default::default() }),
             quick: false,
+            image: None,
         }
     }
 
@@ -525,6 +544,7 @@ mod tests {
         s.snapshot.dirty_mib = vec![5];
         s.snapshot.settle = Duration::from_millis(10);
         s.blast = Some(crate::isolation::blast::BlastOptions { hog_secs: 0.3, limit_cpu: 0.7, ..Default::default() });
+        s.image = Some(ImagePlan { name: "web".into(), ready: "tcp:8080".into(), command: vec!["httpd".into()] });
         s
     }
 

@@ -532,4 +532,3 @@ pub fn write_degenerate(dir: &Path) -> Result<RunDir, RunDirError> {
     rd.write_csv(&fits)?;
     Ok(rd)
 }
-
