@@ -532,3 +532,4 @@ pub fn write_degenerate(dir: &Path) -> Result<RunDir, RunDirError> {
     rd.write_csv(&fits)?;
     Ok(rd)
 }
+
