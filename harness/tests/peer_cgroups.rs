@@ -3,8 +3,8 @@
 //! cgroup path) in every hierarchy. Those that did not exist before are vmct's to remove: after
 //! overlapping launches (a density sweep) and, through `vmct gc`, after a run killed with SIGKILL. Its own
 //! test binary, so no other peer launch of this process holds the parents while it looks.
-use harness::backend::{Backend, InstanceSpec};
-use harness::privileged::{gate, required, Need};
+use harness::backend::InstanceSpec;
+use harness::privileged::{gate, Need};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,18 +41,6 @@ fn chain() -> Vec<(PathBuf, bool)> {
     out
 }
 
-fn peer(name: &str) -> Option<Box<dyn Backend>> {
-    let w = harness::artifacts::workload_path().unwrap();
-    let b = harness::backend::peers::backends(&w).into_iter().find(|b| b.name() == name).unwrap();
-    let info = b.info();
-    if !info.available {
-        assert!(!required(), "{name}: {:?}", info.reason);
-        eprintln!("skipped {name}: {:?}", info.reason);
-        return None;
-    }
-    Some(b)
-}
-
 #[test]
 fn overlapping_peer_launches_remove_the_parent_cgroups_they_caused() {
     if !gate("overlapping_peer_launches_remove_the_parent_cgroups_they_caused", &[Need::Root]) {
@@ -61,7 +49,7 @@ fn overlapping_peer_launches_remove_the_parent_cgroups_they_caused() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = chain();
     for name in ["crun", "runc"] {
-        let Some(b) = peer(name) else { continue };
+        let Some(b) = common::peer(name) else { continue };
         let spec = |n: u32| {
             let id = format!("vmct-t{}-{name}-{n}", std::process::id());
             InstanceSpec::new(id, Scenario::parse("idle --hold-mib 1".split_whitespace()).unwrap())
@@ -81,7 +69,7 @@ fn overlapping_peer_launches_remove_the_parent_cgroups_they_caused() {
 
 #[test]
 fn gc_removes_the_parent_cgroups_of_a_killed_peer_run() {
-    if !gate("gc_removes_the_parent_cgroups_of_a_killed_peer_run", &[Need::Root]) || peer("crun").is_none() {
+    if !gate("gc_removes_the_parent_cgroups_of_a_killed_peer_run", &[Need::Root]) || common::peer("crun").is_none() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
