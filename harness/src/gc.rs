@@ -272,7 +272,17 @@ pub fn plan() -> Plan {
     processes(&mut plan);
     runsc_leftovers(Path::new(container::DEFAULT_STATE_ROOT), &mut plan);
     probe_dirs(&PROBE_DIR_BASES.map(Path::new), &mut plan);
-    let c = container::find_in(crate::backend::NAME_PREFIX, Path::new(container::DEFAULT_STATE_ROOT));
+    // Peer runtimes (crun, runc) of a dead harness go first: the container inits they parent are not
+    // "owned" by them.
+    let dying: Vec<i32> = plan
+        .leftovers
+        .iter()
+        .filter_map(|l| match l {
+            Leftover::Process { pid, .. } => i32::try_from(*pid).ok(),
+            _ => None,
+        })
+        .collect();
+    let c = container::find_in_except(crate::backend::NAME_PREFIX, Path::new(container::DEFAULT_STATE_ROOT), &dying);
     let parents = cgroup_parents(&c.leftovers, Path::new("/sys/fs/cgroup"), &mut plan.kept);
     plan.leftovers.extend(c.leftovers.into_iter().map(Leftover::Kernel));
     plan.leftovers.extend(parents);
