@@ -24,10 +24,11 @@ fn ppid(pid: i32) -> Option<i32> {
 }
 
 /// Whether the processes of a cgroup belong to a running owner: the one whose parent is outside the
-/// set (the container init) has a parent that is not pid 1 and is alive.
-fn owned(pids: &[i32]) -> bool {
+/// set (the container init) has a parent that is not pid 1, is alive, and is not in `dying` (processes
+/// the caller's gc removes first).
+fn owned_except(pids: &[i32], dying: &[i32]) -> bool {
     pids.iter().any(|p| match ppid(*p) {
-        Some(pp) if !pids.contains(&pp) => pp > 1 && Path::new(&format!("/proc/{pp}")).exists(),
+        Some(pp) if !pids.contains(&pp) && !dying.contains(&pp) => pp > 1 && Path::new(&format!("/proc/{pp}")).exists(),
         _ => false,
     })
 }
@@ -177,6 +178,13 @@ fn live_owner_by_name(name: &str, prefix: &str) -> Option<u32> {
 /// Find leftovers named with `prefix` (removes nothing): cgroups (and the processes in them), mounts
 /// under `state_root` and /run/netns, bridge namespaces, host veths, private dirs under `state_root`.
 pub fn find_in(prefix: &str, state_root: &Path) -> GcPlan {
+    find_in_except(prefix, state_root, &[])
+}
+
+/// [`find_in`] for a caller whose gc kills the processes `dying` first (a peer runtime of a dead harness
+/// that is the parent of a container's init): a cgroup whose processes' only live parents are among them
+/// is a leftover, not kept.
+pub fn find_in_except(prefix: &str, state_root: &Path, dying: &[i32]) -> GcPlan {
     let mut plan = GcPlan::default();
     if prefix.len() < 2 {
         plan.errors.push(format!("gc: refusing the too-short prefix '{prefix}'"));
@@ -188,7 +196,7 @@ pub fn find_in(prefix: &str, state_root: &Path) -> GcPlan {
     for d in cgroup::find_named(&cgroup::parse_mountinfo(&mountinfo), prefix) {
         let pids = cgroup::procs(&d);
         let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !pids.is_empty() && owned(&pids) {
+        if !pids.is_empty() && owned_except(&pids, dying) {
             plan.kept.push(format!("cgroup {} ({} processes of a running owner)", d.display(), pids.len()));
             live.push(name);
             continue;
@@ -306,7 +314,8 @@ mod tests {
     fn ownership_rule() {
         // Our own process: its parent (the test runner's parent) is alive.
         let me = std::process::id() as i32;
-        assert_eq!(owned(&[me]), ppid(me).is_some_and(|p| p > 1));
-        assert!(!owned(&[]));
+        assert_eq!(owned_except(&[me], &[]), ppid(me).is_some_and(|p| p > 1));
+        assert!(!owned_except(&[], &[]));
+        assert!(!owned_except(&[me], &ppid(me).into_iter().collect::<Vec<_>>()), "a dying parent owns nothing");
     }
 }

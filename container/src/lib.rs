@@ -45,7 +45,7 @@ pub mod security;
 pub mod spec;
 pub mod sys;
 
-pub use gc::{find_in, gc, gc_in, GcPlan, GcReport, Leftover};
+pub use gc::{find_in, find_in_except, gc, gc_in, GcPlan, GcReport, Leftover};
 pub use image::{Image, ImageError};
 pub use limits::{LimitError, Limits};
 pub use net::NetMode;

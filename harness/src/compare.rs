@@ -85,6 +85,23 @@ pub struct Settings {
     /// Whether this is the scale preset ([`Settings::scale`]; absent in older plans: false).
     #[serde(default)]
     pub scale: bool,
+    /// The image measured instead of the vmct workload (`--image NAME --ready RULE [-- CMD]`); absent
+    /// for the vmct workload (and in run.json files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImagePlan>,
+}
+
+/// The image workload of a run, as `vmct compare --image NAME --ready RULE [-- CMD ARGS]` gave it; a
+/// replay (`--plan`) runs the same image from the local store with the same rule and command.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePlan {
+    /// The image's name in the store (`vmct images`).
+    pub name: String,
+    /// When its process counts as ready: `tcp:PORT`, `log:REGEX` or `exit`.
+    pub ready: String,
+    /// The command and arguments replacing the image's Cmd (empty: its own Cmd).
+    pub command: Vec<String>,
 }
 
 impl Settings {
@@ -131,6 +148,7 @@ impl Settings {
             }),
             quick: true,
             scale: false,
+            image: None,
         }
     }
 
@@ -172,6 +190,7 @@ impl Settings {
             blast: Some(crate::isolation::blast::BlastOptions { hog_secs: 20.0, rounds: 3, ..Default::default() }),
             quick: false,
             scale: false,
+            image: None,
         }
     }
 
@@ -574,6 +593,7 @@ mod tests {
         s.snapshot.dirty_mib = vec![5];
         s.snapshot.settle = Duration::from_millis(10);
         s.blast = Some(crate::isolation::blast::BlastOptions { hog_secs: 0.3, limit_cpu: 0.7, ..Default::default() });
+        s.image = Some(ImagePlan { name: "web".into(), ready: "tcp:8080".into(), command: vec!["httpd".into()] });
         s
     }
 

@@ -71,6 +71,9 @@ pub enum Leftover {
     RunscSandbox(crate::backend::runsc::LeftSandbox),
     /// A kernel object or state dir named with the prefix.
     Kernel(container::Leftover),
+    /// An empty parent cgroup directory a peer runtime created for a killed run's cgroupsPath (recorded
+    /// in its bundle, [`crate::backend::peers::CGROUP_PARENTS_FILE`]); removed with rmdir only.
+    CgroupParent(PathBuf),
     /// A linux guest's root disk (or its record, or a build's temporary) of an image that is gone
     /// (`crate::images::rootdisk::orphans`).
     RootDisk(PathBuf),
@@ -84,6 +87,7 @@ impl std::fmt::Display for Leftover {
             Leftover::RunscSandbox(s) => write!(f, "runsc sandbox {} (state {})", s.id, s.root.display()),
             Leftover::Kernel(k) => k.fmt(f),
             Leftover::RootDisk(p) => write!(f, "root disk {} of a removed image", p.display()),
+            Leftover::CgroupParent(p) => write!(f, "parent cgroup {} a peer runtime created", p.display()),
         }
     }
 }
@@ -121,6 +125,10 @@ impl Leftover {
                 crate::backend::runsc::delete(&bin, &s.root, &s.id)
             }
             Leftover::Kernel(k) => k.remove(),
+            Leftover::CgroupParent(p) => match fs::remove_dir(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
             Leftover::RootDisk(p) => {
                 let is_dir = fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
                 if is_dir { fs::remove_dir_all(p) } else { fs::remove_file(p) }.map_err(|e| e.to_string())
@@ -217,14 +225,67 @@ fn probe_dirs(bases: &[&Path], plan: &mut Plan) {
     }
 }
 
+/// The parent cgroups recorded in the leftover state dirs among `kernel` that will be empty once
+/// `kernel`'s cgroups are gone, deepest first; one that holds other cgroups is kept (named in `kept`).
+fn cgroup_parents(kernel: &[container::Leftover], root: &Path, kept: &mut Vec<String>) -> Vec<Leftover> {
+    let going: Vec<&Path> = kernel
+        .iter()
+        .filter_map(|l| match l {
+            container::Leftover::Cgroup(d) => Some(d.as_path()),
+            _ => None,
+        })
+        .collect();
+    let mut parents: Vec<PathBuf> = kernel
+        .iter()
+        .filter_map(|l| match l {
+            container::Leftover::Dir(d) => Some(crate::backend::peers::recorded_parents(d, root)),
+            _ => None,
+        })
+        .flatten()
+        .filter(|p| p.is_dir())
+        .collect();
+    parents.sort_by_key(|p| (std::cmp::Reverse(p.components().count()), p.clone()));
+    parents.dedup();
+    let (mut out, mut staying) = (Vec::new(), Vec::new());
+    for p in &parents {
+        let other = fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .find(|c| !going.contains(&c.as_path()) && (!parents.contains(c) || staying.contains(c)));
+        match other {
+            Some(o) => {
+                kept.push(format!("parent cgroup {} (holds {})", p.display(), o.display()));
+                staying.push(p.clone());
+            }
+            None => out.push(Leftover::CgroupParent(p.clone())),
+        }
+    }
+    out
+}
+
 /// Everything gc would remove now (removes nothing): the one list both `--dry-run` and a real run use.
 pub fn plan() -> Plan {
     let mut plan = Plan::default();
     processes(&mut plan);
     runsc_leftovers(Path::new(container::DEFAULT_STATE_ROOT), &mut plan);
     probe_dirs(&PROBE_DIR_BASES.map(Path::new), &mut plan);
-    let c = container::find_in(crate::backend::NAME_PREFIX, Path::new(container::DEFAULT_STATE_ROOT));
+    // Peer runtimes (crun, runc) of a dead harness go first: the container inits they parent are not
+    // "owned" by them.
+    let dying: Vec<i32> = plan
+        .leftovers
+        .iter()
+        .filter_map(|l| match l {
+            Leftover::Process { pid, .. } => i32::try_from(*pid).ok(),
+            _ => None,
+        })
+        .collect();
+    let c = container::find_in_except(crate::backend::NAME_PREFIX, Path::new(container::DEFAULT_STATE_ROOT), &dying);
+    let parents = cgroup_parents(&c.leftovers, Path::new("/sys/fs/cgroup"), &mut plan.kept);
     plan.leftovers.extend(c.leftovers.into_iter().map(Leftover::Kernel));
+    plan.leftovers.extend(parents);
     let images = crate::images::list();
     plan.leftovers.extend(crate::images::rootdisk::orphans(&images).into_iter().map(Leftover::RootDisk));
     plan.kept.extend(c.kept);
@@ -293,6 +354,34 @@ mod tests {
         assert_eq!(plan.kept, vec!["runsc sandbox vmct-1-0 of running vmct 1".to_string()]);
         assert_eq!(owner_in_id("vmct-12-3"), Some(12));
         assert_eq!(owner_in_id("other-12-3"), None);
+    }
+
+    #[test]
+    fn parent_cgroups_recorded_by_a_killed_peer_run_go_once_empty_and_busy_ones_stay() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("cgroup");
+        let (mine, busy) = (root.join("cpu/process_api/h1"), root.join("blkio/process_api/h1"));
+        let leaf = mine.join("vmct-4194305-0");
+        std::fs::create_dir_all(&leaf).unwrap();
+        std::fs::create_dir_all(busy.join("someone-else")).unwrap();
+        let state = t.path().join("vmct-4194305-0");
+        std::fs::create_dir(&state).unwrap();
+        let record = [&mine, &root.join("cpu/process_api"), &busy, Path::new("/etc"), &root.join("cpu/../../x")];
+        let text: String = record.iter().map(|p| format!("{}\n", p.display())).collect();
+        std::fs::write(state.join(crate::backend::peers::CGROUP_PARENTS_FILE), text).unwrap();
+        let kernel = [container::Leftover::Cgroup(leaf.clone()), container::Leftover::Dir(state)];
+        let mut kept = Vec::new();
+        let found = cgroup_parents(&kernel, &root, &mut kept);
+        let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
+        // Deepest first; the one holding another cgroup (and paths outside the root) are not listed.
+        let want = [&mine, &root.join("cpu/process_api")]
+            .map(|p| format!("parent cgroup {} a peer runtime created", p.display()));
+        assert_eq!(listed, want, "{kept:?}");
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].contains(&busy.display().to_string()), "{kept:?}");
+        std::fs::remove_dir(&leaf).unwrap();
+        let rep = Plan { leftovers: found, ..Default::default() }.execute(false);
+        assert!(rep.errors.is_empty() && !root.join("cpu/process_api").exists() && busy.exists(), "{rep:?}");
     }
 
     #[test]

@@ -312,4 +312,18 @@ fn compare_plan_replays_a_recorded_run_and_rejects_bad_plans() {
     assert_eq!(plan_of(&first)["startup"]["runs"], 3);
     let sums: Vec<results::StartupSummary> = results::RunDir::open(&again).unwrap().read_csv().unwrap();
     assert_eq!(sums.iter().find(|s| s.mode == results::StartupMode::Sequential).unwrap().n, 3);
+
+    // A run of an image records the image, its ready rule and command; replaying it where the image is
+    // not in the store is a usage error naming the image (not an unknown field, not the vmct workload).
+    let json = first.join("run.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let image = serde_json::json!({ "name": "vmct-test-no-such-image", "ready": "exit", "command": ["true"] });
+    meta["full_plan"]["image"] = image;
+    let imaged = d.path().join("imaged.json");
+    std::fs::write(&imaged, serde_json::to_vec(&meta).unwrap()).unwrap();
+    vmct().args(["compare", "--quiet", "--no-report", "--plan"]).arg(&imaged).assert().code(2).stderr(
+        predicate::str::contains("imaged.json")
+            .and(predicate::str::contains("'vmct-test-no-such-image' (--ready exit)"))
+            .and(predicate::str::contains("no image 'vmct-test-no-such-image'")),
+    );
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use harness::backend::{collect_events, Backend, Event, InstanceSpec};
-use harness::privileged::{gate, required, Need};
+use harness::privileged::{gate, Need};
 use std::time::Duration;
 use workloads::scenario::Scenario;
 
@@ -17,15 +17,7 @@ fn runsc(test: &str) -> Option<Box<dyn Backend>> {
     if !gate(test, &[Need::Root]) {
         return None;
     }
-    let w = harness::artifacts::workload_path().unwrap();
-    let b = harness::backend::peers::backends(&w).into_iter().find(|b| b.name() == "runsc").expect("runsc is a peer");
-    let info = b.info();
-    if !info.available {
-        assert!(!required(), "runsc unavailable and VMCT_REQUIRE_PRIVILEGED=1: {:?}", info.reason);
-        eprintln!("skipped {test}: {:?}", info.reason);
-        return None;
-    }
-    Some(b)
+    common::peer("runsc")
 }
 
 fn id(tag: &str) -> String {

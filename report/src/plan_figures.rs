@@ -424,9 +424,8 @@ impl PlanFigures {
     }
 }
 
-/// Test runs (until the verdicts branch's `fixture::write_vtx_host` is merged; the lead keeps one): the
-/// fixture with the Linux guest measured only under QEMU TCG here, and a run from a VT-x host with
-/// `microvm-linux` measured.
+/// Test runs: the fixture with the Linux guest measured only under QEMU TCG here (its rows added; the run
+/// from a VT-x host is `crate::fixture::write_vtx_host`).
 #[cfg(test)]
 pub(crate) mod test_runs {
     use results::{DensityFit, DensityStep, RunDir, StartupMode, StartupSummary};
@@ -457,22 +456,6 @@ pub(crate) mod test_runs {
     pub(crate) fn emulated_here(dir: &Path) -> RunDir {
         let rd = crate::fixture::write_with_emulated_guest(dir).unwrap();
         add_backend(&rd, "microvm", "qemu-tcg", 40e6, 90e6, 2.0, 500.0);
-        rd
-    }
-
-    /// A run `vtx-run` from a kvm_intel host with `microvm-linux` measured: 30 MB guest RAM, 2 MB VMM, 20 ms p99
-    /// growing 1 ms per 1000 alive.
-    pub(crate) fn vtx_host(dir: &Path) -> RunDir {
-        let rd = crate::fixture::write(dir).unwrap();
-        let mut meta = rd.read_meta().unwrap();
-        meta.id = "vtx-run".into();
-        meta.host.hostname = "vtx-host".into();
-        meta.host.kvm = results::KvmFlavour::KvmIntel;
-        for b in &mut meta.backends {
-            (b.available, b.reason) = (true, None);
-        }
-        rd.write_meta(&meta).unwrap();
-        add_backend(&rd, "microvm", "microvm-linux", 30e6, 2e6, 0.020, 1.0);
         rd
     }
 }
@@ -517,13 +500,21 @@ mod tests {
         assert_eq!(f.container.density_slope.as_ref().unwrap().source.run, "fixture-run");
 
         // A run from a VT-x host with microvm-linux measured fills the VM side's VMM overhead and startup.
-        let runs = [run, load(&test_runs::vtx_host(&d.path().join("b")))];
+        let vtx = crate::fixture::write_vtx_host(&d.path().join("b")).unwrap();
+        let fits: Vec<results::DensityFit> = vtx.read_csv().unwrap();
+        let fit = fits.iter().find(|f| f.backend == "microvm-linux").unwrap();
+        let sums: Vec<results::StartupSummary> = vtx.read_csv().unwrap();
+        let linux =
+            |s: &&results::StartupSummary| s.backend == "microvm-linux" && s.mode == results::StartupMode::Sequential;
+        let p99 = sums.iter().find(linux).unwrap().p99_s;
+        let runs = [run, load(&vtx)];
         let f = PlanFigures::from_runs(&runs, &pair);
         let o = f.vm.vmm_overhead.as_ref().unwrap();
-        assert_eq!((o.value, o.source.run.as_str(), o.source.backend.as_str()), (2e6, "vtx-run", "microvm-linux"));
+        let from = (o.source.run.as_str(), o.source.backend.as_str());
+        assert_eq!((Some(o.value), from), (fit.vmm_overhead_bytes, ("fixture-vtx-run", "microvm-linux")));
         assert!(o.transfer.transfers());
         let p = f.vm.startup_p99.as_ref().unwrap();
-        assert_eq!((p.value, p.source.run.as_str(), p.transfer), (0.020, "vtx-run", Transfer::Transfers));
+        assert_eq!((p.value, p.source.run.as_str(), p.transfer), (p99, "fixture-vtx-run", Transfer::Transfers));
         // Guest RAM: the pair's own backend's figure transfers, so it stays first.
         assert_eq!(f.vm.guest_ram.as_ref().unwrap().source.backend, "qemu-tcg");
         // The container side reads the primary run first.

@@ -9,8 +9,9 @@
 //! mounted in a private mount namespace entered between fork and exec of the runtime (the host never
 //! sees it). crun 1.8 refuses the hybrid cgroup layout, so on hybrid hosts the same private namespace
 //! also detaches /sys/fs/cgroup/unified (HOST-NOTES.md). Both get an absolute `cgroupsPath` under this
-//! process's own memory cgroup; intermediate directories that creates in other hierarchies are removed
-//! again with the container.
+//! process's own memory cgroup; the parent directories that creates in other hierarchies (and did not
+//! exist before) are removed again with the last container that needs them, and recorded in the bundle
+//! for `vmct gc` after a killed run.
 use super::child::ChildInstance;
 use super::{Backend, BackendError, ExitInfo, Instance, InstanceSpec, InstanceStats, Ready, Saved};
 use crate::memstat;
@@ -23,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Where the cgroup hierarchies are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// `crun`, `runc` and `runsc`.
 pub fn backends(workload: &Path) -> Vec<Box<dyn Backend>> {
@@ -120,29 +124,99 @@ impl PeerBackend {
     }
 }
 
-/// Directories of `rel` (a cgroup path) and its ancestors that do not exist yet in any hierarchy under
-/// /sys/fs/cgroup: the runtime will create them, and cleanup removes them (deepest first).
-fn missing_cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+/// Where [`bundle_command`](PeerBackend) records, one path a line, the parent cgroup directories of the
+/// bundle's cgroupsPath that this harness caused the runtime to create (its `mkdir -p` in every
+/// hierarchy), so `vmct gc` can remove them once empty after a killed run ([`recorded_parents`]).
+pub const CGROUP_PARENTS_FILE: &str = "cgroup-parents";
+
+/// Parent cgroup directories the runtimes made for this process's bundles, with how many live bundles
+/// rely on each: a parent goes when its last bundle goes (bundles of one harness run concurrently, and
+/// a parent made for one is not "missing" for the next).
+static CREATED_PARENTS: Mutex<std::collections::BTreeMap<PathBuf, usize>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// The cgroup directories of `rel` (a cgroup path) and its ancestors in every hierarchy under `root`
+/// (/sys/fs/cgroup), deepest first, as (directory, whether it exists now).
+fn cgroup_chain(root: &Path, rel: &str) -> Vec<(PathBuf, bool)> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return out };
-    for h in rd.flatten() {
-        let base = h.path();
-        if !base.join("cgroup.procs").exists() {
-            continue;
-        }
+    // cgroup v2 alone: `root` is the one hierarchy; v1 and hybrid: one hierarchy per directory (the
+    // cpu -> cpu,cpuacct style links are skipped: the same directories twice).
+    let bases: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.to_path_buf()]
+    } else {
+        let Ok(rd) = std::fs::read_dir(root) else { return out };
+        rd.flatten()
+            .filter(|h| !h.file_type().is_ok_and(|t| t.is_symlink()) && h.path().join("cgroup.procs").exists())
+            .map(|h| h.path())
+            .collect()
+    };
+    for base in bases {
         let mut p = base.clone();
         for comp in rel.trim_start_matches('/').split('/').filter(|c| !c.is_empty()) {
             p = p.join(comp);
-            if !p.exists() {
-                out.push(p.clone());
-            }
+            out.push((p.clone(), p.exists()));
         }
     }
-    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     out
 }
 
-fn cleanup(bin: &Path, bundle: &Path, id: &str, memcg: &Path, dirs: &[PathBuf]) {
+/// The cgroup directories a launch with cgroupsPath `rel` causes: the leaf (`…/<id>`, in every
+/// hierarchy) and the parents that do not exist yet or that an earlier live bundle of this process
+/// caused (counted in [`CREATED_PARENTS`]); deepest first. Parents that existed before are never
+/// listed, so never removed.
+fn claim_cgroup_dirs(root: &Path, rel: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut created = CREATED_PARENTS.lock().unwrap_or_else(|e| e.into_inner());
+    let leaf_name = rel.rsplit('/').next().unwrap_or("");
+    let (mut leaves, mut parents) = (Vec::new(), Vec::new());
+    for (p, exists) in cgroup_chain(root, rel) {
+        if p.file_name().is_some_and(|n| n == leaf_name) {
+            leaves.push(p);
+        } else if !exists || created.contains_key(&p) {
+            *created.entry(p.clone()).or_insert(0) += 1;
+            parents.push(p);
+        }
+    }
+    (leaves, parents)
+}
+
+/// Let go of `parents` ([`claim_cgroup_dirs`]): each one no other live bundle of this process relies on
+/// is removed if empty (rmdir only: one that holds other cgroups stays, and `vmct gc` looks again).
+fn release_cgroup_parents(parents: &[PathBuf]) {
+    let mut created = CREATED_PARENTS.lock().unwrap_or_else(|e| e.into_inner());
+    for p in parents {
+        let last = match created.get_mut(p) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                created.remove(p);
+                true
+            }
+            None => true,
+        };
+        if last {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
+/// The parent cgroup directories recorded in a bundle `dir` ([`CGROUP_PARENTS_FILE`]) that lie under
+/// `root` (/sys/fs/cgroup; other lines are ignored, the file is not trusted further).
+pub fn recorded_parents(dir: &Path, root: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(dir.join(CGROUP_PARENTS_FILE)).unwrap_or_default();
+    text.lines()
+        .map(PathBuf::from)
+        .filter(|p| {
+            p.is_absolute()
+                && p.starts_with(root)
+                && p.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+        })
+        .collect()
+}
+
+fn cleanup(bin: &Path, bundle: &Path, id: &str, memcg: &Path, leaves: &[PathBuf], parents: &[PathBuf]) {
     // The runtime removes its container on a normal exit; if it was killed, the container may live on.
     for pid in cgroup::procs(memcg) {
         let _ = container::sys::kill(pid, libc::SIGKILL);
@@ -159,9 +233,10 @@ fn cleanup(bin: &Path, bundle: &Path, id: &str, memcg: &Path, dirs: &[PathBuf]) 
             .stderr(std::process::Stdio::null())
             .status();
     }
-    for d in dirs {
+    for d in leaves {
         let _ = cgroup::remove_dir(d);
     }
+    release_cgroup_parents(parents);
     let _ = std::fs::remove_dir_all(bundle);
 }
 
@@ -437,11 +512,15 @@ impl PeerBackend {
         std::fs::create_dir_all(bundle.parent().unwrap_or(Path::new("/"))).map_err(io("create", &bundle))?;
         std::fs::create_dir(&bundle).map_err(io("create bundle", &bundle))?;
         let cgroups_path = format!("{}/{}", s.cgroup_parent, spec.id);
-        let dirs = missing_cgroup_dirs(&cgroups_path);
+        let (leaves, parents) = claim_cgroup_dirs(Path::new(CGROUP_ROOT), &cgroups_path);
         let memcg = PathBuf::from("/sys/fs/cgroup/memory").join(cgroups_path.trim_start_matches('/'));
         // From here on the guard removes the bundle (and cgroups) on any error.
         let (bin, b2, id2) = (s.bin.clone(), bundle.clone(), spec.id.clone());
-        let guard = Guard(Some(Box::new(move || cleanup(&bin, &b2, &id2, &memcg, &dirs))));
+        let record: String = parents.iter().map(|p| format!("{}\n", p.display())).collect();
+        let guard = Guard(Some(Box::new(move || cleanup(&bin, &b2, &id2, &memcg, &leaves, &parents))));
+        // For `vmct gc` after a killed run: the parents this launch causes (removed once empty).
+        let rec_path = bundle.join(CGROUP_PARENTS_FILE);
+        std::fs::write(&rec_path, record).map_err(io("write", &rec_path))?;
         let (upper, work, rootfs) = (bundle.join("upper"), bundle.join("work"), bundle.join("rootfs"));
         for d in [&upper, &work, &rootfs, &bundle.join("state")] {
             std::fs::create_dir(d).map_err(io("create", d))?;

@@ -126,10 +126,26 @@ pub fn run(a: CompareArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
             None => UsageError(e),
         })?;
     }
-    let image = match &a.image {
-        Some(name) => {
-            let (run, na) = super::compare_image::prepare(name, a.ready.as_deref(), &a.command, &workload, &mut s)?;
+    // The image: from the flags, or from a replayed plan (which recorded name, rule and command).
+    let wanted = match (&a.image, s.image.take()) {
+        (Some(name), _) => Some((name.clone(), a.ready.clone(), a.command.clone())),
+        (None, Some(p)) => Some((p.name, Some(p.ready), p.command)),
+        (None, None) => None,
+    };
+    let image = match wanted {
+        Some((name, ready, command)) => {
+            let (run, na) = super::compare_image::prepare(&name, ready.as_deref(), &command, &workload, &mut s)
+                .map_err(|e| match &a.plan {
+                    Some(p) => UsageError(format!(
+                        "--plan {}: the run measured the image '{name}' (--ready {}): {}",
+                        p.display(),
+                        ready.as_deref().unwrap_or("?"),
+                        e.0
+                    )),
+                    None => e,
+                })?;
             backends = super::compare_image::wrap(backends, &run)?;
+            s.image = Some(compare::ImagePlan { name, ready: ready.unwrap_or_default(), command });
             Some((run, na))
         }
         None => None,

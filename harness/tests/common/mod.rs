@@ -107,3 +107,21 @@ pub fn leftovers_marked(pid: u32, marker: Option<&str>) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The peer runtime `name` (crun, runc, runsc), or None (said on stderr) when it is unavailable and
+/// skipping is allowed; with `VMCT_REQUIRE_PRIVILEGED=1` an unavailable peer fails the test.
+pub fn peer(name: &str) -> Option<Box<dyn harness::backend::Backend>> {
+    let w = harness::artifacts::workload_path().unwrap();
+    let b = harness::backend::peers::backends(&w).into_iter().find(|b| b.name() == name).expect("a peer runtime");
+    let info = b.info();
+    if !info.available {
+        assert!(
+            !harness::privileged::required(),
+            "{name} unavailable and VMCT_REQUIRE_PRIVILEGED=1: {:?}",
+            info.reason
+        );
+        eprintln!("skipped {name}: {:?}", info.reason);
+        return None;
+    }
+    Some(b)
+}
