@@ -44,6 +44,7 @@ pub mod seccomp_profile;
 pub mod security;
 pub mod spec;
 pub mod sys;
+pub mod sysfs_netns;
 
 pub use gc::{find_in, gc, gc_in, GcPlan, GcReport, Leftover};
 pub use image::{Image, ImageError};

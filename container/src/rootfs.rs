@@ -10,6 +10,7 @@ use crate::security::HostPaths;
 use crate::spec::Profile;
 use crate::sys::{Errno, Sys};
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::path::Path;
 
 /// A C string from `b` with any NUL bytes dropped.
@@ -47,6 +48,17 @@ pub enum Op {
     PivotRoot,
     /// umount2(".", MNT_DETACH): drop the old root stacked under ".".
     DetachOldRoot,
+    /// Mount sysfs on `target` from inside the network namespace `netns` (an fd the init holds), then
+    /// go back to the init's own network namespace: the mount shows that namespace's network devices
+    /// and shares its superblock (see [`crate::sysfs_netns`]).
+    SysfsOf {
+        /// The network namespace (fd in the init's table; closed by the step).
+        netns: RawFd,
+        /// Target.
+        target: CString,
+        /// MS_* flags.
+        flags: u64,
+    },
 }
 
 impl Op {
@@ -68,6 +80,9 @@ impl Op {
             Op::Chdir(p) => format!("chdir {}", s(p)),
             Op::PivotRoot => "pivot_root(\".\", \".\")".into(),
             Op::DetachOldRoot => "detach the old root".into(),
+            Op::SysfsOf { target, .. } => {
+                format!("mount sysfs (of the runtime's shared empty network namespace) on {}", s(target))
+            }
         }
     }
 
@@ -83,8 +98,42 @@ impl Op {
             Op::Chdir(p) => sys.chdir(p),
             Op::PivotRoot => sys.pivot_root_dot(),
             Op::DetachOldRoot => sys.umount2(c".", libc::MNT_DETACH),
+            Op::SysfsOf { netns, target, flags } => {
+                let own = sys.open_ro(c"/proc/thread-self/ns/net")?;
+                let mounted = sys
+                    .setns(*netns, libc::CLONE_NEWNET)
+                    .and_then(|()| sys.mount(Some(c"sysfs"), target, Some(c"sysfs"), *flags, None));
+                // Back to the container's own network namespace whatever happened: no later step may
+                // run in the shared one (a failure here fails the start).
+                let back = sys.setns(own, libc::CLONE_NEWNET);
+                sys.close(own);
+                sys.close(*netns);
+                back.and(mounted)
+            }
         }
     }
+}
+
+/// Replace the sysfs mount of `ops` by [`Op::SysfsOf`] `netns` (same target and flags); false if
+/// `ops` mounts no sysfs.
+pub(crate) fn share_sysfs(ops: &mut [Op], netns: RawFd) -> bool {
+    for op in ops.iter_mut() {
+        if let Op::Mount { fstype: Some(f), target, flags, .. } = op {
+            if f.to_bytes() == b"sysfs" {
+                *op = Op::SysfsOf { netns, target: target.clone(), flags: *flags };
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The fd the [`Op::SysfsOf`] step of `ops` uses, to be placed in the init's fd table.
+pub(crate) fn sysfs_netns_fd(ops: &mut [Op]) -> Option<&mut RawFd> {
+    ops.iter_mut().find_map(|op| match op {
+        Op::SysfsOf { netns, .. } => Some(netns),
+        _ => None,
+    })
 }
 
 /// The rootfs and pivot steps for a container (see [`crate::init`]); `paths` are the masked and
