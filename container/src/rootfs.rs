@@ -189,8 +189,17 @@ pub fn build_ops(
     for p in &paths.masked_files {
         ops.push(m("/dev/null", r(p), None, MS_BIND, None));
     }
-    for p in &paths.masked_dirs {
-        ops.push(m("tmpfs", r(p), Some("tmpfs"), MS_RDONLY, None));
+    // One empty read-only tmpfs for all masked dirs: the first gets it, the others are bind mounts of
+    // it (a bind keeps the read-only mount flag, and the superblock itself is read-only). Each
+    // superblock costs every later memory cgroup creation and offline on the host a walk step (its
+    // shrinker and list_lrus), so a container makes as few as the same view needs.
+    for (i, p) in paths.masked_dirs.iter().enumerate() {
+        match paths.masked_dirs.first().filter(|_| i > 0) {
+            None => ops.push(m("tmpfs", r(p), Some("tmpfs"), MS_RDONLY, None)),
+            Some(first) => {
+                ops.push(m(&format!("{}", rootfs.join(first).display()), r(p), None, MS_BIND, None));
+            }
+        }
     }
     ops.push(m("tmpfs", r("dev"), Some("tmpfs"), MS_NOSUID | MS_STRICTATIME, Some("mode=755,size=65536k")));
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("urandom", 1, 9), ("tty", 5, 0)] {
@@ -242,7 +251,7 @@ mod tests {
         let img = Image::open(vec![t.path().into()], vec!["/bin/w".into()]).unwrap();
         let hp = HostPaths {
             masked_files: vec!["proc/keys"],
-            masked_dirs: vec!["sys/firmware"],
+            masked_dirs: vec!["sys/firmware", "proc/acpi"],
             readonly: vec!["proc/sys"],
         };
         let (ops, pivot) =
@@ -255,6 +264,12 @@ mod tests {
             _ => None,
         });
         assert_eq!(fw, Some(libc::MS_RDONLY));
+        // Further masked dirs bind the first one's read-only tmpfs (no second superblock).
+        assert!(
+            descs.iter().any(|d| d == "mount /s/r/sys/firmware (bind/propagation) on /s/r/proc/acpi"),
+            "{descs:#?}"
+        );
+        assert_eq!(descs.iter().filter(|d| d.starts_with("mount tmpfs (tmpfs) on /s/r/")).count(), 3, "{descs:#?}");
         // Masks come after proc and sysfs are mounted (else they would be hidden under them).
         let at = |t: &str| descs.iter().position(|d| d.ends_with(t)).unwrap();
         assert!(at("on /s/r/sys") < at("on /s/r/sys/firmware") && at("on /s/r/proc") < at("on /s/r/proc/keys"));
