@@ -5,6 +5,17 @@
 //! masked paths, /dev (tmpfs + nodes, or bind mounts of the host's nodes in a user namespace), devpts,
 //! the /dev symlinks, /tmp; then the pivot: chdir to the new root, `pivot_root(".", ".")`, detach the
 //! old root, chdir "/".
+//!
+//! Launch cost as the host fills (issue 18 item 1, `perf record -a -g` with thousands of idle
+//! containers alive): `pivot_root` updates every task of the host whose root or cwd is the old root
+//! (`chroot_fs_refs` walks all threads, locking each), so it grows with the number of live processes
+//! on the host, ours or not; it was the largest single item of a launch at 5000 alive (27% of the
+//! runtime's samples). It stays: runc's `--no-pivot` alternative (`MS_MOVE` + `chroot`) would leave
+//! the host's root mount, with its submounts, under the container's root in its mount namespace
+//! (listed in its mountinfo, one `umount` away), and the kernel refuses `MOVE_MOUNT_BENEATH` under a
+//! namespace's root. Superblocks are kept few instead (sysfs shared, see [`crate::sysfs_netns`];
+//! one tmpfs for all masked dirs): every superblock is a step of the host-wide walks of mounting
+//! sysfs and of creating and offlining memory cgroups.
 use crate::image::Image;
 use crate::security::HostPaths;
 use crate::spec::Profile;
