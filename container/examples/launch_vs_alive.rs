@@ -63,6 +63,8 @@ fn run(alive: &mut Vec<Container>, max: usize, step: usize, samples: usize) -> R
         }
         let mut phases: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
         let mut ready = Vec::new();
+        // For profilers: the samples at this density start now (`perf record -a` can wait for it).
+        eprintln!("sampling at alive={target}");
         for _ in 0..samples {
             let (mut c, s) = start_ready(&rt, next_id(), &args)?;
             for (name, d) in c.timings.phases() {

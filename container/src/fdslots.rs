@@ -18,8 +18,9 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-/// How many slots: stdin, stdout, stderr, the two channel ends, the terminal socket.
-pub const SLOTS: usize = 6;
+/// How many slots: stdin, stdout, stderr, the two channel ends, the terminal socket, the shared sysfs
+/// network namespace ([`crate::sysfs_netns`]).
+pub const SLOTS: usize = 7;
 
 /// The reserved fd numbers (each holds /dev/null, close-on-exec, while no start is using it).
 #[derive(Debug)]

@@ -244,6 +244,12 @@ mod tests {
         fn unshare(&self, f: i32) -> Result<(), Errno> {
             self.rec(format!("unshare {f:#x}"))
         }
+        fn open_ro(&self, p: &CStr) -> Result<RawFd, Errno> {
+            self.rec(format!("open {p:?}")).map(|()| 90)
+        }
+        fn setns(&self, fd: RawFd, t: i32) -> Result<(), Errno> {
+            self.rec(format!("setns {fd} {t:#x}"))
+        }
         fn close(&self, fd: RawFd) {
             let _ = self.rec(format!("close {fd}"));
         }
@@ -430,5 +436,55 @@ mod tests {
         assert_eq!(m, ChildMsg::Failed { stage: Stage::Rootfs, op: 1, errno: libc::ENOENT });
         assert!(p.ops[1].describe().contains("overlay"));
         assert!(!f.log.borrow().iter().any(|l| l.starts_with("execve")));
+    }
+
+    /// The shared sysfs mount enters the shared namespace only for the mount and goes back to the
+    /// init's own, also when the mount fails (no later step may run in the shared namespace).
+    #[test]
+    fn shared_sysfs_goes_back_to_the_containers_own_netns_even_on_failure() {
+        let c = |s: &str| CString::new(s).unwrap();
+        let with_sysfs = || {
+            let mut p = plan(false);
+            p.ops.insert(
+                2,
+                Op::Mount {
+                    src: Some(c("sysfs")),
+                    target: c("/r/sys"),
+                    fstype: Some(c("sysfs")),
+                    flags: 1,
+                    data: None,
+                },
+            );
+            p.pivot_from += 1;
+            assert!(crate::rootfs::share_sysfs(&mut p.ops, 8));
+            p
+        };
+        let net = format!("{:#x}", libc::CLONE_NEWNET);
+        let want = [
+            "open \"/proc/thread-self/ns/net\"".to_string(),
+            format!("setns 8 {net}"),
+            "mount Some(\"sysfs\") \"/r/sys\" Some(\"sysfs\")".to_string(),
+            format!("setns 90 {net}"),
+            "close 90".to_string(),
+            "close 8".to_string(),
+        ];
+        let f = Fake::default();
+        let p = with_sysfs();
+        assert!(matches!(
+            run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp)),
+            ChildMsg::Reached { stage: Stage::Exec, .. } | ChildMsg::Failed { stage: Stage::Exec, .. }
+        ));
+        let log = f.log.borrow();
+        let at = log.iter().position(|l| l.starts_with("open")).expect("opens its own netns");
+        assert_eq!(log[at..at + want.len()], want, "{log:#?}");
+        assert!(p.ops[2].describe().contains("sysfs") && p.ops[2].describe().contains("/r/sys"));
+
+        let f = Fake { fail_on: Some("mount Some(\"sysfs\")"), ..Default::default() };
+        let p = with_sysfs();
+        let m = run(&f, &p, &ptrs(&p.argv), &ptrs(&p.envp));
+        assert_eq!(m, ChildMsg::Failed { stage: Stage::Rootfs, op: 2, errno: libc::ENOENT });
+        let log = f.log.borrow();
+        assert!(log.contains(&format!("setns 90 {net}")), "went back to its own netns: {log:#?}");
+        assert!(!log.iter().any(|l| l.starts_with("pivot_root") || l.starts_with("execve")), "{log:#?}");
     }
 }

@@ -20,7 +20,8 @@
 //! [`spec`] (profile and container spec), [`runtime`] (parent side of the start sequence as named
 //! stages), [`handle`] (the [`Container`] handle), [`channel`] (the typed parent/child start channel),
 //! [`init`] (the child's named stages), [`fdslots`] (the low fd numbers a starting init keeps),
-//! [`rootfs`] (the rootfs mount plan), [`cgroup`] (v1/v2 behind one
+//! [`rootfs`] (the rootfs mount plan), [`sysfs_netns`] (the network namespace whose sysfs default
+//! containers share), [`cgroup`] (v1/v2 behind one
 //! trait), [`security`] (caps, masked paths), [`seccomp_profile`] (Podman's profile, libseccomp),
 //! [`devices`] (device cgroup rules, v2 BPF program), [`net`], [`limits`], [`oci`] (configs for
 //! crun/runc), [`mod@gc`], and [`sys`] (the `unsafe` system calls; the other `unsafe` blocks are the call of
@@ -44,6 +45,7 @@ pub mod seccomp_profile;
 pub mod security;
 pub mod spec;
 pub mod sys;
+pub mod sysfs_netns;
 
 pub use gc::{find_in, find_in_except, gc, gc_in, GcPlan, GcReport, Leftover};
 pub use image::{Image, ImageError};

@@ -5,11 +5,23 @@
 //! masked paths, /dev (tmpfs + nodes, or bind mounts of the host's nodes in a user namespace), devpts,
 //! the /dev symlinks, /tmp; then the pivot: chdir to the new root, `pivot_root(".", ".")`, detach the
 //! old root, chdir "/".
+//!
+//! Launch cost as the host fills (issue 18 item 1, `perf record -a -g` with thousands of idle
+//! containers alive): `pivot_root` updates every task of the host whose root or cwd is the old root
+//! (`chroot_fs_refs` walks all threads, locking each), so it grows with the number of live processes
+//! on the host, ours or not; it was the largest single item of a launch at 5000 alive (27% of the
+//! runtime's samples). It stays: runc's `--no-pivot` alternative (`MS_MOVE` + `chroot`) would leave
+//! the host's root mount, with its submounts, under the container's root in its mount namespace
+//! (listed in its mountinfo, one `umount` away), and the kernel refuses `MOVE_MOUNT_BENEATH` under a
+//! namespace's root. Superblocks are kept few instead (sysfs shared, see [`crate::sysfs_netns`];
+//! one tmpfs for all masked dirs): every superblock is a step of the host-wide walks of mounting
+//! sysfs and of creating and offlining memory cgroups.
 use crate::image::Image;
 use crate::security::HostPaths;
 use crate::spec::Profile;
 use crate::sys::{Errno, Sys};
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::path::Path;
 
 /// A C string from `b` with any NUL bytes dropped.
@@ -47,6 +59,17 @@ pub enum Op {
     PivotRoot,
     /// umount2(".", MNT_DETACH): drop the old root stacked under ".".
     DetachOldRoot,
+    /// Mount sysfs on `target` from inside the network namespace `netns` (an fd the init holds), then
+    /// go back to the init's own network namespace: the mount shows that namespace's network devices
+    /// and shares its superblock (see [`crate::sysfs_netns`]).
+    SysfsOf {
+        /// The network namespace (fd in the init's table; closed by the step).
+        netns: RawFd,
+        /// Target.
+        target: CString,
+        /// MS_* flags.
+        flags: u64,
+    },
 }
 
 impl Op {
@@ -68,6 +91,9 @@ impl Op {
             Op::Chdir(p) => format!("chdir {}", s(p)),
             Op::PivotRoot => "pivot_root(\".\", \".\")".into(),
             Op::DetachOldRoot => "detach the old root".into(),
+            Op::SysfsOf { target, .. } => {
+                format!("mount sysfs (of the runtime's shared empty network namespace) on {}", s(target))
+            }
         }
     }
 
@@ -83,8 +109,42 @@ impl Op {
             Op::Chdir(p) => sys.chdir(p),
             Op::PivotRoot => sys.pivot_root_dot(),
             Op::DetachOldRoot => sys.umount2(c".", libc::MNT_DETACH),
+            Op::SysfsOf { netns, target, flags } => {
+                let own = sys.open_ro(c"/proc/thread-self/ns/net")?;
+                let mounted = sys
+                    .setns(*netns, libc::CLONE_NEWNET)
+                    .and_then(|()| sys.mount(Some(c"sysfs"), target, Some(c"sysfs"), *flags, None));
+                // Back to the container's own network namespace whatever happened: no later step may
+                // run in the shared one (a failure here fails the start).
+                let back = sys.setns(own, libc::CLONE_NEWNET);
+                sys.close(own);
+                sys.close(*netns);
+                back.and(mounted)
+            }
         }
     }
+}
+
+/// Replace the sysfs mount of `ops` by [`Op::SysfsOf`] `netns` (same target and flags); false if
+/// `ops` mounts no sysfs.
+pub(crate) fn share_sysfs(ops: &mut [Op], netns: RawFd) -> bool {
+    for op in ops.iter_mut() {
+        if let Op::Mount { fstype: Some(f), target, flags, .. } = op {
+            if f.to_bytes() == b"sysfs" {
+                *op = Op::SysfsOf { netns, target: target.clone(), flags: *flags };
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The fd the [`Op::SysfsOf`] step of `ops` uses, to be placed in the init's fd table.
+pub(crate) fn sysfs_netns_fd(ops: &mut [Op]) -> Option<&mut RawFd> {
+    ops.iter_mut().find_map(|op| match op {
+        Op::SysfsOf { netns, .. } => Some(netns),
+        _ => None,
+    })
 }
 
 /// The rootfs and pivot steps for a container (see [`crate::init`]); `paths` are the masked and
@@ -140,8 +200,17 @@ pub fn build_ops(
     for p in &paths.masked_files {
         ops.push(m("/dev/null", r(p), None, MS_BIND, None));
     }
-    for p in &paths.masked_dirs {
-        ops.push(m("tmpfs", r(p), Some("tmpfs"), MS_RDONLY, None));
+    // One empty read-only tmpfs for all masked dirs: the first gets it, the others are bind mounts of
+    // it (a bind keeps the read-only mount flag, and the superblock itself is read-only). Each
+    // superblock costs every later memory cgroup creation and offline on the host a walk step (its
+    // shrinker and list_lrus), so a container makes as few as the same view needs.
+    for (i, p) in paths.masked_dirs.iter().enumerate() {
+        match paths.masked_dirs.first().filter(|_| i > 0) {
+            None => ops.push(m("tmpfs", r(p), Some("tmpfs"), MS_RDONLY, None)),
+            Some(first) => {
+                ops.push(m(&format!("{}", rootfs.join(first).display()), r(p), None, MS_BIND, None));
+            }
+        }
     }
     ops.push(m("tmpfs", r("dev"), Some("tmpfs"), MS_NOSUID | MS_STRICTATIME, Some("mode=755,size=65536k")));
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("urandom", 1, 9), ("tty", 5, 0)] {
@@ -193,7 +262,7 @@ mod tests {
         let img = Image::open(vec![t.path().into()], vec!["/bin/w".into()]).unwrap();
         let hp = HostPaths {
             masked_files: vec!["proc/keys"],
-            masked_dirs: vec!["sys/firmware"],
+            masked_dirs: vec!["sys/firmware", "proc/acpi"],
             readonly: vec!["proc/sys"],
         };
         let (ops, pivot) =
@@ -206,6 +275,12 @@ mod tests {
             _ => None,
         });
         assert_eq!(fw, Some(libc::MS_RDONLY));
+        // Further masked dirs bind the first one's read-only tmpfs (no second superblock).
+        assert!(
+            descs.iter().any(|d| d == "mount /s/r/sys/firmware (bind/propagation) on /s/r/proc/acpi"),
+            "{descs:#?}"
+        );
+        assert_eq!(descs.iter().filter(|d| d.starts_with("mount tmpfs (tmpfs) on /s/r/")).count(), 3, "{descs:#?}");
         // Masks come after proc and sysfs are mounted (else they would be hidden under them).
         let at = |t: &str| descs.iter().position(|d| d.ends_with(t)).unwrap();
         assert!(at("on /s/r/sys") < at("on /s/r/sys/firmware") && at("on /s/r/proc") < at("on /s/r/proc/keys"));

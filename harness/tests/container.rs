@@ -240,6 +240,52 @@ fn seccomp_and_caps_apply_in_the_default_profile_only() {
     }
 }
 
+/// Issue 18 item 1: default-profile containers mount the sysfs of one shared, empty network
+/// namespace (one superblock, so a launch no longer walks one sysfs superblock per live container);
+/// their /sys shows no host device, stays read-only; other profiles keep their own.
+#[test]
+fn default_containers_share_one_sysfs_of_an_empty_netns() {
+    if !gate("default_containers_share_one_sysfs_of_an_empty_netns", &[Need::Root]) {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dev = |pid: u32| std::fs::metadata(format!("/proc/{pid}/root/sys")).unwrap().dev();
+    let launch = |name: &str, id: &str| {
+        let mut i = backend(name).launch(&spec(id, "idle --hold-mib 1")).unwrap();
+        i.wait_ready(T).unwrap();
+        i
+    };
+    let mut a = launch("container", "sysfs-a");
+    let mut b = launch("container", "sysfs-b");
+    let mut p = launch("container-privileged", "sysfs-p");
+    let (pa, pb, pp) = (a.pid().unwrap(), b.pid().unwrap(), p.pid().unwrap());
+    let host = std::fs::metadata("/sys").unwrap().dev();
+    assert_eq!(dev(pa), dev(pb), "default containers share one sysfs superblock");
+    assert_ne!(dev(pa), host, "not the host's sysfs");
+    assert_ne!(dev(pp), dev(pa), "the privileged profile mounts its own sysfs");
+    for pid in [pa, pb] {
+        let mut net: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/root/sys/class/net"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        net.sort();
+        assert_eq!(net, ["lo"], "only a loopback device is visible");
+        let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        let sys = mi.lines().find(|l| l.split(' ').nth(4) == Some("/sys")).unwrap_or_else(|| panic!("{mi}"));
+        assert!(sys.split(' ').nth(5).unwrap().split(',').any(|o| o == "ro"), "read-only: {sys}");
+        // The init went back to its own network namespace after the mount.
+        let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+        assert_ne!(own, std::fs::read_link("/proc/self/ns/net").unwrap());
+    }
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pa}/ns/net")).unwrap(),
+        std::fs::read_link(format!("/proc/{pb}/ns/net")).unwrap()
+    );
+    for i in [&mut a, &mut b, &mut p] {
+        assert_eq!(i.stop(T).unwrap().status, Some(0));
+    }
+}
+
 #[test]
 fn a_runtime_fd_never_reaches_a_container_even_without_close_on_exec() {
     if !gate("a_runtime_fd_never_reaches_a_container_even_without_close_on_exec", &[Need::Root]) {

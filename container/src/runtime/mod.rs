@@ -192,6 +192,10 @@ impl Runtime {
             path: "fd slots".into(),
             source: std::io::Error::other(e),
         })?;
+        // The shared sysfs namespace is made now, not on the first launch (see `crate::sysfs_netns`).
+        if profile == Profile::Default {
+            let _ = crate::sysfs_netns::netns();
+        }
         let rt = Runtime {
             image,
             profile,

@@ -6,11 +6,11 @@ use crate::fdslots;
 use crate::handle::Container;
 use crate::init::{self, InitPlan};
 use crate::net::NetMode;
-use crate::rootfs::{build_ops, cstr, Op};
+use crate::rootfs::{build_ops, cstr, share_sysfs, sysfs_netns_fd, Op};
 use crate::spec::{check_id, check_user, open_output, ContainerSpec, Output, ProcessUser, Profile};
 use crate::sys;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -107,6 +107,9 @@ impl Runtime {
             p.plan.channel = p.child_channel.placed(|fd| slots.place(fd))?;
             if let Some((_, child)) = &p.term {
                 p.plan.terminal_sock = Some(slots.place(child)?);
+            }
+            if let (Some(fd), Some(netns)) = (sysfs_netns_fd(&mut p.plan.ops), self.shared_sysfs_netns()) {
+                *fd = slots.place(netns)?;
             }
             Ok(())
         })();
@@ -240,9 +243,24 @@ impl Runtime {
         ops.get(op).map(Op::describe).unwrap_or_else(|| format!("step {op}"))
     }
 
-    /// Rootfs + pivot ops (and the index where pivot starts).
+    /// Rootfs + pivot ops (and the index where pivot starts); sysfs from the shared namespace where
+    /// [`Runtime::shared_sysfs_netns`] gives one (its fd is placed in the init's table at clone).
     fn ops(&self, d: &StateDirs) -> (Vec<Op>, usize) {
-        build_ops(&self.image, self.profile, &self.paths, &d.rootfs, &d.upper, &d.work)
+        let (mut ops, pivot_from) = build_ops(&self.image, self.profile, &self.paths, &d.rootfs, &d.upper, &d.work);
+        if let Some(netns) = self.shared_sysfs_netns() {
+            share_sysfs(&mut ops, netns.as_raw_fd());
+        }
+        (ops, pivot_from)
+    }
+
+    /// The network namespace whose sysfs this runtime's containers mount ([`crate::sysfs_netns`]):
+    /// only for the default profile with a private, loopback-only network (where its view is the
+    /// container's own); None otherwise, or if the namespace could not be made (then each container
+    /// mounts its own, as the other profiles do).
+    fn shared_sysfs_netns(&self) -> Option<BorrowedFd<'static>> {
+        (self.profile == Profile::Default && self.net == NetMode::Private)
+            .then(crate::sysfs_netns::netns)
+            .and_then(Result::ok)
     }
 
     fn plan(&self, spec: &ContainerSpec, dirs: &StateDirs, stdio: [&OwnedFd; 3], channel: &ChildFds) -> InitPlan {

@@ -79,6 +79,10 @@ pub trait Sys {
     fn setresuid(&self, uid: u32) -> Result<(), Errno>;
     /// unshare(2).
     fn unshare(&self, flags: i32) -> Result<(), Errno>;
+    /// open(2) read-only and close-on-exec (a namespace file such as `/proc/thread-self/ns/net`).
+    fn open_ro(&self, path: &CStr) -> Result<RawFd, Errno>;
+    /// setns(2): join the namespace `fd` refers to (`nstype` a `CLONE_NEW*` flag, checked by the kernel).
+    fn setns(&self, fd: RawFd, nstype: i32) -> Result<(), Errno>;
     /// close(2), errors ignored (an fd that is not open is fine).
     fn close(&self, fd: RawFd);
     /// Stop sharing the fd table (the init is cloned with CLONE_FILES) keeping a copy of fds below
@@ -235,6 +239,18 @@ impl Sys for Real {
     fn unshare(&self, flags: i32) -> Result<(), Errno> {
         // SAFETY: integer argument.
         check(unsafe { libc::unshare(flags) } as _)
+    }
+
+    fn open_ro(&self, path: &CStr) -> Result<RawFd, Errno> {
+        // SAFETY: path is a valid C string; the caller owns (and closes) the returned fd.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        check(fd as _)?;
+        Ok(fd)
+    }
+
+    fn setns(&self, fd: RawFd, nstype: i32) -> Result<(), Errno> {
+        // SAFETY: integer arguments; the kernel checks that `fd` is a namespace of type `nstype`.
+        check(unsafe { libc::setns(fd, nstype) } as _)
     }
 
     fn close(&self, fd: RawFd) {
