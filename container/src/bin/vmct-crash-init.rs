@@ -59,7 +59,7 @@ fn main() {
 }
 
 fn run(mode: &str, n: u32) -> Result<(), String> {
-    switch_root()?;
+    switch_root(mode == "containers")?;
     say(&format!("up {mode} {n}"));
     let mut keep = Vec::new();
     match mode {
@@ -149,8 +149,8 @@ fn wait_for_crash() {
 }
 
 /// A tmpfs as the new root (the initramfs rootfs cannot be pivot_root'ed away from), with the workload
-/// copied in, then the kernel file systems the runtime reads mounted.
-fn switch_root() -> Result<(), String> {
+/// copied in, then the kernel file systems the runtime reads mounted (cgroup2 if `cgroups`).
+fn switch_root(cgroups: bool) -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
     let m = |src: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>| {
         std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
@@ -166,7 +166,9 @@ fn switch_root() -> Result<(), String> {
     m("sysfs", "/sys", "sysfs", MsFlags::empty(), None)?;
     m("devtmpfs", "/dev", "devtmpfs", MsFlags::empty(), None)?;
     m("tmpfs", "/tmp", "tmpfs", MsFlags::empty(), Some("mode=1777"))?;
-    m("cgroup2", "/sys/fs/cgroup", "cgroup2", MsFlags::empty(), None)?;
+    if cgroups {
+        m("cgroup2", "/sys/fs/cgroup", "cgroup2", MsFlags::empty(), None)?;
+    }
     std::fs::create_dir_all("/var/tmp").map_err(|e| format!("mkdir /var/tmp: {e}"))?;
     Ok(())
 }

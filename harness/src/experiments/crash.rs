@@ -84,14 +84,17 @@ impl Experiment for Crash {
         };
         let kvm = cx.meta.host.kvm;
         match measure(INSTANCES, &tcg.info(), kvm) {
-            Ok(rows) => {
-                for r in &rows {
+            Ok(m) => {
+                for r in &m.rows {
                     crate::progress::note(
                         cx.mode,
                         &format!("crash: {} of {} {} survived", r.survivors, r.instances, r.model),
                     );
                 }
-                cx.run_dir.write_csv(&rows)?;
+                cx.run_dir.write_csv(&m.rows)?;
+                for (side, e) in m.errors {
+                    cx.warn(format!("crash ({side}): {e}"));
+                }
             }
             Err(e) => cx.failed(Self::ID, tcg, e)?,
         }
@@ -99,52 +102,68 @@ impl Experiment for Crash {
     }
 }
 
+/// What [`measure`] got: a row per side that ran to the end, and the error of each side that did not.
+pub struct Measured {
+    /// Rows (the shared-kernel side's first).
+    pub rows: Vec<CrashRow>,
+    /// Errors, with the side they ended.
+    pub errors: Vec<(&'static str, ExperimentError)>,
+}
+
 /// Run both sides with `n` instances each; `info` is the qemu-tcg backend's (for the transfer marks).
-pub fn measure(n: u32, info: &results::BackendInfo, kvm: results::KvmFlavour) -> Result<Vec<CrashRow>, ExperimentError> {
+/// A side's failure does not stop the other.
+pub fn measure(n: u32, info: &results::BackendInfo, kvm: results::KvmFlavour) -> Result<Measured, ExperimentError> {
     let (kernel, initrd) = prepare()?;
     let count = results::transfer::transfer(Quantity::CrashContainment, info, kvm);
     let slow = results::transfer::transfer(Quantity::Slowdown, info, kvm);
     let marks = format!("survivor count: {count}; slowdown: {slow}");
-    let t0 = std::time::Instant::now();
-    let shared = shared_kernel(n, &kernel, initrd.path())?;
-    let t_shared = t0.elapsed().as_secs_f64();
-    let vms = one_kernel_each(n, &kernel, initrd.path())?;
-    let t_vms = t0.elapsed().as_secs_f64() - t_shared;
     let window = WINDOW.as_secs_f64();
-    Ok(vec![
-        CrashRow {
+    let mut out = Measured { rows: Vec::new(), errors: Vec::new() };
+    let t0 = std::time::Instant::now();
+    match shared_kernel(n, &kernel, initrd.path()) {
+        Ok(side) => out.rows.push(CrashRow {
             backend: "container".into(),
             model: IsolationModel::Container,
             instances: n,
             crashed: 1,
-            survivors: shared.survivors,
-            victim_slowdown: shared.slowdown,
+            survivors: side.survivors,
+            victim_slowdown: side.slowdown,
             detail: format!(
                 "{n} containers of our runtime (default profile) in ONE linux guest under QEMU TCG (emulated CPU) \
                  standing in for a host, {n} vCPUs, {} MiB; the guest kernel crashed with sysrq-c once all {n} \
                  heartbeat; survivors = containers heartbeating within {window} s after its panic line; {marks}; \
-                 side took {t_shared:.1} s{}",
+                 side took {:.1} s{}",
                 u64::from(n) * MIB_PER_INSTANCE,
-                shared.note
+                t0.elapsed().as_secs_f64(),
+                side.note
             ),
-        },
-        CrashRow {
+        }),
+        Err(ExperimentError::Interrupted(i)) => return Err(i.into()),
+        Err(e) => out.errors.push(("containers in one guest", e)),
+    }
+    let t1 = std::time::Instant::now();
+    match one_kernel_each(n, &kernel, initrd.path()) {
+        Ok(side) => out.rows.push(CrashRow {
             backend: qemu_tcg::NAME.into(),
             model: IsolationModel::Microvm,
             instances: n,
             crashed: 1,
-            survivors: vms.survivors,
-            victim_slowdown: vms.slowdown,
+            survivors: side.survivors,
+            victim_slowdown: side.slowdown,
             detail: format!(
                 "{n} linux-guest VMs under QEMU TCG (emulated CPU), 1 vCPU and {MIB_PER_INSTANCE} MiB each, the \
                  same heartbeat as a plain process in each; VM 0's kernel crashed with sysrq-c; survivors = VMs \
                  heartbeating within {window} s after its panic line; slowdown = survivors' median rate in the \
                  {window} s before over the {window} s after (>1: slower after; {n} emulated CPUs share the host's \
-                 cores, so a crash frees CPU); {marks}; side took {t_vms:.1} s{}",
-                vms.note
+                 cores, so a crash frees CPU); {marks}; side took {:.1} s{}",
+                t1.elapsed().as_secs_f64(),
+                side.note
             ),
-        },
-    ])
+        }),
+        Err(ExperimentError::Interrupted(i)) => return Err(i.into()),
+        Err(e) => out.errors.push(("VMs", e)),
+    }
+    Ok(out)
 }
 
 /// The QEMU kernel (checked for the runtime's options) and a temporary initramfs with
@@ -210,7 +229,15 @@ struct Guest {
 }
 
 impl Guest {
-    fn spawn(name: &str, kernel: &Path, initrd: &Path, mode: &str, n: u32, vcpus: u32, mib: u64) -> Result<Guest, BackendError> {
+    fn spawn(
+        name: &str,
+        kernel: &Path,
+        initrd: &Path,
+        mode: &str,
+        n: u32,
+        vcpus: u32,
+        mib: u64,
+    ) -> Result<Guest, BackendError> {
         let fail = |reason: String| BackendError::Launch { backend: qemu_tcg::NAME.into(), reason };
         let extra = [
             "panic=-1".to_string(),
@@ -219,7 +246,8 @@ impl Guest {
             format!("VMCT_CRASH_MODE={mode}"),
             format!("VMCT_CRASH_N={n}"),
         ];
-        let opts = microvm::linux::boot::CmdlineOptions { kernel_log: true, extra: extra.to_vec(), ..Default::default() };
+        let opts =
+            microvm::linux::boot::CmdlineOptions { kernel_log: true, extra: extra.to_vec(), ..Default::default() };
         let append = microvm::linux::boot::cmdline(&opts).map_err(|e| fail(e.to_string()))?;
         let args = QemuArgs { accel: Accel::Tcg, kernel, initrd, append: &append, mem_mib: mib, vcpus, disk: None };
         let (r, w) = nix::unistd::pipe().map_err(|e| fail(format!("pipe: {e}")))?;
@@ -317,14 +345,11 @@ fn watch(
             return Ok(());
         }
         if crate::clock::mono_ns() >= deadline {
-            let tails: Vec<String> = guests.iter().map(|g| format!("{}: {}", g.name, g.reader.tail.join(" | "))).collect();
+            let tails: Vec<String> =
+                guests.iter().map(|g| format!("{}: {}", g.name, g.reader.tail.join(" | "))).collect();
             return Err(BackendError::Launch {
                 backend: qemu_tcg::NAME.into(),
-                reason: format!(
-                    "no {what} within {} s; last console lines: {}",
-                    timeout.as_secs(),
-                    tails.join(" || ")
-                ),
+                reason: format!("no {what} within {} s; last console lines: {}", timeout.as_secs(), tails.join(" || ")),
             }
             .into());
         }
@@ -333,7 +358,8 @@ fn watch(
             if guest.eof {
                 continue;
             }
-            let line = guest.reader.next(Duration::from_millis(5)).map_err(|e| guest.error(format!("console read: {e}")))?;
+            let line =
+                guest.reader.next(Duration::from_millis(5)).map_err(|e| guest.error(format!("console read: {e}")))?;
             match line {
                 Line::Text(t) => {
                     idle = false;
@@ -418,10 +444,18 @@ fn crash_and_count(guests: &mut [Guest], instances: &[(usize, u32)], victim: usi
         crate::clock::mono_ns() >= t_panic + window_ns
     })?;
     let after = |&(g, i): &(usize, u32)| {
-        beats.iter().filter(|b| b.0 == g && b.1 == i && b.2 > t_panic && b.2 <= t_panic + window_ns).map(|b| b.3).collect::<Vec<f64>>()
+        beats
+            .iter()
+            .filter(|b| b.0 == g && b.1 == i && b.2 > t_panic && b.2 <= t_panic + window_ns)
+            .map(|b| b.3)
+            .collect::<Vec<f64>>()
     };
     let before = |&(g, i): &(usize, u32)| {
-        beats.iter().filter(|b| b.0 == g && b.1 == i && b.2 >= before_from && b.2 < t_asked).map(|b| b.3).collect::<Vec<f64>>()
+        beats
+            .iter()
+            .filter(|b| b.0 == g && b.1 == i && b.2 >= before_from && b.2 < t_asked)
+            .map(|b| b.3)
+            .collect::<Vec<f64>>()
     };
     let survivors: Vec<&(usize, u32)> = instances.iter().filter(|x| !after(x).is_empty()).collect();
     let ratios: Vec<f64> = survivors
@@ -439,11 +473,7 @@ fn crash_and_count(guests: &mut [Guest], instances: &[(usize, u32)], victim: usi
         crate::clock::ns_to_s(t_panic - t_asked),
         if exited { "exited (-no-reboot)" } else { "still running at the window's end" }
     );
-    Ok(Side {
-        survivors: u32::try_from(survivors.len()).expect("at most n"),
-        slowdown: median(&ratios),
-        note,
-    })
+    Ok(Side { survivors: u32::try_from(survivors.len()).expect("at most n"), slowdown: median(&ratios), note })
 }
 
 #[cfg(test)]
@@ -452,8 +482,14 @@ mod tests {
 
     #[test]
     fn console_lines_are_read_wherever_they_start() {
-        assert_eq!(parse_line("@crash hb 2 @vmct result tick.sha256 81234.5 blocks/s"), ConsoleLine::Heartbeat(2, 81234.5));
-        assert_eq!(parse_line("[  3.1] x@crash hb 0 @vmct result tick.sha256 10 blocks/s"), ConsoleLine::Heartbeat(0, 10.0));
+        assert_eq!(
+            parse_line("@crash hb 2 @vmct result tick.sha256 81234.5 blocks/s"),
+            ConsoleLine::Heartbeat(2, 81234.5)
+        );
+        assert_eq!(
+            parse_line("[  3.1] x@crash hb 0 @vmct result tick.sha256 10 blocks/s"),
+            ConsoleLine::Heartbeat(0, 10.0)
+        );
         assert_eq!(parse_line("@crash hb 0 @vmct ready"), ConsoleLine::Other);
         assert_eq!(parse_line("[    9.2] Kernel panic - not syncing: sysrq triggered crash"), ConsoleLine::Panic);
         assert!(matches!(parse_line("@crash failed 1 clone: EPERM"), ConsoleLine::Failed(_)));
