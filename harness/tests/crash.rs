@@ -61,6 +61,6 @@ fn a_shared_kernel_crash_ends_every_container_and_a_vm_crash_ends_one_vm() {
     assert!(c.detail.contains("TCG") && c.detail.contains("survivor count: transfers"), "{}", c.detail);
     assert!(v.detail.contains("slowdown: emulated"), "{}", v.detail);
     assert_eq!(our_qemus(), Vec::<u32>::new(), "QEMU processes left");
-    let tmp = std::path::Path::new(container::DEFAULT_STATE_ROOT).join(format!("vmct-crash-{}", std::process::id()));
+    let tmp = std::path::Path::new(container::DEFAULT_STATE_ROOT).join(format!("vmct-{}-crash", std::process::id()));
     assert!(!tmp.exists(), "{} left", tmp.display());
 }

@@ -17,8 +17,9 @@
 //! crashed kernel's `Kernel panic` console line. The neighbours' slowdown is the median over survivors
 //! of (median rate in the [`WINDOW`] before the crash) / (median rate in the [`WINDOW`] after). Every
 //! QEMU process and the temporary directory with the initramfs are removed on success, error, signal
-//! and panic (Drop guards; a SIGKILLed run leaves QEMU processes whose stdin closes with vmct, and the
-//! temporary directory under the containers' state root that `vmct gc` removes).
+//! and panic (Drop guards; QEMU gets PR_SET_PDEATHSIG, so a SIGKILLed vmct takes its guests along
+//! and leaves only the temporary directory `vmct-<pid>-crash` under the containers' state root, which
+//! `vmct gc` removes once that pid is gone).
 use super::registry::{Experiment, RunContext};
 use super::ExperimentError;
 use crate::backend::lines::{Line, LineReader};
@@ -200,7 +201,11 @@ impl Initrd {
         fs.add_file("bin/vmct-workload", 0o755, bytes);
         fs.add_file("init", 0o755, crate::artifacts::CRASH_INIT.to_vec());
         let cpio = fs.to_cpio().map_err(|e| e.to_string())?;
-        let dir = Path::new(container::DEFAULT_STATE_ROOT).join(format!("vmct-crash-{}", std::process::id()));
+        let dir = Path::new(container::DEFAULT_STATE_ROOT).join(format!(
+            "{}-{}-crash",
+            crate::backend::NAME_PREFIX,
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let initrd = Initrd { path: dir.join("initramfs.cpio"), dir };
         std::fs::write(&initrd.path, cpio).map_err(|e| format!("cannot write {}: {e}", initrd.path.display()))?;
@@ -254,6 +259,16 @@ impl Guest {
         let w2 = w.try_clone().map_err(|e| fail(format!("pipe: {e}")))?;
         let mut cmd = Command::new(qemu_tcg::QEMU_BIN);
         cmd.args(args.to_args()).stdin(Stdio::piped()).stdout(Stdio::from(w)).stderr(Stdio::from(w2));
+        // QEMU dies with the thread that started it, so a SIGKILLed vmct leaves no guest running.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| fail(format!("cannot start {}: {e}", qemu_tcg::QEMU_BIN)))?;
         drop(cmd);
         let stdin = child.stdin.take();
