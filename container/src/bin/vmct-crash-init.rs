@@ -149,7 +149,7 @@ fn wait_for_crash() {
 }
 
 /// A tmpfs as the new root (the initramfs rootfs cannot be pivot_root'ed away from), with the workload
-/// copied in, then the kernel file systems the runtime reads mounted (cgroup2 if `cgroups`).
+/// and the seccomp profile copied in, then the kernel file systems the runtime reads mounted (cgroup2 if `cgroups`).
 fn switch_root(cgroups: bool) -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
     let m = |src: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>| {
@@ -158,6 +158,14 @@ fn switch_root(cgroups: bool) -> Result<(), String> {
     };
     m("tmpfs", "/newroot", "tmpfs", MsFlags::empty(), Some("mode=755"))?;
     std::fs::copy(WORKLOAD, "/newroot/vmct-workload").map_err(|e| format!("copy {WORKLOAD}: {e}"))?;
+    // The runtime's seccomp profile (Podman's), which the harness put in the initramfs.
+    let profile = container::seccomp_profile::DEFAULT_PROFILE_PATH;
+    if Path::new(profile).is_file() {
+        let dest = format!("/newroot{profile}");
+        std::fs::create_dir_all(Path::new(&dest).parent().expect("absolute path"))
+            .and_then(|()| std::fs::copy(profile, &dest).map(drop))
+            .map_err(|e| format!("copy {profile}: {e}"))?;
+    }
     std::env::set_current_dir("/newroot").map_err(|e| format!("chdir /newroot: {e}"))?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| format!("move root: {e}"))?;
     nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;

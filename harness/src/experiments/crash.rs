@@ -200,6 +200,12 @@ impl Initrd {
         let mut fs = microvm::linux::initramfs::Initramfs::new();
         fs.add_file("bin/vmct-workload", 0o755, bytes);
         fs.add_file("init", 0o755, crate::artifacts::CRASH_INIT.to_vec());
+        // The runtime's default profile applies Podman's seccomp profile, read from the host's file.
+        let profile = container::seccomp_profile::DEFAULT_PROFILE_PATH;
+        let json = std::fs::read(profile).map_err(|e| {
+            format!("cannot read {profile} (the containers' seccomp profile; apt-get install golang-github-containers-common): {e}")
+        })?;
+        fs.add_file(profile, 0o644, json);
         let cpio = fs.to_cpio().map_err(|e| e.to_string())?;
         let dir = Path::new(container::DEFAULT_STATE_ROOT).join(format!(
             "{}-{}-crash",
