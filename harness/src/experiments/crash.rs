@@ -350,6 +350,9 @@ pub fn parse_line(line: &str) -> ConsoleLine {
 /// A heartbeat seen: guest index, instance index within it, host CLOCK_MONOTONIC ns, rate.
 type Beat = (usize, u32, u64, f64);
 
+/// When [`watch`] stops: on the heartbeats and the guests' panic times so far.
+type Until<'a> = dyn Fn(&[Beat], &[Option<u64>]) -> bool + 'a;
+
 /// Read every guest's console until `until(beats, panics)` holds or `timeout` passes. `panics[g]` is
 /// the host time of guest g's panic line. Errors on a failure line, a signal, or the timeout.
 fn watch(
@@ -358,7 +361,7 @@ fn watch(
     panics: &mut [Option<u64>],
     timeout: Duration,
     what: &str,
-    until: &dyn Fn(&[Beat], &[Option<u64>]) -> bool,
+    until: &Until<'_>,
 ) -> Result<(), ExperimentError> {
     let deadline = crate::clock::deadline_ns(timeout);
     loop {
