@@ -40,6 +40,11 @@ fn cargo(dir: &Path, target_dir: &Path, args: &[&str], rustflags: &str) {
         .args(["--release", "--target", TARGET, "--quiet"])
         .env("CARGO_TARGET_DIR", target_dir)
         .env("RUSTFLAGS", rustflags);
+    // vmct-crash-init runs alone in a guest without shared libraries: libseccomp must be linked
+    // statically (a dylib kind would also turn crt-static off). Debian's libseccomp-dev ships the .a.
+    if let Some(dir) = static_lib_dir("libseccomp.a") {
+        cmd.env("LIBSECCOMP_LINK_TYPE", "static").env("LIBSECCOMP_LIB_PATH", dir);
+    }
     let out = cmd.output().unwrap_or_else(|e| panic!("vmct build: cannot run cargo: {e}"));
     if !out.status.success() {
         panic!(
@@ -49,6 +54,13 @@ fn cargo(dir: &Path, target_dir: &Path, args: &[&str], rustflags: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The directory of static library `name` as the C compiler finds it (`cc -print-file-name`).
+fn static_lib_dir(name: &str) -> Option<PathBuf> {
+    let out = Command::new("cc").arg(format!("-print-file-name={name}")).output().ok()?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (path.is_absolute() && path.is_file()).then(|| path.parent().map(Path::to_path_buf)).flatten()
 }
 
 fn main() {
@@ -69,6 +81,8 @@ fn main() {
         "guest-abi/src",
         "guest-abi/Cargo.toml",
         "microvm/Cargo.toml",
+        "container/src",
+        "container/Cargo.toml",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
@@ -79,10 +93,24 @@ fn main() {
     cargo(
         &root,
         &target_dir,
-        &["build", "-p", "workloads", "--bin", "vmct-workload", "-p", "microvm", "--bin", "vmct-vmm"],
+        &[
+            "build",
+            "-p",
+            "workloads",
+            "--bin",
+            "vmct-workload",
+            "-p",
+            "microvm",
+            "--bin",
+            "vmct-vmm",
+            "-p",
+            "container",
+            "--bin",
+            "vmct-crash-init",
+        ],
         "-C target-feature=+crt-static -C strip=debuginfo",
     );
-    for bin in ["vmct-workload", "vmct-vmm"] {
+    for bin in ["vmct-workload", "vmct-vmm", "vmct-crash-init"] {
         let built = target_dir.join(TARGET).join("release").join(bin);
         std::fs::copy(&built, out.join(bin)).unwrap_or_else(|e| panic!("vmct build: copy {}: {e}", built.display()));
     }

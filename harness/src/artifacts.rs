@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 pub static WORKLOAD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vmct-workload"));
 /// The static VMM launcher (`vmct-vmm`, one microVM per process).
 pub static VMM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vmct-vmm"));
+/// /init of the crash experiment's guest (`vmct-crash-init`, crate container, static).
+pub static CRASH_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vmct-crash-init"));
 /// The bare microVM guest ELF (empty if it was not built).
 pub static GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vmct-guest"));
 /// The git commit `vmct` was built from (empty outside a git checkout).

@@ -105,7 +105,8 @@ pub struct ImagePlan {
 }
 
 impl Settings {
-    /// `--quick`: under a minute on a 2-core host (without the peer cross-check, see [`quick_experiments`]).
+    /// `--quick`: under a minute on a 2-core host (without the peer cross-check and the crash experiment, see
+    /// [`quick_experiments`]).
     pub fn quick(mem_available: u64) -> Settings {
         Settings {
             experiments: quick_experiments(),
@@ -272,7 +273,8 @@ pub fn default_experiments() -> Vec<ExperimentId> {
 /// CLI n = 30 times per clock ([`crate::experiments::crosscheck::RUNS`]) and would not fit the quick
 /// preset's minute; `--experiments crosscheck` runs it there too.
 pub fn quick_experiments() -> Vec<ExperimentId> {
-    ExperimentId::ALL.iter().copied().filter(|&e| e != ExperimentId::CrossCheck).collect()
+    // The crash experiment's emulated guests take about half a minute on their own.
+    ExperimentId::ALL.iter().copied().filter(|&e| e != ExperimentId::CrossCheck && e != ExperimentId::Crash).collect()
 }
 
 /// Sample sizes for a backend whose guest CPU is emulated ([`results::BackendInfo::emulated`]): each
@@ -640,7 +642,7 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("run.json") && msg.contains("older vmct") && msg.contains("cannot be re-run"), "{msg}");
         let nearest =
-            "vmct compare --quick --experiments startup,density,overhead,isolation,snapshot,crosscheck --warmup 2 \
+            "vmct compare --quick --experiments startup,density,overhead,isolation,snapshot,crosscheck,crash --warmup 2 \
                        --runs-per-backend 20 --density-budget 2147483648B --density-max 10 --hold-mib 16\n";
         assert!(msg.contains(nearest), "{msg}");
     }

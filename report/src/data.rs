@@ -33,6 +33,8 @@ pub struct RunData {
     pub snapshot: Option<Vec<SnapshotRow>>,
     /// crosscheck.csv.
     pub crosscheck: Option<Vec<results::CrossCheckRow>>,
+    /// crash.csv.
+    pub crash: Option<Vec<results::CrashRow>>,
     /// attack_surface.csv.
     pub attack_surface: Option<Vec<results::AttackSurfaceRow>>,
     /// idle_cpu.csv (density sweep).
@@ -93,6 +95,7 @@ impl RunData {
             blast: opt(rd)?,
             snapshot: opt(rd)?,
             crosscheck: opt(rd)?,
+            crash: opt(rd)?,
             attack_surface: opt(rd)?,
             idle_cpu: opt(rd)?,
             victim: opt(rd)?,
@@ -150,6 +153,9 @@ impl RunData {
             add(&s.backend);
         }
         for s in self.crosscheck.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.crash.iter().flatten() {
             add(&s.backend);
         }
         names

@@ -57,7 +57,7 @@ pub fn meta() -> RunMeta {
         git_commit: Some("0123abc".into()),
         command: vec!["vmct".into(), "compare".into(), "--quick".into()],
         plan: Plan {
-            experiments: ["startup", "density", "overhead", "isolation", "blast", "snapshot", "crosscheck"]
+            experiments: ["startup", "density", "overhead", "isolation", "blast", "snapshot", "crosscheck", "crash"]
                 .map(String::from)
                 .to_vec(),
             backends: vec![],
@@ -422,7 +422,25 @@ pub fn write_drawn(dir: &Path, seed: u64, startup_scale: f64) -> Result<RunDir, 
     let (idle, victims) = crate::density_neighbours::fixture_rows();
     rd.write_csv(&idle)?;
     rd.write_csv(&victims)?;
+    rd.write_csv(&crash_rows())?;
     Ok(rd)
+}
+
+/// Crash containment: 0 of 3 containers survive their guest kernel's crash, 2 of 3 VMs survive one's.
+fn crash_rows() -> Vec<results::CrashRow> {
+    let row = |backend: &str, model, survivors, victim_slowdown| results::CrashRow {
+        backend: backend.into(),
+        model,
+        instances: 3,
+        crashed: 1,
+        survivors,
+        victim_slowdown,
+        detail: format!("fixture: {backend} under QEMU TCG"),
+    };
+    vec![
+        row("container", results::IsolationModel::Container, 0, None),
+        row("qemu-tcg", results::IsolationModel::Microvm, 2, Some(0.8)),
+    ]
 }
 
 /// [`write`] plus an emulated linux guest `qemu-tcg` (a copy of the `microvm` backend's info with

@@ -13,6 +13,7 @@
 //! ```
 pub mod charts;
 pub mod compare;
+pub mod crash;
 pub mod crosscheck;
 pub mod data;
 pub mod density_latency;

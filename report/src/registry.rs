@@ -85,8 +85,17 @@ pub trait ReportSection: Sync {
 }
 
 /// Every experiment section, in page order.
-pub static SECTIONS: &[&dyn ReportSection] =
-    &[&Startup, &Density, &Overhead, &Isolation, &AttackSurface, &Blast, &Snapshot, &crate::crosscheck::CrossCheck];
+pub static SECTIONS: &[&dyn ReportSection] = &[
+    &Startup,
+    &Density,
+    &Overhead,
+    &Isolation,
+    &AttackSurface,
+    &Blast,
+    &Snapshot,
+    &crate::crosscheck::CrossCheck,
+    &crate::crash::Crash,
+];
 
 /// A figure's key.
 fn key(sec: &dyn ReportSection, backend: &str, metric: &str) -> (String, String, String) {

@@ -45,6 +45,8 @@ experiment_ids! {
     Snapshot = "snapshot",
     /// Peer cross-check: each peer CLI's own `run` beside vmct's clocks (`crosscheck.csv`).
     CrossCheck = "crosscheck",
+    /// Crash containment: a shared guest kernel's crash vs one VM's, under QEMU TCG (`crash.csv`).
+    Crash = "crash",
 }
 
 impl ExperimentId {

@@ -3,6 +3,7 @@
 //! A run directory (RUN_DIR) holds `run.json` ([`RunMeta`]: plan, versions, host environment) and one CSV
 //! per experiment ([`records`]). Units are in the field names: `_s` seconds, `_bytes` bytes,
 //! `_per_s` per second. The report is rendered from these files alone, so any run can be re-rendered.
+pub mod crash;
 pub mod crosscheck;
 pub mod env;
 pub mod experiment;
@@ -15,6 +16,7 @@ pub mod surface;
 pub mod transfer;
 pub mod vocab;
 
+pub use crash::CrashRow;
 pub use crosscheck::{CrossCheckRow, CrossClock};
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use experiment::{ExperimentId, UnknownExperiment};

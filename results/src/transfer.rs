@@ -138,6 +138,7 @@ pub fn experiment_quantities(e: ExperimentId) -> &'static [Quantity] {
         ExperimentId::Isolation => &[Q::ProbeOutcome, Q::AttackSurface, Q::Slowdown],
         ExperimentId::Snapshot => &[Q::SaveTime, Q::SaveSize, Q::Startup],
         ExperimentId::CrossCheck => &[Q::Startup],
+        ExperimentId::Crash => &[Q::CrashContainment, Q::Slowdown],
     }
 }
 

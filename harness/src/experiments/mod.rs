@@ -9,6 +9,7 @@
 //! a number of seconds in a field whose name ends in `_s` ([`duration_s`]), a scenario is the words
 //! `vmct-workload` takes, e.g. `"cpu --iters 100000"` ([`scenario_words`]); unknown fields are rejected
 //! so a replay never drops a setting silently.
+pub mod crash;
 pub mod crosscheck;
 pub mod density;
 pub mod isolation;

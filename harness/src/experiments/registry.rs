@@ -82,6 +82,7 @@ pub fn experiment(id: ExperimentId) -> &'static dyn Registered {
         ExperimentId::Isolation => &super::isolation::Isolation,
         ExperimentId::Snapshot => &super::snapshot::Snapshot,
         ExperimentId::CrossCheck => &super::crosscheck::CrossCheck,
+        ExperimentId::Crash => &super::crash::Crash,
     }
 }
 

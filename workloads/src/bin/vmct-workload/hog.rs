@@ -2,9 +2,13 @@
 //! parsed (the no_std core's scenario list stays unchanged):
 //!
 //! ```text
-//! VMCT_HOG=mem|cpu|fork  VMCT_HOG_SECS=S (<= 120)  VMCT_HOG_MIB=N (mem, <= 4096)  VMCT_HOG_PROCS=N (fork, <= 512)
+//! VMCT_HOG=mem|cpu|fork|tick  VMCT_HOG_SECS=S (<= 120)  VMCT_HOG_MIB=N (mem, <= 4096)  VMCT_HOG_PROCS=N (fork, <= 512)
 //! VMCT_HOG_THREADS=N (cpu, <= 64; default: the CPUs this process may use)
 //! ```
+//! `tick` is not a hog but a heartbeat (the crash experiment, harness `experiments::crash`): one thread
+//! hashing like `cpu` that reports its rate as `@vmct result tick.sha256 R blocks/s` every
+//! [`TICK_EVERY`], so whoever reads the console sees which instances are alive and how fast they run.
+//!
 //! Every hog is bounded in time, size and process count, reports `ready` once it is hogging, a result
 //! when it ends, then `done`. The harness normally kills it earlier.
 use crate::linux::LinuxPlatform;
@@ -41,8 +45,9 @@ pub fn run_if_requested(p: &mut LinuxPlatform) -> Option<i32> {
         "mem" => mem(p, count("VMCT_HOG_MIB", 256.0, MAX_MIB), deadline),
         "cpu" => cpu(p, deadline),
         "fork" => fork(p, count("VMCT_HOG_PROCS", 64.0, MAX_PROCS), deadline),
+        "tick" => tick(p, deadline),
         other => {
-            p.emit(&Message::Unsupported { what: "hog", reason: "unknown VMCT_HOG (mem, cpu, fork)" });
+            p.emit(&Message::Unsupported { what: "hog", reason: "unknown VMCT_HOG (mem, cpu, fork, tick)" });
             eprintln!("vmct-workload: unknown hog {other}");
             1
         }
@@ -100,6 +105,28 @@ fn cpu(p: &mut LinuxPlatform, deadline: Instant) -> i32 {
         .collect();
     let total: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
     p.emit(&Message::Result { name: "hog.cpu_blocks", value: total as f64, unit: "blocks" });
+    0
+}
+
+/// Interval between two heartbeats of [`tick`].
+pub const TICK_EVERY: Duration = Duration::from_millis(250);
+/// Name of [`tick`]'s heartbeat result.
+pub const TICK_RESULT: &str = "tick.sha256";
+
+/// Hash SHA-256 block chains on one thread until the deadline, reporting the rate of each
+/// [`TICK_EVERY`] interval (blocks/s) as a heartbeat.
+fn tick(p: &mut LinuxPlatform, deadline: Instant) -> i32 {
+    p.emit(&Message::Ready);
+    let (mut since, mut blocks) = (Instant::now(), 0u64);
+    while Instant::now() < deadline {
+        std::hint::black_box(workloads::kernels::cpu_sha256_chain(200));
+        blocks += 200;
+        let dt = since.elapsed();
+        if dt >= TICK_EVERY {
+            p.emit(&Message::Result { name: TICK_RESULT, value: blocks as f64 / dt.as_secs_f64(), unit: "blocks/s" });
+            (since, blocks) = (Instant::now(), 0);
+        }
+    }
     0
 }
 
