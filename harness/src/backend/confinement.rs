@@ -147,8 +147,11 @@ impl Confinement {
                 threads.extend(ThreadConfinement::measure(tid));
             }
         }
-        if threads.is_empty() {
-            return Err(ConfinementError::Proc { pid, reason: "no thread could be read (process gone)".into() });
+        if threads.is_empty() || !alive(pid) {
+            return Err(ConfinementError::Proc {
+                pid,
+                reason: "the process ended while being read: its threads are not all counted".into(),
+            });
         }
         Ok(Confinement { pid, threads })
     }
@@ -210,11 +213,19 @@ impl Confinement {
     }
 }
 
+/// Whether `pid` still runs (not a zombie, not exiting).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command's closing parenthesis.
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X', 'x']))
+}
+
 /// The first measurement per backend name in this process ([`note_ready`]).
 static MEASURED: Mutex<BTreeMap<String, Result<Confinement, String>>> = Mutex::new(BTreeMap::new());
 
 /// Measure `pid` as `backend`'s supervisor, once per backend per process (the first instance that
-/// reaches ready; a later call with a process that already ended is ignored).
+/// reaches ready and is still running when read; one that ended meanwhile is not counted, the next
+/// one is read).
 pub fn note_ready(backend: &str, pid: u32) {
     let mut g = MEASURED.lock().unwrap_or_else(|e| e.into_inner());
     if g.contains_key(backend) {
@@ -498,8 +509,9 @@ pub mod bpf {
     }
 
     /// Read the `count` seccomp filters of `pid` (most recent first) with `PTRACE_SECCOMP_GET_FILTER`:
-    /// seize the process's main thread, interrupt it, copy each filter, detach. The thread is stopped
-    /// for the few system calls that takes; nothing of the process is changed. Needs CAP_SYS_ADMIN.
+    /// seize thread `pid`, interrupt it, copy each filter, detach (giving back a signal that arrived
+    /// meanwhile). The thread is stopped for the few system calls that takes; nothing of the process is
+    /// changed. Needs CAP_SYS_ADMIN.
     pub fn get_filters(pid: u32, count: u32) -> Result<Vec<Vec<Insn>>, String> {
         let p = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
         let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
@@ -507,15 +519,31 @@ pub mod bpf {
         if unsafe { libc::ptrace(libc::PTRACE_SEIZE, p, 0usize, 0usize) } != 0 {
             return Err(err("PTRACE_SEIZE"));
         }
+        let (mut signal, mut gone) = (0, false);
         let result = (|| {
             // SAFETY: PTRACE_INTERRUPT on a thread we have seized; no memory is passed.
             if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, p, 0usize, 0usize) } != 0 {
                 return Err(err("PTRACE_INTERRUPT"));
             }
-            let mut st = 0;
-            // SAFETY: waits for the seized thread's stop; `st` is a valid int.
-            if unsafe { libc::waitpid(p, &mut st, libc::__WALL) } != p {
-                return Err(err("waitpid"));
+            // The first stop: our interrupt (PTRACE_EVENT_STOP), or a signal arriving first (a
+            // signal-delivery stop, whose signal is given back on detach). EINTR is retried.
+            loop {
+                let mut st = 0;
+                // SAFETY: waits for the seized thread's stop; `st` is a valid int.
+                let r = unsafe { libc::waitpid(p, &mut st, libc::__WALL) };
+                if r == p && libc::WIFSTOPPED(st) {
+                    if st >> 16 == 0 {
+                        signal = libc::WSTOPSIG(st);
+                    }
+                    break;
+                }
+                if r == p {
+                    gone = true;
+                    return Err(format!("thread {pid} ended while being read (wait status {st:#x})"));
+                }
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    return Err(err("waitpid"));
+                }
             }
             let mut progs = Vec::new();
             for index in 0..usize::try_from(count).unwrap_or(0) {
@@ -533,8 +561,14 @@ pub mod bpf {
             }
             Ok(progs)
         })();
-        // SAFETY: PTRACE_DETACH of our tracee with no signal; no memory is passed.
-        unsafe { libc::ptrace(libc::PTRACE_DETACH, p, 0usize, 0usize) };
+        if !gone {
+            let sig = usize::try_from(signal).unwrap_or(0);
+            // SAFETY: PTRACE_DETACH of our tracee, giving back the signal its stop held (0: none); no
+            // memory is passed.
+            if unsafe { libc::ptrace(libc::PTRACE_DETACH, p, 0usize, sig) } != 0 {
+                return Err(err("PTRACE_DETACH"));
+            }
+        }
         result
     }
 }
