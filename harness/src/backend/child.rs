@@ -256,7 +256,7 @@ impl Instance for ChildInstance {
                         duration_s: clock::ns_to_s(ready_ns.saturating_sub(prev)),
                     });
                     if let (true, Some(pid)) = (self.measure_confinement, self.child.as_ref().map(Child::id)) {
-                        super::confinement::note_ready(&self.backend, pid);
+                        super::confinement::note_ready(&self.backend, pid, super::confinement::Descend::Yes);
                     }
                     return Ok(Ready { launched_ns: self.launched_ns, ready_ns, phases });
                 }

@@ -18,7 +18,7 @@
 //! process; [`apply`] puts that measurement in the backend's [`BackendSurface`] in place of what the
 //! backend declares.
 use super::surface::{unfiltered_syscalls, BackendSurface};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// Errors of this module.
@@ -57,9 +57,21 @@ pub struct ThreadConfinement {
 }
 
 impl ThreadConfinement {
-    /// Read thread `tid`'s status and, in filter mode, its filters; None if the thread is gone.
+    /// Read thread `tid`'s status and, in filter mode, its filters; None if the thread is gone or a
+    /// zombie.
     pub fn measure(tid: u32) -> Option<ThreadConfinement> {
+        Self::measure_with(tid, &mut HashMap::new())
+    }
+
+    /// [`ThreadConfinement::measure`], reusing the evaluation of filters already seen (`seen`: the
+    /// threads of one process usually share theirs).
+    fn measure_with(tid: u32, seen: &mut HashMap<Vec<Vec<bpf::Insn>>, (u32, u32)>) -> Option<ThreadConfinement> {
         let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+        // A zombie thread (e.g. a leader that ended alone) makes no more system calls.
+        let state = status.lines().find_map(|l| l.strip_prefix("State:")).unwrap_or("").trim_start();
+        if state.starts_with(['Z', 'X']) {
+            return None;
+        }
         let field = |k: &str| {
             status.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse::<u32>().ok()).unwrap_or(0)
         };
@@ -87,7 +99,7 @@ impl ThreadConfinement {
             }
             _ => match bpf::get_filters(tid, filters) {
                 Ok(progs) => {
-                    let (allowed, dependent) = evaluate(&progs);
+                    let (allowed, dependent) = *seen.entry(progs.clone()).or_insert_with(|| evaluate(&progs));
                     t.instructions = progs.iter().map(Vec::len).collect();
                     t.allowed = Some(allowed);
                     t.argument_dependent = Some(dependent);
@@ -116,6 +128,16 @@ pub fn evaluate(progs: &[Vec<bpf::Insn>]) -> (u32, u32) {
     (allowed, dependent)
 }
 
+/// Whether [`Confinement::measure_tree`] reads the process's descendants too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Descend {
+    /// The process and every descendant (a jailer and the VMM it starts).
+    Yes,
+    /// The process's own threads only (gVisor's Sentry: its children are the workload's stub
+    /// processes, which the Sentry itself traces).
+    No,
+}
+
 /// The confinement of a supervisor process: every thread of it and of its descendants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confinement {
@@ -126,9 +148,15 @@ pub struct Confinement {
 }
 
 impl Confinement {
-    /// Measure process `pid` now (see the module docs). Errors if no thread of it could be read.
+    /// Measure process `pid` now, with its descendants (see the module docs). Errors if no thread of
+    /// it could be read, or it ended meanwhile.
     pub fn measure(pid: u32) -> Result<Confinement, ConfinementError> {
-        let mut threads = Vec::new();
+        Self::measure_tree(pid, Descend::Yes)
+    }
+
+    /// Measure process `pid` now, its descendants too or not ([`Descend`]).
+    pub fn measure_tree(pid: u32, descend: Descend) -> Result<Confinement, ConfinementError> {
+        let (mut threads, mut seen) = (Vec::new(), HashMap::new());
         let mut todo = vec![pid];
         while let Some(p) = todo.pop() {
             let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
@@ -143,8 +171,10 @@ impl Confinement {
             tids.sort_unstable();
             for tid in tids {
                 let kids = std::fs::read_to_string(format!("/proc/{p}/task/{tid}/children")).unwrap_or_default();
-                todo.extend(kids.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
-                threads.extend(ThreadConfinement::measure(tid));
+                if descend == Descend::Yes {
+                    todo.extend(kids.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+                }
+                threads.extend(ThreadConfinement::measure_with(tid, &mut seen));
             }
         }
         if threads.is_empty() || !alive(pid) {
@@ -213,26 +243,47 @@ impl Confinement {
     }
 }
 
-/// Whether `pid` still runs (not a zombie, not exiting).
+/// Whether `pid` still runs: some thread of it is neither a zombie nor dead (a thread-group leader
+/// that ended alone stays a zombie while its other threads run, as in gVisor's Sentry).
 fn alive(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state follows the command's closing parenthesis.
-    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X', 'x']))
+    let running = |stat: String| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X', 'x']));
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|t| std::fs::read_to_string(t.path().join("stat")).is_ok_and(running))
 }
 
 /// The first measurement per backend name in this process ([`note_ready`]).
 static MEASURED: Mutex<BTreeMap<String, Result<Confinement, String>>> = Mutex::new(BTreeMap::new());
 
+/// Why the last read of a backend's supervisor did not count, until one does.
+static LAST_FAILURE: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// Why `backend`'s supervisor was read but not counted in this process, if it was.
+pub fn last_failure(backend: &str) -> Option<String> {
+    LAST_FAILURE.lock().unwrap_or_else(|e| e.into_inner()).get(backend).cloned()
+}
+
 /// Measure `pid` as `backend`'s supervisor, once per backend per process (the first instance that
 /// reaches ready and is still running when read; one that ended meanwhile is not counted, the next
 /// one is read).
-pub fn note_ready(backend: &str, pid: u32) {
+pub fn note_ready(backend: &str, pid: u32, descend: Descend) {
     let mut g = MEASURED.lock().unwrap_or_else(|e| e.into_inner());
     if g.contains_key(backend) {
         return;
     }
-    if let Ok(c) = Confinement::measure(pid) {
-        g.insert(backend.to_string(), Ok(c));
+    match Confinement::measure_tree(pid, descend) {
+        Ok(c) if c.allowed().is_some() => {
+            g.insert(backend.to_string(), Ok(c));
+        }
+        // Kept until an instance reads in full: then that one replaces it.
+        Ok(c) => {
+            LAST_FAILURE.lock().unwrap_or_else(|e| e.into_inner()).insert(backend.to_string(), c.note(backend));
+        }
+        Err(e) => {
+            LAST_FAILURE.lock().unwrap_or_else(|e| e.into_inner()).insert(backend.to_string(), e.to_string());
+        }
     }
 }
 
@@ -251,8 +302,9 @@ pub fn apply(backend: &str, who: &str, surface: &mut BackendSurface) {
             surface.supervisor_note = c.note(who);
         }
         None if !surface.supervisor_note.is_empty() => {
-            surface.supervisor_note =
-                format!("declared, not measured (no live instance read in this run): {}", surface.supervisor_note);
+            let why = last_failure(backend)
+                .map_or("no live instance read in this run".into(), |f| format!("read failed: {f}"));
+            surface.supervisor_note = format!("declared, not measured ({why}): {}", surface.supervisor_note);
         }
         None => {}
     }
@@ -278,7 +330,7 @@ pub mod bpf {
     const ALLOWING: [u32; 4] = [0x7fff_0000, 0x7ffc_0000, 0x7ff0_0000, 0x7fc0_0000];
 
     /// One BPF instruction (`struct sock_filter`).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     #[repr(C)]
     pub struct Insn {
         /// Opcode.

@@ -399,7 +399,7 @@ pub fn note_ready(runtime_pid: u32) {
     }
     // A sandbox whose workload already ended may be gone mid-read: then the next ready one is read.
     if let Some(sentry) = sandbox_pids(runtime_pid).sentry {
-        super::confinement::note_ready(NAME, sentry);
+        super::confinement::note_ready(NAME, sentry, super::confinement::Descend::No);
     }
 }
 

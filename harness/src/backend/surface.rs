@@ -276,6 +276,8 @@ pub fn user_space_kernel_surface(bin: &std::path::Path, seccomp: Option<&Profile
     };
     if super::confinement::measured(super::runsc::NAME).is_some() {
         super::confinement::apply(super::runsc::NAME, "gVisor's Sentry (runsc-sandbox)", &mut surface);
+    } else if let Some(f) = super::confinement::last_failure(super::runsc::NAME) {
+        surface.supervisor_note = format!("not measured: the Sentry's filter could not be read: {f}");
     }
     surface
 }
