@@ -458,12 +458,15 @@ pub mod bpf {
         /// The 32-bit word at byte offset `off` (little endian, as on x86_64); None past the end or
         /// unaligned (the kernel's checker refuses such a program).
         fn word(&self, off: u32) -> Option<u32> {
-            let split = |v: u64, hi: bool| if hi { (v >> 32) as u32 } else { v as u32 };
+            let split = |v: u64, hi: bool| {
+                let half = if hi { v >> 32 } else { v & 0xffff_ffff };
+                u32::try_from(half).unwrap_or(u32::MAX)
+            };
             match off {
                 0 => Some(self.nr),
                 4 => Some(self.arch),
                 8 | 12 => Some(split(self.instruction_pointer, off == 12)),
-                16..=60 if off % 4 == 0 => {
+                16..=60 if off.is_multiple_of(4) => {
                     let i = ((off - 16) / 8) as usize;
                     Some(split(self.args[i], off % 8 == 4))
                 }
@@ -664,6 +667,13 @@ mod tests {
         libc::SYS_futex,
     ];
 
+    /// Entries of [`PLAIN`].
+    const N_PLAIN: u32 = 6;
+
+    fn nr32(nr: i64) -> u32 {
+        u32::try_from(nr).unwrap()
+    }
+
     #[test]
     fn bpf_walk_allows_a_call_when_some_arguments_pass() {
         // arch check; nr == 1 -> allow; nr == 2 -> allow only if arg0 == 5; else kill.
@@ -701,20 +711,20 @@ mod tests {
             let p = insns(&filter(&PLAIN, &[libc::SYS_ioctl], 0xae80, mismatch));
             let allowed: Vec<i64> = workloads::probe_ids::syscall_table::entries()
                 .map(|s| i64::from(s.id()))
-                .filter(|nr| run(&p, &SeccompData::zero_args(*nr as u32)).is_some_and(bpf::allows))
+                .filter(|nr| run(&p, &SeccompData::zero_args(nr32(*nr))).is_some_and(bpf::allows))
                 .collect();
             let mut want: Vec<i64> = PLAIN.to_vec();
             want.sort_unstable();
             assert_eq!(allowed, want);
             // The ioctl rule needs arg0 == 0xae80: refused with zero arguments, allowed for some.
-            assert_eq!(evaluate(&[p.clone()]), (PLAIN.len() as u32, 1));
-            let mut d = SeccompData::zero_args(libc::SYS_ioctl as u32);
+            assert_eq!(evaluate(std::slice::from_ref(&p)), (N_PLAIN, 1));
+            let mut d = SeccompData::zero_args(nr32(libc::SYS_ioctl));
             d.args[0] = 0xae80;
             assert!(run(&p, &d).is_some_and(bpf::allows));
         }
         // A rule whose condition zero arguments meet is allowed outright.
         let p = insns(&filter(&PLAIN, &[libc::SYS_ioctl], 0, SeccompAction::Errno(1)));
-        assert_eq!(evaluate(&[p]), (PLAIN.len() as u32 + 1, 0));
+        assert_eq!(evaluate(&[p]), (N_PLAIN + 1, 0));
     }
 
     #[test]
@@ -732,7 +742,7 @@ mod tests {
         .unwrap();
         let deny: BpfProgram = deny.try_into().unwrap();
         assert_eq!(evaluate(&[insns(&deny)]).0, unfiltered_syscalls() - 1);
-        assert_eq!(evaluate(&[a, insns(&deny)]).0, PLAIN.len() as u32);
+        assert_eq!(evaluate(&[a, insns(&deny)]).0, N_PLAIN);
     }
 
     #[test]
@@ -797,7 +807,7 @@ mod tests {
         assert_eq!(c.threads.len(), 1, "{c:?}");
         let t = &c.threads[0];
         assert_eq!((t.mode, t.filters), (2, 1));
-        assert_eq!((c.allowed(), t.argument_dependent), (Some(PLAIN.len() as u32), Some(1)), "{c:?}");
+        assert_eq!((c.allowed(), t.argument_dependent), (Some(N_PLAIN), Some(1)), "{c:?}");
         let note = c.note("the test child");
         assert!(note.contains("measured from the live process's seccomp filter (1 filters)"), "{note}");
         assert!(note.contains("1 more argument-dependent"), "{note}");

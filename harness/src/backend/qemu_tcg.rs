@@ -95,7 +95,9 @@ pub fn sandbox_support(qemu: &Path, opts: &str) -> Result<(), String> {
     use std::collections::HashMap;
     use std::io::Write;
     use std::sync::Mutex;
-    static CACHE: Mutex<Option<HashMap<(PathBuf, String), Result<(), String>>>> = Mutex::new(None);
+    /// Per (binary, options): the answer.
+    type Answers = HashMap<(PathBuf, String), Result<(), String>>;
+    static CACHE: Mutex<Option<Answers>> = Mutex::new(None);
     let key = (qemu.to_path_buf(), opts.to_string());
     let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = g.as_ref().and_then(|m| m.get(&key)) {
