@@ -336,3 +336,25 @@ fn cpu_work_runs_on_every_vcpu_the_guest_is_given() {
     assert_eq!(thread_ticks(pid, "vcpu1"), None);
     let _ = one.stop(Duration::from_millis(200));
 }
+
+#[test]
+fn the_vmms_layer_c_is_measured_from_its_live_filter() {
+    if !gate("the_vmms_layer_c_is_measured_from_its_live_filter", &[Need::Root, Need::Kvm]) {
+        return;
+    }
+    let b = MicrovmBackend::default();
+    let declared = microvm::confine::bare_surface().syscalls_allowed;
+    let mut i = b.launch_microvm(&spec("confinement", "idle")).unwrap();
+    i.wait_ready(T).unwrap();
+    let c = harness::backend::confinement::Confinement::measure(i.pid().unwrap()).unwrap();
+    assert_eq!(i.stop(T).unwrap().status, Some(0));
+    eprintln!("{}", c.note("vmct-vmm"));
+    // Every thread is filtered, and no thread allows more than the VMM's own allowlist declares.
+    assert!(c.threads.iter().all(|t| t.mode == 2), "{c:?}");
+    let t = c.least_confined().expect("filters readable");
+    let all = t.allowed.unwrap() + t.argument_dependent.unwrap();
+    assert!(all <= declared && t.allowed.unwrap() > 0, "measured {all}, declared {declared}: {c:?}");
+    // The backend's surface now carries the measurement taken at ready.
+    let s = b.attack_surface();
+    assert!(s.supervisor_note.contains("measured from the live process"), "{}", s.supervisor_note);
+}

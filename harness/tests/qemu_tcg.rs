@@ -197,3 +197,70 @@ fn the_device_model_layer_is_read_from_qemus_monitor() {
     assert!(!v.mmio_ranges.is_empty());
     assert!(v.source.as_deref().is_some_and(|t| t.contains("measured from QEMU's monitor")), "{:?}", v.source);
 }
+
+/// QEMU started as the backend starts it, but with no machine: its confinement measured live, with
+/// and without libvirt's default `-sandbox`.
+fn measure_bare_qemu(sandbox: Option<&str>) -> harness::backend::confinement::Confinement {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(harness::backend::peers::which(QEMU_BIN).unwrap());
+    cmd.args(["-M", "none", "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "stdio"]);
+    if let Some(s) = sandbox {
+        cmd.args(["-sandbox", s]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The monitor's banner: QEMU has parsed its options and installed its filter.
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    let _ = std::io::Read::read(&mut out, &mut buf).unwrap();
+    let c = harness::backend::confinement::Confinement::measure(child.id());
+    let _ = child.stdin.take().unwrap().write_all(b"quit\n");
+    assert!(child.wait().unwrap().success());
+    c.unwrap()
+}
+
+#[test]
+fn qemu_runs_with_libvirts_default_sandbox_and_its_filter_is_measured() {
+    use harness::backend::qemu_tcg::{sandbox_support, LIBVIRT_SANDBOX};
+    let test = "qemu_runs_with_libvirts_default_sandbox_and_its_filter_is_measured";
+    let Some(b) = backend(test) else { return };
+    let qemu = harness::backend::peers::which(QEMU_BIN).unwrap();
+    // Detection: an option this QEMU refuses is said, with QEMU's own words.
+    let e = sandbox_support(&qemu, "on,bogus=deny").unwrap_err();
+    assert!(e.contains("bogus"), "{e}");
+    if let Err(e) = sandbox_support(&qemu, LIBVIRT_SANDBOX) {
+        // A QEMU built without seccomp: the profile says so and the row stays unfiltered.
+        let p = b.info().isolation.unwrap().profile;
+        assert!(p.contains("without -sandbox") && p.contains(&e), "{p}");
+        return;
+    }
+    let profile = b.info().isolation.unwrap().profile;
+    assert!(profile.contains(&format!("-sandbox {LIBVIRT_SANDBOX}")), "{profile}");
+    let (with, without) = (measure_bare_qemu(Some(LIBVIRT_SANDBOX)), measure_bare_qemu(None));
+    let table = harness::backend::surface::unfiltered_syscalls();
+    eprintln!(
+        "QEMU -M none: with -sandbox {LIBVIRT_SANDBOX}: {:?} of {table} ({} threads); without: {:?}",
+        with.allowed(),
+        with.threads.len(),
+        without.allowed()
+    );
+    assert_eq!(without.allowed(), Some(table));
+    let n = with.allowed().expect("filters readable");
+    assert!(n > 50 && n < table, "{n} of {table}: {}", with.note("qemu"));
+
+    // The backend's own instance (an idle one: a `ready` instance ends at once and is not read) is
+    // measured at ready, and the surface row is no longer unconfined.
+    let mut inst = b.launch(&spec(Scenario::Idle { hold_mib: 0 })).unwrap();
+    inst.wait_ready(TIMEOUT).unwrap();
+    inst.stop(TIMEOUT).unwrap();
+    let s = b.attack_surface();
+    eprintln!("qemu-tcg layer (c): {:?}: {}", s.supervisor_syscalls_allowed, s.supervisor_note);
+    let allowed = s.supervisor_syscalls_allowed.expect("measured");
+    assert!(allowed < table, "{allowed} of {table}: {}", s.supervisor_note);
+    assert!(s.supervisor_note.contains("measured from the live process's seccomp filter"), "{}", s.supervisor_note);
+    assert!(s.profile.contains("libvirt"), "{}", s.profile);
+}

@@ -50,8 +50,10 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
          to the Sentry. <b>(b)</b> for microVMs, the VM exit kinds, I/O port ranges and MMIO ranges the VMM \
          handles for the guest, as the VMM declares them; for a user-space kernel, the system calls its Sentry \
          implements (<code>runsc help syscalls</code>). <b>(c)</b> host system calls the supervising VMM or \
-         runtime process can still make after its confinement: its seccomp allowlist, or the whole table when \
-         it is unfiltered. \"not declared\" means the backend does not say, not zero.</p>",
+         runtime process can still make after its confinement: measured from the live process's seccomp \
+         filters (every thread, evaluated with zero arguments; argument-dependent calls counted apart in the \
+         source) where an instance of the backend ran, else declared, or the whole table when it is \
+         unfiltered. \"not declared\" means the backend does not say, not zero.</p>",
     );
     let t: Vec<(String, Vec<String>)> = rows
         .iter()

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | (a) | host-kernel system calls the instance reaches directly | system calls | the `census.syscalls` probe of the same run (measured), or 0 by construction for a VM guest |
 //! | (b) | VM exit kinds, I/O port ranges and MMIO ranges the VMM handles for the guest; for a user-space kernel (runsc), the system calls its Sentry implements | kinds, ranges, system calls | the VMM's declared surface (microVMs); `runsc help syscalls` (runsc) |
-//! | (c) | host system calls the VMM or runtime process can still make after its confinement | system calls | the size of its seccomp allowlist, or the whole table when unfiltered |
+//! | (c) | host system calls the VMM or runtime process can still make after its confinement | system calls | measured from the live process's seccomp filters, every thread, with zero arguments (harness `backend::confinement`); else declared (its allowlist's size, or the whole table when unfiltered); the source says which |
 //!
 //! `None` in a count means "not declared" (the backend does not say), never zero.
 use serde::{Deserialize, Serialize};

@@ -25,6 +25,10 @@ pub struct ChildInstance {
     /// Phases marked by plain output lines: (text the line contains, phase name), see
     /// [`ChildInstance::with_text_phases`].
     text_phases: Vec<(&'static str, &'static str)>,
+    /// Measure the process's seccomp confinement at ready ([`ChildInstance::with_confinement_measured`]).
+    measure_confinement: bool,
+    /// The instance runs the `ready` scenario (it ends right after ready).
+    scenario_ends_at_ready: bool,
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -94,6 +98,8 @@ impl ChildInstance {
             stats_fn: None,
             cleanup: None,
             text_phases: Vec::new(),
+            measure_confinement: false,
+            scenario_ends_at_ready: matches!(spec.scenario, workloads::scenario::Scenario::Ready),
         })
     }
 
@@ -114,6 +120,15 @@ impl ChildInstance {
     /// guest kernel's console line `Run /init as init process`; the first match of each counts.
     pub fn with_text_phases(mut self, phases: &[(&'static str, &'static str)]) -> Self {
         self.text_phases = phases.to_vec();
+        self
+    }
+
+    /// At ready, measure this process's seccomp confinement as the backend's supervisor
+    /// ([`super::confinement::note_ready`]: once per backend per vmct process), for layer (c). Not for
+    /// the `ready` scenario, whose instance ends right after ready: a process exiting under the
+    /// reader would be counted in part, and its exit status could reach the reader instead of us.
+    pub fn with_confinement_measured(mut self) -> Self {
+        self.measure_confinement = !self.scenario_ends_at_ready;
         self
     }
 
@@ -246,6 +261,9 @@ impl Instance for ChildInstance {
                         name: "to_ready".into(),
                         duration_s: clock::ns_to_s(ready_ns.saturating_sub(prev)),
                     });
+                    if let (true, Some(pid)) = (self.measure_confinement, self.child.as_ref().map(Child::id)) {
+                        super::confinement::note_ready(&self.backend, pid, super::confinement::Descend::Yes);
+                    }
                     return Ok(Ready { launched_ns: self.launched_ns, ready_ns, phases });
                 }
                 Line::Event(_, Event::Phase { name, mono_ns }) => self.marks.push((name, mono_ns)),

@@ -169,7 +169,7 @@ impl MicrovmBackend {
                     VmmInput::Restore(dir) => cmd.arg("--restore").arg(dir),
                 };
                 cmd.args(args);
-                let child = ChildInstance::spawn(NAME, spec, cmd)?;
+                let child = ChildInstance::spawn(NAME, spec, cmd)?.with_confinement_measured();
                 return Ok(MicrovmInstance {
                     inner: child.with_stats(vmm_stats).with_launched_ns(launched_ns),
                     jail: None,
@@ -208,7 +208,7 @@ impl MicrovmBackend {
                     }
                 }
                 cmd.args(args);
-                let child = ChildInstance::spawn_with(NAME, spec, cmd, |c| j.spawn(c))?;
+                let child = ChildInstance::spawn_with(NAME, spec, cmd, |c| j.spawn(c))?.with_confinement_measured();
                 (child, j)
             }
         };
@@ -291,7 +291,7 @@ impl Backend for MicrovmBackend {
         use super::surface::{BackendSurface, VmmSurfaceInfo};
         // One definition: the exit kinds, port map and allowlist the VMM itself uses.
         let s = microvm::confine::bare_surface();
-        BackendSurface {
+        let mut surface = BackendSurface {
             profile: "bare guest: no OS, the workload at guest CPL3; VMM jailed (own mount/pid/net/ipc namespaces, cgroup, no capabilities, non-root uid)".into(),
             seccomp_profile: None,
             vmm: Some(VmmSurfaceInfo {
@@ -307,7 +307,9 @@ impl Backend for MicrovmBackend {
                 s.syscalls_allowed
             ),
             user_kernel: None,
-        }
+        };
+        super::confinement::apply(NAME, "the VMM process (`vmct-vmm`)", &mut surface);
+        surface
     }
 
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {

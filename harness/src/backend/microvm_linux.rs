@@ -191,14 +191,16 @@ impl Backend for MicrovmLinuxBackend {
     fn attack_surface(&self) -> super::surface::BackendSurface {
         use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
         // The linux guest model's VMM is not seccomp-filtered (microvm::confine says why): unfiltered.
-        BackendSurface {
+        let mut s = BackendSurface {
             profile: "linux guest: its own kernel and initramfs".into(),
             seccomp_profile: None,
             vmm: None,
             supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
             supervisor_note: unfiltered_note("the VMM process (`vmct __vmm-linux`), unconfined"),
             user_kernel: None,
-        }
+        };
+        super::confinement::apply(NAME, "the VMM process (`vmct __vmm-linux`)", &mut s);
+        s
     }
 
     /// Not yet: an image's root disk needs a virtio-blk device, which vmct's VMM does not have (the
@@ -224,7 +226,7 @@ impl Backend for MicrovmLinuxBackend {
         let kernel =
             self.availability().clone().map_err(|reason| BackendError::Unavailable { backend: NAME.into(), reason })?;
         let cmd = self.command(spec, &kernel)?;
-        let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats);
+        let child = ChildInstance::spawn(NAME, spec, cmd)?.with_stats(vmm_stats).with_confinement_measured();
         Ok(Box::new(MicrovmLinuxInstance { inner: child }))
     }
 }

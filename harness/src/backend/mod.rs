@@ -17,6 +17,7 @@
 //! Every [`Instance`] owns what it created (process, VM, cgroup, mounts): dropping it without
 //! [`Instance::stop`] kills and removes everything.
 pub mod child;
+pub mod confinement;
 pub mod container;
 pub mod lines;
 pub mod microvm;

@@ -77,6 +77,53 @@ pub struct QemuArgs<'a> {
     pub vcpus: u32,
     /// Raw disk image attached as a virtio-mmio block device, if any.
     pub disk: Option<&'a Path>,
+    /// `-sandbox` options (QEMU's own seccomp filter), e.g. [`LIBVIRT_SANDBOX`]; None: no `-sandbox`.
+    pub sandbox: Option<&'a str>,
+}
+
+/// The `-sandbox` options libvirt starts every QEMU with by default (qemu.conf `seccomp_sandbox = 1`,
+/// the default for QEMU >= 2.11; the command line as libvirt's own test data for it shows): QEMU's
+/// seccomp filter with obsolete calls, privilege changes (setuid...), spawning (fork/exec) and
+/// resource control (sched_setaffinity...) denied. Source: libvirt src/qemu/qemu.conf.in and the
+/// `-sandbox` line of libvirt's tests/qemuxmlconfdata/*.args.
+pub const LIBVIRT_SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// Whether `qemu` accepts `-sandbox opts` (a QEMU built without seccomp refuses it: "seccomp support is
+/// disabled"): QEMU is started with no machine and told `quit` on its monitor. Err carries QEMU's
+/// message. Cached per binary and options in this process.
+pub fn sandbox_support(qemu: &Path, opts: &str) -> Result<(), String> {
+    use std::collections::HashMap;
+    use std::io::Write;
+    use std::sync::Mutex;
+    /// Per (binary, options): the answer.
+    type Answers = HashMap<(PathBuf, String), Result<(), String>>;
+    static CACHE: Mutex<Option<Answers>> = Mutex::new(None);
+    let key = (qemu.to_path_buf(), opts.to_string());
+    let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = g.as_ref().and_then(|m| m.get(&key)) {
+        return r.clone();
+    }
+    let run = || -> Result<(), String> {
+        let mut child = Command::new(qemu)
+            .args(["-sandbox", opts, "-M", "none", "-nodefaults", "-no-user-config", "-display", "none"])
+            .args(["-monitor", "stdio"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", qemu.display()))?;
+        // A QEMU that refused the option has exited already: the broken pipe is not an error here.
+        let _ = child.stdin.take().map(|mut i| i.write_all(b"quit\n"));
+        let out = child.wait_with_output().map_err(|e| format!("{}: {e}", qemu.display()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(format!("{} -sandbox {opts}: {} ({err})", qemu.display(), out.status))
+    };
+    let r = run();
+    g.get_or_insert_with(HashMap::new).insert(key, r.clone());
+    r
 }
 
 impl<'a> QemuArgs<'a> {
@@ -97,7 +144,14 @@ impl<'a> QemuArgs<'a> {
             mem_mib: super::microvm_linux::guest_mem_bytes(spec.mem_limit_bytes, &spec.scenario) >> 20,
             vcpus: spec.vcpus.max(1),
             disk,
+            sandbox: None,
         }
+    }
+
+    /// With QEMU's seccomp filter: `-sandbox opts`.
+    pub fn with_sandbox(mut self, opts: Option<&'a str>) -> Self {
+        self.sandbox = opts;
+        self
     }
 
     /// The arguments after the binary.
@@ -119,6 +173,9 @@ impl<'a> QemuArgs<'a> {
         push(&["-smp", &self.vcpus.to_string()]);
         push(&["-kernel", &self.kernel.to_string_lossy(), "-initrd", &self.initrd.to_string_lossy()]);
         push(&["-append", self.append]);
+        if let Some(s) = self.sandbox {
+            push(&["-sandbox", s]);
+        }
         if let Some(d) = self.disk {
             let drive = format!("file={},format=raw,if=none,id=vmct-disk,cache=none,aio=threads", d.display());
             push(&["-drive", &drive, "-device", "virtio-blk-device,drive=vmct-disk"]);
@@ -239,6 +296,26 @@ struct Setup {
     kernel: PathBuf,
     /// Why the io scenario gets no disk, if it does not.
     no_disk: Option<String>,
+    /// [`LIBVIRT_SANDBOX`] when this QEMU supports it ([`sandbox_support`]), else why not.
+    sandbox: Result<&'static str, String>,
+}
+
+impl Setup {
+    /// The `-sandbox` options every instance runs with, if this QEMU supports them.
+    fn sandbox(&self) -> Option<&'static str> {
+        self.sandbox.as_ref().ok().copied()
+    }
+
+    /// The backend's profile: the guest model and QEMU's own confinement.
+    fn profile(&self) -> String {
+        let conf = match &self.sandbox {
+            Ok(o) => format!("QEMU confined as libvirt starts it by default: -sandbox {o}"),
+            Err(e) => format!(
+                "QEMU without -sandbox: this QEMU cannot run libvirt's default -sandbox {LIBVIRT_SANDBOX} ({e})"
+            ),
+        };
+        format!("linux guest under QEMU TCG (emulated): its own kernel and initramfs; {conf}")
+    }
 }
 
 /// The `qemu-tcg` backend.
@@ -284,7 +361,8 @@ impl QemuTcgBackend {
             if no_disk.is_none() && super::peers::which("mkfs.ext4").is_none() {
                 no_disk = Some(format!("mkfs.ext4 not found; install Debian's {MKFS_PACKAGE}"));
             }
-            Ok(Setup { qemu, version, kernel, no_disk })
+            let sandbox = sandbox_support(&qemu, LIBVIRT_SANDBOX).map(|()| LIBVIRT_SANDBOX);
+            Ok(Setup { qemu, version, kernel, no_disk, sandbox })
         })
     }
 
@@ -313,6 +391,7 @@ impl QemuTcgBackend {
                     mem_mib: 64,
                     vcpus: 2,
                     disk: Some(&disk),
+                    sandbox: s.sandbox(),
                 };
                 super::qemu_surface::census(&s.qemu, &args.to_args()).map_err(|e| e.to_string())
             })
@@ -338,10 +417,14 @@ impl QemuTcgBackend {
             _ => None,
         };
         let append = guest_cmdline(&spec, true).map_err(fail)?;
-        let args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, disk.as_ref().map(|d| d.image.as_path()));
+        let args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, disk.as_ref().map(|d| d.image.as_path()))
+            .with_sandbox(s.sandbox());
         let mut cmd = Command::new(&s.qemu);
         cmd.args(args.to_args());
-        let mut inner = ChildInstance::spawn(NAME, &spec, cmd)?.with_stats(tcg_stats).with_text_phases(CONSOLE_PHASES);
+        let mut inner = ChildInstance::spawn(NAME, &spec, cmd)?
+            .with_stats(tcg_stats)
+            .with_text_phases(CONSOLE_PHASES)
+            .with_confinement_measured();
         let disk_image = disk.as_ref().map(|d| d.image.clone());
         if let Some(d) = disk {
             inner = inner.with_cleanup(move || drop(d));
@@ -397,7 +480,10 @@ impl Backend for QemuTcgBackend {
     fn info(&self) -> results::BackendInfo {
         let s = self.setup();
         results::BackendInfo {
-            isolation: None,
+            isolation: s
+                .as_ref()
+                .ok()
+                .map(|s| results::IsolationProfile { profile: s.profile(), ..Default::default() }),
             name: NAME.into(),
             kind: results::BackendKind::Peer,
             model: results::IsolationModel::Microvm,
@@ -440,7 +526,7 @@ impl Backend for QemuTcgBackend {
             spec.scenario = Scenario::Ready;
         }
         let append = image_cmdline(&spec, l).map_err(fail)?;
-        let args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, Some(disk));
+        let args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, Some(disk)).with_sandbox(s.sandbox());
         // The cached disk is shared by every instance of the image: QEMU opens it read-only.
         let argv: Vec<String> = args
             .to_args()
@@ -449,20 +535,34 @@ impl Backend for QemuTcgBackend {
             .collect();
         let mut cmd = Command::new(&s.qemu);
         cmd.args(argv);
-        let inner = ChildInstance::spawn(NAME, &spec, cmd)?.with_stats(tcg_stats).with_text_phases(CONSOLE_PHASES);
+        let inner = ChildInstance::spawn(NAME, &spec, cmd)?
+            .with_stats(tcg_stats)
+            .with_text_phases(CONSOLE_PHASES)
+            .with_confinement_measured();
         Ok(Box::new(QemuTcgInstance { inner, disk_image: None }))
     }
 
     /// Layer (b) measured from QEMU's monitor ([`QemuTcgBackend::device_model`]: the device models,
     /// port and MMIO ranges QEMU emulates for our command line); when that cannot run, layer (b) is
-    /// not declared and the supervisor note says why. Layer (c): QEMU runs without `-sandbox`, so its
-    /// process is unfiltered.
+    /// not declared and the supervisor note says why. Layer (c) measured from the first live QEMU of
+    /// this run ([`super::confinement`]); until one ran, declared from the command line: the whole
+    /// table without `-sandbox`, not declared (None) with it.
     fn attack_surface(&self) -> super::surface::BackendSurface {
         use super::surface::{unfiltered_note, unfiltered_syscalls, BackendSurface};
-        let mut supervisor_note = unfiltered_note("the QEMU process (qemu-system-x86_64 without -sandbox)");
+        let setup = self.setup().as_ref().ok();
+        let sandbox = setup.and_then(Setup::sandbox);
+        let (mut supervisor_syscalls_allowed, mut supervisor_note) = match sandbox {
+            Some(o) => (None, format!("the QEMU process runs with -sandbox {o} (libvirt's default)")),
+            None => {
+                (Some(unfiltered_syscalls()), unfiltered_note("the QEMU process (qemu-system-x86_64 without -sandbox)"))
+            }
+        };
+        if let Some(Err(e)) = setup.map(|s| &s.sandbox) {
+            supervisor_note.push_str(&format!("; this QEMU cannot run libvirt's default -sandbox: {e}"));
+        }
         let vmm = match self.device_model() {
             Ok(m) => {
-                let mut v = m.to_surface(unfiltered_syscalls());
+                let mut v = m.to_surface(supervisor_syscalls_allowed.unwrap_or(0));
                 v.source = Some(m.describe());
                 Some(v)
             }
@@ -472,14 +572,26 @@ impl Backend for QemuTcgBackend {
                 None
             }
         };
-        BackendSurface {
-            profile: "linux guest under QEMU TCG (emulated): its own kernel and initramfs".into(),
+        let mut surface = BackendSurface {
+            profile: setup.map_or_else(
+                || "linux guest under QEMU TCG (emulated): its own kernel and initramfs".into(),
+                Setup::profile,
+            ),
             seccomp_profile: None,
             vmm,
-            supervisor_syscalls_allowed: Some(unfiltered_syscalls()),
+            supervisor_syscalls_allowed: supervisor_syscalls_allowed.take(),
             supervisor_note,
             user_kernel: None,
+        };
+        let who = match sandbox {
+            Some(o) => format!("the QEMU process (qemu-system-x86_64 -sandbox {o})"),
+            None => "the QEMU process (qemu-system-x86_64 without -sandbox)".into(),
+        };
+        super::confinement::apply(NAME, &who, &mut surface);
+        if let (Some(v), Some(n)) = (surface.vmm.as_mut(), surface.supervisor_syscalls_allowed) {
+            v.syscalls_allowed = n;
         }
+        surface
     }
 }
 
@@ -554,6 +666,7 @@ mod tests {
             mem_mib: 160,
             vcpus: 2,
             disk: Some(Path::new("/d/disk.ext4")),
+            sandbox: Some(LIBVIRT_SANDBOX),
         }
         .to_args();
         let j = a.join(" ");
@@ -561,6 +674,10 @@ mod tests {
         assert!(j.contains("-object memory-backend-memfd,id=vmct-guest-ram,size=160M,share=on -m 160M"), "{j}");
         assert!(j.contains("-nodefaults -no-user-config -nographic -serial stdio -no-reboot -smp 2"), "{j}");
         assert!(j.contains("-drive file=/d/disk.ext4,format=raw,if=none,id=vmct-disk"), "{j}");
+        assert!(
+            j.contains("-append console=ttyS0 -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"),
+            "{j}"
+        );
         assert!(j.ends_with("-device virtio-blk-device,drive=vmct-disk"), "{j}");
         assert!(!j.contains("kvm"));
         let kvm = QemuArgs {
@@ -571,9 +688,11 @@ mod tests {
             mem_mib: 128,
             vcpus: 1,
             disk: None,
+            sandbox: None,
         };
         let k = kvm.to_args().join(" ");
         assert!(k.starts_with("-M microvm -enable-kvm -cpu host -m 128M") && !k.contains("memfd"), "{k}");
+        assert!(!k.contains("-sandbox"), "no -sandbox unless asked: {k}");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!   that does not parse, is detected again and rewritten; the environment variable bypasses the cache.
 //! - Attack surface: the Sentry's implemented system calls from `runsc help syscalls -format json`
 //!   ([`sentry_syscalls`]); the Sentry's own host seccomp filter read from the live Sentry with
-//!   `PTRACE_SECCOMP_GET_FILTER` and evaluated per system call number ([`bpf`], [`read_sentry_filter`]).
+//!   `PTRACE_SECCOMP_GET_FILTER` and evaluated per system call number ([`super::confinement`], [`note_ready`]).
 //! - Memory ([`sandbox_stats`]): Sentry + Gofer + the Sentry's stub processes, split by smaps into the
 //!   workload's memory (the Sentry's `memfd:runsc-memory` file, which backs all application memory)
 //!   and the sandbox's own overhead.
@@ -477,268 +477,15 @@ fn memory_file_bytes(sentry: u32) -> Option<u64> {
     })
 }
 
-/// The Sentry's own host seccomp confinement, read from the live process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentryFilter {
-    /// `/proc/PID/status` `Seccomp` (2 = filter mode).
-    pub mode: u32,
-    /// `/proc/PID/status` `Seccomp_filters`.
-    pub filters: u32,
-    /// System call numbers (x86_64) every installed filter allows for some arguments; None if the
-    /// filters could not be read (`note` says why).
-    pub allowed: Option<u32>,
-    /// BPF instructions per filter (most recent first).
-    pub instructions: Vec<usize>,
-    /// How it was read, or why not.
-    pub note: String,
-}
-
-/// The last Sentry filter read in this process (filled when a runsc instance reaches ready).
-static LAST_FILTER: Mutex<Option<SentryFilter>> = Mutex::new(None);
-
-/// Read the filter of the sandbox under `runtime_pid` once per process (the first ready sandbox), for
-/// [`last_sentry_filter`].
+/// Measure the Sentry of the sandbox under `runtime_pid` as runsc's supervisor, once per process
+/// (the first ready sandbox): [`super::confinement::note_ready`].
 pub fn note_ready(runtime_pid: u32) {
-    let mut g = LAST_FILTER.lock().unwrap_or_else(|e| e.into_inner());
-    if g.is_some() {
+    if super::confinement::measured(NAME).is_some() {
         return;
     }
     // A sandbox whose workload already ended may be gone mid-read: then the next ready one is read.
-    *g = sandbox_pids(runtime_pid).sentry.and_then(read_sentry_filter);
-}
-
-/// The Sentry filter read by [`note_ready`] in this process, if a sandbox reached ready.
-pub fn last_sentry_filter() -> Option<SentryFilter> {
-    LAST_FILTER.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Read `/proc/PID/status` and the filters themselves ([`bpf::get_filters`]); failures to read the
-/// filters are said in `note`, with `allowed: None`. None if the process is gone (before or during the
-/// read): nothing read from it is trusted then.
-pub fn read_sentry_filter(pid: u32) -> Option<SentryFilter> {
-    let f = read_filter_of(pid)?;
-    std::path::Path::new(&format!("/proc/{pid}/status")).exists().then_some(f)
-}
-
-fn read_filter_of(pid: u32) -> Option<SentryFilter> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| {
-        status.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(':')?.trim().parse::<u32>().ok()).unwrap_or(0)
-    };
-    let (mode, filters) = (field("Seccomp"), field("Seccomp_filters"));
-    let mut f = SentryFilter { mode, filters, allowed: None, instructions: Vec::new(), note: String::new() };
-    if mode != 2 {
-        f.note = format!("/proc/{pid}/status Seccomp: {mode}: the Sentry runs without a seccomp filter");
-        return Some(f);
-    }
-    match bpf::get_filters(pid, filters) {
-        Ok(progs) => {
-            f.instructions = progs.iter().map(Vec::len).collect();
-            let table = workloads::probe_ids::syscall_table::len();
-            let n = (0..bpf::MAX_NR).filter(|nr| progs.iter().all(|p| bpf::may_allow(p, *nr))).count();
-            f.allowed = Some(u32::try_from(n).unwrap_or(u32::MAX));
-            f.note = format!(
-                "the Sentry's (pid {pid}) own host seccomp filter (Seccomp: 2, {filters} filter(s) of {} BPF \
-                 instructions), read with PTRACE_SECCOMP_GET_FILTER and evaluated for x86_64 system call \
-                 numbers 0..{}: {n} may be allowed for some arguments (of {table} in the table)",
-                f.instructions.iter().map(ToString::to_string).collect::<Vec<_>>().join("+"),
-                bpf::MAX_NR
-            );
-        }
-        Err(e) => {
-            f.note = format!("filtered (Seccomp: 2, {filters} filter(s)), size not readable: {e}");
-        }
-    }
-    Some(f)
-}
-
-/// Classic BPF seccomp programs: reading them from a live process and deciding, per system call
-/// number, whether some arguments let the call through. Hand-written: the crates that handle seccomp
-/// (seccompiler, libseccomp) compile filters but neither reads one back nor evaluates a foreign one.
-pub mod bpf {
-    use std::collections::HashSet;
-
-    /// System call numbers evaluated (x86_64 numbers are below 512; x32 and other ABIs are not).
-    pub const MAX_NR: u32 = 512;
-    /// `AUDIT_ARCH_X86_64` (linux/audit.h): the `arch` field of `seccomp_data` on this host.
-    pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-    /// `PTRACE_SECCOMP_GET_FILTER` (linux/ptrace.h).
-    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
-    /// `SECCOMP_RET_ACTION_FULL` (linux/seccomp.h).
-    const RET_ACTION_FULL: u32 = 0xffff_0000;
-    /// `SECCOMP_RET_ALLOW`, `SECCOMP_RET_LOG`: the call proceeds.
-    const ALLOWING: [u32; 2] = [0x7fff_0000, 0x7ffc_0000];
-
-    /// One BPF instruction (`struct sock_filter`).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-    #[repr(C)]
-    pub struct Insn {
-        /// Opcode.
-        pub code: u16,
-        /// Jump offset if true.
-        pub jt: u8,
-        /// Jump offset if false.
-        pub jf: u8,
-        /// Constant.
-        pub k: u32,
-    }
-
-    /// Whether some arguments let system call `nr` (arch x86_64) through `prog`: a walk over every path
-    /// the program can take, where the argument and instruction-pointer words are unknown (both
-    /// branches of a test on them are followed). Jumps only go forward, so the walk ends.
-    pub fn may_allow(prog: &[Insn], nr: u32) -> bool {
-        let mut seen = HashSet::new();
-        let mut todo = vec![State { pc: 0, a: Some(0), x: Some(0), m: [None; 16] }];
-        while let Some(s) = todo.pop() {
-            if !seen.insert(s) {
-                continue;
-            }
-            let Some(i) = prog.get(s.pc) else { continue };
-            let next = |pc: usize, a, x, m| State { pc, a, x, m };
-            let (a, x, mut m) = (s.a, s.x, s.m);
-            let src = if i.code & 0x08 != 0 { x } else { Some(i.k) };
-            let mem = |k: u32| m.get(k as usize).copied().flatten();
-            match i.code & 0x07 {
-                0x00 => {
-                    let v = match i.code & 0xe0 {
-                        0x20 if i.code & 0x18 == 0 => match i.k {
-                            0 => Some(nr),
-                            4 => Some(AUDIT_ARCH_X86_64),
-                            _ => None,
-                        },
-                        0x00 => Some(i.k),
-                        0x60 => mem(i.k),
-                        0x80 => Some(64),
-                        _ => None,
-                    };
-                    todo.push(next(s.pc + 1, v, x, m));
-                }
-                0x01 => {
-                    let v = match i.code & 0xe0 {
-                        0x00 => Some(i.k),
-                        0x60 => mem(i.k),
-                        0x80 => Some(64),
-                        _ => None,
-                    };
-                    todo.push(next(s.pc + 1, a, v, m));
-                }
-                0x02 | 0x03 => {
-                    if let Some(slot) = m.get_mut(i.k as usize) {
-                        *slot = if i.code & 0x07 == 0x02 { a } else { x };
-                    }
-                    todo.push(next(s.pc + 1, a, x, m));
-                }
-                0x04 => {
-                    let v = match (a, src) {
-                        (Some(a), Some(b)) => alu(i.code & 0xf0, a, b),
-                        (Some(a), None) if i.code & 0xf0 == 0x80 => Some(a.wrapping_neg()),
-                        _ => None,
-                    };
-                    todo.push(next(s.pc + 1, v, x, m));
-                }
-                0x05 => {
-                    let base = s.pc + 1;
-                    if i.code & 0xf0 == 0x00 {
-                        todo.push(next(base + i.k as usize, a, x, m));
-                        continue;
-                    }
-                    let taken = match (a, src) {
-                        (Some(a), Some(b)) => match i.code & 0xf0 {
-                            0x10 => Some(a == b),
-                            0x20 => Some(a > b),
-                            0x30 => Some(a >= b),
-                            0x40 => Some(a & b != 0),
-                            _ => None,
-                        },
-                        _ => None,
-                    };
-                    if taken != Some(false) {
-                        todo.push(next(base + i.jt as usize, a, x, m));
-                    }
-                    if taken != Some(true) {
-                        todo.push(next(base + i.jf as usize, a, x, m));
-                    }
-                }
-                0x06 => {
-                    let ret = if i.code & 0x18 == 0x10 { a } else { Some(i.k) };
-                    // An unknown return value could allow: counted as allowing (an upper bound).
-                    if ret.is_none_or(|r| ALLOWING.contains(&(r & RET_ACTION_FULL))) {
-                        return true;
-                    }
-                }
-                _ => {
-                    let (a2, x2) = if i.code & 0xf8 == 0x80 { (x, x) } else { (a, a) };
-                    todo.push(next(s.pc + 1, a2, x2, m));
-                }
-            }
-        }
-        false
-    }
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    struct State {
-        pc: usize,
-        a: Option<u32>,
-        x: Option<u32>,
-        m: [Option<u32>; 16],
-    }
-
-    fn alu(op: u16, a: u32, b: u32) -> Option<u32> {
-        Some(match op {
-            0x00 => a.wrapping_add(b),
-            0x10 => a.wrapping_sub(b),
-            0x20 => a.wrapping_mul(b),
-            0x30 => a.checked_div(b)?,
-            0x40 => a | b,
-            0x50 => a & b,
-            0x60 => a.checked_shl(b).unwrap_or(0),
-            0x70 => a.checked_shr(b).unwrap_or(0),
-            0x80 => a.wrapping_neg(),
-            0x90 => a.checked_rem(b)?,
-            0xa0 => a ^ b,
-            _ => return None,
-        })
-    }
-
-    /// Read the `count` seccomp filters of `pid` (most recent first) with `PTRACE_SECCOMP_GET_FILTER`:
-    /// seize the process's main thread, interrupt it, copy each filter, detach. The thread is stopped
-    /// for the few system calls that takes; nothing of the process is changed. Needs CAP_SYS_ADMIN.
-    pub fn get_filters(pid: u32, count: u32) -> Result<Vec<Vec<Insn>>, String> {
-        let p = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-        let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-        // SAFETY: PTRACE_SEIZE on a pid with no address arguments; fails harmlessly if not allowed.
-        if unsafe { libc::ptrace(libc::PTRACE_SEIZE, p, 0usize, 0usize) } != 0 {
-            return Err(err("PTRACE_SEIZE"));
-        }
-        let result = (|| {
-            // SAFETY: PTRACE_INTERRUPT on a thread we have seized; no memory is passed.
-            if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, p, 0usize, 0usize) } != 0 {
-                return Err(err("PTRACE_INTERRUPT"));
-            }
-            let mut st = 0;
-            // SAFETY: waits for the seized thread's stop; `st` is a valid int.
-            if unsafe { libc::waitpid(p, &mut st, libc::__WALL) } != p {
-                return Err(err("waitpid"));
-            }
-            let mut progs = Vec::new();
-            for index in 0..usize::try_from(count).unwrap_or(0) {
-                // SAFETY: with a null data pointer the kernel only returns the filter's length.
-                let n = unsafe { libc::ptrace(PTRACE_SECCOMP_GET_FILTER, p, index, std::ptr::null_mut::<Insn>()) };
-                let n = usize::try_from(n).map_err(|_| err("PTRACE_SECCOMP_GET_FILTER (length)"))?;
-                let mut buf = vec![Insn::default(); n];
-                // SAFETY: `buf` has room for exactly the `n` instructions the kernel reported;
-                // `Insn` has `struct sock_filter`'s layout (repr(C), u16 u8 u8 u32).
-                let got = unsafe { libc::ptrace(PTRACE_SECCOMP_GET_FILTER, p, index, buf.as_mut_ptr()) };
-                if usize::try_from(got).ok() != Some(n) {
-                    return Err(err("PTRACE_SECCOMP_GET_FILTER"));
-                }
-                progs.push(buf);
-            }
-            Ok(progs)
-        })();
-        // SAFETY: PTRACE_DETACH of our tracee with no signal; no memory is passed.
-        unsafe { libc::ptrace(libc::PTRACE_DETACH, p, 0usize, 0usize) };
-        result
+    if let Some(sentry) = sandbox_pids(runtime_pid).sentry {
+        super::confinement::note_ready(NAME, sentry, super::confinement::Descend::No);
     }
 }
 
@@ -789,7 +536,6 @@ pub fn delete(bin: &Path, root: &Path, id: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::bpf::{may_allow, Insn};
     use super::*;
 
     fn offered() -> Vec<String> {
@@ -884,30 +630,6 @@ mod tests {
         let s = SentrySyscalls::parse(j).unwrap();
         assert_eq!((s.full, s.partial, s.unimplemented, s.implemented()), (1, 1, 1, 2));
         assert_eq!(SentrySyscalls::parse("{}"), None);
-    }
-
-    fn ins(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
-        Insn { code, jt, jf, k }
-    }
-
-    #[test]
-    fn bpf_walk_allows_a_call_when_some_arguments_pass() {
-        // arch check; nr == 1 -> allow; nr == 2 -> allow only if arg0 == 5; else kill.
-        let prog = [
-            ins(0x20, 0, 0, 4),                      // ld arch
-            ins(0x15, 1, 0, bpf::AUDIT_ARCH_X86_64), // jeq arch
-            ins(0x06, 0, 0, 0),                      // ret kill
-            ins(0x20, 0, 0, 0),                      // ld nr
-            ins(0x15, 0, 1, 1),                      // jeq 1
-            ins(0x06, 0, 0, 0x7fff_0000),            // ret allow
-            ins(0x15, 0, 3, 2),                      // jeq 2
-            ins(0x20, 0, 0, 16),                     // ld arg0 (unknown)
-            ins(0x15, 0, 1, 5),                      // jeq 5
-            ins(0x06, 0, 0, 0x7fff_0000),            // ret allow
-            ins(0x06, 0, 0, 0x0005_0001),            // ret errno
-        ];
-        let allowed: Vec<u32> = (0..10).filter(|nr| may_allow(&prog, *nr)).collect();
-        assert_eq!(allowed, vec![1, 2]);
     }
 
     #[test]

@@ -235,8 +235,8 @@ pub fn user_space_kernel_profile() -> String {
 
 /// The surface of gVisor's runsc (`bin`) running the peers' bundle, which carries `seccomp`:
 /// (b) the Sentry's implemented system calls (`runsc help syscalls`), (c) the Sentry's own host seccomp
-/// filter as read from the last sandbox that reached ready in this process
-/// ([`super::runsc::last_sentry_filter`]; "not measured" when none did).
+/// filter as read from the first sandbox that reached ready in this process
+/// ([`super::confinement::measured`]; "not measured" when none did).
 pub fn user_space_kernel_surface(bin: &std::path::Path, seccomp: Option<&ProfileInfo>) -> BackendSurface {
     let (implemented, syscalls_source) = match super::runsc::sentry_syscalls(bin) {
         Ok(s) => (
@@ -261,24 +261,25 @@ pub fn user_space_kernel_surface(bin: &std::path::Path, seccomp: Option<&Profile
         ),
         None => "none: runsc loads an OCI seccomp profile only with --oci-seccomp (off by default)".into(),
     };
-    let filter = super::runsc::last_sentry_filter();
-    BackendSurface {
+    let mut surface = BackendSurface {
         profile: user_space_kernel_profile(),
         seccomp_profile: None,
         vmm: None,
-        supervisor_syscalls_allowed: filter.as_ref().and_then(|f| f.allowed),
-        supervisor_note: match filter {
-            Some(f) => f.note,
-            None => {
-                "not measured: no runsc sandbox reached ready in this run, so the Sentry's filter was not read".into()
-            }
-        },
+        supervisor_syscalls_allowed: None,
+        supervisor_note:
+            "not measured: no runsc sandbox reached ready in this run, so the Sentry's filter was not read".into(),
         user_kernel: Some(UserKernelSurfaceInfo {
             syscalls_implemented: implemented,
             syscalls_source,
             instance_seccomp,
         }),
+    };
+    if super::confinement::measured(super::runsc::NAME).is_some() {
+        super::confinement::apply(super::runsc::NAME, "gVisor's Sentry (runsc-sandbox)", &mut surface);
+    } else if let Some(f) = super::confinement::last_failure(super::runsc::NAME) {
+        surface.supervisor_note = format!("not measured: the Sentry's filter could not be read: {f}");
     }
+    surface
 }
 
 /// The surface of a container run with `profile` under `seccomp` by `runtime` (e.g. "vmct's

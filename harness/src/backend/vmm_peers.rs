@@ -123,6 +123,21 @@ impl Backend for VmmPeer {
         super::microvm_linux::check_linux_spec(self.name(), spec)
     }
 
+    /// Layer (c) measured from the first live instance of this run ([`super::confinement`]), as the
+    /// user's binary runs it (no `-sandbox` for QEMU; Firecracker installs its own filters); layers (a)
+    /// and (b) are not declared for a peer VMM.
+    fn attack_surface(&self) -> super::surface::BackendSurface {
+        let mut s = super::surface::BackendSurface {
+            profile: format!("linux guest under {} (the binary given with --peer)", self.vmm.name()),
+            supervisor_note: "not measured: no instance reached ready in this run".into(),
+            ..Default::default()
+        };
+        if super::confinement::measured(self.vmm.name()).is_some() {
+            super::confinement::apply(self.vmm.name(), &format!("the {} process", self.vmm.name()), &mut s);
+        }
+        s
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError> {
         let fail = |reason: String| BackendError::Launch { backend: self.vmm.name().into(), reason };
         let args: Vec<String> = spec.scenario.to_string().split_whitespace().map(String::from).collect();
@@ -174,6 +189,7 @@ impl VmmPeer {
                     mem_mib,
                     vcpus: spec.vcpus,
                     disk,
+                    sandbox: None,
                 };
                 let mut c = Command::new(&self.path);
                 // A shared root disk is opened read-only.
@@ -201,13 +217,13 @@ impl VmmPeer {
                     .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
                 let mut c = Command::new(&self.path);
                 c.arg("--no-api").arg("--config-file").arg(&path);
-                let inst = ChildInstance::spawn(name, spec, c)?.with_cleanup(move || {
+                let inst = ChildInstance::spawn(name, spec, c)?.with_confinement_measured().with_cleanup(move || {
                     let _ = std::fs::remove_dir_all(&dir);
                 });
                 return Ok(Box::new(inst));
             }
         };
-        Ok(Box::new(ChildInstance::spawn(name, spec, cmd)?))
+        Ok(Box::new(ChildInstance::spawn(name, spec, cmd)?.with_confinement_measured()))
     }
 }
 
