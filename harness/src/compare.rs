@@ -7,7 +7,7 @@
 use crate::backend::vmm_peers::{self, Peer};
 use crate::backend::Backend;
 use crate::experiments::registry::{self, RunContext};
-use crate::experiments::{density, overhead, snapshot, startup};
+use crate::experiments::{density, memory, overhead, snapshot, startup};
 use crate::progress::{self, Mode};
 use results::env::LoadSnapshot;
 use results::{ExperimentId, HostEnv, Plan, RunDir, RunMeta};
@@ -80,6 +80,9 @@ pub struct Settings {
     pub snapshot: snapshot::SnapshotPlan,
     /// Blast-radius settings (None: probes only).
     pub blast: Option<crate::isolation::blast::BlastOptions>,
+    /// Memory over time and sharing plan (run.json files without it get [`memory::MemoryPlan::default`]).
+    #[serde(default)]
+    pub memory: memory::MemoryPlan,
     /// Whether this is the quick preset.
     pub quick: bool,
 }
@@ -123,6 +126,7 @@ impl Settings {
                 hog_mib: 256,
                 ..Default::default()
             }),
+            memory: memory::MemoryPlan::quick(),
             quick: true,
         }
     }
@@ -159,6 +163,7 @@ impl Settings {
             },
             snapshot: snapshot::SnapshotPlan::default_plan(),
             blast: Some(crate::isolation::blast::BlastOptions { hog_secs: 20.0, rounds: 3, ..Default::default() }),
+            memory: memory::MemoryPlan::default_plan(),
             quick: false,
         }
     }
@@ -201,6 +206,14 @@ impl Settings {
                 workloads::scenario::MAX_MIB
             ));
         }
+        if self.memory.instances == 0 || !(1..=workloads::scenario::MAX_MIB).contains(&self.memory.burst_mib) {
+            return Err(format!(
+                "memory.instances is {} and memory.burst_mib {}: expected at least 1 instance and 1 to {} MiB",
+                self.memory.instances,
+                self.memory.burst_mib,
+                workloads::scenario::MAX_MIB
+            ));
+        }
         if self.density.budget_bytes == 0 {
             return Err("density.budget_bytes is 0: expected above 0".into());
         }
@@ -210,9 +223,11 @@ impl Settings {
 
 /// The experiments both presets run: every one but the peer cross-check (`crosscheck`), which runs only
 /// when named: measured on this host it takes about 2.5 min (n = 30 on container, crun, runc and runsc;
-/// each whole-process `vmct run` on runsc spends about 3.3 s choosing its platform before it launches).
+/// each whole-process `vmct run` on runsc spends about 3.3 s choosing its platform before it launches),
+/// and `memory`, which waits a minute per backend for give-back (run with `--experiments memory`;
+/// MERGE: part of the `--scale` preset).
 pub fn default_experiments() -> Vec<ExperimentId> {
-    ExperimentId::ALL.iter().copied().filter(|&e| e != ExperimentId::CrossCheck).collect()
+    ExperimentId::ALL.iter().copied().filter(|&e| e != ExperimentId::CrossCheck && e != ExperimentId::Memory).collect()
 }
 
 /// Sample sizes for a backend whose guest CPU is emulated ([`results::BackendInfo::emulated`]): each
@@ -234,6 +249,8 @@ pub fn for_emulated(s: &Settings) -> Settings {
     e.density.timeout = at_least(s.density.timeout, 60);
     e.overhead.runs = s.overhead.runs.min(2);
     e.overhead.timeout = at_least(s.overhead.timeout, 180);
+    e.memory.instances = s.memory.instances.min(2);
+    e.memory.timeout = at_least(s.memory.timeout, 120);
     e.blast = s.blast.as_ref().map(|b| crate::isolation::blast::BlastOptions {
         victim_iters: b.victim_iters.min(50_000),
         rounds: b.rounds.min(2),

@@ -13,6 +13,7 @@ pub mod images;
 pub mod interrupt;
 pub mod isolation;
 pub mod kernel;
+pub mod ksm;
 pub mod logs;
 pub mod memstat;
 pub mod privileged;

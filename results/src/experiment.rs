@@ -45,6 +45,8 @@ experiment_ids! {
     Snapshot = "snapshot",
     /// Peer cross-check: each peer CLI's own `run` beside vmct's clocks (`crosscheck.csv`).
     CrossCheck = "crosscheck",
+    /// Memory over time and sharing: give-back after a burst, KSM (`memory_giveback.csv`, `ksm.csv`).
+    Memory = "memory",
 }
 
 impl ExperimentId {

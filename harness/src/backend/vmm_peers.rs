@@ -174,6 +174,7 @@ impl VmmPeer {
                     mem_mib,
                     vcpus: spec.vcpus,
                     disk,
+                    balloon: false,
                 };
                 let mut c = Command::new(&self.path);
                 // A shared root disk is opened read-only.

@@ -78,6 +78,7 @@ pub fn experiment(id: ExperimentId) -> &'static dyn Registered {
         ExperimentId::Isolation => &super::isolation::Isolation,
         ExperimentId::Snapshot => &super::snapshot::Snapshot,
         ExperimentId::CrossCheck => &super::crosscheck::CrossCheck,
+        ExperimentId::Memory => &super::memory::Memory,
     }
 }
 
