@@ -586,7 +586,7 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("run.json") && msg.contains("older vmct") && msg.contains("cannot be re-run"), "{msg}");
         let nearest =
-            "vmct compare --quick --experiments startup,density,overhead,isolation,snapshot,crosscheck --warmup 2 \
+            "vmct compare --quick --experiments startup,density,overhead,isolation,snapshot,crosscheck,memory --warmup 2 \
                        --runs-per-backend 20 --density-budget 2147483648B --density-max 10 --hold-mib 16\n";
         assert!(msg.contains(nearest), "{msg}");
     }

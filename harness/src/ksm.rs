@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(values(sys.path()), ["1", "100", "20"], "untouched");
 
         let sys = fake_sysfs("0");
-        let g = KsmGuard::enable(sys.path(), jd.path(), 1000, 10).unwrap();
+        let mut g = KsmGuard::enable(sys.path(), jd.path(), 1000, 10).unwrap();
         std::fs::write(sys.path().join("pages_to_scan"), "4242\n").unwrap();
         assert!(matches!(g.restore(), Restored::ChangedMeanwhile(_)));
         assert_eq!(values(sys.path()), ["1", "4242", "10"], "left as found");

@@ -35,6 +35,10 @@ pub struct RunData {
     pub crosscheck: Option<Vec<results::CrossCheckRow>>,
     /// attack_surface.csv.
     pub attack_surface: Option<Vec<results::AttackSurfaceRow>>,
+    /// memory_giveback.csv.
+    pub memory_giveback: Option<Vec<results::GiveBackRow>>,
+    /// ksm.csv.
+    pub ksm: Option<Vec<results::KsmRow>>,
 }
 
 fn opt<R: Record>(rd: &RunDir) -> Result<Option<Vec<R>>, RunDirError> {
@@ -90,6 +94,8 @@ impl RunData {
             snapshot: opt(rd)?,
             crosscheck: opt(rd)?,
             attack_surface: opt(rd)?,
+            memory_giveback: opt(rd)?,
+            ksm: opt(rd)?,
         })
     }
 
@@ -144,6 +150,12 @@ impl RunData {
             add(&s.backend);
         }
         for s in self.crosscheck.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.memory_giveback.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.ksm.iter().flatten() {
             add(&s.backend);
         }
         names

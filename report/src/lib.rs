@@ -20,6 +20,7 @@ pub mod density_latency;
 pub mod fixture;
 pub mod html;
 pub mod image;
+pub mod memory;
 pub mod merge;
 pub mod models;
 pub mod noise;

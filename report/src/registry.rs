@@ -80,8 +80,18 @@ pub trait ReportSection: Sync {
 }
 
 /// Every experiment section, in page order.
-pub static SECTIONS: &[&dyn ReportSection] =
-    &[&Startup, &Density, &Overhead, &Isolation, &AttackSurface, &Blast, &Snapshot, &crate::crosscheck::CrossCheck];
+pub static SECTIONS: &[&dyn ReportSection] = &[
+    &Startup,
+    &Density,
+    &Overhead,
+    &Isolation,
+    &AttackSurface,
+    &Blast,
+    &Snapshot,
+    &crate::crosscheck::CrossCheck,
+    &crate::memory::GiveBack,
+    &crate::memory::Ksm,
+];
 
 /// A figure's key.
 fn key(sec: &dyn ReportSection, backend: &str, metric: &str) -> (String, String, String) {
