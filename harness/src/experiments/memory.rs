@@ -4,16 +4,22 @@
 //!    after another and kept alive together. Each reports ready, waits 1 s, touches M MiB
 //!    (`burst.touched`), holds them 1 s, frees them (`burst.freed`) and idles. Per instance the host
 //!    memory it holds is read right after ready ("before"), from `burst.touched` until `burst.freed`
-//!    every [`PEAK_POLL`] (the largest reading is the peak), then every [`AFTER_POLL`] until
-//!    [`MemoryPlan::after`] after its free ("after"). The row is the mean over the instances, labelled
+//!    every [`PEAK_POLL`] (the largest reading is the peak), then at once after the free and every
+//!    [`AFTER_POLL`] until [`MemoryPlan::after`] after its free ("after"); while a later instance
+//!    launches (seconds for an emulated guest) the earlier ones are not read, so "half back" has that
+//!    resolution. The row is the mean over the instances, labelled
 //!    with how freed memory can go back to the host ([`Backend::give_back`]).
 //! 2. KSM ([`ksm_sweep`], `ksm.csv`, unless [`MemoryPlan::ksm`] is off): N instances of
 //!    `idle --hold-mib M` asked to make their memory mergeable (`VMCT_MEMORY_MERGE=1`:
 //!    `prctl(PR_SET_MEMORY_MERGE)` in the Linux workload; a VMM's guest memory is mergeable only if the
 //!    VMM marked it MADV_MERGEABLE), then KSM switched on ([`crate::ksm::KsmGuard`], restored
-//!    afterwards) for [`MemoryPlan::ksm_window`]. Saved per instance = rise of `pages_sharing` x page size
-//!    / N; the CPU ksmd spent over the window from its /proc stat; which memory was mergeable at all
-//!    from the `mg` flag in /proc/PID/smaps of each instance's host process.
+//!    afterwards) for [`MemoryPlan::ksm_window`]. KSM's counters are only brought up to date by its
+//!    scans (with `run=0` they keep counting pages of processes long gone), so the baseline is read
+//!    after the instances stopped, once KSM completed two more full scans or stopped scanning (at most
+//!    [`BASELINE_MAX`]).
+//!    Saved per instance = (`pages_sharing` at the end of the window - baseline) x page size / N; the
+//!    CPU ksmd spent over the window from its /proc stat; which memory was mergeable at all from the
+//!    `mg` flag in /proc/PID/smaps of each instance's host process.
 //!
 //! "Held" is the per-instance host accounting of the density experiment: the cgroup's memory usage
 //! when the backend has one (containers, runsc), else the RSS of the instance's host process (the VMM
@@ -22,7 +28,7 @@
 //! Page-cache sharing (`page_cache.csv`, [`results::PageCacheRow`]) is not measured yet.
 use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
-use crate::backend::{Backend, Event, Instance, InstanceStats, STOP_GRACE};
+use crate::backend::{Backend, BackendError, Event, Instance, InstanceStats, STOP_GRACE};
 use crate::compare::{CompareError, Settings};
 use crate::ksm::{self, Counters, KsmGuard, Restored};
 use crate::progress::{Mode, Task};
@@ -35,6 +41,13 @@ use workloads::scenario::Scenario;
 pub const PEAK_POLL: Duration = Duration::from_millis(100);
 /// How often held memory is read after the free.
 pub const AFTER_POLL: Duration = Duration::from_millis(500);
+
+/// Longest wait for KSM's baseline scans after the instances stopped.
+pub const BASELINE_MAX: Duration = Duration::from_secs(20);
+/// Counters unchanged this long mean ksmd has nothing left to scan.
+pub const BASELINE_STILL: Duration = Duration::from_secs(2);
+/// How long a wait sleeps between checks of the stop flag and the counters.
+const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -122,7 +135,11 @@ fn wait_result(
     name: &str,
     timeout: Duration,
 ) -> Result<bool, ExperimentError> {
-    match inst.next_event(timeout)? {
+    let next = match inst.next_event(timeout) {
+        Err(BackendError::Timeout { .. }) => return Ok(false),
+        r => r?,
+    };
+    match next {
         Some((_, Event::Result { name: n, .. })) if n == name => Ok(true),
         Some((_, Event::Failed { what, reason })) => Err(measurement(b, format!("{what} failed: {reason}"))),
         Some((_, e)) => Err(measurement(b, format!("expected result {name}, got {e:?}"))),
@@ -138,6 +155,22 @@ struct Burst {
     freed_at: Instant,
     after: Option<(u64, f64)>,
     half_back_s: Option<f64>,
+}
+
+/// Read the held memory of every freed instance still in its window: note when half its burst is back,
+/// and take its "after" reading once `after` has passed since its free.
+fn poll_freed(b: &dyn Backend, bursts: &mut [Burst], after: Duration) -> Result<(), ExperimentError> {
+    for x in bursts.iter_mut().filter(|x| x.after.is_none()) {
+        let h = held_now(b, x.inst.as_mut())?.0;
+        let t = x.freed_at.elapsed();
+        if x.half_back_s.is_none() && x.peak > x.before && h <= x.before + (x.peak - x.before) / 2 {
+            x.half_back_s = Some(t.as_secs_f64());
+        }
+        if t >= after {
+            x.after = Some((h, t.as_secs_f64()));
+        }
+    }
+    Ok(())
 }
 
 /// The give-back measurement on `b` (see the module docs).
@@ -158,33 +191,26 @@ pub fn give_back(b: &dyn Backend, plan: &MemoryPlan, mode: Mode) -> Result<GiveB
         let deadline = Instant::now() + plan.timeout;
         loop {
             crate::interrupt::check()?;
-            match inst.next_event(PEAK_POLL)? {
-                Some((_, Event::Result { name, .. })) if name == "burst.freed" => break,
-                Some((_, e)) => return Err(measurement(b, format!("expected burst.freed, got {e:?}"))),
-                None if Instant::now() >= deadline => {
-                    return Err(measurement(b, "no burst.freed within the timeout".into()))
-                }
-                None => {}
+            match inst.next_event(PEAK_POLL) {
+                Ok(Some((_, Event::Result { name, .. }))) if name == "burst.freed" => break,
+                Ok(Some((_, e))) => return Err(measurement(b, format!("expected burst.freed, got {e:?}"))),
+                Ok(None) => return Err(measurement(b, "the instance ended before burst.freed".into())),
+                Err(BackendError::Timeout { .. }) if Instant::now() < deadline => {}
+                Err(e) => return Err(e.into()),
             }
             peak = peak.max(held_now(b, inst.as_mut())?.0);
+            poll_freed(b, &mut bursts, plan.after)?;
         }
-        bursts.push(Burst { inst, before, peak, freed_at: Instant::now(), after: None, half_back_s: None });
+        let mut x = Burst { inst, before, peak, freed_at: Instant::now(), after: None, half_back_s: None };
+        poll_freed(b, std::slice::from_mut(&mut x), plan.after)?;
+        bursts.push(x);
         task.inc();
     }
     task.message("waiting for give-back");
     while bursts.iter().any(|x| x.after.is_none()) {
         crate::interrupt::check()?;
         std::thread::sleep(AFTER_POLL);
-        for x in bursts.iter_mut().filter(|x| x.after.is_none()) {
-            let h = held_now(b, x.inst.as_mut())?.0;
-            let t = x.freed_at.elapsed();
-            if x.half_back_s.is_none() && x.peak > x.before && h <= x.before + (x.peak - x.before) / 2 {
-                x.half_back_s = Some(t.as_secs_f64());
-            }
-            if t >= plan.after {
-                x.after = Some((h, t.as_secs_f64()));
-            }
-        }
+        poll_freed(b, &mut bursts, plan.after)?;
     }
     let mean = |f: &dyn Fn(&Burst) -> f64| bursts.iter().map(f).sum::<f64>() / bursts.len() as f64;
     let before = mean(&|x| x.before as f64).round() as u64;
@@ -246,6 +272,28 @@ pub fn ksm_unavailable(paths: KsmPaths<'_>) -> Option<String> {
     }
 }
 
+/// KSM's counters once they no longer count the stopped instances: after two more full scans than
+/// `scans`, or once ksmd stopped scanning (nothing mergeable left: counters unchanged for
+/// [`BASELINE_STILL`]); None when neither happened within [`BASELINE_MAX`].
+fn baseline(sysfs: &Path, scans: u64) -> Result<Option<Counters>, ExperimentError> {
+    let t0 = Instant::now();
+    let (mut last, mut since) = (Counters::read(sysfs), Instant::now());
+    while t0.elapsed() < BASELINE_MAX {
+        crate::interrupt::check()?;
+        std::thread::sleep(SLEEP_SLICE);
+        let now = Counters::read(sysfs);
+        if now.full_scans >= scans + 2 {
+            return Ok(Some(now));
+        }
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= BASELINE_STILL {
+            return Ok(Some(now));
+        }
+    }
+    Ok(None)
+}
+
 /// The KSM sweep on `b` (see the module docs).
 pub fn ksm_sweep(
     b: &dyn Backend,
@@ -284,23 +332,33 @@ pub fn ksm_sweep(
     let (c0, cpu0, t0) = (Counters::read(paths.sysfs), ksm::ksmd_cpu_s(), Instant::now());
     while t0.elapsed() < plan.ksm_window {
         crate::interrupt::check()?;
-        std::thread::sleep(crate::interrupt::POLL_SLICE.max(Duration::from_millis(100)));
+        std::thread::sleep(SLEEP_SLICE);
     }
     let (c1, cpu1, window_s) = (Counters::read(paths.sysfs), ksm::ksmd_cpu_s(), t0.elapsed().as_secs_f64());
     let held_after = held_mean(&mut insts)?;
-    let restored = guard.restore();
     for mut i in insts {
         let _ = i.stop(STOP_GRACE);
     }
+    // The counters are only brought up to date by scans: keep KSM on for two more full scans without our
+    // instances, so the baseline holds everything but them (and the next backend starts from clean counters).
+    task.message("KSM baseline");
+    let base = baseline(paths.sysfs, c1.full_scans)?;
+    let restored = guard.restore();
     if let Restored::ChangedMeanwhile(t) = restored {
         return Err(measurement(
             b,
             format!("KSM settings were changed by another user meanwhile ({:?}): figures dropped", t.0),
         ));
     }
+    let Some(base) = base else {
+        return Err(measurement(
+            b,
+            format!("KSM's counters did not settle within {BASELINE_MAX:?} after the instances stopped: no baseline"),
+        ));
+    };
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as f64;
-    let saved = c1.pages_sharing.saturating_sub(c0.pages_sharing) as f64 * page / f64::from(n);
+    let saved = c1.pages_sharing.saturating_sub(base.pages_sharing) as f64 * page / f64::from(n);
     let mib = |x: u64| x as f64 / f64::from(1u32 << 20);
     let mergeable = if resident == 0 {
         "unknown: no host process to read /proc/PID/smaps from".to_string()
