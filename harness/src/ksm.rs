@@ -314,6 +314,7 @@ mod tests {
         std::fs::write(d.path().join("pages_sharing"), "12\n").unwrap();
         std::fs::write(d.path().join("full_scans"), "3\n").unwrap();
         assert_eq!(Counters::read(d.path()), Counters { pages_sharing: 12, pages_shared: 0, full_scans: 3 });
+        // SAFETY: sysconf has no memory-safety preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let stat = "55 (ks md) S 2 0 0 0 -1 2129984 0 0 0 0 150 50 0 0 25 5 1 0 100 0 0";
         assert!((stat_cpu_s(stat).unwrap() - 200.0 / hz).abs() < 1e-9);

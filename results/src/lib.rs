@@ -18,7 +18,7 @@ pub mod vocab;
 pub use crosscheck::{CrossCheckRow, CrossClock};
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use experiment::{ExperimentId, UnknownExperiment};
-pub use memory::{GiveBack, GiveBackRow, KsmRow, PageCacheRow};
+pub use memory::{GiveBack, GiveBackRow, KsmRow};
 pub use records::*;
 pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta};
 pub use surface::AttackSurfaceRow;

@@ -4,8 +4,6 @@
 //!   workload); the host memory each holds before, at the peak and after a window (60 s by default).
 //! - `ksm.csv` ([`KsmRow`]): N instances each holding M MiB with the kernel's same-page merging (KSM,
 //!   `/sys/kernel/mm/ksm/run=1`) on for a window: memory saved per instance and the CPU ksmd spent.
-//! - `page_cache.csv` ([`PageCacheRow`]): N instances of one image reading the same file: host memory
-//!   per instance (containers share the host page cache; each VM guest caches its own copy).
 //!
 //! "Held" is the per-instance host accounting the density experiment records: the cgroup's memory
 //! usage for a container, else the RSS of the instance's host process (the VMM or QEMU, guest memory
@@ -116,22 +114,6 @@ pub struct KsmRow {
 }
 impl crate::records::Record for KsmRow {
     const FILE: &'static str = "ksm.csv";
-}
-
-/// One backend reading a shared file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PageCacheRow {
-    /// Backend name.
-    pub backend: String,
-    /// Instances alive together.
-    pub instances: u32,
-    /// Bytes of the file each instance read.
-    pub file_bytes: u64,
-    /// Host memory per instance after all read it, bytes (MemAvailable drop / instances).
-    pub host_bytes_per_instance: f64,
-}
-impl crate::records::Record for PageCacheRow {
-    const FILE: &'static str = "page_cache.csv";
 }
 
 #[cfg(test)]

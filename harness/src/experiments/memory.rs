@@ -25,7 +25,7 @@
 //! when the backend has one (containers, runsc), else the RSS of the instance's host process (the VMM
 //! or QEMU, guest memory included; the workload itself for the process baseline).
 //!
-//! Page-cache sharing (`page_cache.csv`, [`results::PageCacheRow`]) is not measured yet.
+//! Page-cache sharing (N instances of one image reading the same file) is not measured yet.
 use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{Backend, BackendError, Event, Instance, InstanceStats, STOP_GRACE};
@@ -213,9 +213,10 @@ pub fn give_back(b: &dyn Backend, plan: &MemoryPlan, mode: Mode) -> Result<GiveB
         poll_freed(b, &mut bursts, plan.after)?;
     }
     let mean = |f: &dyn Fn(&Burst) -> f64| bursts.iter().map(f).sum::<f64>() / bursts.len() as f64;
-    let before = mean(&|x| x.before as f64).round() as u64;
-    let peak = mean(&|x| x.peak as f64).round() as u64;
-    let after = mean(&|x| x.after.map_or(0.0, |a| a.0 as f64)).round() as u64;
+    let mean_bytes = |f: &dyn Fn(&Burst) -> u64| bursts.iter().map(f).sum::<u64>() / bursts.len() as u64;
+    let before = mean_bytes(&|x| x.before);
+    let peak = mean_bytes(&|x| x.peak);
+    let after = mean_bytes(&|x| x.after.map_or(0, |a| a.0));
     let after_s = mean(&|x| x.after.map_or(0.0, |a| a.1));
     let halves: Vec<f64> = bursts.iter().filter_map(|x| x.half_back_s).collect();
     let mechanism = b.give_back();
