@@ -245,6 +245,18 @@ pub fn give_back(b: &dyn Backend, plan: &MemoryPlan, mode: Mode) -> Result<GiveB
     Ok(row)
 }
 
+/// `pid` and every process below it (a peer runtime's `run` process has the container's processes below
+/// it; a VMM or our container's init is the whole instance).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() && all.len() < 1024 {
+        all.extend(crate::backend::peers::children(all[i]));
+        i += 1;
+    }
+    all
+}
+
 /// Where the KSM sweep reads and writes (tests point it elsewhere).
 #[derive(Debug, Clone, Copy)]
 pub struct KsmPaths<'a> {
@@ -321,8 +333,8 @@ pub fn ksm_sweep(
     };
     let held_before = held_mean(&mut insts)?;
     let (mut mergeable, mut resident) = (0u64, 0u64);
-    for i in &insts {
-        if let Some((m, r)) = i.pid().and_then(ksm::mergeable_rss) {
+    for pid in insts.iter().filter_map(|i| i.pid()).flat_map(process_tree) {
+        if let Some((m, r)) = ksm::mergeable_rss(pid) {
             mergeable += m;
             resident += r;
         }
@@ -365,7 +377,7 @@ pub fn ksm_sweep(
         "unknown: no host process to read /proc/PID/smaps from".to_string()
     } else {
         format!(
-            "{:.1} of {:.1} MiB resident in mergeable mappings (VmFlags mg), all {n} instances",
+            "{:.1} of {:.1} MiB resident in mergeable mappings (VmFlags mg), host processes of all {n} instances",
             mib(mergeable),
             mib(resident)
         )
@@ -458,6 +470,24 @@ mod tests {
         p.timeout = Duration::from_millis(200);
         let e = give_back(&b, &p, Mode::Quiet).unwrap_err().to_string();
         assert!(e.contains("fake") && e.contains("burst.touched") && e.contains("Done"), "{e}");
+    }
+
+    #[test]
+    fn the_process_tree_holds_the_children_of_children() {
+        let mut c = std::process::Command::new("sh").args(["-c", "sleep 30 & wait"]).spawn().unwrap();
+        let t0 = Instant::now();
+        while process_tree(c.id()).len() < 2 && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let tree = process_tree(std::process::id());
+        assert!(tree.contains(&c.id()), "{tree:?}");
+        let below = process_tree(c.id());
+        for p in below.iter().skip(1) {
+            let _ = std::process::Command::new("kill").arg(p.to_string()).status();
+        }
+        assert!(below.len() >= 2, "sh and its sleep: {below:?}");
+        let _ = c.kill();
+        let _ = c.wait();
     }
 
     #[test]
