@@ -66,7 +66,8 @@ fn render_giveback(sec: &GiveBack, run: &RunData) -> Section {
                  pages it touched unless a mechanism returns them: <b>free-page-reporting</b> is QEMU's \
                  virtio-balloon with the guest reporting freed pages; our bare microVM has none (no OS in the \
                  guest to free memory, no balloon). <i>Fraction given back</i> = (peak - after) / (peak - \
-                 before); <i>half back</i> = seconds after the free until half the burst was back.</p>",
+                 before); <i>half back</i> = seconds after the free until half the burst was back (read at once after the free, then \
+                 every 0.5 s, but not while a later instance launches).</p>",
             );
             let t: Vec<Vec<String>> = rows
                 .iter()
@@ -154,8 +155,11 @@ fn render_ksm(sec: &Ksm, run: &RunData) -> Section {
                 "<p>N instances of each backend holding M MiB each (every page written once by the workload, so \
                  the pages are alike: a best case for merging), then KSM switched on (<code>/sys/kernel/mm/ksm/\
                  run=1</code>; the previous settings are put back afterwards) for the window. <i>Saved per \
-                 instance</i> = rise of <code>pages_sharing</code> x page size / N; <i>ksmd CPU</i> is the CPU \
-                 time of the ksmd thread over the window. Whether memory can be merged at all: the Linux \
+                 instance</i> = (<code>pages_sharing</code> at the end of the window - <code>pages_sharing</code> \
+                 once KSM rescanned without the instances) x page size / N; <i>ksmd CPU</i> is the CPU time of \
+                 the ksmd thread over the window. <i>Held</i> is the per-instance host accounting of the \
+                 give-back table: a cgroup's usage drops as pages merge, a process's RSS does not (it counts \
+                 a merged page in every process mapping it). Whether memory can be merged at all: the Linux \
                  workload asks for it with <code>prctl(PR_SET_MEMORY_MERGE)</code> (Linux 6.4 and later); a \
                  VMM's guest memory only when the VMM marks it MADV_MERGEABLE, and KSM merges private \
                  anonymous memory only (our VMM and our QEMU command line back guest RAM with a shared memfd). \
