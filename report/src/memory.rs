@@ -65,7 +65,8 @@ fn render_giveback(sec: &GiveBack, run: &RunData) -> Section {
                  after ready, at the peak of the burst, and the given time after the free. A VM keeps the guest \
                  pages it touched unless a mechanism returns them: <b>free-page-reporting</b> is QEMU's \
                  virtio-balloon with the guest reporting freed pages; our bare microVM has none (no OS in the \
-                 guest to free memory, no balloon). <i>Fraction given back</i> = (peak - after) / (peak - \
+                 guest to free memory, no balloon). In a linux guest part of the burst may land on guest pages \
+                 already resident since boot, so its peak can rise by less than M. <i>Fraction given back</i> = (peak - after) / (peak - \
                  before); <i>half back</i> = seconds after the free until half the burst was back (read at once after the free, then \
                  every 0.5 s, but not while a later instance launches).</p>",
             );
