@@ -79,7 +79,8 @@ impl ConfigPair {
         let info = |b: &str| run.meta.backends.iter().find(|i| i.name == b);
         let ours_default = |b: &String| {
             info(b).is_some_and(|i| {
-                i.kind == BackendKind::Ours && i.isolation.as_ref().is_none_or(|p| p.profile.starts_with("default"))
+                i.kind == BackendKind::Ours
+                    && i.isolation.as_ref().is_none_or(|p| p.profile.starts_with("default"))
             })
         };
         let containers = Self::containers(run);
@@ -112,7 +113,10 @@ impl ConfigPair {
                 Err(PairError::Side { name: name.to_string(), side, valid })
             }
         };
-        Ok(ConfigPair { container: check(c, "container", Self::containers(run))?, vm: check(v, "VM", Self::vms(run))? })
+        Ok(ConfigPair {
+            container: check(c, "container", Self::containers(run))?,
+            vm: check(v, "VM", Self::vms(run))?,
+        })
     }
 }
 
