@@ -7,7 +7,7 @@
 use crate::backend::vmm_peers::{self, Peer};
 use crate::backend::Backend;
 use crate::experiments::registry::{self, RunContext};
-use crate::experiments::{density, overhead, snapshot, startup};
+use crate::experiments::{density, memory, overhead, snapshot, startup};
 use crate::progress::{self, Mode};
 use results::env::LoadSnapshot;
 use results::{ExperimentId, HostEnv, Plan, RunDir, RunMeta};
@@ -80,6 +80,9 @@ pub struct Settings {
     pub snapshot: snapshot::SnapshotPlan,
     /// Blast-radius settings (None: probes only).
     pub blast: Option<crate::isolation::blast::BlastOptions>,
+    /// Memory over time and sharing plan (run.json files without it get [`memory::MemoryPlan::default`]).
+    #[serde(default)]
+    pub memory: memory::MemoryPlan,
     /// Whether this is the quick preset.
     pub quick: bool,
     /// Whether this is the scale preset ([`Settings::scale`]; absent in older plans: false).
@@ -147,6 +150,7 @@ impl Settings {
                 hog_mib: 256,
                 ..Default::default()
             }),
+            memory: memory::MemoryPlan::quick(),
             quick: true,
             scale: false,
             image: None,
@@ -189,6 +193,7 @@ impl Settings {
             },
             snapshot: snapshot::SnapshotPlan::default_plan(),
             blast: Some(crate::isolation::blast::BlastOptions { hog_secs: 20.0, rounds: 3, ..Default::default() }),
+            memory: memory::MemoryPlan::default_plan(),
             quick: false,
             scale: false,
             image: None,
@@ -204,8 +209,7 @@ impl Settings {
     pub fn scale(mem_available: u64) -> Settings {
         let d = Settings::default_plan(mem_available);
         Settings {
-            // MERGE: the memory experiment (give-back, page cache, KSM; branch memshare) belongs here too.
-            experiments: vec![ExperimentId::Density],
+            experiments: vec![ExperimentId::Density, ExperimentId::Memory],
             density: density::DensityPlan {
                 max_instances: MAX_DENSITY_INSTANCES,
                 probe_at: vec![1, 10, 100, 1000, 10_000],
@@ -255,6 +259,14 @@ impl Settings {
                 workloads::scenario::MAX_MIB
             ));
         }
+        if self.memory.instances == 0 || !(1..=workloads::scenario::MAX_MIB).contains(&self.memory.burst_mib) {
+            return Err(format!(
+                "memory.instances is {} and memory.burst_mib {}: expected at least 1 instance and 1 to {} MiB",
+                self.memory.instances,
+                self.memory.burst_mib,
+                workloads::scenario::MAX_MIB
+            ));
+        }
         if self.density.budget_bytes == 0 {
             return Err("density.budget_bytes is 0: expected above 0".into());
         }
@@ -263,10 +275,12 @@ impl Settings {
 }
 
 /// The experiments the default plan runs: every one, the peer cross-check (`crosscheck`, issue 15 item
-/// 6) included. It took about 2.5 min while each whole-process `vmct run` on runsc spent about 3.3 s
-/// choosing its platform; that choice is now cached per host (`crate::backend::runsc::cached_choice`).
+/// 6) included (it took about 2.5 min while each whole-process `vmct run` on runsc spent about 3.3 s
+/// choosing its platform; that choice is now cached per host: `crate::backend::runsc::cached_choice`),
+/// but `memory`, which waits a minute per backend for give-back: it runs in `--scale` and with
+/// `--experiments memory`.
 pub fn default_experiments() -> Vec<ExperimentId> {
-    ExperimentId::ALL.to_vec()
+    ExperimentId::ALL.iter().copied().filter(|&e| e != ExperimentId::Memory).collect()
 }
 
 /// The experiments `--quick` runs: every one but the peer cross-check, which times each peer's own
@@ -274,7 +288,7 @@ pub fn default_experiments() -> Vec<ExperimentId> {
 /// preset's minute; `--experiments crosscheck` runs it there too.
 pub fn quick_experiments() -> Vec<ExperimentId> {
     // The crash experiment's emulated guests take about half a minute on their own.
-    ExperimentId::ALL.iter().copied().filter(|&e| e != ExperimentId::CrossCheck && e != ExperimentId::Crash).collect()
+    default_experiments().into_iter().filter(|&e| e != ExperimentId::CrossCheck && e != ExperimentId::Crash).collect()
 }
 
 /// Sample sizes for a backend whose guest CPU is emulated ([`results::BackendInfo::emulated`]): each
@@ -296,6 +310,8 @@ pub fn for_emulated(s: &Settings) -> Settings {
     e.density.timeout = at_least(s.density.timeout, 60);
     e.overhead.runs = s.overhead.runs.min(2);
     e.overhead.timeout = at_least(s.overhead.timeout, 180);
+    e.memory.instances = s.memory.instances.min(2);
+    e.memory.timeout = at_least(s.memory.timeout, 120);
     e.blast = s.blast.as_ref().map(|b| crate::isolation::blast::BlastOptions {
         victim_iters: b.victim_iters.min(50_000),
         rounds: b.rounds.min(2),
@@ -642,7 +658,7 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("run.json") && msg.contains("older vmct") && msg.contains("cannot be re-run"), "{msg}");
         let nearest =
-            "vmct compare --quick --experiments startup,density,overhead,isolation,snapshot,crosscheck,crash --warmup 2 \
+            "vmct compare --quick --experiments startup,density,overhead,isolation,snapshot,crosscheck,crash,memory --warmup 2 \
                        --runs-per-backend 20 --density-budget 2147483648B --density-max 10 --hold-mib 16\n";
         assert!(msg.contains(nearest), "{msg}");
     }
@@ -737,7 +753,7 @@ mod tests {
     #[test]
     fn the_scale_preset_sweeps_every_model_to_its_limit_with_probes_along_the_way() {
         let s = Settings::scale(64 << 30);
-        assert_eq!(s.experiments, vec![ExperimentId::Density]);
+        assert_eq!(s.experiments, vec![ExperimentId::Density, ExperimentId::Memory]);
         assert_eq!(s.density.max_instances, MAX_DENSITY_INSTANCES);
         assert_eq!(s.density.budget_bytes, 32 << 30);
         assert_eq!(s.density.probe_at, vec![1, 10, 100, 1000, 10_000]);
@@ -779,7 +795,10 @@ mod tests {
     fn the_default_plan_runs_the_peer_cross_check_and_quick_leaves_it_out() {
         let d = Settings::default_plan(8 << 30);
         assert!(d.experiments.contains(&ExperimentId::CrossCheck), "{:?}", d.experiments);
-        assert_eq!(d.experiments, ExperimentId::ALL);
+        // Every experiment but `memory` (a minute per backend: `--scale` and `--experiments memory`).
+        let all_but_memory: Vec<ExperimentId> =
+            ExperimentId::ALL.iter().copied().filter(|&e| e != ExperimentId::Memory).collect();
+        assert_eq!(d.experiments, all_but_memory);
         let q = Settings::quick(8 << 30);
         assert!(!q.experiments.contains(&ExperimentId::CrossCheck), "{:?}", q.experiments);
         // n >= 30 per clock for every container peer (and runsc, on its own smaller plan).

@@ -14,6 +14,7 @@ pub mod images;
 pub mod interrupt;
 pub mod isolation;
 pub mod kernel;
+pub mod ksm;
 pub mod logs;
 pub mod memstat;
 pub mod privileged;

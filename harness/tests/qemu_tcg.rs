@@ -264,3 +264,19 @@ fn qemu_runs_with_libvirts_default_sandbox_and_its_filter_is_measured() {
     assert!(s.supervisor_note.contains("measured from the live process's seccomp filter"), "{}", s.supervisor_note);
     assert!(s.profile.contains("libvirt"), "{}", s.profile);
 }
+
+/// The give-back measurement on the linux guest: one instance of a 16 MiB burst through the memory
+/// experiment's code, labelled with free-page reporting (the guest kernel has the balloon and page
+/// reporting, and the burst scenario attaches the device); the burst shows in QEMU's RSS (in part).
+#[test]
+fn a_burst_in_the_linux_guest_is_measured_with_free_page_reporting() {
+    let Some(b) = backend("a_burst_in_the_linux_guest_is_measured_with_free_page_reporting") else { return };
+    assert_eq!(b.give_back(), results::GiveBack::FreePageReporting, "the cached kernel has BALLOON_CONFIG");
+    let mut plan = harness::experiments::memory::MemoryPlan::quick();
+    (plan.instances, plan.burst_mib, plan.after, plan.timeout) = (1, 16, Duration::from_secs(3), TIMEOUT);
+    let r = harness::experiments::memory::give_back(&b, &plan, harness::progress::Mode::Quiet).unwrap();
+    assert_eq!((r.instances, r.burst_bytes, r.mechanism), (1, 16 << 20, results::GiveBack::FreePageReporting));
+    // Only in part: the guest kernel may place the burst on pages it touched before (boot, initramfs).
+    assert!(r.held_peak_bytes > r.held_before_bytes, "the burst shows in QEMU's RSS: {r:?}");
+    assert!(r.after_s >= 3.0, "{r:?}");
+}

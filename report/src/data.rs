@@ -41,6 +41,10 @@ pub struct RunData {
     pub idle_cpu: Option<Vec<results::IdleCpuRow>>,
     /// victim.csv (density sweep).
     pub victim: Option<Vec<results::VictimRow>>,
+    /// memory_giveback.csv.
+    pub memory_giveback: Option<Vec<results::GiveBackRow>>,
+    /// ksm.csv.
+    pub ksm: Option<Vec<results::KsmRow>>,
 }
 
 fn opt<R: Record>(rd: &RunDir) -> Result<Option<Vec<R>>, RunDirError> {
@@ -99,6 +103,8 @@ impl RunData {
             attack_surface: opt(rd)?,
             idle_cpu: opt(rd)?,
             victim: opt(rd)?,
+            memory_giveback: opt(rd)?,
+            ksm: opt(rd)?,
         })
     }
 
@@ -156,6 +162,12 @@ impl RunData {
             add(&s.backend);
         }
         for s in self.crash.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.memory_giveback.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.ksm.iter().flatten() {
             add(&s.backend);
         }
         names

@@ -23,6 +23,7 @@ pub mod fixture;
 pub mod html;
 pub mod image;
 pub mod marks;
+pub mod memory;
 pub mod merge;
 pub mod models;
 pub mod noise;

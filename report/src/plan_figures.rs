@@ -9,10 +9,10 @@
 //! exists but does not transfer is kept (so the planner can say why it is not used) only when no usable one
 //! exists.
 //!
-//! Idle CPU, memory give-back, page-cache sharing, KSM and host limits come from CSVs other branches write
-//! (`idle_cpu.csv`, `memory_giveback.csv`, `page_cache.csv`, `ksm.csv`, the density stop reason); until they
-//! are merged their fields stay `None` and the lines marked `// MERGE:` say where each goes. The aggregation
-//! of their rows is here already ([`idle_cpu_of`], [`give_back_of`], [`page_cache_of`], [`ksm_of`]).
+//! Idle CPU (`idle_cpu.csv`, density sweep), memory give-back (`memory_giveback.csv`), KSM (`ksm.csv`, both
+//! of the memory experiment) and host limits (the density stop reason) come from their CSVs through
+//! [`idle_cpu_of`], [`give_back_of`], [`ksm_of`]; page-cache sharing ([`page_cache_of`]) has no producer yet,
+//! so its field stays `None` and the planner says sharing is not checked.
 use crate::data::{Model, RunData};
 use crate::pair::ConfigPair;
 use crate::validity;
@@ -371,15 +371,19 @@ fn side(places: &[At<'_>], backend: &str, model: Model, bare: &[At<'_>]) -> Side
             let (cores, alive) = idle_cpu_of(rows.map(|r| (r.alive, r.cpu_s_per_instance_per_s)))?;
             Some(a.sourced(cores, "cores", alive, results::IdleCpuRow::FILE, Quantity::IdleCpu))
         }),
-        // MERGE: memory_giveback.csv: `a.run.give_back` rows as (instances, burst_bytes, held_before_bytes,
-        // held_after_bytes) through `give_back_of`, Quantity::HostMemory, unit "of the burst".
-        give_back: None,
-        // MERGE: page_cache.csv: `a.run.page_cache` rows as (instances, file_bytes, host_bytes_per_instance)
-        // through `page_cache_of`, Quantity::HostMemory, unit "of the files".
+        give_back: first(places, model, |a| {
+            let rows = a.run.memory_giveback.iter().flatten().filter(|r| r.backend == a.backend);
+            let (held, n) =
+                give_back_of(rows.map(|r| (r.instances, r.burst_bytes, r.held_before_bytes, r.held_after_bytes)))?;
+            Some(a.sourced(held, "of the burst", n, results::GiveBackRow::FILE, Quantity::HostMemory))
+        }),
+        // page_cache.csv (issue 18 item 3b) is not measured yet: the planner says sharing is not checked.
         page_cache: None,
-        // MERGE: ksm.csv: `a.run.ksm` rows as (instances, saved_bytes_per_instance, ksm_cpu_s, window_s)
-        // through `ksm_of`, Quantity::HostMemory, unit "B".
-        ksm: None,
+        ksm: first(places, model, |a| {
+            let rows = a.run.ksm.iter().flatten().filter(|r| r.backend == a.backend);
+            let (k, n) = ksm_of(rows.map(|r| (r.instances, r.saved_bytes_per_instance, r.ksm_cpu_s, r.window_s)))?;
+            Some(a.sourced(k, "B", n, results::KsmRow::FILE, Quantity::HostMemory))
+        }),
         host_limit: first(places, model, |a| {
             let f = fit_of(a)?;
             let results::StopReason::HostLimit { limit, value } = &f.stop_reason.reason else { return None };
@@ -548,5 +552,9 @@ mod tests {
         let hl = f.container.host_limit.as_ref().expect("host limit read from density_summary.csv");
         assert_eq!(hl.value.name, "pids.max of the parent cgroup at 4096");
         assert!(f.vm.idle_cpu.is_none() && f.vm.host_limit.is_none());
+        // memory_giveback.csv: the fixture's container keeps 16 of a 64 MiB burst (1 -> 65 -> 17 MiB).
+        let g = f.container.give_back.as_ref().expect("give-back read from memory_giveback.csv");
+        assert_eq!((g.value, g.n), (0.25, 4));
+        assert!(f.container.ksm.is_some(), "ksm.csv read");
     }
 }

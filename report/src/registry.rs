@@ -95,6 +95,8 @@ pub static SECTIONS: &[&dyn ReportSection] = &[
     &Snapshot,
     &crate::crosscheck::CrossCheck,
     &crate::crash::Crash,
+    &crate::memory::GiveBack,
+    &crate::memory::Ksm,
 ];
 
 /// A figure's key.

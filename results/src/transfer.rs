@@ -139,6 +139,7 @@ pub fn experiment_quantities(e: ExperimentId) -> &'static [Quantity] {
         ExperimentId::Snapshot => &[Q::SaveTime, Q::SaveSize, Q::Startup],
         ExperimentId::CrossCheck => &[Q::Startup],
         ExperimentId::Crash => &[Q::CrashContainment, Q::Slowdown],
+        ExperimentId::Memory => &[Q::HostMemory, Q::IdleCpu],
     }
 }
 

@@ -22,6 +22,20 @@ pub trait Platform {
     fn wait_for_stop(&mut self);
     /// Run a scenario only this platform knows (`syscall`, `io`, `probe`), emitting its results.
     fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError>;
+    /// Give the memory handed out by [`Platform::memory`] back to the platform's OS; true if it was
+    /// returned (the default: a platform without an OS to return it to keeps it, false).
+    fn release_memory(&mut self) -> bool {
+        false
+    }
+    /// Deliver the messages emitted so far now (the default: `emit` already did).
+    fn flush(&mut self) {}
+    /// Wait about `ms` milliseconds (the default spins on [`Platform::now_ns`]).
+    fn pause_ms(&mut self, ms: u64) {
+        let end = self.now_ns().saturating_add(ms.saturating_mul(1_000_000));
+        while self.now_ns() < end {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Why a platform scenario produced no results.
@@ -209,6 +223,29 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
             });
             0
         }
+        Scenario::Burst { mib } => {
+            p.emit(&Message::Ready);
+            p.flush();
+            p.pause_ms(crate::scenario::BURST_QUIET_MS);
+            let bytes = usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(crate::MIB);
+            match p.memory(bytes) {
+                Ok(buf) => {
+                    kernels::touch_pages(buf);
+                }
+                Err(reason) => {
+                    p.emit(&Message::Failed { what: "burst", reason });
+                    return finish(p, 1);
+                }
+            }
+            p.emit(&Message::Result { name: "burst.touched", value: bytes as f64, unit: "bytes" });
+            p.flush();
+            p.pause_ms(crate::scenario::BURST_HOLD_MS);
+            let freed = p.release_memory();
+            p.emit(&Message::Result { name: "burst.freed", value: if freed { 1.0 } else { 0.0 }, unit: "bool" });
+            p.flush();
+            p.wait_for_stop();
+            0
+        }
         Scenario::Syscall { .. } | Scenario::Io { .. } | Scenario::Probe => {
             p.emit(&Message::Ready);
             let mut name = Buf::<16> { b: [0; 16], len: 0 };
@@ -286,8 +323,16 @@ mod tests {
 
     #[test]
     fn every_scenario_reports_ready_first_and_done_last() {
-        for s in ["ready", "idle --hold-mib 1", "cpu --iters 3", "mem --mib 1", "syscall --n 2", "io --mib 1", "probe"]
-        {
+        for s in [
+            "ready",
+            "idle --hold-mib 1",
+            "cpu --iters 3",
+            "mem --mib 1",
+            "syscall --n 2",
+            "io --mib 1",
+            "probe",
+            "burst --mib 1",
+        ] {
             let sc = Scenario::parse(s.split_whitespace()).unwrap();
             let mut f = fake();
             assert_eq!(run(&sc, &mut f), 0);
@@ -336,6 +381,21 @@ mod tests {
         run(&Scenario::Idle { hold_mib: 1 }, &mut f);
         assert!(f.stopped);
         assert_eq!(f.mem.iter().filter(|b| **b == 1).count(), crate::MIB / kernels::PAGE);
+    }
+
+    #[test]
+    fn burst_touches_reports_frees_then_waits() {
+        let mut f = fake();
+        assert_eq!(run(&Scenario::Burst { mib: 1 }, &mut f), 0);
+        assert!(f.stopped);
+        assert_eq!(f.mem.iter().filter(|b| **b == 1).count(), crate::MIB / kernels::PAGE);
+        let touched = std::format!("@vmct result burst.touched {} bytes\n", crate::MIB);
+        assert_eq!(f.out[1..3], [touched, String::from("@vmct result burst.freed 0 bool\n")]);
+        assert!(f.t >= 2_000_000_000, "the quiet and hold pauses passed on the platform's clock");
+        let mut f = fake();
+        f.mem_limit = 0;
+        assert_eq!(run(&Scenario::Burst { mib: 1 }, &mut f), 1);
+        assert!(!f.stopped);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub const MAX_MIB: u64 = 1 << 20;
 pub const MAX_COUNT: u64 = 1 << 40;
 
 /// Names of all scenarios, for error messages and `--help`.
-pub const NAMES: &[&str] = &["ready", "idle", "cpu", "mem", "syscall", "io", "probe"];
+pub const NAMES: &[&str] = &["ready", "idle", "cpu", "mem", "syscall", "io", "probe", "burst"];
 
 /// One workload scenario with its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,19 @@ pub enum Scenario {
     },
     /// Run the isolation probe catalogue.
     Probe,
+    /// Report ready, wait [`BURST_QUIET_MS`], touch `mib` MiB (`burst.touched`), hold it
+    /// [`BURST_HOLD_MS`], free it (`burst.freed`: 1 if the platform returned it to its OS), then wait
+    /// until told to stop (the memory experiment's give-back).
+    Burst {
+        /// MiB to touch, then free.
+        mib: u64,
+    },
 }
+
+/// How long `burst` waits after `ready` before touching its memory, ms (the host reads "before").
+pub const BURST_QUIET_MS: u64 = 1000;
+/// How long `burst` holds its touched memory before freeing it, ms (the host reads the peak).
+pub const BURST_HOLD_MS: u64 = 1000;
 
 /// Why scenario arguments were rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +128,7 @@ fn flag_of(scenario: &str) -> Option<&'static str> {
     match scenario {
         "idle" => Some("--hold-mib"),
         "cpu" => Some("--iters"),
-        "mem" | "io" => Some("--mib"),
+        "mem" | "io" | "burst" => Some("--mib"),
         "syscall" => Some("--n"),
         _ => None,
     }
@@ -130,6 +142,7 @@ fn spec(name: &str) -> Option<(&'static str, u64, u64, u64)> {
         "mem" => Some(("--mib", 1, MAX_MIB, 64)),
         "syscall" => Some(("--n", 1, MAX_COUNT, 200_000)),
         "io" => Some(("--mib", 1, MAX_MIB, 16)),
+        "burst" => Some(("--mib", 1, MAX_MIB, 64)),
         _ => None,
     }
 }
@@ -177,6 +190,7 @@ impl Scenario {
             "mem" => Scenario::Mem { mib: param() },
             "syscall" => Scenario::Syscall { n: param() },
             "io" => Scenario::Io { mib: param() },
+            "burst" => Scenario::Burst { mib: param() },
             _ => Scenario::Probe,
         })
     }
@@ -191,6 +205,7 @@ impl Scenario {
             Scenario::Syscall { .. } => "syscall",
             Scenario::Io { .. } => "io",
             Scenario::Probe => "probe",
+            Scenario::Burst { .. } => "burst",
         }
     }
 
@@ -198,7 +213,7 @@ impl Scenario {
     pub fn working_set_bytes(&self) -> u64 {
         match *self {
             Scenario::Idle { hold_mib } => hold_mib << 20,
-            Scenario::Mem { mib } | Scenario::Io { mib } => mib << 20,
+            Scenario::Mem { mib } | Scenario::Io { mib } | Scenario::Burst { mib } => mib << 20,
             _ => 0,
         }
     }
@@ -211,7 +226,7 @@ impl fmt::Display for Scenario {
         let v = match *self {
             Scenario::Idle { hold_mib } => hold_mib,
             Scenario::Cpu { iters } => iters,
-            Scenario::Mem { mib } | Scenario::Io { mib } => mib,
+            Scenario::Mem { mib } | Scenario::Io { mib } | Scenario::Burst { mib } => mib,
             Scenario::Syscall { n } => n,
             Scenario::Ready | Scenario::Probe => return Ok(()),
         };
@@ -239,12 +254,23 @@ mod tests {
         assert_eq!(p("syscall --n 7"), Ok(Scenario::Syscall { n: 7 }));
         assert_eq!(p("io"), Ok(Scenario::Io { mib: 16 }));
         assert_eq!(p("probe"), Ok(Scenario::Probe));
+        assert_eq!(p("burst"), Ok(Scenario::Burst { mib: 64 }));
+        assert_eq!(p("burst --mib 3"), Ok(Scenario::Burst { mib: 3 }));
+        assert!(p("burst --mib 0").is_err());
     }
 
     #[test]
     fn display_roundtrips() {
-        for s in ["ready", "idle --hold-mib 3", "cpu --iters 9", "mem --mib 1", "syscall --n 4", "io --mib 2", "probe"]
-        {
+        for s in [
+            "ready",
+            "idle --hold-mib 3",
+            "cpu --iters 9",
+            "mem --mib 1",
+            "syscall --n 4",
+            "io --mib 2",
+            "probe",
+            "burst --mib 5",
+        ] {
             assert_eq!(p(s).unwrap().to_string(), s);
         }
     }

@@ -311,6 +311,16 @@ pub trait Backend: Send + Sync {
     /// declared by it whether or not it is available here: the experiments decide by this and by
     /// [`Backend::info`]'s model, never by [`Backend::name`]. `emulated` equals `info().emulated`.
     fn capabilities(&self) -> results::Capabilities;
+    /// How memory an instance frees can go back to the host (the memory experiment labels its give-back
+    /// rows with it). The default, by model: a microVM keeps the guest pages it touched
+    /// ([`results::GiveBack::None`]); every other model's workload frees to the host kernel itself.
+    /// A VMM offering free-page reporting or a balloon says so.
+    fn give_back(&self) -> results::GiveBack {
+        match self.info().model {
+            results::IsolationModel::Microvm => results::GiveBack::None,
+            _ => results::GiveBack::ProcessFrees,
+        }
+    }
     /// Start an instance; returns as soon as it is launched (not ready).
     fn launch(&self, spec: &InstanceSpec) -> Result<Box<dyn Instance>, BackendError>;
     /// Whether `spec`'s limits (memory, CPUs, pids, vCPUs) can be applied exactly as given here: `Err`

@@ -242,9 +242,7 @@ fn cleanup(bin: &Path, bundle: &Path, id: &str, memcg: &Path, leaves: &[PathBuf]
 
 /// RSS/PSS of the container init (the runtime's child) and its cgroup's memory usage.
 fn peer_stats(runtime_pid: u32) -> InstanceStats {
-    let children =
-        std::fs::read_to_string(format!("/proc/{runtime_pid}/task/{runtime_pid}/children")).unwrap_or_default();
-    let Some(init) = children.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) else {
+    let Some(init) = first_child(runtime_pid) else {
         return InstanceStats::default();
     };
     let m = memstat::proc_mem(init);
@@ -254,6 +252,28 @@ fn peer_stats(runtime_pid: u32) -> InstanceStats {
         cgroup_usage_bytes: cgroup_usage_of(init),
         ..Default::default()
     }
+}
+
+/// The first child of process `pid`, whichever of its threads forked it (`/proc/PID/task/TID/children`
+/// lists the children of one thread only, and runc, a Go program, forks from any of its threads).
+pub fn first_child(pid: u32) -> Option<u32> {
+    children(pid).first().copied()
+}
+
+/// Every child of process `pid`, from all its threads, threads in id order.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut tasks: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    tasks.sort_unstable();
+    tasks
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/task/{t}/children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// Memory usage of the memory cgroup process `pid` is in (v1 `memory.usage_in_bytes`, or v2
@@ -780,5 +800,24 @@ mod tests {
         // uid 0 with another group keeps root's capabilities.
         let root_group = v(with_user(cfg, (0, 5)).unwrap());
         assert_eq!(root_group["process"]["capabilities"]["effective"], serde_json::json!(["CAP_KILL"]));
+    }
+
+    /// A child forked by another thread than the main one is found (runc forks from any thread; its
+    /// instances had no memory figures before).
+    #[test]
+    fn children_forked_by_any_thread_are_found() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let mut c = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+            tx.send(c.id()).unwrap();
+            let _ = done_rx.recv();
+            let _ = c.kill();
+            let _ = c.wait();
+        });
+        let child = rx.recv().unwrap();
+        assert!(children(std::process::id()).contains(&child));
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
     }
 }

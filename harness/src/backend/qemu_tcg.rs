@@ -21,6 +21,11 @@
 //!    e2fsprogs) under the containers' state root (the file system of their upper dirs), which /init
 //!    mounts and the scenario writes to; removed with the instance.
 //!
+//! 5. for the `burst` scenario (the memory experiment's give-back), when the guest kernel has
+//!    [`BALLOON_CONFIG`], a virtio-balloon with free-page reporting
+//!    (`-device virtio-balloon-device,free-page-reporting=on`): the guest reports the pages it freed
+//!    and QEMU discards them from the guest RAM memfd, so they return to the host.
+//!
 //! Phases: `kernel_start` (first kernel console line, so QEMU start, firmware and kernel
 //! decompression), `init_start` (`Run /init`), then `to_ready`. The kernel log is on for these marks.
 use super::child::ChildInstance;
@@ -48,6 +53,10 @@ pub const GUEST_RAM_MEMFD: &str = "memory-backend-memfd";
 /// Guest kernel options the io scenario's disk needs (checked in the cached kernel's config).
 pub const DISK_CONFIG: &[&str] =
     &["CONFIG_VIRTIO_MMIO=y", "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y", "CONFIG_VIRTIO_BLK=y", "CONFIG_EXT4_FS=y"];
+/// Guest kernel options free-page reporting needs (checked in the cached kernel's config).
+pub const BALLOON_CONFIG: &[&str] = &["CONFIG_VIRTIO_BALLOON=y", "CONFIG_PAGE_REPORTING=y"];
+/// The QEMU device giving freed guest pages back to the host (virtio-mmio balloon, free-page reporting).
+pub const BALLOON_DEVICE: &str = "virtio-balloon-device,free-page-reporting=on";
 /// Console lines that mark startup phases (text the line contains, phase name).
 pub const CONSOLE_PHASES: &[(&str, &str)] = &[("Linux version", "kernel_start"), ("Run /init", "init_start")];
 
@@ -79,6 +88,8 @@ pub struct QemuArgs<'a> {
     pub disk: Option<&'a Path>,
     /// `-sandbox` options (QEMU's own seccomp filter), e.g. [`LIBVIRT_SANDBOX`]; None: no `-sandbox`.
     pub sandbox: Option<&'a str>,
+    /// Attach [`BALLOON_DEVICE`].
+    pub balloon: bool,
 }
 
 /// The `-sandbox` options libvirt starts every QEMU with by default (qemu.conf `seccomp_sandbox = 1`,
@@ -145,6 +156,7 @@ impl<'a> QemuArgs<'a> {
             vcpus: spec.vcpus.max(1),
             disk,
             sandbox: None,
+            balloon: false,
         }
     }
 
@@ -179,6 +191,9 @@ impl<'a> QemuArgs<'a> {
         if let Some(d) = self.disk {
             let drive = format!("file={},format=raw,if=none,id=vmct-disk,cache=none,aio=threads", d.display());
             push(&["-drive", &drive, "-device", "virtio-blk-device,drive=vmct-disk"]);
+        }
+        if self.balloon {
+            push(&["-device", BALLOON_DEVICE]);
         }
         a
     }
@@ -281,6 +296,18 @@ pub fn disk_unsupported(config: Option<&str>) -> Option<String> {
     (!missing.is_empty()).then(|| format!("the guest kernel lacks {} (virtio-blk disk with ext4)", missing.join(", ")))
 }
 
+/// Why the guest kernel cannot report freed pages to QEMU, if it cannot: [`BALLOON_CONFIG`] options
+/// missing from `config` (the kernel's .config), or no config known.
+pub fn balloon_unsupported(config: Option<&str>) -> Option<String> {
+    let Some(config) = config else {
+        return Some(
+            "the guest kernel's config is unknown (VMCT_KERNEL): cannot tell whether it reports free pages".into(),
+        );
+    };
+    let missing = kernel::missing_options(&BALLOON_CONFIG.join("\n"), config);
+    (!missing.is_empty()).then(|| format!("the guest kernel lacks {} (free-page reporting)", missing.join(", ")))
+}
+
 /// Memory of a QEMU process: guest RAM touched (the memfd mapping's Rss) apart from QEMU's own
 /// overhead (TCG translation cache, QEMU's heap and code), from /proc/PID/smaps.
 pub fn tcg_stats(pid: u32) -> InstanceStats {
@@ -296,6 +323,8 @@ struct Setup {
     kernel: PathBuf,
     /// Why the io scenario gets no disk, if it does not.
     no_disk: Option<String>,
+    /// Why the burst scenario gets no free-page-reporting balloon, if it does not.
+    no_balloon: Option<String>,
     /// [`LIBVIRT_SANDBOX`] when this QEMU supports it ([`sandbox_support`]), else why not.
     sandbox: Result<&'static str, String>,
 }
@@ -362,7 +391,8 @@ impl QemuTcgBackend {
                 no_disk = Some(format!("mkfs.ext4 not found; install Debian's {MKFS_PACKAGE}"));
             }
             let sandbox = sandbox_support(&qemu, LIBVIRT_SANDBOX).map(|()| LIBVIRT_SANDBOX);
-            Ok(Setup { qemu, version, kernel, no_disk, sandbox })
+            let no_balloon = balloon_unsupported(config.as_deref());
+            Ok(Setup { qemu, version, kernel, no_disk, no_balloon, sandbox })
         })
     }
 
@@ -392,6 +422,7 @@ impl QemuTcgBackend {
                     vcpus: 2,
                     disk: Some(&disk),
                     sandbox: s.sandbox(),
+                    balloon: false,
                 };
                 super::qemu_surface::census(&s.qemu, &args.to_args()).map_err(|e| e.to_string())
             })
@@ -417,8 +448,9 @@ impl QemuTcgBackend {
             _ => None,
         };
         let append = guest_cmdline(&spec, true).map_err(fail)?;
-        let args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, disk.as_ref().map(|d| d.image.as_path()))
+        let mut args = QemuArgs::tcg(&s.kernel, &initrd, &append, &spec, disk.as_ref().map(|d| d.image.as_path()))
             .with_sandbox(s.sandbox());
+        args.balloon = matches!(spec.scenario, Scenario::Burst { .. }) && s.no_balloon.is_none();
         let mut cmd = Command::new(&s.qemu);
         cmd.args(args.to_args());
         let mut inner = ChildInstance::spawn(NAME, &spec, cmd)?
@@ -492,6 +524,14 @@ impl Backend for QemuTcgBackend {
             reason: s.as_ref().err().cloned(),
             version: s.as_ref().ok().map(|s| s.version.clone()),
             emulated: true,
+        }
+    }
+
+    /// Free-page reporting when the guest kernel has it (the burst scenario attaches the balloon).
+    fn give_back(&self) -> results::GiveBack {
+        match self.setup() {
+            Ok(s) if s.no_balloon.is_none() => results::GiveBack::FreePageReporting,
+            _ => results::GiveBack::None,
         }
     }
 
@@ -667,6 +707,7 @@ mod tests {
             vcpus: 2,
             disk: Some(Path::new("/d/disk.ext4")),
             sandbox: Some(LIBVIRT_SANDBOX),
+            balloon: false,
         }
         .to_args();
         let j = a.join(" ");
@@ -689,10 +730,22 @@ mod tests {
             vcpus: 1,
             disk: None,
             sandbox: None,
+            balloon: false,
         };
         let k = kvm.to_args().join(" ");
         assert!(k.starts_with("-M microvm -enable-kvm -cpu host -m 128M") && !k.contains("memfd"), "{k}");
         assert!(!k.contains("-sandbox"), "no -sandbox unless asked: {k}");
+        assert!(!j.contains("balloon") && !k.contains("balloon"));
+        let b = QemuArgs { balloon: true, ..kvm }.to_args().join(" ");
+        assert!(b.ends_with("-device virtio-balloon-device,free-page-reporting=on"), "{b}");
+    }
+
+    #[test]
+    fn free_page_reporting_needs_the_balloon_and_page_reporting_options() {
+        assert_eq!(balloon_unsupported(Some("CONFIG_VIRTIO_BALLOON=y\nCONFIG_PAGE_REPORTING=y\n")), None);
+        let e = balloon_unsupported(Some("CONFIG_VIRTIO_BALLOON=y\n")).unwrap();
+        assert!(e.contains("CONFIG_PAGE_REPORTING=y") && !e.contains("BALLOON=y"), "{e}");
+        assert!(balloon_unsupported(None).unwrap().contains("unknown"));
     }
 
     #[test]

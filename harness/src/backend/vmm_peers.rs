@@ -190,6 +190,7 @@ impl VmmPeer {
                     vcpus: spec.vcpus,
                     disk,
                     sandbox: None,
+                    balloon: false,
                 };
                 let mut c = Command::new(&self.path);
                 // A shared root disk is opened read-only.

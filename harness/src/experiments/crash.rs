@@ -260,7 +260,21 @@ impl Guest {
         let opts =
             microvm::linux::boot::CmdlineOptions { kernel_log: true, extra: extra.to_vec(), ..Default::default() };
         let append = microvm::linux::boot::cmdline(&opts).map_err(|e| fail(e.to_string()))?;
-        let args = QemuArgs { accel: Accel::Tcg, kernel, initrd, append: &append, mem_mib: mib, vcpus, disk: None };
+        // QEMU confined as the qemu-tcg backend runs it (libvirt's default -sandbox, when this QEMU has it).
+        let sandbox = crate::backend::peers::which(qemu_tcg::QEMU_BIN)
+            .filter(|q| qemu_tcg::sandbox_support(q, qemu_tcg::LIBVIRT_SANDBOX).is_ok())
+            .map(|_| qemu_tcg::LIBVIRT_SANDBOX);
+        let args = QemuArgs {
+            accel: Accel::Tcg,
+            kernel,
+            initrd,
+            append: &append,
+            mem_mib: mib,
+            vcpus,
+            disk: None,
+            sandbox,
+            balloon: false,
+        };
         let (r, w) = nix::unistd::pipe().map_err(|e| fail(format!("pipe: {e}")))?;
         let w2 = w.try_clone().map_err(|e| fail(format!("pipe: {e}")))?;
         let mut cmd = Command::new(qemu_tcg::QEMU_BIN);

@@ -13,6 +13,7 @@ pub mod crash;
 pub mod crosscheck;
 pub mod density;
 pub mod isolation;
+pub mod memory;
 pub mod overhead;
 pub mod registry;
 pub mod snapshot;
@@ -32,6 +33,14 @@ pub enum ExperimentError {
     /// The user pressed Ctrl-C.
     #[error(transparent)]
     Interrupted(#[from] crate::interrupt::Interrupted),
+    /// A measurement could not be taken (the workload failed, the host has no figure for it).
+    #[error("{backend}: {reason}")]
+    Measurement {
+        /// Backend name.
+        backend: String,
+        /// What is missing and why.
+        reason: String,
+    },
 }
 
 /// A fresh instance id: `vmct-<harness pid>-<n>`, short enough for hostnames and cgroup names, and

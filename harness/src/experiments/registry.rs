@@ -83,6 +83,7 @@ pub fn experiment(id: ExperimentId) -> &'static dyn Registered {
         ExperimentId::Snapshot => &super::snapshot::Snapshot,
         ExperimentId::CrossCheck => &super::crosscheck::CrossCheck,
         ExperimentId::Crash => &super::crash::Crash,
+        ExperimentId::Memory => &super::memory::Memory,
     }
 }
 

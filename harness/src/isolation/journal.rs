@@ -43,8 +43,16 @@ impl Drop for JournalGuard {
 
 /// Write `j` into `dir` (`host-values-<owner pid>.json`, atomically).
 pub fn write_in(dir: &Path, j: &Journal) -> std::io::Result<JournalGuard> {
+    write_tagged_in(dir, "", j)
+}
+
+/// [`write_in`] for another part of the run that changes host values (`host-values-<owner pid>-<tag>.json`;
+/// `tag` empty: the isolation run's own name), so two journals of one run do not overwrite each other.
+/// `vmct gc` recovers every journal the same way.
+pub fn write_tagged_in(dir: &Path, tag: &str, j: &Journal) -> std::io::Result<JournalGuard> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("host-values-{}.json", j.owner_pid));
+    let tag = if tag.is_empty() { String::new() } else { format!("-{tag}") };
+    let path = dir.join(format!("host-values-{}{tag}.json", j.owner_pid));
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(j).expect("serializable"))?;
     std::fs::rename(&tmp, &path)?;

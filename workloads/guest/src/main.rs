@@ -245,6 +245,11 @@ impl Platform for Guest {
         }
     }
 
+    /// Messages wait in the mailbox until a doorbell: ring it.
+    fn flush(&mut self) {
+        Mailbox::flush();
+    }
+
     fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError> {
         match scenario {
             Scenario::Probe => {

@@ -88,6 +88,15 @@ impl Platform for LinuxPlatform {
         }
     }
 
+    /// Unmaps the working set (its pages go back to the kernel at once).
+    fn release_memory(&mut self) -> bool {
+        self.mem.take().is_some()
+    }
+
+    fn pause_ms(&mut self, ms: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+
     fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError> {
         match *scenario {
             Scenario::Syscall { n } => {

@@ -47,9 +47,26 @@ fn run(args: Vec<String>) -> u8 {
         eprintln!("vmct-workload: {e}");
         return 1;
     }
+    memory_merge();
     let mut platform = linux::LinuxPlatform::new();
     let status = workloads::runner::run(&scenario, &mut platform);
     u8::try_from(status).unwrap_or(1)
+}
+
+/// Environment variable asking the workload to make all its memory mergeable by KSM (the memory
+/// experiment's KSM sweep): `1` calls `prctl(PR_SET_MEMORY_MERGE, 1)` (Linux >= 6.4) before the
+/// scenario. A kernel without it answers EINVAL: the workload says so on stderr and runs unmerged
+/// (the harness reads which mappings are mergeable from /proc/PID/smaps).
+pub const MEMORY_MERGE_ENV: &str = "VMCT_MEMORY_MERGE";
+
+fn memory_merge() {
+    if std::env::var_os(MEMORY_MERGE_ENV).is_some_and(|v| v == "1") {
+        // SAFETY: PR_SET_MEMORY_MERGE takes integer arguments only and changes no memory we hold.
+        let r = unsafe { libc::prctl(libc::PR_SET_MEMORY_MERGE, 1, 0, 0, 0) };
+        if r != 0 {
+            eprintln!("vmct-workload: prctl(PR_SET_MEMORY_MERGE): {}", std::io::Error::last_os_error());
+        }
+    }
 }
 
 /// `VMCT_DIRTY_FILE_MIB=N`: write N MiB to `vmct-dirty.dat` in the working directory before the

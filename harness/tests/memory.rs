@@ -1,0 +1,129 @@
+#![allow(clippy::tests_outside_test_module)] // an integration-test crate is test-only by construction
+//! The memory experiment (issue 18 item 3) through `vmct compare`'s registry on the process baseline,
+//! our container and the bare microVM with N = 2 and a 4 MiB burst: rows of the right shape, freed
+//! memory back on the host for the process and the container but not for the bare microVM (no
+//! mechanism), mergeable memory only where the workload asked for it, and the host's KSM settings
+//! as they were after the run and after a SIGKILLed run once `vmct gc` ran. Needs root and /dev/kvm
+//! (skips without them unless `VMCT_REQUIRE_PRIVILEGED=1`).
+use harness::compare::Settings;
+use harness::experiments::memory::{ksm_unavailable, KsmPaths};
+use harness::ksm::{Tunables, SYSFS};
+use harness::privileged::{gate, required, Need};
+use harness::progress::Mode;
+use results::{ExperimentId, GiveBack, GiveBackRow, KsmRow, RunDir};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort_unstable();
+    v
+}
+
+/// Only one test of this crate touches the host's KSM at a time.
+static KSM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn ksm_usable(test: &str) -> bool {
+    if let Some(why) = ksm_unavailable(KsmPaths::host()) {
+        assert!(!required(), "{test}: KSM unusable and VMCT_REQUIRE_PRIVILEGED=1: {why}");
+        eprintln!("skipped {test}: {why}");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn memory_rows_show_give_back_by_model_and_ksm_settings_are_put_back() {
+    let test = "memory_rows_show_give_back_by_model_and_ksm_settings_are_put_back";
+    if !gate(test, &[Need::Root, Need::Kvm]) {
+        return;
+    }
+    let _one = KSM.lock().unwrap_or_else(|e| e.into_inner());
+    if !ksm_usable(test) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let w = harness::artifacts::workload_path().unwrap();
+    let all = harness::backend::registry::all(&w, d.path());
+    let names = ["process", "container", "microvm"];
+    let backends = harness::backend::registry::select(all, &names.map(String::from)).unwrap();
+    for b in &backends {
+        assert!(b.info().available, "{} unavailable: {:?}", b.name(), b.info().reason);
+    }
+    let mut s = Settings::quick(8 << 30);
+    s.experiments = vec![ExperimentId::Memory];
+    (s.memory.instances, s.memory.burst_mib) = (2, 4);
+    (s.memory.after, s.memory.ksm_window) = (Duration::from_secs(2), Duration::from_secs(3));
+    let before = Tunables::read(Path::new(SYSFS)).unwrap();
+    let out = d.path().join("run");
+    let host = results::HostEnv::capture();
+    let o = harness::compare::run(&backends, &s, out.clone(), vec!["vmct".into()], host, Mode::Quiet).unwrap();
+    assert_eq!(Tunables::read(Path::new(SYSFS)).unwrap(), before, "KSM settings put back");
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    let rd = RunDir::open(&out).unwrap();
+    let rows: Vec<GiveBackRow> = rd.read_csv().unwrap();
+    assert_eq!(sorted(rows.iter().map(|r| r.backend.as_str()).collect()), sorted(names.to_vec()), "{rows:?}");
+    let burst = 4u64 << 20;
+    for r in &rows {
+        assert_eq!((r.instances, r.burst_bytes), (2, burst), "{r:?}");
+        assert!(r.held_peak_bytes >= r.held_before_bytes + burst / 2, "the burst shows on the host: {r:?}");
+        assert!(r.after_s >= 2.0, "{r:?}");
+        if r.backend == "microvm" {
+            assert_eq!(r.mechanism, GiveBack::None, "{r:?}");
+            assert!(r.held_after_bytes >= r.held_before_bytes + burst / 2, "a bare guest keeps its pages: {r:?}");
+        } else {
+            assert_eq!(r.mechanism, GiveBack::ProcessFrees, "{r:?}");
+            assert!(r.held_after_bytes < r.held_peak_bytes - burst / 2, "munmap frees to the host: {r:?}");
+            assert!(r.given_back_fraction.is_some_and(|f| f > 0.5), "{r:?}");
+        }
+    }
+    let ksm: Vec<KsmRow> = rd.read_csv().unwrap();
+    assert_eq!(sorted(ksm.iter().map(|r| r.backend.as_str()).collect()), sorted(names.to_vec()), "{ksm:?}");
+    for r in &ksm {
+        assert_eq!((r.instances, r.hold_bytes), (2, burst), "{r:?}");
+        assert!(r.saved_bytes_per_instance >= 0.0 && r.window_s >= 3.0, "{r:?}");
+        // The bare microVM's guest memory is a shared memfd mapping: never mergeable.
+        let none = r.mergeable.starts_with("0.0 of");
+        assert_eq!(none, r.backend == "microvm", "{r:?}");
+    }
+}
+
+/// A run killed with SIGKILL while KSM is on leaves its journal; `vmct gc` puts the settings back.
+#[test]
+fn a_killed_memory_run_leaves_ksm_to_vmct_gc() {
+    let test = "a_killed_memory_run_leaves_ksm_to_vmct_gc";
+    if !gate(test, &[Need::Root]) {
+        return;
+    }
+    let _one = KSM.lock().unwrap_or_else(|e| e.into_inner());
+    if !ksm_usable(test) {
+        return;
+    }
+    let vmct = harness::experiments::crosscheck::vmct_bin().expect("the vmct binary is built beside the tests");
+    let before = Tunables::read(Path::new(SYSFS)).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(&vmct)
+        .args(["compare", "--quick", "--quiet", "--experiments", "memory", "--backends", "process", "--out"])
+        .arg(d.path().join("run"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut on = false;
+    while t0.elapsed() < Duration::from_secs(90) && child.try_wait().unwrap().is_none() {
+        if Tunables::read(Path::new(SYSFS)).unwrap().0[0] == "1" {
+            on = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(on, "the run never switched KSM on");
+    assert_ne!(Tunables::read(Path::new(SYSFS)).unwrap(), before, "killed with KSM on");
+    let gc = std::process::Command::new(&vmct).arg("gc").output().unwrap();
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    let said = String::from_utf8_lossy(&gc.stdout);
+    assert!(said.contains("ksm run"), "gc names what it restored: {said}");
+    assert_eq!(Tunables::read(Path::new(SYSFS)).unwrap(), before, "vmct gc put KSM back");
+}
