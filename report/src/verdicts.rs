@@ -429,11 +429,12 @@ fn none_or(n: u32) -> String {
 /// The isolation claim in attack-surface words (issue 15 item 2): what the instance reaches of the host kernel
 /// directly (layer a), what the VMM handles for the guest (layer b) and what the VMM or runtime may still call
 /// after its confinement (layer c). Holds when the VM side reaches fewer host system calls directly than the
-/// container, and an escape into its VMM (when its confinement is declared) reaches fewer still than the container
+/// container, and an escape into its VMM (when its confinement is known) reaches fewer still than the container
 /// reaches directly. Probe failures are a check of each configuration, said on either side.
 fn isolation(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
-    let condition = "same probe list on both sides (the same probe ids in isolation.csv); attack surface measured \
-                     (container) or declared (VMM) in the same run"
+    let condition = "same probe list on both sides (the same probe ids in isolation.csv); both attack surfaces from \
+                     the same run (attack_surface.csv says which layer was measured from the live process and \
+                     which declared)"
         .to_string();
     let has = |r: &RunData, b: &str| surface_of(r, b).is_some_and(|s| s.host_syscalls_reachable.is_some());
     let l = match locate(ev, pair, Quantity::AttackSurface, "attack surface", &has) {
