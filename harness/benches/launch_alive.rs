@@ -32,18 +32,6 @@ fn densities() -> Vec<usize> {
     }
 }
 
-/// Two fds per instance stay open (stdout pipe, pidfd): lift the soft fd limit to the hard one.
-fn raise_fd_limit() {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
-}
-
 fn stop_all(alive: &mut Vec<Box<dyn Instance>>) {
     for mut inst in alive.drain(..) {
         let _ = inst.stop(Duration::from_secs(5));
@@ -51,7 +39,8 @@ fn stop_all(alive: &mut Vec<Box<dyn Instance>>) {
 }
 
 fn launch_alive(c: &mut Criterion) {
-    raise_fd_limit();
+    // Two fds per instance stay open (stdout pipe, pidfd): the soft fd limit to the hard one.
+    harness::hostlimit::raise_nofile();
     let workload = harness::artifacts::workload_path().expect("workload binary");
     let work_dir = std::env::temp_dir();
     let backends: Vec<Box<dyn Backend>> =

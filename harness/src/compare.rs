@@ -528,7 +528,7 @@ pub fn run(
         wall_times: Vec::new(),
     };
     if settings.experiments.contains(&ExperimentId::Density) {
-        meta.caveats.push(crate::hostlimit::raise_nofile());
+        meta.caveats.push(crate::hostlimit::raise_nofile().to_string());
     }
     rd.write_meta(&meta)?;
     let mut outcome =

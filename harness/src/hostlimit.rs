@@ -252,8 +252,14 @@ pub fn identify(error: &str, view: &HostView) -> Option<HostLimit> {
 }
 
 /// Raise the harness's `RLIMIT_NOFILE` soft limit to its hard limit (capped at `fs.nr_open`), which a
-/// process may do without privilege; returns what it did, in words for run.json's caveats.
-pub fn raise_nofile() -> String {
+/// process may do without privilege, once per process (vmct's `main` does it first; later calls only
+/// return what that first one did); returns what it did, in words for run.json's caveats.
+pub fn raise_nofile() -> &'static str {
+    static DONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DONE.get_or_init(raise_nofile_now)
+}
+
+fn raise_nofile_now() -> String {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return "RLIMIT_NOFILE could not be read: the harness's open-file limit is unknown".into();

@@ -58,6 +58,36 @@ fn a_sweep_stopped_by_a_lowered_open_file_limit_names_it_and_leaves_nothing() {
     assert_eq!(leftovers(pid), Vec::<String>::new());
 }
 
+/// A soft open-file limit below the hard one is raised once, at start, and run.json says so with
+/// both values: the caveat once claimed "could not be raised" because the CLI had already raised it
+/// before the experiment looked.
+#[test]
+fn a_soft_open_file_limit_below_the_hard_one_is_raised_and_the_caveat_says_from_what() {
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if hard <= 1024 {
+        eprintln!("skipped: the hard RLIMIT_NOFILE here is {hard}, nothing to raise a soft 1024 to");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let mut cmd = Command::new(vmct());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1024, hard)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let pid = density_run(cmd, "process", 5, &out);
+    let meta = RunDir::open(&out).unwrap().read_meta().unwrap();
+    assert!(
+        meta.caveats.iter().any(|c| c.contains("raised from 1024 to")),
+        "no caveat says the open-file limit was raised from 1024: {:?}",
+        meta.caveats
+    );
+    assert_eq!(leftovers(pid), Vec::<String>::new());
+}
+
 /// A test parent cgroup with a low `pids.max`, removed on drop (after its processes are gone).
 struct PidsCgroup {
     dir: PathBuf,

@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     crate::interrupt::install();
-    raise_fd_limit();
+    crate::hostlimit::raise_nofile();
     // A write to a closed stdout (`vmct ... | head`) panics in `println!` once SIGPIPE no longer ends the
     // process: unwind (Drop guards clean up) and end quietly with 141, like the default action would.
     let default_hook = std::panic::take_hook();
@@ -167,18 +167,6 @@ pub fn chain(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
-}
-
-/// A density sweep keeps two pipe ends per instance open: lift the soft fd limit to the hard one.
-fn raise_fd_limit() {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
 }
 
 /// The static workload binary and a working directory for the process backend.
