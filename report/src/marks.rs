@@ -25,6 +25,7 @@ fn short(t: Transfer) -> Option<(&'static str, &'static str)> {
         Transfer::BareModelOnly => Some(("bare model", "tm-bare")),
         Transfer::EmulatedCpu => Some(("emulated", "tm-emul")),
         Transfer::InterpretedGuestKernel => Some(("interpreted", "tm-interp")),
+        Transfer::StandInVmm => Some(("stand-in VMM", "tm-emul")),
     }
 }
 
@@ -83,25 +84,30 @@ pub fn chart_note_of(t: Transfer) -> String {
 
 /// The legend of the marks, once per page.
 pub fn legend() -> String {
-    let items: Vec<String> = [Transfer::EmulatedCpu, Transfer::InterpretedGuestKernel, Transfer::BareModelOnly]
-        .iter()
-        .map(|t| {
-            let why = match t {
+    let items: Vec<String> =
+        [Transfer::EmulatedCpu, Transfer::InterpretedGuestKernel, Transfer::StandInVmm, Transfer::BareModelOnly]
+            .iter()
+            .map(|t| {
+                let why = match t {
                 Transfer::EmulatedCpu => {
                     "the guest CPU was emulated (QEMU TCG): its times, CPU and the emulator's memory say nothing \
                      of a VT-x host; what the guest holds or exposes (guest memory, kernel objects, attack \
-                     surface, probe outcomes) transfers and is not marked"
+                     surface it reaches directly, probe outcomes) transfers and is not marked"
                 }
                 Transfer::InterpretedGuestKernel => {
                     "KVM here interprets guest kernel code (kvm_pvm): the linux guest's times and CPU do not transfer"
+                }
+                Transfer::StandInVmm => {
+                    "the exits, devices and confinement of the VMM that ran (QEMU under TCG), standing in for the \
+                     deployed model's VMM: they describe QEMU here, not the VMM a VT-x host would run"
                 }
                 _ => {
                     "the bare guest (no OS, Hyperlight-like) describes the bare model only, never a Linux-guest microVM"
                 }
             };
-            format!("<li>{} {}: {}</li>", badge(*t), esc(t.mark()), esc(why))
-        })
-        .collect();
+                format!("<li>{} {}: {}</li>", badge(*t), esc(t.mark()), esc(why))
+            })
+            .collect();
     format!(
         "<div class=\"tmlegend\"><b>Transfer marks.</b> A figure without a mark transfers to a host with VT-x/AMD-V \
          running the deployed model (processes, containers and user-space kernels run natively on the host kernel). \
@@ -120,7 +126,9 @@ mod tests {
         let b = badge(Transfer::EmulatedCpu);
         assert!(b.contains("title=\"emulated: does not transfer\"") && b.contains(">emulated<"), "{b}");
         let l = legend();
-        for t in [Transfer::EmulatedCpu, Transfer::InterpretedGuestKernel, Transfer::BareModelOnly] {
+        for t in
+            [Transfer::EmulatedCpu, Transfer::InterpretedGuestKernel, Transfer::StandInVmm, Transfer::BareModelOnly]
+        {
             assert!(l.contains(&badge(t)) && l.contains(t.mark()), "{t:?} in {l}");
         }
     }
@@ -135,7 +143,8 @@ mod tests {
     }
 
     /// A fixture run with an emulated linux guest (qemu-tcg) on a kvm_pvm host: its startup figures are
-    /// marked as not transferring, its attack surface is not marked (it transfers), the bare guest's
+    /// marked as not transferring, the attack surface its guest reaches directly is not marked (it
+    /// transfers) while its VMM's side (QEMU's exits and confinement) is marked as a stand-in's, the bare guest's
     /// figures are marked as its model's only, and the legend is on the page once.
     #[test]
     fn an_emulated_guests_startup_is_marked_and_its_attack_surface_is_not() {
@@ -156,7 +165,12 @@ mod tests {
         let start = row_in(&html, "startup", "qemu-tcg");
         assert_eq!(start.matches(&emulated).count(), 7, "median, p90, p99, min, max, MAD, rate: {start}");
         let surf = row_in(&html, "surface", "qemu-tcg");
-        assert!(surf.contains(">0</a>") && !surf.contains("class=\"tm "), "{surf}");
+        let first_cells = &surf[..surf
+            .find("VMM")
+            .unwrap_or(surf.len())
+            .min(surf.find(&badge(Transfer::StandInVmm)).unwrap_or(surf.len()))];
+        assert!(surf.contains(">0</a>") && !first_cells.contains("class=\"tm "), "{surf}");
+        assert_eq!(surf.matches(&badge(Transfer::StandInVmm)).count(), 2, "columns (b) and (c): {surf}");
         assert!(row_in(&html, "surface", "microvm").contains(&badge(Transfer::BareModelOnly)));
         let container = row_in(&html, "startup", "container");
         assert!(!container.contains("class=\"tm "), "{container}");

@@ -114,6 +114,7 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
         })
         .collect();
     let surface = Some(Quantity::AttackSurface);
+    let vmm = Some(Quantity::VmmSurface);
     body.push_str(&marked_table(
         run,
         &[
@@ -122,8 +123,8 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
             ("profile", None),
             ("(a) host syscalls reached", surface),
             ("instance seccomp", surface),
-            ("(b) VMM handles (runsc: its Sentry)", surface),
-            ("(c) supervisor syscalls", surface),
+            ("(b) VMM handles (runsc: its Sentry)", vmm),
+            ("(c) supervisor syscalls", vmm),
             ("where from", None),
         ],
         t,

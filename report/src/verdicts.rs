@@ -437,7 +437,8 @@ fn isolation(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
                      which declared)"
         .to_string();
     let has = |r: &RunData, b: &str| surface_of(r, b).is_some_and(|s| s.host_syscalls_reachable.is_some());
-    let l = match locate(ev, pair, Quantity::AttackSurface, "attack surface", &has) {
+    // The rule reads the VMM's layers too: a stand-in VMM's (QEMU under TCG) say nothing of the deployed one's.
+    let l = match locate(ev, pair, Quantity::VmmSurface, "VMM attack surface", &has) {
         Ok(l) => l,
         Err(u) => return u.into_claim("isolation", pair, condition),
     };
@@ -1046,6 +1047,59 @@ mod tests {
         let pvm = [emulated_run(&d.path().join("tcg2"))];
         let still = verdicts_for(&Evidence { primary: &run, merged: &pvm }, &p);
         assert_eq!(by_id(&still, "start_faster").verdict, Verdict::NeedsVtxRun);
+    }
+
+    /// The default pair's isolation verdict on a host where the linux guest runs under QEMU TCG: the attack
+    /// surface its guest reaches directly transfers, but QEMU's exits and seccomp filter are the stand-in's,
+    /// so the rule (which reads the VMM's confinement) needs a run on a VT-x host; such a run decides it.
+    /// Before, QEMU's block-list filter (342 syscalls) decided "does not hold" for our VMM's model.
+    #[test]
+    fn the_isolation_verdict_does_not_read_a_stand_in_vmms_confinement_as_the_deployed_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("tcg");
+        emulated_run(&dir);
+        let rd = results::RunDir::open(&dir).unwrap();
+        let mut surface: Vec<AttackSurfaceRow> = rd.read_csv().unwrap();
+        let bare = surface.iter().find(|r| r.backend == "microvm").unwrap().clone();
+        let qemu = |name: &str, allowed: u32| AttackSurfaceRow {
+            backend: name.into(),
+            host_syscalls_reachable: Some(0),
+            vmm_exit_kinds: Some(9),
+            supervisor_syscalls_allowed: Some(allowed),
+            supervisor_source: "measured from the live VMM process".into(),
+            ..bare.clone()
+        };
+        surface.push(qemu("qemu-tcg", 342));
+        rd.write_csv(&surface).unwrap();
+        let same_probes = |rd: &results::RunDir, vm: &str| {
+            let mut probes: Vec<results::IsolationRow> = rd.read_csv().unwrap();
+            let copies: Vec<_> = probes
+                .iter()
+                .filter(|r| r.backend == "container")
+                .map(|r| results::IsolationRow { backend: vm.into(), failure: false, ..r.clone() })
+                .collect();
+            probes.extend(copies);
+            rd.write_csv(&probes).unwrap();
+        };
+        same_probes(&rd, "qemu-tcg");
+        let run = load(&dir);
+        let p = ConfigPair::default_for(&run).unwrap();
+        assert_eq!(p, pair("container", "qemu-tcg"));
+        let v = by_id(&verdicts_for(&Evidence::single(&run), &p), "isolation").clone();
+        assert_eq!(v.verdict, Verdict::NeedsVtxRun, "{v:?}");
+        assert!(v.evidence[0].contains("qemu-tcg VMM attack surface (stand-in VMM"), "{v:?}");
+        // A VT-x run with our VMM's own figures decides it.
+        crate::fixture::write_vtx_host(&d.path().join("vtx")).unwrap();
+        let vrd = results::RunDir::open(d.path().join("vtx")).unwrap();
+        let mut rows: Vec<AttackSurfaceRow> = surface.iter().filter(|r| r.backend == "container").cloned().collect();
+        rows.push(qemu("microvm-linux", 22));
+        vrd.write_csv(&rows).unwrap();
+        same_probes(&vrd, "microvm-linux");
+        let merged = [load(&d.path().join("vtx"))];
+        let filled = verdicts_for(&Evidence { primary: &run, merged: &merged }, &p);
+        let f = by_id(&filled, "isolation");
+        assert_eq!(f.verdict, Verdict::Holds, "{f:?}");
+        assert!(f.evidence.iter().any(|e| e.contains("merged run fixture-vtx-run")), "{f:?}");
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!   [`Transfer::BareModelOnly`], never a stand-in for a Linux-guest microVM;
 //! - a Linux guest under QEMU TCG (emulated CPU): its time and CPU figures are emulation-bound
 //!   ([`Transfer::EmulatedCpu`]) and its host memory includes the emulator's translation cache, no VMM's;
-//!   what the guest itself holds or exposes (guest memory, kernel objects, attack surface, probe outcomes,
-//!   crash containment, saved-state size) transfers;
+//!   what the guest itself holds or exposes (guest memory, kernel objects, the attack surface it reaches
+//!   directly, probe outcomes, crash containment, saved-state size) transfers; the VMM's side of the
+//!   attack surface (its exits, devices and confinement) is the emulator's, standing in for the deployed
+//!   model's VMM ([`Transfer::StandInVmm`]);
 //! - a Linux guest under our KVM VMM transfers on VT-x/AMD-V; on kvm_pvm its time figures do not
 //!   (guest kernel code is interpreted, ../shared/HOST-NOTES.md: [`Transfer::InterpretedGuestKernel`]).
 //!
@@ -44,8 +46,12 @@ pub enum Quantity {
     GuestMemory,
     /// Kernel objects per instance (namespaces, cgroups, file descriptors, threads).
     KernelObjects,
-    /// Attack surface: host syscalls reachable, VM exit kinds, device models, confinement of the VMM.
+    /// Attack surface the instance reaches directly: host syscalls reachable from inside (layer a of
+    /// `attack_surface.csv`).
     AttackSurface,
+    /// The VMM's side of the attack surface: the exits and devices it handles for the guest and the host
+    /// syscalls its confinement still allows (layers b and c): a property of the VMM that ran.
+    VmmSurface,
     /// Isolation probe outcomes.
     ProbeOutcome,
     /// Instances surviving a kernel crash (crash containment).
@@ -69,6 +75,7 @@ impl Quantity {
         Quantity::ProbeOutcome,
         Quantity::CrashContainment,
         Quantity::SaveSize,
+        Quantity::VmmSurface,
     ];
 
     /// Whether the figure is a time or CPU figure (bound to how the guest CPU runs).
@@ -92,6 +99,9 @@ pub enum Transfer {
     EmulatedCpu,
     /// Does not transfer: KVM here interprets guest kernel code (kvm_pvm).
     InterpretedGuestKernel,
+    /// Does not transfer: describes the VMM standing in for the deployed model's (QEMU under TCG for the
+    /// linux guest on a host where our VMM cannot run it), not the deployed model's VMM.
+    StandInVmm,
 }
 
 impl Transfer {
@@ -107,6 +117,7 @@ impl Transfer {
             Transfer::BareModelOnly => "bare model only",
             Transfer::EmulatedCpu => "emulated: does not transfer",
             Transfer::InterpretedGuestKernel => "interpreted guest kernel: does not transfer",
+            Transfer::StandInVmm => "stand-in VMM: does not transfer",
         }
     }
 }
@@ -135,7 +146,7 @@ pub fn experiment_quantities(e: ExperimentId) -> &'static [Quantity] {
         ExperimentId::Density => {
             &[Q::HostMemory, Q::GuestMemory, Q::KernelObjects, Q::Startup, Q::IdleCpu, Q::Throughput]
         }
-        ExperimentId::Isolation => &[Q::ProbeOutcome, Q::AttackSurface, Q::Slowdown],
+        ExperimentId::Isolation => &[Q::ProbeOutcome, Q::AttackSurface, Q::VmmSurface, Q::Slowdown],
         ExperimentId::Snapshot => &[Q::SaveTime, Q::SaveSize, Q::Startup],
         ExperimentId::CrossCheck => &[Q::Startup],
         ExperimentId::Crash => &[Q::CrashContainment, Q::Slowdown],
@@ -202,6 +213,8 @@ pub fn transfer(quantity: Quantity, backend: &BackendInfo, kvm: KvmFlavour) -> T
     if backend.emulated {
         return if quantity.is_time_or_cpu() || quantity == Quantity::HostMemory {
             Transfer::EmulatedCpu
+        } else if quantity == Quantity::VmmSurface {
+            Transfer::StandInVmm
         } else {
             Transfer::Transfers
         };
@@ -270,7 +283,13 @@ mod tests {
         (gone.name, gone.available) = ("microvm-linux".into(), false);
         let mut m = meta_with(vec![tcg, ct, gone], KvmFlavour::KvmPvm, &["startup", "blast", "bogus"]);
         let marks = marks(&m);
-        let want = [Quantity::Startup, Quantity::AttackSurface, Quantity::ProbeOutcome, Quantity::Slowdown];
+        let want = [
+            Quantity::Startup,
+            Quantity::AttackSurface,
+            Quantity::VmmSurface,
+            Quantity::ProbeOutcome,
+            Quantity::Slowdown,
+        ];
         assert_eq!(marks.len(), 2 * want.len(), "{marks:?}");
         for q in want {
             for b in ["qemu-tcg", "container"] {
@@ -311,6 +330,10 @@ mod tests {
         for q in [Quantity::GuestMemory, Quantity::KernelObjects, Quantity::AttackSurface, Quantity::CrashContainment] {
             assert_eq!(transfer(q, &tcg, KvmFlavour::KvmPvm), Transfer::Transfers, "{q:?}");
         }
+        // QEMU's exits, devices and seccomp filter are the stand-in's, not the deployed VMM's.
+        assert_eq!(transfer(Quantity::VmmSurface, &tcg, KvmFlavour::KvmPvm), Transfer::StandInVmm);
+        let qemu_kvm = backend(IsolationModel::Microvm, Some(GuestModel::Linux), false);
+        assert_eq!(transfer(Quantity::VmmSurface, &qemu_kvm, KvmFlavour::KvmIntel), Transfer::Transfers);
     }
 
     #[test]
