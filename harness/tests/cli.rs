@@ -162,6 +162,30 @@ fn report_pair_picks_the_verdict_pair_or_exits_2() {
         .stderr(predicate::str::contains("expected CONTAINER:VM"));
 }
 
+/// `vmct report RUN --out PATH` writes the page (and its charts) where asked, a directory or an .html file,
+/// and leaves the run directory untouched; it was refused without --merge.
+#[test]
+fn report_out_writes_one_runs_page_where_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    report::fixture::write(&run).unwrap();
+    let file = d.path().join("pages/one.html");
+    vmct()
+        .arg("report")
+        .arg(&run)
+        .arg("--out")
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("one.html"));
+    assert!(std::fs::read_to_string(&file).unwrap().contains("<h1>vmct report</h1>"));
+    assert!(d.path().join("pages/startup_cdf.svg").exists(), "charts beside the page");
+    let dir = d.path().join("dir");
+    vmct().arg("report").arg(&run).arg("--out").arg(&dir).assert().success();
+    assert!(dir.join("report.html").exists());
+    assert!(!run.join("report.html").exists(), "the run directory is left as it was");
+}
+
 /// `vmct plan` plans the pair it is given (issue 15 item 7), names the binding limit (issue 18 item 6), takes
 /// merged runs, and refuses bad input with exit 2.
 #[test]

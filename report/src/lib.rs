@@ -77,8 +77,18 @@ pub fn render(run: &results::RunDir) -> Result<PathBuf, ReportError> {
 /// [`render`] with the verdicts' main pair chosen (`vmct report --pair`); None is the default pair.
 /// The pair is checked against the run with [`pair::ConfigPair::parse`] by the caller.
 pub fn render_with_pair(run: &results::RunDir, pair: Option<&pair::ConfigPair>) -> Result<PathBuf, ReportError> {
+    render_to(run, pair, None)
+}
+
+/// [`render_with_pair`] into `out` (`vmct report RUN --out PATH`: a directory, or a file ending in `.html`,
+/// created if needed; the charts go beside it); None writes RUN_DIR/report.html.
+pub fn render_to(
+    run: &results::RunDir,
+    pair: Option<&pair::ConfigPair>,
+    out: Option<&std::path::Path>,
+) -> Result<PathBuf, ReportError> {
     let data = data::RunData::load(run)?;
-    render::render_run_with(&data, pair)
+    render::render_run_to(&data, pair, out)
 }
 
 /// The verdicts on the classic claims for a run's default pair (the main table the report shows).

@@ -238,8 +238,7 @@ pub fn merge_with_pair(
 ) -> Result<PathBuf, ReportError> {
     let data: Vec<RunData> = runs.iter().map(RunData::load).collect::<Result<_, _>>()?;
     let m = merged_of(&data);
-    let path = if out.extension().is_some_and(|e| e == "html") { out.to_path_buf() } else { out.join("merged.html") };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let (path, dir) = crate::render::out_path(out, "merged.html");
     fs::create_dir_all(&dir).map_err(|source| ReportError::Write { path: dir.clone(), source })?;
     let charts = charts(&m, &data)?;
     for c in &charts {

@@ -14,7 +14,7 @@ use crate::ReportError;
 use results::Quantity;
 use results::Record;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Render RUN_DIR/report.html and one .svg per chart; returns the report's path.
 pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
@@ -23,6 +23,20 @@ pub fn render_run(run: &RunData) -> Result<PathBuf, ReportError> {
 
 /// [`render_run`] with the verdicts' main pair chosen (None: the default pair).
 pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathBuf, ReportError> {
+    render_run_to(run, pair, None)
+}
+
+/// Where a page goes for `--out PATH`: PATH itself when it ends in `.html`, else `PATH/<default_name>`;
+/// the charts go beside it. Shared by one run's report and the merged page.
+pub fn out_path(out: &Path, default_name: &str) -> (PathBuf, PathBuf) {
+    let path = if out.extension().is_some_and(|e| e == "html") { out.to_path_buf() } else { out.join(default_name) };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    (path, dir)
+}
+
+/// [`render_run_with`] into `out` ([`out_path`]: a directory, or a file ending in `.html`; created if needed)
+/// instead of the run directory; None writes RUN_DIR/report.html as before.
+pub fn render_run_to(run: &RunData, pair: Option<&ConfigPair>, out: Option<&Path>) -> Result<PathBuf, ReportError> {
     let secs = SECTIONS.iter().map(|s| s.render(run)).collect::<Result<Vec<_>, _>>()?;
     // The planner on the verdicts' pair (issue 15 item 7): the one chosen with `--pair`, else the default pair;
     // never a best-of across backends, and never a different pair from the verdict table's on the same page.
@@ -58,11 +72,15 @@ pub fn render_run_with(run: &RunData, pair: Option<&ConfigPair>) -> Result<PathB
         None => format!("vmct report: {} on {}", run.meta.id, run.host_label()),
     };
     let html = page(&title, &body);
+    let (path, dir) = match out {
+        Some(o) => out_path(o, "report.html"),
+        None => (run.dir.join("report.html"), run.dir.clone()),
+    };
+    fs::create_dir_all(&dir).map_err(|source| ReportError::Write { path: dir.clone(), source })?;
     for c in secs.iter().flat_map(|s| &s.charts) {
-        let path = run.dir.join(&c.file);
+        let path = dir.join(&c.file);
         fs::write(&path, &c.svg).map_err(|source| ReportError::Write { path, source })?;
     }
-    let path = run.dir.join("report.html");
     fs::write(&path, html).map_err(|source| ReportError::Write { path: path.clone(), source })?;
     Ok(path)
 }

@@ -20,8 +20,9 @@ pub struct ReportArgs {
     /// Merge the run directories (e.g. one per host) into one page: merged.html with a column per run.
     #[arg(long)]
     pub merge: bool,
-    /// With --merge: where to write (a directory, or a file ending in .html); default report/out/merged-<time>/.
-    #[arg(long, value_name = "PATH", requires = "merge")]
+    /// Where to write the page (a directory, or a file ending in .html; created if needed; charts go beside
+    /// it); default RUN_DIR/report.html, with --merge report/out/merged-<time>/.
+    #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
     /// With --merge: print the merged figures as JSON instead of writing the page.
     #[arg(long, requires = "merge")]
@@ -94,8 +95,8 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let rd = open(run_dir)?;
     let pair = pair_of(&rd, a.pair.as_deref())?;
-    let path =
-        report::render_with_pair(&rd, pair.as_ref()).with_context(|| format!("rendering {}", run_dir.display()))?;
+    let path = report::render_to(&rd, pair.as_ref(), a.out.as_deref())
+        .with_context(|| format!("rendering {}", run_dir.display()))?;
     println!("report: {}", path.display());
     if let Some(b) = &a.baseline {
         let base = open(b)?;
