@@ -307,7 +307,7 @@ struct Memory {
 /// or noise).
 fn memory_notes(what: &str, m: &HeldMemory) -> Vec<String> {
     let mut notes = Vec::new();
-    if let Some(r2) = m.fit_r2.filter(|r| *r < 0.9) {
+    if let Some(r2) = m.fit_r2.filter(|r| crate::validity::poor_fit(*r).is_some()) {
         notes.push(format!("{what}: the density fit is poor (r² = {}): treat the memory count as rough", sig3(r2)));
     }
     if m.bytes < m.held_bytes {

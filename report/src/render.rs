@@ -781,7 +781,7 @@ mod tests {
         // the startup claim is not measured (and the faster single-launch profile is not in the pair).
         let v = crate::verdicts::verdicts(&crate::data::RunData::load(&rd).unwrap());
         let start = v.iter().find(|c| c.id == "start_faster").unwrap();
-        assert_eq!(start.verdict, crate::Verdict::NotMeasured, "{:?}", start.evidence);
+        assert_eq!(start.verdict, crate::Verdict::Rejected, "{:?}", start.evidence);
         assert!(
             start
                 .evidence
@@ -792,7 +792,7 @@ mod tests {
         );
         assert!(start.evidence.iter().all(|e| !e.contains("container-privileged")), "{:?}", start.evidence);
         let density_v = v.iter().find(|c| c.id == "density").unwrap();
-        assert_eq!(density_v.verdict, crate::Verdict::NotMeasured, "{:?}", density_v.evidence);
+        assert_eq!(density_v.verdict, crate::Verdict::Rejected, "{:?}", density_v.evidence);
         // A present CSV without usable rows is not called absent.
         let startup_sec = section_of(&html, "startup");
         assert!(!startup_sec.contains("is absent"), "{startup_sec}");

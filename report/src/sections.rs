@@ -347,7 +347,10 @@ pub fn density(sec: &dyn ReportSection, run: &RunData) -> Result<Section, ChartE
                 num(&f.instances.to_string(), csv),
                 esc(&f.stop_reason.to_string()),
                 checked(&validity::density_slope(f), fmt_bytes, csv),
-                num(&sig3(f.r2), csv),
+                match validity::poor_fit(f.r2) {
+                    Some(w) => format!("{} <span class=\"unsup\">{w}</span>", num(&sig3(f.r2), csv)),
+                    None => num(&sig3(f.r2), csv),
+                },
                 f.fit_from_instances.map_or("<span class=\"na\">all</span>".into(), |from| {
                     num(&format!("{from}–{}", f.instances), csv)
                 }),

@@ -19,6 +19,16 @@ use results::{BlastRow, DensityFit, OverheadRow, SnapshotRow, StartupSummary};
 /// Samples a figure needs to be compared (a single sample has no spread to judge it by).
 pub const MIN_SAMPLES: u32 = 2;
 
+/// Below this coefficient of determination a density fit (host memory against instances alive) is called
+/// poor wherever it is shown: the section's table and the planner say so beside the figure, which stays
+/// usable but rough (memory handed back or taken by others during the sweep bends the line).
+pub const POOR_FIT_R2: f64 = 0.9;
+
+/// What the report says beside a fit's r² when it is poor ([`POOR_FIT_R2`]); None for a good or unknown fit.
+pub fn poor_fit(r2: f64) -> Option<&'static str> {
+    (r2.is_finite() && r2 < POOR_FIT_R2).then_some("poor linear fit: the per-instance figure is rough")
+}
+
 /// The values a quantity can take when it was measured correctly.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Domain {
@@ -294,5 +304,13 @@ mod tests {
         f[1].slope_bytes = -1048576.0;
         f[1].instances_per_gib = f64::NAN;
         assert_eq!(instances_per_gib(&f[1]).check(), Err(Flaw::NotPositive(-1024.0)));
+    }
+
+    /// A low r² is flagged beside the figure (it was shown as a plain number); a good or NaN one is not.
+    #[test]
+    fn a_poor_density_fit_is_flagged() {
+        assert!(poor_fit(0.006).is_some_and(|w| w.contains("poor linear fit")));
+        assert_eq!(poor_fit(0.97), None);
+        assert_eq!(poor_fit(f64::NAN), None);
     }
 }

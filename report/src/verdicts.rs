@@ -48,6 +48,9 @@ pub enum Verdict {
     NeedsVtxRun,
     /// The runs lack the data to decide.
     NotMeasured,
+    /// Both sides were measured, but a figure the verdict needs fails the validity rule
+    /// ([`crate::validity`]: not finite, out of its domain, implausible); the evidence says which and why.
+    Rejected,
 }
 
 impl Verdict {
@@ -59,6 +62,7 @@ impl Verdict {
             Verdict::NotLikeForLike => "not measured like-for-like here",
             Verdict::NeedsVtxRun => "needs a run on a VT-x host",
             Verdict::NotMeasured => "not measured in this run",
+            Verdict::Rejected => "measured, but a figure was rejected",
         }
     }
 
@@ -70,6 +74,7 @@ impl Verdict {
             Verdict::NotLikeForLike => "v-unlike",
             Verdict::NeedsVtxRun => "v-vtx",
             Verdict::NotMeasured => "v-unmeasured",
+            Verdict::Rejected => "v-unmeasured",
         }
     }
 
@@ -363,7 +368,7 @@ fn start_faster(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
         Ok((c, v)) => Verdict::from_bool(c < v),
         Err(left) => {
             evidence.extend(left);
-            Verdict::NotMeasured
+            Verdict::Rejected
         }
     };
     claim("start_faster", pair, condition, verdict, evidence)
@@ -406,7 +411,7 @@ fn density(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
         Ok((c, v)) => Verdict::from_bool(c > v),
         Err(left) => {
             evidence.extend(left);
-            Verdict::NotMeasured
+            Verdict::Rejected
         }
     };
     claim("density", pair, condition, verdict, evidence)
@@ -693,7 +698,7 @@ fn blast_radius(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     evidence.extend(unlike.iter().map(|u| format!("left out, not like-for-like: {u}")));
     if !left_out.is_empty() {
         evidence.extend(left_out);
-        return claim("blast_radius", pair, condition, Verdict::NotMeasured, evidence);
+        return claim("blast_radius", pair, condition, Verdict::Rejected, evidence);
     }
     evidence.push(format!("harm = victim failed or slowed down at least {HARM_SLOWDOWN}x"));
     let holds = harm[0] >= HARM_SLOWDOWN && harm[1] < HARM_SLOWDOWN;
@@ -947,7 +952,8 @@ mod tests {
             let m = rows.iter_mut().find(|r| r.backend == "microvm").unwrap();
             m.hold_mib = 4;
         });
-        assert_eq!(v.verdict, Verdict::NotMeasured, "{v:?}");
+        assert_eq!(v.verdict, Verdict::Rejected, "{v:?}");
+        assert_eq!(v.verdict.label(), "measured, but a figure was rejected");
         assert!(
             v.evidence.iter().any(|e| e.starts_with(
                 "container: implausible: 193 KiB per instance is less than half the 4.00 MiB each instance held"
