@@ -11,7 +11,9 @@
 //! cannot go on after the handler returns).
 //!
 //! Commands without instances (build, commit, report, ...) do not poll the flag: they finish their work
-//! (nothing is left half-written) and vmct then exits with 128 + signal.
+//! (nothing is left half-written) and vmct then exits with 128 + signal. `vmct kernel build` (minutes of
+//! make) is the exception: each step runs in its own process group, which a stop request ends
+//! ([`crate::kernel::build`]); the build directory stays as make's cache.
 //!
 //! SIGPIPE also arrives when vmct writes to the stdin of an instance that has exited: that write fails
 //! with EPIPE and is handled where it happens. Only a SIGPIPE while vmct's stdout or stderr has no reader

@@ -46,6 +46,10 @@ pub enum KernelError {
         /// Debian packages providing it.
         package: &'static str,
     },
+    /// A stop was requested by signal while a build step ran: the step's process group was ended; the
+    /// build directory (a cache make resumes from) stays, nothing half-installed.
+    #[error("kernel: {0} (the build stopped; `vmct kernel build` resumes it)")]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// A command failed.
     #[error("kernel: `{command}` failed ({status}){tail}")]
     Command {
@@ -260,11 +264,28 @@ fn run(cmd: Command, nice: bool, progress: &mut dyn FnMut(Progress<'_>)) -> Resu
         cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
     );
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so a stop request (SIGTERM to vmct, or Ctrl-C, which vmct catches) ends make
+    // and every compiler it started, not vmct alone: a 10-minute build must not outlive the request.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| KernelError::Command {
         command: shown.clone(),
         status: format!("cannot start: {e}"),
         tail: String::new(),
     })?;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if crate::interrupt::requested() {
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+                    return;
+                }
+                std::thread::sleep(crate::interrupt::POLL_SLICE);
+            }
+        })
+    };
     let stderr = child.stderr.take().expect("stderr is piped");
     let err_thread = std::thread::spawn(move || {
         let mut tail = std::collections::VecDeque::new();
@@ -285,7 +306,10 @@ fn run(cmd: Command, nice: bool, progress: &mut dyn FnMut(Progress<'_>)) -> Resu
         status: format!("wait failed: {e}"),
         tail: String::new(),
     })?;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
     let tail = err_thread.join().unwrap_or_default();
+    crate::interrupt::check()?;
     if status.success() {
         return Ok(());
     }

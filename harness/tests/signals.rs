@@ -282,3 +282,68 @@ fn run_whose_reader_went_away_stops_its_instance_quietly() {
         assert!(left.is_empty(), "{backend}: vmct run left {left:?}");
     }
 }
+
+/// SIGTERM to `vmct kernel build` ends the step it runs (make and its compilers, here a stand-in `tar`
+/// that would sleep a minute) and vmct exits 128 + 15 at once; the build once went on to the end.
+#[test]
+fn sigterm_stops_a_kernel_build_and_the_step_it_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let pidfile = d.path().join("step.pid");
+    for tool in ["make", "gcc", "flex", "bison", "bc", "tar"] {
+        let body = if tool == "tar" {
+            format!("#!/bin/sh\necho $$ > {}\nexec sleep 60\n", pidfile.display())
+        } else {
+            "#!/bin/sh\nexit 0\n".to_string()
+        };
+        let p = bin.join(tool);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let tarball = d.path().join("linux-source-vmct-test.tar.xz");
+    std::fs::write(&tarball, b"").unwrap();
+    if !std::path::Path::new("/usr/include/gelf.h").is_file() {
+        assert!(!required(), "libelf-dev (gelf.h) is needed by `vmct kernel build`; .ci/run installs it");
+        eprintln!("skipped: /usr/include/gelf.h missing (apt-get install -y libelf-dev)");
+        return;
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new(vmct())
+        .args(["kernel", "build", "--force", "--tarball"])
+        .arg(&tarball)
+        .env("PATH", path)
+        .env("XDG_CACHE_HOME", d.path().join("cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !pidfile.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the build never reached its extract step");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let step: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t1.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = kill(Pid::from_raw(step), Signal::SIGKILL);
+            panic!("vmct kernel build went on after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(128 + 15), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    // The step's process is gone (reaped by its parent, vmct, or no longer running).
+    let alive = std::fs::read_to_string(format!("/proc/{step}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    assert!(!alive, "the build step {step} outlived vmct");
+}
