@@ -159,6 +159,19 @@ impl Task {
         }
     }
 
+    /// Change the number of steps the task expects (a sweep that learns where it will stop, e.g. the memory
+    /// budget at the memory each instance costs so far): the count shown and the ETA follow it.
+    pub fn set_total(&mut self, total: u64) {
+        let total = total.max(self.done);
+        if total == self.total {
+            return;
+        }
+        self.total = total;
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+        }
+    }
+
     /// Set a short status message.
     pub fn message(&self, msg: impl Into<String>) {
         if let Some(b) = &self.bar {

@@ -288,6 +288,23 @@ pub fn settle(meter: &dyn HostMeter) -> (u64, f64) {
     }
 }
 
+/// Instances a sweep is expected to reach: where the memory budget stops it at the host memory each
+/// instance has cost so far (`used` bytes for `alive` instances), or `max` if that comes first; `max`
+/// until 10 instances give a usable rate. The progress line's count and ETA follow it, so a `--scale`
+/// sweep (max 100 000) shows its real end, not 100 000.
+pub fn projected_total(alive: u64, used: i64, budget: u64, max: u64) -> u64 {
+    if alive < 10 || used <= 0 {
+        return max;
+    }
+    let per = used as f64 / alive as f64;
+    let fit = (budget as f64 / per).ceil();
+    if fit.is_finite() && fit < max as f64 {
+        (fit as u64).max(alive)
+    } else {
+        max
+    }
+}
+
 /// Run the sweep on one backend.
 pub fn sweep(
     backend: &dyn Backend,
@@ -375,6 +392,7 @@ pub fn sweep(
             stop_reason = StopReason::Budget;
             break;
         }
+        task.set_total(projected_total(alive.len() as u64, used, plan.budget_bytes, plan.max_instances.into()));
         if avail < plan.floor_bytes {
             stop_reason = StopReason::HostMemoryFloor;
             break;
@@ -447,6 +465,18 @@ impl Experiment for Density {
 
 #[cfg(test)]
 mod tests {
+    /// A --scale sweep (max 100 000) that will stop at the budget shows the budget's count: 10 instances at
+    /// 2 MiB each with a 1 GiB budget end near 512; before 10 instances, or when max comes first, max.
+    #[test]
+    fn the_projected_total_follows_the_budget_at_the_cost_so_far() {
+        const MIB: i64 = 1 << 20;
+        assert_eq!(super::projected_total(10, 20 * MIB, 1 << 30, 100_000), 512);
+        assert_eq!(super::projected_total(9, 18 * MIB, 1 << 30, 100_000), 100_000);
+        assert_eq!(super::projected_total(10, 20 * MIB, 1 << 30, 300), 300);
+        assert_eq!(super::projected_total(50, -MIB, 1 << 30, 300), 300, "memory handed back: no projection");
+        assert_eq!(super::projected_total(600, 20 * MIB, 1 << 20, 100_000), 600, "never below what is alive");
+    }
+
     use super::*;
     use crate::experiments::fake::FakeBackend;
     use std::sync::atomic::{AtomicI64, Ordering};
