@@ -299,7 +299,9 @@ pub fn projected_total(alive: u64, used: i64, budget: u64, max: u64) -> u64 {
     let per = used as f64 / alive as f64;
     let fit = (budget as f64 / per).ceil();
     if fit.is_finite() && fit < max as f64 {
-        (fit as u64).max(alive)
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite, 0 < fit < max (a u64)
+        let fit = fit as u64;
+        fit.max(alive)
     } else {
         max
     }
