@@ -204,8 +204,8 @@ impl Settings {
     /// (half of MemAvailable), [`MAX_DENSITY_INSTANCES`] (or `--density-max`) or a host limit, which then
     /// stops the sweep and is named (`crate::hostlimit`); idle CPU and a victim at 1, 10, 100, 1000 and
     /// 10 000 instances alive and at the last step, idle CPU over 2 s. The user-space kernel is swept to
-    /// its limit too; an emulated backend keeps its cap ([`EMULATED_DENSITY_MAX`]: its instances boot in
-    /// seconds and keep a host core busy emulating their timers).
+    /// its limit too, and so is an emulated backend (without --scale capped at [`EMULATED_DENSITY_MAX`]: its
+    /// instances boot in seconds and together keep host cores busy emulating their timers).
     pub fn scale(mem_available: u64) -> Settings {
         let d = Settings::default_plan(mem_available);
         Settings {
@@ -294,7 +294,8 @@ pub fn quick_experiments() -> Vec<ExperimentId> {
 /// Sample sizes for a backend whose guest CPU is emulated ([`results::BackendInfo::emulated`]): each
 /// of its boots takes seconds (QEMU TCG here: about 2-3 s to ready), so it gets small samples (at most
 /// [`EMULATED_STARTUP_RUNS`] startup launches, one concurrency level, a density sweep of at most
-/// [`EMULATED_DENSITY_MAX`] instances, two overhead repetitions) and longer timeouts, keeping the default
+/// [`EMULATED_DENSITY_MAX`] instances (except with `--scale`, which sweeps every model to its limit: a
+/// sweep of about a hundred emulated guests here), two overhead repetitions) and longer timeouts, keeping the default
 /// `vmct compare` within minutes (the blast radius: 2 victim rounds of at most 50 000 blocks, hogs of
 /// at most 10 s). Its timings are emulation-bound anyway; what it is run for (guest memory,
 /// isolation, crash behaviour) does not need large samples.
@@ -306,7 +307,9 @@ pub fn for_emulated(s: &Settings) -> Settings {
     e.startup.concurrency = s.startup.concurrency.iter().copied().filter(|c| *c > 1).min().into_iter().collect();
     e.startup.concurrent_launches = s.startup.concurrent_launches.min(4);
     e.startup.timeout = at_least(s.startup.timeout, 60);
-    e.density.max_instances = s.density.max_instances.min(EMULATED_DENSITY_MAX);
+    if !s.scale {
+        e.density.max_instances = s.density.max_instances.min(EMULATED_DENSITY_MAX);
+    }
     e.density.timeout = at_least(s.density.timeout, 60);
     e.overhead.runs = s.overhead.runs.min(2);
     e.overhead.timeout = at_least(s.overhead.timeout, 180);
@@ -760,7 +763,7 @@ mod tests {
         assert_eq!(s.density.idle_window, Duration::from_secs(2));
         assert!(s.validate().is_ok());
         assert_eq!(for_user_space_kernel(&s).density.max_instances, MAX_DENSITY_INSTANCES, "runsc swept too");
-        assert_eq!(for_emulated(&s).density.max_instances, EMULATED_DENSITY_MAX);
+        assert_eq!(for_emulated(&s).density.max_instances, MAX_DENSITY_INSTANCES, "the emulated guest swept too");
         // The other presets probe a few steps only, and an older plan without the fields probes none.
         assert_eq!(Settings::default_plan(64 << 30).density.probe_at, vec![1, 100]);
         let mut v = serde_json::to_value(Settings::quick(1 << 30)).unwrap();
