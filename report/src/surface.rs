@@ -85,12 +85,19 @@ pub fn attack_surface(sec: &dyn ReportSection, run: &RunData) -> Section {
             };
             let vmm = if let Some(n) = r.user_kernel_syscalls_implemented {
                 figure(Some(n), "syscalls the Sentry implements", &r.vmm_source, csv)
-            } else if r.vmm_exit_kinds.is_none() && r.vmm_io_port_ranges.is_none() && r.vmm_mmio_ranges.is_none() {
+            } else if r.vmm_exit_kinds.is_none()
+                && r.vmm_device_models.is_none()
+                && r.vmm_io_port_ranges.is_none()
+                && r.vmm_mmio_ranges.is_none()
+            {
                 format!("<span class=\"na\">{}</span>", esc(&r.vmm_source))
             } else {
                 format!(
                     "{}, {}, {}",
-                    figure(r.vmm_exit_kinds, "exit kinds", &r.vmm_source, csv),
+                    match r.vmm_device_models {
+                        Some(n) => figure(Some(n), "device models", &r.vmm_source, csv),
+                        None => figure(r.vmm_exit_kinds, "exit kinds", &r.vmm_source, csv),
+                    },
                     figure(r.vmm_io_port_ranges, "port ranges", &r.vmm_source, csv),
                     figure(r.vmm_mmio_ranges, "MMIO ranges", &r.vmm_source, csv)
                 )

@@ -473,6 +473,7 @@ fn isolation(ev: &Evidence, pair: &ConfigPair) -> ClaimVerdict {
     let mut vm_words = format!("the VM reaches {} directly", none_or(va));
     let vmm: Vec<String> = [
         (v.vmm_exit_kinds, "exit kinds"),
+        (v.vmm_device_models, "device models"),
         (v.vmm_io_port_ranges, "I/O port ranges"),
         (v.vmm_mmio_ranges, "MMIO ranges"),
     ]
@@ -1070,7 +1071,8 @@ mod tests {
         let qemu = |name: &str, allowed: u32| AttackSurfaceRow {
             backend: name.into(),
             host_syscalls_reachable: Some(0),
-            vmm_exit_kinds: Some(9),
+            vmm_exit_kinds: None,
+            vmm_device_models: Some(9),
             supervisor_syscalls_allowed: Some(allowed),
             supervisor_source: "measured from the live VMM process".into(),
             ..bare.clone()
@@ -1105,6 +1107,7 @@ mod tests {
         let filled = verdicts_for(&Evidence { primary: &run, merged: &merged }, &p);
         let f = by_id(&filled, "isolation");
         assert_eq!(f.verdict, Verdict::Holds, "{f:?}");
+        assert!(f.evidence.iter().any(|e| e.contains("9 device models") && !e.contains("exit kinds")), "{f:?}");
         assert!(f.evidence.iter().any(|e| e.contains("merged run fixture-vtx-run")), "{f:?}");
     }
 

@@ -53,6 +53,11 @@ pub struct AttackSurfaceRow {
     /// (`vmm_source` says where from). Absent in files written before it existed.
     #[serde(default)]
     pub user_kernel_syscalls_implemented: Option<u32>,
+    /// (b) For a VMM measured by its device models rather than its exit handling (QEMU: its `info qtree`
+    /// devices; under TCG there are no VM exits at all): how many device models the guest's accesses
+    /// reach; `vmm_exit_kinds` is then empty. Absent in files written before it existed.
+    #[serde(default)]
+    pub vmm_device_models: Option<u32>,
 }
 impl crate::records::Record for AttackSurfaceRow {
     const FILE: &'static str = "attack_surface.csv";

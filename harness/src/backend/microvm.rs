@@ -296,6 +296,7 @@ impl Backend for MicrovmBackend {
             seccomp_profile: None,
             vmm: Some(VmmSurfaceInfo {
                 exit_kinds: s.exit_kinds.iter().map(|k| k.to_string()).collect(),
+                device_models: None,
                 io_ports: s.io_ports.clone(),
                 mmio_ranges: s.mmio_ranges.clone(),
                 syscalls_allowed: s.syscalls_allowed,

@@ -198,14 +198,15 @@ pub fn parse_qtree_devices(text: &str) -> Vec<String> {
 }
 
 impl DeviceModel {
-    /// As the attack-surface declaration: device types as the "exit kinds" (what the guest's accesses
-    /// reach), port and MMIO ranges, and a source text naming every region.
+    /// As the attack-surface declaration: the device models (what the guest's accesses reach; no exit
+    /// kinds: under TCG there are no VM exits), port and MMIO ranges, and a source text naming every region.
     pub fn to_surface(&self, syscalls_allowed: u32) -> super::surface::VmmSurfaceInfo {
         let port = |r: &Region| -> (u16, u16) {
             (u16::try_from(r.first).unwrap_or(u16::MAX), u16::try_from(r.last).unwrap_or(u16::MAX))
         };
         super::surface::VmmSurfaceInfo {
-            exit_kinds: self.devices.clone(),
+            exit_kinds: Vec::new(),
+            device_models: Some(self.devices.clone()),
             io_ports: self.io_ports.iter().map(port).collect(),
             mmio_ranges: self.mmio.iter().map(|r| (r.first, r.last)).collect(),
             syscalls_allowed,
@@ -263,7 +264,8 @@ FlatView #1\n AS \"I/O\", root: io\n Root memory region: io\n\
         assert_eq!(parse_qtree_devices(MTREE), ["ioapic", "isa-serial", "virtio-blk-device", "virtio-mmio"]);
         let m = DeviceModel { devices: parse_qtree_devices(MTREE), io_ports: io, mmio };
         let s = m.to_surface(7);
-        assert_eq!((s.exit_kinds.len(), s.io_ports.len(), s.mmio_ranges.len()), (4, 3, 4));
+        assert_eq!((s.device_models.as_ref().map(Vec::len), s.io_ports.len(), s.mmio_ranges.len()), (Some(4), 3, 4));
+        assert!(s.exit_kinds.is_empty(), "QEMU's devices are not counted as exit kinds");
         assert!(m.describe().contains("0x3f8-0x3ff serial"), "{}", m.describe());
     }
 

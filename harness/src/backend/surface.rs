@@ -45,8 +45,12 @@ impl From<&ProfileInfo> for SeccompProfileInfo {
 /// What a VMM handles for its guest (a copy of `microvm::confine::VmmSurface`, as strings and counts).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VmmSurfaceInfo {
-    /// VM exit kinds the run loop handles (anything else ends the VM).
+    /// VM exit kinds the run loop handles (anything else ends the VM); empty for a VMM described by its
+    /// device models instead.
     pub exit_kinds: Vec<String>,
+    /// The device models the guest's accesses reach, for a VMM measured that way (QEMU's `info qtree`);
+    /// None for a VMM that declares its exit kinds.
+    pub device_models: Option<Vec<String>>,
     /// I/O port ranges, as `microvm::confine` gives them.
     pub io_ports: Vec<(u16, u16)>,
     /// MMIO ranges, as `microvm::confine` gives them.
@@ -196,7 +200,10 @@ pub fn surface_row(
             row.vmm_source = declared.user_kernel.as_ref().map(|u| u.syscalls_source.clone()).unwrap_or_default();
         }
         Some(v) => {
-            row.vmm_exit_kinds = Some(count(v.exit_kinds.len()));
+            match &v.device_models {
+                Some(d) => row.vmm_device_models = Some(count(d.len())),
+                None => row.vmm_exit_kinds = Some(count(v.exit_kinds.len())),
+            }
             row.vmm_io_port_ranges = Some(count(v.io_ports.len()));
             row.vmm_mmio_ranges = Some(count(v.mmio_ranges.len()));
             let ports: Vec<String> = v.io_ports.iter().map(|(a, b)| format!("{a:#x}-{b:#x}")).collect();
@@ -413,6 +420,7 @@ mod tests {
             }),
             vmm: Some(VmmSurfaceInfo {
                 exit_kinds: vec!["IoIn".into(), "Hlt".into()],
+                device_models: None,
                 io_ports: vec![(0x3f8, 0x3ff)],
                 mmio_ranges: vec![],
                 syscalls_allowed: 40,
@@ -428,7 +436,14 @@ mod tests {
             r.instance_seccomp.contains("sha256 ab") && r.instance_seccomp.contains("1 unknown names skipped: foo")
         );
         assert_eq!((r.vmm_exit_kinds, r.vmm_io_port_ranges, r.vmm_mmio_ranges), (Some(2), Some(1), Some(0)));
+        assert_eq!(r.vmm_device_models, None);
         assert!(r.vmm_source.contains("0x3f8-0x3ff"));
+        // A VMM measured by its device models (QEMU) fills that column, not the exit kinds.
+        let mut q = s.clone();
+        q.vmm.as_mut().unwrap().device_models = Some(vec!["isa-serial".into(), "virtio-mmio".into(), "ioapic".into()]);
+        q.vmm.as_mut().unwrap().exit_kinds = Vec::new();
+        let r = surface_row(&info("qemu-tcg", "microvm", Some("linux")), &q, None, None);
+        assert_eq!((r.vmm_exit_kinds, r.vmm_device_models), (None, Some(3)));
         assert_eq!(
             (r.supervisor_syscalls_allowed, r.supervisor_source.as_str(), r.profile.as_str()),
             (Some(40), "VMM", "p")
