@@ -293,7 +293,8 @@ pub fn nofile_step(soft: u64, hard: u64, nr_open: Option<u64>, has_cap: bool) ->
     let stays = if has_cap {
         "the harness has CAP_SYS_RESOURCE, and fs.nr_open is the kernel's ceiling".to_string()
     } else {
-        "raising the hard limit needs CAP_SYS_RESOURCE (in the host's user namespace), which the harness does not have".to_string()
+        "raising the hard limit needs CAP_SYS_RESOURCE (in the host's user namespace), which the harness does not have"
+            .to_string()
     };
     if new_soft == soft && new_hard == hard {
         return NofileStep::Keep {
