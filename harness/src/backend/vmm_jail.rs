@@ -72,8 +72,9 @@ pub const JAIL_ID_BASE: u32 = 0x4000_0000;
 /// here), and one thread per secondary vCPU that runs guest code (`microvm::smp`, at most
 /// [`microvm::layout::MAX_RUNNING_SECONDARIES`]).
 pub const JAIL_PIDS_MAX: u64 = 3 + microvm::layout::MAX_RUNNING_SECONDARIES as u64;
-/// Jails a pool keeps for reuse at most (the most VMMs a run keeps alive at once is larger only in
-/// the density sweep, whose extra jails are prepared at launch and removed at stop).
+/// Jails a pool keeps for reuse at most, spares and jails of live VMMs together ([`KeepPermit`]s; the
+/// most VMMs a run keeps alive at once is larger only in the density sweep, whose extra jails are
+/// prepared at launch, release their namespace files after the spawn and are removed at stop).
 pub const JAIL_SPARES: usize = 8;
 /// Environment variable selecting [`JailMode`].
 pub const JAIL_ENV: &str = "VMCT_VMM_JAIL";
