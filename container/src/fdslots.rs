@@ -2,8 +2,8 @@
 //! runtime process's whole fd table.
 //!
 //! Why: a fork-style clone copies the parent's fd table, and `execve` then closes every close-on-exec
-//! entry of that copy one by one (`do_close_on_exec` -> `filp_close`). A harness keeps about three fds
-//! per live instance (pidfd, stdin, stdout), so with thousands alive each launch paid thousands of
+//! entry of that copy one by one (`do_close_on_exec` -> `filp_close`). A harness keeps two fds per
+//! live instance (stdin, stdout), so with thousands alive each launch paid thousands of
 //! closes: measured with `perf record` at 1500 live containers, `do_close_on_exec` was 9.7% of all
 //! samples of the launch loop, and the exec stage grew with every instance alive.
 //!

@@ -58,7 +58,6 @@ pub struct Exit {
 pub struct Container {
     pub(crate) id: String,
     pub(crate) pid: i32,
-    pub(crate) pidfd: Option<OwnedFd>,
     pub(crate) stdin: Option<OwnedFd>,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
@@ -79,7 +78,6 @@ impl Container {
         Container {
             id,
             pid: 0,
-            pidfd: None,
             stdin: None,
             stdout: None,
             stderr: None,
@@ -158,17 +156,19 @@ impl Container {
         self.veth.as_ref().map(|v| v.addr)
     }
 
-    /// Wait up to `timeout` for the init to exit; None if it still runs.
+    /// Wait up to `timeout` for the init to exit; None if it still runs. The pidfd polled is opened
+    /// for this wait only: a live container costs the runtime's process no fd beyond its stdio pipes
+    /// (the init is its unreaped child, so the pid cannot name another process meanwhile).
     pub fn wait(&mut self, timeout: Duration) -> Option<WaitStatus> {
-        if self.exit.is_none() {
-            if let Some(fd) = &self.pidfd {
-                let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-                if sys::poll_in(fd.as_raw_fd(), ms).unwrap_or(true) {
-                    if let Ok(Some(st)) = sys::waitpid(self.pid, false) {
-                        self.exit = Some(st);
-                        self.pidfd = None;
-                    }
-                }
+        if self.exit.is_none() && self.pid > 0 {
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            let ended = match sys::pidfd_open(self.pid) {
+                Ok(fd) => sys::poll_in(fd.as_raw_fd(), ms).unwrap_or(true),
+                // Not our child any more (reaped elsewhere): ask without blocking.
+                Err(_) => false,
+            };
+            if let Ok(Some(st)) = sys::waitpid(self.pid, !ended) {
+                self.exit = Some(st);
             }
         }
         self.exit
@@ -197,7 +197,6 @@ impl Container {
             if let Ok(Some(st)) = sys::waitpid(self.pid, false) {
                 self.exit = Some(st);
             }
-            self.pidfd = None;
         }
         let mut first: Option<RuntimeError> = None;
         self.veth = None;

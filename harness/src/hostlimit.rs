@@ -251,12 +251,74 @@ pub fn identify(error: &str, view: &HostView) -> Option<HostLimit> {
     errnos_in(error).into_iter().find_map(|e| view.identify_errno(e))
 }
 
-/// Raise the harness's `RLIMIT_NOFILE` soft limit to its hard limit (capped at `fs.nr_open`), which a
-/// process may do without privilege, once per process (vmct's `main` does it first; later calls only
-/// return what that first one did); returns what it did, in words for run.json's caveats.
+/// Raise the harness's `RLIMIT_NOFILE` once per process (vmct's `main` does it first; later calls only
+/// return what that first one did): the soft limit to the hard one, which a process may do without
+/// privilege, and, when the harness has `CAP_SYS_RESOURCE` in its effective set (root on an ordinary
+/// host), both to `fs.nr_open` (the kernel's ceiling for this limit). Returns what it did, in words
+/// for run.json's caveats ([`nofile_step`]).
 pub fn raise_nofile() -> &'static str {
     static DONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DONE.get_or_init(raise_nofile_now)
+}
+
+/// What to do about `RLIMIT_NOFILE` ([`nofile_step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NofileStep {
+    /// Nothing can be raised; the caveat says what the limit is and why it stays.
+    Keep {
+        /// For run.json.
+        caveat: String,
+    },
+    /// Set the limit to these values; the caveat says what was done (when `setrlimit` succeeds).
+    Raise {
+        /// New soft limit.
+        soft: u64,
+        /// New hard limit (the current one unless the harness may raise it).
+        hard: u64,
+        /// For run.json.
+        caveat: String,
+    },
+}
+
+/// The decision of [`raise_nofile`], from the current `soft` and `hard` limits, `fs.nr_open` (None:
+/// unreadable) and whether the harness has `CAP_SYS_RESOURCE` (needed to raise the hard limit,
+/// setrlimit(2)). The soft limit goes to the hard one capped at `fs.nr_open`; with the capability both
+/// go to `fs.nr_open` (never lowered).
+pub fn nofile_step(soft: u64, hard: u64, nr_open: Option<u64>, has_cap: bool) -> NofileStep {
+    let new_hard = match nr_open {
+        Some(n) if has_cap => hard.max(n),
+        _ => hard,
+    };
+    let new_soft = nr_open.map_or(new_hard, |n| new_hard.min(n)).max(soft);
+    let stays = if has_cap {
+        "the harness has CAP_SYS_RESOURCE, and fs.nr_open is the kernel's ceiling".to_string()
+    } else {
+        "raising the hard limit needs CAP_SYS_RESOURCE (in the host's user namespace), which the harness does not have"
+            .to_string()
+    };
+    if new_soft == soft && new_hard == hard {
+        return NofileStep::Keep {
+            caveat: format!(
+                "RLIMIT_NOFILE of the harness is {soft} (soft = hard {hard}): a density sweep whose instances need \
+                 more open files stops there (\"host limit: RLIMIT_NOFILE ...\"); {stays}"
+            ),
+        };
+    }
+    let how = if new_hard > hard {
+        format!("soft and hard, from hard {hard}, to fs.nr_open with CAP_SYS_RESOURCE")
+    } else if has_cap || nr_open.is_none_or(|n| hard >= n) {
+        "soft to hard".to_string()
+    } else {
+        format!("soft to hard; the hard limit stays below fs.nr_open {}: {stays}", nr_open.unwrap_or(hard))
+    };
+    NofileStep::Raise {
+        soft: new_soft,
+        hard: new_hard,
+        caveat: format!(
+            "RLIMIT_NOFILE of the harness was raised from {soft} to {new_soft} ({how}) for the density sweep; \
+             instances inherit it"
+        ),
+    }
 }
 
 fn raise_nofile_now() -> String {
@@ -265,25 +327,58 @@ fn raise_nofile_now() -> String {
         return "RLIMIT_NOFILE could not be read: the harness's open-file limit is unknown".into();
     };
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok());
-    let target = nr_open.map_or(hard, |n: u64| hard.min(n));
-    if soft >= target {
-        return format!(
-            "RLIMIT_NOFILE of the harness is {soft} (soft = hard {hard}): a density sweep whose instances need more \
-             open files stops there (\"host limit: RLIMIT_NOFILE ...\"); raising the hard limit needs CAP_SYS_RESOURCE"
-        );
+    let has_cap = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE).unwrap_or(false);
+    // The capability of a user namespace other than the host's does not count for the hard limit
+    // (EPERM): then as without it.
+    let mut last = String::new();
+    for cap in if has_cap { &[true, false][..] } else { &[false][..] } {
+        match nofile_step(soft, hard, nr_open, *cap) {
+            NofileStep::Keep { caveat } => return caveat,
+            NofileStep::Raise { soft: s, hard: h, caveat } => match setrlimit(Resource::RLIMIT_NOFILE, s, h) {
+                Ok(()) => return caveat,
+                Err(e) => {
+                    last =
+                        format!("RLIMIT_NOFILE of the harness could not be raised from {soft} to {s} (hard {h}): {e}")
+                }
+            },
+        }
     }
-    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
-        Ok(()) => format!(
-            "RLIMIT_NOFILE of the harness was raised from {soft} to {target} (soft to hard) for the density sweep; \
-             instances inherit it"
-        ),
-        Err(e) => format!("RLIMIT_NOFILE of the harness could not be raised from {soft} to {target}: {e}"),
-    }
+    last
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_file_limit_goes_to_fs_nr_open_with_cap_sys_resource_and_to_the_hard_limit_without() {
+        const NR_OPEN: u64 = 1 << 20;
+        // Root on an ordinary host: both limits to fs.nr_open.
+        let NofileStep::Raise { soft, hard, caveat } = nofile_step(1024, 4096, Some(NR_OPEN), true) else {
+            panic!("nothing raised with CAP_SYS_RESOURCE")
+        };
+        assert_eq!((soft, hard), (NR_OPEN, NR_OPEN));
+        assert!(caveat.contains("raised from 1024 to 1048576") && caveat.contains("CAP_SYS_RESOURCE"), "{caveat}");
+        // With soft = hard below fs.nr_open, too.
+        let r = nofile_step(20000, 20000, Some(NR_OPEN), true);
+        assert!(matches!(r, NofileStep::Raise { soft: NR_OPEN, hard: NR_OPEN, .. }), "{r:?}");
+        // Without the capability (this sandbox): soft to hard, and the caveat says why not further.
+        let NofileStep::Raise { soft, hard, caveat } = nofile_step(1024, 4096, Some(NR_OPEN), false) else {
+            panic!("the soft limit was not raised")
+        };
+        assert_eq!((soft, hard), (4096, 4096));
+        assert!(caveat.contains("raised from 1024 to 4096") && caveat.contains("needs CAP_SYS_RESOURCE"), "{caveat}");
+        let NofileStep::Keep { caveat } = nofile_step(100, 100, Some(NR_OPEN), false) else { panic!("raised") };
+        assert!(caveat.contains("RLIMIT_NOFILE of the harness is 100") && caveat.contains("does not have"), "{caveat}");
+        // At the ceiling already, or fs.nr_open unknown: only the soft limit can move.
+        assert!(matches!(nofile_step(NR_OPEN, NR_OPEN, Some(NR_OPEN), true), NofileStep::Keep { .. }));
+        let r = nofile_step(1024, 4096, None, true);
+        assert!(matches!(r, NofileStep::Raise { soft: 4096, hard: 4096, .. }), "{r:?}");
+        // A hard limit above fs.nr_open (set before fs.nr_open was lowered) is never lowered; the soft one
+        // goes only to fs.nr_open.
+        let r = nofile_step(1024, 2 * NR_OPEN, Some(NR_OPEN), true);
+        assert!(matches!(r, NofileStep::Raise { soft: NR_OPEN, hard, .. } if hard == 2 * NR_OPEN), "{r:?}");
+    }
 
     #[test]
     fn errnos_are_read_from_io_errors_errno_names_and_strerror_texts() {

@@ -32,7 +32,11 @@ fn lines_of(json: &[u8], pid: u32) -> (Vec<String>, Vec<String>) {
             .unwrap()
             .iter()
             .filter_map(|l| l.as_str())
-            .filter(|l| l.contains(&format!("vmct-{pid}-")) || l.ends_with(&format!("of dead vmct {pid}")))
+            .filter(|l| {
+                // Objects named for the pid (instances, probe dirs, VMM jails), or processes it owned.
+                l.ends_with(&format!("of dead vmct {pid}"))
+                    || l.split_whitespace().any(|w| w.rsplit('/').next().is_some_and(|n| common::is_of(n, pid)))
+            })
             .map(String::from)
             .collect()
     };

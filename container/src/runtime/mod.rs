@@ -7,7 +7,7 @@
 //!    root with a user namespace), the channel, stdio, the init plan ([`crate::rootfs`] for its mounts).
 //! 2. [`LaunchStage::Cgroup`]: create the cgroup and write its limits.
 //! 3. [`LaunchStage::Clone`]: `clone3` with new pid, mount, uts, ipc, net (and user) namespaces, a
-//!    pidfd and `CLONE_FILES`; the child's ends sit in [`crate::fdslots`] until the init reports that it
+//!    `CLONE_FILES` (no pidfd: [`crate::Container::wait`] opens one); the child's ends sit in [`crate::fdslots`] until the init reports that it
 //!    has its own fd table (only the fds below the slots copied, however many the process holds).
 //! 4. [`LaunchStage::Attach`]: write the uid/gid maps (user namespace), put the child in its cgroup, set
 //!    up the veth (bridge network), send `Go`.

@@ -146,7 +146,6 @@ impl Runtime {
             }
         };
         c.pid = cloned.pid;
-        c.pidfd = Some(cloned.pidfd);
         c.stdin = Some(p.stdin.1);
         c.stdout = p.stdout.1;
         c.stderr = p.stderr.1;

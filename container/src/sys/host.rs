@@ -151,8 +151,6 @@ pub fn bpf_attach_cgroup_device(cgroup: RawFd, prog: RawFd) -> std::io::Result<(
 pub struct Cloned {
     /// Host pid of the child.
     pub pid: i32,
-    /// A pidfd for it (CLONE_PIDFD).
-    pub pidfd: OwnedFd,
 }
 
 #[repr(C)]
@@ -171,32 +169,37 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// `clone3` with fork semantics (no new stack, no CLONE_VM) plus `ns_flags` and CLONE_PIDFD.
+/// `clone3` with fork semantics (no new stack, no CLONE_VM) plus `ns_flags`. No pidfd is taken: a
+/// runtime with thousands of containers alive would hold one per container; [`pidfd_open`] makes one
+/// when waiting.
 /// Returns `Ok(None)` in the child and `Ok(Some(..))` in the parent.
 ///
 /// # Safety
 /// The caller's child branch must only make async-signal-safe calls (the [`Sys`] methods) and must end
 /// in `execve` or [`super::exit_child`]: the child is a copy of a possibly multi-threaded process.
 pub unsafe fn clone_fork(ns_flags: u64) -> std::io::Result<Option<Cloned>> {
-    let mut pidfd: i32 = -1;
-    let args = CloneArgs {
-        flags: ns_flags | libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut i32 as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
+    let args = CloneArgs { flags: ns_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     // SAFETY: args is a valid clone_args of the size passed; without CLONE_VM or a stack, the child
     // continues on a private copy of this stack, like fork(2). The caller upholds the child contract.
     let rc = unsafe { libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>()) };
     match rc {
         0 => Ok(None),
-        pid if pid > 0 => Ok(Some(Cloned {
-            pid: i32::try_from(pid).expect("the kernel's pids are ints"),
-            // SAFETY: the kernel stored a fresh pidfd we now own.
-            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-        })),
+        pid if pid > 0 => Ok(Some(Cloned { pid: i32::try_from(pid).expect("the kernel's pids are ints") })),
         _ => Err(std::io::Error::last_os_error()),
     }
+}
+
+/// `pidfd_open(2)` (Linux 5.3, as `clone3`): a pidfd for `pid`. For a child of this process that is not
+/// yet reaped the pid cannot be reused meanwhile, so the pidfd is for that child, even a zombie.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: integer arguments; on success the kernel returns a fresh fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).expect("the kernel's fds are ints");
+    // SAFETY: a fresh fd, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// kill(2).

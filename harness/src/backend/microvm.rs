@@ -178,7 +178,7 @@ impl MicrovmBackend {
                     snapshots: 0,
                 });
             }
-            Some(j) => {
+            Some(mut j) => {
                 if std::env::var("VMCT_VMM_LAUNCH").is_ok_and(|v| v == "reexec") {
                     return Err(launch_err(format!(
                         "VMCT_VMM_LAUNCH=reexec cannot run in the VMM jail (it holds only the static vmct-vmm); set {JAIL_ENV}=off"

@@ -10,12 +10,14 @@ pub fn vmct() -> PathBuf {
 }
 
 /// True if an object name belongs to the vmct process `pid`: instance ids `vmct-<pid>-<n>`, the shell's
-/// `vmct-shell-<pid>`, the bridge netns `vmct-net-<pid>`.
+/// `vmct-shell-<pid>`, the bridge netns `vmct-net-<pid>`, probe scratch dirs and VMM jails (directory and
+/// cgroups) `vmct-probe-...-<pid>`, `vmct-jail-<seq>-<pid>`.
 pub fn is_of(name: &str, pid: u32) -> bool {
     name.starts_with(&format!("vmct-{pid}-"))
         || name == format!("vmct-shell-{pid}")
         || name == format!("vmct-net-{pid}")
-        || name.starts_with("vmct-probe-") && name.ends_with(&format!("-{pid}"))
+        || (name.starts_with("vmct-probe-") || name.starts_with(harness::backend::vmm_jail::JAIL_PREFIX))
+            && name.ends_with(&format!("-{pid}"))
 }
 
 /// Processes whose environment says the vmct `owner` started them (`VMCT_OWNER`), except `owner`.
