@@ -3,6 +3,7 @@
 //! `Backend`/`Instance` API the experiments use. Needs /dev/kvm (skips without it unless
 //! `VMCT_REQUIRE_PRIVILEGED=1`).
 use harness::backend::microvm::{backends, MicrovmBackend};
+use harness::backend::vmm_jail::JailMode;
 use harness::backend::{collect_events, Backend, Event, Instance, InstanceSpec};
 use harness::privileged::{gate, Need};
 use std::time::Duration;
@@ -184,7 +185,8 @@ fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_
     ) {
         return;
     }
-    let b = MicrovmBackend::default();
+    // The warm, pooled path (VMCT_VMM_JAIL=pooled), whose jails are reused; the cold default is checked below.
+    let b = MicrovmBackend::with_jail_mode(JailMode::Pooled);
     let cwd = std::env::current_dir().unwrap();
     let mut i = b.launch_microvm(&spec("jailed", "idle")).unwrap();
     // The launching thread stepped into the jail for the spawn and is back out of it.
@@ -251,6 +253,19 @@ fn a_jailed_vmm_runs_its_guest_in_its_own_namespaces_without_capabilities_under_
     for d in cgroups {
         assert!(!d.exists(), "cgroup {} left behind", d.display());
     }
+    // The cold default (VMCT_VMM_JAIL unset: inline) prepares each jail at launch and removes it at stop:
+    // nothing is kept ahead for the next VMM, as the container keeps nothing ahead either.
+    let cold = MicrovmBackend::default();
+    let mut i = cold.launch_microvm(&spec("jailed-cold", "ready")).unwrap();
+    let (dir, cgroups) = i.jail_paths().expect("a jail");
+    i.wait_ready(T).unwrap();
+    assert_eq!(i.stop(T).unwrap().status, Some(0));
+    drop(i);
+    assert!(!dir.exists(), "a cold launch's jail {} was kept", dir.display());
+    for d in cgroups {
+        assert!(!d.exists(), "cgroup {} kept", d.display());
+    }
+    drop(cold);
 }
 
 #[test]

@@ -102,6 +102,14 @@ pub struct MicrovmBackend {
 }
 
 impl MicrovmBackend {
+    /// A backend whose VMM jails are in `mode`, whatever `VMCT_VMM_JAIL` says (tests of the warm, pooled
+    /// path; the environment variable picks the mode otherwise).
+    pub fn with_jail_mode(mode: JailMode) -> MicrovmBackend {
+        let b = MicrovmBackend::default();
+        let _ = b.jails.set(Ok(Arc::new(JailPool::new(mode))));
+        b
+    }
+
     fn availability(&self) -> &Result<(), String> {
         self.available.get_or_init(|| microvm::status::kvm_status().bare)
     }
