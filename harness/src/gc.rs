@@ -38,11 +38,15 @@ fn owner_of(pid: u32) -> Option<u32> {
 pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
 
 /// Directories named `<prefix><anything>-<owner pid>` that processes leave under the bases, with
-/// what they are: probe scratch directories, and the jail roots of VMMs
+/// what they are: probe scratch directories, the memory experiment's page-cache file set layer
+/// ([`crate::experiments::page_cache`], under /var/tmp), and the jail roots of VMMs
 /// ([`crate::backend::vmm_jail`], owned by the harness that prepared them; their cgroups, named the
 /// same, go with the other prefixed cgroups).
-const SCRATCH_DIRS: [(&str, &str); 2] =
-    [("vmct-probe-", "probe directory"), (crate::backend::vmm_jail::JAIL_PREFIX, "VMM jail directory")];
+const SCRATCH_DIRS: [(&str, &str); 3] = [
+    ("vmct-probe-", "probe directory"),
+    (crate::backend::vmm_jail::JAIL_PREFIX, "VMM jail directory"),
+    (crate::experiments::page_cache::LAYER_PREFIX, "page-cache file set layer"),
+];
 
 /// One leftover the harness itself finds (kernel objects come from the container runtime).
 #[derive(Debug, Clone, PartialEq)]

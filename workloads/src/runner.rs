@@ -246,7 +246,7 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
             p.wait_for_stop();
             0
         }
-        Scenario::Syscall { .. } | Scenario::Io { .. } | Scenario::Probe => {
+        Scenario::Syscall { .. } | Scenario::Io { .. } | Scenario::Probe | Scenario::Read { .. } => {
             p.emit(&Message::Ready);
             let mut name = Buf::<16> { b: [0; 16], len: 0 };
             let _ = name.write_str(scenario.name());
