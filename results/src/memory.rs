@@ -131,10 +131,16 @@ pub struct PageCacheRow {
     pub instances: u32,
     /// Bytes of the file set each instance reads (M MiB).
     pub file_bytes: u64,
+    /// Each instance's own memory holding the set, mean: the larger of
+    /// [`PageCacheRow::private_growth_bytes_per_instance`] and [`PageCacheRow::copy_bytes_per_instance`].
+    pub private_bytes_per_instance: Option<f64>,
     /// Growth of each instance's own memory from before its read until all N read, mean: the
     /// cgroup's usage less its page cache of files (containers, runsc) or the RSS of its host process
     /// (a VMM's includes the guest RAM where the guest caches its copy).
-    pub private_bytes_per_instance: Option<f64>,
+    pub private_growth_bytes_per_instance: Option<f64>,
+    /// Bytes of distinct pages of the set found in the memory files (memfds) of each instance's host
+    /// processes (a VM's guest RAM, runsc's Sentry memory file), mean; None when they hold none.
+    pub copy_bytes_per_instance: Option<f64>,
     /// Host page cache of the file(s) the instances read through, counted once (mincore over the
     /// host file: the layer's file for containers and the baseline, the root disk for VMs).
     pub shared_host_cache_bytes: Option<u64>,
@@ -160,6 +166,8 @@ impl PageCacheRow {
             instances,
             file_bytes,
             private_bytes_per_instance: None,
+            private_growth_bytes_per_instance: None,
+            copy_bytes_per_instance: None,
             shared_host_cache_bytes: None,
             host_bytes_per_instance: None,
             how: format!("not measured: {why}"),

@@ -21,11 +21,15 @@
 //!   shared page cache, the floor;
 //! - the bare guest has no file system: a row that says "not measured".
 //!
-//! Per instance: private = its own memory after all N read minus before its read ([`private_held`]:
+//! Per instance: growth = its own memory after all N read minus before its read ([`private_held`]:
 //! for a backend with a cgroup its usage less the page cache of files charged to it, since the cgroup
 //! of the FIRST reader is charged the shared pages, which would otherwise be counted in it alone; else
-//! the RSS of its host process, a VMM's guest RAM included). Shared = the host page cache of the file
-//! the instances read through (mincore), counted once. Host per instance = mean private + shared / N.
+//! the RSS of its host process, a VMM's guest RAM included); copy = the set's pages found in the
+//! memory files (memfds) its host processes hold ([`copy_bytes`]: a VM's guest RAM, runsc's Sentry
+//! memory file), because a guest caches the set partly in pages it had touched and freed before (the
+//! unpacked initramfs), which the host already counted, so growth alone understates the copy it now
+//! holds; private = the larger of the two. Shared = the host page cache of the file the instances read
+//! through (mincore), counted once. Host per instance = mean private + shared / N.
 //! The host files are dropped from the page cache (fsync + `POSIX_FADV_DONTNEED`) before each backend
 //! so each starts cold; page cache can be evicted under memory pressure, so "shared" is what stayed.
 use super::memory::{held, process_tree, wait_result_value, MemoryPlan};
@@ -90,7 +94,17 @@ pub struct FileSet {
     bytes: u64,
     record: ImageRecord,
     rootdisk: OnceLock<Result<RootDisk, String>>,
+    pages: std::collections::HashSet<PageKey>,
 }
+
+/// The first 16 bytes of a 4 KiB page of the file set: unique per page (pseudo-random bytes), so a
+/// page of memory starting with them holds that page of the set.
+type PageKey = [u8; 16];
+/// Page size the set is keyed by.
+const PAGE: usize = 4096;
+/// Most bytes of memory files scanned per instance ([`copy_bytes`]), so a huge sparse one cannot stall
+/// the run.
+pub const MAX_SCAN_BYTES: u64 = 8 << 30;
 
 impl FileSet {
     /// Write the layer of `mib` MiB under `base` (owned by the user-namespace root like every layer),
@@ -127,7 +141,9 @@ impl FileSet {
             imported_from: None,
         };
         // From here on the drop removes whatever was written.
-        let set = FileSet { layer: layer.clone(), vmct, bytes: mib << 20, record, rootdisk: OnceLock::new() };
+        let pages = std::collections::HashSet::new();
+        let mut set =
+            FileSet { layer: layer.clone(), vmct, bytes: mib << 20, record, rootdisk: OnceLock::new(), pages };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let b = container::USERNS_BASE;
         for d in [&layer, &dir] {
@@ -139,6 +155,7 @@ impl FileSet {
         for _ in 0..mib {
             fill(&mut buf, &mut state);
             f.write_all(&buf).map_err(io(&file))?;
+            set.pages.extend(buf.chunks(PAGE).map(|p| key_of(p)));
         }
         f.sync_all().map_err(io(&file))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).map_err(io(&file))?;
@@ -199,6 +216,57 @@ impl Drop for FileSet {
         }
         let _ = &self.vmct; // shared with image runs: the image cache keeps it.
     }
+}
+
+fn key_of(page: &[u8]) -> PageKey {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&page[..16]);
+    k
+}
+
+/// Bytes of distinct pages of `set` found in the memory files (memfds: a VMM's guest RAM, runsc's
+/// Sentry memory file) held open by the processes `pids`, and how many memory files were scanned
+/// (None: the processes hold none). Each file is read only where it has data (SEEK_DATA/SEEK_HOLE;
+/// reading shared memory faults nothing in), at most [`MAX_SCAN_BYTES`] in all.
+pub fn copy_bytes(pids: &[u32], set: &FileSet) -> Option<(u64, usize)> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let mut seen_files = std::collections::HashSet::new();
+    let mut found: std::collections::HashSet<PageKey> = std::collections::HashSet::new();
+    let mut scanned = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    for pid in pids {
+        for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+            let is_memfd = std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:"));
+            let Some(f) = is_memfd.then(|| std::fs::File::open(e.path()).ok()).flatten() else { continue };
+            let Ok(m) = f.metadata() else { continue };
+            if !seen_files.insert((m.dev(), m.ino())) {
+                continue;
+            }
+            let fd = std::os::fd::AsFd::as_fd(&f);
+            let mut off = 0i64;
+            while (off as u64) < m.len() && scanned < MAX_SCAN_BYTES {
+                let Ok(data) = nix::unistd::lseek(fd, off, nix::unistd::Whence::SeekData) else { break };
+                let hole = nix::unistd::lseek(fd, data, nix::unistd::Whence::SeekHole).unwrap_or(m.len() as i64);
+                let mut at = data;
+                while at < hole && scanned < MAX_SCAN_BYTES {
+                    let want = buf.len().min((hole - at) as usize);
+                    let Ok(n) = f.read_at(&mut buf[..want], at as u64) else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    for p in buf[..n].chunks_exact(PAGE) {
+                        let k = key_of(p);
+                        if set.pages.contains(&k) {
+                            found.insert(k);
+                        }
+                    }
+                    (at, scanned) = (at + n as i64, scanned + n as u64);
+                }
+                off = hole;
+            }
+        }
+    }
+    (!seen_files.is_empty()).then(|| (found.len() as u64 * PAGE as u64, seen_files.len()))
 }
 
 /// Drop `path` from the host page cache (fsync, then `POSIX_FADV_DONTNEED`: our own file).
@@ -374,15 +442,20 @@ pub fn page_cache(
         Ok(None)
     })();
     let measured = match r {
-        Ok(None) => (|| -> Result<(f64, u64), ExperimentError> {
-            let mut private = 0f64;
+        Ok(None) => (|| -> Result<(f64, Option<f64>, u64), ExperimentError> {
+            let (mut growth, mut copies, mut with_files) = (0f64, 0f64, 0u32);
             for (inst, before) in insts.iter_mut() {
                 let after = private_held(inst.as_mut()).map_err(|e| measurement(b, e))?.0;
-                private += after.saturating_sub(*before) as f64;
+                growth += after.saturating_sub(*before) as f64;
+                let tree = inst.pid().map(process_tree).unwrap_or_default();
+                if let Some((c, _)) = copy_bytes(&tree, set) {
+                    copies += c as f64;
+                    with_files += 1;
+                }
             }
             let shared = cached_bytes(&host_file)
                 .map_err(|e| measurement(b, format!("mincore of {}: {e}", host_file.display())))?;
-            Ok((private / f64::from(n), shared))
+            Ok((growth / f64::from(n), (with_files == n).then(|| copies / f64::from(n)), shared))
         })(),
         Ok(Some(row)) => {
             task.finish("not measured");
@@ -393,7 +466,8 @@ pub fn page_cache(
     for (mut inst, _) in insts {
         let _ = inst.stop(STOP_GRACE);
     }
-    let (private, shared) = measured?;
+    let (growth, copy, shared) = measured?;
+    let private = copy.map_or(growth, |c| c.max(growth));
     let cache = match w {
         Way::RootDisk => "the root disk (QEMU opens it with cache=none, O_DIRECT: the host caches none of it)",
         Way::HostDir => "the host file the baseline reads",
@@ -404,11 +478,15 @@ pub fn page_cache(
         instances: n,
         file_bytes: set.bytes,
         private_bytes_per_instance: Some(private),
+        private_growth_bytes_per_instance: Some(growth),
+        copy_bytes_per_instance: copy,
         shared_host_cache_bytes: Some(shared),
         host_bytes_per_instance: Some(PageCacheRow::per_instance(private, shared, n)),
         how: format!(
-            "private = {how}, after all {n} read minus before its read, mean; shared = host page cache \
-             (mincore) of {cache}, counted once"
+            "private = the larger of growth ({how}, after all {n} read minus before its read) and the copy \
+             of the set found in the instance's memory files{}, mean of {n}; shared = host page cache (mincore) \
+             of {cache}, counted once",
+            if copy.is_some() { "" } else { " (none: it holds no memory file, so growth)" }
         ),
     };
     task.finish(&format!(
@@ -463,6 +541,15 @@ mod tests {
         assert_eq!(cached_bytes(&f).unwrap(), 2 << 20, "just read: all cached");
         drop_cached(&f).unwrap();
         assert!(cached_bytes(&f).unwrap() < 1 << 20, "dropped");
+        // Two pages of the set in a memory file of this process are found; other bytes are not.
+        let m = nix::sys::memfd::memfd_create(c"vmct-test", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+        let mut mf = std::fs::File::from(m);
+        let data = std::fs::read(&f).unwrap();
+        std::io::Write::write_all(&mut mf, &[0x11u8; PAGE]).unwrap();
+        std::io::Write::write_all(&mut mf, &data[5 * PAGE..7 * PAGE]).unwrap();
+        let (found, files) = copy_bytes(&[std::process::id()], &set).unwrap();
+        assert!(found >= 2 * PAGE as u64 && files >= 1, "{found} {files}");
+        drop(mf);
         let layer = set.layer().to_path_buf();
         drop(set);
         assert!(!layer.exists());
