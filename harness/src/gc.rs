@@ -409,4 +409,22 @@ mod tests {
         assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (2, 1, 0), "{rep:?}");
         assert_eq!(listed.removed, rep.removed);
     }
+
+    /// The memory experiment's file set layer of a killed run goes; a running one's stays.
+    #[test]
+    fn page_cache_file_sets_of_dead_runs_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let prefix = crate::experiments::page_cache::LAYER_PREFIX;
+        assert!(PROBE_DIR_BASES.contains(&crate::experiments::page_cache::LAYER_BASE), "gc scans where it is made");
+        let dead = t.path().join(format!("{prefix}64m-4194305"));
+        std::fs::create_dir_all(dead.join(".vmct-fileset")).unwrap();
+        std::fs::write(dead.join(".vmct-fileset/data.bin"), b"x").unwrap();
+        let live = t.path().join(format!("{prefix}64m-{}", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let mut plan = Plan::default();
+        probe_dirs(&[t.path()], &mut plan);
+        let rep = plan.execute(false);
+        assert!(!dead.exists() && live.exists(), "{rep:?}");
+        assert!(rep.removed.iter().any(|r| r.contains("page-cache file set layer")), "{rep:?}");
+    }
 }

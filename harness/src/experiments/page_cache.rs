@@ -155,7 +155,7 @@ impl FileSet {
         for _ in 0..mib {
             fill(&mut buf, &mut state);
             f.write_all(&buf).map_err(io(&file))?;
-            set.pages.extend(buf.chunks(PAGE).map(|p| key_of(p)));
+            set.pages.extend(buf.chunks(PAGE).map(key_of));
         }
         f.sync_all().map_err(io(&file))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).map_err(io(&file))?;
@@ -249,7 +249,7 @@ pub fn copy_bytes(pids: &[u32], set: &FileSet) -> Option<(u64, usize)> {
                 let hole = nix::unistd::lseek(fd, data, nix::unistd::Whence::SeekHole).unwrap_or(m.len() as i64);
                 let mut at = data;
                 while at < hole && scanned < MAX_SCAN_BYTES {
-                    let want = buf.len().min((hole - at) as usize);
+                    let want = usize::try_from(hole - at).map_or(buf.len(), |left| left.min(buf.len()));
                     let Ok(n) = f.read_at(&mut buf[..want], at as u64) else { break };
                     if n == 0 {
                         break;
@@ -282,12 +282,12 @@ pub fn drop_cached(path: &Path) -> std::io::Result<()> {
 pub fn cached_bytes(path: &Path) -> std::io::Result<u64> {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len() as usize;
+    let len = usize::try_from(f.metadata()?.len()).map_err(std::io::Error::other)?;
     if len == 0 {
         return Ok(0);
     }
     // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(PAGE).max(PAGE);
     // SAFETY: a fresh read-only shared mapping of an open file; nothing else uses the address range.
     let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
     if addr == libc::MAP_FAILED {
@@ -542,7 +542,7 @@ mod tests {
         drop_cached(&f).unwrap();
         assert!(cached_bytes(&f).unwrap() < 1 << 20, "dropped");
         // Two pages of the set in a memory file of this process are found; other bytes are not.
-        let m = nix::sys::memfd::memfd_create(c"vmct-test", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+        let m = nix::sys::memfd::memfd_create(c"vmct-test", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
         let mut mf = std::fs::File::from(m);
         let data = std::fs::read(&f).unwrap();
         std::io::Write::write_all(&mut mf, &[0x11u8; PAGE]).unwrap();

@@ -160,7 +160,7 @@ fn read_set(dir: &std::path::Path, want: u64) -> Result<u64, ScenarioError> {
     for path in &files {
         let mut f = std::fs::File::open(path).map_err(|e| fail("opening", &e))?;
         while total < want {
-            let n = (buf.len() as u64).min(want - total) as usize;
+            let n = usize::try_from(want - total).map_or(buf.len(), |left| left.min(buf.len()));
             match f.read(&mut buf[..n]) {
                 Ok(0) => break,
                 Ok(k) => total += k as u64,
