@@ -190,17 +190,12 @@ fn containers_share_the_host_page_cache_and_guests_each_cache_their_own_copy() {
         let p = private.unwrap();
         assert!((per.unwrap() - (p + shared.unwrap() as f64 / 2.0)).abs() < 1.0, "{r:?}");
     }
-    let layer = set.layer().to_path_buf();
-    drop(set);
-    assert!(!layer.exists(), "the file set's layer is removed");
-    let root_disks = harness::images::rootdisk::orphans(&[]);
+    let root = set.root().to_path_buf();
     assert!(
-        root_disks
-            .iter()
-            .all(|p| !std::fs::read_to_string(p.with_extension("json"))
-                .is_ok_and(|j| j.contains(&*layer.to_string_lossy()))),
-        "the file set's root disk is removed"
+        std::fs::read_dir(&root).unwrap().flatten().any(|e| e.path().extension().is_some_and(|x| x == "ext4")) || !qemu
     );
+    drop(set);
+    assert!(!root.exists(), "the file set's layer and root disk are removed");
     let left = common::leftovers(std::process::id());
     assert!(left.is_empty(), "{left:?}");
 }

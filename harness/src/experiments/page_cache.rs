@@ -5,10 +5,11 @@
 //! The image ([`FileSet`]) is built once per run: a layer holding one file of M MiB of pseudo-random
 //! bytes ([`fill`], from [`SEED`], so nothing is zero or sparse) at
 //! [`workloads::protocol::READ_DIR_IN_IMAGE`], under the vmct layer ([`crate::images::run::vmct_layer`],
-//! the workload at [`PROBE_PATH`]); the layer lives in `/var/tmp/vmct-fileset-<MiB>m-<pid>` (`vmct gc`
-//! removes it once its run is dead) and the linux guests' root disk made of it in the image cache
-//! (`vmct gc` removes disks no image has). Both go when the [`FileSet`] is dropped (success, error,
-//! signal: the interrupt makes the run return).
+//! the workload at [`PROBE_PATH`]). The layer and the linux guests' root disk made of it live in the
+//! run's own directory `/var/tmp/vmct-fileset-<MiB>m-<pid>` (`layer/`, `<key>.ext4`), not in the shared
+//! image cache, whose orphaned disks a concurrent `vmct gc` removes; `vmct gc` removes the directory
+//! once its run is dead. It goes when the [`FileSet`] is dropped (success, error, signal: the interrupt
+//! makes the run return).
 //!
 //! Each instance runs the `read` workload scenario (read() into a small buffer: the data is page cache,
 //! not the instance's anonymous memory) the way the backend runs an image ([`Way`]):
@@ -89,8 +90,8 @@ pub fn fill(buf: &mut [u8], state: &mut u64) {
 /// root disk (removed on drop too).
 #[derive(Debug)]
 pub struct FileSet {
+    root: PathBuf,
     layer: PathBuf,
-    vmct: PathBuf,
     bytes: u64,
     record: ImageRecord,
     rootdisk: OnceLock<Result<RootDisk, String>>,
@@ -112,7 +113,8 @@ impl FileSet {
     pub fn create(base: &Path, mib: u64, vmct: PathBuf) -> Result<FileSet, FileSetError> {
         use std::io::Write;
         use std::os::unix::fs::PermissionsExt;
-        let layer = base.join(format!("{LAYER_PREFIX}{mib}m-{}", std::process::id()));
+        let root = base.join(format!("{LAYER_PREFIX}{mib}m-{}", std::process::id()));
+        let layer = root.join("layer");
         let dir = layer.join(READ_DIR_IN_IMAGE.trim_start_matches('/'));
         let file = dir.join(FILE_NAME);
         let io = |path: &Path| {
@@ -143,9 +145,10 @@ impl FileSet {
         // From here on the drop removes whatever was written.
         let pages = std::collections::HashSet::new();
         let mut set =
-            FileSet { layer: layer.clone(), vmct, bytes: mib << 20, record, rootdisk: OnceLock::new(), pages };
+            FileSet { root, layer: layer.clone(), bytes: mib << 20, record, rootdisk: OnceLock::new(), pages };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let b = container::USERNS_BASE;
+        std::fs::set_permissions(&set.root, std::fs::Permissions::from_mode(0o755)).map_err(io(&set.root))?;
         for d in [&layer, &dir] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(io(d))?;
             std::os::unix::fs::lchown(d, Some(b), Some(b)).map_err(io(d))?;
@@ -173,6 +176,11 @@ impl FileSet {
         &self.layer
     }
 
+    /// The run's directory of the file set (its layer and root disk).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The host's copy of the set's directory (what the process baseline reads).
     pub fn host_dir(&self) -> PathBuf {
         self.layer.join(READ_DIR_IN_IMAGE.trim_start_matches('/'))
@@ -186,7 +194,7 @@ impl FileSet {
     /// The root disk for linux guests, built on first use.
     pub fn rootdisk(&self) -> Result<&RootDisk, String> {
         self.rootdisk
-            .get_or_init(|| rootdisk::build(&self.record).map_err(|e| e.to_string()))
+            .get_or_init(|| rootdisk::build_in(&self.record, &self.root).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -209,12 +217,9 @@ impl FileSet {
 }
 
 impl Drop for FileSet {
+    /// Removes the layer and the root disk; the vmct layer is shared with image runs and stays cached.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.layer);
-        if self.rootdisk.get().is_some_and(Result::is_ok) {
-            rootdisk::remove_for(&self.record);
-        }
-        let _ = &self.vmct; // shared with image runs: the image cache keeps it.
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -550,9 +555,10 @@ mod tests {
         let (found, files) = copy_bytes(&[std::process::id()], &set).unwrap();
         assert!(found >= 2 * PAGE as u64 && files >= 1, "{found} {files}");
         drop(mf);
-        let layer = set.layer().to_path_buf();
+        let root = set.root().to_path_buf();
+        assert!(set.layer().starts_with(&root));
         drop(set);
-        assert!(!layer.exists());
+        assert!(!root.exists());
     }
 
     #[test]
