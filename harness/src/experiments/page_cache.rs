@@ -563,17 +563,7 @@ mod tests {
 
     #[test]
     fn backends_read_the_set_by_their_model() {
-        let info = |model: &str, guest: Option<&str>| results::BackendInfo {
-            name: "x".into(),
-            kind: results::BackendKind::Ours,
-            model: model.parse().unwrap(),
-            guest_model: guest.map(|g| g.parse().unwrap()),
-            available: true,
-            reason: None,
-            version: None,
-            isolation: None,
-            emulated: false,
-        };
+        use crate::images::run::tests::info;
         assert_eq!(way(&info("container", None)), Way::Layers);
         assert_eq!(way(&info("user-space-kernel", None)), Way::Layers);
         assert_eq!(way(&info("microvm", Some("linux"))), Way::RootDisk);
