@@ -422,15 +422,17 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
                 }
             }
         }
-        if input.file_set_bytes == 0 {
-            if let Ok(p) = usable(&f.page_cache, f, "page-cache sharing") {
-                notes.push(format!(
-                    "page-cache sharing as measured (not applied: pass --file-set SIZE for files all instances \
-                     read): {} host bytes per instance per byte of files ({})",
-                    sig3(p.value),
-                    p.cite()
-                ));
-            }
+        if let (0, Some(p)) = (input.file_set_bytes, &f.page_cache) {
+            let usable = match usable(&f.page_cache, f, "page-cache sharing") {
+                Ok(_) => String::new(),
+                Err(why) => format!("; not usable: {why}"),
+            };
+            notes.push(format!(
+                "page-cache sharing as measured (not applied: pass --file-set SIZE for files all instances \
+                 read): {} host bytes per instance per byte of files ({}){usable}",
+                sig3(p.value),
+                p.cite()
+            ));
         }
         m
     });

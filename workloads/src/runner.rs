@@ -20,7 +20,7 @@ pub trait Platform {
     fn memory(&mut self, bytes: usize) -> Result<&mut [u8], &'static str>;
     /// Block until the host says stop (stdin closed, or the VMM's stop port answers).
     fn wait_for_stop(&mut self);
-    /// Run a scenario only this platform knows (`syscall`, `io`, `probe`), emitting its results.
+    /// Run a scenario only this platform knows (`syscall`, `io`, `probe`, `read`), emitting its results.
     fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError>;
     /// Give the memory handed out by [`Platform::memory`] back to the platform's OS; true if it was
     /// returned (the default: a platform without an OS to return it to keeps it, false).
