@@ -267,6 +267,13 @@ impl Settings {
                 workloads::scenario::MAX_MIB
             ));
         }
+        if !(1..=workloads::scenario::MAX_MIB).contains(&self.memory.file_set_mib) {
+            return Err(format!(
+                "memory.file_set_mib is {}: expected 1 to {} MiB",
+                self.memory.file_set_mib,
+                workloads::scenario::MAX_MIB
+            ));
+        }
         if self.density.budget_bytes == 0 {
             return Err("density.budget_bytes is 0: expected above 0".into());
         }
@@ -773,6 +780,24 @@ mod tests {
         v.as_object_mut().unwrap().remove("scale");
         let old: Settings = serde_json::from_value(v).unwrap();
         assert!(old.density.probe_at.is_empty() && old.density.victim_iters == 0 && !old.scale);
+    }
+
+    /// The page-cache part of the memory plan: 4 instances and a 64 MiB set by default, 2 and 16 MiB with
+    /// --quick, on by default in plans written before it existed, and a set of 0 MiB is refused by name.
+    #[test]
+    fn the_memory_plan_reads_a_file_set_and_old_plans_get_the_default() {
+        let (d, q) = (Settings::default_plan(8 << 30), Settings::quick(8 << 30));
+        assert_eq!((d.memory.instances, d.memory.file_set_mib, d.memory.page_cache), (4, 64, true));
+        assert_eq!((q.memory.instances, q.memory.file_set_mib), (2, 16));
+        let mut v = serde_json::to_value(&q).unwrap();
+        for f in ["page_cache", "file_set_mib"] {
+            v["memory"].as_object_mut().unwrap().remove(f);
+        }
+        let old: Settings = serde_json::from_value(v).unwrap();
+        assert!(old.memory.page_cache && old.memory.file_set_mib == 64);
+        let mut bad = q;
+        bad.memory.file_set_mib = 0;
+        assert!(bad.validate().unwrap_err().contains("memory.file_set_mib is 0"));
     }
 
     #[test]

@@ -38,11 +38,15 @@ fn owner_of(pid: u32) -> Option<u32> {
 pub const PROBE_DIR_BASES: [&str; 4] = ["/tmp", "/dev/shm", "/run", "/var/tmp"];
 
 /// Directories named `<prefix><anything>-<owner pid>` that processes leave under the bases, with
-/// what they are: probe scratch directories, and the jail roots of VMMs
+/// what they are: probe scratch directories, the memory experiment's page-cache file set layer
+/// ([`crate::experiments::page_cache`], under /var/tmp), and the jail roots of VMMs
 /// ([`crate::backend::vmm_jail`], owned by the harness that prepared them; their cgroups, named the
 /// same, go with the other prefixed cgroups).
-const SCRATCH_DIRS: [(&str, &str); 2] =
-    [("vmct-probe-", "probe directory"), (crate::backend::vmm_jail::JAIL_PREFIX, "VMM jail directory")];
+const SCRATCH_DIRS: [(&str, &str); 3] = [
+    ("vmct-probe-", "probe directory"),
+    (crate::backend::vmm_jail::JAIL_PREFIX, "VMM jail directory"),
+    (crate::experiments::page_cache::LAYER_PREFIX, "page-cache file set layer"),
+];
 
 /// One leftover the harness itself finds (kernel objects come from the container runtime).
 #[derive(Debug, Clone, PartialEq)]
@@ -404,5 +408,23 @@ mod tests {
         assert!(!dead.exists() && !node.exists() && live.exists(), "{rep:?}");
         assert_eq!((rep.removed.len(), rep.kept.len(), rep.errors.len()), (2, 1, 0), "{rep:?}");
         assert_eq!(listed.removed, rep.removed);
+    }
+
+    /// The memory experiment's file set layer of a killed run goes; a running one's stays.
+    #[test]
+    fn page_cache_file_sets_of_dead_runs_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let prefix = crate::experiments::page_cache::LAYER_PREFIX;
+        assert!(PROBE_DIR_BASES.contains(&crate::experiments::page_cache::LAYER_BASE), "gc scans where it is made");
+        let dead = t.path().join(format!("{prefix}64m-4194305"));
+        std::fs::create_dir_all(dead.join(".vmct-fileset")).unwrap();
+        std::fs::write(dead.join(".vmct-fileset/data.bin"), b"x").unwrap();
+        let live = t.path().join(format!("{prefix}64m-{}", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let mut plan = Plan::default();
+        probe_dirs(&[t.path()], &mut plan);
+        let rep = plan.execute(false);
+        assert!(!dead.exists() && live.exists(), "{rep:?}");
+        assert!(rep.removed.iter().any(|r| r.contains("page-cache file set layer")), "{rep:?}");
     }
 }

@@ -5,6 +5,8 @@
 //! mechanism), mergeable memory only where the workload asked for it, and the host's KSM settings
 //! as they were after the run and after a SIGKILLed run once `vmct gc` ran. Needs root and /dev/kvm
 //! (skips without them unless `VMCT_REQUIRE_PRIVILEGED=1`).
+mod common;
+
 use harness::compare::Settings;
 use harness::experiments::memory::{ksm_unavailable, KsmPaths};
 use harness::ksm::{Tunables, SYSFS};
@@ -126,4 +128,74 @@ fn a_killed_memory_run_leaves_ksm_to_vmct_gc() {
     let said = String::from_utf8_lossy(&gc.stdout);
     assert!(said.contains("ksm run"), "gc names what it restored: {said}");
     assert_eq!(Tunables::read(Path::new(SYSFS)).unwrap(), before, "vmct gc put KSM back");
+}
+
+/// Page-cache sharing (issue 18 item 3 b) with N = 2 and a 16 MiB file set: our container's instances
+/// share the host page cache of the layer's file (counted once, so the host memory per instance is
+/// well under the set), each qemu-tcg guest caches its own copy in guest RAM (its private growth is
+/// most of the set) and the host caches none of its O_DIRECT root disk; the bare microVM says why it
+/// is not measured. The layer and the root disk go with the file set, and the run leaves nothing.
+#[test]
+fn containers_share_the_host_page_cache_and_guests_each_cache_their_own_copy() {
+    use harness::experiments::page_cache::{page_cache, FileSet, BARE};
+    let test = "containers_share_the_host_page_cache_and_guests_each_cache_their_own_copy";
+    if !gate(test, &[Need::Root, Need::Kvm]) {
+        return;
+    }
+    let mib = 16u64;
+    let set_bytes = mib << 20;
+    let d = tempfile::tempdir().unwrap();
+    let w = harness::artifacts::workload_path().unwrap();
+    let vmct = harness::images::run::vmct_layer(&w).unwrap();
+    let set = FileSet::create(d.path(), mib, vmct).unwrap();
+    let all = harness::backend::registry::all(&w, d.path());
+    let mut names = vec!["process", "container", "microvm"];
+    let qemu = harness::kernel::cached_bzimage_path().is_file()
+        && harness::backend::peers::which(harness::backend::qemu_tcg::QEMU_BIN).is_some();
+    if qemu {
+        names.push("qemu-tcg");
+    } else {
+        assert!(!required(), "{test}: qemu-tcg needs qemu-system-x86 and the guest kernel (`vmct kernel build`)");
+        eprintln!("{test}: qemu-tcg part skipped (no QEMU or no cached guest kernel)");
+    }
+    let backends =
+        harness::backend::registry::select(all, &names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut plan = harness::experiments::memory::MemoryPlan::quick();
+    (plan.instances, plan.file_set_mib, plan.timeout) = (2, mib, Duration::from_secs(120));
+    for b in &backends {
+        let r = page_cache(b.as_ref(), &plan, &set, Mode::Quiet).unwrap();
+        assert_eq!((r.instances, r.file_bytes), (2, set_bytes), "{r:?}");
+        let (private, shared, per) =
+            (r.private_bytes_per_instance, r.shared_host_cache_bytes, r.host_bytes_per_instance);
+        match b.name() {
+            "microvm" => {
+                assert!(per.is_none() && r.how.contains(BARE), "{r:?}");
+                continue;
+            }
+            "qemu-tcg" => {
+                let copy = r.copy_bytes_per_instance.expect("guest RAM is a memory file");
+                assert!(copy >= set_bytes as f64 * 0.75, "each guest caches its copy: {r:?}");
+                assert!(private.unwrap() >= copy && r.private_growth_bytes_per_instance.unwrap() > 0.0, "{r:?}");
+                assert!(shared.unwrap() < set_bytes / 4, "cache=none: the host caches little of the disk: {r:?}");
+                assert!(r.how.contains("cache=none"), "{r:?}");
+            }
+            _ => {
+                // Counted once and split: under the set per instance; the read went through the cache.
+                assert!(shared.unwrap() >= set_bytes / 2, "the set is in the host page cache: {r:?}");
+                assert!(private.unwrap() < set_bytes as f64 / 4.0, "read() leaves no private copy: {r:?}");
+                assert_eq!(r.copy_bytes_per_instance, None, "no memory file: {r:?}");
+                assert!(per.unwrap() < set_bytes as f64 * 0.8, "{r:?}");
+            }
+        }
+        let p = private.unwrap();
+        assert!((per.unwrap() - (p + shared.unwrap() as f64 / 2.0)).abs() < 1.0, "{r:?}");
+    }
+    let root = set.root().to_path_buf();
+    assert!(
+        std::fs::read_dir(&root).unwrap().flatten().any(|e| e.path().extension().is_some_and(|x| x == "ext4")) || !qemu
+    );
+    drop(set);
+    assert!(!root.exists(), "the file set's layer and root disk are removed");
+    let left = common::leftovers(std::process::id());
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -45,6 +45,8 @@ pub struct RunData {
     pub memory_giveback: Option<Vec<results::GiveBackRow>>,
     /// ksm.csv.
     pub ksm: Option<Vec<results::KsmRow>>,
+    /// page_cache.csv.
+    pub page_cache: Option<Vec<results::PageCacheRow>>,
 }
 
 fn opt<R: Record>(rd: &RunDir) -> Result<Option<Vec<R>>, RunDirError> {
@@ -105,6 +107,7 @@ impl RunData {
             victim: opt(rd)?,
             memory_giveback: opt(rd)?,
             ksm: opt(rd)?,
+            page_cache: opt(rd)?,
         })
     }
 
@@ -168,6 +171,9 @@ impl RunData {
             add(&s.backend);
         }
         for s in self.ksm.iter().flatten() {
+            add(&s.backend);
+        }
+        for s in self.page_cache.iter().flatten() {
             add(&s.backend);
         }
         names

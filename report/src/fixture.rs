@@ -435,6 +435,7 @@ pub fn write_drawn(dir: &Path, seed: u64, startup_scale: f64) -> Result<RunDir, 
     rd.write_csv(&crash_rows())?;
     rd.write_csv(&memory_rows())?;
     rd.write_csv(&ksm_rows())?;
+    rd.write_csv(&page_cache_rows())?;
     Ok(rd)
 }
 
@@ -473,6 +474,26 @@ fn memory_rows() -> Vec<results::GiveBackRow> {
             detail: "held = fixture".into(),
         })
         .to_vec()
+}
+
+/// Page-cache rows: 4 containers share one 64 MiB cached copy (16.25 MiB each); the bare microVM has no
+/// file system.
+fn page_cache_rows() -> Vec<results::PageCacheRow> {
+    let mib = (1u64 << 20) as f64;
+    vec![
+        results::PageCacheRow {
+            backend: "container".into(),
+            instances: 4,
+            file_bytes: 64 << 20,
+            private_bytes_per_instance: Some(0.25 * mib),
+            private_growth_bytes_per_instance: Some(0.25 * mib),
+            copy_bytes_per_instance: None,
+            shared_host_cache_bytes: Some(64 << 20),
+            host_bytes_per_instance: Some(16.25 * mib),
+            how: "fixture: shared = host page cache of the layer's file".into(),
+        },
+        results::PageCacheRow::not_measured("microvm", 4, 64 << 20, "the bare guest has no file system"),
+    ]
 }
 
 /// KSM rows: the container's memory merges, the bare microVM's does not.

@@ -1,7 +1,8 @@
 //! The memory experiment's sections (issue 18 item 3): "Memory give-back" (`memory_giveback.csv`: host
 //! memory per instance before, at the peak of and after a working-set burst, with the mechanism that
-//! can return freed memory) and "KSM" (`ksm.csv`: memory the kernel's same-page merging saved per
-//! instance, the CPU ksmd spent, and which memory was mergeable at all).
+//! can return freed memory), "Page-cache sharing" (`page_cache.csv`: host memory per instance when N
+//! instances of one image read the same files) and "KSM" (`ksm.csv`: memory the kernel's same-page
+//! merging saved per instance, the CPU ksmd spent, and which memory was mergeable at all).
 use crate::compare::Fig;
 use crate::data::RunData;
 use crate::html::{backend, esc, no_rows, not_run, num, section, table};
@@ -10,7 +11,7 @@ use crate::sections::Section;
 use crate::units::{fmt_bytes, fmt_secs};
 use crate::validity::Figure;
 use crate::ReportError;
-use results::{ExperimentId, GiveBackRow, KsmRow, Record};
+use results::{ExperimentId, GiveBackRow, KsmRow, PageCacheRow, Record};
 
 /// Memory give-back: `memory_giveback.csv`.
 pub struct GiveBack;
@@ -103,6 +104,101 @@ fn render_giveback(sec: &GiveBack, run: &RunData) -> Section {
                     "given back",
                     "half back",
                     "mechanism",
+                    "accounting",
+                ],
+                &t,
+            ));
+            body
+        }
+    };
+    Section { html: section(sec.id(), sec.title(), &html), charts: Vec::new() }
+}
+
+/// Page-cache sharing: `page_cache.csv`.
+pub struct PageCache;
+
+impl ReportSection for PageCache {
+    fn meta(&self) -> &'static SectionMeta {
+        const M: SectionMeta = SectionMeta {
+            id: "pagecache",
+            title: "Page-cache sharing",
+            nav: "Page cache",
+            compare_title: Some("Page-cache sharing"),
+            experiment: ExperimentId::Memory,
+            csv: PageCacheRow::FILE,
+        };
+        &M
+    }
+    fn render(&self, run: &RunData) -> Result<Section, ReportError> {
+        Ok(render_page_cache(self, run))
+    }
+    fn figures(&self, r: &RunData) -> Vec<Fig> {
+        let mut v: Vec<Fig> = Vec::new();
+        for p in r.page_cache.iter().flatten() {
+            let key = (self.id().to_string(), p.backend.clone(), "host memory per instance".to_string());
+            let fig =
+                p.host_bytes_per_instance.map(|b| Figure::count(b).samples(p.instances)).ok_or_else(|| p.how.clone());
+            v.push((key, "bytes".into(), Some(true), fig));
+        }
+        v
+    }
+}
+
+fn opt_bytes(v: Option<f64>, csv: &str) -> String {
+    v.map_or_else(|| "<span class=\"na\">-</span>".into(), |b| num(&fmt_bytes(b), csv))
+}
+
+fn render_page_cache(sec: &PageCache, run: &RunData) -> Section {
+    let csv = sec.csv();
+    let html = match &run.page_cache {
+        None => not_run(csv, &sec.why_absent(run)),
+        Some(rows) if rows.is_empty() => no_rows(csv, "empty: no backend read the file set (see the run's warnings)"),
+        Some(rows) => {
+            let mut rows = rows.clone();
+            rows.sort_by_key(|r| run.backend_rank(&r.backend));
+            let mut body = String::from(
+                "<p>N instances of the same image, each reading the same file set of M MiB (pseudo-random bytes, \
+                 read() into a small buffer: page cache, not the instance's own memory), measured once all N \
+                 read it. Containers get the image as overlay lower layers: overlayfs reads through to the \
+                 lower file, so the N share the host page cache of one inode. A linux guest gets the layers \
+                 flattened into a read-only root disk and caches its own copy in guest RAM; QEMU opens the \
+                 disk with <code>cache=none</code> (O_DIRECT), so the host caches none of it. The process \
+                 baseline reads the host file directly. <i>Growth</i> = the instance's own memory after all N \
+                 read minus before its read (a cgroup's usage less its page cache of files, since the first \
+                 reader's cgroup is charged the shared pages; else the RSS of its host process, a VMM's guest \
+                 RAM included); <i>copy found</i> = pages of the set found in the memory files of its host \
+                 processes (a VM's guest RAM, runsc's Sentry memory file): a guest partly caches the set in \
+                 pages it had already touched, so its growth understates the copy; <i>private</i> = the larger. \
+                 <i>Shared</i> = host page cache of the file read through (mincore), counted once; \
+                 <i>per instance</i> = private + shared / N. Page cache can be evicted under memory pressure: \
+                 shared is what stayed cached.</p>",
+            );
+            let t: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        backend(&r.backend),
+                        num(&r.instances.to_string(), csv),
+                        num(&fmt_bytes(r.file_bytes as f64), csv),
+                        opt_bytes(r.private_growth_bytes_per_instance, csv),
+                        opt_bytes(r.copy_bytes_per_instance, csv),
+                        opt_bytes(r.private_bytes_per_instance, csv),
+                        opt_bytes(r.shared_host_cache_bytes.map(|b| b as f64), csv),
+                        opt_bytes(r.host_bytes_per_instance, csv),
+                        format!("<small>{}</small>", esc(&r.how)),
+                    ]
+                })
+                .collect();
+            body.push_str(&table(
+                &[
+                    "backend",
+                    "N",
+                    "file set",
+                    "growth",
+                    "copy found",
+                    "private",
+                    "shared (once)",
+                    "per instance",
                     "accounting",
                 ],
                 &t,
@@ -221,5 +317,10 @@ mod tests {
         let mut empty = run.clone();
         empty.ksm = Some(Vec::new());
         assert!(Ksm.render(&empty).unwrap().html.contains("not measured here"));
+        let p = PageCache.render(&run).unwrap().html;
+        assert!(p.contains("16.2") && p.contains("not measured: the bare guest has no file system"), "{p}");
+        let figs = PageCache.figures(&run);
+        assert_eq!(figs.len(), 2);
+        assert!(figs.iter().any(|f| f.1 == "bytes" && f.3.is_err()), "the bare guest's row is a reason, not a zero");
     }
 }

@@ -11,8 +11,8 @@
 //!
 //! Idle CPU (`idle_cpu.csv`, density sweep), memory give-back (`memory_giveback.csv`), KSM (`ksm.csv`, both
 //! of the memory experiment) and host limits (the density stop reason) come from their CSVs through
-//! [`idle_cpu_of`], [`give_back_of`], [`ksm_of`]; page-cache sharing ([`page_cache_of`]) has no producer yet,
-//! so its field stays `None` and the planner says sharing is not checked.
+//! [`idle_cpu_of`], [`give_back_of`], [`ksm_of`], page-cache sharing (`page_cache.csv`, memory experiment)
+//! through [`page_cache_of`] (rows with figures only: the bare guest's "not measured" row has none).
 use crate::data::{Model, RunData};
 use crate::pair::ConfigPair;
 use crate::validity;
@@ -377,8 +377,12 @@ fn side(places: &[At<'_>], backend: &str, model: Model, bare: &[At<'_>]) -> Side
                 give_back_of(rows.map(|r| (r.instances, r.burst_bytes, r.held_before_bytes, r.held_after_bytes)))?;
             Some(a.sourced(held, "of the burst", n, results::GiveBackRow::FILE, Quantity::HostMemory))
         }),
-        // page_cache.csv (issue 18 item 3b) is not measured yet: the planner says sharing is not checked.
-        page_cache: None,
+        page_cache: first(places, model, |a| {
+            let rows = a.run.page_cache.iter().flatten().filter(|r| r.backend == a.backend);
+            let (frac, n) =
+                page_cache_of(rows.filter_map(|r| Some((r.instances, r.file_bytes, r.host_bytes_per_instance?))))?;
+            Some(a.sourced(frac, "B per B of files", n, results::PageCacheRow::FILE, Quantity::HostMemory))
+        }),
         ksm: first(places, model, |a| {
             let rows = a.run.ksm.iter().flatten().filter(|r| r.backend == a.backend);
             let (k, n) = ksm_of(rows.map(|r| (r.instances, r.saved_bytes_per_instance, r.ksm_cpu_s, r.window_s)))?;
@@ -556,5 +560,9 @@ mod tests {
         let g = f.container.give_back.as_ref().expect("give-back read from memory_giveback.csv");
         assert_eq!((g.value, g.n), (0.25, 4));
         assert!(f.container.ksm.is_some(), "ksm.csv read");
+        // page_cache.csv: 4 containers share one 64 MiB copy, 16.25 MiB each; the bare guest has no figure.
+        let p = f.container.page_cache.as_ref().expect("page cache read from page_cache.csv");
+        assert_eq!((p.value, p.n, p.transfer), (16.25 / 64.0, 4, Transfer::Transfers));
+        assert!(f.vm.page_cache.is_none(), "the bare guest's row has no figure");
     }
 }

@@ -422,6 +422,18 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
                 }
             }
         }
+        if let (0, Some(p)) = (input.file_set_bytes, &f.page_cache) {
+            let usable = match usable(&f.page_cache, f, "page-cache sharing") {
+                Ok(_) => String::new(),
+                Err(why) => format!("; not usable: {why}"),
+            };
+            notes.push(format!(
+                "page-cache sharing as measured (not applied: pass --file-set SIZE for files all instances \
+                 read): {} host bytes per instance per byte of files ({}){usable}",
+                sig3(p.value),
+                p.cite()
+            ));
+        }
         m
     });
     let mem_per = mem.as_ref().ok().map(|m| m.per);
@@ -922,6 +934,11 @@ mod tests {
         assert_eq!(out.vm.mem_per_instance_bytes, Some((27.0 + 64.0 + 100.0) * MIB));
         assert!(out.vm.notes.iter().any(|n| n.starts_with("give-back not checked")), "{:?}", out.vm.notes);
         assert!(out.vm.notes.iter().any(|n| n.starts_with("page-cache sharing not checked")));
+        // Without --file-set the measured sharing is shown, not applied.
+        let out = plan_figures(&f, &pair(), vec![], &input());
+        assert_eq!(out.container.mem_per_instance_bytes, Some(4.0 * MIB));
+        let shown = out.container.notes.iter().find(|n| n.starts_with("page-cache sharing as measured"));
+        assert!(shown.is_some_and(|n| n.contains("not applied") && n.contains("--file-set")), "{:?}", out.container);
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub static SECTIONS: &[&dyn ReportSection] = &[
     &crate::crosscheck::CrossCheck,
     &crate::crash::Crash,
     &crate::memory::GiveBack,
+    &crate::memory::PageCache,
     &crate::memory::Ksm,
 ];
 

@@ -47,7 +47,8 @@ experiment_ids! {
     CrossCheck = "crosscheck",
     /// Crash containment: a shared guest kernel's crash vs one VM's, under QEMU TCG (`crash.csv`).
     Crash = "crash",
-    /// Memory over time and sharing: give-back after a burst, KSM (`memory_giveback.csv`, `ksm.csv`).
+    /// Memory over time and sharing: give-back after a burst, page-cache sharing, KSM
+    /// (`memory_giveback.csv`, `page_cache.csv`, `ksm.csv`).
     Memory = "memory",
 }
 

@@ -21,7 +21,7 @@ pub use crash::CrashRow;
 pub use crosscheck::{CrossCheckRow, CrossClock};
 pub use env::{CgroupLayout, HostEnv, KvmFlavour};
 pub use experiment::{ExperimentId, UnknownExperiment};
-pub use memory::{GiveBack, GiveBackRow, KsmRow};
+pub use memory::{GiveBack, GiveBackRow, KsmRow, PageCacheRow};
 pub use neighbours::{IdleCpuRow, VictimRow};
 pub use records::*;
 pub use rundir::{BackendInfo, IsolationProfile, Plan, RunDir, RunDirError, RunMeta, WallTime};

@@ -2,6 +2,9 @@
 //!
 //! - `memory_giveback.csv` ([`GiveBackRow`]): N instances each touch then free M MiB (the `burst`
 //!   workload); the host memory each holds before, at the peak and after a window (60 s by default).
+//! - `page_cache.csv` ([`PageCacheRow`]): N instances of one image reading the same file set of M
+//!   MiB: host memory per instance = its private growth + the host page cache of the set counted
+//!   once and shared by the N.
 //! - `ksm.csv` ([`KsmRow`]): N instances each holding M MiB with the kernel's same-page merging (KSM,
 //!   `/sys/kernel/mm/ksm/run=1`) on for a window: memory saved per instance and the CPU ksmd spent.
 //!
@@ -116,6 +119,62 @@ impl crate::records::Record for KsmRow {
     const FILE: &'static str = "ksm.csv";
 }
 
+/// One backend's page-cache sharing: N instances of the same image each read the same file set
+/// (the `read` workload, read() into a small buffer, so the data is page cache, not the instance's
+/// own memory). Bytes, host view, after all N read the set. A backend that cannot run it has a row
+/// whose figures are None and whose `how` says why ("not measured: ...").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageCacheRow {
+    /// Backend name.
+    pub backend: String,
+    /// Instances reading the set together (N).
+    pub instances: u32,
+    /// Bytes of the file set each instance reads (M MiB).
+    pub file_bytes: u64,
+    /// Each instance's own memory holding the set, mean: the larger of
+    /// [`PageCacheRow::private_growth_bytes_per_instance`] and [`PageCacheRow::copy_bytes_per_instance`].
+    pub private_bytes_per_instance: Option<f64>,
+    /// Growth of each instance's own memory from before its read until all N read, mean: the
+    /// cgroup's usage less its page cache of files (containers, runsc) or the RSS of its host process
+    /// (a VMM's includes the guest RAM where the guest caches its copy).
+    pub private_growth_bytes_per_instance: Option<f64>,
+    /// Bytes of distinct pages of the set found in the memory files (memfds) of each instance's host
+    /// processes (a VM's guest RAM, runsc's Sentry memory file), mean; None when they hold none.
+    pub copy_bytes_per_instance: Option<f64>,
+    /// Host page cache of the file(s) the instances read through, counted once (mincore over the
+    /// host file: the layer's file for containers and the baseline, the root disk for VMs).
+    pub shared_host_cache_bytes: Option<u64>,
+    /// `private_bytes_per_instance + shared_host_cache_bytes / instances`.
+    pub host_bytes_per_instance: Option<f64>,
+    /// What each accounting is, and for a backend without figures why it was not measured.
+    pub how: String,
+}
+impl crate::records::Record for PageCacheRow {
+    const FILE: &'static str = "page_cache.csv";
+}
+
+impl PageCacheRow {
+    /// Private + shared / N.
+    pub fn per_instance(private: f64, shared: u64, instances: u32) -> f64 {
+        private + shared as f64 / f64::from(instances.max(1))
+    }
+
+    /// A row without figures: `why` it was not measured.
+    pub fn not_measured(backend: &str, instances: u32, file_bytes: u64, why: &str) -> PageCacheRow {
+        PageCacheRow {
+            backend: backend.into(),
+            instances,
+            file_bytes,
+            private_bytes_per_instance: None,
+            private_growth_bytes_per_instance: None,
+            copy_bytes_per_instance: None,
+            shared_host_cache_bytes: None,
+            host_bytes_per_instance: None,
+            how: format!("not measured: {why}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +187,12 @@ mod tests {
         assert_eq!(GiveBackRow::fraction(10, 110, 35), Some(0.75));
         assert_eq!(GiveBackRow::fraction(10, 110, 110), Some(0.0));
         assert_eq!(GiveBackRow::fraction(10, 10, 5), None);
+    }
+
+    #[test]
+    fn the_shared_cache_is_split_over_the_instances_and_unmeasured_rows_say_why() {
+        assert_eq!(PageCacheRow::per_instance(1.0, 8, 4), 3.0);
+        let r = PageCacheRow::not_measured("microvm", 4, 64 << 20, "the bare guest has no file system");
+        assert!(r.host_bytes_per_instance.is_none() && r.how.starts_with("not measured: the bare guest"), "{r:?}");
     }
 }

@@ -33,6 +33,16 @@ pub const CPU_ITER_P50: &str = "cpu.iter_p50";
 /// `cpu` result: 99th percentile iteration latency (nearest rank, unit `s`).
 pub const CPU_ITER_P99: &str = "cpu.iter_p99";
 
+/// The environment variable naming the directory the `read` scenario reads its file set from
+/// (the process baseline reads the host's copy); unset: [`READ_DIR_IN_IMAGE`].
+pub const READ_DIR_ENV: &str = "VMCT_READ_DIR";
+
+/// Where the file set sits in the image the memory experiment builds for `read` (its own layer).
+pub const READ_DIR_IN_IMAGE: &str = "/.vmct-fileset";
+
+/// `read` result: bytes read from the file set (unit `bytes`).
+pub const READ_BYTES: &str = "read.bytes";
+
 /// Outcome of one isolation probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeOutcome {

@@ -20,7 +20,7 @@ pub trait Platform {
     fn memory(&mut self, bytes: usize) -> Result<&mut [u8], &'static str>;
     /// Block until the host says stop (stdin closed, or the VMM's stop port answers).
     fn wait_for_stop(&mut self);
-    /// Run a scenario only this platform knows (`syscall`, `io`, `probe`), emitting its results.
+    /// Run a scenario only this platform knows (`syscall`, `io`, `probe`, `read`), emitting its results.
     fn run_platform(&mut self, scenario: &Scenario) -> Result<(), ScenarioError>;
     /// Give the memory handed out by [`Platform::memory`] back to the platform's OS; true if it was
     /// returned (the default: a platform without an OS to return it to keeps it, false).
@@ -246,7 +246,7 @@ pub fn run<P: Platform>(scenario: &Scenario, p: &mut P) -> i32 {
             p.wait_for_stop();
             0
         }
-        Scenario::Syscall { .. } | Scenario::Io { .. } | Scenario::Probe => {
+        Scenario::Syscall { .. } | Scenario::Io { .. } | Scenario::Probe | Scenario::Read { .. } => {
             p.emit(&Message::Ready);
             let mut name = Buf::<16> { b: [0; 16], len: 0 };
             let _ = name.write_str(scenario.name());

@@ -11,7 +11,7 @@ pub const MAX_MIB: u64 = 1 << 20;
 pub const MAX_COUNT: u64 = 1 << 40;
 
 /// Names of all scenarios, for error messages and `--help`.
-pub const NAMES: &[&str] = &["ready", "idle", "cpu", "mem", "syscall", "io", "probe", "burst"];
+pub const NAMES: &[&str] = &["ready", "idle", "cpu", "mem", "syscall", "io", "probe", "burst", "read"];
 
 /// One workload scenario with its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,20 @@ pub enum Scenario {
         /// MiB to touch, then free.
         mib: u64,
     },
+    /// Report ready, wait [`READ_QUIET_MS`], read the first `mib` MiB of the file set (the regular
+    /// files of the directory named by [`crate::protocol::READ_DIR_ENV`], else
+    /// [`crate::protocol::READ_DIR_IN_IMAGE`], in name order) with read() into a small buffer, so the
+    /// data lands in the page cache and not in the instance's own memory, report
+    /// [`crate::protocol::READ_BYTES`], then wait until told to stop (the memory experiment's
+    /// page-cache sharing; Linux platforms only).
+    Read {
+        /// MiB to read.
+        mib: u64,
+    },
 }
+
+/// How long `read` waits after `ready` before reading, ms (the host reads "before").
+pub const READ_QUIET_MS: u64 = 1000;
 
 /// How long `burst` waits after `ready` before touching its memory, ms (the host reads "before").
 pub const BURST_QUIET_MS: u64 = 1000;
@@ -128,7 +141,7 @@ fn flag_of(scenario: &str) -> Option<&'static str> {
     match scenario {
         "idle" => Some("--hold-mib"),
         "cpu" => Some("--iters"),
-        "mem" | "io" | "burst" => Some("--mib"),
+        "mem" | "io" | "burst" | "read" => Some("--mib"),
         "syscall" => Some("--n"),
         _ => None,
     }
@@ -143,6 +156,7 @@ fn spec(name: &str) -> Option<(&'static str, u64, u64, u64)> {
         "syscall" => Some(("--n", 1, MAX_COUNT, 200_000)),
         "io" => Some(("--mib", 1, MAX_MIB, 16)),
         "burst" => Some(("--mib", 1, MAX_MIB, 64)),
+        "read" => Some(("--mib", 1, MAX_MIB, 16)),
         _ => None,
     }
 }
@@ -191,6 +205,7 @@ impl Scenario {
             "syscall" => Scenario::Syscall { n: param() },
             "io" => Scenario::Io { mib: param() },
             "burst" => Scenario::Burst { mib: param() },
+            "read" => Scenario::Read { mib: param() },
             _ => Scenario::Probe,
         })
     }
@@ -206,6 +221,7 @@ impl Scenario {
             Scenario::Io { .. } => "io",
             Scenario::Probe => "probe",
             Scenario::Burst { .. } => "burst",
+            Scenario::Read { .. } => "read",
         }
     }
 
@@ -213,7 +229,9 @@ impl Scenario {
     pub fn working_set_bytes(&self) -> u64 {
         match *self {
             Scenario::Idle { hold_mib } => hold_mib << 20,
-            Scenario::Mem { mib } | Scenario::Io { mib } | Scenario::Burst { mib } => mib << 20,
+            Scenario::Mem { mib } | Scenario::Io { mib } | Scenario::Burst { mib } | Scenario::Read { mib } => {
+                mib << 20
+            }
             _ => 0,
         }
     }
@@ -226,7 +244,7 @@ impl fmt::Display for Scenario {
         let v = match *self {
             Scenario::Idle { hold_mib } => hold_mib,
             Scenario::Cpu { iters } => iters,
-            Scenario::Mem { mib } | Scenario::Io { mib } | Scenario::Burst { mib } => mib,
+            Scenario::Mem { mib } | Scenario::Io { mib } | Scenario::Burst { mib } | Scenario::Read { mib } => mib,
             Scenario::Syscall { n } => n,
             Scenario::Ready | Scenario::Probe => return Ok(()),
         };
@@ -257,6 +275,9 @@ mod tests {
         assert_eq!(p("burst"), Ok(Scenario::Burst { mib: 64 }));
         assert_eq!(p("burst --mib 3"), Ok(Scenario::Burst { mib: 3 }));
         assert!(p("burst --mib 0").is_err());
+        assert_eq!(p("read"), Ok(Scenario::Read { mib: 16 }));
+        assert_eq!(p("read --mib 2"), Ok(Scenario::Read { mib: 2 }));
+        assert_eq!(Scenario::Read { mib: 2 }.working_set_bytes(), 2 << 20);
     }
 
     #[test]
@@ -270,6 +291,7 @@ mod tests {
             "io --mib 2",
             "probe",
             "burst --mib 5",
+            "read --mib 6",
         ] {
             assert_eq!(p(s).unwrap().to_string(), s);
         }

@@ -562,7 +562,9 @@ impl Backend for QemuTcgBackend {
         let disk = l.rootdisk.as_deref().ok_or_else(|| fail(format!("image '{}' has no root disk", l.image)))?;
         let initrd = self.initramfs().map_err(fail)?;
         let mut spec = spec.clone();
-        if spec.scenario != Scenario::Probe {
+        // The image's own process is `ready` for the guest; without a rule the vmct workload runs the
+        // scenario asked (probe, read) in the image's root.
+        if l.ready.is_some() {
             spec.scenario = Scenario::Ready;
         }
         let append = image_cmdline(&spec, l).map_err(fail)?;

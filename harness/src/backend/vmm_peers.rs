@@ -156,7 +156,8 @@ impl Backend for VmmPeer {
         let fail = |reason: String| BackendError::Launch { backend: self.vmm.name().into(), reason };
         let disk = l.rootdisk.as_deref().ok_or_else(|| fail(format!("image '{}' has no root disk", l.image)))?;
         let mut spec = spec.clone();
-        if spec.scenario != workloads::scenario::Scenario::Probe {
+        // As qemu-tcg: without a readiness rule the vmct workload runs the scenario asked in the image.
+        if l.ready.is_some() {
             spec.scenario = workloads::scenario::Scenario::Ready;
         }
         let append = super::qemu_tcg::image_cmdline(&spec, l).map_err(fail)?;

@@ -25,14 +25,16 @@
 //! when the backend has one (containers, runsc), else the RSS of the instance's host process (the VMM
 //! or QEMU, guest memory included; the workload itself for the process baseline).
 //!
-//! Page-cache sharing (N instances of one image reading the same file) is not measured yet.
+//!
+//! 3. Page-cache sharing ([`super::page_cache`], `page_cache.csv`, unless [`MemoryPlan::page_cache`]
+//!    is off): N instances of one image reading the same file set of [`MemoryPlan::file_set_mib`] MiB.
 use super::registry::{Experiment, RunContext};
 use super::{launch_ready, spec, ExperimentError};
 use crate::backend::{Backend, BackendError, Event, Instance, InstanceStats, STOP_GRACE};
 use crate::compare::{CompareError, Settings};
 use crate::ksm::{self, Counters, KsmGuard, Restored};
 use crate::progress::{Mode, Task};
-use results::{ExperimentId, GiveBackRow, KsmRow, Record};
+use results::{ExperimentId, GiveBackRow, KsmRow, PageCacheRow, Record};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use workloads::scenario::Scenario;
@@ -72,10 +74,24 @@ pub struct MemoryPlan {
     /// Per-launch and per-event timeout (JSON: `timeout_s`).
     #[serde(rename = "timeout_s", with = "super::duration_s")]
     pub timeout: Duration,
+    /// Run the page-cache sharing measurement (run.json files without it: true).
+    #[serde(default = "yes")]
+    pub page_cache: bool,
+    /// MiB of the file set the N instances read (run.json files without it: 64).
+    #[serde(default = "default_file_set_mib")]
+    pub file_set_mib: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_file_set_mib() -> u64 {
+    64
 }
 
 impl MemoryPlan {
-    /// `--quick`: 2 instances, 16 MiB, 10 s after the free, KSM for 10 s.
+    /// `--quick`: 2 instances, 16 MiB, 10 s after the free, KSM for 10 s, a 16 MiB file set.
     pub fn quick() -> MemoryPlan {
         MemoryPlan {
             instances: 2,
@@ -86,10 +102,12 @@ impl MemoryPlan {
             ksm_pages_to_scan: 1000,
             ksm_sleep_millisecs: 20,
             timeout: Duration::from_secs(20),
+            page_cache: true,
+            file_set_mib: 16,
         }
     }
 
-    /// The default plan: 4 instances, 64 MiB, 60 s after the free, KSM for 30 s.
+    /// The default plan: 4 instances, 64 MiB, 60 s after the free, KSM for 30 s, a 64 MiB file set.
     pub fn default_plan() -> MemoryPlan {
         MemoryPlan {
             instances: 4,
@@ -100,6 +118,8 @@ impl MemoryPlan {
             ksm_pages_to_scan: 1000,
             ksm_sleep_millisecs: 20,
             timeout: Duration::from_secs(30),
+            page_cache: true,
+            file_set_mib: default_file_set_mib(),
         }
     }
 }
@@ -135,12 +155,23 @@ fn wait_result(
     name: &str,
     timeout: Duration,
 ) -> Result<bool, ExperimentError> {
+    Ok(wait_result_value(b, inst, name, timeout)?.is_some())
+}
+
+/// Wait for the result `name` and return its value; Ok(None) on timeout. A failure, `done` or the end
+/// of the stream is an error naming what arrived.
+pub fn wait_result_value(
+    b: &dyn Backend,
+    inst: &mut dyn Instance,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<f64>, ExperimentError> {
     let next = match inst.next_event(timeout) {
-        Err(BackendError::Timeout { .. }) => return Ok(false),
+        Err(BackendError::Timeout { .. }) => return Ok(None),
         r => r?,
     };
     match next {
-        Some((_, Event::Result { name: n, .. })) if n == name => Ok(true),
+        Some((_, Event::Result { name: n, value, .. })) if n == name => Ok(Some(value)),
         Some((_, Event::Failed { what, reason })) => Err(measurement(b, format!("{what} failed: {reason}"))),
         Some((_, e)) => Err(measurement(b, format!("expected result {name}, got {e:?}"))),
         None => Err(measurement(b, format!("the instance ended before result {name}"))),
@@ -247,7 +278,7 @@ pub fn give_back(b: &dyn Backend, plan: &MemoryPlan, mode: Mode) -> Result<GiveB
 
 /// `pid` and every process below it (a peer runtime's `run` process has the container's processes below
 /// it; a VMM or our container's init is the whole instance).
-fn process_tree(pid: u32) -> Vec<u32> {
+pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
     let mut i = 0;
     while i < all.len() && all.len() < 1024 {
@@ -405,7 +436,7 @@ impl Experiment for Memory {
     const ID: ExperimentId = ExperimentId::Memory;
     type Plan = MemoryPlan;
     type Row = GiveBackRow;
-    const FILES: &'static [&'static str] = &[GiveBackRow::FILE, KsmRow::FILE];
+    const FILES: &'static [&'static str] = &[GiveBackRow::FILE, KsmRow::FILE, PageCacheRow::FILE];
 
     fn plan(settings: &Settings) -> &MemoryPlan {
         &settings.memory
@@ -419,6 +450,11 @@ impl Experiment for Memory {
                 Err(e) => cx.failed(Self::ID, b, e)?,
             }
             cx.run_dir.write_csv(&rows)?;
+        }
+        if cx.settings.memory.page_cache {
+            page_cache_rows(cx)?;
+        } else {
+            cx.warn(format!("{}: page-cache sharing not measured: the plan turns it off", Self::ID));
         }
         let mut ksm_rows: Vec<KsmRow> = Vec::new();
         let paths = KsmPaths::host();
@@ -438,6 +474,34 @@ impl Experiment for Memory {
         cx.run_dir.write_csv(&ksm_rows)?;
         Ok(())
     }
+}
+
+/// The page-cache rows of every backend, from one file set built for the run and removed after it
+/// (also when a backend fails or the run is interrupted).
+fn page_cache_rows(cx: &mut RunContext<'_>) -> Result<(), CompareError> {
+    use super::page_cache::{page_cache, FileSet, LAYER_BASE};
+    let mib = cx.settings.memory.file_set_mib;
+    let set = crate::artifacts::workload_path()
+        .map_err(|e| e.to_string())
+        .and_then(|w| crate::images::run::vmct_layer(&w).map_err(|e| format!("the vmct layer: {e}")))
+        .and_then(|vmct| FileSet::create(Path::new(LAYER_BASE), mib, vmct).map_err(|e| e.to_string()));
+    let set = match set {
+        Ok(s) => s,
+        Err(e) => {
+            cx.warn(format!("{}: page-cache sharing not measured: {e}", Memory::ID));
+            return Ok(());
+        }
+    };
+    let mut rows: Vec<PageCacheRow> = Vec::new();
+    for &b in cx.backends {
+        match page_cache(b, Memory::plan(cx.plan_for(b)), &set, cx.mode) {
+            Ok(r) => rows.push(r),
+            Err(e) => cx.failed(Memory::ID, b, e)?,
+        }
+        cx.run_dir.write_csv(&rows)?;
+    }
+    drop(set);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod density;
 pub mod isolation;
 pub mod memory;
 pub mod overhead;
+pub mod page_cache;
 pub mod registry;
 pub mod snapshot;
 pub mod startup;

@@ -89,10 +89,17 @@ pub fn key(rec: &ImageRecord) -> String {
 
 /// Build `rec`'s root disk, or return the cached one.
 pub fn build(rec: &ImageRecord) -> Result<RootDisk, RootDiskError> {
+    build_in(rec, &dir())
+}
+
+/// [`build`] with the disk, its record and the build's temporaries in `dir` instead of the shared cache
+/// (a run's own image, whose disk `vmct gc` must not take for an orphan while the run uses it).
+pub fn build_in(rec: &ImageRecord, dir: &Path) -> Result<RootDisk, RootDiskError> {
     let fail = |step: &'static str| {
         let image = rec.name.clone();
         move |why: String| RootDiskError::Step { image, step, why }
     };
+    let dir = || dir.to_path_buf();
     let k = key(rec);
     let (disk, meta) = (dir().join(format!("{k}.ext4")), dir().join(format!("{k}.json")));
     if let Some(mut d) = std::fs::read(&meta).ok().and_then(|b| serde_json::from_slice::<RootDisk>(&b).ok()) {

@@ -376,7 +376,7 @@ impl Backend for ImageBackend {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn rec(entry: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageRecord {
@@ -429,9 +429,9 @@ mod tests {
         assert_eq!(resolve_command("nginx", "/usr/bin:/bin", &layers), None);
     }
 
-    #[test]
-    fn backends_run_images_by_their_model() {
-        let info = |model: &str, guest: Option<&str>| results::BackendInfo {
+    /// An available backend `x` of `model` (and `guest` model), for tests deciding by model.
+    pub(crate) fn info(model: &str, guest: Option<&str>) -> results::BackendInfo {
+        results::BackendInfo {
             name: "x".into(),
             kind: results::BackendKind::Ours,
             model: model.parse().unwrap(),
@@ -441,7 +441,11 @@ mod tests {
             version: None,
             isolation: None,
             emulated: false,
-        };
+        }
+    }
+
+    #[test]
+    fn backends_run_images_by_their_model() {
         assert_eq!(support(&info("container", None)), ImageSupport::Layers);
         assert_eq!(support(&info("microvm", Some("linux"))), ImageSupport::RootDisk);
         assert_eq!(support(&info("microvm", Some("bare"))), ImageSupport::None(NEEDS_OS));

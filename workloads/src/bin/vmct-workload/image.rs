@@ -5,7 +5,8 @@
 //! 2. mount the root disk `/dev/vda` (the image's layers flattened into ext4 by the host) read-only
 //!    on [`LOWER`], a tmpfs on [`RW`], and overlayfs of the two on [`ROOT`] (changes stay in guest RAM);
 //! 3. mount /proc, /sys, /dev inside it and chroot there;
-//! 4. `vmct.workload=probe`: run the isolation probes here, beside the image's own files; otherwise
+//! 4. no `vmct.ready` (the host asked for a vmct scenario: `probe`, the memory experiment's `read`):
+//!    run it here, beside the image's own files; otherwise
 //!    start the image's argv with its environment, working directory and user, stdin from /dev/null,
 //!    stdout and stderr forwarded line by line to the console;
 //! 5. apply the readiness rule (a connect to 127.0.0.1:PORT polled every [`TCP_POLL`], a regex over
@@ -96,7 +97,9 @@ pub fn run(args: Vec<String>) -> u8 {
     if let Err(e) = enter_root() {
         return failed(&e);
     }
-    if args.first().map(String::as_str) == Some("probe") {
+    // No readiness rule: the host asked for a vmct scenario (the probes, the memory experiment's
+    // `read`), run here by this binary in the image's root, speaking the protocol itself.
+    if p.ready.is_empty() {
         return crate::run(args);
     }
     match supervise(&p) {

@@ -114,6 +114,21 @@ impl Platform for LinuxPlatform {
                 Ok(())
             }
             Scenario::Io { mib } => io(self, mib),
+            Scenario::Read { mib } => {
+                self.flush();
+                self.pause_ms(workloads::scenario::READ_QUIET_MS);
+                let dir = std::env::var_os(workloads::protocol::READ_DIR_ENV)
+                    .map_or_else(|| workloads::protocol::READ_DIR_IN_IMAGE.into(), std::path::PathBuf::from);
+                let bytes = read_set(&dir, mib << 20)?;
+                self.emit(&Message::Result {
+                    name: workloads::protocol::READ_BYTES,
+                    value: bytes as f64,
+                    unit: "bytes",
+                });
+                self.flush();
+                self.wait_for_stop();
+                Ok(())
+            }
             Scenario::Probe => {
                 crate::probes::run_all(&mut |id, outcome, detail| self.emit(&Message::Probe { id, outcome, detail }));
                 Ok(())
@@ -121,6 +136,42 @@ impl Platform for LinuxPlatform {
             _ => Err(ScenarioError::Unsupported("not a platform scenario")),
         }
     }
+}
+
+/// Read the first `want` bytes of the regular files in `dir` (name order) with read() into a 64 KiB
+/// buffer: the data goes through the page cache, never into this process's memory (no mmap). Returns
+/// the bytes read; fewer files than `want` bytes is a failure naming the directory and what it held.
+fn read_set(dir: &std::path::Path, want: u64) -> Result<u64, ScenarioError> {
+    use std::fmt::Write as _;
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        let mut d = Detail::new();
+        let _ = write!(d, "{what}: {e}; dir {}", dir.display());
+        ScenarioError::Failed(d)
+    };
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| fail("listing the file set", &e))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    for path in &files {
+        let mut f = std::fs::File::open(path).map_err(|e| fail("opening", &e))?;
+        while total < want {
+            let n = usize::try_from(want - total).map_or(buf.len(), |left| left.min(buf.len()));
+            match f.read(&mut buf[..n]) {
+                Ok(0) => break,
+                Ok(k) => total += k as u64,
+                Err(e) => return Err(fail(&format!("reading at byte {total}"), &e)),
+            }
+        }
+        if total >= want {
+            return Ok(total);
+        }
+    }
+    Err(fail(&format!("the file set holds {total} bytes, fewer than the {want} asked"), &"short"))
 }
 
 /// Write `mib` MiB, fsync, drop nothing from the cache (we measure the instance's filesystem path,
