@@ -90,6 +90,17 @@ pub struct LaunchGrowth {
     pub max_alive: u32,
 }
 
+/// Page-cache sharing of one model (page_cache.csv), per byte of the files all instances read. Split so a
+/// plan at any density counts the shared copy once: a row measured at N = 4 says 16 MiB per container for
+/// a 64 MiB set, of which 16 MiB is a quarter of the one shared copy; at 1000 containers it is 64 KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PageCacheShare {
+    /// Host bytes each instance holds privately per byte of files (its own copy, its growth).
+    pub private_per_byte: f64,
+    /// Host bytes held once per host per byte of files (the shared host page cache).
+    pub shared_per_byte: f64,
+}
+
 /// KSM's effect on one model (ksm.csv).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct KsmSaving {
@@ -135,9 +146,10 @@ pub struct SideFigures {
     pub idle_cpu: Option<Sourced<f64>>,
     /// Fraction of a working-set burst still held 60 s after it was freed (memory_giveback.csv), 0 to 1.
     pub give_back: Option<Sourced<f64>>,
-    /// Host bytes per instance per byte of files all instances read (page_cache.csv): near 0 when the
-    /// page cache is shared, near 1 when every instance caches its own copy.
-    pub page_cache: Option<Sourced<f64>>,
+    /// What files all instances read cost the host (page_cache.csv), per byte of files: a private part per
+    /// instance (near 1 when every instance caches its own copy, a VM) and a part held once per host
+    /// whatever the count (the shared page cache of containers).
+    pub page_cache: Option<Sourced<PageCacheShare>>,
     /// KSM savings and cost (ksm.csv).
     pub ksm: Option<Sourced<KsmSaving>>,
     /// A host limit that stopped the density sweep.
@@ -267,13 +279,13 @@ pub fn give_back_of(rows: impl IntoIterator<Item = (u32, u64, u64, u64)>) -> Opt
     (!fr.is_empty()).then(|| (results::stats::median(&fr), n))
 }
 
-/// Host bytes per instance per byte of shared files, from `(instances, file_bytes, host_bytes_per_instance)`
-/// rows: the row with the most instances. Returns (fraction, instances).
-pub fn page_cache_of(rows: impl IntoIterator<Item = (u32, u64, f64)>) -> Option<(f64, u32)> {
-    rows.into_iter()
-        .filter(|r| r.1 > 0 && r.2.is_finite())
-        .max_by_key(|r| r.0)
-        .map(|(n, file, host)| ((host / file as f64).max(0.0), n))
+/// Page-cache sharing per byte of files, from `(instances, file_bytes, private_bytes_per_instance,
+/// shared_host_cache_bytes)` rows: the row with the most instances. Returns (share, instances).
+pub fn page_cache_of(rows: impl IntoIterator<Item = (u32, u64, f64, u64)>) -> Option<(PageCacheShare, u32)> {
+    rows.into_iter().filter(|r| r.1 > 0 && r.2.is_finite()).max_by_key(|r| r.0).map(|(n, file, private, shared)| {
+        let file = file as f64;
+        (PageCacheShare { private_per_byte: (private / file).max(0.0), shared_per_byte: shared as f64 / file }, n)
+    })
 }
 
 /// KSM savings from `(instances, saved_bytes_per_instance, ksm_cpu_s, window_s)` rows: the row with the most
@@ -379,9 +391,10 @@ fn side(places: &[At<'_>], backend: &str, model: Model, bare: &[At<'_>]) -> Side
         }),
         page_cache: first(places, model, |a| {
             let rows = a.run.page_cache.iter().flatten().filter(|r| r.backend == a.backend);
-            let (frac, n) =
-                page_cache_of(rows.filter_map(|r| Some((r.instances, r.file_bytes, r.host_bytes_per_instance?))))?;
-            Some(a.sourced(frac, "B per B of files", n, results::PageCacheRow::FILE, Quantity::HostMemory))
+            let (share, n) = page_cache_of(rows.filter_map(|r| {
+                Some((r.instances, r.file_bytes, r.private_bytes_per_instance?, r.shared_host_cache_bytes?))
+            }))?;
+            Some(a.sourced(share, "B per B of files", n, results::PageCacheRow::FILE, Quantity::HostMemory))
         }),
         ksm: first(places, model, |a| {
             let rows = a.run.ksm.iter().flatten().filter(|r| r.backend == a.backend);
@@ -480,7 +493,8 @@ mod tests {
         let mib = 1u64 << 20;
         let g = give_back_of([(10, 64 * mib, 0, 64 * mib), (10, 64 * mib, 0, 32 * mib), (5, 64 * mib, 8 * mib, 0)]);
         assert_eq!(g, Some((0.5, 25)));
-        assert_eq!(page_cache_of([(4, 100, 100.0), (16, 100, 2.0)]), Some((0.02, 16)));
+        let share = |p: f64, s: f64| PageCacheShare { private_per_byte: p, shared_per_byte: s };
+        assert_eq!(page_cache_of([(4, 100, 100.0, 0), (16, 100, 2.0, 100)]), Some((share(0.02, 1.0), 16)));
         let (k, n) = ksm_of([(100, 1e6, 5.0, 50.0)]).unwrap();
         assert_eq!(n, 100);
         assert!((k.cores_per_instance - 0.001).abs() < 1e-12 && k.saved_bytes_per_instance == 1e6);
@@ -562,7 +576,8 @@ mod tests {
         assert!(f.container.ksm.is_some(), "ksm.csv read");
         // page_cache.csv: 4 containers share one 64 MiB copy, 16.25 MiB each; the bare guest has no figure.
         let p = f.container.page_cache.as_ref().expect("page cache read from page_cache.csv");
-        assert_eq!((p.value, p.n, p.transfer), (16.25 / 64.0, 4, Transfer::Transfers));
+        let want = PageCacheShare { private_per_byte: 0.25 / 64.0, shared_per_byte: 1.0 };
+        assert_eq!((p.value, p.n, p.transfer), (want, 4, Transfer::Transfers));
         assert!(f.vm.page_cache.is_none(), "the bare guest's row has no figure");
     }
 }

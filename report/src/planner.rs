@@ -297,6 +297,8 @@ fn usable<'a, T>(s: &'a Option<Sourced<T>>, side: &SideFigures, what: &str) -> R
 
 struct Memory {
     per: f64,
+    /// Bytes held once per host whatever the count (the shared page cache of files all instances read).
+    once: f64,
     composed: bool,
     how: String,
     sources: Vec<String>,
@@ -328,6 +330,7 @@ fn base_memory(f: &SideFigures, ws: f64) -> Result<Memory, String> {
         let s = usable(&f.density_slope, f, "density slope")?;
         let over = (s.value.bytes - s.value.held_bytes).max(0.0);
         return Ok(Memory {
+            once: 0.0,
             per: over + ws,
             composed: false,
             how: format!(
@@ -356,6 +359,7 @@ fn base_memory(f: &SideFigures, ws: f64) -> Result<Memory, String> {
     };
     let per = guest + ws + vmm.value;
     Ok(Memory {
+        once: 0.0,
         per,
         composed,
         how: format!(
@@ -405,13 +409,20 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
             let files = input.file_set_bytes as f64;
             match usable(&f.page_cache, f, "page-cache sharing") {
                 Ok(p) => {
-                    m.per += p.value * files;
+                    let (private, shared) = (p.value.private_per_byte, p.value.shared_per_byte);
+                    m.per += private * files;
+                    m.once += shared * files;
                     m.how.push_str(&format!(
-                        "; + {} × {} of shared files (page cache as measured)",
-                        sig3(p.value),
-                        fmt_bytes(files)
+                        "; + {} × {} of shared files each (page cache as measured), and {} of them once per host",
+                        sig3(private),
+                        fmt_bytes(files),
+                        fmt_bytes(shared * files)
                     ));
-                    m.sources.push(cite("page cache", p, format!("{} B per B of files", sig3(p.value))));
+                    m.sources.push(cite(
+                        "page cache",
+                        p,
+                        format!("{} B each and {} B once per B of files", sig3(private), sig3(shared)),
+                    ));
                 }
                 Err(why) => {
                     m.per += files;
@@ -429,8 +440,9 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
             };
             notes.push(format!(
                 "page-cache sharing as measured (not applied: pass --file-set SIZE for files all instances \
-                 read): {} host bytes per instance per byte of files ({}){usable}",
-                sig3(p.value),
+                 read): {} host bytes per instance and {} once per host, per byte of files ({}){usable}",
+                sig3(p.value.private_per_byte),
+                sig3(p.value.shared_per_byte),
                 p.cite()
             ));
         }
@@ -442,11 +454,20 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
         Ok(m) => Limit {
             kind: LimitKind::Memory,
             status: if m.per > 0.0 {
-                LimitStatus::Bound { instances: whole(input.host_mem_bytes as f64 / m.per) }
+                LimitStatus::Bound { instances: whole((input.host_mem_bytes as f64 - m.once).max(0.0) / m.per) }
             } else {
                 LimitStatus::Unbounded
             },
-            how: format!("{} of host memory / ({})", fmt_bytes(input.host_mem_bytes as f64), m.how),
+            how: if m.once > 0.0 {
+                format!(
+                    "({} of host memory - {} held once) / ({})",
+                    fmt_bytes(input.host_mem_bytes as f64),
+                    fmt_bytes(m.once),
+                    m.how
+                )
+            } else {
+                format!("{} of host memory / ({})", fmt_bytes(input.host_mem_bytes as f64), m.how)
+            },
             sources: m.sources,
         },
         Err(reason) => Limit {
@@ -743,7 +764,7 @@ impl fmt::Display for PlanOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan_figures::{HostLimit, LaunchGrowth, Source};
+    use crate::plan_figures::{HostLimit, LaunchGrowth, PageCacheShare, Source};
     use results::Transfer;
 
     const MIB: f64 = 1048576.0;
@@ -925,7 +946,8 @@ mod tests {
     fn burst_and_shared_files_use_give_back_and_page_cache_or_say_they_are_assumed() {
         let mut f = figures();
         f.container.give_back = fig("container", 0.25, Transfer::Transfers);
-        f.container.page_cache = fig("container", 0.0, Transfer::Transfers);
+        let share = |private_per_byte: f64, shared_per_byte: f64| PageCacheShare { private_per_byte, shared_per_byte };
+        f.container.page_cache = fig("container", share(0.0, 0.0), Transfer::Transfers);
         let inp = PlanInput { burst_bytes: 64 << 20, file_set_bytes: 100 << 20, ..input() };
         let out = plan_figures(&f, &pair(), vec![], &inp);
         // 4 MiB + 0.25 × 64 MiB + 0 × 100 MiB.
@@ -939,6 +961,27 @@ mod tests {
         assert_eq!(out.container.mem_per_instance_bytes, Some(4.0 * MIB));
         let shown = out.container.notes.iter().find(|n| n.starts_with("page-cache sharing as measured"));
         assert!(shown.is_some_and(|n| n.contains("not applied") && n.contains("--file-set")), "{:?}", out.container);
+    }
+
+    /// Files all instances read: the shared copy counts once per host, not once per instance at the N the
+    /// row was measured with (a 64 MiB set read by 4 containers was 16 MiB each; planned at 16 000 it
+    /// would have cost 16 MiB x 16 000), and a VM's own copy counts for each.
+    #[test]
+    fn a_shared_page_cache_counts_once_per_host_at_the_planned_density() {
+        let mut f = figures();
+        f.container.page_cache =
+            fig("container", PageCacheShare { private_per_byte: 0.0, shared_per_byte: 1.0 }, Transfer::Transfers);
+        f.vm.page_cache =
+            fig("microvm-linux", PageCacheShare { private_per_byte: 1.0, shared_per_byte: 0.0 }, Transfer::Transfers);
+        let inp = PlanInput { file_set_bytes: 64 << 20, ..input() };
+        let out = plan_figures(&f, &pair(), vec![], &inp);
+        // Container: (64 GiB - 64 MiB once) / 4 MiB = 16368; before: 64 GiB / (4 + 16) MiB = 3276.
+        assert_eq!(out.container.mem_per_instance_bytes, Some(4.0 * MIB));
+        assert_eq!(limit(&out.container, &LimitKind::Memory), LimitStatus::Bound { instances: 16368 });
+        let how = &out.container.limits.iter().find(|l| l.kind == LimitKind::Memory).unwrap().how;
+        assert!(how.contains("64.0 MiB held once"), "{how}");
+        // The VM: its own 64 MiB copy each.
+        assert_eq!(out.vm.mem_per_instance_bytes, Some((27.0 + 64.0) * MIB));
     }
 
     #[test]
