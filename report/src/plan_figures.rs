@@ -106,8 +106,11 @@ pub struct PageCacheShare {
 pub struct KsmSaving {
     /// Host memory KSM saved per instance, bytes.
     pub saved_bytes_per_instance: f64,
-    /// CPU ksmd spent per instance, cores (CPU seconds per second).
-    pub cores_per_instance: f64,
+    /// CPU ksmd spent while the instances were merged, cores (CPU seconds per second of the window). Its
+    /// cost follows the scan rate the experiment set (pages_to_scan, sleep_millisecs in run.json's plan),
+    /// not the number of instances: dividing it by the instances measured and scaling it to thousands
+    /// would invent a figure.
+    pub ksmd_cores: f64,
 }
 
 /// A host limit that stopped a density sweep (pids, open files, ...).
@@ -291,11 +294,10 @@ pub fn page_cache_of(rows: impl IntoIterator<Item = (u32, u64, f64, u64)>) -> Op
 /// KSM savings from `(instances, saved_bytes_per_instance, ksm_cpu_s, window_s)` rows: the row with the most
 /// instances. Returns (saving, instances).
 pub fn ksm_of(rows: impl IntoIterator<Item = (u32, f64, f64, f64)>) -> Option<(KsmSaving, u32)> {
-    rows.into_iter().filter(|r| r.0 > 0 && r.3 > 0.0 && r.1.is_finite()).max_by_key(|r| r.0).map(
-        |(n, saved, cpu, window)| {
-            (KsmSaving { saved_bytes_per_instance: saved, cores_per_instance: cpu / window / f64::from(n) }, n)
-        },
-    )
+    rows.into_iter()
+        .filter(|r| r.0 > 0 && r.3 > 0.0 && r.1.is_finite())
+        .max_by_key(|r| r.0)
+        .map(|(n, saved, cpu, window)| (KsmSaving { saved_bytes_per_instance: saved, ksmd_cores: cpu / window }, n))
 }
 
 fn side(places: &[At<'_>], backend: &str, model: Model, bare: &[At<'_>]) -> SideFigures {
@@ -497,7 +499,7 @@ mod tests {
         assert_eq!(page_cache_of([(4, 100, 100.0, 0), (16, 100, 2.0, 100)]), Some((share(0.02, 1.0), 16)));
         let (k, n) = ksm_of([(100, 1e6, 5.0, 50.0)]).unwrap();
         assert_eq!(n, 100);
-        assert!((k.cores_per_instance - 0.001).abs() < 1e-12 && k.saved_bytes_per_instance == 1e6);
+        assert!((k.ksmd_cores - 0.1).abs() < 1e-12 && k.saved_bytes_per_instance == 1e6);
     }
 
     fn load(rd: &results::RunDir) -> RunData {

@@ -480,10 +480,11 @@ fn plan_side(f: &SideFigures, input: &PlanInput) -> SidePlan {
     if let (Some(per), Ok(k)) = (mem_per, usable(&f.ksm, f, "KSM")) {
         let with = (per - k.value.saved_bytes_per_instance).max(1.0);
         notes.push(format!(
-            "with KSM on (off by default, not applied): {} instances by memory, ksmd costing {} cores per 1000 \
-             instances ({})",
+            "with KSM on (off by default, not applied): {} instances by memory; ksmd ran at {} cores while \
+             merging (at the scan rate the experiment set; its cost follows that rate, not the instance count, \
+             and a host of thousands of instances needs a faster rate to keep up) ({})",
             fmt_count(whole(input.host_mem_bytes as f64 / with)),
-            sig3(k.value.cores_per_instance * 1000.0),
+            sig3(k.value.ksmd_cores),
             k.cite()
         ));
     }
@@ -764,7 +765,7 @@ impl fmt::Display for PlanOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan_figures::{HostLimit, LaunchGrowth, PageCacheShare, Source};
+    use crate::plan_figures::{HostLimit, KsmSaving, LaunchGrowth, PageCacheShare, Source};
     use results::Transfer;
 
     const MIB: f64 = 1048576.0;
@@ -961,6 +962,20 @@ mod tests {
         assert_eq!(out.container.mem_per_instance_bytes, Some(4.0 * MIB));
         let shown = out.container.notes.iter().find(|n| n.starts_with("page-cache sharing as measured"));
         assert!(shown.is_some_and(|n| n.contains("not applied") && n.contains("--file-set")), "{:?}", out.container);
+    }
+
+    /// KSM is shown, not applied, with ksmd's CPU as measured over the window: its cost follows the scan rate,
+    /// so it is not divided by the 4 instances measured and scaled to "cores per 1000 instances" (the scale run
+    /// read "ksmd costing 6.07 cores per 1000 instances" for a ksmd that ran at 0.024 cores).
+    #[test]
+    fn ksm_is_shown_with_ksmd_cpu_as_measured_not_scaled_per_instance() {
+        let mut f = figures();
+        f.container.ksm =
+            fig("container", KsmSaving { saved_bytes_per_instance: MIB, ksmd_cores: 0.024 }, Transfer::Transfers);
+        let out = plan_figures(&f, &pair(), vec![], &input());
+        let n = out.container.notes.iter().find(|n| n.starts_with("with KSM on")).expect("KSM note");
+        assert!(n.contains("ksmd ran at 0.0240 cores") && !n.contains("per 1000"), "{n}");
+        assert_eq!(out.container.mem_per_instance_bytes, Some(4.0 * MIB), "not applied");
     }
 
     /// Files all instances read: the shared copy counts once per host, not once per instance at the N the
