@@ -170,7 +170,7 @@ fn render_page_cache(sec: &PageCache, run: &RunData) -> Section {
                  processes (a VM's guest RAM, runsc's Sentry memory file): a guest partly caches the set in \
                  pages it had already touched, so its growth understates the copy; <i>private</i> = the larger. \
                  <i>Shared</i> = host page cache of the file read through (mincore), counted once; \
-                 <i>per instance</i> = private + shared / N. Page cache can be evicted under memory pressure: \
+                 <i>per instance</i> = private + shared / N, so it depends on N: rows of different N compare by private and shared, and the capacity planner counts shared once per host at the planned density. Page cache can be evicted under memory pressure: \
                  shared is what stayed cached.</p>",
             );
             let t: Vec<Vec<String>> = rows
