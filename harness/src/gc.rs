@@ -270,6 +270,10 @@ fn cgroup_parents(kernel: &[container::Leftover], root: &Path, kept: &mut Vec<St
     out
 }
 
+/// Most scans a real `vmct gc` makes ([`collect`]): each later pass removes what a killed process of the dead
+/// run made after the previous scan.
+pub const MAX_PASSES: usize = 4;
+
 /// Everything gc would remove now (removes nothing): the one list both `--dry-run` and a real run use.
 pub fn plan() -> Plan {
     let mut plan = Plan::default();
@@ -314,9 +318,9 @@ impl Plan {
 /// Find and (unless `dry_run`) remove leftovers; host values of killed isolation runs are put back
 /// from their journals (listed the same way by a dry run).
 pub fn collect(dry_run: bool) -> GcReport {
-    let plan = plan();
+    let first = plan();
     // Container state dirs this run removes: their usage records go too, in a dry run as in a real one.
-    let doomed: std::collections::BTreeSet<String> = plan
+    let doomed: std::collections::BTreeSet<String> = first
         .leftovers
         .iter()
         .filter_map(|l| match l {
@@ -324,7 +328,21 @@ pub fn collect(dry_run: bool) -> GcReport {
             _ => None,
         })
         .collect();
-    let mut rep = plan.execute(dry_run);
+    let mut rep = first.execute(dry_run);
+    if !dry_run {
+        // A process of the dead run that this pass killed may have made more objects between the scan and its
+        // end (crun makes a container's cgroup one hierarchy at a time): scan again until a pass finds nothing
+        // (at most MAX_PASSES); an error of an earlier pass that a later one resolved is not reported.
+        for _ in 1..MAX_PASSES {
+            let again = plan();
+            if again.leftovers.is_empty() {
+                break;
+            }
+            let r = again.execute(false);
+            rep.removed.extend(r.removed);
+            rep.errors = r.errors;
+        }
+    }
     let j = crate::isolation::journal::recover_in(Path::new(crate::isolation::journal::DIR), dry_run);
     rep.removed.extend(j.removed);
     rep.kept.extend(j.kept);

@@ -68,3 +68,54 @@ fn gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run() 
         }
     }
 }
+
+/// One `vmct gc` removes what a process of the dead run makes while gc runs: a stand-in for crun, which
+/// makes a container's cgroup one hierarchy at a time and went on making them between gc's scan and its
+/// kill (CI saw blkio, cpu and cpuacct cgroups of a killed crun run left after gc). gc scans again after
+/// each pass until one finds nothing.
+#[test]
+fn one_gc_removes_what_a_dying_process_of_the_dead_run_makes_during_it() {
+    if !gate("one_gc_removes_what_a_dying_process_of_the_dead_run_makes_during_it", &[Need::Root]) {
+        return;
+    }
+    // A dead "harness": a process that has exited (its pid is not reused within this test).
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let v1 = Path::new("/sys/fs/cgroup/pids");
+    let base = if v1.is_dir() { v1.to_path_buf() } else { Path::new("/sys/fs/cgroup").to_path_buf() };
+    let prefix = format!("vmct-{dead_pid}-");
+    let script =
+        format!("i=0; while :; do mkdir {}/{prefix}$i 2>/dev/null; i=$((i+1)); sleep 0.001; done", base.display());
+    let mut maker = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .env(harness::backend::OWNER_ENV, dead_pid.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ours = || -> Vec<String> {
+        std::fs::read_dir(&base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ours().len() < 20 {
+        assert!(Instant::now() < deadline, "the stand-in never made its cgroups");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let vmct = assert_cmd::cargo::cargo_bin("vmct");
+    let out = Command::new(&vmct).arg("gc").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = maker.kill();
+    let _ = maker.wait();
+    let left = ours();
+    for n in &left {
+        let _ = std::fs::remove_dir(base.join(n));
+    }
+    assert!(text.contains(&format!("of dead vmct {dead_pid}")), "gc did not stop the stand-in:\n{text}");
+    assert!(left.is_empty(), "one gc left {} cgroups the dying process made: {left:?}\n{text}", left.len());
+}
