@@ -7,6 +7,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Each test here runs `vmct gc`, which removes the other's leftovers-to-be (a stand-in of a dead run is a
+/// leftover for any gc): one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn host_values() -> Vec<String> {
     ["/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname", harness::isolation::canary::SYSCTL]
         .iter()
@@ -19,6 +23,7 @@ fn gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run() 
     if !gate("gc_restores_host_values_and_removes_leftovers_of_a_sigkilled_isolation_run", &[Need::Root]) {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = host_values();
     let vmct = assert_cmd::cargo::cargo_bin("vmct");
     let out = tempfile::tempdir().unwrap();
@@ -78,6 +83,7 @@ fn one_gc_removes_what_a_dying_process_of_the_dead_run_makes_during_it() {
     if !gate("one_gc_removes_what_a_dying_process_of_the_dead_run_makes_during_it", &[Need::Root]) {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // A dead "harness": a process that has exited (its pid is not reused within this test).
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
