@@ -30,44 +30,6 @@ fn fits(out: &Path) -> Vec<DensityFit> {
     RunDir::open(out).unwrap().read_csv().unwrap()
 }
 
-/// `CAP_SYS_RESOURCE` out of the calling process's bounding, inheritable and ambient sets, so that the
-/// program it execs has none (root gains at exec only what the bounding and inheritable sets allow).
-/// Raw system calls only: it runs between fork and exec.
-fn drop_cap_sys_resource() -> std::io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let cap = caps::Capability::CAP_SYS_RESOURCE.index() as u32;
-    let check = |rc: libc::c_long| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
-    let mut h = Header { version: VERSION_3, pid: 0 };
-    let mut d = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    // SAFETY: capget/capset with a valid v3 header and two data entries; prctl with integer arguments.
-    unsafe {
-        check(libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()))?;
-        d[(cap / 32) as usize].inheritable &= !(1 << (cap % 32));
-        check(libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()))?;
-        check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0).into())?;
-        // EINVAL: not in the bounding set already.
-        if libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A sweep whose instances need more open files than the harness may have stops on RLIMIT_NOFILE,
 /// names it with its value, says in run.json that it could not be raised, and leaves no instance.
 /// The harness runs without `CAP_SYS_RESOURCE` (with it, it raises its hard limit to fs.nr_open).
@@ -75,12 +37,13 @@ fn drop_cap_sys_resource() -> std::io::Result<()> {
 fn a_sweep_stopped_by_a_lowered_open_file_limit_names_it_and_leaves_nothing() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("run");
-    let mut cmd = Command::new(vmct());
-    // SAFETY: setrlimit, capget/capset and prctl are async-signal-safe and touch only the child about
-    // to exec.
+    // util-linux's setpriv (essential in Debian) takes CAP_SYS_RESOURCE out of the inheritable and bounding
+    // sets, so vmct (exec'd in its place, same pid) has none even as root.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--inh-caps=-sys_resource", "--bounding-set=-sys_resource", "--"]).arg(vmct());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
     unsafe {
         cmd.pre_exec(|| {
-            drop_cap_sys_resource()?;
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 100, 100)
                 .map_err(std::io::Error::from)
         });
